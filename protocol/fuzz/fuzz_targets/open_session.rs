@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzzes `orien_protocol::fuzzing` decoder `open_session`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    assert!(orien_protocol::fuzzing::run("open_session", data));
+});

@@ -1,0 +1,143 @@
+//! Running a tool: [`Exec`] carries JSON arguments; [`ExecEvent`]s stream the output
+//! back and close with the exit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InvalidMessage;
+use crate::ids::{ExecId, SessionId};
+use crate::time::Millis;
+use crate::wire::{Message, check_json_object, check_len};
+
+/// Largest JSON argument object.
+pub const MAX_ARGS_LEN: usize = 64 * 1024;
+/// Largest output chunk in one event.
+pub const MAX_CHUNK_LEN: usize = 64 * 1024;
+
+/// Run the session's tool once with these arguments.
+///
+/// The provider validates `args_json` against the tool's schema and fills the tool's
+/// argv template with it. No string ever reaches a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    /// The session to run in.
+    pub session: SessionId,
+    /// The renter's id for this execution.
+    pub exec: ExecId,
+    /// Arguments: a JSON object, as text.
+    pub args_json: String,
+}
+
+impl Message for Exec {
+    const KIND: &'static str = "Exec";
+    const MAX_ENCODED_LEN: usize = MAX_ARGS_LEN + 64;
+
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        check_json_object("args_json", &self.args_json, MAX_ARGS_LEN)
+    }
+}
+
+/// Which output stream a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of an execution's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// The execution.
+    pub exec: ExecId,
+    /// Which stream.
+    pub stream: OutputStream,
+    /// Byte offset of `data` within its stream, so a receiver detects gaps and repeats.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecOutcome {
+    /// The process exited on its own; see the exit code.
+    Exited,
+    /// The wall-time limit was reached and the process was killed.
+    TimedOut,
+    /// The memory limit was reached and the kernel killed the process.
+    OutOfMemory,
+    /// The arguments did not satisfy the tool's schema; nothing ran.
+    InvalidArguments {
+        /// Which rule failed.
+        detail: String,
+    },
+    /// The sandbox failed; nothing is charged for the execution.
+    SandboxError {
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// The end of an execution, with what it used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExecExit {
+    /// The execution.
+    pub exec: ExecId,
+    /// How it ended.
+    pub outcome: ExecOutcome,
+    /// Exit code of the process, if it exited (killed processes have none).
+    pub exit_code: Option<i32>,
+    /// Wall time on the provider's monotonic clock.
+    pub wall: Millis,
+    /// CPU time from the container's cgroup.
+    pub cpu: Millis,
+    /// Peak memory from the container's cgroup, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Bytes written to stdout (including any beyond the cap).
+    pub stdout_bytes: u64,
+    /// Bytes written to stderr (including any beyond the cap).
+    pub stderr_bytes: u64,
+    /// Whether stdout was cut at the output cap.
+    pub stdout_truncated: bool,
+    /// Whether stderr was cut at the output cap.
+    pub stderr_truncated: bool,
+}
+
+/// One event of a running execution, in order: chunks, then exactly one exit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecEvent {
+    /// Output.
+    Output(OutputChunk),
+    /// The end.
+    Exit(ExecExit),
+}
+
+impl Message for ExecEvent {
+    const KIND: &'static str = "ExecEvent";
+    const MAX_ENCODED_LEN: usize = MAX_CHUNK_LEN + 64;
+
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        match self {
+            ExecEvent::Output(chunk) if chunk.data.len() > MAX_CHUNK_LEN => {
+                Err(InvalidMessage::new(
+                    "data",
+                    format!(
+                        "chunk of {} bytes, at most {MAX_CHUNK_LEN}",
+                        chunk.data.len()
+                    ),
+                ))
+            }
+            ExecEvent::Output(_) => Ok(()),
+            ExecEvent::Exit(exit) => match &exit.outcome {
+                ExecOutcome::InvalidArguments { detail } | ExecOutcome::SandboxError { detail } => {
+                    check_len("outcome.detail", detail, crate::session::MAX_DETAIL_LEN)
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! # orien-protocol
+//!
+//! The wire and money layer of ORIEN: identifiers, the [`Usdc`] amount type, pricing and
+//! the 90 / 7 / 3 [`Split`], every message two nodes exchange, and [`Signed`] payloads with
+//! domain-separated ed25519 signatures. No I/O happens here; the daemon, provider and
+//! ledger crates build on these types.
+//!
+//! ```
+//! use orien_protocol::{Millis, NodeKey, ReceiptHash, SessionId, Timestamp, Usdc, UsageReceipt};
+//!
+//! let provider = NodeKey::generate();
+//! let receipt = UsageReceipt {
+//!     session: SessionId::random(),
+//!     seq: 1,
+//!     session_time: Millis(60_000),
+//!     exec_time: Millis(12_000),
+//!     cpu_time: Millis(9_000),
+//!     amount: Usdc::from_micros(20_000),
+//!     prev: ReceiptHash::GENESIS,
+//!     issued_at: Timestamp(1_700_000_000_000),
+//! };
+//! let signed = provider.sign(&receipt)?;
+//! let bytes = signed.to_bytes()?;                       // onto the wire
+//! let received = orien_protocol::Signed::<UsageReceipt>::from_bytes(&bytes)?;
+//! assert_eq!(received.verify_from(&provider.node_id())?, receipt);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Encoding rules that keep postcard canonical: struct fields are encoded in order,
+//! enums by variant index, so fields and variants are only ever *appended* in a new
+//! protocol version, never reordered; internally tagged or untagged serde enums are not
+//! used (postcard cannot decode them).
+
+mod bytes;
+pub mod clock;
+pub mod error;
+pub mod exec;
+pub mod fuzzing;
+pub mod ids;
+pub mod money;
+pub mod offer;
+pub mod pricing;
+pub mod receipt;
+pub mod session;
+pub mod signed;
+pub mod split;
+pub mod time;
+pub mod wire;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{DecodeError, EncodeError, InvalidMessage, VerifyError};
+pub use exec::{Exec, ExecEvent, ExecExit, ExecOutcome, OutputChunk, OutputStream};
+pub use ids::{
+    EvmAddress, ExecId, ImageDigest, LaneId, NodeId, OfferId, ParseIdError, ReceiptHash, SessionId,
+    ToolName,
+};
+pub use money::{ParseUsdcError, Usdc};
+pub use offer::{Offer, ResourceLimits};
+pub use pricing::{Pricing, Usage};
+pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
+pub use session::{
+    CloseReason, CloseSession, OpenSession, PaymentLane, RejectReason, SessionAccepted,
+    SessionRejected,
+};
+pub use signed::{NodeKey, SignatureBytes, Signed, SignedPayload};
+pub use split::{Split, SplitDelta, SplitError};
+pub use time::{Millis, Timestamp};
+pub use wire::Message;
+
+/// Request-response protocol carrying session messages between renter and provider.
+pub const SESSION_PROTOCOL: &str = "/orien/session/1";
+/// Gossipsub topic on which providers publish signed [`Offer`]s.
+pub const OFFERS_TOPIC: &str = "orien/offers/1";
+/// Kademlia protocol name of the ORIEN DHT (private, not the public IPFS DHT).
+pub const KAD_PROTOCOL: &str = "/orien/kad/1.0.0";

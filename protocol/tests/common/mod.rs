@@ -1,0 +1,479 @@
+//! Sample messages and proptest strategies shared by the protocol's tests.
+#![allow(dead_code, unreachable_pub)]
+
+use orien_protocol::*;
+use proptest::prelude::*;
+
+/// The provider key of every fixed sample (seed 0x01…).
+pub fn provider_key() -> NodeKey {
+    NodeKey::from_secret_bytes([1u8; 32])
+}
+
+/// The renter key of every fixed sample (seed 0x02…).
+pub fn renter_key() -> NodeKey {
+    NodeKey::from_secret_bytes([2u8; 32])
+}
+
+pub fn sample_limits() -> ResourceLimits {
+    ResourceLimits {
+        max_exec: Millis(30_000),
+        cpu_millis: 1_000,
+        memory_bytes: 256 << 20,
+        pids: 64,
+        tmpfs_bytes: 16 << 20,
+        output_bytes: 1 << 20,
+        workspace_bytes: 64 << 20,
+        concurrent_execs: 2,
+    }
+}
+
+pub fn sample_offer() -> Offer {
+    Offer {
+        provider: provider_key().node_id(),
+        tool: ToolName::new("sha256sum").unwrap(),
+        version: "1.36.1".into(),
+        description: "SHA-256 of a file in the workspace".into(),
+        image_digest: ImageDigest::from_bytes([0xab; 32]),
+        args_schema:
+            r#"{"type":"object","properties":{"file":{"type":"string"}},"required":["file"]}"#
+                .into(),
+        pricing: Pricing {
+            session_per_minute: Usdc::from_micros(1_000),
+            exec_per_minute: Usdc::from_micros(60_000),
+        },
+        limits: sample_limits(),
+        payout: EvmAddress::from_bytes([0x11; 20]),
+        issued_at: Timestamp(1_763_900_000_000),
+        expires_at: Timestamp(1_763_903_600_000),
+    }
+}
+
+pub fn sample_session() -> SessionId {
+    SessionId::from_bytes([0x5e; 16])
+}
+
+pub fn sample_receipt() -> UsageReceipt {
+    UsageReceipt {
+        session: sample_session(),
+        seq: 2,
+        session_time: Millis(65_000),
+        exec_time: Millis(4_250),
+        cpu_time: Millis(3_900),
+        amount: Usdc::from_micros(5_333),
+        prev: ReceiptHash::from_bytes([0x77; 32]),
+        issued_at: Timestamp(1_763_900_065_000),
+    }
+}
+
+pub fn sample_ack() -> ReceiptAck {
+    ReceiptAck {
+        session: sample_session(),
+        seq: 2,
+        receipt: ReceiptHash::from_bytes([0x88; 32]),
+        voucher: Some(Voucher {
+            lane: LaneId::from_bytes([0x1a; 32]),
+            cumulative: Usdc::from_micros(5_333),
+            signature: EvmSignature([0x2b; 65]),
+        }),
+    }
+}
+
+pub fn sample_open() -> OpenSession {
+    OpenSession {
+        offer: OfferId::from_bytes([0x0f; 32]),
+        renter: renter_key().node_id(),
+        budget: Usdc::from_micros(2_000_000),
+        max_duration: Millis(3_600_000),
+        payment: PaymentLane::Escrow {
+            chain_id: 31_337,
+            contract: EvmAddress::from_bytes([0xc0; 20]),
+            lane: LaneId::from_bytes([0x1a; 32]),
+            renter_wallet: EvmAddress::from_bytes([0x22; 20]),
+        },
+    }
+}
+
+pub fn sample_accepted() -> SessionAccepted {
+    SessionAccepted {
+        session: sample_session(),
+        offer: OfferId::from_bytes([0x0f; 32]),
+        budget: Usdc::from_micros(2_000_000),
+        max_duration: Millis(3_600_000),
+        receipt_interval: Millis(5_000),
+        ack_timeout: Millis(10_000),
+    }
+}
+
+pub fn sample_rejected() -> SessionRejected {
+    SessionRejected {
+        offer: OfferId::from_bytes([0x0f; 32]),
+        reason: RejectReason::InsufficientDeposit {
+            available: Usdc::from_micros(1_500_000),
+        },
+    }
+}
+
+pub fn sample_exec() -> Exec {
+    Exec {
+        session: sample_session(),
+        exec: ExecId::from_bytes([0xe1; 16]),
+        args_json: r#"{"file":"data/input.txt"}"#.into(),
+    }
+}
+
+pub fn sample_output() -> ExecEvent {
+    ExecEvent::Output(OutputChunk {
+        exec: ExecId::from_bytes([0xe1; 16]),
+        stream: OutputStream::Stdout,
+        offset: 0,
+        data: b"9f86d081884c7d65  data/input.txt\n".to_vec(),
+    })
+}
+
+pub fn sample_exit() -> ExecEvent {
+    ExecEvent::Exit(ExecExit {
+        exec: ExecId::from_bytes([0xe1; 16]),
+        outcome: ExecOutcome::Exited,
+        exit_code: Some(0),
+        wall: Millis(42),
+        cpu: Millis(3),
+        peak_memory_bytes: 1_572_864,
+        stdout_bytes: 34,
+        stderr_bytes: 0,
+        stdout_truncated: false,
+        stderr_truncated: false,
+    })
+}
+
+pub fn sample_close() -> CloseSession {
+    CloseSession {
+        session: sample_session(),
+        reason: CloseReason::RenterRequested,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Strategies.
+
+pub fn node_key() -> impl Strategy<Value = NodeKey> {
+    any::<[u8; 32]>().prop_map(NodeKey::from_secret_bytes)
+}
+
+pub fn node_id() -> impl Strategy<Value = NodeId> {
+    node_key().prop_map(|k| k.node_id())
+}
+
+pub fn usdc() -> impl Strategy<Value = Usdc> {
+    any::<u64>().prop_map(Usdc::from_micros)
+}
+
+pub fn millis() -> impl Strategy<Value = Millis> {
+    any::<u64>().prop_map(Millis)
+}
+
+pub fn tool_name() -> impl Strategy<Value = ToolName> {
+    "[a-z0-9][a-z0-9._-]{0,63}".prop_map(|s| ToolName::new(s).unwrap())
+}
+
+pub fn evm_address() -> impl Strategy<Value = EvmAddress> {
+    any::<[u8; 20]>().prop_filter_map("zero address", |b| {
+        let a = EvmAddress::from_bytes(b);
+        (a != EvmAddress::ZERO).then_some(a)
+    })
+}
+
+pub fn limits() -> impl Strategy<Value = ResourceLimits> {
+    (
+        1u64..,
+        1u32..,
+        1u64..,
+        1u32..,
+        any::<u64>(),
+        1u64..,
+        any::<u64>(),
+        1u32..,
+    )
+        .prop_map(
+            |(
+                max_exec,
+                cpu_millis,
+                memory_bytes,
+                pids,
+                tmpfs_bytes,
+                output_bytes,
+                workspace_bytes,
+                concurrent_execs,
+            )| {
+                ResourceLimits {
+                    max_exec: Millis(max_exec),
+                    cpu_millis,
+                    memory_bytes,
+                    pids,
+                    tmpfs_bytes,
+                    output_bytes,
+                    workspace_bytes,
+                    concurrent_execs,
+                }
+            },
+        )
+}
+
+pub fn offer() -> impl Strategy<Value = Offer> {
+    (
+        node_id(),
+        tool_name(),
+        "[ -~]{0,64}",
+        "\\PC{0,200}",
+        any::<[u8; 32]>(),
+        prop_oneof![
+            Just("{}".to_string()),
+            Just(r#"{"type":"object"}"#.to_string())
+        ],
+        (usdc(), usdc()),
+        limits(),
+        evm_address(),
+        0u64..u64::MAX / 2,
+        1u64..=24 * 3_600_000,
+    )
+        .prop_map(
+            |(
+                provider,
+                tool,
+                version,
+                description,
+                digest,
+                args_schema,
+                (s, e),
+                limits,
+                payout,
+                issued,
+                life,
+            )| Offer {
+                provider,
+                tool,
+                version,
+                description,
+                image_digest: ImageDigest::from_bytes(digest),
+                args_schema,
+                pricing: Pricing {
+                    session_per_minute: s,
+                    exec_per_minute: e,
+                },
+                limits,
+                payout,
+                issued_at: Timestamp(issued),
+                expires_at: Timestamp(issued + life),
+            },
+        )
+}
+
+pub fn receipt() -> impl Strategy<Value = UsageReceipt> {
+    (
+        any::<[u8; 16]>(),
+        1u64..,
+        millis(),
+        millis(),
+        millis(),
+        usdc(),
+        any::<[u8; 32]>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(session, seq, session_time, exec_time, cpu_time, amount, prev, issued)| {
+                UsageReceipt {
+                    session: SessionId::from_bytes(session),
+                    seq,
+                    session_time,
+                    exec_time,
+                    cpu_time,
+                    amount,
+                    prev: if seq == 1 {
+                        ReceiptHash::GENESIS
+                    } else if prev == [0u8; 32] {
+                        ReceiptHash::from_bytes([1u8; 32])
+                    } else {
+                        ReceiptHash::from_bytes(prev)
+                    },
+                    issued_at: Timestamp(issued),
+                }
+            },
+        )
+}
+
+pub fn ack() -> impl Strategy<Value = ReceiptAck> {
+    let voucher = proptest::option::of(
+        (
+            any::<[u8; 32]>(),
+            usdc(),
+            proptest::collection::vec(any::<u8>(), 65),
+        )
+            .prop_map(|(lane, cumulative, sig)| Voucher {
+                lane: LaneId::from_bytes(lane),
+                cumulative,
+                signature: EvmSignature(sig.try_into().unwrap()),
+            }),
+    );
+    (any::<[u8; 16]>(), 1u64.., any::<[u8; 32]>(), voucher).prop_map(
+        |(session, seq, receipt, voucher)| ReceiptAck {
+            session: SessionId::from_bytes(session),
+            seq,
+            receipt: ReceiptHash::from_bytes(receipt),
+            voucher,
+        },
+    )
+}
+
+pub fn open_session() -> impl Strategy<Value = OpenSession> {
+    let payment = prop_oneof![
+        Just(PaymentLane::Ledger),
+        (
+            any::<u64>(),
+            evm_address(),
+            any::<[u8; 32]>(),
+            evm_address()
+        )
+            .prop_map(|(chain_id, contract, lane, renter_wallet)| {
+                PaymentLane::Escrow {
+                    chain_id,
+                    contract,
+                    lane: LaneId::from_bytes(lane),
+                    renter_wallet,
+                }
+            }),
+    ];
+    (any::<[u8; 32]>(), node_id(), 1u64.., 1u64.., payment).prop_map(
+        |(offer, renter, budget, dur, payment)| OpenSession {
+            offer: OfferId::from_bytes(offer),
+            renter,
+            budget: Usdc::from_micros(budget),
+            max_duration: Millis(dur),
+            payment,
+        },
+    )
+}
+
+pub fn accepted() -> impl Strategy<Value = SessionAccepted> {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 32]>(),
+        usdc(),
+        millis(),
+        1u64..,
+        1u64..,
+    )
+        .prop_map(
+            |(session, offer, budget, max_duration, interval, ack)| SessionAccepted {
+                session: SessionId::from_bytes(session),
+                offer: OfferId::from_bytes(offer),
+                budget,
+                max_duration,
+                receipt_interval: Millis(interval),
+                ack_timeout: Millis(ack),
+            },
+        )
+}
+
+pub fn rejected() -> impl Strategy<Value = SessionRejected> {
+    let reason = prop_oneof![
+        Just(RejectReason::UnknownOffer),
+        Just(RejectReason::OfferExpired),
+        usdc().prop_map(|minimum| RejectReason::BudgetTooLow { minimum }),
+        usdc().prop_map(|available| RejectReason::InsufficientDeposit { available }),
+        millis().prop_map(|max| RejectReason::DurationTooLong { max }),
+        Just(RejectReason::AtCapacity),
+        Just(RejectReason::PaymentNotSupported),
+        "\\PC{0,60}".prop_map(|detail| RejectReason::SandboxUnavailable { detail }),
+        "\\PC{0,60}".prop_map(|detail| RejectReason::InvalidRequest { detail }),
+    ];
+    (any::<[u8; 32]>(), reason).prop_map(|(offer, reason)| SessionRejected {
+        offer: OfferId::from_bytes(offer),
+        reason,
+    })
+}
+
+pub fn exec() -> impl Strategy<Value = Exec> {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        "[a-z]{1,8}",
+        "[ -~&&[^\"\\\\]]{0,40}",
+    )
+        .prop_map(|(session, exec, key, value)| Exec {
+            session: SessionId::from_bytes(session),
+            exec: ExecId::from_bytes(exec),
+            args_json: serde_json::json!({ key: value }).to_string(),
+        })
+}
+
+pub fn exec_event() -> impl Strategy<Value = ExecEvent> {
+    let chunk = (
+        any::<[u8; 16]>(),
+        any::<bool>(),
+        any::<u64>(),
+        proptest::collection::vec(any::<u8>(), 0..512),
+    )
+        .prop_map(|(exec, err, offset, data)| {
+            ExecEvent::Output(OutputChunk {
+                exec: ExecId::from_bytes(exec),
+                stream: if err {
+                    OutputStream::Stderr
+                } else {
+                    OutputStream::Stdout
+                },
+                offset,
+                data,
+            })
+        });
+    let outcome = prop_oneof![
+        Just(ExecOutcome::Exited),
+        Just(ExecOutcome::TimedOut),
+        Just(ExecOutcome::OutOfMemory),
+        "\\PC{0,40}".prop_map(|detail| ExecOutcome::InvalidArguments { detail }),
+        "\\PC{0,40}".prop_map(|detail| ExecOutcome::SandboxError { detail }),
+    ];
+    let exit = (
+        any::<[u8; 16]>(),
+        outcome,
+        any::<Option<i32>>(),
+        millis(),
+        millis(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(exec, outcome, exit_code, wall, cpu, peak, out, err, t1, t2)| {
+                ExecEvent::Exit(ExecExit {
+                    exec: ExecId::from_bytes(exec),
+                    outcome,
+                    exit_code,
+                    wall,
+                    cpu,
+                    peak_memory_bytes: peak,
+                    stdout_bytes: out,
+                    stderr_bytes: err,
+                    stdout_truncated: t1,
+                    stderr_truncated: t2,
+                })
+            },
+        );
+    prop_oneof![chunk, exit]
+}
+
+pub fn close_session() -> impl Strategy<Value = CloseSession> {
+    let reason = prop_oneof![
+        Just(CloseReason::RenterRequested),
+        Just(CloseReason::BudgetExhausted),
+        Just(CloseReason::MaxDuration),
+        Just(CloseReason::AckTimeout),
+        Just(CloseReason::Disconnected),
+        Just(CloseReason::ProviderShutdown),
+        Just(CloseReason::Dispute),
+    ];
+    (any::<[u8; 16]>(), reason).prop_map(|(session, reason)| CloseSession {
+        session: SessionId::from_bytes(session),
+        reason,
+    })
+}

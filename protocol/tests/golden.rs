@@ -1,0 +1,154 @@
+//! Golden vectors: the exact bytes, signatures and splits of protocol v1.
+//!
+//! `tests/vectors/v1.json` is committed. If this test fails, the wire format, a
+//! signature or the money rules changed: that breaks every deployed node and every
+//! stored receipt. Only when such a change is deliberate (and versioned), regenerate with
+//! `ORIEN_BLESS=1 cargo test -p orien-protocol --test golden`.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use common::*;
+use orien_protocol::wire::{self, Message};
+use orien_protocol::*;
+use serde_json::{Value, json};
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
+
+fn signed_vector<T: SignedPayload + PartialEq + std::fmt::Debug>(
+    name: &str,
+    key: &NodeKey,
+    value: &T,
+) -> Value {
+    let signed = key.sign(value).unwrap();
+    // Decoding the envelope and verifying yields the sample back.
+    let envelope = signed.to_bytes().unwrap();
+    assert_eq!(
+        &Signed::<T>::from_bytes(&envelope)
+            .unwrap()
+            .verify_from(&key.node_id())
+            .unwrap(),
+        value
+    );
+    json!({
+        "name": name,
+        "domain": T::DOMAIN,
+        "signer": key.node_id().to_string(),
+        "payload": hex::encode(signed.payload_bytes()),
+        "signature": hex::encode(signed.signature().0),
+        "envelope": hex::encode(envelope),
+        "content_hash": hex::encode(signed.content_hash()),
+    })
+}
+
+fn plain_vector<T: Message + PartialEq + std::fmt::Debug>(name: &str, value: &T) -> Value {
+    let bytes = wire::encode(value).unwrap();
+    assert_eq!(&wire::decode::<T>(&bytes).unwrap(), value);
+    json!({ "name": name, "kind": T::KIND, "encoding": hex::encode(bytes) })
+}
+
+fn current_vectors() -> Value {
+    let provider = provider_key();
+    let renter = renter_key();
+    let splits: Vec<Value> = [0u64, 1, 99, 100, 101, 1_000_000, 1_234_567, u64::MAX]
+        .into_iter()
+        .map(|t| {
+            let s = Split::of(Usdc::from_micros(t));
+            json!({ "total": t, "provider": s.provider().micros(), "fee": s.fee().micros(), "reserve": s.reserve().micros() })
+        })
+        .collect();
+    let pricing = sample_offer().pricing;
+    let amounts: Vec<Value> = [
+        (0u64, 0u64),
+        (60_000, 0),
+        (0, 60_000),
+        (65_000, 4_250),
+        (1, 1),
+        (3_600_000, 1_800_000),
+    ]
+    .into_iter()
+    .map(|(s, e)| {
+        let amount = pricing.amount_for(Usage {
+            session: Millis(s),
+            exec: Millis(e),
+        });
+        json!({ "session_ms": s, "exec_ms": e, "amount": amount.micros() })
+    })
+    .collect();
+    json!({
+        "keys": {
+            "provider_secret": hex::encode(provider.secret_bytes()),
+            "provider": provider.node_id().to_string(),
+            "renter_secret": hex::encode(renter.secret_bytes()),
+            "renter": renter.node_id().to_string(),
+        },
+        "signed": [
+            signed_vector("offer", &provider, &sample_offer()),
+            signed_vector("receipt", &provider, &sample_receipt()),
+            signed_vector("receipt_ack", &renter, &sample_ack()),
+        ],
+        "plain": [
+            plain_vector("open_session", &sample_open()),
+            plain_vector("session_accepted", &sample_accepted()),
+            plain_vector("session_rejected", &sample_rejected()),
+            plain_vector("exec", &sample_exec()),
+            plain_vector("exec_output", &sample_output()),
+            plain_vector("exec_exit", &sample_exit()),
+            plain_vector("close_session", &sample_close()),
+        ],
+        "splits": splits,
+        "amounts": { "pricing": { "session_per_minute": pricing.session_per_minute.micros(), "exec_per_minute": pricing.exec_per_minute.micros() }, "cases": amounts },
+        "tool_key": { "tool": "sha256sum", "key": hex::encode(ToolName::new("sha256sum").unwrap().kademlia_key()) },
+    })
+}
+
+#[test]
+fn wire_format_matches_the_committed_vectors() {
+    let current = current_vectors();
+    if std::env::var_os("ORIEN_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&current).unwrap() + "\n";
+        std::fs::write(VECTORS, text).unwrap();
+        return;
+    }
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(VECTORS)
+            .expect("tests/vectors/v1.json is missing; it must be committed"),
+    )
+    .unwrap();
+    for section in ["keys", "signed", "plain", "splits", "amounts", "tool_key"] {
+        assert_eq!(
+            current[section], committed[section],
+            "golden vectors differ in `{section}`: the v1 wire format or money rules changed"
+        );
+    }
+    assert_eq!(current, committed);
+}
+
+#[test]
+fn committed_signed_vectors_verify_and_decode_to_the_samples() {
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
+    let envelope =
+        |i: usize| hex::decode(committed["signed"][i]["envelope"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        Signed::<Offer>::from_bytes(&envelope(0))
+            .unwrap()
+            .verify()
+            .unwrap(),
+        sample_offer()
+    );
+    assert_eq!(
+        Signed::<UsageReceipt>::from_bytes(&envelope(1))
+            .unwrap()
+            .verify()
+            .unwrap(),
+        sample_receipt()
+    );
+    assert_eq!(
+        Signed::<ReceiptAck>::from_bytes(&envelope(2))
+            .unwrap()
+            .verify()
+            .unwrap(),
+        sample_ack()
+    );
+}
