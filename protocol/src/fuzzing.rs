@@ -9,7 +9,7 @@ use crate::signed::{Signed, SignedPayload};
 use crate::wire::{self, Message};
 use crate::{
     CloseSession, Exec, ExecEvent, Offer, OpenSession, ReceiptAck, SessionAccepted,
-    SessionRejected, ToolName, UsageReceipt, Usdc,
+    SessionRejected, SessionRequest, SessionResponse, ToolName, UsageReceipt, Usdc,
 };
 
 fn plain<T: Message + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -45,6 +45,8 @@ pub const DECODERS: &[(&str, Decoder)] = &[
     ("exec", plain::<Exec>),
     ("exec_event", plain::<ExecEvent>),
     ("close_session", plain::<CloseSession>),
+    ("session_request", plain::<SessionRequest>),
+    ("session_response", plain::<SessionResponse>),
     ("usdc_text", usdc_text),
     ("tool_name_text", tool_name_text),
 ];

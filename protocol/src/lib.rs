@@ -41,6 +41,7 @@ pub mod money;
 pub mod offer;
 pub mod pricing;
 pub mod receipt;
+pub mod rpc;
 pub mod session;
 pub mod signed;
 pub mod split;
@@ -58,6 +59,7 @@ pub use money::{ParseUsdcError, Usdc};
 pub use offer::{Offer, ResourceLimits};
 pub use pricing::{Pricing, Usage};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
+pub use rpc::{RpcErrorCode, SessionRequest, SessionResponse};
 pub use session::{
     CloseReason, CloseSession, OpenSession, PaymentLane, RejectReason, SessionAccepted,
     SessionRejected,

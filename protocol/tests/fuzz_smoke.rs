@@ -51,6 +51,8 @@ fn seeds() -> Vec<Vec<u8>> {
         wire::encode(&sample_output()).unwrap(),
         wire::encode(&sample_exit()).unwrap(),
         wire::encode(&sample_close()).unwrap(),
+        wire::encode(&sample_list_offers()).unwrap(),
+        wire::encode(&sample_offers_response()).unwrap(),
         b"12.345678 USDC".to_vec(),
         b"sha256sum".to_vec(),
     ]

@@ -96,6 +96,10 @@ fn current_vectors() -> Value {
             plain_vector("exec_exit", &sample_exit()),
             plain_vector("close_session", &sample_close()),
         ],
+        "rpc": [
+            plain_vector("list_offers", &sample_list_offers()),
+            plain_vector("offers", &sample_offers_response()),
+        ],
         "splits": splits,
         "amounts": { "pricing": { "session_per_minute": pricing.session_per_minute.micros(), "exec_per_minute": pricing.exec_per_minute.micros() }, "cases": amounts },
         "tool_key": { "tool": "sha256sum", "key": hex::encode(ToolName::new("sha256sum").unwrap().kademlia_key()) },
@@ -115,7 +119,9 @@ fn wire_format_matches_the_committed_vectors() {
             .expect("tests/vectors/v1.json is missing; it must be committed"),
     )
     .unwrap();
-    for section in ["keys", "signed", "plain", "splits", "amounts", "tool_key"] {
+    for section in [
+        "keys", "signed", "plain", "rpc", "splits", "amounts", "tool_key",
+    ] {
         assert_eq!(
             current[section], committed[section],
             "golden vectors differ in `{section}`: the v1 wire format or money rules changed"

@@ -99,6 +99,12 @@ proptest! {
     }
 
     #[test]
+    fn rpc_messages_round_trip(request in session_request(), response in session_response()) {
+        round_trips(&request)?;
+        round_trips(&response)?;
+    }
+
+    #[test]
     fn exec_messages_round_trip(exec in exec(), event in exec_event()) {
         round_trips(&exec)?;
         round_trips(&event)?;

@@ -477,3 +477,41 @@ pub fn close_session() -> impl Strategy<Value = CloseSession> {
         reason,
     })
 }
+
+pub fn sample_list_offers() -> SessionRequest {
+    SessionRequest::ListOffers {
+        tool: Some(ToolName::new("sha256sum").unwrap()),
+    }
+}
+
+pub fn sample_offers_response() -> SessionResponse {
+    SessionResponse::Offers(vec![provider_key().sign(&sample_offer()).unwrap()])
+}
+
+pub fn session_request() -> impl Strategy<Value = SessionRequest> {
+    proptest::option::of(tool_name()).prop_map(|tool| SessionRequest::ListOffers { tool })
+}
+
+pub fn session_response() -> impl Strategy<Value = SessionResponse> {
+    let offers = proptest::collection::vec((node_key(), offer()), 0..3).prop_map(|items| {
+        SessionResponse::Offers(
+            items
+                .into_iter()
+                .map(|(key, mut offer)| {
+                    offer.provider = key.node_id();
+                    key.sign(&offer).unwrap()
+                })
+                .collect(),
+        )
+    });
+    let error = (
+        prop_oneof![
+            Just(RpcErrorCode::BadRequest),
+            Just(RpcErrorCode::RateLimited),
+            Just(RpcErrorCode::Internal)
+        ],
+        "\\PC{0,60}",
+    )
+        .prop_map(|(code, detail)| SessionResponse::Error { code, detail });
+    prop_oneof![offers, error]
+}
