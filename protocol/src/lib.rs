@@ -59,7 +59,7 @@ pub use money::{ParseUsdcError, Usdc};
 pub use offer::{Offer, ResourceLimits};
 pub use pricing::{Pricing, Usage};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
-pub use rpc::{RpcErrorCode, SessionRequest, SessionResponse};
+pub use rpc::{ExecEvents, FileInfo, RpcErrorCode, SessionRequest, SessionResponse};
 pub use session::{
     CloseReason, CloseSession, OpenSession, PaymentLane, RejectReason, SessionAccepted,
     SessionRejected,

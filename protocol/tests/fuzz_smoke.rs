@@ -53,6 +53,9 @@ fn seeds() -> Vec<Vec<u8>> {
         wire::encode(&sample_close()).unwrap(),
         wire::encode(&sample_list_offers()).unwrap(),
         wire::encode(&sample_offers_response()).unwrap(),
+        wire::encode(&sample_events()).unwrap(),
+        wire::encode(&sample_receipt_request()).unwrap(),
+        wire::encode(&sample_ack_response()).unwrap(),
         b"12.345678 USDC".to_vec(),
         b"sha256sum".to_vec(),
     ]

@@ -99,6 +99,9 @@ fn current_vectors() -> Value {
         "rpc": [
             plain_vector("list_offers", &sample_list_offers()),
             plain_vector("offers", &sample_offers_response()),
+            plain_vector("exec_events", &sample_events()),
+            plain_vector("receipt", &sample_receipt_request()),
+            plain_vector("ack", &sample_ack_response()),
         ],
         "splits": splits,
         "amounts": { "pricing": { "session_per_minute": pricing.session_per_minute.micros(), "exec_per_minute": pricing.exec_per_minute.micros() }, "cases": amounts },

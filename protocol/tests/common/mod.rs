@@ -488,8 +488,71 @@ pub fn sample_offers_response() -> SessionResponse {
     SessionResponse::Offers(vec![provider_key().sign(&sample_offer()).unwrap()])
 }
 
+pub fn sample_events() -> SessionRequest {
+    SessionRequest::Events(ExecEvents {
+        session: sample_session(),
+        exec: ExecId::from_bytes([0xe1; 16]),
+        seq: 0,
+        events: vec![sample_output(), sample_exit()],
+    })
+}
+
+pub fn sample_receipt_request() -> SessionRequest {
+    SessionRequest::Receipt(provider_key().sign(&sample_receipt()).unwrap())
+}
+
+pub fn sample_ack_response() -> SessionResponse {
+    SessionResponse::Ack(renter_key().sign(&sample_ack()).unwrap())
+}
+
 pub fn session_request() -> impl Strategy<Value = SessionRequest> {
-    proptest::option::of(tool_name()).prop_map(|tool| SessionRequest::ListOffers { tool })
+    let path = "[a-z0-9/._-]{1,40}";
+    prop_oneof![
+        proptest::option::of(tool_name()).prop_map(|tool| SessionRequest::ListOffers { tool }),
+        open_session().prop_map(SessionRequest::Open),
+        exec().prop_map(SessionRequest::Exec),
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            proptest::collection::vec(exec_event(), 0..4)
+        )
+            .prop_map(|(session, exec, seq, mut events)| {
+                // An exit may only come last.
+                let exits: Vec<ExecEvent> = events
+                    .iter()
+                    .filter(|e| matches!(e, ExecEvent::Exit(_)))
+                    .cloned()
+                    .collect();
+                events.retain(|e| !matches!(e, ExecEvent::Exit(_)));
+                events.extend(exits.into_iter().take(1));
+                SessionRequest::Events(ExecEvents {
+                    session: SessionId::from_bytes(session),
+                    exec: ExecId::from_bytes(exec),
+                    seq,
+                    events,
+                })
+            }),
+        (node_key(), receipt()).prop_map(|(key, r)| SessionRequest::Receipt(key.sign(&r).unwrap())),
+        close_session().prop_map(SessionRequest::Close),
+        (
+            any::<[u8; 16]>(),
+            path,
+            proptest::collection::vec(any::<u8>(), 0..256)
+        )
+            .prop_map(|(s, path, data)| SessionRequest::PutFile {
+                session: SessionId::from_bytes(s),
+                path,
+                data
+            }),
+        any::<[u8; 16]>().prop_map(|s| SessionRequest::ListFiles {
+            session: SessionId::from_bytes(s)
+        }),
+        (any::<[u8; 16]>(), path).prop_map(|(s, path)| SessionRequest::GetFile {
+            session: SessionId::from_bytes(s),
+            path
+        }),
+    ]
 }
 
 pub fn session_response() -> impl Strategy<Value = SessionResponse> {
@@ -513,5 +576,25 @@ pub fn session_response() -> impl Strategy<Value = SessionResponse> {
         "\\PC{0,60}",
     )
         .prop_map(|(code, detail)| SessionResponse::Error { code, detail });
-    prop_oneof![offers, error]
+    prop_oneof![
+        offers,
+        error,
+        accepted().prop_map(SessionResponse::Accepted),
+        rejected().prop_map(SessionResponse::Rejected),
+        any::<[u8; 16]>().prop_map(|e| SessionResponse::ExecStarted {
+            exec: ExecId::from_bytes(e)
+        }),
+        Just(SessionResponse::Done),
+        (node_key(), ack()).prop_map(|(key, a)| SessionResponse::Ack(key.sign(&a).unwrap())),
+        "\\PC{0,60}".prop_map(|detail| SessionResponse::Disputed { detail }),
+        proptest::collection::vec(("[a-z0-9/._-]{1,40}", any::<u64>(), any::<bool>()), 0..5)
+            .prop_map(|files| SessionResponse::Files(
+                files
+                    .into_iter()
+                    .map(|(path, size, is_dir)| FileInfo { path, size, is_dir })
+                    .collect()
+            )),
+        proptest::collection::vec(any::<u8>(), 0..256)
+            .prop_map(|data| SessionResponse::File { data }),
+    ]
 }

@@ -1,0 +1,42 @@
+//! # orien-daemon
+//!
+//! The ORIEN node: identity, the libp2p stack, the offer book and (as they land) the
+//! session manager, wired together. [`Node`] is the library form that tests and
+//! simulations start in-process; the `orien-node` binary runs one for a user.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use orien_daemon::{Node, NodeConfig};
+//! use orien_protocol::{NodeKey, SystemClock, ToolName};
+//!
+//! let config = NodeConfig {
+//!     listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+//!     bootstrap: vec!["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".parse()?],
+//!     ..NodeConfig::default()
+//! };
+//! let node = Node::start(NodeKey::generate(), config, Arc::new(SystemClock::new())).await?;
+//! for entry in node.find_tool(ToolName::new("sha256sum")?).await? {
+//!     println!("{} offers {} at {}/min", entry.offer.provider, entry.offer.tool, entry.offer.pricing.exec_per_minute);
+//! }
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod identity;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod offer_book;
+pub mod session;
+
+pub use metrics::Metrics;
+pub use network::TransportKind;
+pub use node::{
+    Inbound, Net, NetError, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec,
+};
+pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
+pub use session::{
+    ExecView, RentedSession, SessionConfig, SessionError, SessionServices, Sessions,
+};

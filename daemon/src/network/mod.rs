@@ -1,0 +1,256 @@
+//! The libp2p stack: transports, the composed behaviour and its configuration.
+//!
+//! | behaviour | job |
+//! |---|---|
+//! | `identify`, `ping` | learn peers' addresses and protocols, keep connections honest |
+//! | `kad` on `/orien/kad/1.0.0` | the private DHT: bootstrap, provider records per tool |
+//! | `gossipsub` on `orien/offers/1` | signed offers, strictly validated, peers scored |
+//! | `session` on `/orien/session/1` | request-response with a postcard codec ([`codec`]) |
+//! | `autonat`, `relay_client`, `dcutr` | reachability behind home NAT |
+
+pub mod codec;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::upgrade::Version;
+use libp2p::{
+    StreamProtocol, Swarm, SwarmBuilder, Transport, autonat, dcutr, gossipsub, identify, kad,
+    noise, ping, relay, request_response, tcp, yamux,
+};
+use orien_protocol::{KAD_PROTOCOL, NodeKey, OFFERS_TOPIC, SESSION_PROTOCOL};
+use sha2::{Digest, Sha256};
+
+use self::codec::SessionCodec;
+
+/// Identify protocol version string of ORIEN nodes.
+pub const IDENTIFY_PROTOCOL: &str = "/orien/id/1";
+
+/// Which transports the swarm uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportKind {
+    /// TCP and QUIC (and DNS for bootstrap names), with noise and yamux: what users run.
+    #[default]
+    Network,
+    /// libp2p's in-process memory transport (`/memory/<n>` addresses), for tests and
+    /// simulations that run many nodes in one process without sockets.
+    Memory,
+}
+
+/// Errors building the swarm.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A transport could not be set up.
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    /// A behaviour's configuration was refused.
+    #[error("behaviour setup failed: {0}")]
+    Behaviour(String),
+}
+
+pub use composed::{Behaviour, BehaviourEvent};
+
+mod composed {
+    // The derive generates `BehaviourEvent`, one variant per field, without docs.
+    #![allow(missing_docs)]
+
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::{autonat, dcutr, gossipsub, identify, kad, ping, relay, request_response};
+
+    use super::codec::SessionCodec;
+
+    /// The composed behaviour of an ORIEN node.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Relay client: listen through relays when not directly reachable.
+        pub relay_client: relay::client::Behaviour,
+        /// Direct connection upgrade through relay (hole punching).
+        pub dcutr: dcutr::Behaviour,
+        /// AutoNAT: learn whether our addresses are publicly reachable.
+        pub autonat: autonat::Behaviour,
+        /// Identify: exchange addresses and supported protocols.
+        pub identify: identify::Behaviour,
+        /// Ping: liveness.
+        pub ping: ping::Behaviour,
+        /// The ORIEN DHT.
+        pub kad: kad::Behaviour<kad::store::MemoryStore>,
+        /// Offer gossip.
+        pub gossipsub: gossipsub::Behaviour,
+        /// The session protocol.
+        pub session: request_response::Behaviour<SessionCodec>,
+    }
+}
+
+/// Tunables of the network layer.
+#[derive(Debug, Clone)]
+pub struct NetworkTuning {
+    /// Gossipsub heartbeat.
+    pub heartbeat: Duration,
+    /// Timeout of one session-protocol request.
+    pub request_timeout: Duration,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// When a peer joins the offer topic, own offers are re-announced after this delay
+    /// (once per delay however many join), so late joiners hear them without waiting
+    /// for the regular re-announcement.
+    pub announce_debounce: Duration,
+}
+
+impl Default for NetworkTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(700),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            announce_debounce: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Largest gossip message: a signed offer with headroom.
+const MAX_GOSSIP_LEN: usize = 64 * 1024;
+
+/// Gossip message ids are the SHA-256 of the data: the same offer published twice is
+/// one message, whoever forwards it.
+fn content_message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    gossipsub::MessageId::from(Sha256::digest(&message.data).to_vec())
+}
+
+fn gossipsub_behaviour(
+    key: &libp2p::identity::Keypair,
+    tuning: &NetworkTuning,
+) -> Result<gossipsub::Behaviour, BuildError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(content_message_id)
+        .max_transmit_size(MAX_GOSSIP_LEN)
+        .heartbeat_interval(tuning.heartbeat)
+        .build()
+        .map_err(|e| BuildError::Behaviour(format!("gossipsub config: {e}")))?;
+    let mut behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .map_err(|e| BuildError::Behaviour(format!("gossipsub: {e}")))?;
+    let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
+    let (params, thresholds) = peer_scoring(&topic);
+    behaviour
+        .with_peer_score(params, thresholds)
+        .map_err(|e| BuildError::Behaviour(format!("peer scoring: {e}")))?;
+    behaviour
+        .subscribe(&topic)
+        .map_err(|e| BuildError::Behaviour(format!("subscribe: {e}")))?;
+    Ok(behaviour)
+}
+
+/// Peer scoring: an invalid offer (forged, garbage, from the future) costs its sender
+/// far more than a graylisting threshold; honest but quiet peers are not penalised, since
+/// offers are infrequent. Loopback is exempt from the IP-colocation penalty so local
+/// networks and tests, where every peer shares 127.0.0.1, behave like real ones.
+fn peer_scoring(
+    topic: &gossipsub::IdentTopic,
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic_params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_whitelist: HashSet::from([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]),
+        ..gossipsub::PeerScoreParams::default()
+    };
+    params.topics.insert(topic.hash(), topic_params);
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
+fn behaviour(
+    key: &libp2p::identity::Keypair,
+    relay_client: relay::client::Behaviour,
+    tuning: &NetworkTuning,
+) -> Result<Behaviour, BuildError> {
+    let peer_id = key.public().to_peer_id();
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+    // Every ORIEN node serves the DHT; AutoNAT tells users when they are not reachable.
+    kad.set_mode(Some(kad::Mode::Server));
+    let session = request_response::Behaviour::with_codec(
+        SessionCodec,
+        [(
+            StreamProtocol::new(SESSION_PROTOCOL),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(tuning.request_timeout),
+    );
+    Ok(Behaviour {
+        relay_client,
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+        kad,
+        gossipsub: gossipsub_behaviour(key, tuning)?,
+        session,
+    })
+}
+
+/// Builds the swarm of a node with identity `key` on the chosen transports.
+pub fn build_swarm(
+    key: &NodeKey,
+    transport: TransportKind,
+    tuning: &NetworkTuning,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    let keypair = key.to_libp2p_keypair();
+    let idle = tuning.idle_timeout;
+    let swarm = match transport {
+        TransportKind::Network => SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| BuildError::Transport(e.to_string()))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| BuildError::Transport(e.to_string()))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| BuildError::Transport(e.to_string()))?
+            .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
+            .map_err(|e| BuildError::Behaviour(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        TransportKind::Memory => SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()))
+                },
+            )
+            .map_err(|e| BuildError::Transport(e.to_string()))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| BuildError::Transport(e.to_string()))?
+            .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
+            .map_err(|e| BuildError::Behaviour(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
+    Ok(swarm)
+}

@@ -1,0 +1,560 @@
+//! The offer book: every valid, unexpired offer this node has heard of.
+//!
+//! Offers arrive as untrusted bytes (gossip, direct answers). The book decodes them
+//! size-limited, verifies the provider's signature, drops expired ones, keeps only the
+//! newest offer per (provider, tool), and stays within a fixed capacity. A rejection
+//! names its reason so the network layer can penalise the peer that sent it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use orien_protocol::{
+    DecodeError, Millis, NodeId, Offer, OfferId, Signed, Timestamp, ToolName, Usdc, VerifyError,
+};
+
+/// How long after its expiry an offer still counts as a withdrawal worth forwarding.
+pub const WITHDRAWAL_WINDOW: Millis = Millis(60_000);
+
+/// Limits of the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferBookLimits {
+    /// Most offers held in all.
+    pub capacity: usize,
+    /// Most tools one provider may list.
+    pub per_provider: usize,
+    /// How far in the future `issued_at` may be (clock skew tolerated).
+    pub max_clock_skew: Millis,
+}
+
+impl Default for OfferBookLimits {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            per_provider: 64,
+            max_clock_skew: Millis(5 * 60 * 1000),
+        }
+    }
+}
+
+/// Why an offer was not taken into the book.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferRejection {
+    /// The bytes are not a signed offer (too large, malformed, invalid fields).
+    #[error("undecodable offer: {0}")]
+    Decode(#[from] DecodeError),
+    /// The signature is wrong or not the provider's.
+    #[error("offer signature: {0}")]
+    Signature(#[from] VerifyError),
+    /// The offer has expired.
+    #[error("offer expired at {expires_at}")]
+    Expired {
+        /// When it expired.
+        expires_at: Timestamp,
+    },
+    /// The offer claims to be issued further in the future than clock skew explains.
+    #[error("offer issued in the future ({issued_at})")]
+    FromTheFuture {
+        /// The claimed issue time.
+        issued_at: Timestamp,
+    },
+    /// A newer offer of the same provider and tool is already known.
+    #[error("a newer offer of this provider and tool is known")]
+    Stale,
+    /// The provider already lists as many tools as the book allows.
+    #[error("provider lists more than {0} tools")]
+    ProviderFull(usize),
+    /// The book is full of offers that live longer than this one.
+    #[error("offer book is full")]
+    BookFull,
+}
+
+impl OfferRejection {
+    /// Whether the sender broke the protocol (forgery, garbage), as opposed to sending
+    /// something merely old or redundant. Only misbehaviour is penalised.
+    pub fn is_misbehaviour(&self) -> bool {
+        matches!(
+            self,
+            Self::Decode(_) | Self::Signature(_) | Self::FromTheFuture { .. }
+        )
+    }
+}
+
+/// What admitting an offer changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A new offer.
+    Added(OfferId),
+    /// A new offer that replaced an older one of the same provider and tool.
+    Replaced {
+        /// The new offer.
+        new: OfferId,
+        /// The offer it replaced.
+        old: OfferId,
+    },
+    /// Already known.
+    Duplicate(OfferId),
+    /// A withdrawal: an offer that expired moments ago and is newer than any held offer
+    /// of the same provider and tool. The held one, if any, was removed; the withdrawal
+    /// itself is not kept, but is worth forwarding.
+    Withdrawn {
+        /// The withdrawal (the expired offer).
+        withdrawal: OfferId,
+        /// The offer removed, if this node held one.
+        removed: Option<OfferId>,
+    },
+}
+
+/// A verified offer in the book.
+#[derive(Debug, Clone)]
+pub struct BookEntry {
+    /// The offer's id.
+    pub id: OfferId,
+    /// The decoded, verified offer.
+    pub offer: Offer,
+    /// The signed envelope, to forward as received.
+    pub signed: Signed<Offer>,
+}
+
+/// A query over the book; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct OfferQuery {
+    /// Only this tool.
+    pub tool: Option<ToolName>,
+    /// Only offers whose execution price per minute is at most this.
+    pub max_exec_price: Option<Usdc>,
+    /// Only this provider.
+    pub provider: Option<NodeId>,
+}
+
+/// The book. Not thread-safe by itself; the node's event loop owns it.
+#[derive(Debug, Default)]
+pub struct OfferBook {
+    limits: OfferBookLimits,
+    entries: HashMap<OfferId, BookEntry>,
+    latest: HashMap<(NodeId, ToolName), OfferId>,
+    per_provider: HashMap<NodeId, usize>,
+    /// Expiry index: (expires_at, id), to drop and evict the soonest-expiring first.
+    by_expiry: BTreeMap<(Timestamp, OfferId), ()>,
+}
+
+impl OfferBook {
+    /// An empty book with these limits.
+    pub fn new(limits: OfferBookLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Decodes, verifies and admits an offer received as bytes.
+    pub fn admit_bytes(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<Admission, OfferRejection> {
+        let signed = Signed::<Offer>::from_bytes(bytes)?;
+        self.admit(signed, now)
+    }
+
+    /// Verifies and admits a signed offer.
+    pub fn admit(
+        &mut self,
+        signed: Signed<Offer>,
+        now: Timestamp,
+    ) -> Result<Admission, OfferRejection> {
+        let id = signed.offer_id();
+        if self.entries.contains_key(&id) {
+            return Ok(Admission::Duplicate(id));
+        }
+        let offer = signed.verify()?;
+        if offer.is_expired(now) {
+            return self.withdraw(&offer, id, now);
+        }
+        if offer.issued_at > now.saturating_add(self.limits.max_clock_skew) {
+            return Err(OfferRejection::FromTheFuture {
+                issued_at: offer.issued_at,
+            });
+        }
+        let key = (offer.provider, offer.tool.clone());
+        let replaced = match self.latest.get(&key) {
+            Some(old) => {
+                let current = &self.entries[old].offer;
+                if (current.issued_at, *old) >= (offer.issued_at, id) {
+                    return Err(OfferRejection::Stale);
+                }
+                Some(*old)
+            }
+            None => None,
+        };
+        if replaced.is_none() {
+            let listed = self.per_provider.get(&offer.provider).copied().unwrap_or(0);
+            if listed >= self.limits.per_provider {
+                return Err(OfferRejection::ProviderFull(self.limits.per_provider));
+            }
+            if self.entries.len() >= self.limits.capacity {
+                self.evict_for(offer.expires_at)?;
+            }
+        }
+        if let Some(old) = replaced {
+            self.remove(&old);
+        }
+        self.insert(BookEntry { id, offer, signed });
+        Ok(match replaced {
+            Some(old) => Admission::Replaced { new: id, old },
+            None => Admission::Added(id),
+        })
+    }
+
+    /// An offer that expired moments ago withdraws the held offer of its provider and
+    /// tool, if it is newer; an older or long-expired one is just expired.
+    fn withdraw(
+        &mut self,
+        offer: &Offer,
+        id: OfferId,
+        now: Timestamp,
+    ) -> Result<Admission, OfferRejection> {
+        let expired = Err(OfferRejection::Expired {
+            expires_at: offer.expires_at,
+        });
+        if now.since(offer.expires_at) > WITHDRAWAL_WINDOW {
+            return expired;
+        }
+        let key = (offer.provider, offer.tool.clone());
+        let held = self.latest.get(&key).copied();
+        if let Some(held) = held {
+            if (self.entries[&held].offer.issued_at, held) >= (offer.issued_at, id) {
+                return expired;
+            }
+            self.remove(&held);
+        }
+        Ok(Admission::Withdrawn {
+            withdrawal: id,
+            removed: held,
+        })
+    }
+
+    /// Drops every offer expired at `now`; returns their ids.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<OfferId> {
+        let expired: Vec<OfferId> = self
+            .by_expiry
+            .keys()
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &expired {
+            self.remove(id);
+        }
+        expired
+    }
+
+    /// Offers matching `query` at `now`, cheapest execution price first.
+    pub fn query(&self, query: &OfferQuery, now: Timestamp) -> Vec<&BookEntry> {
+        let mut found: Vec<&BookEntry> = self
+            .entries
+            .values()
+            .filter(|e| !e.offer.is_expired(now))
+            .filter(|e| query.tool.as_ref().is_none_or(|t| &e.offer.tool == t))
+            .filter(|e| {
+                query
+                    .provider
+                    .as_ref()
+                    .is_none_or(|p| &e.offer.provider == p)
+            })
+            .filter(|e| {
+                query
+                    .max_exec_price
+                    .is_none_or(|max| e.offer.pricing.exec_per_minute <= max)
+            })
+            .collect();
+        found.sort_by_key(|e| {
+            (
+                e.offer.pricing.exec_per_minute,
+                e.offer.pricing.session_per_minute,
+                e.id,
+            )
+        });
+        found
+    }
+
+    /// The offer with this id, if held.
+    pub fn get(&self, id: &OfferId) -> Option<&BookEntry> {
+        self.entries.get(id)
+    }
+
+    /// Number of offers held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the book is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn insert(&mut self, entry: BookEntry) {
+        let key = (entry.offer.provider, entry.offer.tool.clone());
+        *self.per_provider.entry(entry.offer.provider).or_default() += 1;
+        self.by_expiry
+            .insert((entry.offer.expires_at, entry.id), ());
+        self.latest.insert(key, entry.id);
+        self.entries.insert(entry.id, entry);
+        self.debug_check();
+    }
+
+    fn remove(&mut self, id: &OfferId) {
+        let Some(entry) = self.entries.remove(id) else {
+            return;
+        };
+        self.by_expiry.remove(&(entry.offer.expires_at, entry.id));
+        let key = (entry.offer.provider, entry.offer.tool);
+        if self.latest.get(&key) == Some(id) {
+            self.latest.remove(&key);
+        }
+        if let Some(count) = self.per_provider.get_mut(&entry.offer.provider) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_provider.remove(&entry.offer.provider);
+            }
+        }
+        self.debug_check();
+    }
+
+    /// Makes room for an offer expiring at `expires_at` by evicting the soonest-expiring
+    /// offer, if that one expires sooner; otherwise the newcomer is refused.
+    fn evict_for(&mut self, expires_at: Timestamp) -> Result<(), OfferRejection> {
+        match self.by_expiry.keys().next().copied() {
+            Some((soonest, id)) if soonest < expires_at => {
+                self.remove(&id);
+                Ok(())
+            }
+            _ => Err(OfferRejection::BookFull),
+        }
+    }
+
+    fn debug_check(&self) {
+        debug_assert_eq!(self.entries.len(), self.by_expiry.len());
+        debug_assert_eq!(self.entries.len(), self.latest.len());
+        debug_assert_eq!(
+            self.entries.len(),
+            self.per_provider.values().sum::<usize>()
+        );
+        debug_assert!(self.entries.len() <= self.limits.capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orien_protocol::{EvmAddress, ImageDigest, NodeKey, Pricing, ResourceLimits};
+
+    fn offer(key: &NodeKey, tool: &str, issued: u64, life: u64, price: u64) -> Offer {
+        Offer {
+            provider: key.node_id(),
+            tool: ToolName::new(tool).unwrap(),
+            version: "1".into(),
+            description: "test tool".into(),
+            image_digest: ImageDigest::from_bytes([1; 32]),
+            args_schema: "{}".into(),
+            pricing: Pricing {
+                session_per_minute: Usdc::from_micros(10),
+                exec_per_minute: Usdc::from_micros(price),
+            },
+            limits: ResourceLimits {
+                max_exec: Millis(1_000),
+                cpu_millis: 1_000,
+                memory_bytes: 1 << 20,
+                pids: 8,
+                tmpfs_bytes: 1 << 20,
+                output_bytes: 1 << 16,
+                workspace_bytes: 1 << 20,
+                concurrent_execs: 1,
+            },
+            payout: EvmAddress::from_bytes([9; 20]),
+            issued_at: Timestamp(issued),
+            expires_at: Timestamp(issued + life),
+        }
+    }
+
+    fn signed(key: &NodeKey, o: &Offer) -> Signed<Offer> {
+        key.sign(o).unwrap()
+    }
+
+    const NOW: Timestamp = Timestamp(1_000_000);
+
+    #[test]
+    fn a_valid_offer_is_added_once() {
+        let mut book = OfferBook::new(OfferBookLimits::default());
+        let key = NodeKey::generate();
+        let s = signed(&key, &offer(&key, "wc", 999_000, 60_000, 5));
+        let id = s.offer_id();
+        assert_eq!(book.admit(s.clone(), NOW).unwrap(), Admission::Added(id));
+        assert_eq!(book.admit(s, NOW).unwrap(), Admission::Duplicate(id));
+        assert_eq!(book.len(), 1);
+    }
+
+    #[test]
+    fn forged_garbage_expired_and_future_offers_are_rejected() {
+        let mut book = OfferBook::new(OfferBookLimits::default());
+        let key = NodeKey::generate();
+        let forger = NodeKey::generate();
+        let forged = forger.sign(&offer(&key, "wc", 999_000, 60_000, 5)).unwrap();
+        let err = book.admit(forged, NOW).unwrap_err();
+        assert!(matches!(err, OfferRejection::Signature(_)) && err.is_misbehaviour());
+        let err = book.admit_bytes(b"\x00garbage", NOW).unwrap_err();
+        assert!(matches!(err, OfferRejection::Decode(_)) && err.is_misbehaviour());
+        let err = book
+            .admit(signed(&key, &offer(&key, "wc", 800_000, 50_000, 5)), NOW)
+            .unwrap_err();
+        assert!(matches!(err, OfferRejection::Expired { .. }) && !err.is_misbehaviour());
+        let err = book
+            .admit(signed(&key, &offer(&key, "wc", 2_000_000, 50_000, 5)), NOW)
+            .unwrap_err();
+        assert!(matches!(err, OfferRejection::FromTheFuture { .. }));
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn a_newer_offer_replaces_the_older_and_an_older_one_is_stale() {
+        let mut book = OfferBook::new(OfferBookLimits::default());
+        let key = NodeKey::generate();
+        let old = signed(&key, &offer(&key, "wc", 990_000, 60_000, 5));
+        let new = signed(&key, &offer(&key, "wc", 995_000, 60_000, 4));
+        book.admit(old.clone(), NOW).unwrap();
+        assert_eq!(
+            book.admit(new.clone(), NOW).unwrap(),
+            Admission::Replaced {
+                new: new.offer_id(),
+                old: old.offer_id()
+            }
+        );
+        assert!(matches!(book.admit(old, NOW), Err(OfferRejection::Stale)));
+        assert_eq!(book.len(), 1);
+    }
+
+    #[test]
+    fn a_newer_expired_offer_withdraws_the_held_one() {
+        let mut book = OfferBook::new(OfferBookLimits::default());
+        let key = NodeKey::generate();
+        let held = signed(&key, &offer(&key, "wc", 990_000, 60_000, 5));
+        book.admit(held.clone(), NOW).unwrap();
+        let withdrawal = signed(&key, &offer(&key, "wc", 995_000, 1, 5));
+        assert_eq!(
+            book.admit(withdrawal.clone(), NOW).unwrap(),
+            Admission::Withdrawn {
+                withdrawal: withdrawal.offer_id(),
+                removed: Some(held.offer_id())
+            }
+        );
+        assert!(book.is_empty());
+        // An old expired offer withdraws nothing.
+        book.admit(signed(&key, &offer(&key, "wc", 996_000, 60_000, 5)), NOW)
+            .unwrap();
+        assert!(matches!(
+            book.admit(withdrawal, NOW),
+            Err(OfferRejection::Expired { .. })
+        ));
+        assert_eq!(book.len(), 1);
+    }
+
+    #[test]
+    fn expired_offers_disappear() {
+        let mut book = OfferBook::new(OfferBookLimits::default());
+        let key = NodeKey::generate();
+        book.admit(signed(&key, &offer(&key, "a", 999_000, 10_000, 5)), NOW)
+            .unwrap();
+        book.admit(signed(&key, &offer(&key, "b", 999_000, 60_000, 5)), NOW)
+            .unwrap();
+        assert_eq!(book.expire(Timestamp(1_009_000)).len(), 1);
+        assert_eq!(book.len(), 1);
+        assert_eq!(
+            book.query(&OfferQuery::default(), Timestamp(1_009_000))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn capacity_and_per_provider_limits_hold() {
+        let limits = OfferBookLimits {
+            capacity: 3,
+            per_provider: 2,
+            ..OfferBookLimits::default()
+        };
+        let mut book = OfferBook::new(limits);
+        let a = NodeKey::generate();
+        let b = NodeKey::generate();
+        book.admit(signed(&a, &offer(&a, "t1", 999_000, 10_000, 1)), NOW)
+            .unwrap();
+        book.admit(signed(&a, &offer(&a, "t2", 999_000, 20_000, 1)), NOW)
+            .unwrap();
+        assert!(matches!(
+            book.admit(signed(&a, &offer(&a, "t3", 999_000, 20_000, 1)), NOW),
+            Err(OfferRejection::ProviderFull(2))
+        ));
+        book.admit(signed(&b, &offer(&b, "t1", 999_000, 30_000, 1)), NOW)
+            .unwrap();
+        // Full: a longer-lived newcomer evicts the soonest-expiring offer…
+        book.admit(signed(&b, &offer(&b, "t2", 999_000, 40_000, 1)), NOW)
+            .unwrap();
+        assert_eq!(book.len(), 3);
+        assert!(
+            book.query(
+                &OfferQuery {
+                    tool: Some(ToolName::new("t1").unwrap()),
+                    provider: Some(a.node_id()),
+                    ..Default::default()
+                },
+                NOW
+            )
+            .is_empty()
+        );
+        // …a shorter-lived one is refused.
+        let c = NodeKey::generate();
+        assert!(matches!(
+            book.admit(signed(&c, &offer(&c, "t1", 999_000, 5_000, 1)), NOW),
+            Err(OfferRejection::BookFull)
+        ));
+    }
+
+    #[test]
+    fn queries_filter_by_tool_price_and_provider_cheapest_first() {
+        let mut book = OfferBook::new(OfferBookLimits::default());
+        let a = NodeKey::generate();
+        let b = NodeKey::generate();
+        book.admit(signed(&a, &offer(&a, "wc", 999_000, 60_000, 50)), NOW)
+            .unwrap();
+        book.admit(signed(&b, &offer(&b, "wc", 999_000, 60_000, 20)), NOW)
+            .unwrap();
+        book.admit(signed(&b, &offer(&b, "grep", 999_000, 60_000, 10)), NOW)
+            .unwrap();
+        let wc = Some(ToolName::new("wc").unwrap());
+        let all_wc = book.query(
+            &OfferQuery {
+                tool: wc.clone(),
+                ..Default::default()
+            },
+            NOW,
+        );
+        assert_eq!(
+            all_wc.iter().map(|e| e.offer.provider).collect::<Vec<_>>(),
+            vec![b.node_id(), a.node_id()]
+        );
+        let cheap = book.query(
+            &OfferQuery {
+                tool: wc,
+                max_exec_price: Some(Usdc::from_micros(30)),
+                provider: None,
+            },
+            NOW,
+        );
+        assert_eq!(cheap.len(), 1);
+        let by_b = book.query(
+            &OfferQuery {
+                provider: Some(b.node_id()),
+                ..Default::default()
+            },
+            NOW,
+        );
+        assert_eq!(by_b.len(), 2);
+    }
+}

@@ -1,0 +1,443 @@
+//! The session manager: metered sessions across the network, on both sides.
+//!
+//! One tokio task per session owns that session's state — on the provider side its
+//! sandbox, meter and receipt issuer ([`provider_side`]); on the renter side its meter,
+//! countersigner and execution logs ([`renter_side`]). The swarm task only routes:
+//! inbound requests arrive here as [`Inbound`] and go to the session's task; outbound
+//! requests leave through [`Net`]. Ledger commits run on the blocking pool, and an ack
+//! is sent (renter) or accepted (provider) only with the store's `Durable` proof.
+
+mod provider_side;
+mod renter_side;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use orien_ledger::Store;
+use orien_ledger::receipts::Tolerance;
+use orien_protocol::{
+    Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId,
+    RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{Instrument, debug, info_span, warn};
+
+pub use renter_side::{ExecView, RentedSession};
+
+use crate::node::{Inbound, Net, NetError};
+
+/// Timings and limits of sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// How often the provider sends a receipt while a session is open.
+    pub receipt_interval: Millis,
+    /// How long the provider waits for an ack before it suspends the session.
+    pub ack_timeout: Millis,
+    /// Longest session the provider accepts.
+    pub max_duration: Millis,
+    /// Most sessions the provider runs at once.
+    pub max_sessions: usize,
+    /// How far the provider's meter may run ahead of the renter's.
+    pub tolerance: Tolerance,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            receipt_interval: Millis(5_000),
+            ack_timeout: Millis(10_000),
+            max_duration: Millis(24 * 3_600_000),
+            max_sessions: 16,
+            tolerance: Tolerance::default(),
+        }
+    }
+}
+
+/// What a node needs to serve or rent sessions.
+#[derive(Clone)]
+pub struct SessionServices {
+    /// The node's ledger.
+    pub store: Arc<Store>,
+    /// The sandbox, on nodes that sell tools.
+    pub provider: Option<orien_provider::Provider>,
+    /// Timings and limits.
+    pub config: SessionConfig,
+}
+
+impl std::fmt::Debug for SessionServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionServices")
+            .field("store", &self.store.path())
+            .field("provider", &self.provider.is_some())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// The offers this node published and that may still be opened, by id.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnOffers(Arc<RwLock<HashMap<OfferId, Offer>>>);
+
+impl OwnOffers {
+    pub(crate) fn insert(&self, id: OfferId, offer: Offer, now: Timestamp) {
+        let mut offers = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        offers.retain(|_, o| !o.is_expired(now));
+        offers.insert(id, offer);
+    }
+
+    pub(crate) fn remove_tool(&self, tool: &ToolName) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, o| &o.tool != tool);
+    }
+
+    fn get(&self, id: &OfferId) -> Option<Offer> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No such session on this node.
+    #[error("unknown session {0}")]
+    UnknownSession(SessionId),
+    /// No such execution in the session.
+    #[error("unknown execution {0}")]
+    UnknownExec(ExecId),
+    /// The offer is not in the offer book (never seen, expired or withdrawn).
+    #[error("offer {0} is not in the offer book; list offers again")]
+    UnknownOffer(OfferId),
+    /// The provider refused to open the session.
+    #[error("the provider refused the session: {0:?}")]
+    Rejected(orien_protocol::RejectReason),
+    /// The provider could not be reached or broke the protocol.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The provider answered with an error.
+    #[error("the provider answered: {0}")]
+    Remote(String),
+    /// The session is suspended or closed.
+    #[error("session {session} is {state}")]
+    NotOpen {
+        /// The session.
+        session: SessionId,
+        /// Its state.
+        state: String,
+    },
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] orien_ledger::StoreError),
+    /// This node has no ledger, so it cannot rent or serve sessions.
+    #[error("this node was started without session services")]
+    Disabled,
+}
+
+/// The session manager of a node.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: NodeKey,
+    clock: Arc<dyn Clock>,
+    net: Net,
+    store: Arc<Store>,
+    provider: Option<orien_provider::Provider>,
+    config: SessionConfig,
+    own_offers: OwnOffers,
+    provided: Mutex<HashMap<SessionId, provider_side::Handle>>,
+    rented: Mutex<HashMap<SessionId, renter_side::Handle>>,
+    /// Provided sessions open or opening: the capacity check reserves a slot first.
+    slots: std::sync::atomic::AtomicUsize,
+}
+
+impl Inner {
+    fn provided(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, provider_side::Handle>> {
+        self.provided.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn rented(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, renter_side::Handle>> {
+        self.rented.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("provided", &self.inner.provided().len())
+            .field("rented", &self.inner.rented().len())
+            .finish()
+    }
+}
+
+/// How many inbound session requests may wait for the manager.
+const INBOX: usize = 256;
+
+impl Sessions {
+    /// Starts the manager; the returned sender is its inbox for requests from peers.
+    pub(crate) fn start(
+        key: NodeKey,
+        services: SessionServices,
+        net: Net,
+        own_offers: OwnOffers,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, mpsc::Sender<Inbound>) {
+        let node = key.node_id();
+        let sessions = Self {
+            inner: Arc::new(Inner {
+                key,
+                clock,
+                net,
+                store: services.store,
+                provider: services.provider,
+                config: services.config,
+                own_offers,
+                provided: Mutex::new(HashMap::new()),
+                rented: Mutex::new(HashMap::new()),
+                slots: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        };
+        let (inbox, mut requests) = mpsc::channel::<Inbound>(INBOX);
+        let dispatcher = sessions.clone();
+        tokio::spawn(
+            async move {
+                while let Some(inbound) = requests.recv().await {
+                    dispatcher.dispatch(inbound).await;
+                }
+            }
+            .instrument(info_span!("sessions", node = %node)),
+        );
+        (sessions, inbox)
+    }
+
+    /// Routes one request from a peer to the session it concerns.
+    async fn dispatch(
+        &self,
+        Inbound {
+            peer,
+            request,
+            reply,
+        }: Inbound,
+    ) {
+        let session = match &request {
+            SessionRequest::Open(open) => {
+                let open = open.clone();
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let response = provider_side::open(this.inner.clone(), peer, open).await;
+                    let _ = reply.send(response);
+                });
+                return;
+            }
+            SessionRequest::ListOffers { .. } => {
+                let _ = reply.send(error(
+                    RpcErrorCode::BadRequest,
+                    "offers are listed by the node",
+                ));
+                return;
+            }
+            SessionRequest::Exec(exec) => exec.session,
+            SessionRequest::Events(batch) => batch.session,
+            SessionRequest::Receipt(receipt) => match receipt.verify() {
+                Ok(r) => r.session,
+                Err(e) => {
+                    let _ = reply.send(error(RpcErrorCode::BadRequest, &e.to_string()));
+                    return;
+                }
+            },
+            SessionRequest::Close(close) => close.session,
+            SessionRequest::PutFile { session, .. }
+            | SessionRequest::ListFiles { session }
+            | SessionRequest::GetFile { session, .. } => *session,
+        };
+        // A session is provided to its renter, or rented from its provider; a request
+        // from anyone else is refused.
+        let provided = self
+            .inner
+            .provided()
+            .get(&session)
+            .filter(|h| h.renter == peer)
+            .cloned();
+        if let Some(handle) = provided {
+            handle.deliver(request, reply).await;
+            return;
+        }
+        let rented = self
+            .inner
+            .rented()
+            .get(&session)
+            .filter(|h| h.provider == peer)
+            .cloned();
+        if let Some(handle) = rented {
+            handle.deliver(request, reply).await;
+            return;
+        }
+        debug!(%peer, %session, "request for an unknown session");
+        let _ = reply.send(error(RpcErrorCode::BadRequest, "unknown session"));
+    }
+
+    /// Opens a session on `offer` (from the offer book) with `budget` for at most
+    /// `max_duration`, paid through the embedded ledger.
+    pub async fn open(
+        &self,
+        offer: OfferId,
+        budget: Usdc,
+        max_duration: Millis,
+    ) -> Result<RentedSession, SessionError> {
+        renter_side::open(self.inner.clone(), offer, budget, max_duration).await
+    }
+
+    /// Starts one execution with JSON arguments; its output is read with
+    /// [`exec_view`](Self::exec_view) or awaited with [`wait_exec`](Self::wait_exec).
+    pub async fn exec(
+        &self,
+        session: SessionId,
+        args_json: String,
+    ) -> Result<ExecId, SessionError> {
+        self.rented(session)?.exec(&self.inner.net, args_json).await
+    }
+
+    /// What an execution has produced so far.
+    pub fn exec_view(&self, session: SessionId, exec: ExecId) -> Result<ExecView, SessionError> {
+        self.rented(session)?.exec_view(exec)
+    }
+
+    /// Waits until an execution exits (or `timeout` passes) and returns its output.
+    pub async fn wait_exec(
+        &self,
+        session: SessionId,
+        exec: ExecId,
+        timeout: Duration,
+    ) -> Result<ExecView, SessionError> {
+        self.rented(session)?.wait_exec(exec, timeout).await
+    }
+
+    /// Writes a file into a rented session's workspace.
+    pub async fn put_file(
+        &self,
+        session: SessionId,
+        path: &str,
+        data: Vec<u8>,
+    ) -> Result<(), SessionError> {
+        let handle = self.rented(session)?;
+        let request = SessionRequest::PutFile {
+            session,
+            path: path.to_owned(),
+            data,
+        };
+        match self.inner.net.request(handle.provider, request).await? {
+            SessionResponse::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Lists a rented session's workspace.
+    pub async fn list_files(&self, session: SessionId) -> Result<Vec<FileInfo>, SessionError> {
+        let handle = self.rented(session)?;
+        match self
+            .inner
+            .net
+            .request(handle.provider, SessionRequest::ListFiles { session })
+            .await?
+        {
+            SessionResponse::Files(files) => Ok(files),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads a file from a rented session's workspace.
+    pub async fn get_file(&self, session: SessionId, path: &str) -> Result<Vec<u8>, SessionError> {
+        let handle = self.rented(session)?;
+        let request = SessionRequest::GetFile {
+            session,
+            path: path.to_owned(),
+        };
+        match self.inner.net.request(handle.provider, request).await? {
+            SessionResponse::File { data } => Ok(data),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Closes a rented session: the provider sends its closing receipt, this node
+    /// countersigns it, and the session ends.
+    pub async fn close(&self, session: SessionId) -> Result<(), SessionError> {
+        self.rented(session)?.close(&self.inner.net).await
+    }
+
+    /// Sessions this node provides right now.
+    pub fn provided_sessions(&self) -> Vec<SessionId> {
+        self.inner.provided().keys().copied().collect()
+    }
+
+    /// Sessions this node rents right now.
+    pub fn rented_sessions(&self) -> Vec<SessionId> {
+        self.inner.rented().keys().copied().collect()
+    }
+
+    /// The node's ledger.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    fn rented(&self, session: SessionId) -> Result<renter_side::Handle, SessionError> {
+        self.inner
+            .rented()
+            .get(&session)
+            .cloned()
+            .ok_or(SessionError::UnknownSession(session))
+    }
+}
+
+fn error(code: RpcErrorCode, detail: &str) -> SessionResponse {
+    let mut detail = detail.to_owned();
+    detail.truncate(orien_protocol::session::MAX_DETAIL_LEN);
+    SessionResponse::Error { code, detail }
+}
+
+fn unexpected(response: SessionResponse) -> SessionError {
+    match response {
+        SessionResponse::Error { detail, .. } => SessionError::Remote(detail),
+        other => SessionError::Remote(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Runs a blocking ledger operation off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Output of executions as the renter keeps them, shared with API readers.
+#[derive(Debug, Default)]
+struct ExecLogs {
+    logs: Mutex<HashMap<ExecId, ExecLog>>,
+    changed: Notify,
+}
+
+#[derive(Debug, Clone)]
+struct ExecLog {
+    events: Vec<ExecEvent>,
+    exit: Option<ExecExit>,
+    next_batch: u64,
+    output_bytes: u64,
+}
+
+impl ExecLogs {
+    fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<ExecId, ExecLog>> {
+        self.logs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn warn_unknown(&self, exec: ExecId) {
+        warn!(%exec, "events for an unknown execution");
+    }
+}

@@ -1,0 +1,587 @@
+//! The provider's side of a session: it runs the renter's calls in the sandbox,
+//! streams their output, meters the session, and issues receipts until each is
+//! acknowledged and durably committed. No ack within the ack timeout suspends the
+//! session and removes its sandbox, so the provider's loss is bounded by one receipt
+//! interval.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use orien_ledger::{Issuer, Meter, MeterConfig, Reading, SessionRecord, SessionStatus};
+use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
+use orien_protocol::{
+    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome,
+    FileInfo, NodeId, OpenSession, PaymentLane, RejectReason, RpcErrorCode, SessionAccepted,
+    SessionId, SessionRejected, SessionRequest, SessionResponse, Signed, UsageReceipt,
+};
+use orien_provider::{EntryKind, ExecStream, SessionSandbox, WorkspacePath};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{Inner, blocking, error};
+use crate::node::{Net, NetError};
+
+/// How often a session's timers (receipt interval, ack timeout, deadline) are checked.
+const TICK: Duration = Duration::from_millis(200);
+/// Pause before resending a receipt or an output batch the renter did not take.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(super) enum Input {
+    Request {
+        request: SessionRequest,
+        reply: oneshot::Sender<SessionResponse>,
+    },
+    ExecDone {
+        exit: ExecExit,
+    },
+    ReceiptAnswer {
+        result: Result<SessionResponse, NetError>,
+    },
+}
+
+/// The manager's handle on a provided session's task.
+#[derive(Clone)]
+pub(super) struct Handle {
+    pub(super) renter: NodeId,
+    input: mpsc::Sender<Input>,
+}
+
+impl Handle {
+    pub(super) async fn deliver(
+        &self,
+        request: SessionRequest,
+        reply: oneshot::Sender<SessionResponse>,
+    ) {
+        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) =
+            self.input.send(Input::Request { request, reply }).await
+        {
+            let _ = reply.send(error(RpcErrorCode::BadRequest, "the session has ended"));
+        }
+    }
+}
+
+/// A reserved place among the provider's concurrent sessions, released on drop.
+struct Slot(Arc<Inner>);
+
+impl Slot {
+    fn reserve(inner: &Arc<Inner>) -> Option<Self> {
+        let taken = inner.slots.fetch_add(1, Ordering::SeqCst);
+        if taken >= inner.config.max_sessions {
+            inner.slots.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(inner.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Decides on an `OpenSession` from `peer`; on acceptance the sandbox is up and the
+/// session's task runs.
+pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> SessionResponse {
+    let reject = |reason| {
+        SessionResponse::Rejected(SessionRejected {
+            offer: open.offer,
+            reason,
+        })
+    };
+    let invalid = |detail: &str| {
+        reject(RejectReason::InvalidRequest {
+            detail: detail.into(),
+        })
+    };
+    let Some(provider) = inner.provider.clone() else {
+        return invalid("this node sells no tools");
+    };
+    if open.renter != peer {
+        return invalid("the renter named in the request is not the peer that sent it");
+    }
+    let Some(offer) = inner.own_offers.get(&open.offer) else {
+        return reject(RejectReason::UnknownOffer);
+    };
+    if offer.is_expired(inner.clock.wall()) {
+        return reject(RejectReason::OfferExpired);
+    }
+    if open.payment != PaymentLane::Ledger {
+        return reject(RejectReason::PaymentNotSupported);
+    }
+    if open.max_duration > inner.config.max_duration {
+        return reject(RejectReason::DurationTooLong {
+            max: inner.config.max_duration,
+        });
+    }
+    let Some(slot) = Slot::reserve(&inner) else {
+        return reject(RejectReason::AtCapacity);
+    };
+    let session = SessionId::random();
+    let span = info_span!("session", session = %session, role = "provider", peer = %peer);
+    let sandbox = match provider
+        .open_session(session, &offer.tool)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            warn!(parent: &span, error = %e, "cannot create the sandbox");
+            let mut detail = e.to_string();
+            detail.truncate(orien_protocol::session::MAX_DETAIL_LEN);
+            return reject(RejectReason::SandboxUnavailable { detail });
+        }
+    };
+    let record = SessionRecord {
+        session,
+        provider: inner.key.node_id(),
+        renter: peer,
+        payment: open.payment,
+        pricing: offer.pricing,
+        budget: open.budget,
+        opened_at: inner.clock.wall(),
+    };
+    let store = inner.store.clone();
+    if let Err(e) = blocking(move || store.open_session(record)).await {
+        warn!(parent: &span, error = %e, "cannot record the session");
+        let _ = sandbox.close().await;
+        return reject(RejectReason::SandboxUnavailable {
+            detail: "the provider's ledger is unavailable".into(),
+        });
+    }
+    let accepted = SessionAccepted {
+        session,
+        offer: open.offer,
+        budget: open.budget,
+        max_duration: open.max_duration,
+        receipt_interval: inner.config.receipt_interval,
+        ack_timeout: inner.config.ack_timeout,
+    };
+    let clock = inner.clock.clone();
+    let (input, inbox) = mpsc::channel(64);
+    let task = Task {
+        meter: Meter::start(
+            MeterConfig {
+                pricing: offer.pricing,
+                budget: open.budget,
+                receipt_interval: accepted.receipt_interval,
+            },
+            clock.clone(),
+        ),
+        issuer: Issuer::new(
+            inner.key.clone(),
+            session,
+            peer,
+            accepted.ack_timeout,
+            clock.clone(),
+        ),
+        deadline: clock.monotonic() + open.max_duration.to_duration(),
+        inner: inner.clone(),
+        session,
+        renter: peer,
+        sandbox: Arc::new(sandbox),
+        input: input.clone(),
+        unsent: VecDeque::new(),
+        in_flight: false,
+        retry_at: None,
+        closing: None,
+        _slot: slot,
+    };
+    inner.provided().insert(
+        session,
+        Handle {
+            renter: peer,
+            input,
+        },
+    );
+    tokio::spawn(task.run(inbox).instrument(span));
+    info!(%session, tool = %offer.tool, renter = %peer, budget = %open.budget, "session accepted");
+    SessionResponse::Accepted(accepted)
+}
+
+struct Closing {
+    reason: CloseReason,
+    reply: Option<oneshot::Sender<SessionResponse>>,
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    session: SessionId,
+    renter: NodeId,
+    sandbox: Arc<SessionSandbox>,
+    meter: Meter,
+    issuer: Issuer,
+    input: mpsc::Sender<Input>,
+    /// Receipts issued and not yet acknowledged, oldest first; the front one is the one
+    /// being sent when `in_flight`.
+    unsent: VecDeque<Signed<UsageReceipt>>,
+    in_flight: bool,
+    retry_at: Option<tokio::time::Instant>,
+    /// Monotonic instant at which the session's maximum duration is reached.
+    deadline: Duration,
+    closing: Option<Closing>,
+    _slot: Slot,
+}
+
+impl Task {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
+        let mut tick = tokio::time::interval(TICK);
+        let reason = loop {
+            tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(input) => self.on_input(input).await,
+                    None => break CloseReason::ProviderShutdown,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            if let Some(reason) = self.finished() {
+                break reason;
+            }
+        };
+        self.teardown(reason).await;
+    }
+
+    /// The session is over when it is closing and every receipt is acknowledged, or when
+    /// the renter stopped acknowledging.
+    fn finished(&mut self) -> Option<CloseReason> {
+        if self.issuer.check_ack_timeout().is_some() {
+            return Some(CloseReason::AckTimeout);
+        }
+        match &self.closing {
+            Some(closing) if self.unsent.is_empty() => Some(closing.reason),
+            _ => None,
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(reading) = self.meter.poll() {
+            self.issue(reading);
+        }
+        if self.closing.is_none() && self.inner.clock.monotonic() >= self.deadline {
+            self.begin_close(CloseReason::MaxDuration, None);
+        }
+        if self
+            .retry_at
+            .is_some_and(|at| tokio::time::Instant::now() >= at)
+        {
+            self.retry_at = None;
+            self.send_next();
+        }
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Request { request, reply } => self.on_request(request, reply).await,
+            Input::ExecDone { exit } => {
+                debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
+                if matches!(
+                    exit.outcome,
+                    ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
+                ) {
+                    let reading = self.meter.record_exec(exit.wall, exit.cpu);
+                    self.issue(reading);
+                }
+            }
+            Input::ReceiptAnswer { result } => self.on_receipt_answer(result).await,
+        }
+    }
+
+    async fn on_request(
+        &mut self,
+        request: SessionRequest,
+        reply: oneshot::Sender<SessionResponse>,
+    ) {
+        let response = match request {
+            SessionRequest::Exec(exec) => self.exec(exec),
+            SessionRequest::Close(close) => {
+                self.begin_close(close.reason, Some(reply));
+                return;
+            }
+            SessionRequest::PutFile { path, data, .. } => match WorkspacePath::new(&path) {
+                Ok(path) => match self.sandbox.upload(&path, &data).await {
+                    Ok(()) => SessionResponse::Done,
+                    Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+                },
+                Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+            },
+            SessionRequest::ListFiles { .. } => match self.sandbox.list().await {
+                Ok(entries) => SessionResponse::Files(
+                    entries
+                        .into_iter()
+                        .take(orien_protocol::rpc::MAX_FILES_LISTED)
+                        .map(|e| FileInfo {
+                            path: e.path,
+                            size: e.size,
+                            is_dir: e.kind == EntryKind::Directory,
+                        })
+                        .collect(),
+                ),
+                Err(e) => error(RpcErrorCode::Internal, &e.to_string()),
+            },
+            SessionRequest::GetFile { path, .. } => match WorkspacePath::new(&path) {
+                Ok(path) => match self.sandbox.download(&path).await {
+                    Ok(data) if data.len() <= orien_protocol::rpc::MAX_FILE_CHUNK => {
+                        SessionResponse::File { data }
+                    }
+                    Ok(_) => error(
+                        RpcErrorCode::BadRequest,
+                        "the file is larger than one transfer allows",
+                    ),
+                    Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+                },
+                Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+            },
+            _ => error(RpcErrorCode::BadRequest, "not a request a provider serves"),
+        };
+        let _ = reply.send(response);
+    }
+
+    fn exec(&mut self, exec: Exec) -> SessionResponse {
+        if self.closing.is_some() || !self.meter.is_running() {
+            return error(
+                RpcErrorCode::BadRequest,
+                "the session is suspended or closing",
+            );
+        }
+        let args = match serde_json::from_str(&exec.args_json) {
+            Ok(args) => args,
+            Err(e) => {
+                return error(
+                    RpcErrorCode::BadRequest,
+                    &format!("arguments are not JSON: {e}"),
+                );
+            }
+        };
+        let stream = self.sandbox.exec(exec.exec, args, self.inner.clock.clone());
+        let forward = forward_output(
+            stream,
+            self.inner.net.clone(),
+            self.renter,
+            self.session,
+            exec.exec,
+            self.input.clone(),
+        );
+        tokio::spawn(
+            forward.instrument(info_span!("exec", session = %self.session, exec = %exec.exec)),
+        );
+        SessionResponse::ExecStarted { exec: exec.exec }
+    }
+
+    fn issue(&mut self, reading: Reading) {
+        match self.issuer.issue(&reading) {
+            Ok(receipt) => {
+                self.unsent.push_back(receipt);
+                self.send_next();
+            }
+            Err(e) => warn!(error = %e, "cannot sign a receipt"),
+        }
+        if reading.budget_reached && self.closing.is_none() {
+            info!("budget reached; closing the session");
+            self.begin_close(CloseReason::BudgetExhausted, None);
+        }
+    }
+
+    /// Sends the oldest unacknowledged receipt, one at a time so acks come in order.
+    fn send_next(&mut self) {
+        if self.in_flight {
+            return;
+        }
+        let Some(receipt) = self.unsent.front().cloned() else {
+            return;
+        };
+        self.in_flight = true;
+        let (net, renter, input) = (self.inner.net.clone(), self.renter, self.input.clone());
+        tokio::spawn(async move {
+            let result = net.request(renter, SessionRequest::Receipt(receipt)).await;
+            let _ = input.send(Input::ReceiptAnswer { result }).await;
+        });
+    }
+
+    async fn on_receipt_answer(&mut self, result: Result<SessionResponse, NetError>) {
+        self.in_flight = false;
+        match result {
+            Ok(SessionResponse::Ack(ack)) => match self.issuer.on_ack(&ack) {
+                Ok(acked) => {
+                    let store = self.inner.store.clone();
+                    let to_commit = acked.clone();
+                    match blocking(move || store.ingest(to_commit)).await {
+                        Ok(durable) => {
+                            self.issuer.committed(acked, &durable);
+                            self.unsent.pop_front();
+                            debug!(seq = durable.seq(), "receipt acknowledged and committed");
+                            self.send_next();
+                        }
+                        Err(e) => {
+                            // The renter holds the ack; the provider just cannot record it.
+                            warn!(error = %e, "cannot commit an acknowledged receipt; closing");
+                            self.unsent.pop_front();
+                            self.begin_close(CloseReason::ProviderShutdown, None);
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "the renter's ack does not match; resending the receipt");
+                    self.retry_at = Some(tokio::time::Instant::now() + RETRY);
+                }
+            },
+            Ok(SessionResponse::Disputed { detail }) => {
+                warn!(%detail, "the renter disputes a receipt; closing the session");
+                self.unsent.clear();
+                self.closing = Some(Closing {
+                    reason: CloseReason::Dispute,
+                    reply: self.closing.take().and_then(|c| c.reply),
+                });
+            }
+            Ok(other) => {
+                debug!(answer = ?other, "receipt not acknowledged; retrying");
+                self.retry_at = Some(tokio::time::Instant::now() + RETRY);
+            }
+            Err(e) => {
+                debug!(error = %e, "receipt not delivered; retrying until the ack timeout");
+                self.retry_at = Some(tokio::time::Instant::now() + RETRY);
+            }
+        }
+    }
+
+    /// Stops metering and issues the closing receipt; the session ends once it is acked.
+    fn begin_close(
+        &mut self,
+        reason: CloseReason,
+        reply: Option<oneshot::Sender<SessionResponse>>,
+    ) {
+        if let Some(closing) = &mut self.closing {
+            if let Some(reply) = reply {
+                // Already closing: answer when the first close completes.
+                match closing.reply.take() {
+                    Some(first) => {
+                        let _ = first
+                            .send(error(RpcErrorCode::BadRequest, "closed by a later request"));
+                    }
+                    None => {}
+                }
+                closing.reply = Some(reply);
+            }
+            return;
+        }
+        info!(?reason, "closing the session");
+        let reading = self.meter.close();
+        self.closing = Some(Closing { reason, reply });
+        match self.issuer.issue(&reading) {
+            Ok(receipt) => {
+                self.unsent.push_back(receipt);
+                self.send_next();
+            }
+            Err(e) => warn!(error = %e, "cannot sign the closing receipt"),
+        }
+    }
+
+    async fn teardown(self, reason: CloseReason) {
+        self.inner.provided().remove(&self.session);
+        let status = match reason {
+            CloseReason::AckTimeout => {
+                warn!(
+                    "no ack within the timeout; the session is suspended and its sandbox removed"
+                );
+                SessionStatus::Closed(CloseReason::AckTimeout)
+            }
+            other => SessionStatus::Closed(other),
+        };
+        let store = self.inner.store.clone();
+        let session = self.session;
+        if let Err(e) = blocking(move || store.set_status(&session, status)).await {
+            warn!(error = %e, "cannot record the session's end");
+        }
+        match Arc::try_unwrap(self.sandbox) {
+            Ok(sandbox) => {
+                if let Err(e) = sandbox.close().await {
+                    warn!(error = %e, "cannot remove the sandbox; the reaper will");
+                }
+            }
+            // An execution still holds it: dropping the last reference removes it.
+            Err(_) => debug!("sandbox still in use; it is removed when released"),
+        }
+        let renter_initiated = matches!(reason, CloseReason::RenterRequested);
+        if let Some(reply) = self.closing.and_then(|c| c.reply) {
+            let _ = reply.send(SessionResponse::Done);
+        } else if !renter_initiated && reason != CloseReason::AckTimeout {
+            // Tell the renter, best effort: it stops metering too.
+            let (net, renter) = (self.inner.net.clone(), self.renter);
+            tokio::spawn(async move {
+                let _ = net
+                    .request(
+                        renter,
+                        SessionRequest::Close(CloseSession { session, reason }),
+                    )
+                    .await;
+            });
+        }
+        info!(?reason, "session ended");
+    }
+}
+
+/// Streams one execution's events to the renter in ordered, acknowledged batches, then
+/// reports the exit to the session's task.
+async fn forward_output(
+    mut stream: ExecStream,
+    net: Net,
+    renter: NodeId,
+    session: SessionId,
+    exec: ExecId,
+    input: mpsc::Sender<Input>,
+) {
+    let mut seq = 0u64;
+    let mut delivering = true;
+    while let Some(first) = stream.recv().await {
+        let mut events = vec![first];
+        // Gather what is already waiting, without delaying what is not.
+        while events.len() < MAX_EVENTS_PER_BATCH
+            && !matches!(events.last(), Some(ExecEvent::Exit(_)))
+        {
+            match tokio::time::timeout(Duration::ZERO, stream.recv()).await {
+                Ok(Some(event)) => events.push(event),
+                _ => break,
+            }
+        }
+        let exit = match events.last() {
+            Some(ExecEvent::Exit(exit)) => Some(exit.clone()),
+            _ => None,
+        };
+        if delivering {
+            let batch = ExecEvents {
+                session,
+                exec,
+                seq,
+                events,
+            };
+            delivering = deliver(&net, renter, batch).await;
+            seq += 1;
+        }
+        if let Some(exit) = exit {
+            let _ = input.send(Input::ExecDone { exit }).await;
+            return;
+        }
+    }
+}
+
+/// Sends one batch, retrying a few times; `false` when the renter is gone.
+async fn deliver(net: &Net, renter: NodeId, batch: ExecEvents) -> bool {
+    for attempt in 0..5 {
+        match net
+            .request(renter, SessionRequest::Events(batch.clone()))
+            .await
+        {
+            Ok(SessionResponse::Done) => return true,
+            Ok(other) => {
+                warn!(answer = ?other, "the renter refused an output batch");
+                return false;
+            }
+            Err(e) => {
+                debug!(attempt, error = %e, "output batch not delivered; retrying");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,467 @@
+//! The renter's side of a session: it meters on its own clock, keeps the output of its
+//! executions, and countersigns each receipt only after checking it and committing it
+//! durably.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orien_ledger::meter::ExecTimer;
+use orien_ledger::{Countersigner, Meter, MeterConfig, SessionRecord, SessionStatus};
+use orien_protocol::{
+    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome, Millis,
+    NodeId, OfferId, OpenSession, OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId,
+    SessionRequest, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{ExecLog, ExecLogs, Inner, SessionError, blocking, error, unexpected};
+use crate::node::Net;
+
+/// A session this node rents, as agreed with the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RentedSession {
+    /// The session.
+    pub session: SessionId,
+    /// The provider.
+    pub provider: NodeId,
+    /// The offer it runs under.
+    pub offer: OfferId,
+    /// The tool.
+    pub tool: ToolName,
+    /// Prices.
+    pub pricing: Pricing,
+    /// Most the session may cost.
+    pub budget: Usdc,
+    /// Longest the session stays open.
+    pub max_duration: Millis,
+    /// How often the provider sends receipts.
+    pub receipt_interval: Millis,
+}
+
+/// The output of one execution so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecView {
+    /// Every event received, in order.
+    pub events: Vec<ExecEvent>,
+    /// The exit, once the execution ended.
+    pub exit: Option<ExecExit>,
+}
+
+impl ExecView {
+    /// The bytes of one stream, concatenated.
+    pub fn output(&self, stream: OutputStream) -> Vec<u8> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                ExecEvent::Output(chunk) if chunk.stream == stream => Some(chunk.data.as_slice()),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
+pub(super) enum Input {
+    Request {
+        request: SessionRequest,
+        reply: oneshot::Sender<SessionResponse>,
+    },
+    StartExec {
+        exec: ExecId,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    ExecFailed {
+        exec: ExecId,
+    },
+    Finish,
+}
+
+/// The manager's handle on a rented session's task.
+#[derive(Clone)]
+pub(super) struct Handle {
+    pub(super) provider: NodeId,
+    session: SessionId,
+    input: mpsc::Sender<Input>,
+    logs: Arc<ExecLogs>,
+}
+
+impl Handle {
+    pub(super) async fn deliver(
+        &self,
+        request: SessionRequest,
+        reply: oneshot::Sender<SessionResponse>,
+    ) {
+        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) =
+            self.input.send(Input::Request { request, reply }).await
+        {
+            let _ = reply.send(error(RpcErrorCode::BadRequest, "the session has ended"));
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        let ended = || SessionError::NotOpen {
+            session: self.session,
+            state: "ended".into(),
+        };
+        self.input.send(make(tx)).await.map_err(|_| ended())?;
+        rx.await.map_err(|_| ended())
+    }
+
+    pub(super) async fn exec(&self, net: &Net, args_json: String) -> Result<ExecId, SessionError> {
+        let exec = ExecId::random();
+        self.ask(|reply| Input::StartExec { exec, reply }).await??;
+        let request = SessionRequest::Exec(Exec {
+            session: self.session,
+            exec,
+            args_json,
+        });
+        match net.request(self.provider, request).await {
+            Ok(SessionResponse::ExecStarted { exec: started }) if started == exec => Ok(exec),
+            other => {
+                let _ = self.input.send(Input::ExecFailed { exec }).await;
+                Err(match other {
+                    Err(e) => e.into(),
+                    Ok(response) => unexpected(response),
+                })
+            }
+        }
+    }
+
+    pub(super) fn exec_view(&self, exec: ExecId) -> Result<ExecView, SessionError> {
+        let logs = self.logs.logs();
+        let log = logs.get(&exec).ok_or(SessionError::UnknownExec(exec))?;
+        Ok(ExecView {
+            events: log.events.clone(),
+            exit: log.exit.clone(),
+        })
+    }
+
+    pub(super) async fn wait_exec(
+        &self,
+        exec: ExecId,
+        timeout: Duration,
+    ) -> Result<ExecView, SessionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.logs.changed.notified();
+            let view = self.exec_view(exec)?;
+            if view.exit.is_some() {
+                return Ok(view);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(view);
+            }
+        }
+    }
+
+    pub(super) async fn close(&self, net: &Net) -> Result<(), SessionError> {
+        let request = SessionRequest::Close(CloseSession {
+            session: self.session,
+            reason: CloseReason::RenterRequested,
+        });
+        let answer = net.request(self.provider, request).await;
+        let _ = self.input.send(Input::Finish).await;
+        match answer? {
+            SessionResponse::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Asks the offer's provider for a session and starts its task.
+pub(super) async fn open(
+    inner: Arc<Inner>,
+    offer_id: OfferId,
+    budget: Usdc,
+    max_duration: Millis,
+) -> Result<RentedSession, SessionError> {
+    let entry = inner
+        .net
+        .offer(offer_id)
+        .await?
+        .ok_or(SessionError::UnknownOffer(offer_id))?;
+    let offer = entry.offer;
+    let renter = inner.key.node_id();
+    let request = OpenSession {
+        offer: offer_id,
+        renter,
+        budget,
+        max_duration,
+        payment: PaymentLane::Ledger,
+    };
+    let accepted = match inner
+        .net
+        .request(offer.provider, SessionRequest::Open(request))
+        .await?
+    {
+        SessionResponse::Accepted(accepted) => accepted,
+        SessionResponse::Rejected(rejected) => return Err(SessionError::Rejected(rejected.reason)),
+        other => return Err(unexpected(other)),
+    };
+    if accepted.offer != offer_id
+        || accepted.budget != budget
+        || accepted.max_duration > max_duration
+    {
+        warn!(session = %accepted.session, "the provider accepted other terms than asked; closing");
+        close_quietly(&inner, offer.provider, accepted.session).await;
+        return Err(SessionError::Remote(
+            "the provider accepted other terms than asked".into(),
+        ));
+    }
+    let record = SessionRecord {
+        session: accepted.session,
+        provider: offer.provider,
+        renter,
+        payment: PaymentLane::Ledger,
+        pricing: offer.pricing,
+        budget,
+        opened_at: inner.clock.wall(),
+    };
+    let store = inner.store.clone();
+    if let Err(e) = blocking(move || store.open_session(record)).await {
+        close_quietly(&inner, offer.provider, accepted.session).await;
+        return Err(e.into());
+    }
+    let rented = RentedSession {
+        session: accepted.session,
+        provider: offer.provider,
+        offer: offer_id,
+        tool: offer.tool.clone(),
+        pricing: offer.pricing,
+        budget,
+        max_duration: accepted.max_duration,
+        receipt_interval: accepted.receipt_interval,
+    };
+    let meter = Meter::start(
+        MeterConfig {
+            pricing: offer.pricing,
+            budget,
+            receipt_interval: accepted.receipt_interval,
+        },
+        inner.clock.clone(),
+    );
+    let countersigner = Countersigner::new(
+        inner.key.clone(),
+        accepted.session,
+        offer.provider,
+        offer.pricing,
+        budget,
+        inner.config.tolerance,
+    );
+    let (input, inbox) = mpsc::channel(64);
+    let logs = Arc::new(ExecLogs::default());
+    let task = Task {
+        inner: inner.clone(),
+        session: accepted.session,
+        meter,
+        countersigner,
+        timers: HashMap::new(),
+        logs: logs.clone(),
+        output_cap: offer.limits.output_bytes.saturating_mul(2),
+    };
+    inner.rented().insert(
+        accepted.session,
+        Handle {
+            provider: offer.provider,
+            session: accepted.session,
+            input,
+            logs,
+        },
+    );
+    let span =
+        info_span!("session", session = %accepted.session, role = "renter", peer = %offer.provider);
+    tokio::spawn(task.run(inbox).instrument(span));
+    info!(session = %accepted.session, tool = %offer.tool, "session opened");
+    Ok(rented)
+}
+
+async fn close_quietly(inner: &Inner, provider: NodeId, session: SessionId) {
+    let request = SessionRequest::Close(CloseSession {
+        session,
+        reason: CloseReason::RenterRequested,
+    });
+    let _ = inner.net.request(provider, request).await;
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    session: SessionId,
+    meter: Meter,
+    countersigner: Countersigner,
+    timers: HashMap<ExecId, ExecTimer>,
+    logs: Arc<ExecLogs>,
+    /// Most output bytes accepted per execution (both streams): the offer's cap per
+    /// stream, twice. More is the provider breaking its own offer.
+    output_cap: u64,
+}
+
+impl Task {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
+        while let Some(input) = inbox.recv().await {
+            match input {
+                Input::StartExec { exec, reply } => {
+                    let result = if self.meter.is_running() {
+                        self.timers.insert(exec, self.meter.start_exec());
+                        self.logs.logs().insert(
+                            exec,
+                            ExecLog {
+                                events: Vec::new(),
+                                exit: None,
+                                next_batch: 0,
+                                output_bytes: 0,
+                            },
+                        );
+                        Ok(())
+                    } else {
+                        Err(SessionError::NotOpen {
+                            session: self.session,
+                            state: "suspended or closed".into(),
+                        })
+                    };
+                    let _ = reply.send(result);
+                }
+                Input::ExecFailed { exec } => {
+                    self.timers.remove(&exec);
+                    self.logs.logs().remove(&exec);
+                }
+                Input::Request { request, reply } => {
+                    let (response, ended) = self.on_request(request).await;
+                    let _ = reply.send(response);
+                    if ended {
+                        break;
+                    }
+                }
+                Input::Finish => {
+                    self.finish(CloseReason::RenterRequested).await;
+                    break;
+                }
+            }
+        }
+        self.inner.rented().remove(&self.session);
+        self.logs.changed.notify_waiters();
+    }
+
+    async fn on_request(&mut self, request: SessionRequest) -> (SessionResponse, bool) {
+        match request {
+            SessionRequest::Events(batch) => (self.on_events(batch), false),
+            SessionRequest::Receipt(receipt) => (self.on_receipt(receipt).await, false),
+            SessionRequest::Close(close) => {
+                info!(reason = ?close.reason, "the provider closed the session");
+                self.finish(close.reason).await;
+                (SessionResponse::Done, true)
+            }
+            _ => (
+                error(RpcErrorCode::BadRequest, "not a request a renter serves"),
+                false,
+            ),
+        }
+    }
+
+    fn on_events(&mut self, batch: ExecEvents) -> SessionResponse {
+        let mut logs = self.logs.logs();
+        let Some(log) = logs.get_mut(&batch.exec) else {
+            self.logs.warn_unknown(batch.exec);
+            return error(RpcErrorCode::BadRequest, "unknown execution");
+        };
+        if batch.seq != log.next_batch || log.exit.is_some() {
+            return error(
+                RpcErrorCode::BadRequest,
+                &format!("expected batch {} of a running execution", log.next_batch),
+            );
+        }
+        for event in batch.events {
+            match event {
+                ExecEvent::Output(chunk) => {
+                    log.output_bytes = log.output_bytes.saturating_add(chunk.data.len() as u64);
+                    if log.output_bytes > self.output_cap {
+                        return error(RpcErrorCode::BadRequest, "more output than the offer's cap");
+                    }
+                    log.events.push(ExecEvent::Output(chunk));
+                }
+                ExecEvent::Exit(exit) => {
+                    if let Some(timer) = self.timers.remove(&batch.exec) {
+                        // Only executions that ran are metered (nothing is charged for
+                        // refused arguments or a failed sandbox).
+                        if matches!(
+                            exit.outcome,
+                            ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
+                        ) {
+                            let _ = self.meter.finish_exec(timer, exit.cpu);
+                        }
+                    }
+                    log.events.push(ExecEvent::Exit(exit.clone()));
+                    log.exit = Some(exit);
+                }
+            }
+        }
+        log.next_batch += 1;
+        drop(logs);
+        self.logs.changed.notify_waiters();
+        SessionResponse::Done
+    }
+
+    async fn on_receipt(&mut self, receipt: Signed<UsageReceipt>) -> SessionResponse {
+        let own = self.meter.current();
+        match self
+            .countersigner
+            .check(&receipt, &own, self.inner.clock.wall())
+        {
+            Ok(pending) => {
+                let store = self.inner.store.clone();
+                let acked = pending.acked().clone();
+                match blocking(move || store.ingest(acked)).await {
+                    Ok(durable) => {
+                        SessionResponse::Ack(self.countersigner.release(pending, &durable))
+                    }
+                    // Not durable, so no ack: the provider retries or suspends.
+                    Err(e) => {
+                        warn!(error = %e, "cannot commit the receipt; not acknowledging it");
+                        error(
+                            RpcErrorCode::Internal,
+                            "the renter could not commit the receipt",
+                        )
+                    }
+                }
+            }
+            Err(refusal) => {
+                let seq = receipt.verify().map(|r| r.seq).unwrap_or(0);
+                let status = SessionStatus::Suspended(refusal.suspension(seq));
+                let store = self.inner.store.clone();
+                let session = self.session;
+                let evidence = refusal.evidence.clone();
+                let kept = blocking(move || {
+                    store.record_evidence(&evidence)?;
+                    store.set_status(&session, status)
+                })
+                .await;
+                if let Err(e) = kept {
+                    warn!(error = %e, "cannot record dispute evidence");
+                }
+                self.meter.suspend();
+                SessionResponse::Disputed {
+                    detail: refusal.reason.to_string(),
+                }
+            }
+        }
+    }
+
+    async fn finish(&mut self, reason: CloseReason) {
+        let _ = self.meter.close();
+        let store = self.inner.store.clone();
+        let session = self.session;
+        if let Err(e) =
+            blocking(move || store.set_status(&session, SessionStatus::Closed(reason))).await
+        {
+            warn!(error = %e, "cannot record the session's close");
+        }
+        info!(?reason, "session closed");
+    }
+}

@@ -1,0 +1,285 @@
+//! Offers across a real libp2p network on loopback TCP: gossip, the DHT, expiry,
+//! withdrawal, and a hostile peer.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub;
+use orien_daemon::network::{NetworkTuning, TransportKind, build_swarm};
+use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec};
+use orien_protocol::*;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn config(bootstrap: &[&Node], offer_ttl: Duration) -> NodeConfig {
+    NodeConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: bootstrap
+            .iter()
+            .map(|n| n.listen_addrs()[0].clone())
+            .collect(),
+        transport: TransportKind::Network,
+        tuning: NetworkTuning {
+            heartbeat: Duration::from_millis(200),
+            announce_debounce: Duration::from_millis(600),
+            ..NetworkTuning::default()
+        },
+        offer_ttl,
+        ..NodeConfig::default()
+    }
+}
+
+async fn start(bootstrap: &[&Node], offer_ttl: Duration) -> Node {
+    Node::start(
+        NodeKey::generate(),
+        config(bootstrap, offer_ttl),
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .unwrap()
+}
+
+fn spec(tool: &str, exec_price: u64) -> OfferSpec {
+    OfferSpec {
+        tool: ToolName::new(tool).unwrap(),
+        version: "1.36.1".into(),
+        description: format!("{tool} from busybox"),
+        image_digest: ImageDigest::from_bytes([7; 32]),
+        args_schema: r#"{"type":"object"}"#.into(),
+        pricing: Pricing {
+            session_per_minute: Usdc::from_micros(100),
+            exec_per_minute: Usdc::from_micros(exec_price),
+        },
+        limits: ResourceLimits {
+            max_exec: Millis(10_000),
+            cpu_millis: 500,
+            memory_bytes: 64 << 20,
+            pids: 32,
+            tmpfs_bytes: 8 << 20,
+            output_bytes: 1 << 20,
+            workspace_bytes: 16 << 20,
+            concurrent_execs: 1,
+        },
+        payout: EvmAddress::from_bytes([0x42; 20]),
+    }
+}
+
+/// Polls `check` until it holds or `PATIENCE` runs out.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn tool_query(tool: &str) -> OfferQuery {
+    OfferQuery {
+        tool: Some(ToolName::new(tool).unwrap()),
+        ..OfferQuery::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renter_sees_both_providers_offers_through_gossip() {
+    let bootstrap = start(&[], Duration::from_secs(3600)).await;
+    let renter = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    let alice = start(&[&bootstrap], Duration::from_secs(3)).await;
+    let bob = start(&[&bootstrap], Duration::from_secs(3)).await;
+    alice
+        .publish_offer(spec("sha256sum", 60_000))
+        .await
+        .unwrap();
+    bob.publish_offer(spec("sha256sum", 30_000)).await.unwrap();
+
+    // Offers re-announce every second (a third of their 3 s lifetime), so they reach
+    // the renter once the gossip mesh has formed.
+    eventually("the renter holds both offers", || async {
+        renter.offers(tool_query("sha256sum")).await.unwrap().len() == 2
+    })
+    .await;
+    let offers = renter.offers(tool_query("sha256sum")).await.unwrap();
+    assert_eq!(offers[0].offer.provider, bob.id(), "cheapest first");
+    assert_eq!(offers[1].offer.provider, alice.id());
+    let cheap = OfferQuery {
+        max_exec_price: Some(Usdc::from_micros(40_000)),
+        ..tool_query("sha256sum")
+    };
+    assert_eq!(renter.offers(cheap).await.unwrap().len(), 1);
+
+    for node in [renter, alice, bob, bootstrap] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_finds_a_tool_through_the_dht() {
+    let bootstrap = start(&[], Duration::from_secs(3600)).await;
+    let provider = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    eventually(
+        "the provider is connected to the bootstrap node",
+        || async { !provider.connected_peers().await.unwrap().is_empty() },
+    )
+    .await;
+    let offer_id = provider.publish_offer(spec("wc", 1_000)).await.unwrap();
+
+    // Joins after the only gossip round: its book is empty, the DHT knows the provider.
+    let late = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    assert!(late.offers(tool_query("wc")).await.unwrap().is_empty());
+    eventually("the late node finds the provider's offer", || async {
+        !late
+            .find_tool(ToolName::new("wc").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let found = late.offers(tool_query("wc")).await.unwrap();
+    assert_eq!(found[0].id, offer_id);
+    assert_eq!(found[0].offer.provider, provider.id());
+
+    for node in [late, provider, bootstrap] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_offer_disappears_and_a_withdrawn_one_goes_at_once() {
+    let bootstrap = start(&[], Duration::from_secs(3600)).await;
+    let renter = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    let short = start(&[&bootstrap], Duration::from_secs(3)).await;
+    let polite = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    short.publish_offer(spec("grep", 100)).await.unwrap();
+    polite.publish_offer(spec("sort", 100)).await.unwrap();
+    eventually("both offers arrive", || async {
+        renter.offers(tool_query("grep")).await.unwrap().len() == 1
+            && renter.offers(tool_query("sort")).await.unwrap().len() == 1
+    })
+    .await;
+
+    // The short-lived provider vanishes without a word: its offer expires on its own.
+    drop(short);
+    eventually("the expired offer is dropped", || async {
+        renter.offers(tool_query("grep")).await.unwrap().is_empty()
+    })
+    .await;
+
+    // The polite one shuts down and withdraws: its offer goes well before its hour is up.
+    polite.shutdown().await;
+    eventually("the withdrawn offer is dropped", || async {
+        renter.offers(tool_query("sort")).await.unwrap().is_empty()
+    })
+    .await;
+
+    for node in [renter, bootstrap] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_is_penalised_and_honest_offers_still_flow() {
+    let renter = start(&[], Duration::from_secs(3600)).await;
+    let honest = start(&[&renter], Duration::from_secs(2)).await;
+
+    // The hostile peer speaks the protocol but sends forged, expired, oversized and
+    // garbage offers.
+    let hostile_key = NodeKey::generate();
+    let tuning = NetworkTuning {
+        heartbeat: Duration::from_millis(200),
+        ..NetworkTuning::default()
+    };
+    let mut hostile = build_swarm(&hostile_key, TransportKind::Network, &tuning).unwrap();
+    hostile.dial(renter.listen_addrs()[0].clone()).unwrap();
+    let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
+    let victim = NodeKey::generate();
+    let now = SystemClock::new().wall();
+    let mut forged_offer = Offer {
+        provider: victim.node_id(),
+        tool: ToolName::new("sha256sum").unwrap(),
+        version: "1".into(),
+        description: "forged".into(),
+        image_digest: ImageDigest::from_bytes([1; 32]),
+        args_schema: "{}".into(),
+        pricing: Pricing::default(),
+        limits: spec("x", 1).limits,
+        payout: EvmAddress::from_bytes([1; 20]),
+        issued_at: now,
+        expires_at: now.saturating_add(Millis(60_000)),
+    };
+    let forged = hostile_key.sign(&forged_offer).unwrap().to_bytes().unwrap(); // signer ≠ provider
+    forged_offer.provider = hostile_key.node_id();
+    forged_offer.issued_at = Timestamp(now.unix_millis() + 3_600_000); // from the future
+    forged_offer.expires_at = forged_offer.issued_at.saturating_add(Millis(60_000));
+    let future = hostile_key.sign(&forged_offer).unwrap().to_bytes().unwrap();
+    let mut payloads = vec![
+        forged,
+        future,
+        b"garbage, not an offer".to_vec(),
+        vec![0xff; 40_000],
+    ];
+    let mut sent = 0usize;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while sent < payloads.len() && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = hostile.select_next_some() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if hostile.behaviour_mut().gossipsub.publish(topic.clone(), payloads[sent].clone()).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(sent, payloads.len(), "the hostile peer could publish");
+    payloads.clear();
+
+    // Keep the hostile swarm alive while the renter scores it.
+    let hostile_id = hostile_key.node_id();
+    let driver = tokio::spawn(async move {
+        loop {
+            hostile.select_next_some().await;
+        }
+    });
+    eventually("the hostile peer's score goes negative", || async {
+        renter
+            .peer_score(hostile_id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s < 0.0)
+    })
+    .await;
+    assert!(
+        renter
+            .offers(OfferQuery::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing hostile was admitted"
+    );
+
+    honest.publish_offer(spec("sha256sum", 10)).await.unwrap();
+    eventually("the honest offer arrives", || async {
+        renter
+            .offers(tool_query("sha256sum"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.offer.provider == honest.id())
+    })
+    .await;
+    assert!(renter.peer_score(honest.id()).await.unwrap().unwrap_or(0.0) >= 0.0);
+
+    driver.abort();
+    for node in [honest, renter] {
+        node.shutdown().await;
+    }
+}

@@ -1,0 +1,145 @@
+//! The one harness that starts `orien-node` processes for tests: a temporary data
+//! directory, loopback ports, the API token, and a kill on drop (even when a test
+//! panics), so no process outlives its test.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `orien-node` process.
+pub struct NodeProcess {
+    child: Child,
+    data_dir: tempfile::TempDir,
+    /// Base URL of its HTTP API.
+    pub api: String,
+    /// Its bearer token.
+    pub token: String,
+    /// Its peer id.
+    pub id: String,
+    /// Its libp2p listen addresses (with `/p2p/<id>`).
+    pub listen: Vec<String>,
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_orien-node"))
+}
+
+fn run_ok(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "orien-node {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl NodeProcess {
+    /// Initialises a fresh data directory and runs a node bootstrapping from `bootstrap`.
+    pub fn start(bootstrap: &[&NodeProcess]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        run_ok(data_dir.path(), &["init"]);
+        let id = run_ok(data_dir.path(), &["id"]).trim().to_owned();
+        let mut command = Command::new(binary());
+        command
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args([
+                "run",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--api",
+                "127.0.0.1:0",
+            ])
+            .env("ORIEN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for node in bootstrap {
+            command.arg("--bootstrap").arg(&node.listen[0]);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listen = Vec::new();
+        let api = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    panic!("orien-node did not report its API address")
+                });
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                listen.push(addr.to_owned());
+            }
+            if let Some(url) = line.strip_prefix("API on ") {
+                break url.to_owned();
+            }
+        };
+        let token = std::fs::read_to_string(data_dir.path().join("api.token")).unwrap();
+        Self {
+            child,
+            data_dir,
+            api,
+            token,
+            id,
+            listen,
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// An authenticated GET.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

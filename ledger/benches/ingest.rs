@@ -1,0 +1,214 @@
+//! `cargo bench -p orien-ledger --bench ingest`: receipts ingested per second (the
+//! counterparty's signature verified, receipt and postings durably committed with group
+//! commit) beside the two physical limits measured in the same run — raw RocksDB synced
+//! batches of records of the same size, and ed25519 batch verification of the same
+//! signatures on all cores — and the latency of a single receipt's ack (which waits for
+//! its own durable commit) beside a raw single synced put.
+//!
+//! Prints a JSON list of `{name, value, unit, baseline, ratio, goal}` on stdout (the
+//! format `scripts/bench` merges). `ORIEN_BENCH_RECEIPTS` sets the receipt count
+//! (default 100,000).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+#[path = "../tests/support/chain.rs"]
+mod chain;
+
+use std::time::{Duration, Instant};
+
+use chain::{ChainBuilder, escrow, parties, session_record};
+use ed25519_dalek::{Signature, VerifyingKey};
+use orien_ledger::{AckedReceipt, Store, record};
+use orien_protocol::{LaneId, PaymentLane, SessionId, Usdc};
+use serde_json::json;
+
+const SESSIONS: usize = 64;
+
+fn main() {
+    let n: usize = std::env::var("ORIEN_BENCH_RECEIPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    let p = parties();
+    let provider = p.provider.node_id();
+
+    // The workload: n receipts spread over sessions (every fourth on an escrow lane), as
+    // a provider node receives them: receipts it signed, acks the renter signed.
+    eprintln!("generating {n} dual-signed receipts…");
+    let sessions: Vec<(SessionId, Option<LaneId>)> = (0..SESSIONS)
+        .map(|i| {
+            let lane = (i % 4 == 0).then(|| LaneId::from_bytes([i as u8; 32]));
+            (SessionId::random(), lane)
+        })
+        .collect();
+    let mut builders: Vec<ChainBuilder> = sessions
+        .iter()
+        .map(|(s, l)| ChainBuilder::new(*s, *l))
+        .collect();
+    let work: Vec<AckedReceipt> = (0..n)
+        .map(|i| builders[i % SESSIONS].next(&p, 1 + (i as u64 % 997)))
+        .collect();
+    let record_len = record::encode(&orien_ledger::receipts::StoredReceipt {
+        acked: work[0].clone(),
+        committed_at: orien_protocol::Timestamp(0),
+    })
+    .unwrap()
+    .len();
+
+    // 1. The ledger: batch-verified, group-committed ingest.
+    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    let store = Store::open(dir.path().join("ledger")).unwrap();
+    for (s, lane) in &sessions {
+        let payment = lane.map_or(PaymentLane::Ledger, escrow);
+        store
+            .open_session(session_record(
+                *s,
+                &p,
+                payment,
+                Usdc::from_micros(u64::MAX / 2),
+            ))
+            .unwrap();
+    }
+    let input = work.clone();
+    let started = Instant::now();
+    let results = store.ingest_many(input, Some(&provider));
+    let ingest_secs = started.elapsed().as_secs_f64();
+    assert!(
+        results.iter().all(Result::is_ok),
+        "every receipt must be accepted"
+    );
+    let report = store.verify().unwrap();
+    assert_eq!(report.receipts as usize, n);
+    let ingest_rate = n as f64 / ingest_secs;
+    eprintln!("ledger ingest: {ingest_rate:.0} receipts/s");
+
+    // 2. Raw RocksDB: synced batches of 1,024 puts of records of the same size.
+    let raw_dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    let raw_rate = {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_write_buffer_size(8 << 20);
+        let db = rocksdb::DB::open(&opts, raw_dir.path()).unwrap();
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        let value = vec![0x5au8; record_len];
+        let started = Instant::now();
+        for chunk in 0..n.div_ceil(1024) {
+            let mut batch = rocksdb::WriteBatch::default();
+            for i in chunk * 1024..((chunk + 1) * 1024).min(n) {
+                let mut v = value.clone();
+                v[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                batch.put((i as u64).to_be_bytes(), v);
+            }
+            db.write_opt(batch, &sync).unwrap();
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    eprintln!("raw rocksdb: {raw_rate:.0} puts/s");
+
+    // 3. ed25519 batch verification of the same (ack) signatures on all cores.
+    let verify_rate = {
+        let key = VerifyingKey::from_bytes(p.renter.node_id().as_bytes()).unwrap();
+        let messages: Vec<Vec<u8>> = work.iter().map(|a| a.ack.signing_bytes()).collect();
+        let signatures: Vec<Signature> = work
+            .iter()
+            .map(|a| Signature::from_bytes(&a.ack.signature().0))
+            .collect();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let per = n.div_ceil(cores);
+            for (m, sig) in messages.chunks(per).zip(signatures.chunks(per)) {
+                s.spawn(move || {
+                    for (m, sig) in m.chunks(256).zip(sig.chunks(256)) {
+                        let refs: Vec<&[u8]> = m.iter().map(Vec::as_slice).collect();
+                        let keys = vec![key; refs.len()];
+                        ed25519_dalek::verify_batch(&refs, sig, &keys).unwrap();
+                    }
+                });
+            }
+        });
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    eprintln!("batch verification: {verify_rate:.0} signatures/s on {cores} cores");
+
+    // 4. Single-receipt ack latency: one receipt at a time, each waiting for its commit.
+    let singles = (n / 50).clamp(200, 2_000);
+    let (session, _) = sessions[1];
+    let head = store.head(&session).unwrap().unwrap();
+    let mut chain = ChainBuilder::resume(session, None, &head);
+    let mut latencies = Vec::with_capacity(singles);
+    for _ in 0..singles {
+        let acked = chain.next(&p, 3);
+        let started = Instant::now();
+        store.ingest(acked).unwrap();
+        latencies.push(started.elapsed());
+    }
+    let mut raw_latencies = Vec::with_capacity(singles);
+    {
+        let db = rocksdb::DB::open_default(raw_dir.path().join("single")).unwrap();
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        for i in 0..singles {
+            let started = Instant::now();
+            db.put_opt((i as u64).to_be_bytes(), vec![0x5au8; record_len], &sync)
+                .unwrap();
+            raw_latencies.push(started.elapsed());
+        }
+    }
+    let (p50, p99) = (
+        percentile(&mut latencies, 50),
+        percentile(&mut latencies, 99),
+    );
+    let (raw50, raw99) = (
+        percentile(&mut raw_latencies, 50),
+        percentile(&mut raw_latencies, 99),
+    );
+
+    let limit = raw_rate.min(verify_rate);
+    let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+    let rows = json!([
+        {"name": "receipts ingested (ack signature verified, durable group commit) vs physical limit = min(raw RocksDB, batch verify)",
+         "value": round(ingest_rate), "unit": "receipts/s", "baseline": round(limit), "ratio": ratio(ingest_rate, limit),
+         "goal": "ratio >= 0.7 and >= 50000 receipts/s"},
+        {"name": format!("raw RocksDB synced batches of 1,024 puts of {record_len}-byte records"),
+         "value": round(raw_rate), "unit": "puts/s", "baseline": null, "ratio": null, "goal": null},
+        {"name": format!("ed25519 batch verification of the same signatures on {cores} cores"),
+         "value": round(verify_rate), "unit": "signatures/s", "baseline": null, "ratio": null, "goal": null},
+        {"name": "single-receipt ack latency p50 (ingest until durable) vs raw synced put p50",
+         "value": round3(ms(p50)), "unit": "ms", "baseline": round3(ms(raw50)), "ratio": ratio(ms(p50), ms(raw50)), "goal": null},
+        {"name": "single-receipt ack latency p99 vs raw synced put p99",
+         "value": round3(ms(p99)), "unit": "ms", "baseline": round3(ms(raw99)), "ratio": ratio(ms(p99), ms(raw99)), "goal": null},
+    ]);
+    println!("{}", serde_json::to_string_pretty(&rows).unwrap());
+}
+
+fn bench_dir() -> std::path::PathBuf {
+    std::env::var_os("ORIEN_BENCH_DIR")
+        .map(Into::into)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn percentile(samples: &mut [Duration], pct: usize) -> Duration {
+    samples.sort_unstable();
+    samples[(samples.len() * pct / 100).min(samples.len() - 1)]
+}
+
+fn round(v: f64) -> f64 {
+    v.round()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1_000.0).round() / 1_000.0
+}
+
+fn ratio(v: f64, base: f64) -> f64 {
+    (v / base * 1_000.0).round() / 1_000.0
+}

@@ -1,0 +1,135 @@
+//! `orien-ledger-crash-writer DATA_DIR SEED MAX_RECEIPTS`: the writer process of the
+//! crash-safety harness (`tests/crash.rs`, `scripts/bench.d/ledger`).
+//!
+//! It ingests deterministic dual-signed receipts into the ledger at `DATA_DIR` —
+//! singly, in concurrent pairs and in large groups — and prints `acked SESSION SEQ` for
+//! each one **only after** its durable commit returned. The harness kills it with SIGKILL
+//! at random points and checks that every printed receipt survived. It resumes each
+//! session from its stored head, so it can be restarted on the same directory.
+
+#[path = "../../tests/support/chain.rs"]
+#[allow(clippy::expect_used)]
+mod chain;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use chain::{ChainBuilder, Parties, Rng, escrow, parties, session_record};
+use orien_ledger::{AckedReceipt, Ingested, Store};
+use orien_protocol::{LaneId, PaymentLane, SessionId, Usdc};
+
+/// The sessions every run writes to: two ledger-paid, one on an escrow lane.
+fn sessions() -> [(SessionId, Option<LaneId>); 3] {
+    [
+        (SessionId::from_bytes([1; 16]), None),
+        (SessionId::from_bytes([2; 16]), None),
+        (
+            SessionId::from_bytes([3; 16]),
+            Some(LaneId::from_bytes([3; 32])),
+        ),
+    ]
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(dir), Some(seed), Some(max)) = (
+        args.get(1),
+        args.get(2).and_then(|s| s.parse::<u64>().ok()),
+        args.get(3).and_then(|s| s.parse::<u64>().ok()),
+    ) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "usage: orien-ledger-crash-writer DATA_DIR SEED MAX_RECEIPTS"
+        );
+        return ExitCode::from(2);
+    };
+    match run(dir, seed, max) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(dir: &str, seed: u64, max: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::open(dir)?;
+    let p = parties();
+    let mut chains = Vec::new();
+    for (session, lane) in sessions() {
+        let payment = lane.map_or(PaymentLane::Ledger, escrow);
+        store.open_session(session_record(
+            session,
+            &p,
+            payment,
+            Usdc::from_micros(u64::MAX / 4),
+        ))?;
+        let head = store.head(&session)?.ok_or("session vanished")?;
+        chains.push(ChainBuilder::resume(session, lane, &head));
+    }
+    let out = Mutex::new(std::io::stdout());
+    let mut rng = Rng(seed | 1);
+    let mut written = 0u64;
+    while written < max {
+        match rng.below(3) {
+            // One receipt.
+            0 => {
+                let i = rng.below(3) as usize;
+                let acked = next(&mut chains[i], &p, &mut rng);
+                let result = store.ingest(acked.clone());
+                report(&out, &[acked], &[result])?;
+                written += 1;
+            }
+            // Two sessions concurrently: their commits may share one synced write.
+            1 => {
+                let (a, b) = (
+                    next(&mut chains[0], &p, &mut rng),
+                    next(&mut chains[1], &p, &mut rng),
+                );
+                let (ra, rb) = std::thread::scope(|s| {
+                    let ha = s.spawn(|| store.ingest(a.clone()));
+                    let rb = store.ingest(b.clone());
+                    (ha.join(), rb)
+                });
+                let ra = ra.map_err(|_| "ingest thread panicked")?;
+                report(&out, &[a, b], &[ra, rb])?;
+                written += 2;
+            }
+            // A large group through batch verification and group commit.
+            _ => {
+                let i = rng.below(3) as usize;
+                let n = 1 + rng.below(600);
+                let batch: Vec<AckedReceipt> =
+                    (0..n).map(|_| next(&mut chains[i], &p, &mut rng)).collect();
+                let results = store.ingest_many(batch.clone(), None);
+                report(&out, &batch, &results)?;
+                written += n;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn next(chain: &mut ChainBuilder, p: &Parties, rng: &mut Rng) -> AckedReceipt {
+    let step = rng.step(chain.amount);
+    chain.next(p, step)
+}
+
+/// Prints every durable receipt; any refusal is a bug in this writer, so it stops.
+fn report(
+    out: &Mutex<std::io::Stdout>,
+    batch: &[AckedReceipt],
+    results: &[Ingested],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = out.lock().map_err(|_| "stdout lock poisoned")?;
+    for (acked, result) in batch.iter().zip(results) {
+        let durable = result
+            .as_ref()
+            .map_err(|e| format!("receipt refused: {e}"))?;
+        debug_assert_eq!(durable.receipt(), acked.receipt.receipt_hash());
+        writeln!(out, "acked {} {}", durable.session(), durable.seq())?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! A local development chain: Foundry's `anvil` as a child process, for tests, benchmarks
+//! and demos. Never used against a real network.
+//!
+//! The binary comes from the repository's pinned npm packages (`scripts/lib/chain.sh`,
+//! `ensure_node_packages`); `ORIEN_ANVIL` overrides its path. Anvil listens on a free
+//! loopback port chosen by the kernel and is killed when the [`Anvil`] value is dropped,
+//! also when a test panics.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use alloy::providers::{Provider, ProviderBuilder, RootProvider};
+use alloy::transports::http::reqwest::Url;
+use orien_protocol::EvmAddress;
+
+use super::convert::to_address;
+use super::transactor::ChainConfig;
+
+/// Chain id of the development chain.
+pub const DEVNET_CHAIN_ID: u64 = 31337;
+/// How long anvil may take to start on a busy machine.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Errors of the development chain.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    /// The anvil binary is not where it should be.
+    #[error(
+        "anvil not found at {0}: run scripts/test (it installs the pinned npm packages) or set ORIEN_ANVIL"
+    )]
+    NotInstalled(PathBuf),
+    /// Anvil could not be started or did not report its address in time.
+    #[error("anvil failed to start: {0}")]
+    Start(String),
+    /// A development RPC call (`anvil_*`, `evm_*`) failed.
+    #[error("anvil RPC `{method}` failed: {source}")]
+    Rpc {
+        /// The method.
+        method: &'static str,
+        /// The error.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
+}
+
+/// A running anvil, killed on drop.
+#[derive(Debug)]
+pub struct Anvil {
+    child: Child,
+    url: Url,
+    provider: RootProvider,
+}
+
+impl Anvil {
+    /// The anvil binary this crate uses: `$ORIEN_ANVIL`, or the pinned npm package in the
+    /// repository's `node_modules`.
+    pub fn binary() -> PathBuf {
+        if let Some(path) = std::env::var_os("ORIEN_ANVIL") {
+            return PathBuf::from(path);
+        }
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+    }
+
+    /// Starts anvil on a free loopback port with chain id [`DEVNET_CHAIN_ID`].
+    pub fn spawn() -> Result<Self, DevnetError> {
+        let binary = Self::binary();
+        if !binary.is_file() {
+            return Err(DevnetError::NotInstalled(binary));
+        }
+        let mut child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--chain-id", &DEVNET_CHAIN_ID.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| DevnetError::Start(format!("{}: {e}", binary.display())))?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            return Err(DevnetError::Start("no stdout pipe".into()));
+        };
+        // A reader thread reports the listening address, then keeps draining anvil's log so
+        // the pipe never fills up and blocks it.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reported = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !reported && let Some(addr) = line.trim().strip_prefix("Listening on ") {
+                    reported = true;
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let address = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DevnetError::Start(format!(
+                    "no \"Listening on\" line within {START_TIMEOUT:?}"
+                )));
+            }
+        };
+        let url: Url = match format!("http://{address}").parse() {
+            Ok(url) => url,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DevnetError::Start(format!("bad address {address}: {e}")));
+            }
+        };
+        let provider = ProviderBuilder::default().connect_http(url.clone());
+        Ok(Self {
+            child,
+            url,
+            provider,
+        })
+    }
+
+    /// The JSON-RPC endpoint.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// A client configuration for this chain: 1 confirmation and a 20 ms receipt poll,
+    /// since anvil mines every transaction at once.
+    pub fn config(&self) -> ChainConfig {
+        let mut config = ChainConfig::new(self.url.clone(), DEVNET_CHAIN_ID);
+        config.poll_interval = Duration::from_millis(20);
+        config
+    }
+
+    /// Gives `address` `wei` of ether for gas.
+    pub async fn set_balance(&self, address: EvmAddress, wei: U256) -> Result<(), DevnetError> {
+        self.call(
+            "anvil_setBalance",
+            serde_json::json!([to_address(address), wei]),
+        )
+        .await
+    }
+
+    /// Moves the chain's clock forward by `by` and mines a block at the new time.
+    pub async fn advance_time(&self, by: Duration) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_increaseTime".into(), (by.as_secs(),))
+            .await
+            .map_err(|source| DevnetError::Rpc {
+                method: "evm_increaseTime",
+                source,
+            })?;
+        self.call("evm_mine", serde_json::json!([])).await
+    }
+
+    /// Takes a snapshot of the chain state; [`revert`](Self::revert) goes back to it.
+    pub async fn snapshot(&self) -> Result<U256, DevnetError> {
+        self.provider
+            .raw_request("evm_snapshot".into(), ())
+            .await
+            .map_err(|source| DevnetError::Rpc {
+                method: "evm_snapshot",
+                source,
+            })
+    }
+
+    /// Reverts the chain to a snapshot: the blocks after it disappear, like a reorg.
+    pub async fn revert(&self, snapshot: U256) -> Result<(), DevnetError> {
+        let _: bool = self
+            .provider
+            .raw_request("evm_revert".into(), (snapshot,))
+            .await
+            .map_err(|source| DevnetError::Rpc {
+                method: "evm_revert",
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request(method.into(), params)
+            .await
+            .map_err(|source| DevnetError::Rpc { method, source })?;
+        Ok(())
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

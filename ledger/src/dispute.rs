@@ -1,0 +1,117 @@
+//! Dispute evidence: receipts that were refused, kept with the reason.
+
+use orien_protocol::{
+    Millis, ReceiptAck, ReceiptHash, SessionId, Signed, Timestamp, UsageReceipt, Usdc,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+
+/// Which cumulative quantity of a receipt is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Quantity {
+    /// Session time.
+    SessionTime,
+    /// Execution time.
+    ExecTime,
+    /// CPU time.
+    CpuTime,
+    /// Amount.
+    Amount,
+}
+
+/// Why a receipt was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DisputeReason {
+    /// The provider's signature does not verify, or someone else signed.
+    #[error("the receipt's signature is not the provider's: {detail}")]
+    BadSignature {
+        /// What failed.
+        detail: String,
+    },
+    /// The receipt names another session.
+    #[error("the receipt belongs to session {found}, not this one")]
+    WrongSession {
+        /// The session named.
+        found: SessionId,
+    },
+    /// The receipt is not the next in sequence.
+    #[error("expected receipt #{expected}, got #{found}")]
+    UnexpectedSeq {
+        /// The next sequence number.
+        expected: u64,
+        /// The one received.
+        found: u64,
+    },
+    /// The receipt does not chain onto the previous one.
+    #[error("receipt names previous hash {found}, expected {expected}")]
+    BrokenChain {
+        /// Hash of the last accepted receipt.
+        expected: ReceiptHash,
+        /// What the receipt named.
+        found: ReceiptHash,
+    },
+    /// A cumulative value went down.
+    #[error("cumulative {quantity:?} decreased")]
+    Decreasing {
+        /// Which one.
+        quantity: Quantity,
+    },
+    /// The provider claims more time than the renter measured, beyond the tolerance.
+    #[error("{quantity:?} claimed {claimed}, measured {measured} (tolerance {tolerance})")]
+    AboveOwnMeter {
+        /// Which quantity.
+        quantity: Quantity,
+        /// The provider's value.
+        claimed: Millis,
+        /// The renter's value.
+        measured: Millis,
+        /// Slack allowed.
+        tolerance: Millis,
+    },
+    /// The amount is not the price of the claimed usage (capped at the budget).
+    #[error("amount {claimed} is not the price of the usage claimed ({expected})")]
+    WrongAmount {
+        /// The provider's amount.
+        claimed: Usdc,
+        /// What the usage costs.
+        expected: Usdc,
+    },
+    /// The amount exceeds the budget.
+    #[error("amount {amount} exceeds the budget {budget}")]
+    OverBudget {
+        /// The amount claimed.
+        amount: Usdc,
+        /// The session's budget.
+        budget: Usdc,
+    },
+    /// A different receipt with the same sequence number was already applied.
+    #[error("a different receipt #{seq} ({applied}) was already applied")]
+    Conflicting {
+        /// The sequence number.
+        seq: u64,
+        /// Hash of the receipt that was applied.
+        applied: ReceiptHash,
+    },
+}
+
+/// A refused receipt, as stored in the `evidence` column family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The session.
+    pub session: SessionId,
+    /// The receipt as received (signature included).
+    pub receipt: Signed<UsageReceipt>,
+    /// The ack that came with it, if any.
+    pub ack: Option<Signed<ReceiptAck>>,
+    /// Why it was refused.
+    pub reason: DisputeReason,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+}
+
+impl Record for Evidence {
+    const KIND: &'static str = "evidence";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 1024;
+}

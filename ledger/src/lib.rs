@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+
+pub mod accounts;
+pub mod chain;
+pub mod dispute;
+pub mod fuzzing;
+pub mod meter;
+pub mod posting;
+pub mod receipts;
+pub mod record;
+pub mod session;
+pub mod settlement;
+mod signatures;
+pub mod store;
+
+pub use accounts::{Account, Balance, LaneKey};
+pub use dispute::{DisputeReason, Evidence};
+pub use meter::{Meter, MeterConfig, Reading};
+pub use posting::{Cause, Leg, Posting, Side};
+pub use receipts::{AckedReceipt, Countersigner, Issuer};
+pub use session::{SessionHead, SessionRecord, SessionStatus, SuspendReason};
+pub use settlement::{LaneSettlement, Settlement, SettlementStatus, TxHash, UnsettledVoucher};
+pub use store::{Durable, Ingested, Store, StoreError, StoreOptions};

@@ -1,0 +1,349 @@
+//! The renter's side: check each receipt against its own meter, countersign it.
+
+use orien_protocol::{
+    EncodeError, LaneId, Millis, NodeId, NodeKey, Pricing, ReceiptAck, ReceiptHash, SessionId,
+    Signed, Timestamp, Usage, UsageReceipt, Usdc, Voucher,
+};
+use tracing::{debug, warn};
+
+use super::AckedReceipt;
+use crate::dispute::{DisputeReason, Evidence, Quantity};
+use crate::meter::Reading;
+use crate::session::SuspendReason;
+use crate::store::Durable;
+
+/// How far the provider's measured times may exceed the renter's own meter.
+///
+/// The two meters start and stop a network round trip apart, so the provider's session
+/// time is legitimately a little larger. Allowed: `measured + max(slack, measured ×
+/// percent / 100)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tolerance {
+    /// Absolute slack.
+    pub slack: Millis,
+    /// Relative slack, in percent of the measured value.
+    pub percent: u8,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self {
+            slack: Millis(2_000),
+            percent: 2,
+        }
+    }
+}
+
+impl Tolerance {
+    fn allowed(&self, measured: Millis) -> Millis {
+        let relative = Millis(measured.get() / 100 * u64::from(self.percent));
+        Millis(self.slack.get().max(relative.get()))
+    }
+}
+
+/// Signs payment vouchers with the renter's wallet (implemented by the chain client).
+pub trait VoucherSigner: Send + Sync {
+    /// An EIP-712 voucher for `cumulative` on `lane`.
+    fn sign_voucher(&self, lane: LaneId, cumulative: Usdc) -> Result<Voucher, String>;
+}
+
+/// A receipt the renter refused; keep [`evidence`](Self::evidence) and suspend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("receipt refused: {reason}")]
+pub struct Refusal {
+    /// Why.
+    pub reason: DisputeReason,
+    /// The receipt as received, for [`Store::record_evidence`](crate::Store::record_evidence).
+    pub evidence: Box<Evidence>,
+}
+
+impl Refusal {
+    /// The suspension this refusal causes.
+    pub fn suspension(&self, seq: u64) -> SuspendReason {
+        SuspendReason::Dispute {
+            seq,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A checked receipt with its ack, not yet releasable: commit [`acked`](Self::acked)
+/// durably first, then [`Countersigner::release`] gives the ack to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "commit the acked receipt, then release the ack"]
+pub struct PendingAck {
+    acked: AckedReceipt,
+    receipt: UsageReceipt,
+}
+
+impl PendingAck {
+    /// The dual-signed receipt to commit.
+    pub const fn acked(&self) -> &AckedReceipt {
+        &self.acked
+    }
+}
+
+/// Where the countersigner's vouchers come from.
+struct Vouchers {
+    signer: Box<dyn VoucherSigner>,
+    lane: LaneId,
+    /// What the lane had acked before this session.
+    base: Usdc,
+}
+
+/// Checks and countersigns the receipts of one session.
+pub struct Countersigner {
+    key: NodeKey,
+    session: SessionId,
+    provider: NodeId,
+    pricing: Pricing,
+    budget: Usdc,
+    tolerance: Tolerance,
+    vouchers: Option<Vouchers>,
+    last: Option<UsageReceipt>,
+    prev: ReceiptHash,
+    chain: Vec<AckedReceipt>,
+    suspended: Option<SuspendReason>,
+}
+
+impl std::fmt::Debug for Countersigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Countersigner")
+            .field("session", &self.session)
+            .field("acked", &self.chain.len())
+            .field("suspended", &self.suspended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Countersigner {
+    /// The countersigner of a session on a ledger-paid lane.
+    pub fn new(
+        key: NodeKey,
+        session: SessionId,
+        provider: NodeId,
+        pricing: Pricing,
+        budget: Usdc,
+        tolerance: Tolerance,
+    ) -> Self {
+        Self {
+            key,
+            session,
+            provider,
+            pricing,
+            budget,
+            tolerance,
+            vouchers: None,
+            last: None,
+            prev: ReceiptHash::GENESIS,
+            chain: Vec::new(),
+            suspended: None,
+        }
+    }
+
+    /// Attaches a voucher for `lane_base + amount` to every ack (escrow lanes).
+    /// `lane_base` is what the lane had acked before this session.
+    pub fn with_vouchers(
+        mut self,
+        signer: Box<dyn VoucherSigner>,
+        lane: LaneId,
+        lane_base: Usdc,
+    ) -> Self {
+        self.vouchers = Some(Vouchers {
+            signer,
+            lane,
+            base: lane_base,
+        });
+        self
+    }
+
+    /// Checks `receipt` against the renter's own meter `own`, then countersigns it.
+    /// On refusal the session is suspended; keep the evidence.
+    pub fn check(
+        &mut self,
+        receipt: &Signed<UsageReceipt>,
+        own: &Reading,
+        now: Timestamp,
+    ) -> Result<PendingAck, Refusal> {
+        let refuse = |this: &mut Self, reason: DisputeReason| {
+            let seq = receipt.verify().map(|r| r.seq).unwrap_or(0);
+            warn!(session = %this.session, seq, %reason, "receipt refused; suspending");
+            this.suspended = Some(SuspendReason::Dispute {
+                seq,
+                reason: reason.clone(),
+            });
+            refusal(this.session, receipt, reason, now)
+        };
+        if let Some(SuspendReason::Dispute { reason, .. }) = &self.suspended {
+            let reason = reason.clone();
+            return Err(refuse(self, reason));
+        }
+        let r = match receipt.verify_from(&self.provider) {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(refuse(
+                    self,
+                    DisputeReason::BadSignature {
+                        detail: e.to_string(),
+                    },
+                ));
+            }
+        };
+        match self.judge(&r, own) {
+            Ok(()) => {}
+            Err(reason) => return Err(refuse(self, reason)),
+        }
+        let voucher = match &self.vouchers {
+            None => None,
+            Some(v) => {
+                let cumulative = v.base.checked_add(r.amount).unwrap_or(Usdc::MAX);
+                match v.signer.sign_voucher(v.lane, cumulative) {
+                    Ok(voucher) => Some(voucher),
+                    Err(detail) => {
+                        // The renter cannot pay: not the provider's fault, but no ack goes out.
+                        warn!(session = %self.session, %detail, "voucher signing failed");
+                        let reason = DisputeReason::BadSignature {
+                            detail: format!("voucher signing failed: {detail}"),
+                        };
+                        return Err(refusal(self.session, receipt, reason, now));
+                    }
+                }
+            }
+        };
+        let ack = ReceiptAck {
+            session: r.session,
+            seq: r.seq,
+            receipt: receipt.receipt_hash(),
+            voucher,
+        };
+        let ack = self.key.sign(&ack).map_err(|e: EncodeError| {
+            refusal(
+                self.session,
+                receipt,
+                DisputeReason::BadSignature {
+                    detail: e.to_string(),
+                },
+                now,
+            )
+        })?;
+        Ok(PendingAck {
+            acked: AckedReceipt {
+                receipt: receipt.clone(),
+                ack,
+            },
+            receipt: r,
+        })
+    }
+
+    fn judge(&self, r: &UsageReceipt, own: &Reading) -> Result<(), DisputeReason> {
+        if r.session != self.session {
+            return Err(DisputeReason::WrongSession { found: r.session });
+        }
+        let expected = self.last.as_ref().map_or(1, |l| l.seq + 1);
+        if r.seq != expected {
+            return Err(DisputeReason::UnexpectedSeq {
+                expected,
+                found: r.seq,
+            });
+        }
+        if r.prev != self.prev {
+            return Err(DisputeReason::BrokenChain {
+                expected: self.prev,
+                found: r.prev,
+            });
+        }
+        if let Some(last) = &self.last {
+            for (quantity, now, before) in [
+                (
+                    Quantity::SessionTime,
+                    r.session_time.get(),
+                    last.session_time.get(),
+                ),
+                (Quantity::ExecTime, r.exec_time.get(), last.exec_time.get()),
+                (Quantity::CpuTime, r.cpu_time.get(), last.cpu_time.get()),
+                (Quantity::Amount, r.amount.micros(), last.amount.micros()),
+            ] {
+                if now < before {
+                    return Err(DisputeReason::Decreasing { quantity });
+                }
+            }
+        }
+        if r.amount > self.budget {
+            return Err(DisputeReason::OverBudget {
+                amount: r.amount,
+                budget: self.budget,
+            });
+        }
+        let price = self
+            .pricing
+            .amount_for(Usage {
+                session: r.session_time,
+                exec: r.exec_time,
+            })
+            .min(self.budget);
+        if r.amount != price {
+            return Err(DisputeReason::WrongAmount {
+                claimed: r.amount,
+                expected: price,
+            });
+        }
+        for (quantity, claimed, measured) in [
+            (Quantity::SessionTime, r.session_time, own.session_time),
+            (Quantity::ExecTime, r.exec_time, own.exec_time),
+        ] {
+            let tolerance = self.tolerance.allowed(measured);
+            if claimed > measured.saturating_add(tolerance) {
+                return Err(DisputeReason::AboveOwnMeter {
+                    quantity,
+                    claimed,
+                    measured,
+                    tolerance,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the ack to send, once `durable` proves the receipt is committed.
+    pub fn release(&mut self, pending: PendingAck, durable: &Durable) -> Signed<ReceiptAck> {
+        assert_eq!(
+            pending.acked.receipt.receipt_hash(),
+            durable.receipt(),
+            "release() with another receipt's proof"
+        );
+        debug!(session = %self.session, seq = pending.receipt.seq, "receipt countersigned");
+        self.prev = durable.receipt();
+        self.last = Some(pending.receipt);
+        let ack = pending.acked.ack.clone();
+        self.chain.push(pending.acked);
+        ack
+    }
+
+    /// Why the session is suspended, if it is.
+    pub const fn suspension(&self) -> Option<&SuspendReason> {
+        self.suspended.as_ref()
+    }
+
+    /// The dual-signed, committed chain so far.
+    pub fn chain(&self) -> &[AckedReceipt] {
+        &self.chain
+    }
+}
+
+fn refusal(
+    session: SessionId,
+    receipt: &Signed<UsageReceipt>,
+    reason: DisputeReason,
+    now: Timestamp,
+) -> Refusal {
+    Refusal {
+        reason: reason.clone(),
+        evidence: Box::new(Evidence {
+            session,
+            receipt: receipt.clone(),
+            ack: None,
+            reason,
+            recorded_at: now,
+        }),
+    }
+}

@@ -1,0 +1,215 @@
+//! The provider's side: issue chained, signed receipts; suspend on a missing ack.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orien_protocol::{
+    Clock, EncodeError, Millis, NodeId, NodeKey, ReceiptAck, ReceiptHash, SessionId, Signed,
+    UsageReceipt, VerifyError,
+};
+use tracing::{debug, warn};
+
+use super::AckedReceipt;
+use crate::meter::Reading;
+use crate::session::SuspendReason;
+use crate::store::Durable;
+
+/// How long the provider waits for an ack when none is configured.
+pub const DEFAULT_ACK_TIMEOUT: Millis = Millis(10_000);
+
+/// An ack the provider cannot accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// Not validly signed by the session's renter.
+    #[error("ack is not the renter's: {0}")]
+    Signature(#[from] VerifyError),
+    /// No receipt is waiting for an ack.
+    #[error("no receipt is waiting for an ack")]
+    NothingOutstanding,
+    /// The ack does not name the oldest unacknowledged receipt.
+    #[error(
+        "ack for session {session} #{seq} ({receipt}) does not match the outstanding #{expected_seq}"
+    )]
+    Mismatch {
+        /// Session named by the ack.
+        session: SessionId,
+        /// Seq named by the ack.
+        seq: u64,
+        /// Receipt hash named by the ack.
+        receipt: ReceiptHash,
+        /// The receipt expected to be acknowledged.
+        expected_seq: u64,
+    },
+}
+
+struct Outstanding {
+    receipt: Signed<UsageReceipt>,
+    seq: u64,
+    hash: ReceiptHash,
+    sent_at: Duration,
+}
+
+/// Issues the receipts of one session and tracks their acks.
+pub struct Issuer {
+    key: NodeKey,
+    session: SessionId,
+    renter: NodeId,
+    clock: Arc<dyn Clock>,
+    ack_timeout: Duration,
+    next_seq: u64,
+    prev: ReceiptHash,
+    outstanding: VecDeque<Outstanding>,
+    chain: Vec<AckedReceipt>,
+    suspended: Option<SuspendReason>,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("session", &self.session)
+            .field("next_seq", &self.next_seq)
+            .field("outstanding", &self.outstanding.len())
+            .field("suspended", &self.suspended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// The issuer of a new session, signing with the provider's `key`.
+    pub fn new(
+        key: NodeKey,
+        session: SessionId,
+        renter: NodeId,
+        ack_timeout: Millis,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            key,
+            session,
+            renter,
+            clock,
+            ack_timeout: ack_timeout.to_duration(),
+            next_seq: 1,
+            prev: ReceiptHash::GENESIS,
+            outstanding: VecDeque::new(),
+            chain: Vec::new(),
+            suspended: None,
+        }
+    }
+
+    /// Signs the next receipt for a meter reading and starts waiting for its ack.
+    pub fn issue(&mut self, reading: &Reading) -> Result<Signed<UsageReceipt>, EncodeError> {
+        let receipt = UsageReceipt {
+            session: self.session,
+            seq: self.next_seq,
+            session_time: reading.session_time,
+            exec_time: reading.exec_time,
+            cpu_time: reading.cpu_time,
+            amount: reading.amount,
+            prev: self.prev,
+            issued_at: self.clock.wall(),
+        };
+        let signed = self.key.sign(&receipt)?;
+        let hash = signed.receipt_hash();
+        debug!(session = %self.session, seq = receipt.seq, amount = %receipt.amount, "receipt issued");
+        self.outstanding.push_back(Outstanding {
+            receipt: signed.clone(),
+            seq: receipt.seq,
+            hash,
+            sent_at: self.clock.monotonic(),
+        });
+        self.next_seq += 1;
+        self.prev = hash;
+        if reading.budget_reached && self.suspended.is_none() {
+            self.suspended = Some(SuspendReason::BudgetReached);
+        }
+        Ok(signed)
+    }
+
+    /// Checks the renter's ack of the oldest outstanding receipt and returns the
+    /// dual-signed receipt to commit ([`Store::ingest`](crate::Store::ingest)); then call
+    /// [`committed`](Self::committed). Acks must arrive in order.
+    pub fn on_ack(&mut self, ack: &Signed<ReceiptAck>) -> Result<AckedReceipt, AckError> {
+        let content = ack.verify_from(&self.renter)?;
+        let oldest = self
+            .outstanding
+            .front()
+            .ok_or(AckError::NothingOutstanding)?;
+        if content.session != self.session
+            || content.seq != oldest.seq
+            || content.receipt != oldest.hash
+        {
+            return Err(AckError::Mismatch {
+                session: content.session,
+                seq: content.seq,
+                receipt: content.receipt,
+                expected_seq: oldest.seq,
+            });
+        }
+        let oldest = self
+            .outstanding
+            .pop_front()
+            .ok_or(AckError::NothingOutstanding)?;
+        Ok(AckedReceipt {
+            receipt: oldest.receipt,
+            ack: ack.clone(),
+        })
+    }
+
+    /// Records that the acked receipt is durably in the ledger: it joins the chain.
+    pub fn committed(&mut self, acked: AckedReceipt, durable: &Durable) {
+        assert_eq!(
+            acked.receipt.receipt_hash(),
+            durable.receipt(),
+            "committed() with another receipt's proof"
+        );
+        self.chain.push(acked);
+    }
+
+    /// Suspends the session if the oldest receipt has waited longer than the ack timeout.
+    /// Returns the reason when the session is (now or already) suspended for it.
+    pub fn check_ack_timeout(&mut self) -> Option<&SuspendReason> {
+        if self.suspended.is_none()
+            && let Some(oldest) = self.outstanding.front()
+            && self.clock.monotonic().saturating_sub(oldest.sent_at) >= self.ack_timeout
+        {
+            warn!(session = %self.session, seq = oldest.seq, "no ack within the timeout; suspending");
+            self.suspended = Some(SuspendReason::AckTimeout { seq: oldest.seq });
+        }
+        self.suspended.as_ref()
+    }
+
+    /// When the oldest outstanding receipt times out (monotonic), if any is outstanding.
+    pub fn ack_deadline(&self) -> Option<Duration> {
+        self.outstanding
+            .front()
+            .map(|o| o.sent_at + self.ack_timeout)
+    }
+
+    /// Why the session is suspended, if it is.
+    pub const fn suspension(&self) -> Option<&SuspendReason> {
+        self.suspended.as_ref()
+    }
+
+    /// Lifts an ack-timeout suspension once every receipt is acked (the renter caught
+    /// up). A budget suspension is never lifted.
+    pub fn resume(&mut self) -> bool {
+        if matches!(self.suspended, Some(SuspendReason::AckTimeout { .. }))
+            && self.outstanding.is_empty()
+        {
+            self.suspended = None;
+        }
+        self.suspended.is_none()
+    }
+
+    /// Receipts issued and not yet acked.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// The dual-signed, committed chain so far.
+    pub fn chain(&self) -> &[AckedReceipt] {
+        &self.chain
+    }
+}

@@ -1,0 +1,627 @@
+//! Ingesting acknowledged receipts: validation, postings and group commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use orien_protocol::{
+    LaneId, PaymentLane, ReceiptAck, ReceiptHash, SessionId, Timestamp, UsageReceipt, Usdc, wire,
+};
+use rocksdb::WriteBatch;
+use tracing::{debug, debug_span, warn};
+
+use super::{Store, StoreError, Writer, keys};
+use crate::accounts::{Account, Balance};
+use crate::dispute::{DisputeReason, Evidence, Quantity};
+use crate::posting::{Posting, Side};
+use crate::receipts::{AckedReceipt, StoredReceipt};
+use crate::record;
+use crate::session::{SessionHead, SessionRecord, SessionStatus};
+use crate::settlement::LaneSettlement;
+use crate::signatures::{self, Claim};
+
+/// Most receipts written by one synced `WriteBatch`.
+pub const MAX_GROUP: usize = 1024;
+
+/// Proof that a receipt is durably in the ledger: only the store makes one, and only
+/// after the synced write that contains the receipt returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    session: SessionId,
+    seq: u64,
+    receipt: ReceiptHash,
+    newly_applied: bool,
+}
+
+impl Durable {
+    /// The session.
+    pub const fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The receipt's sequence number.
+    pub const fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The receipt's hash.
+    pub const fn receipt(&self) -> ReceiptHash {
+        self.receipt
+    }
+
+    /// `false` when the same receipt had been applied before (an idempotent retry).
+    pub const fn newly_applied(&self) -> bool {
+        self.newly_applied
+    }
+}
+
+/// The outcome of one ingest, as delivered to its caller.
+pub type Ingested = Result<Durable, StoreError>;
+
+/// A receipt whose signatures were checked, waiting for a commit.
+pub(crate) struct Verified {
+    acked: AckedReceipt,
+    receipt: UsageReceipt,
+    ack: ReceiptAck,
+    hash: ReceiptHash,
+    session: Arc<SessionRecord>,
+}
+
+type Slot = Arc<Mutex<Option<Ingested>>>;
+
+pub(crate) struct Pending {
+    item: Result<Verified, StoreError>,
+    slot: Slot,
+}
+
+/// Uncommitted changes of one group, applied to the caches only after the write.
+#[derive(Default)]
+struct Overlay {
+    heads: HashMap<SessionId, SessionHead>,
+    balances: HashMap<Account, Balance>,
+    lanes: HashMap<LaneId, LaneSettlement>,
+    receipts: HashMap<(SessionId, u64), ReceiptHash>,
+}
+
+impl Store {
+    /// Validates an acked receipt, checks the counterparty's signature, and commits the
+    /// receipt with its posting durably. Returns only after the synced write, so the
+    /// caller may then send (renter) or accept (provider) the ack.
+    ///
+    /// Idempotent: the same receipt again returns `Ok` with
+    /// [`Durable::newly_applied`] `false`. A *different* receipt with the same
+    /// `(session, seq)` is kept as evidence and refused with
+    /// [`DisputeReason::Conflicting`].
+    pub fn ingest(&self, acked: AckedReceipt) -> Ingested {
+        self.writable()?;
+        let item = self.prepare(acked).and_then(|v| {
+            v.acked
+                .receipt
+                .verify_from(&v.session.provider)
+                .map_err(|e| {
+                    refused(
+                        &v,
+                        DisputeReason::BadSignature {
+                            detail: e.to_string(),
+                        },
+                    )
+                })?;
+            v.acked
+                .ack
+                .verify_from(&v.session.renter)
+                .map_err(|e| bad_ack(&v, &e.to_string()))?;
+            Ok(v)
+        });
+        let slot = Slot::default();
+        self.enqueue(vec![Pending {
+            item,
+            slot: Arc::clone(&slot),
+        }]);
+        self.commit_queued();
+        take(&slot)
+    }
+
+    /// Ingests many acked receipts: signatures are batch-verified on all cores and the
+    /// receipts are committed in synced groups of up to [`MAX_GROUP`]; verification of
+    /// the next group overlaps the commit of the previous one. Results are in input
+    /// order. `local` names this node: signatures it made itself are
+    /// not checked again.
+    pub fn ingest_many(
+        &self,
+        batch: Vec<AckedReceipt>,
+        local: Option<&orien_protocol::NodeId>,
+    ) -> Vec<Ingested> {
+        if let Err(e) = self.writable() {
+            return batch.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut results: Vec<Ingested> = Vec::with_capacity(batch.len());
+        let mut chunks = Vec::new();
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_GROUP));
+            chunks.push(rest);
+            rest = tail;
+        }
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Pending>>(1);
+            scope.spawn(move || {
+                for chunk in chunks {
+                    let pending = self.verify_chunk(chunk, local);
+                    if tx.send(pending).is_err() {
+                        break;
+                    }
+                }
+            });
+            for pending in rx {
+                let slots: Vec<Slot> = pending.iter().map(|p| Arc::clone(&p.slot)).collect();
+                self.enqueue(pending);
+                self.commit_queued();
+                results.extend(slots.iter().map(take));
+            }
+        });
+        results
+    }
+
+    fn verify_chunk(
+        &self,
+        chunk: Vec<AckedReceipt>,
+        local: Option<&orien_protocol::NodeId>,
+    ) -> Vec<Pending> {
+        let prepared: Vec<Result<Verified, StoreError>> =
+            chunk.into_iter().map(|a| self.prepare(a)).collect();
+        // Which claims to check, and which prepared item each belongs to.
+        let mut receipt_claims: Vec<(usize, Claim<'_, UsageReceipt>)> = Vec::new();
+        let mut ack_claims: Vec<(usize, Claim<'_, ReceiptAck>)> = Vec::new();
+        for (i, v) in prepared.iter().enumerate() {
+            let Ok(v) = v else { continue };
+            if local != Some(&v.session.provider) {
+                receipt_claims.push((
+                    i,
+                    Claim {
+                        expected: &v.session.provider,
+                        signed: &v.acked.receipt,
+                    },
+                ));
+            }
+            if local != Some(&v.session.renter) {
+                ack_claims.push((
+                    i,
+                    Claim {
+                        expected: &v.session.renter,
+                        signed: &v.acked.ack,
+                    },
+                ));
+            }
+        }
+        let bad_receipts = check(&receipt_claims);
+        let bad_acks = check(&ack_claims);
+        prepared
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let item = item.and_then(|v| {
+                    if bad_receipts.contains(&i) {
+                        Err(refused(&v, bad_signature("receipt")))
+                    } else if bad_acks.contains(&i) {
+                        Err(bad_ack(&v, "not signed by the renter"))
+                    } else {
+                        Ok(v)
+                    }
+                });
+                Pending {
+                    item,
+                    slot: Slot::default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Decodes both payloads (signatures are checked by the caller).
+    fn prepare(&self, acked: AckedReceipt) -> Result<Verified, StoreError> {
+        let receipt = wire::decode::<UsageReceipt>(acked.receipt.payload_bytes())
+            .map_err(|e| StoreError::Malformed(e.to_string()))?;
+        let ack = wire::decode::<ReceiptAck>(acked.ack.payload_bytes()).map_err(|e| {
+            StoreError::BadAck {
+                session: receipt.session,
+                seq: receipt.seq,
+                detail: e.to_string(),
+            }
+        })?;
+        let session = self
+            .session(&receipt.session)?
+            .ok_or(StoreError::UnknownSession(receipt.session))?;
+        let hash = acked.receipt.receipt_hash();
+        Ok(Verified {
+            acked,
+            receipt,
+            ack,
+            hash,
+            session,
+        })
+    }
+
+    fn enqueue(&self, mut pending: Vec<Pending>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&mut pending);
+    }
+
+    /// Group commit: whoever holds the writer lock commits everything queued so far.
+    /// A caller whose item was committed by an earlier holder finds its slot filled.
+    fn commit_queued(&self) {
+        let mut writer = self.lock_writer();
+        loop {
+            let group: Vec<Pending> = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let n = queue.len().min(MAX_GROUP);
+                queue.drain(..n).collect()
+            };
+            if group.is_empty() {
+                return;
+            }
+            self.commit_group(&mut writer, group);
+        }
+    }
+
+    fn commit_group(&self, writer: &mut Writer, group: Vec<Pending>) {
+        let now = self.clock.wall();
+        let mut overlay = Overlay::default();
+        let mut batch = WriteBatch::default();
+        let mut outcomes: Vec<(Slot, Ingested)> = Vec::with_capacity(group.len());
+        for pending in group {
+            let outcome = pending
+                .item
+                .and_then(|v| self.apply(writer, &mut overlay, &mut batch, v, now));
+            outcomes.push((pending.slot, outcome));
+        }
+        let applied = outcomes.iter().filter(|(_, o)| o.is_ok()).count();
+        let write = if batch.is_empty() {
+            Ok(())
+        } else {
+            self.flush_overlay(&overlay, &mut batch)
+                .and_then(|()| self.write(batch, "commit receipts"))
+        };
+        match write {
+            Ok(()) => {
+                debug!(receipts = applied, "group committed");
+                writer.heads.extend(overlay.heads);
+                writer.balances.extend(overlay.balances);
+                writer.lanes.extend(overlay.lanes);
+                for (slot, outcome) in outcomes {
+                    fill(&slot, outcome);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, receipts = outcomes.len(), "group commit failed; nothing applied");
+                for (slot, _) in outcomes {
+                    fill(&slot, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn flush_overlay(&self, overlay: &Overlay, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        for (session, head) in &overlay.heads {
+            batch.put_cf(
+                self.cf(keys::SESSIONS),
+                keys::session_head(session),
+                encode(head)?,
+            );
+        }
+        for (account, balance) in &overlay.balances {
+            // Conservation of every touched account is re-asserted before it is written.
+            assert!(
+                balance.net(account) >= account.floor_micros(),
+                "balance of {account} would be {} µUSDC",
+                balance.net(account)
+            );
+            batch.put_cf(self.cf(keys::BALANCES), account.key(), encode(balance)?);
+        }
+        for (lane, state) in &overlay.lanes {
+            batch.put_cf(self.cf(keys::SETTLEMENT), keys::lane(lane), encode(state)?);
+        }
+        Ok(())
+    }
+
+    /// Checks one receipt against the session's head and stages its writes.
+    fn apply(
+        &self,
+        writer: &mut Writer,
+        overlay: &mut Overlay,
+        batch: &mut WriteBatch,
+        v: Verified,
+        now: Timestamp,
+    ) -> Ingested {
+        let r = &v.receipt;
+        let _span = debug_span!("ingest", session = %r.session, seq = r.seq).entered();
+        let head = match overlay.heads.get(&r.session) {
+            Some(h) => h.clone(),
+            None => self.cached_head(writer, &r.session)?,
+        };
+        if r.seq <= head.seq {
+            let applied = match overlay.receipts.get(&(r.session, r.seq)) {
+                Some(h) => *h,
+                None => self
+                    .get::<StoredReceipt>(keys::RECEIPTS, &keys::receipt(&r.session, r.seq))?
+                    .map(|s| s.acked.receipt.receipt_hash())
+                    .ok_or_else(|| {
+                        refused(
+                            &v,
+                            DisputeReason::UnexpectedSeq {
+                                expected: head.seq + 1,
+                                found: r.seq,
+                            },
+                        )
+                    })?,
+            };
+            if applied == v.hash {
+                return Ok(Durable {
+                    session: r.session,
+                    seq: r.seq,
+                    receipt: v.hash,
+                    newly_applied: false,
+                });
+            }
+            let reason = DisputeReason::Conflicting {
+                seq: r.seq,
+                applied,
+            };
+            warn!(%applied, conflicting = %v.hash, "conflicting receipt kept as evidence");
+            let evidence = Evidence {
+                session: r.session,
+                receipt: v.acked.receipt.clone(),
+                ack: Some(v.acked.ack.clone()),
+                reason: reason.clone(),
+                recorded_at: now,
+            };
+            batch.put_cf(
+                self.cf(keys::EVIDENCE),
+                keys::evidence(&r.session, r.seq, v.hash.as_bytes()),
+                encode(&evidence)?,
+            );
+            return Err(refused(&v, reason));
+        }
+        if let SessionStatus::Closed(_) = head.status {
+            return Err(StoreError::SessionClosed(r.session));
+        }
+        if r.seq != head.seq + 1 {
+            return Err(refused(
+                &v,
+                DisputeReason::UnexpectedSeq {
+                    expected: head.seq + 1,
+                    found: r.seq,
+                },
+            ));
+        }
+        if r.prev != head.hash {
+            return Err(refused(
+                &v,
+                DisputeReason::BrokenChain {
+                    expected: head.hash,
+                    found: r.prev,
+                },
+            ));
+        }
+        for (quantity, now_value, before) in [
+            (
+                Quantity::SessionTime,
+                r.session_time.get(),
+                head.session_time.get(),
+            ),
+            (Quantity::ExecTime, r.exec_time.get(), head.exec_time.get()),
+            (Quantity::CpuTime, r.cpu_time.get(), head.cpu_time.get()),
+            (Quantity::Amount, r.amount.micros(), head.amount.micros()),
+        ] {
+            if now_value < before {
+                return Err(refused(&v, DisputeReason::Decreasing { quantity }));
+            }
+        }
+        if r.amount > v.session.budget {
+            return Err(refused(
+                &v,
+                DisputeReason::OverBudget {
+                    amount: r.amount,
+                    budget: v.session.budget,
+                },
+            ));
+        }
+        let ack = &v.ack;
+        if ack.session != r.session || ack.seq != r.seq || ack.receipt != v.hash {
+            return Err(bad_ack(&v, "acknowledges a different receipt"));
+        }
+        let lane = v.session.lane();
+        let posting = Posting::receipt(r.session, r.seq, lane, head.amount, r.amount, now)
+            .map_err(|_| {
+                refused(
+                    &v,
+                    DisputeReason::Decreasing {
+                        quantity: Quantity::Amount,
+                    },
+                )
+            })?;
+        posting.assert_balanced();
+
+        // The lane's acked total after this receipt, which a voucher must name exactly.
+        let lane_account = Account::Lane(lane);
+        let mut lane_balance = self.overlay_balance(writer, overlay, &lane_account)?;
+        let lane_after = lane_balance
+            .debited
+            .checked_add(r.amount.saturating_sub(head.amount))
+            .and_then(|d| d.checked_sub(lane_balance.credited))
+            .ok_or_else(|| {
+                refused(
+                    &v,
+                    DisputeReason::OverBudget {
+                        amount: r.amount,
+                        budget: v.session.budget,
+                    },
+                )
+            })?;
+        let lane_state = match (&v.session.payment, ack.voucher) {
+            (PaymentLane::Ledger, None) => None,
+            (PaymentLane::Ledger, Some(_)) => {
+                return Err(bad_ack(&v, "a voucher on a ledger-paid session"));
+            }
+            (PaymentLane::Escrow { lane: escrow, .. }, voucher) => {
+                if let Some(voucher) = voucher
+                    && (voucher.lane != *escrow || voucher.cumulative != lane_after)
+                {
+                    return Err(bad_ack(
+                        &v,
+                        &format!(
+                            "voucher for {} on lane {} does not match the lane's acked total {lane_after} on {escrow}",
+                            voucher.cumulative, voucher.lane
+                        ),
+                    ));
+                }
+                let mut state = match overlay.lanes.get(escrow) {
+                    Some(s) => *s,
+                    None => self.cached_lane(writer, escrow)?.unwrap_or(LaneSettlement {
+                        key: lane,
+                        acked: Usdc::ZERO,
+                        latest_voucher: None,
+                        settled: Usdc::ZERO,
+                        last_confirmed: None,
+                    }),
+                };
+                state.acked = lane_after;
+                if voucher.is_some() {
+                    state.latest_voucher = voucher;
+                }
+                Some((*escrow, state))
+            }
+        };
+
+        // Stage: balances, head, lane, receipt, posting.
+        let mut touched = Vec::with_capacity(posting.legs.len());
+        for leg in &posting.legs {
+            let mut balance = if leg.account == lane_account {
+                lane_balance
+            } else {
+                self.overlay_balance(writer, overlay, &leg.account)?
+            };
+            let total = match leg.side {
+                Side::Debit => &mut balance.debited,
+                Side::Credit => &mut balance.credited,
+            };
+            *total = total.checked_add(leg.amount).ok_or_else(|| {
+                refused(
+                    &v,
+                    DisputeReason::OverBudget {
+                        amount: r.amount,
+                        budget: v.session.budget,
+                    },
+                )
+            })?;
+            if leg.account == lane_account {
+                lane_balance = balance;
+            }
+            touched.push((leg.account, balance));
+        }
+        for (account, balance) in touched {
+            overlay.balances.insert(account, balance);
+        }
+        let new_head = SessionHead {
+            seq: r.seq,
+            hash: v.hash,
+            session_time: r.session_time,
+            exec_time: r.exec_time,
+            cpu_time: r.cpu_time,
+            amount: r.amount,
+            status: head.status,
+        };
+        overlay.heads.insert(r.session, new_head);
+        if let Some((escrow, state)) = lane_state {
+            overlay.lanes.insert(escrow, state);
+        }
+        overlay.receipts.insert((r.session, r.seq), v.hash);
+        let stored = StoredReceipt {
+            acked: v.acked,
+            committed_at: now,
+        };
+        batch.put_cf(
+            self.cf(keys::RECEIPTS),
+            keys::receipt(&r.session, r.seq),
+            encode(&stored)?,
+        );
+        batch.put_cf(
+            self.cf(keys::POSTINGS),
+            keys::posting(&posting.cause),
+            encode(&posting)?,
+        );
+        Ok(Durable {
+            session: r.session,
+            seq: r.seq,
+            receipt: v.hash,
+            newly_applied: true,
+        })
+    }
+
+    fn overlay_balance(
+        &self,
+        writer: &mut Writer,
+        overlay: &Overlay,
+        account: &Account,
+    ) -> Result<Balance, StoreError> {
+        match overlay.balances.get(account) {
+            Some(b) => Ok(*b),
+            None => self.cached_balance(writer, account),
+        }
+    }
+}
+
+fn check<T: orien_protocol::SignedPayload + Sync>(claims: &[(usize, Claim<'_, T>)]) -> Vec<usize> {
+    let only: Vec<Claim<'_, T>> = claims
+        .iter()
+        .map(|(_, c)| Claim {
+            expected: c.expected,
+            signed: c.signed,
+        })
+        .collect();
+    match signatures::verify_all(&only) {
+        Ok(()) => Vec::new(),
+        Err(bad) => bad.into_iter().map(|i| claims[i].0).collect(),
+    }
+}
+
+fn encode<T: record::Record>(value: &T) -> Result<Vec<u8>, StoreError> {
+    record::encode(value).map_err(StoreError::Encode)
+}
+
+fn refused(v: &Verified, reason: DisputeReason) -> StoreError {
+    StoreError::Refused {
+        session: v.receipt.session,
+        seq: v.receipt.seq,
+        reason,
+    }
+}
+
+fn bad_ack(v: &Verified, detail: &str) -> StoreError {
+    StoreError::BadAck {
+        session: v.receipt.session,
+        seq: v.receipt.seq,
+        detail: detail.to_owned(),
+    }
+}
+
+fn bad_signature(what: &str) -> DisputeReason {
+    DisputeReason::BadSignature {
+        detail: format!("the {what} is not signed by the session's provider"),
+    }
+}
+
+fn fill(slot: &Slot, outcome: Ingested) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+}
+
+fn take(slot: &Slot) -> Ingested {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .unwrap_or_else(|| {
+            Err(StoreError::Io {
+                op: "group commit",
+                detail: "the committing thread panicked".into(),
+            })
+        })
+}

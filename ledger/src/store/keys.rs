@@ -1,0 +1,89 @@
+//! Column families and key layouts. Integers in keys are big-endian so that keys sort
+//! in numeric order.
+
+use orien_protocol::{LaneId, SessionId};
+
+use crate::posting::Cause;
+use crate::settlement::TxHash;
+
+/// Session terms (`session ‖ 0`) and heads (`session ‖ 1`).
+pub(crate) const SESSIONS: &str = "sessions";
+/// Acked receipts: `session ‖ seq`.
+pub(crate) const RECEIPTS: &str = "receipts";
+/// Postings: see [`posting`].
+pub(crate) const POSTINGS: &str = "postings";
+/// Balances: the account's postcard encoding.
+pub(crate) const BALANCES: &str = "balances";
+/// Settlement: `0 ‖ lane` for the lane, `1 ‖ lane ‖ tx` for each transaction.
+pub(crate) const SETTLEMENT: &str = "settlement";
+/// Evidence: `session ‖ seq ‖ receipt hash`.
+pub(crate) const EVIDENCE: &str = "evidence";
+/// Meta: `schema_version`.
+pub(crate) const META: &str = "meta";
+
+/// Every column family, in creation order.
+pub(crate) const ALL: [&str; 7] = [
+    SESSIONS, RECEIPTS, POSTINGS, BALANCES, SETTLEMENT, EVIDENCE, META,
+];
+
+/// The meta key holding the schema version (u32, big-endian).
+pub(crate) const SCHEMA_VERSION: &[u8] = b"schema_version";
+
+pub(crate) fn session_terms(session: &SessionId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..16].copy_from_slice(session.as_bytes());
+    k
+}
+
+pub(crate) fn session_head(session: &SessionId) -> [u8; 17] {
+    let mut k = session_terms(session);
+    k[16] = 1;
+    k
+}
+
+pub(crate) fn receipt(session: &SessionId, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(session.as_bytes());
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Splits a receipt key into session and seq.
+pub(crate) fn parse_receipt(key: &[u8]) -> Option<(SessionId, u64)> {
+    let session: [u8; 16] = key.get(..16)?.try_into().ok()?;
+    let seq: [u8; 8] = key.get(16..)?.try_into().ok()?;
+    Some((SessionId::from_bytes(session), u64::from_be_bytes(seq)))
+}
+
+pub(crate) fn posting(cause: &Cause) -> Vec<u8> {
+    match cause {
+        Cause::Receipt { session, seq } => {
+            let mut k = vec![0u8];
+            k.extend_from_slice(&receipt(session, *seq));
+            k
+        }
+        Cause::Settlement { tx } => [&[1u8][..], &tx.0].concat(),
+        Cause::SettlementVoided { tx } => [&[2u8][..], &tx.0].concat(),
+    }
+}
+
+pub(crate) fn lane(lane: &LaneId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[1..].copy_from_slice(lane.as_bytes());
+    k
+}
+
+pub(crate) fn settlement(lane: &LaneId, tx: &TxHash) -> [u8; 65] {
+    let mut k = [0u8; 65];
+    k[0] = 1;
+    k[1..33].copy_from_slice(lane.as_bytes());
+    k[33..].copy_from_slice(&tx.0);
+    k
+}
+
+pub(crate) fn evidence(session: &SessionId, seq: u64, hash: &[u8; 32]) -> [u8; 56] {
+    let mut k = [0u8; 56];
+    k[..24].copy_from_slice(&receipt(session, seq));
+    k[24..].copy_from_slice(hash);
+    k
+}

@@ -1,0 +1,549 @@
+//! The ledger's RocksDB store.
+//!
+//! One database per node, with a column family per kind of record (see `keys`). An
+//! acknowledged receipt, its posting and the balances it changes are written in **one**
+//! `WriteBatch` with `sync = true`; only when that write returns may the ack be sent (by
+//! the renter) or accepted (by the provider). Many concurrent [`Store::ingest`] calls
+//! share one synced write (group commit), and each still returns only after its own
+//! receipt is durable.
+
+mod ingest;
+mod keys;
+mod query;
+mod settle;
+mod verify;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use orien_protocol::{Clock, LaneId, SessionId, SystemClock};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use tracing::{debug, info};
+
+use crate::accounts::{Account, Balance};
+use crate::dispute::{DisputeReason, Evidence};
+use crate::record::{self, Record, RecordError};
+use crate::session::{SessionHead, SessionRecord, SessionStatus};
+use crate::settlement::{LaneSettlement, TxHash};
+
+pub use ingest::{Durable, Ingested, MAX_GROUP};
+pub use query::{DayEarnings, SessionTotals};
+pub use verify::{VerifyError, VerifyReport};
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A store operation failed. Every variant says what to do next where there is a choice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open the ledger at {path}: {reason}")]
+    Open {
+        /// The data directory.
+        path: PathBuf,
+        /// RocksDB's explanation.
+        reason: String,
+    },
+    /// The database was written by a newer orien-node.
+    #[error(
+        "the ledger at {path} has schema version {found}, but this orien-node reads only up to \
+         version {supported}; upgrade orien-node (the data is untouched)"
+    )]
+    NewerSchema {
+        /// The data directory.
+        path: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+    },
+    /// The disk holding the data directory is full. Nothing acknowledged was lost;
+    /// free space and reopen the store.
+    #[error("the disk holding the ledger at {path} is full ({detail}); free space and restart")]
+    DiskFull {
+        /// The data directory.
+        path: PathBuf,
+        /// RocksDB's message.
+        detail: String,
+    },
+    /// Another I/O error from RocksDB.
+    #[error("ledger I/O error during {op}: {detail}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// RocksDB's message.
+        detail: String,
+    },
+    /// A stored record does not decode: the database is damaged or from another build.
+    #[error("corrupt {cf} record at key {key}: {source}")]
+    Corrupt {
+        /// Column family.
+        cf: &'static str,
+        /// The key, hex.
+        key: String,
+        /// What is wrong.
+        source: RecordError,
+    },
+    /// The store was opened read-only.
+    #[error("the ledger was opened read-only")]
+    ReadOnly,
+    /// The receipt's payload does not decode.
+    #[error("malformed receipt: {0}")]
+    Malformed(String),
+    /// No session with this id was recorded.
+    #[error("unknown session {0}")]
+    UnknownSession(SessionId),
+    /// The session's terms break a rule (see the detail).
+    #[error("session {session} cannot be recorded: {detail}")]
+    InvalidSession {
+        /// The session.
+        session: SessionId,
+        /// What is wrong.
+        detail: &'static str,
+    },
+    /// The session was already recorded with different terms.
+    #[error("session {0} is already recorded with different terms")]
+    SessionExists(SessionId),
+    /// The session is closed; it takes no more receipts.
+    #[error("session {0} is closed")]
+    SessionClosed(SessionId),
+    /// The receipt was refused; nothing was applied. For `Conflicting`, the refused
+    /// receipt was durably kept as evidence.
+    #[error("receipt #{seq} of session {session} refused: {reason}")]
+    Refused {
+        /// The session.
+        session: SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+        /// Why.
+        reason: DisputeReason,
+    },
+    /// The ack does not acknowledge this receipt, or is not the renter's.
+    #[error("ack of receipt #{seq} of session {session} is invalid: {detail}")]
+    BadAck {
+        /// The session.
+        session: SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No escrow lane with this id is known (no acked receipt used it).
+    #[error("unknown escrow lane {0}")]
+    UnknownLane(LaneId),
+    /// A settlement contradicts the ledger (see the detail).
+    #[error("settlement {tx} of lane {lane}: {detail}")]
+    Settlement {
+        /// The lane.
+        lane: LaneId,
+        /// The transaction.
+        tx: TxHash,
+        /// What is inconsistent.
+        detail: String,
+    },
+    /// A record could not be encoded (a bug: stored types are bounded).
+    #[error("cannot encode a record: {0}")]
+    Encode(RecordError),
+    /// Exporting failed while writing the output.
+    #[error("export failed: {0}")]
+    Export(String),
+}
+
+impl StoreError {
+    fn rocks(op: &'static str, path: &Path, e: rocksdb::Error) -> Self {
+        let detail = e.into_string();
+        // RocksDB reports ENOSPC as an IOError whose message carries strerror's text.
+        if detail.contains("No space left on device") || detail.contains("NoSpace") {
+            Self::DiskFull {
+                path: path.to_owned(),
+                detail,
+            }
+        } else {
+            Self::Io { op, detail }
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Source of the wall-clock timestamps written on records.
+    pub clock: Arc<dyn Clock>,
+    /// Open without writing anything (inspection, exports, recovery on a full disk).
+    pub read_only: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock::new()),
+            read_only: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State only the committing thread touches: caches of what is on disk, updated after
+/// each successful write.
+#[derive(Default)]
+struct Writer {
+    balances: HashMap<Account, Balance>,
+    heads: HashMap<SessionId, SessionHead>,
+    lanes: HashMap<LaneId, LaneSettlement>,
+}
+
+/// The ledger store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+    read_only: bool,
+    sessions: RwLock<HashMap<SessionId, Arc<SessionRecord>>>,
+    queue: Mutex<Vec<ingest::Pending>>,
+    writer: Mutex<Writer>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the ledger in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens the ledger with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let open_err = |e: rocksdb::Error| StoreError::Open {
+            path: path.clone(),
+            reason: e.into_string(),
+        };
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(!options.read_only);
+        db_opts.create_missing_column_families(!options.read_only);
+        db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Small memtables: ledger records are small and a node holds few sessions at once.
+        db_opts.set_write_buffer_size(8 << 20);
+        db_opts.set_max_total_wal_size(64 << 20);
+        db_opts.set_keep_log_file_num(4);
+        let db = if options.read_only {
+            DB::open_cf_for_read_only(&db_opts, &path, keys::ALL, false).map_err(open_err)?
+        } else {
+            let cfs = keys::ALL.map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+            DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(open_err)?
+        };
+        let store = Self {
+            db,
+            path,
+            clock: options.clock,
+            read_only: options.read_only,
+            sessions: RwLock::default(),
+            queue: Mutex::default(),
+            writer: Mutex::default(),
+        };
+        store.check_schema()?;
+        info!(path = %store.path.display(), read_only = store.read_only, "ledger opened");
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self
+            .db
+            .get_cf(self.cf(keys::META), keys::SCHEMA_VERSION)
+            .map_err(|e| StoreError::rocks("read schema version", &self.path, e))?;
+        match found {
+            Some(bytes) => {
+                let bytes: [u8; 4] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            cf: keys::META,
+                            key: hex::encode(keys::SCHEMA_VERSION),
+                            source: RecordError::Malformed {
+                                kind: "schema version",
+                                reason: format!("{} bytes, expected 4", bytes.len()),
+                            },
+                        })?;
+                let found = u32::from_be_bytes(bytes);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Ok(())
+            }
+            None if self.read_only => Ok(()),
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(
+                    self.cf(keys::META),
+                    keys::SCHEMA_VERSION,
+                    SCHEMA_VERSION.to_be_bytes(),
+                );
+                self.write(batch, "write schema version")
+            }
+        }
+    }
+
+    /// Records the terms of a new session. Idempotent for identical terms.
+    pub fn open_session(&self, record: SessionRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        let invalid = |detail| StoreError::InvalidSession {
+            session: record.session,
+            detail,
+        };
+        if record.budget.is_zero() {
+            return Err(invalid("the budget is zero"));
+        }
+        if record.provider == record.renter {
+            return Err(invalid("provider and renter are the same node"));
+        }
+        let writer = self.lock_writer();
+        if let Some(existing) = self.session(&record.session)? {
+            return if *existing == record {
+                Ok(())
+            } else {
+                Err(StoreError::SessionExists(record.session))
+            };
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::SESSIONS),
+            keys::session_terms(&record.session),
+            record::encode(&record).map_err(StoreError::Encode)?,
+        );
+        batch.put_cf(
+            self.cf(keys::SESSIONS),
+            keys::session_head(&record.session),
+            record::encode(&SessionHead::new()).map_err(StoreError::Encode)?,
+        );
+        self.write(batch, "record session")?;
+        debug!(session = %record.session, "session recorded");
+        drop(writer);
+        self.sessions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(record.session, Arc::new(record));
+        Ok(())
+    }
+
+    /// The terms of a session, if recorded.
+    pub fn session(&self, session: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        if let Some(found) = self
+            .sessions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(session)
+        {
+            return Ok(Some(Arc::clone(found)));
+        }
+        let Some(record) =
+            self.get::<SessionRecord>(keys::SESSIONS, &keys::session_terms(session))?
+        else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.sessions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(*session, Arc::clone(&record));
+        Ok(Some(record))
+    }
+
+    /// The head of a session: its last acked receipt and status.
+    pub fn head(&self, session: &SessionId) -> Result<Option<SessionHead>, StoreError> {
+        self.get(keys::SESSIONS, &keys::session_head(session))
+    }
+
+    /// Changes a session's status (suspended, resumed, closed). A closed session stays
+    /// closed.
+    pub fn set_status(&self, session: &SessionId, status: SessionStatus) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut writer = self.lock_writer();
+        let mut head = self.cached_head(&mut writer, session)?;
+        if let SessionStatus::Closed(_) = head.status {
+            return if head.status == status {
+                Ok(())
+            } else {
+                Err(StoreError::SessionClosed(*session))
+            };
+        }
+        head.status = status;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::SESSIONS),
+            keys::session_head(session),
+            record::encode(&head).map_err(StoreError::Encode)?,
+        );
+        self.write(batch, "update session status")?;
+        writer.heads.insert(*session, head);
+        Ok(())
+    }
+
+    /// Durably keeps a refused receipt as dispute evidence.
+    pub fn record_evidence(&self, evidence: &Evidence) -> Result<(), StoreError> {
+        self.writable()?;
+        let seq = evidence.receipt.verify().map(|r| r.seq).unwrap_or(0);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::EVIDENCE),
+            keys::evidence(&evidence.session, seq, &evidence.receipt.content_hash()),
+            record::encode(evidence).map_err(StoreError::Encode)?,
+        );
+        self.write(batch, "record evidence")
+    }
+
+    /// All evidence kept for a session.
+    pub fn evidence(&self, session: &SessionId) -> Result<Vec<Evidence>, StoreError> {
+        self.scan_prefix(keys::EVIDENCE, session.as_bytes())
+            .map(|rows| rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    // ---- plumbing shared by the submodules ----
+
+    fn cf(&self, name: &'static str) -> &ColumnFamily {
+        // Every family in `keys::ALL` is created (or required) by `open_with`.
+        #[allow(clippy::expect_used)]
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic while committing is an invariant violation; the caches it may have
+        // left half-updated are dropped so the next writer reloads them from disk.
+        self.writer.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            *guard = Writer::default();
+            guard
+        })
+    }
+
+    fn write(&self, batch: WriteBatch, op: &'static str) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|e| StoreError::rocks(op, &self.path, e))
+    }
+
+    fn get<T: Record>(&self, cf: &'static str, key: &[u8]) -> Result<Option<T>, StoreError> {
+        let bytes = self
+            .db
+            .get_pinned_cf(self.cf(cf), key)
+            .map_err(|e| StoreError::rocks("read", &self.path, e))?;
+        bytes
+            .map(|b| {
+                record::decode(&b).map_err(|source| StoreError::Corrupt {
+                    cf,
+                    key: hex::encode(key),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn scan_prefix<T: Record>(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (key, value) = item.map_err(|e| StoreError::rocks("scan", &self.path, e))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let value = record::decode(&value).map_err(|source| StoreError::Corrupt {
+                cf,
+                key: hex::encode(&key),
+                source,
+            })?;
+            out.push((key.into_vec(), value));
+        }
+        Ok(out)
+    }
+
+    fn cached_head(
+        &self,
+        writer: &mut Writer,
+        session: &SessionId,
+    ) -> Result<SessionHead, StoreError> {
+        if let Some(head) = writer.heads.get(session) {
+            return Ok(head.clone());
+        }
+        let head = self
+            .head(session)?
+            .ok_or(StoreError::UnknownSession(*session))?;
+        writer.heads.insert(*session, head.clone());
+        Ok(head)
+    }
+
+    fn cached_balance(
+        &self,
+        writer: &mut Writer,
+        account: &Account,
+    ) -> Result<Balance, StoreError> {
+        if let Some(b) = writer.balances.get(account) {
+            return Ok(*b);
+        }
+        let b = self
+            .get::<Balance>(keys::BALANCES, &account.key())?
+            .unwrap_or_default();
+        writer.balances.insert(*account, b);
+        Ok(b)
+    }
+
+    fn cached_lane(
+        &self,
+        writer: &mut Writer,
+        lane: &LaneId,
+    ) -> Result<Option<LaneSettlement>, StoreError> {
+        if let Some(l) = writer.lanes.get(lane) {
+            return Ok(Some(*l));
+        }
+        let found = self.get::<LaneSettlement>(keys::SETTLEMENT, &keys::lane(lane))?;
+        if let Some(l) = found {
+            writer.lanes.insert(*lane, l);
+        }
+        Ok(found)
+    }
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
+}

@@ -1,0 +1,323 @@
+//! The settlement API: what the chain client reports back into the ledger.
+
+use orien_protocol::{LaneId, Usdc};
+use rocksdb::WriteBatch;
+use tracing::info;
+
+use super::{Store, StoreError, keys};
+use crate::posting::{Posting, Side};
+use crate::record;
+use crate::settlement::{LaneSettlement, Settlement, SettlementStatus, TxHash, UnsettledVoucher};
+
+impl Store {
+    /// Records that transaction `tx` was sent to settle `lane` up to the voucher amount
+    /// `cumulative`. Idempotent. Nothing is posted until the chain confirms.
+    pub fn settlement_submitted(
+        &self,
+        lane: LaneId,
+        tx: TxHash,
+        cumulative: Usdc,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut writer = self.lock_writer();
+        let state = self
+            .cached_lane(&mut writer, &lane)?
+            .ok_or(StoreError::UnknownLane(lane))?;
+        if cumulative > state.acked {
+            return Err(settle_err(
+                lane,
+                tx,
+                format!("submitted {cumulative}, but only {} was acked", state.acked),
+            ));
+        }
+        if let Some(existing) = self.settlement(&lane, &tx)? {
+            return if existing.cumulative == cumulative {
+                Ok(())
+            } else {
+                Err(settle_err(
+                    lane,
+                    tx,
+                    format!("already recorded for {}", existing.cumulative),
+                ))
+            };
+        }
+        let now = self.clock.wall();
+        let record = Settlement {
+            lane,
+            tx,
+            cumulative,
+            status: SettlementStatus::Submitted,
+            submitted_at: now,
+            updated_at: now,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::SETTLEMENT),
+            keys::settlement(&lane, &tx),
+            encode(&record)?,
+        );
+        self.write(batch, "record settlement")?;
+        info!(%lane, %tx, %cumulative, "settlement submitted");
+        Ok(())
+    }
+
+    /// Records that `tx` is confirmed and the chain has now paid `lane` up to
+    /// `paid_up_to` (cumulative; what the escrow's event reports, which may be less than
+    /// the voucher if the deposit ran short). Posts `Split::delta(settled, paid_up_to)`
+    /// from the accrual accounts into the settled ones, with `tx` on the posting, and
+    /// returns that posting. Idempotent for the same `(tx, paid_up_to)`; `tx` need not
+    /// have been submitted through this store (reconciliation from chain events).
+    pub fn settlement_confirmed(
+        &self,
+        lane: LaneId,
+        tx: TxHash,
+        paid_up_to: Usdc,
+    ) -> Result<Posting, StoreError> {
+        self.writable()?;
+        let mut writer = self.lock_writer();
+        let mut state = self
+            .cached_lane(&mut writer, &lane)?
+            .ok_or(StoreError::UnknownLane(lane))?;
+        let existing = self.settlement(&lane, &tx)?;
+        if let Some(Settlement {
+            status:
+                SettlementStatus::Confirmed {
+                    paid_up_to: p,
+                    previous,
+                    ..
+                },
+            ..
+        }) = existing
+        {
+            if p != paid_up_to {
+                return Err(settle_err(
+                    lane,
+                    tx,
+                    format!("already confirmed up to {p}, not {paid_up_to}"),
+                ));
+            }
+            return Posting::settlement(tx, state.key, previous, p, false, self.clock.wall())
+                .map_err(|e| settle_err(lane, tx, e.to_string()));
+        }
+        if matches!(
+            existing,
+            Some(Settlement {
+                status: SettlementStatus::Voided,
+                ..
+            })
+        ) {
+            return Err(settle_err(
+                lane,
+                tx,
+                "was voided; a new transaction must settle".into(),
+            ));
+        }
+        if paid_up_to <= state.settled {
+            return Err(settle_err(
+                lane,
+                tx,
+                format!(
+                    "pays up to {paid_up_to}, but {} is already settled",
+                    state.settled
+                ),
+            ));
+        }
+        if paid_up_to > state.acked {
+            return Err(settle_err(
+                lane,
+                tx,
+                format!(
+                    "pays up to {paid_up_to}, but only {} was acked",
+                    state.acked
+                ),
+            ));
+        }
+        let now = self.clock.wall();
+        let posting = Posting::settlement(tx, state.key, state.settled, paid_up_to, false, now)
+            .map_err(|e| settle_err(lane, tx, e.to_string()))?;
+        let record = Settlement {
+            lane,
+            tx,
+            cumulative: existing.map_or(paid_up_to, |s| s.cumulative),
+            status: SettlementStatus::Confirmed {
+                paid_up_to,
+                previous: state.settled,
+                previous_tx: state.last_confirmed,
+            },
+            submitted_at: existing.map_or(now, |s| s.submitted_at),
+            updated_at: now,
+        };
+        state.settled = paid_up_to;
+        state.last_confirmed = Some(tx);
+        self.commit_settlement(&mut writer, lane, state, record, &posting)?;
+        info!(%lane, %tx, %paid_up_to, "settlement confirmed");
+        Ok(posting)
+    }
+
+    /// Records that `tx` no longer pays: reverted, dropped, or reorganised away. A
+    /// submitted one is simply marked void; a confirmed one has its posting reversed and
+    /// must be the lane's latest confirmed settlement (undo reorgs newest first).
+    pub fn settlement_voided(&self, lane: LaneId, tx: TxHash) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut writer = self.lock_writer();
+        let mut state = self
+            .cached_lane(&mut writer, &lane)?
+            .ok_or(StoreError::UnknownLane(lane))?;
+        let mut record = self
+            .settlement(&lane, &tx)?
+            .ok_or_else(|| settle_err(lane, tx, "unknown transaction".into()))?;
+        let now = self.clock.wall();
+        match record.status {
+            SettlementStatus::Voided => return Ok(()),
+            SettlementStatus::Submitted => {
+                record.status = SettlementStatus::Voided;
+                record.updated_at = now;
+                let mut batch = WriteBatch::default();
+                batch.put_cf(
+                    self.cf(keys::SETTLEMENT),
+                    keys::settlement(&lane, &tx),
+                    encode(&record)?,
+                );
+                self.write(batch, "void settlement")?;
+            }
+            SettlementStatus::Confirmed {
+                paid_up_to,
+                previous,
+                previous_tx,
+            } => {
+                if state.last_confirmed != Some(tx) {
+                    return Err(settle_err(
+                        lane,
+                        tx,
+                        format!(
+                            "is not the latest confirmed settlement ({:?}); void newer ones first",
+                            state.last_confirmed
+                        ),
+                    ));
+                }
+                let posting = Posting::settlement(tx, state.key, previous, paid_up_to, true, now)
+                    .map_err(|e| settle_err(lane, tx, e.to_string()))?;
+                record.status = SettlementStatus::Voided;
+                record.updated_at = now;
+                state.settled = previous;
+                state.last_confirmed = previous_tx;
+                self.commit_settlement(&mut writer, lane, state, record, &posting)?;
+            }
+        }
+        info!(%lane, %tx, "settlement voided");
+        Ok(())
+    }
+
+    /// One settlement transaction, if recorded.
+    pub fn settlement(&self, lane: &LaneId, tx: &TxHash) -> Result<Option<Settlement>, StoreError> {
+        self.get(keys::SETTLEMENT, &keys::settlement(lane, tx))
+    }
+
+    /// The settlement state of an escrow lane, if any receipt used it.
+    pub fn lane_settlement(&self, lane: &LaneId) -> Result<Option<LaneSettlement>, StoreError> {
+        self.get(keys::SETTLEMENT, &keys::lane(lane))
+    }
+
+    /// Every settlement transaction of a lane.
+    pub fn settlements(&self, lane: &LaneId) -> Result<Vec<Settlement>, StoreError> {
+        let mut prefix = vec![1u8];
+        prefix.extend_from_slice(lane.as_bytes());
+        Ok(self
+            .scan_prefix(keys::SETTLEMENT, &prefix)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    /// For every escrow lane whose latest voucher the chain has not paid in full: that
+    /// voucher, what is settled, and the transactions still pending. What a provider
+    /// submits next.
+    pub fn unsettled_vouchers(&self) -> Result<Vec<UnsettledVoucher>, StoreError> {
+        let lanes: Vec<(Vec<u8>, LaneSettlement)> = self.scan_prefix(keys::SETTLEMENT, &[0u8])?;
+        let mut out = Vec::new();
+        for (key, state) in lanes {
+            let Some(voucher) = state.latest_voucher else {
+                continue;
+            };
+            if voucher.cumulative <= state.settled {
+                continue;
+            }
+            let lane = LaneId::from_bytes(
+                key.get(1..33)
+                    .and_then(|k| k.try_into().ok())
+                    .unwrap_or([0; 32]),
+            );
+            let pending = self
+                .settlements(&lane)?
+                .into_iter()
+                .filter(|s| s.status == SettlementStatus::Submitted)
+                .map(|s| (s.tx, s.cumulative))
+                .collect();
+            out.push(UnsettledVoucher {
+                lane,
+                key: state.key,
+                voucher,
+                settled: state.settled,
+                pending,
+            });
+        }
+        Ok(out)
+    }
+
+    fn commit_settlement(
+        &self,
+        writer: &mut super::Writer,
+        lane: LaneId,
+        state: LaneSettlement,
+        record: Settlement,
+        posting: &Posting,
+    ) -> Result<(), StoreError> {
+        posting.assert_balanced();
+        let mut batch = WriteBatch::default();
+        let mut touched = Vec::new();
+        for leg in &posting.legs {
+            let mut b = self.cached_balance(writer, &leg.account)?;
+            let total = match leg.side {
+                Side::Debit => &mut b.debited,
+                Side::Credit => &mut b.credited,
+            };
+            *total = total
+                .checked_add(leg.amount)
+                .ok_or_else(|| settle_err(lane, record.tx, "balance overflow".into()))?;
+            assert!(
+                b.net(&leg.account) >= leg.account.floor_micros(),
+                "settlement would make {} negative: {b:?}",
+                leg.account
+            );
+            batch.put_cf(self.cf(keys::BALANCES), leg.account.key(), encode(&b)?);
+            touched.push((leg.account, b));
+        }
+        batch.put_cf(
+            self.cf(keys::POSTINGS),
+            keys::posting(&posting.cause),
+            encode(posting)?,
+        );
+        batch.put_cf(
+            self.cf(keys::SETTLEMENT),
+            keys::settlement(&lane, &record.tx),
+            encode(&record)?,
+        );
+        batch.put_cf(
+            self.cf(keys::SETTLEMENT),
+            keys::lane(&lane),
+            encode(&state)?,
+        );
+        self.write(batch, "commit settlement")?;
+        writer.balances.extend(touched);
+        writer.lanes.insert(lane, state);
+        Ok(())
+    }
+}
+
+fn settle_err(lane: LaneId, tx: TxHash, detail: String) -> StoreError {
+    StoreError::Settlement { lane, tx, detail }
+}
+
+fn encode<T: record::Record>(value: &T) -> Result<Vec<u8>, StoreError> {
+    record::encode(value).map_err(StoreError::Encode)
+}

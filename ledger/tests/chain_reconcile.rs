@@ -1,0 +1,242 @@
+//! The ledger store and the chain agree: receipts acknowledged with real EIP-712 vouchers
+//! are ingested into a RocksDB store on disk, the provider settles them on a real anvil, and
+//! chain events are reconciled back, with a reorganisation (anvil snapshot/revert) voiding
+//! a confirmed settlement until it is settled again.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod chain_support;
+
+use std::sync::Arc;
+
+use chain_support::{Actor, USDC, World};
+use orien_ledger::chain::Reconciler;
+use orien_ledger::{Account, AckedReceipt, LaneKey, SessionRecord, Store, StoreOptions};
+use orien_protocol::{
+    LaneId, ManualClock, Millis, NodeKey, PaymentLane, Pricing, ReceiptAck, ReceiptHash, SessionId,
+    Timestamp, UsageReceipt, Usdc,
+};
+
+/// 1 µUSDC per millisecond of session time, executions free: amount = session ms.
+const PRICING: Pricing = Pricing {
+    session_per_minute: Usdc::from_micros(60_000),
+    exec_per_minute: Usdc::from_micros(0),
+};
+
+/// One session on the escrow lane renter → provider, receipts acknowledged with vouchers
+/// that the provider verifies before they go into its store.
+struct Session {
+    id: SessionId,
+    provider_key: NodeKey,
+    renter_key: NodeKey,
+    lane: LaneId,
+    seq: u64,
+    prev: ReceiptHash,
+    amount: u64,
+}
+
+impl Session {
+    fn open(store: &Store, world: &World, renter: &Actor, provider: &Actor) -> Self {
+        let provider_key = NodeKey::from_secret_bytes([0x50; 32]);
+        let renter_key = NodeKey::from_secret_bytes([0x52; 32]);
+        let lane = world.escrow.lane_id(renter.address(), provider.address());
+        let id = SessionId::random();
+        store
+            .open_session(SessionRecord {
+                session: id,
+                provider: provider_key.node_id(),
+                renter: renter_key.node_id(),
+                payment: PaymentLane::Escrow {
+                    chain_id: world.escrow.domain().chain_id(),
+                    contract: world.escrow.address(),
+                    lane,
+                    renter_wallet: renter.address(),
+                },
+                pricing: PRICING,
+                budget: Usdc::from_micros(100 * USDC),
+                opened_at: Timestamp(1_763_856_000_000),
+            })
+            .unwrap();
+        Self {
+            id,
+            provider_key,
+            renter_key,
+            lane,
+            seq: 0,
+            prev: ReceiptHash::GENESIS,
+            amount: 0,
+        }
+    }
+
+    fn key(&self) -> LaneKey {
+        LaneKey {
+            renter: self.renter_key.node_id(),
+            provider: self.provider_key.node_id(),
+            escrow: Some(self.lane),
+        }
+    }
+
+    /// The next receipt, `step` µUSDC later, acknowledged with a voucher and ingested.
+    fn receipt(&mut self, store: &Store, renter: &Actor, provider: &Actor, step: u64) {
+        let before = Usdc::from_micros(self.amount);
+        self.seq += 1;
+        self.amount += step;
+        let receipt = UsageReceipt {
+            session: self.id,
+            seq: self.seq,
+            session_time: Millis(self.amount),
+            exec_time: Millis(self.amount / 2),
+            cpu_time: Millis(self.amount / 4),
+            amount: Usdc::from_micros(self.amount),
+            prev: self.prev,
+            issued_at: Timestamp(1_763_856_000_000 + self.amount),
+        };
+        let receipt = self.provider_key.sign(&receipt).unwrap();
+        self.prev = receipt.receipt_hash();
+        let voucher = renter
+            .escrow
+            .sign_voucher(provider.address(), Usdc::from_micros(self.amount));
+        // The provider checks the voucher before serving more.
+        provider
+            .escrow
+            .domain()
+            .verify_next(
+                &voucher,
+                renter.address(),
+                provider.address(),
+                before,
+                Usdc::from_micros(self.amount),
+            )
+            .unwrap();
+        let ack = ReceiptAck {
+            session: self.id,
+            seq: self.seq,
+            receipt: self.prev,
+            voucher: Some(voucher),
+        };
+        let ack = self.renter_key.sign(&ack).unwrap();
+        store.ingest(AckedReceipt { receipt, ack }).unwrap();
+    }
+}
+
+fn settled(store: &Store, account: Account) -> i128 {
+    store.balance(&account).unwrap().net(&account)
+}
+
+/// The store's settled accounts equal the escrow's balances to the micro-USDC.
+async fn assert_store_matches_chain(store: &Store, world: &World, provider: &Actor, key: LaneKey) {
+    let earnings = world.escrow.earnings(provider.address()).await.unwrap();
+    let (fees, reserves) = world.escrow.protocol_balances().await.unwrap();
+    assert_eq!(
+        settled(store, Account::SettledProvider(key)),
+        i128::from(earnings.balance.micros())
+    );
+    assert_eq!(
+        settled(store, Account::SettledFee),
+        i128::from(fees.micros())
+    );
+    assert_eq!(
+        settled(store, Account::SettledReserve),
+        i128::from(reserves.micros())
+    );
+}
+
+#[tokio::test]
+async fn chain_settlements_reconcile_into_the_store_and_a_reorg_voids_them() {
+    let world = World::start().await;
+    let provider = world.actor(0).await;
+    let renter = world.actor(100 * USDC).await;
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(50 * USDC))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(1_763_856_000_000));
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            clock: Arc::new(clock.clone()),
+            read_only: false,
+        },
+    )
+    .unwrap();
+    let mut session = Session::open(&store, &world, &renter, &provider);
+    let deployed_at = world.escrow.block_number().await.unwrap();
+    let mut reconciler = Reconciler::new(provider.escrow.clone(), deployed_at.saturating_sub(10));
+
+    // Receipts of a session, one of them the 1 µUSDC step onto a multiple of 100.
+    for step in [1_234, 65, 1, 5_000, 98, 1] {
+        session.receipt(&store, &renter, &provider, step);
+    }
+    let batches = reconciler.settle_pending(&store).await.unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].paid().micros(), session.amount);
+    let report = reconciler.poll(&store).await.unwrap();
+    assert_eq!(report.confirmed.len(), 1);
+    assert_eq!(report.refused, vec![]);
+    let first_paid = session.amount;
+    assert_eq!(
+        store
+            .lane_settlement(&session.lane)
+            .unwrap()
+            .unwrap()
+            .settled
+            .micros(),
+        first_paid
+    );
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+
+    // More receipts, settled in a block that a reorganisation then removes.
+    let snapshot = world.anvil.snapshot().await.unwrap();
+    for step in [777, 23] {
+        session.receipt(&store, &renter, &provider, step);
+    }
+    reconciler.settle_pending(&store).await.unwrap();
+    reconciler.poll(&store).await.unwrap();
+    assert_eq!(
+        store
+            .lane_settlement(&session.lane)
+            .unwrap()
+            .unwrap()
+            .settled
+            .micros(),
+        session.amount
+    );
+    world.anvil.revert(snapshot).await.unwrap();
+    for _ in 0..3 {
+        world
+            .anvil
+            .advance_time(std::time::Duration::from_secs(12))
+            .await
+            .unwrap();
+    }
+    let report = reconciler.poll(&store).await.unwrap();
+    assert_eq!(report.voided.len(), 1, "{report:?}");
+    assert_eq!(
+        store
+            .lane_settlement(&session.lane)
+            .unwrap()
+            .unwrap()
+            .settled
+            .micros(),
+        first_paid,
+        "the voided settlement's posting is reversed"
+    );
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+
+    // The voucher is unpaid again: settling it once more brings store and chain together.
+    let batches = reconciler.settle_pending(&store).await.unwrap();
+    assert_eq!(batches[0].paid().micros(), session.amount - first_paid);
+    reconciler.poll(&store).await.unwrap();
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+    assert_eq!(
+        store
+            .lane_settlement(&session.lane)
+            .unwrap()
+            .unwrap()
+            .settled
+            .micros(),
+        session.amount
+    );
+    assert_eq!(store.unsettled_vouchers().unwrap(), vec![]);
+}

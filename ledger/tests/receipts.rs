@@ -1,0 +1,185 @@
+//! The receipt protocol end to end: provider and renter, each with its own meter,
+//! receipt logic and on-disk ledger, exchange receipts and acks.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use orien_ledger::dispute::{DisputeReason, Quantity};
+use orien_ledger::receipts::Tolerance;
+use orien_ledger::{Account, SuspendReason};
+use orien_protocol::{Millis, Pricing, Split, Usdc};
+use support::sim::Sim;
+
+fn pricing() -> Pricing {
+    Pricing {
+        session_per_minute: Usdc::from_micros(6_000),
+        exec_per_minute: Usdc::from_micros(60_000),
+    }
+}
+
+#[test]
+fn both_sides_end_with_the_same_dual_signed_chain_and_the_same_ledger() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    for i in 0..20 {
+        sim.advance(1_700);
+        assert!(sim.poll());
+        assert!(sim.exec(300 + i * 10, 100));
+    }
+    assert!(sim.close());
+    assert_eq!(sim.issuer.chain(), sim.countersigner.chain());
+    let provider = sim.provider.store.receipts(&sim.session).unwrap();
+    let renter = sim.renter.store.receipts(&sim.session).unwrap();
+    assert_eq!(provider.len(), sim.issuer.chain().len());
+    assert!(
+        provider
+            .iter()
+            .zip(&renter)
+            .all(|(a, b)| a.acked == b.acked)
+    );
+    assert_eq!(
+        sim.provider.store.balances().unwrap(),
+        sim.renter.store.balances().unwrap()
+    );
+    let totals = sim.provider.store.session_totals(&sim.session).unwrap();
+    assert_eq!(totals.split, Split::of(totals.amount));
+    assert!(totals.amount > Usdc::ZERO);
+    sim.provider.store.verify().unwrap();
+    sim.renter.store.verify().unwrap();
+}
+
+#[test]
+fn a_receipt_claiming_more_time_than_the_renter_measured_is_refused_and_kept() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance {
+            slack: Millis(500),
+            percent: 0,
+        },
+    );
+    sim.advance(5_000);
+    assert!(sim.poll());
+    // The renter's meter was suspended for 3 s the provider billed.
+    sim.renter_meter.suspend();
+    sim.advance(3_000);
+    sim.renter_meter.resume();
+    sim.advance(2_000);
+    assert!(!sim.poll(), "an overcharging receipt must be refused");
+    let refusal = &sim.refusals[0];
+    assert!(
+        matches!(
+            refusal.reason,
+            DisputeReason::AboveOwnMeter {
+                quantity: Quantity::SessionTime,
+                claimed: Millis(10_000),
+                measured: Millis(7_000),
+                ..
+            }
+        ),
+        "{:?}",
+        refusal.reason
+    );
+    assert!(matches!(
+        sim.countersigner.suspension(),
+        Some(SuspendReason::Dispute { seq: 2, .. })
+    ));
+    let evidence = sim.renter.store.evidence(&sim.session).unwrap();
+    assert_eq!(evidence.len(), 1);
+    // Nothing of the refused receipt was posted on either side.
+    assert_eq!(
+        sim.renter
+            .store
+            .session_totals(&sim.session)
+            .unwrap()
+            .receipts,
+        1
+    );
+    assert_eq!(
+        sim.provider
+            .store
+            .session_totals(&sim.session)
+            .unwrap()
+            .receipts,
+        1
+    );
+    sim.renter.store.verify().unwrap();
+}
+
+#[test]
+fn a_receipt_with_a_changed_amount_is_refused() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(10_000);
+    let mut reading = sim.provider_meter.poll().unwrap();
+    reading.amount = reading.amount.checked_add(Usdc::from_micros(1)).unwrap();
+    assert!(!sim.exchange(reading, false));
+    assert!(matches!(
+        sim.refusals[0].reason,
+        DisputeReason::WrongAmount { .. }
+    ));
+}
+
+#[test]
+fn the_provider_suspends_when_no_ack_comes_in_time() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    let reading = sim.provider_meter.poll().unwrap();
+    let _unacked = sim.issuer.issue(&reading).unwrap();
+    sim.advance(9_999);
+    assert_eq!(sim.issuer.check_ack_timeout(), None);
+    sim.advance(1);
+    assert_eq!(
+        sim.issuer.check_ack_timeout(),
+        Some(&SuspendReason::AckTimeout { seq: 1 })
+    );
+    assert!(!sim.issuer.resume(), "still unacked");
+}
+
+#[test]
+fn reaching_the_budget_suspends_and_caps_the_amount() {
+    let budget = Usdc::from_micros(5_000);
+    let mut sim = Sim::new(pricing(), budget, Tolerance::default());
+    for _ in 0..20 {
+        sim.advance(5_000);
+        assert!(sim.exec(1_000, 10));
+    }
+    assert_eq!(sim.issuer.suspension(), Some(&SuspendReason::BudgetReached));
+    let totals = sim.provider.store.session_totals(&sim.session).unwrap();
+    assert_eq!(totals.amount, budget);
+    let lane = sim
+        .provider
+        .store
+        .session(&sim.session)
+        .unwrap()
+        .unwrap()
+        .lane();
+    let spent = sim.renter.store.balance(&Account::Lane(lane)).unwrap();
+    assert_eq!(spent.amount(&Account::Lane(lane)), Some(budget));
+}
+
+#[test]
+fn a_renter_crash_between_commit_and_ack_is_harmless() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    let reading = sim.provider_meter.poll().unwrap();
+    assert!(sim.exchange(reading, true));
+    sim.advance(5_000);
+    assert!(sim.poll());
+    assert_eq!(sim.issuer.chain(), sim.countersigner.chain());
+    sim.renter.store.verify().unwrap();
+}

@@ -1,0 +1,407 @@
+//! The RocksDB store on a real on-disk database: commits, idempotency, refusals,
+//! evidence, schema versions, settlement, queries and exports.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use std::sync::Arc;
+
+use orien_ledger::dispute::DisputeReason;
+use orien_ledger::{Account, Store, StoreError};
+use orien_protocol::{PaymentLane, SessionId, Split, Usdc};
+use support::chain::{ChainBuilder, Rng, parties, session_record};
+use support::{open, temp_store};
+
+fn usdc(m: u64) -> Usdc {
+    Usdc::from_micros(m)
+}
+
+#[test]
+fn a_chain_of_receipts_posts_exactly_the_split_of_its_final_amount() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(10_000_000),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, None);
+    let mut rng = Rng(7);
+    for _ in 0..200 {
+        let step = rng.step(chain.amount);
+        let durable = t.store.ingest(chain.next(&p, step)).unwrap();
+        assert!(durable.newly_applied());
+    }
+    let totals = t.store.session_totals(&session).unwrap();
+    assert_eq!(totals.receipts, 200);
+    assert_eq!(totals.amount, usdc(chain.amount));
+    let split = Split::of(usdc(chain.amount));
+    let lane = t.store.session(&session).unwrap().unwrap().lane();
+    let bal = |a: Account| t.store.balance(&a).unwrap().net(&a);
+    assert_eq!(bal(Account::Lane(lane)), i128::from(chain.amount));
+    assert_eq!(
+        bal(Account::Earnings(lane)),
+        i128::from(split.provider().micros())
+    );
+    assert_eq!(bal(Account::ProtocolFee), i128::from(split.fee().micros()));
+    assert_eq!(bal(Account::Reserve), i128::from(split.reserve().micros()));
+    let report = t.store.verify().unwrap();
+    assert_eq!(
+        (report.receipts, report.postings, report.sessions),
+        (200, 200, 1)
+    );
+    assert_eq!(
+        t.store.renter_spend(&p.renter.node_id()).unwrap(),
+        usdc(chain.amount)
+    );
+}
+
+#[test]
+fn the_same_receipt_twice_is_applied_once() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(1_000_000),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, None);
+    let first = chain.next(&p, 500);
+    assert!(t.store.ingest(first.clone()).unwrap().newly_applied());
+    let again = t.store.ingest(first).unwrap();
+    assert!(!again.newly_applied());
+    assert_eq!(t.store.session_totals(&session).unwrap().amount, usdc(500));
+    t.store.verify().unwrap();
+}
+
+#[test]
+fn a_different_receipt_for_an_applied_seq_is_kept_as_evidence_and_not_applied() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(1_000_000),
+        ))
+        .unwrap();
+    let mut honest = ChainBuilder::new(session, None);
+    let mut forked = ChainBuilder::new(session, None);
+    t.store.ingest(honest.next(&p, 500)).unwrap();
+    let fork = forked.next(&p, 900);
+    let err = t.store.ingest(fork.clone()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                seq: 1,
+                reason: DisputeReason::Conflicting { seq: 1, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(t.store.session_totals(&session).unwrap().amount, usdc(500));
+    let evidence = t.store.evidence(&session).unwrap();
+    assert_eq!(evidence.len(), 1);
+    assert_eq!(evidence[0].receipt, fork.receipt);
+    t.store.verify().unwrap();
+}
+
+#[test]
+fn receipts_that_break_the_rules_are_refused_and_change_nothing() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(1_000),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, None);
+    t.store.ingest(chain.next(&p, 100)).unwrap();
+
+    // A gap: #3 before #2.
+    let mut ahead = ChainBuilder {
+        seq: chain.seq + 1,
+        ..ChainBuilder::new(session, None)
+    };
+    ahead.prev = chain.prev;
+    let err = t.store.ingest(ahead.next(&p, 1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                reason: DisputeReason::UnexpectedSeq {
+                    expected: 2,
+                    found: 3
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A broken chain: #2 naming the wrong predecessor.
+    let mut broken = ChainBuilder {
+        seq: 1,
+        amount: 100,
+        ..ChainBuilder::new(session, None)
+    };
+    broken.prev = orien_protocol::ReceiptHash::from_bytes([9; 32]);
+    let err = t.store.ingest(broken.next(&p, 1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                reason: DisputeReason::BrokenChain { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Over budget.
+    let mut over = ChainBuilder {
+        seq: chain.seq,
+        prev: chain.prev,
+        amount: chain.amount,
+        ..ChainBuilder::new(session, None)
+    };
+    let err = t.store.ingest(over.next(&p, 5_000)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                reason: DisputeReason::OverBudget { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Signed by someone else.
+    let mallory = support::chain::Parties {
+        provider: orien_protocol::NodeKey::from_secret_bytes([0x66; 32]),
+        renter: p.renter.clone(),
+    };
+    let mut forged = ChainBuilder {
+        seq: chain.seq,
+        prev: chain.prev,
+        amount: chain.amount,
+        ..ChainBuilder::new(session, None)
+    };
+    let err = t.store.ingest(forged.next(&mallory, 1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Refused {
+                reason: DisputeReason::BadSignature { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // An ack by someone other than the renter.
+    let mallory = support::chain::Parties {
+        provider: p.provider.clone(),
+        renter: orien_protocol::NodeKey::from_secret_bytes([0x67; 32]),
+    };
+    let mut bad_ack = ChainBuilder {
+        seq: chain.seq,
+        prev: chain.prev,
+        amount: chain.amount,
+        ..ChainBuilder::new(session, None)
+    };
+    assert!(matches!(
+        t.store.ingest(bad_ack.next(&mallory, 1)),
+        Err(StoreError::BadAck { .. })
+    ));
+
+    // Terms that make no sense are refused.
+    let mut zero = session_record(SessionId::random(), &p, PaymentLane::Ledger, Usdc::ZERO);
+    assert!(matches!(
+        t.store.open_session(zero.clone()),
+        Err(StoreError::InvalidSession { .. })
+    ));
+    zero.budget = usdc(1);
+    zero.renter = zero.provider;
+    assert!(matches!(
+        t.store.open_session(zero),
+        Err(StoreError::InvalidSession { .. })
+    ));
+
+    // Unknown session.
+    let mut stranger = ChainBuilder::new(SessionId::random(), None);
+    assert!(matches!(
+        t.store.ingest(stranger.next(&p, 1)),
+        Err(StoreError::UnknownSession(_))
+    ));
+
+    assert_eq!(t.store.session_totals(&session).unwrap().amount, usdc(100));
+    assert_eq!(t.store.session_totals(&session).unwrap().receipts, 1);
+    t.store.verify().unwrap();
+    // The honest next receipt still goes in.
+    t.store.ingest(chain.next(&p, 1)).unwrap();
+}
+
+#[test]
+fn everything_acked_survives_a_reopen() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(10_000_000),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, None);
+    for _ in 0..20 {
+        t.store.ingest(chain.next(&p, 321)).unwrap();
+    }
+    let support::TempStore { store, clock, dir } = t;
+    drop(store);
+    let store = open(dir.path(), &clock);
+    assert_eq!(store.session_totals(&session).unwrap().receipts, 20);
+    store.verify().unwrap();
+    // And the chain continues where it stopped.
+    let head = store.head(&session).unwrap().unwrap();
+    let mut resumed = ChainBuilder::resume(session, None, &head);
+    store.ingest(resumed.next(&p, 1)).unwrap();
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    {
+        // Simulate a newer orien-node having written the database.
+        let opts = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), &cfs).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"schema_version", 2u32.to_be_bytes())
+            .unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerSchema {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("schema version 2") && message.contains("upgrade orien-node"),
+        "{message}"
+    );
+}
+
+#[test]
+fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
+    let t = temp_store();
+    let store = Arc::new(t.store);
+    let p = Arc::new(parties());
+    let sessions: Vec<SessionId> = (0..8).map(|_| SessionId::random()).collect();
+    for s in &sessions {
+        store
+            .open_session(session_record(
+                *s,
+                &p,
+                PaymentLane::Ledger,
+                usdc(u64::MAX / 2),
+            ))
+            .unwrap();
+    }
+    let threads: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (store, p, s) = (Arc::clone(&store), Arc::clone(&p), *s);
+            std::thread::spawn(move || {
+                let mut chain = ChainBuilder::new(s, None);
+                for _ in 0..50 {
+                    assert!(store.ingest(chain.next(&p, 10)).unwrap().newly_applied());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for s in &sessions {
+        assert_eq!(store.session_totals(s).unwrap().receipts, 50);
+    }
+    assert_eq!(store.verify().unwrap().receipts, 400);
+}
+
+#[test]
+fn ingest_many_returns_one_result_per_receipt_in_order() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(u64::MAX / 2),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, None);
+    let mut batch: Vec<_> = (0..2_500).map(|_| chain.next(&p, 3)).collect();
+    // Re-sign receipt #1235 by someone else: only it is refused for its signature, and
+    // everything after it for the gap it leaves.
+    let content = batch[1_234].receipt.verify().unwrap();
+    batch[1_234].receipt = orien_protocol::NodeKey::from_secret_bytes([0x66; 32])
+        .sign(&content)
+        .unwrap();
+    let results = t.store.ingest_many(batch, None);
+    assert_eq!(results.len(), 2_500);
+    assert!(results[..1_234].iter().all(Result::is_ok));
+    assert!(
+        matches!(
+            &results[1_234],
+            Err(StoreError::Refused {
+                seq: 1_235,
+                reason: DisputeReason::BadSignature { .. },
+                ..
+            })
+        ),
+        "{:?}",
+        results[1_234]
+    );
+    assert!(results[1_235..].iter().all(|r| matches!(
+        r,
+        Err(StoreError::Refused {
+            reason: DisputeReason::UnexpectedSeq {
+                expected: 1_235,
+                ..
+            },
+            ..
+        })
+    )));
+    assert_eq!(t.store.session_totals(&session).unwrap().receipts, 1_234);
+    t.store.verify().unwrap();
+}

@@ -1,0 +1,353 @@
+//! [`Provider`]: the tool registry bound to a Docker engine, and the door to sessions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+use orien_protocol::{
+    EvmAddress, ImageDigest, Millis, NodeId, Offer, SessionId, Timestamp, ToolName,
+};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::EngineConfig;
+use crate::container::{self, LABEL_NODE, LABEL_SESSION, SessionNames};
+use crate::engine::{Engine, EngineError, EngineInfo};
+use crate::error::{MissingImage, ProviderError};
+use crate::reaper::{ReapReport, Reaper};
+use crate::session::SessionSandbox;
+use crate::tool::Tool;
+
+/// The provider side of ORIEN on one machine: the whitelisted tools, the engine that
+/// runs them, and the sessions open right now.
+///
+/// Cloning is cheap and shares everything.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub(crate) inner: Arc<ProviderInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ProviderInner {
+    pub(crate) engine: Engine,
+    pub(crate) node: NodeId,
+    pub(crate) tools: BTreeMap<ToolName, Arc<Tool>>,
+    pub(crate) images: BTreeMap<ToolName, ImageDigest>,
+    pub(crate) live: Mutex<HashSet<SessionId>>,
+    pub(crate) cgroup_root: PathBuf,
+    pub(crate) reap_interval: Duration,
+}
+
+impl ProviderInner {
+    pub(crate) fn live(&self) -> std::sync::MutexGuard<'_, HashSet<SessionId>> {
+        // The set holds plain ids; a panic elsewhere cannot leave it inconsistent.
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Provider {
+    /// Connects to the engine (retrying with backoff), checks that every tool's image
+    /// is present — reporting all missing ones with the command that provides each —
+    /// and removes what earlier runs of this node left behind.
+    pub async fn start(
+        engine: &EngineConfig,
+        tools: Vec<Tool>,
+        node: NodeId,
+    ) -> Result<Self, ProviderError> {
+        let span = info_span!("provider", node = %node);
+        async move {
+            let engine_config = engine;
+            let engine = Engine::connect(engine_config).await?;
+            let mut missing = Vec::new();
+            let mut images = BTreeMap::new();
+            for tool in &tools {
+                match engine.docker().inspect_image(tool.image()).await {
+                    Ok(image) => {
+                        let id = image.id.unwrap_or_default();
+                        let digest: ImageDigest = id.parse().map_err(|_| EngineError::Refused {
+                            operation: "inspect image",
+                            detail: format!("image `{}` has an unexpected id `{id}`", tool.image()),
+                        })?;
+                        if let Some(pinned) = tool.pinned_digest()
+                            && pinned != digest
+                        {
+                            return Err(ProviderError::ImageMismatch {
+                                tool: tool.name().clone(),
+                                image: tool.image().to_owned(),
+                                expected: pinned.to_string(),
+                                found: digest.to_string(),
+                            });
+                        }
+                        images.insert(tool.name().clone(), digest);
+                    }
+                    Err(e) if EngineError::is_not_found(&e) => {
+                        missing.push(MissingImage::new(tool.name().clone(), tool.image()));
+                    }
+                    Err(e) => return Err(engine.error("inspect image", e).into()),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(ProviderError::MissingImages(missing));
+            }
+            let provider = Provider {
+                inner: Arc::new(ProviderInner {
+                    engine,
+                    node,
+                    tools: tools
+                        .into_iter()
+                        .map(|t| (t.name().clone(), Arc::new(t)))
+                        .collect(),
+                    images,
+                    live: Mutex::new(HashSet::new()),
+                    cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+                    reap_interval: Duration::from_secs(engine_config.reap_interval_secs.max(1)),
+                }),
+            };
+            let report = provider.reap().await?;
+            info!(
+                tools = provider.inner.tools.len(),
+                reaped = report.containers,
+                "provider ready"
+            );
+            Ok(provider)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// This provider's node id (the `orien.node` label of its containers).
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// What the engine reported at start, including its security options.
+    pub fn engine(&self) -> &EngineInfo {
+        self.inner.engine.info()
+    }
+
+    /// The whitelisted tools, by name.
+    pub fn tools(&self) -> impl Iterator<Item = &Tool> {
+        self.inner.tools.values().map(|t| t.as_ref())
+    }
+
+    /// One whitelisted tool.
+    pub fn tool(&self, name: &ToolName) -> Option<&Tool> {
+        self.inner.tools.get(name).map(|t| t.as_ref())
+    }
+
+    /// The local image id of a tool's image, as checked at start.
+    pub fn image_digest(&self, name: &ToolName) -> Option<ImageDigest> {
+        self.inner.images.get(name).copied()
+    }
+
+    /// The (unsigned) offer for a tool, valid for `ttl` from `issued_at`.
+    pub fn offer(
+        &self,
+        name: &ToolName,
+        payout: EvmAddress,
+        issued_at: Timestamp,
+        ttl: Millis,
+    ) -> Option<Offer> {
+        let tool = self.inner.tools.get(name)?;
+        Some(Offer {
+            provider: self.inner.node,
+            tool: name.clone(),
+            version: tool.version().to_owned(),
+            description: tool.description().to_owned(),
+            image_digest: *self.inner.images.get(name)?,
+            args_schema: tool.schema_text(),
+            pricing: *tool.pricing(),
+            limits: *tool.limits(),
+            payout,
+            issued_at,
+            expires_at: issued_at.saturating_add(ttl),
+        })
+    }
+
+    /// Sessions open right now.
+    pub fn live_sessions(&self) -> Vec<SessionId> {
+        self.inner.live().iter().copied().collect()
+    }
+
+    /// Opens a session: creates its workspace volume and its hardened container and
+    /// starts it. The session is live (safe from the reaper) from the first step, and
+    /// everything is removed again if a later step fails.
+    pub async fn open_session(
+        &self,
+        session: SessionId,
+        tool: &ToolName,
+    ) -> Result<SessionSandbox, ProviderError> {
+        let tool = self
+            .inner
+            .tools
+            .get(tool)
+            .cloned()
+            .ok_or_else(|| ProviderError::UnknownTool(tool.clone()))?;
+        if !self.inner.live().insert(session) {
+            return Err(ProviderError::SessionExists(session));
+        }
+        let span = info_span!("session", session = %session, tool = %tool.name());
+        let result = self
+            .create_sandbox(session, &tool)
+            .instrument(span.clone())
+            .await;
+        match result {
+            Ok(()) => SessionSandbox::attach(self.inner.clone(), session, tool, span).await,
+            Err(e) => {
+                self.inner.live().remove(&session);
+                remove_session_objects(&self.inner, session)
+                    .instrument(span)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_sandbox(&self, session: SessionId, tool: &Tool) -> Result<(), ProviderError> {
+        let engine = &self.inner.engine;
+        let docker = engine.docker();
+        let names = SessionNames::new(&self.inner.node, &session);
+        let labels = container::labels(&self.inner.node, &session, tool);
+        docker
+            .create_volume(container::workspace_volume(
+                &names.volume,
+                tool,
+                labels.clone(),
+            ))
+            .await
+            .map_err(|e| engine.error("create volume", e))?;
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&names.container)
+            .build();
+        docker
+            .create_container(
+                Some(options),
+                container::session_container(&names.volume, tool, labels),
+            )
+            .await
+            .map_err(|e| engine.error("create container", e))?;
+        docker
+            .start_container(&names.container, None)
+            .await
+            .map_err(|e| engine.error("start container", e))?;
+        info!(container = %names.container, "session sandbox started");
+        Ok(())
+    }
+
+    /// Removes every container and workspace volume labelled with this node whose
+    /// session is not live. Run at start and by [`Provider::spawn_reaper`].
+    pub async fn reap(&self) -> Result<ReapReport, EngineError> {
+        let inner = &self.inner;
+        let docker = inner.engine.docker();
+        let node_filter = format!("{LABEL_NODE}={}", inner.node);
+        let filters = std::collections::HashMap::from([("label", vec![node_filter.as_str()])]);
+        let containers = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| inner.engine.error("list containers", e))?;
+        let mut report = ReapReport::default();
+        for c in containers {
+            let session = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_SESSION))
+                .and_then(|s| s.parse::<SessionId>().ok());
+            if session.is_some_and(|s| inner.live().contains(&s)) {
+                continue;
+            }
+            let Some(id) = c.id else { continue };
+            match docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await
+            {
+                Ok(()) => {
+                    warn!(container = %id, session = ?session, "reaped a container of no live session");
+                    report.containers += 1;
+                }
+                Err(e) if EngineError::is_not_found(&e) => {}
+                Err(e) => return Err(inner.engine.error("remove container", e)),
+            }
+        }
+        let volumes = docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| inner.engine.error("list volumes", e))?;
+        for v in volumes.volumes.unwrap_or_default() {
+            let session = v
+                .labels
+                .get(LABEL_SESSION)
+                .and_then(|s| s.parse::<SessionId>().ok());
+            if session.is_some_and(|s| inner.live().contains(&s)) {
+                continue;
+            }
+            match docker
+                .remove_volume(
+                    &v.name,
+                    Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
+                )
+                .await
+            {
+                Ok(()) => report.volumes += 1,
+                // 404: gone already; 409: still in use by a container being removed.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => {}
+                Err(e) => return Err(inner.engine.error("remove volume", e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Starts the periodic reaper (every `[engine] reap_interval_secs`). It stops when
+    /// the returned handle is dropped; engine failures are logged and retried at the
+    /// next tick, never fatal.
+    pub fn spawn_reaper(&self) -> Reaper {
+        Reaper::spawn(self.clone(), self.inner.reap_interval)
+    }
+}
+
+/// Removes a session's container and volume, tolerating their absence. Best effort:
+/// what fails here is left to the reaper.
+pub(crate) async fn remove_session_objects(inner: &ProviderInner, session: SessionId) {
+    let docker = inner.engine.docker();
+    let names = SessionNames::new(&inner.node, &session);
+    match docker
+        .remove_container(
+            &names.container,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if EngineError::is_not_found(&e) => {}
+        Err(e) => warn!(error = %e, "could not remove the session container; the reaper will"),
+    }
+    match docker
+        .remove_volume(
+            &names.volume,
+            Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if EngineError::is_not_found(&e) => {}
+        Err(e) => warn!(error = %e, "could not remove the session workspace; the reaper will"),
+    }
+}

@@ -1,0 +1,423 @@
+//! Moving files in and out of a session's workspace through the engine's archive API.
+//!
+//! Uploads are re-packed by the provider: only regular files and directories with
+//! valid [`WorkspacePath`]s pass, owned by the sandbox user with fixed modes, so
+//! nothing an uploader writes into a tar header (symlinks, hard links, devices, set-uid
+//! bits, owners) reaches the engine. Downloads and listings read the engine's tar
+//! stream with a byte budget, so a hostile workspace cannot exhaust the provider.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use bollard::body_full;
+use bollard::query_parameters::{
+    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tracing::debug;
+
+use crate::engine::EngineError;
+use crate::error::ProviderError;
+use crate::session::Session;
+use crate::workspace_path::{WORKSPACE_MOUNT, WorkspacePath};
+
+/// Most entries one upload archive may hold.
+pub const MAX_ARCHIVE_ENTRIES: usize = 10_000;
+
+/// Bytes of tar framing allowed on top of file contents when reading from the engine.
+const TAR_SLACK: u64 = 4 << 20;
+
+/// What a workspace entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link (made by a tool; uploads cannot create them).
+    Symlink,
+    /// Anything else.
+    Other,
+}
+
+/// One entry of [`crate::SessionSandbox::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkspaceEntry {
+    /// Path relative to the workspace.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Size in bytes (files only; 0 otherwise).
+    pub size: u64,
+}
+
+/// A validated upload, ready to be packed.
+struct Upload<'a> {
+    dirs: BTreeSet<WorkspacePath>,
+    files: Vec<(WorkspacePath, &'a [u8])>,
+}
+
+impl<'a> Upload<'a> {
+    fn new() -> Self {
+        Self {
+            dirs: BTreeSet::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn add_parents(&mut self, path: &WorkspacePath) {
+        let mut parent = path.parent();
+        while let Some(dir) = parent {
+            parent = dir.parent();
+            self.dirs.insert(dir);
+        }
+    }
+
+    fn pack(&self) -> Result<Vec<u8>, std::io::Error> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for dir in &self.dirs {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_uid(65534);
+            header.set_gid(65534);
+            header.set_size(0);
+            header.set_mtime(0);
+            builder.append_data(&mut header, dir.as_str(), std::io::empty())?;
+        }
+        for (path, bytes) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_uid(65534);
+            header.set_gid(65534);
+            header.set_size(bytes.len() as u64);
+            header.set_mtime(0);
+            builder.append_data(&mut header, path.as_str(), *bytes)?;
+        }
+        builder.into_inner()
+    }
+}
+
+pub(crate) async fn upload_file(
+    session: &Session,
+    path: &WorkspacePath,
+    bytes: &[u8],
+) -> Result<(), ProviderError> {
+    let limit = session.tool.upload_bytes();
+    if bytes.len() as u64 > limit {
+        return Err(ProviderError::TooLarge {
+            what: "the upload",
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    let mut upload = Upload::new();
+    upload.add_parents(path);
+    upload.files.push((path.clone(), bytes));
+    put(session, upload.pack()?).await
+}
+
+pub(crate) async fn upload_archive(
+    session: &Session,
+    tar_bytes: &[u8],
+) -> Result<(), ProviderError> {
+    let contents = UploadArchive::parse(tar_bytes, session.tool.upload_bytes())?;
+    put(session, contents.repack()?).await
+}
+
+/// The validated contents of an uploaded tar archive.
+#[derive(Debug, Default)]
+pub(crate) struct UploadArchive {
+    dirs: Vec<WorkspacePath>,
+    files: Vec<(WorkspacePath, Vec<u8>)>,
+}
+
+impl UploadArchive {
+    /// Reads an uploaded archive: only regular files and directories with valid
+    /// workspace paths, at most `limit` bytes of contents and
+    /// [`MAX_ARCHIVE_ENTRIES`] entries. Never panics, whatever the bytes.
+    pub(crate) fn parse(tar_bytes: &[u8], limit: u64) -> Result<Self, ProviderError> {
+        if tar_bytes.len() as u64 > limit.saturating_add(TAR_SLACK) {
+            return Err(ProviderError::TooLarge {
+                what: "the upload archive",
+                size: tar_bytes.len() as u64,
+                limit,
+            });
+        }
+        let mut parsed = UploadArchive::default();
+        let mut total: u64 = 0;
+        let mut archive = tar::Archive::new(tar_bytes);
+        for (n, entry) in archive.entries()?.enumerate() {
+            if n >= MAX_ARCHIVE_ENTRIES {
+                return Err(ProviderError::TooLarge {
+                    what: "the number of archive entries",
+                    size: n as u64 + 1,
+                    limit: MAX_ARCHIVE_ENTRIES as u64,
+                });
+            }
+            let mut entry = entry?;
+            let raw_path = entry.path_bytes();
+            let raw_path = String::from_utf8_lossy(&raw_path).into_owned();
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let path = WorkspacePath::new(&raw_path)?;
+                    let size = entry.header().size()?;
+                    total = total.saturating_add(size);
+                    if total > limit {
+                        return Err(ProviderError::TooLarge {
+                            what: "the upload",
+                            size: total,
+                            limit,
+                        });
+                    }
+                    // Bounded: the archive itself is at most `limit + TAR_SLACK` bytes.
+                    let mut data = Vec::new();
+                    entry.read_to_end(&mut data)?;
+                    parsed.files.push((path, data));
+                }
+                tar::EntryType::Directory => {
+                    // `./` and the like name the workspace itself.
+                    if raw_path.trim_matches(['.', '/']).is_empty() {
+                        continue;
+                    }
+                    parsed.dirs.push(WorkspacePath::new(&raw_path)?);
+                }
+                other => {
+                    let kind = match other {
+                        tar::EntryType::Symlink => "symbolic link".to_owned(),
+                        tar::EntryType::Link => "hard link".to_owned(),
+                        tar::EntryType::Char | tar::EntryType::Block => "device".to_owned(),
+                        tar::EntryType::Fifo => "fifo".to_owned(),
+                        other => format!("{other:?} entry"),
+                    };
+                    return Err(ProviderError::UnsafeEntry {
+                        path: raw_path.escape_debug().to_string(),
+                        kind,
+                    });
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Packs the contents again with the provider's own headers.
+    fn repack(&self) -> Result<Vec<u8>, ProviderError> {
+        let mut upload = Upload::new();
+        for dir in &self.dirs {
+            upload.add_parents(dir);
+            upload.dirs.insert(dir.clone());
+        }
+        for (path, data) in &self.files {
+            upload.add_parents(path);
+            upload.files.push((path.clone(), data));
+        }
+        // A path both a directory and a file would make the engine fail half-way.
+        if let Some((path, _)) = upload.files.iter().find(|(p, _)| upload.dirs.contains(p)) {
+            return Err(ProviderError::NotAFile(path.to_string()));
+        }
+        Ok(upload.pack()?)
+    }
+}
+
+async fn put(session: &Session, tar: Vec<u8>) -> Result<(), ProviderError> {
+    let engine = &session.provider.engine;
+    debug!(bytes = tar.len(), "uploading into the workspace");
+    let options = UploadToContainerOptionsBuilder::default()
+        .path(WORKSPACE_MOUNT)
+        .no_overwrite_dir_non_dir("true")
+        .build();
+    engine
+        .docker()
+        .upload_to_container(
+            &session.names.container,
+            Some(options),
+            body_full(tar.into()),
+        )
+        .await
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. }
+                if message.contains("no space left on device") =>
+            {
+                ProviderError::WorkspaceFull {
+                    quota: session.tool.limits().workspace_bytes,
+                    detail: message,
+                }
+            }
+            e => engine.error("upload to container", e).into(),
+        })
+}
+
+/// Reads the engine's tar of `path` (absolute in the container), refusing more than
+/// `budget` bytes.
+async fn get(session: &Session, path: &str, budget: u64) -> Result<Vec<u8>, ProviderError> {
+    let engine = &session.provider.engine;
+    let options = DownloadFromContainerOptionsBuilder::default()
+        .path(path)
+        .build();
+    let mut stream = engine
+        .docker()
+        .download_from_container(&session.names.container, Some(options));
+    let mut out = Vec::new();
+    while let Some(piece) = stream.next().await {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(e) if EngineError::is_not_found(&e) => {
+                let relative = path
+                    .strip_prefix(WORKSPACE_MOUNT)
+                    .unwrap_or(path)
+                    .trim_start_matches('/');
+                return Err(ProviderError::NotFound(relative.to_owned()));
+            }
+            Err(e) => return Err(engine.error("download from container", e).into()),
+        };
+        if (out.len() + piece.len()) as u64 > budget {
+            return Err(ProviderError::TooLarge {
+                what: "the download",
+                size: (out.len() + piece.len()) as u64,
+                limit: budget,
+            });
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn list(session: &Session) -> Result<Vec<WorkspaceEntry>, ProviderError> {
+    let budget = session
+        .tool
+        .limits()
+        .workspace_bytes
+        .saturating_add(TAR_SLACK);
+    let tar_bytes = get(session, WORKSPACE_MOUNT, budget).await?;
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut entries = Vec::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let raw = entry.path_bytes();
+        let raw = String::from_utf8_lossy(&raw);
+        // The engine names entries `workspace/…`; the first is the workspace itself.
+        let Some(rest) = raw.strip_prefix("workspace/") else {
+            continue;
+        };
+        let path = rest.trim_end_matches('/');
+        if path.is_empty() {
+            continue;
+        }
+        let header = entry.header();
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Directory,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        };
+        let size = if kind == EntryKind::File {
+            header.size()?
+        } else {
+            0
+        };
+        entries.push(WorkspaceEntry {
+            path: path.to_owned(),
+            kind,
+            size,
+        });
+    }
+    Ok(entries)
+}
+
+pub(crate) async fn download(
+    session: &Session,
+    path: &WorkspacePath,
+) -> Result<Vec<u8>, ProviderError> {
+    let limit = session.tool.limits().workspace_bytes;
+    let tar_bytes = get(
+        session,
+        &path.in_container(),
+        limit.saturating_add(TAR_SLACK),
+    )
+    .await?;
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut entries = archive.entries()?;
+    let Some(entry) = entries.next() else {
+        return Err(ProviderError::NotFound(path.to_string()));
+    };
+    let mut entry = entry?;
+    match entry.header().entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => {}
+        _ => return Err(ProviderError::NotAFile(path.to_string())),
+    }
+    let size = entry.header().size()?;
+    if size > limit {
+        return Err(ProviderError::TooLarge {
+            what: "the file",
+            size,
+            limit,
+        });
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    entry.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = UploadArchive::parse(&bytes, 1 << 20);
+        }
+
+        #[test]
+        fn accepted_archives_hold_only_workspace_paths(name in "[a-z./]{1,40}", data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut header = tar::Header::new_gnu();
+            let raw = name.as_bytes();
+            header.as_gnu_mut().unwrap().name[..raw.len()].copy_from_slice(raw);
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            let mut builder = tar::Builder::new(Vec::new());
+            builder.append(&header, data.as_slice()).unwrap();
+            let bytes = builder.into_inner().unwrap();
+            if let Ok(parsed) = UploadArchive::parse(&bytes, 1 << 20) {
+                for (path, _) in &parsed.files {
+                    prop_assert!(!path.as_str().starts_with('/'));
+                    prop_assert!(path.as_str().split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+                }
+                prop_assert!(parsed.repack().is_ok() || parsed.files.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn packed_uploads_carry_parents_owner_and_modes() {
+        let mut upload = Upload::new();
+        let path = WorkspacePath::new("a/b/c.txt").unwrap();
+        upload.add_parents(&path);
+        upload.files.push((path, b"hi"));
+        let tar_bytes = upload.pack().unwrap();
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let seen: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), 0o755, 65534),
+                ("a/b".to_owned(), 0o755, 65534),
+                ("a/b/c.txt".to_owned(), 0o644, 65534)
+            ]
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! `docker inspect` of a live session container shows every hardening setting, and the
+//! process inside sees them too.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use common::{Harness, sh, stdout};
+use orien_provider::{LABEL_NODE, LABEL_SESSION, LABEL_TOOL};
+
+#[tokio::test]
+async fn live_container_carries_every_hardening_setting() {
+    let h = Harness::start().await;
+    let s = h.open("sh").await;
+    let docker = bollard::Docker::connect_with_socket_defaults().unwrap();
+    let c = docker
+        .inspect_container(s.container_name(), None)
+        .await
+        .unwrap();
+    assert_eq!(c.state.as_ref().unwrap().running, Some(true));
+    let config = c.config.unwrap();
+    let host = c.host_config.unwrap();
+    let limits = *s.tool().limits();
+
+    assert_eq!(config.user.as_deref(), Some("65534:65534"), "non-root user");
+    assert_eq!(config.network_disabled, Some(true));
+    assert_eq!(host.network_mode.as_deref(), Some("none"), "no network");
+    assert_eq!(host.readonly_rootfs, Some(true), "read-only root");
+    let tmpfs = host.tmpfs.unwrap();
+    let tmp = &tmpfs["/tmp"];
+    assert!(
+        tmp.contains(&format!("size={}", limits.tmpfs_bytes)),
+        "{tmp}"
+    );
+    assert!(
+        tmp.contains("noexec") && tmp.contains("nosuid") && tmp.contains("nodev"),
+        "{tmp}"
+    );
+    assert_eq!(host.memory, Some(limits.memory_bytes as i64));
+    assert_eq!(
+        host.memory_swap,
+        Some(limits.memory_bytes as i64),
+        "no swap"
+    );
+    assert_eq!(
+        host.nano_cpus,
+        Some(i64::from(limits.cpu_millis) * 1_000_000)
+    );
+    assert_eq!(host.pids_limit, Some(i64::from(limits.pids)));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert!(host.cap_add.unwrap_or_default().is_empty());
+    let security = host.security_opt.unwrap();
+    assert!(
+        security.iter().any(|o| o.starts_with("no-new-privileges")),
+        "{security:?}"
+    );
+    assert!(
+        !security.iter().any(|o| o.contains("unconfined")),
+        "seccomp/apparmor are never turned off: {security:?}"
+    );
+    assert_eq!(host.privileged, Some(false));
+    assert!(host.devices.unwrap_or_default().is_empty(), "no devices");
+    assert_eq!(host.ipc_mode.as_deref(), Some("private"));
+    let ulimits = host.ulimits.unwrap();
+    let nofile = ulimits
+        .iter()
+        .find(|u| u.name.as_deref() == Some("nofile"))
+        .unwrap();
+    assert_eq!((nofile.soft, nofile.hard), (Some(256), Some(256)));
+    let labels = config.labels.unwrap();
+    assert_eq!(labels[LABEL_NODE], h.node.to_string());
+    assert_eq!(labels[LABEL_SESSION], s.id().to_string());
+    assert_eq!(labels[LABEL_TOOL], "sh");
+    let mounts = c.mounts.unwrap();
+    let ws = mounts
+        .iter()
+        .find(|m| m.destination.as_deref() == Some("/workspace"))
+        .unwrap();
+    assert_eq!(ws.name.as_deref(), Some(s.volume_name()));
+    assert_eq!(ws.rw, Some(true));
+    let volume = docker.inspect_volume(s.volume_name()).await.unwrap();
+    let opts = volume.options;
+    assert_eq!(
+        opts["type"], "tmpfs",
+        "workspace lives in a size-capped tmpfs"
+    );
+    assert!(
+        opts["o"].contains(&format!("size={}", limits.workspace_bytes)),
+        "{opts:?}"
+    );
+    assert_eq!(volume.labels[LABEL_SESSION], s.id().to_string());
+
+    // And from inside: who the process is, what it may do, what it sees.
+    let r = sh(
+        &s,
+        "id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; \
+         ulimit -n; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /dev",
+    )
+    .await;
+    let out = stdout(&r);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(&lines[..2], ["65534", "65534"], "{out}");
+    assert!(lines.contains(&"CapEff:\t0000000000000000"), "{out}");
+    assert!(lines.contains(&"CapBnd:\t0000000000000000"), "{out}");
+    assert!(lines.contains(&"NoNewPrivs:\t1"), "{out}");
+    assert!(lines.contains(&"256"), "{out}");
+    assert!(lines.contains(&"lo"), "{out}");
+    assert!(
+        !out.contains("eth0"),
+        "no network interface but loopback: {out}"
+    );
+    for dev in ["sda", "vda", "nvme0", "mem", "kmsg"] {
+        assert!(!lines.contains(&dev), "device {dev} visible: {out}");
+    }
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn engine_security_options_are_reported() {
+    let h = Harness::start().await;
+    let info = h.provider.engine();
+    assert!(!info.server_version.is_empty());
+    // This host's engine has no seccomp/AppArmor; elsewhere they are listed. Either
+    // way the provider reports what is missing rather than hiding it.
+    let findings = info.security_findings();
+    let has_seccomp = info
+        .security_options
+        .iter()
+        .any(|o| o.contains("name=seccomp"));
+    assert_eq!(
+        has_seccomp,
+        !findings.iter().any(|f| f.contains("seccomp")),
+        "{findings:?}"
+    );
+}

@@ -1,0 +1,184 @@
+//! What the HTTP API needs from a node: the [`NodeApi`] trait and the documents it
+//! exchanges. The daemon implements the trait; tests may implement it with fakes.
+
+use async_trait::async_trait;
+use orien_protocol::{NodeId, Offer, OfferId, ToolName, Usdc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::problem::ApiError;
+
+/// The node behind the API.
+#[async_trait]
+pub trait NodeApi: Send + Sync + 'static {
+    /// Identity and state of the node.
+    async fn node_info(&self) -> Result<NodeInfo, ApiError>;
+    /// Whether the node can serve requests (network up, stores open).
+    async fn ready(&self) -> bool;
+    /// Prometheus text exposition of the node's metrics.
+    async fn metrics(&self) -> String;
+    /// Offers in the node's offer book that match `filter`, cheapest first.
+    async fn offers(&self, filter: OfferFilter) -> Result<Vec<OfferView>, ApiError>;
+}
+
+/// `GET /v1/node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    /// The node's id (libp2p peer id).
+    pub id: String,
+    /// Version of `orien-node`.
+    pub version: String,
+    /// Addresses the node listens on.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Offers in the offer book.
+    pub offers_known: usize,
+}
+
+/// Query of `GET /v1/offers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OfferQueryParams {
+    /// Only this tool.
+    pub tool: Option<String>,
+    /// Only offers whose execution price per minute is at most this (USDC, e.g. `0.05`).
+    pub max_price: Option<String>,
+    /// Only this provider (peer id).
+    pub provider: Option<String>,
+}
+
+/// A validated [`OfferQueryParams`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfferFilter {
+    /// Only this tool.
+    pub tool: Option<ToolName>,
+    /// Price ceiling per minute of execution.
+    pub max_price: Option<Usdc>,
+    /// Only this provider.
+    pub provider: Option<NodeId>,
+}
+
+impl TryFrom<OfferQueryParams> for OfferFilter {
+    type Error = ApiError;
+
+    fn try_from(params: OfferQueryParams) -> Result<Self, ApiError> {
+        Ok(Self {
+            tool: params
+                .tool
+                .map(|t| {
+                    t.parse().map_err(|e: orien_protocol::ParseIdError| {
+                        ApiError::field("tool", e.to_string())
+                    })
+                })
+                .transpose()?,
+            max_price: params
+                .max_price
+                .map(|p| {
+                    p.parse().map_err(|e: orien_protocol::ParseUsdcError| {
+                        ApiError::field("max_price", e.to_string())
+                    })
+                })
+                .transpose()?,
+            provider: params
+                .provider
+                .map(|p| {
+                    p.parse().map_err(|e: orien_protocol::ParseIdError| {
+                        ApiError::field("provider", e.to_string())
+                    })
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// Prices of an offer, as decimal USDC strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PricingView {
+    /// Per minute of open session.
+    pub session_per_minute: String,
+    /// Per minute of execution.
+    pub exec_per_minute: String,
+}
+
+/// Limits of one execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LimitsView {
+    /// Wall-time limit, ms.
+    pub max_exec_ms: u64,
+    /// CPU quota, thousandths of a core.
+    pub cpu_millis: u32,
+    /// Memory limit, bytes.
+    pub memory_bytes: u64,
+    /// Process limit.
+    pub pids: u32,
+    /// Output cap per stream, bytes.
+    pub output_bytes: u64,
+    /// Workspace quota, bytes.
+    pub workspace_bytes: u64,
+    /// Concurrent executions per session.
+    pub concurrent_execs: u32,
+}
+
+/// An offer as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OfferView {
+    /// The offer id (hex).
+    pub id: String,
+    /// The provider (peer id).
+    pub provider: String,
+    /// The tool.
+    pub tool: String,
+    /// Its version.
+    pub version: String,
+    /// What it does.
+    pub description: String,
+    /// The image it runs in (`sha256:…`).
+    pub image_digest: String,
+    /// JSON Schema of the arguments.
+    pub args_schema: serde_json::Value,
+    /// Prices.
+    pub pricing: PricingView,
+    /// Limits.
+    pub limits: LimitsView,
+    /// The provider's payout address.
+    pub payout: String,
+    /// Issue time, ms since the Unix epoch.
+    pub issued_at: u64,
+    /// Expiry, ms since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl OfferView {
+    /// The view of a verified offer.
+    pub fn new(id: OfferId, offer: &Offer) -> Self {
+        let amount = |u: Usdc| u.to_string().trim_end_matches(" USDC").to_owned();
+        Self {
+            id: id.to_string(),
+            provider: offer.provider.to_string(),
+            tool: offer.tool.to_string(),
+            version: offer.version.clone(),
+            description: offer.description.clone(),
+            image_digest: offer.image_digest.to_string(),
+            args_schema: serde_json::from_str(&offer.args_schema)
+                .unwrap_or(serde_json::Value::Null),
+            pricing: PricingView {
+                session_per_minute: amount(offer.pricing.session_per_minute),
+                exec_per_minute: amount(offer.pricing.exec_per_minute),
+            },
+            limits: LimitsView {
+                max_exec_ms: offer.limits.max_exec.get(),
+                cpu_millis: offer.limits.cpu_millis,
+                memory_bytes: offer.limits.memory_bytes,
+                pids: offer.limits.pids,
+                output_bytes: offer.limits.output_bytes,
+                workspace_bytes: offer.limits.workspace_bytes,
+                concurrent_execs: offer.limits.concurrent_execs,
+            },
+            payout: offer.payout.to_string(),
+            issued_at: offer.issued_at.unix_millis(),
+            expires_at: offer.expires_at.unix_millis(),
+        }
+    }
+}

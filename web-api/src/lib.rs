@@ -1,0 +1,135 @@
+//! # orien-web-api
+//!
+//! The local HTTP API of an ORIEN node, as an axum [`Router`]: versioned under `/v1`,
+//! bearer-token authenticated (constant-time), errors as `application/problem+json`,
+//! request bodies and rates limited, and an OpenAPI document generated from the handlers
+//! at `/v1/openapi.json`. The node is reached through the [`NodeApi`] trait.
+//!
+//! ```no_run
+//! # async fn demo(node: std::sync::Arc<dyn orien_web_api::NodeApi>) -> std::io::Result<()> {
+//! use orien_web_api::{ApiConfig, BearerToken, router};
+//!
+//! let token = BearerToken::create_or_load(std::path::Path::new("/var/lib/orien")).expect("token");
+//! let app = router(node, ApiConfig::new(token));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7400").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod extract;
+pub mod problem;
+pub mod rate_limit;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use api::{NodeApi, NodeInfo, OfferFilter, OfferView};
+pub use auth::{BearerToken, TokenError};
+pub use problem::{ApiError, FieldError, ProblemBody};
+pub use rate_limit::RateLimit;
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The token clients must present.
+    pub token: BearerToken,
+    /// Largest JSON request body, in bytes.
+    pub body_limit: usize,
+    /// Request rate limit.
+    pub rate_limit: RateLimit,
+}
+
+impl ApiConfig {
+    /// Defaults (64 KiB bodies, 200 requests/s) with this token.
+    pub fn new(token: BearerToken) -> Self {
+        Self {
+            token,
+            body_limit: 64 * 1024,
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
+
+/// State every handler sees.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: Arc<dyn NodeApi>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ORIEN node API", version = "1", description = "The local API of an ORIEN node: offers, sessions, executions, receipts, ledger and settlement."),
+    components(schemas(ProblemBody, FieldError)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes and their OpenAPI document, before auth and limits are applied.
+fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (public, public_doc) = OpenApiRouter::new()
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
+        .split_for_parts();
+    let (protected, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health::metrics))
+        .routes(routes!(routes::node::get_node))
+        .routes(routes!(routes::offers::list_offers))
+        .split_for_parts();
+    doc.merge(public_doc);
+    (public, protected, doc)
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().2
+}
+
+/// The API's router, ready to serve.
+pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
+    let (public, protected, doc) = documented_routes();
+    let doc = Arc::new(doc);
+    let protected = protected
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(doc.as_ref().clone()) }),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            config.token.clone(),
+            auth::require_bearer,
+        ));
+    public
+        .merge(protected)
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn_with_state(
+            rate_limit::Limiter::new(config.rate_limit),
+            rate_limit::limit_rate,
+        ))
+        .with_state(AppState { node })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,22 @@
+//! The offer book.
+
+use axum::Json;
+use axum::extract::State;
+
+use crate::api::{OfferFilter, OfferQueryParams, OfferView};
+use crate::extract::ApiQuery;
+use crate::{ApiError, AppState};
+
+/// Offers this node knows, cheapest execution price first.
+#[utoipa::path(get, path = "/v1/offers", tag = "offers", security(("bearer" = [])), params(OfferQueryParams), responses(
+    (status = 200, description = "Matching offers", body = [OfferView]),
+    (status = 400, description = "Invalid filter", body = crate::ProblemBody, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn list_offers(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<OfferQueryParams>,
+) -> Result<Json<Vec<OfferView>>, ApiError> {
+    let filter = OfferFilter::try_from(params)?;
+    Ok(Json(state.node.offers(filter).await?))
+}
