@@ -17,10 +17,10 @@ use std::time::Duration;
 use orien_ledger::Store;
 use orien_ledger::receipts::Tolerance;
 use orien_protocol::{
-    Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId,
-    RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
+    Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeKey, Offer, OfferId, RpcErrorCode,
+    SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use renter_side::{ExecView, RentedSession};

@@ -454,12 +454,9 @@ impl Task {
         if let Some(closing) = &mut self.closing {
             if let Some(reply) = reply {
                 // Already closing: answer when the first close completes.
-                match closing.reply.take() {
-                    Some(first) => {
-                        let _ = first
-                            .send(error(RpcErrorCode::BadRequest, "closed by a later request"));
-                    }
-                    None => {}
+                if let Some(first) = closing.reply.take() {
+                    let _ =
+                        first.send(error(RpcErrorCode::BadRequest, "closed by a later request"));
                 }
                 closing.reply = Some(reply);
             }
