@@ -1,7 +1,7 @@
 //! Errors as RFC 9457 `application/problem+json`, with stable type URIs.
 //!
 //! Every failure of the API, including axum's own rejections (bad JSON, bad query,
-//! body too large, unknown route), leaves as a [`Problem`]; clients switch on `type`.
+//! body too large, unknown route), leaves as an [`ApiError`] rendered as a [`ProblemBody`]; clients switch on `type`.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

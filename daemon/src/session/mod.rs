@@ -1,8 +1,8 @@
 //! The session manager: metered sessions across the network, on both sides.
 //!
 //! One tokio task per session owns that session's state — on the provider side its
-//! sandbox, meter and receipt issuer ([`provider_side`]); on the renter side its meter,
-//! countersigner and execution logs ([`renter_side`]). The swarm task only routes:
+//! sandbox, meter and receipt issuer (`provider_side`); on the renter side its meter,
+//! countersigner and execution logs (`renter_side`). The swarm task only routes:
 //! inbound requests arrive here as [`Inbound`] and go to the session's task; outbound
 //! requests leave through [`Net`]. Ledger commits run on the blocking pool, and an ack
 //! is sent (renter) or accepted (provider) only with the store's `Durable` proof.
