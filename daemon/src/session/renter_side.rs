@@ -77,7 +77,10 @@ pub(super) enum Input {
     ExecFailed {
         exec: ExecId,
     },
-    Finish,
+    /// Close locally (status recorded) and answer once that is durable.
+    Finish {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// The manager's handle on a rented session's task.
@@ -168,7 +171,13 @@ impl Handle {
             reason: CloseReason::RenterRequested,
         });
         let answer = net.request(self.provider, request).await;
-        let _ = self.input.send(Input::Finish).await;
+        let (done, finished) = oneshot::channel();
+        // The close is recorded whatever the provider answered; when the task already
+        // ended (the provider closed first), the send or the reply fails, and that is
+        // the same outcome.
+        if self.input.send(Input::Finish { done }).await.is_ok() {
+            let _ = finished.await;
+        }
         match answer? {
             SessionResponse::Done => Ok(()),
             other => Err(unexpected(other)),
@@ -339,8 +348,9 @@ impl Task {
                         break;
                     }
                 }
-                Input::Finish => {
+                Input::Finish { done } => {
                     self.finish(CloseReason::RenterRequested).await;
+                    let _ = done.send(());
                     break;
                 }
             }

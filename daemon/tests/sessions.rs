@@ -1,0 +1,178 @@
+//! A paid session across the network: a provider node with the real Docker sandbox and
+//! a renter node, each with its own RocksDB ledger, over loopback TCP.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec, SessionConfig, SessionServices};
+use orien_ledger::Store;
+use orien_protocol::*;
+use orien_provider::{Provider, ProviderConfig};
+
+fn example_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml")
+}
+
+async fn node(key: NodeKey, bootstrap: &[&Node], services: SessionServices) -> Node {
+    let config = NodeConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: bootstrap
+            .iter()
+            .map(|n| n.listen_addrs()[0].clone())
+            .collect(),
+        sessions: Some(services),
+        ..NodeConfig::default()
+    };
+    Node::start(key, config, Arc::new(SystemClock::new()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider_key = NodeKey::generate();
+    let (provider_config, tools) = ProviderConfig::load(&example_config()).unwrap();
+    let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
+        .await
+        .expect("the Docker engine and the orien/busybox:1 image are needed (scripts/test prepares both)");
+    let session_config = SessionConfig {
+        receipt_interval: Millis(1_000),
+        ..SessionConfig::default()
+    };
+    let provider_store = Arc::new(Store::open(dir.path().join("provider-ledger")).unwrap());
+    let renter_store = Arc::new(Store::open(dir.path().join("renter-ledger")).unwrap());
+    let provider = node(
+        provider_key.clone(),
+        &[],
+        SessionServices {
+            store: provider_store.clone(),
+            provider: Some(sandbox.clone()),
+            config: session_config.clone(),
+        },
+    )
+    .await;
+    let renter = node(
+        NodeKey::generate(),
+        &[&provider],
+        SessionServices {
+            store: renter_store.clone(),
+            provider: None,
+            config: session_config,
+        },
+    )
+    .await;
+
+    let tool = ToolName::new("sha256").unwrap();
+    let now = SystemClock::new().wall();
+    let offer = sandbox
+        .offer(
+            &tool,
+            EvmAddress::from_bytes([0x42; 20]),
+            now,
+            Millis(3_600_000),
+        )
+        .unwrap();
+    let spec = OfferSpec {
+        tool: offer.tool,
+        version: offer.version,
+        description: offer.description,
+        image_digest: offer.image_digest,
+        args_schema: offer.args_schema,
+        pricing: offer.pricing,
+        limits: offer.limits,
+        payout: offer.payout,
+    };
+    provider.publish_offer(spec).await.unwrap();
+    let found = renter.find_tool(tool.clone()).await.unwrap();
+    assert_eq!(found.len(), 1, "the renter finds the provider's offer");
+    let sessions = renter.sessions().unwrap();
+
+    let rented = sessions
+        .open(found[0].id, Usdc::from_micros(500_000), Millis(600_000))
+        .await
+        .unwrap();
+    let session = rented.session;
+    sessions
+        .put_file(session, "data/hello.txt", b"hello orien\n".to_vec())
+        .await
+        .unwrap();
+    let listed = sessions.list_files(session).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|f| f.path == "data/hello.txt" && f.size == 12),
+        "{listed:?}"
+    );
+
+    let exec = sessions
+        .exec(session, r#"{"file":"data/hello.txt"}"#.into())
+        .await
+        .unwrap();
+    let view = sessions
+        .wait_exec(session, exec, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let exit = view.exit.clone().expect("the execution exits");
+    assert_eq!(exit.outcome, ExecOutcome::Exited);
+    assert_eq!(exit.exit_code, Some(0));
+    let stdout = String::from_utf8(view.output(OutputStream::Stdout)).unwrap();
+    // sha256("hello orien\n")
+    let expected = {
+        use std::fmt::Write;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(b"hello orien\n");
+        digest.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    assert!(stdout.starts_with(&expected), "{stdout}");
+
+    // A refused argument is reported, not run, and costs nothing.
+    let refused = sessions
+        .exec(session, r#"{"file":"../etc/passwd"}"#.into())
+        .await
+        .unwrap();
+    let refused = sessions
+        .wait_exec(session, refused, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(
+        refused.exit.unwrap().outcome,
+        ExecOutcome::InvalidArguments { .. }
+    ));
+
+    sessions.close(session).await.unwrap();
+
+    // Both ledgers hold the same dual-signed chain, ending with the closing receipt.
+    let provider_chain = provider_store.receipts(&session).unwrap();
+    let renter_chain = renter_store.receipts(&session).unwrap();
+    assert!(!renter_chain.is_empty());
+    assert_eq!(
+        provider_chain.iter().map(|r| &r.acked).collect::<Vec<_>>(),
+        renter_chain.iter().map(|r| &r.acked).collect::<Vec<_>>()
+    );
+    let last = renter_chain.last().unwrap().acked.receipt.verify().unwrap();
+    assert!(last.exec_time > Millis::ZERO);
+    assert!(last.amount > Usdc::ZERO && last.amount <= Usdc::from_micros(500_000));
+    let provider_totals = provider_store.session_totals(&session).unwrap();
+    let renter_totals = renter_store.session_totals(&session).unwrap();
+    assert_eq!(provider_totals, renter_totals);
+    assert_eq!(provider_totals.amount, last.amount);
+    assert_eq!(
+        provider_totals.split,
+        Split::of(last.amount),
+        "90/7/3 of what was charged"
+    );
+    provider_store.verify().unwrap();
+    renter_store.verify().unwrap();
+
+    // The provider removed the session's sandbox.
+    assert!(sandbox.live_sessions().is_empty());
+    assert!(renter.offers(OfferQuery::default()).await.unwrap().len() == 1);
+    for node in [renter, provider] {
+        node.shutdown().await;
+    }
+}
