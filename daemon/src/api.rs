@@ -1,12 +1,21 @@
 //! The daemon's side of the local HTTP API: [`orien_web_api::NodeApi`] for a [`Node`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView};
+use orien_ledger::{SessionStatus, StoreError};
+use orien_protocol::{ExecEvent, ExecId, OutputStream, RpcErrorCode, SessionId, Split};
+use orien_web_api::sessions::{
+    BalanceView, ExecState, ExecutionView, FileView, LogEntry, LogKind, LogPage, OfferChoice,
+    OpenSessionRequest, ReceiptView, SessionRole, SessionState, SessionView, UsageView,
+    usdc_string,
+};
+use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 
 use crate::node::{Node, NodeError};
 use crate::offer_book::OfferQuery;
+use crate::session::{ExecSnapshot, SessionError, Sessions, blocking as run_blocking};
 
 /// Serves the HTTP API from a running node.
 #[derive(Clone)]
@@ -19,6 +28,73 @@ impl NodeService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
+
+    fn sessions(&self) -> Result<&Sessions, ApiError> {
+        self.node.sessions().ok_or_else(|| {
+            ApiError::Unavailable("this node runs without a ledger, so it has no sessions".into())
+        })
+    }
+
+    async fn session_view(&self, session: SessionId) -> Result<SessionView, ApiError> {
+        let sessions = self.sessions()?;
+        let store = sessions.store().clone();
+        let found = run_blocking(move || -> Result<_, StoreError> {
+            match store.session(&session)? {
+                Some(record) => Ok(Some((record, store.head(&session)?))),
+                None => Ok(None),
+            }
+        })
+        .await
+        .map_err(ledger_error)?;
+        let Some((record, Some(head))) = found else {
+            return Err(ApiError::NotFound(format!("session {session}")));
+        };
+        Ok(self.view_of(sessions, &record, &head))
+    }
+
+    fn view_of(
+        &self,
+        sessions: &Sessions,
+        record: &orien_ledger::SessionRecord,
+        head: &orien_ledger::SessionHead,
+    ) -> SessionView {
+        let rented = sessions.rented_session(record.session);
+        let (state, state_detail) = match &head.status {
+            SessionStatus::Open => (SessionState::Open, None),
+            SessionStatus::Suspended(reason) => {
+                (SessionState::Suspended, Some(format!("{reason:?}")))
+            }
+            SessionStatus::Closed(reason) => (SessionState::Closed, Some(format!("{reason:?}"))),
+        };
+        SessionView {
+            id: record.session.to_string(),
+            role: if record.renter == self.node.id() {
+                SessionRole::Renter
+            } else {
+                SessionRole::Provider
+            },
+            provider: record.provider.to_string(),
+            renter: record.renter.to_string(),
+            offer: rented.as_ref().map(|r| r.offer.to_string()),
+            tool: rented.as_ref().map(|r| r.tool.to_string()),
+            state,
+            state_detail,
+            budget: usdc_string(record.budget),
+            pricing: PricingView {
+                session_per_minute: usdc_string(record.pricing.session_per_minute),
+                exec_per_minute: usdc_string(record.pricing.exec_per_minute),
+            },
+            opened_at: record.opened_at.unix_millis(),
+            usage: UsageView {
+                receipts: head.seq,
+                session_ms: head.session_time.get(),
+                exec_ms: head.exec_time.get(),
+                cpu_ms: head.cpu_time.get(),
+            },
+            amount: usdc_string(head.amount),
+            split: Split::of(head.amount).into(),
+        }
+    }
 }
 
 impl From<NodeError> for ApiError {
@@ -28,6 +104,121 @@ impl From<NodeError> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::UnknownSession(s) => ApiError::NotFound(format!("session {s}")),
+            SessionError::UnknownExec(e) => ApiError::NotFound(format!("execution {e}")),
+            SessionError::UnknownOffer(_) => ApiError::NotFound(error.to_string()),
+            SessionError::Rejected(_) | SessionError::NotOpen { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
+            SessionError::Refused {
+                code: RpcErrorCode::BadRequest,
+                detail,
+            } => ApiError::BadRequest {
+                detail: format!("the provider refused the request: {detail}"),
+                errors: Vec::new(),
+            },
+            SessionError::Refused {
+                code: RpcErrorCode::RateLimited,
+                ..
+            } => ApiError::RateLimited,
+            SessionError::Refused { .. } | SessionError::Remote(_) => {
+                ApiError::BadGateway(error.to_string())
+            }
+            SessionError::Net(crate::node::NetError::Stopped) => {
+                ApiError::Unavailable("the node is stopping".into())
+            }
+            SessionError::Net(e) => ApiError::BadGateway(format!(
+                "{e}; the provider may be offline — list offers again or retry"
+            )),
+            SessionError::Ledger(e) => ledger_error(e),
+            SessionError::Disabled => ApiError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+fn ledger_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::UnknownSession(s) => ApiError::NotFound(format!("session {s}")),
+        StoreError::DiskFull { .. } => ApiError::Unavailable(format!(
+            "{error}; free disk space, nothing acknowledged was lost"
+        )),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// The API's view of an execution.
+fn execution_view(exec: ExecId, snapshot: &ExecSnapshot) -> ExecutionView {
+    let text = |stream| String::from_utf8_lossy(&snapshot.view.output(stream)).into_owned();
+    let view = ExecutionView {
+        id: exec.to_string(),
+        session: snapshot.session.to_string(),
+        state: if snapshot.session_ended {
+            ExecState::Lost
+        } else {
+            ExecState::Running
+        },
+        exit_code: None,
+        detail: snapshot
+            .session_ended
+            .then(|| "the session ended before the execution reported its exit".into()),
+        wall_ms: None,
+        cpu_ms: None,
+        peak_memory_bytes: None,
+        stdout: text(OutputStream::Stdout),
+        stderr: text(OutputStream::Stderr),
+        stdout_truncated: false,
+        stderr_truncated: false,
+    };
+    match &snapshot.view.exit {
+        Some(exit) => view.with_exit(exit),
+        None => view,
+    }
+}
+
+/// The log of an execution after `after`; an execution whose session ended without an
+/// exit gets a final `exit` entry saying it was lost.
+fn log_page(exec: ExecId, snapshot: &ExecSnapshot, after: Option<u64>) -> LogPage {
+    let first = after.map_or(0, |a| a.saturating_add(1));
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let events = &snapshot.view.events;
+    for (index, event) in events.iter().enumerate().skip(first as usize) {
+        let (kind, data) = match event {
+            ExecEvent::Output(chunk) => (
+                match chunk.stream {
+                    OutputStream::Stdout => LogKind::Stdout,
+                    OutputStream::Stderr => LogKind::Stderr,
+                },
+                String::from_utf8_lossy(&chunk.data).into_owned(),
+            ),
+            ExecEvent::Exit(_) => (LogKind::Exit, exit_data(exec, snapshot)),
+        };
+        entries.push(LogEntry {
+            index: index as u64,
+            kind,
+            data,
+        });
+    }
+    let exited = snapshot.view.exit.is_some();
+    if !exited && snapshot.session_ended && (events.len() as u64) >= first {
+        entries.push(LogEntry {
+            index: events.len() as u64,
+            kind: LogKind::Exit,
+            data: exit_data(exec, snapshot),
+        });
+    }
+    LogPage {
+        entries,
+        finished: exited || snapshot.session_ended,
+    }
+}
+
+fn exit_data(exec: ExecId, snapshot: &ExecSnapshot) -> String {
+    serde_json::to_string(&execution_view(exec, snapshot)).unwrap_or_else(|_| "{}".into())
 }
 
 #[async_trait]
@@ -68,4 +259,232 @@ impl NodeApi for NodeService {
             .map(|e| OfferView::new(e.id, &e.offer))
             .collect())
     }
+
+    async fn tools(&self) -> Result<Vec<OfferView>, ApiError> {
+        Ok(self
+            .node
+            .sessions()
+            .map(|s| s.own_offers())
+            .unwrap_or_default()
+            .iter()
+            .map(|(id, offer)| OfferView::new(*id, offer))
+            .collect())
+    }
+
+    async fn open_session(&self, request: OpenSessionRequest) -> Result<SessionView, ApiError> {
+        let sessions = self.sessions()?;
+        let offer = match request.choice {
+            OfferChoice::Offer(id) => id,
+            OfferChoice::Tool { tool, provider } => {
+                let query = OfferQuery {
+                    tool: Some(tool.clone()),
+                    max_exec_price: None,
+                    provider,
+                };
+                let mut found = self.node.offers(query).await?;
+                if found.is_empty() {
+                    // Not gossiped to us (yet): ask the DHT for the tool's providers.
+                    found = self.node.find_tool(tool.clone()).await?;
+                    found.retain(|e| provider.is_none_or(|p| e.offer.provider == p));
+                }
+                found.first().map(|e| e.id).ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "an offer of tool `{tool}`{}",
+                        provider.map(|p| format!(" by {p}")).unwrap_or_default()
+                    ))
+                })?
+            }
+        };
+        let rented = sessions
+            .open(offer, request.budget, request.max_duration)
+            .await?;
+        self.session_view(rented.session).await
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionView>, ApiError> {
+        let sessions = self.sessions()?;
+        let store = sessions.store().clone();
+        let all = run_blocking(move || store.sessions())
+            .await
+            .map_err(ledger_error)?;
+        Ok(all
+            .iter()
+            .map(|(record, head)| self.view_of(sessions, record, head))
+            .collect())
+    }
+
+    async fn session(&self, session: SessionId) -> Result<SessionView, ApiError> {
+        self.session_view(session).await
+    }
+
+    async fn close_session(&self, session: SessionId) -> Result<SessionView, ApiError> {
+        let sessions = self.sessions()?;
+        match sessions.close(session).await {
+            Ok(()) => {}
+            // Not open here: closed already, provided by this node, or unknown.
+            Err(SessionError::UnknownSession(_)) => {
+                let view = self.session_view(session).await?;
+                return Err(ApiError::Conflict(match view.role {
+                    SessionRole::Provider => {
+                        format!("session {session} is provided by this node; its renter closes it")
+                    }
+                    SessionRole::Renter => format!("session {session} is already closed"),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.session_view(session).await
+    }
+
+    async fn start_execution(
+        &self,
+        session: SessionId,
+        args: serde_json::Value,
+    ) -> Result<ExecutionView, ApiError> {
+        let sessions = self.sessions()?;
+        let args_json =
+            serde_json::to_string(&args).map_err(|e| ApiError::field("args", e.to_string()))?;
+        if args_json.len() > orien_protocol::exec::MAX_ARGS_LEN {
+            return Err(ApiError::field(
+                "args",
+                format!(
+                    "at most {} bytes of JSON",
+                    orien_protocol::exec::MAX_ARGS_LEN
+                ),
+            ));
+        }
+        let exec = sessions.exec(session, args_json).await?;
+        Ok(execution_view(exec, &sessions.execution(exec)?))
+    }
+
+    async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError> {
+        let snapshot = self.sessions()?.execution(exec)?;
+        Ok(execution_view(exec, &snapshot))
+    }
+
+    async fn execution_log(
+        &self,
+        exec: ExecId,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<LogPage, ApiError> {
+        let sessions = self.sessions()?;
+        let seen = after.map_or(0, |a| a.saturating_add(1)) as usize;
+        let snapshot = if wait.is_zero() {
+            sessions.execution(exec)?
+        } else {
+            sessions.wait_execution(exec, seen, wait).await?
+        };
+        Ok(log_page(exec, &snapshot, after))
+    }
+
+    async fn put_file(
+        &self,
+        session: SessionId,
+        path: String,
+        data: Vec<u8>,
+    ) -> Result<FileView, ApiError> {
+        check_path(&path)?;
+        let size = data.len() as u64;
+        self.sessions()?.put_file(session, &path, data).await?;
+        Ok(FileView {
+            path,
+            size,
+            is_dir: false,
+        })
+    }
+
+    async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError> {
+        check_path(&path)?;
+        Ok(self.sessions()?.get_file(session, &path).await?)
+    }
+
+    async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError> {
+        let files = self.sessions()?.list_files(session).await?;
+        Ok(files
+            .into_iter()
+            .map(|f| FileView {
+                path: f.path,
+                size: f.size,
+                is_dir: f.is_dir,
+            })
+            .collect())
+    }
+
+    async fn receipts(&self, session: SessionId) -> Result<Vec<ReceiptView>, ApiError> {
+        let store = self.sessions()?.store().clone();
+        let stored = run_blocking(move || -> Result<_, StoreError> {
+            if store.session(&session)?.is_none() {
+                return Ok(None);
+            }
+            store.receipts(&session).map(Some)
+        })
+        .await
+        .map_err(ledger_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("session {session}")))?;
+        stored
+            .iter()
+            .map(|s| {
+                let receipt = s
+                    .acked
+                    .receipt
+                    .verify()
+                    .map_err(|e| ApiError::Internal(format!("stored receipt: {e}")))?;
+                let hex_of = |bytes: Result<Vec<u8>, _>| {
+                    bytes
+                        .map(hex::encode)
+                        .map_err(|e: orien_protocol::EncodeError| ApiError::Internal(e.to_string()))
+                };
+                Ok(ReceiptView {
+                    seq: receipt.seq,
+                    session_ms: receipt.session_time.get(),
+                    exec_ms: receipt.exec_time.get(),
+                    cpu_ms: receipt.cpu_time.get(),
+                    amount: usdc_string(receipt.amount),
+                    hash: s.acked.receipt.receipt_hash().to_string(),
+                    prev: receipt.prev.to_string(),
+                    issued_at: receipt.issued_at.unix_millis(),
+                    receipt: hex_of(s.acked.receipt.to_bytes())?,
+                    ack: hex_of(s.acked.ack.to_bytes())?,
+                })
+            })
+            .collect()
+    }
+
+    async fn balances(&self) -> Result<Vec<BalanceView>, ApiError> {
+        let store = self.sessions()?.store().clone();
+        let balances = run_blocking(move || store.balances())
+            .await
+            .map_err(ledger_error)?;
+        Ok(balances
+            .iter()
+            .map(|(account, balance)| BalanceView {
+                account: account.to_string(),
+                debited: usdc_string(balance.debited),
+                credited: usdc_string(balance.credited),
+                net_micros: i64::try_from(balance.net(account)).unwrap_or(i64::MIN),
+            })
+            .collect())
+    }
+}
+
+/// Refuses a workspace path the provider would refuse anyway, before a network trip.
+fn check_path(path: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| Err(ApiError::field("path", why));
+    if path.is_empty() || path.len() > orien_protocol::rpc::MAX_PATH_LEN {
+        return bad("must be 1..=1024 bytes");
+    }
+    if path.starts_with('/') {
+        return bad("must be relative to the workspace");
+    }
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return bad("must not contain empty, `.` or `..` segments");
+    }
+    if path.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    Ok(())
 }

@@ -38,5 +38,5 @@ pub use node::{
 };
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{
-    ExecView, RentedSession, SessionConfig, SessionError, SessionServices, Sessions,
+    ExecSnapshot, ExecView, RentedSession, SessionConfig, SessionError, SessionServices, Sessions,
 };

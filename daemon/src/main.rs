@@ -1,17 +1,21 @@
-//! `orien-node`: run an ORIEN node. The full command line (sessions, ledger, wallet)
-//! arrives with the local HTTP API; this binary initialises a data directory and runs
-//! the network node.
+//! `orien-node`: run an ORIEN node. `init` prepares a data directory (identity, API
+//! token, payout wallet); `run` starts the network node with its ledger, the sandbox when
+//! it sells tools, and the local HTTP API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use orien_daemon::api::NodeService;
-use orien_daemon::{Node, NodeConfig, identity};
-use orien_protocol::SystemClock;
+use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices, identity};
+use orien_ledger::Store;
+use orien_ledger::chain::Wallet;
+use orien_protocol::{Clock, EvmAddress, Millis, SystemClock};
+use orien_provider::{Provider, ProviderConfig};
 use orien_web_api::{ApiConfig, BearerToken};
 
 /// An ORIEN node: sell time on whitelisted tools, or rent it.
@@ -44,10 +48,65 @@ enum Command {
         /// and holds the token can spend this node's money).
         #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]
         api_allow_remote: bool,
+        /// Sell the tools of this provider configuration
+        /// (see configs/provider.example.toml); without it the node only rents.
+        #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]
+        provider_config: Option<PathBuf>,
+        /// Where earnings are paid (EVM address); defaults to this node's wallet.
+        #[arg(long, env = "ORIEN_PAYOUT")]
+        payout: Option<EvmAddress>,
+        #[command(flatten)]
+        timing: Timing,
     },
     /// Print this node's id.
     Id,
 }
+
+/// Session timings; the defaults suit real use, tests shorten them.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Session timing")]
+struct Timing {
+    /// How often a provider sends a usage receipt (ms).
+    #[arg(long, env = "ORIEN_RECEIPT_INTERVAL_MS", default_value_t = 5_000)]
+    receipt_interval_ms: u64,
+    /// How long a provider waits for an ack before suspending a session (ms).
+    #[arg(long, env = "ORIEN_ACK_TIMEOUT_MS", default_value_t = 10_000)]
+    ack_timeout_ms: u64,
+    /// How long a renter rides out silence from its provider before closing the
+    /// session as disconnected (ms; at least twice the provider's receipt interval).
+    #[arg(long, env = "ORIEN_DISCONNECT_GRACE_MS", default_value_t = 30_000)]
+    disconnect_grace_ms: u64,
+}
+
+impl Timing {
+    fn session_config(&self) -> anyhow::Result<SessionConfig> {
+        anyhow::ensure!(
+            self.receipt_interval_ms >= 100,
+            "--receipt-interval-ms must be at least 100"
+        );
+        anyhow::ensure!(
+            self.ack_timeout_ms > self.receipt_interval_ms,
+            "--ack-timeout-ms must be longer than --receipt-interval-ms"
+        );
+        anyhow::ensure!(
+            self.disconnect_grace_ms >= 1_000,
+            "--disconnect-grace-ms must be at least 1000"
+        );
+        Ok(SessionConfig {
+            receipt_interval: Millis(self.receipt_interval_ms),
+            ack_timeout: Millis(self.ack_timeout_ms),
+            disconnect_grace: Millis(self.disconnect_grace_ms),
+            ..SessionConfig::default()
+        })
+    }
+}
+
+/// The payout wallet's key file in the data directory.
+const WALLET_FILE: &str = "wallet.key";
+/// The ledger's directory in the data directory.
+const LEDGER_DIR: &str = "ledger";
+/// How long `run` waits for each rented session to close at shutdown.
+const CLOSE_ON_SHUTDOWN: Duration = Duration::from_secs(15);
 
 fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
@@ -79,11 +138,14 @@ async fn main() -> anyhow::Result<()> {
             let key = identity::create(&cli.data_dir)
                 .with_context(|| format!("initialising {}", cli.data_dir.display()))?;
             BearerToken::create_or_load(&cli.data_dir)?;
+            let wallet = Wallet::load_or_create(&cli.data_dir.join(WALLET_FILE))
+                .context("creating the payout wallet")?;
             emit(&format!(
                 "created node {} in {}",
                 key.node_id(),
                 cli.data_dir.display()
             ));
+            emit(&format!("payout wallet: {}", wallet.address()));
             emit(&format!(
                 "API token: {}",
                 cli.data_dir.join(orien_web_api::auth::TOKEN_FILE).display()
@@ -98,6 +160,9 @@ async fn main() -> anyhow::Result<()> {
             bootstrap,
             api,
             api_allow_remote,
+            provider_config,
+            payout,
+            timing,
         } => {
             if !api.ip().is_loopback() && !api_allow_remote {
                 anyhow::bail!(
@@ -106,14 +171,59 @@ async fn main() -> anyhow::Result<()> {
             }
             let key = identity::load(&cli.data_dir).context("run `orien-node init` first")?;
             let token = BearerToken::create_or_load(&cli.data_dir)?;
+            let session_config = timing.session_config()?;
+            let ledger = cli.data_dir.join(LEDGER_DIR);
+            let store = Arc::new(
+                Store::open(&ledger)
+                    .with_context(|| format!("opening the ledger at {}", ledger.display()))?,
+            );
+            let provider = match &provider_config {
+                Some(path) => {
+                    let (config, tools) = ProviderConfig::load(path)?;
+                    Some(Provider::start(&config.engine, tools, key.node_id()).await?)
+                }
+                None => None,
+            };
+            let _reaper = provider.as_ref().map(Provider::spawn_reaper);
+            let payout = match payout {
+                Some(address) => address,
+                None => Wallet::load_or_create(&cli.data_dir.join(WALLET_FILE))
+                    .context("loading the payout wallet")?
+                    .address(),
+            };
             let config = NodeConfig {
                 listen,
                 bootstrap,
+                sessions: Some(SessionServices {
+                    store,
+                    provider: provider.clone(),
+                    config: session_config,
+                }),
                 ..NodeConfig::default()
             };
-            let node = Arc::new(Node::start(key, config, Arc::new(SystemClock::new())).await?);
+            let offer_ttl = config.offer_ttl;
+            let clock = Arc::new(SystemClock::new());
+            let node = Arc::new(Node::start(key, config, clock.clone()).await?);
             for addr in node.listen_addrs() {
                 emit(&format!("listening on {addr}"));
+            }
+            if let Some(provider) = &provider {
+                for tool in provider
+                    .tools()
+                    .map(|t| t.name().clone())
+                    .collect::<Vec<_>>()
+                {
+                    let offer = provider
+                        .offer(
+                            &tool,
+                            payout,
+                            clock.wall(),
+                            Millis(offer_ttl.as_millis() as u64),
+                        )
+                        .with_context(|| format!("making the offer of tool `{tool}`"))?;
+                    let id = node.publish_offer(OfferSpec::from(offer)).await?;
+                    emit(&format!("offering {tool} as {id}"));
+                }
             }
             let listener = tokio::net::TcpListener::bind(api).await.with_context(|| {
                 format!(
@@ -126,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
+            close_rented_sessions(&node).await;
             match Arc::try_unwrap(node) {
                 Ok(node) => node.shutdown().await,
                 Err(_) => tracing::warn!(
@@ -141,6 +252,21 @@ async fn main() -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 fn emit(line: &str) {
     println!("{line}");
+}
+
+/// Closes every session this node rents, so each ends on a countersigned closing
+/// receipt rather than on the provider's ack timeout.
+async fn close_rented_sessions(node: &Node) {
+    let Some(sessions) = node.sessions() else {
+        return;
+    };
+    for session in sessions.rented_sessions() {
+        match tokio::time::timeout(CLOSE_ON_SHUTDOWN, sessions.close(session)).await {
+            Ok(Ok(())) => tracing::info!(%session, "closed at shutdown"),
+            Ok(Err(e)) => tracing::warn!(%session, error = %e, "could not close at shutdown"),
+            Err(_) => tracing::warn!(%session, "closing timed out at shutdown"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -83,6 +83,23 @@ pub struct OfferSpec {
     pub payout: EvmAddress,
 }
 
+impl From<Offer> for OfferSpec {
+    /// The spec of an offer made by `orien_provider::Provider::offer` (provider, times
+    /// and signature are the node's to set).
+    fn from(offer: Offer) -> Self {
+        Self {
+            tool: offer.tool,
+            version: offer.version,
+            description: offer.description,
+            image_digest: offer.image_digest,
+            args_schema: offer.args_schema,
+            pricing: offer.pricing,
+            limits: offer.limits,
+            payout: offer.payout,
+        }
+    }
+}
+
 /// Errors of the node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -2,11 +2,16 @@
 //! exchanges. The daemon implements the trait; tests may implement it with fakes.
 
 use async_trait::async_trait;
-use orien_protocol::{NodeId, Offer, OfferId, ToolName, Usdc};
+use std::time::Duration;
+
+use orien_protocol::{ExecId, NodeId, Offer, OfferId, SessionId, ToolName, Usdc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::ApiError;
+use crate::sessions::{
+    BalanceView, ExecutionView, FileView, LogPage, OpenSessionRequest, ReceiptView, SessionView,
+};
 
 /// The node behind the API.
 #[async_trait]
@@ -19,6 +24,51 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn metrics(&self) -> String;
     /// Offers in the node's offer book that match `filter`, cheapest first.
     async fn offers(&self, filter: OfferFilter) -> Result<Vec<OfferView>, ApiError>;
+    /// The tools this node sells, as it offers them.
+    async fn tools(&self) -> Result<Vec<OfferView>, ApiError>;
+
+    /// Opens a session as renter; answers once the provider accepted it.
+    async fn open_session(&self, request: OpenSessionRequest) -> Result<SessionView, ApiError>;
+    /// Every session in this node's ledger, newest first.
+    async fn sessions(&self) -> Result<Vec<SessionView>, ApiError>;
+    /// One session.
+    async fn session(&self, session: SessionId) -> Result<SessionView, ApiError>;
+    /// Closes a rented session; answers once the closing receipt is committed.
+    async fn close_session(&self, session: SessionId) -> Result<SessionView, ApiError>;
+
+    /// Starts an execution in a rented session.
+    async fn start_execution(
+        &self,
+        session: SessionId,
+        args: serde_json::Value,
+    ) -> Result<ExecutionView, ApiError>;
+    /// An execution and its output so far.
+    async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError>;
+    /// Log entries of an execution after index `after` (all when `None`), waiting up
+    /// to `wait` for new ones when there are none yet.
+    async fn execution_log(
+        &self,
+        exec: ExecId,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<LogPage, ApiError>;
+
+    /// Writes a file into a rented session's workspace.
+    async fn put_file(
+        &self,
+        session: SessionId,
+        path: String,
+        data: Vec<u8>,
+    ) -> Result<FileView, ApiError>;
+    /// Reads a file from a rented session's workspace.
+    async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError>;
+    /// Lists a rented session's workspace.
+    async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError>;
+
+    /// The dual-signed receipts of a session, in order.
+    async fn receipts(&self, session: SessionId) -> Result<Vec<ReceiptView>, ApiError>;
+    /// Every ledger account with its balance.
+    async fn balances(&self) -> Result<Vec<BalanceView>, ApiError>;
 }
 
 /// `GET /v1/node`.
@@ -153,7 +203,7 @@ pub struct OfferView {
 impl OfferView {
     /// The view of a verified offer.
     pub fn new(id: OfferId, offer: &Offer) -> Self {
-        let amount = |u: Usdc| u.to_string().trim_end_matches(" USDC").to_owned();
+        let amount = crate::sessions::usdc_string;
         Self {
             id: id.to_string(),
             provider: offer.provider.to_string(),

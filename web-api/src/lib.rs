@@ -19,22 +19,25 @@
 pub mod api;
 pub mod auth;
 pub mod extract;
+pub mod idempotency;
 pub mod problem;
 pub mod rate_limit;
 mod routes;
+pub mod sessions;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router, middleware};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use api::{NodeApi, NodeInfo, OfferFilter, OfferView};
+pub use api::{NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 pub use auth::{BearerToken, TokenError};
+pub use idempotency::IdempotencyConfig;
 pub use problem::{ApiError, FieldError, ProblemBody};
 pub use rate_limit::RateLimit;
 
@@ -47,6 +50,8 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Request rate limit.
     pub rate_limit: RateLimit,
+    /// `Idempotency-Key` handling of `POST`s.
+    pub idempotency: IdempotencyConfig,
 }
 
 impl ApiConfig {
@@ -56,6 +61,7 @@ impl ApiConfig {
             token,
             body_limit: 64 * 1024,
             rate_limit: RateLimit::default(),
+            idempotency: IdempotencyConfig::default(),
         }
     }
 }
@@ -69,6 +75,7 @@ pub(crate) struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ORIEN node API", version = "1", description = "The local API of an ORIEN node: offers, sessions, executions, receipts, ledger and settlement."),
+    paths(routes::files::put_file, routes::files::get_file),
     components(schemas(ProblemBody, FieldError)),
     modifiers(&BearerAuth)
 )]
@@ -96,7 +103,26 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::health::metrics))
         .routes(routes!(routes::node::get_node))
         .routes(routes!(routes::offers::list_offers))
+        .routes(routes!(routes::tools::list_tools))
+        .routes(routes!(
+            routes::sessions::open_session,
+            routes::sessions::list_sessions
+        ))
+        .routes(routes!(routes::sessions::get_session))
+        .routes(routes!(routes::sessions::close_session))
+        .routes(routes!(routes::executions::start_execution))
+        .routes(routes!(routes::executions::get_execution))
+        .routes(routes!(routes::executions::execution_logs))
+        .routes(routes!(routes::files::list_files))
+        .routes(routes!(routes::ledger::list_receipts))
+        .routes(routes!(routes::ledger::balances))
         .split_for_parts();
+    // A workspace path may hold `/`, which needs axum's wildcard segment; the OpenAPI
+    // document names it `{path}` (see `ApiDoc`).
+    let protected = protected.route(
+        "/v1/sessions/{id}/files/{*path}",
+        put(routes::files::put_file).get(routes::files::get_file),
+    );
     doc.merge(public_doc);
     (public, protected, doc)
 }
@@ -115,6 +141,10 @@ pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
             "/v1/openapi.json",
             get(move || async move { Json(doc.as_ref().clone()) }),
         )
+        .route_layer(middleware::from_fn_with_state(
+            idempotency::Idempotency::new(config.idempotency),
+            idempotency::idempotent,
+        ))
         .route_layer(middleware::from_fn_with_state(
             config.token.clone(),
             auth::require_bearer,

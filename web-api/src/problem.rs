@@ -66,6 +66,9 @@ pub enum ApiError {
     /// Too many requests; retry later.
     #[error("too many requests")]
     RateLimited,
+    /// A peer this request depends on (the provider) could not be reached or failed.
+    #[error("{0}")]
+    BadGateway(String),
     /// The node cannot serve this now (starting, stopping, a dependency is down).
     #[error("{0}")]
     Unavailable(String),
@@ -105,6 +108,7 @@ impl ApiError {
                 "rate-limited",
                 "Too many requests",
             ),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway"),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

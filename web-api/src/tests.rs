@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::body::{Body, to_bytes};
@@ -9,8 +10,41 @@ use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
 use super::*;
+use crate::sessions::*;
+use orien_protocol::{ExecId, SessionId, Split, Usdc};
 
-struct FakeNode;
+/// Counts the calls that would cost money, so replays can be told from reruns.
+#[derive(Default)]
+struct FakeNode {
+    opened: AtomicUsize,
+}
+
+fn fake_session(id: SessionId) -> SessionView {
+    SessionView {
+        id: id.to_string(),
+        role: SessionRole::Renter,
+        provider: "12D3KooWprovider".into(),
+        renter: "12D3KooWfake".into(),
+        offer: None,
+        tool: Some("sha256".into()),
+        state: SessionState::Open,
+        state_detail: None,
+        budget: "1.000000".into(),
+        pricing: PricingView {
+            session_per_minute: "0.000000".into(),
+            exec_per_minute: "0.010000".into(),
+        },
+        opened_at: 0,
+        usage: UsageView {
+            receipts: 0,
+            session_ms: 0,
+            exec_ms: 0,
+            cpu_ms: 0,
+        },
+        amount: "0.000000".into(),
+        split: Split::of(Usdc::ZERO).into(),
+    }
+}
 
 #[async_trait]
 impl NodeApi for FakeNode {
@@ -33,13 +67,68 @@ impl NodeApi for FakeNode {
         assert!(filter.tool.is_some() || filter.max_price.is_none() || filter.provider.is_none());
         Ok(vec![])
     }
+    async fn tools(&self) -> Result<Vec<OfferView>, ApiError> {
+        Ok(vec![])
+    }
+    async fn open_session(&self, request: OpenSessionRequest) -> Result<SessionView, ApiError> {
+        assert!(!request.budget.is_zero());
+        let n = self.opened.fetch_add(1, Ordering::SeqCst) as u128;
+        Ok(fake_session(SessionId::from_bytes(n.to_be_bytes())))
+    }
+    async fn sessions(&self) -> Result<Vec<SessionView>, ApiError> {
+        Ok(vec![])
+    }
+    async fn session(&self, session: SessionId) -> Result<SessionView, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn close_session(&self, session: SessionId) -> Result<SessionView, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn start_execution(
+        &self,
+        session: SessionId,
+        _args: serde_json::Value,
+    ) -> Result<ExecutionView, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError> {
+        Err(ApiError::NotFound(format!("execution {exec}")))
+    }
+    async fn execution_log(
+        &self,
+        exec: ExecId,
+        _after: Option<u64>,
+        _wait: std::time::Duration,
+    ) -> Result<LogPage, ApiError> {
+        Err(ApiError::NotFound(format!("execution {exec}")))
+    }
+    async fn put_file(
+        &self,
+        session: SessionId,
+        _path: String,
+        _data: Vec<u8>,
+    ) -> Result<FileView, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn get_file(&self, session: SessionId, _path: String) -> Result<Vec<u8>, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn receipts(&self, session: SessionId) -> Result<Vec<ReceiptView>, ApiError> {
+        Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn balances(&self) -> Result<Vec<BalanceView>, ApiError> {
+        Ok(vec![])
+    }
 }
 
 fn app(limit: RateLimit) -> (Router, BearerToken) {
     let token = BearerToken::generate();
     let mut config = ApiConfig::new(token.clone());
     config.rate_limit = limit;
-    (router(Arc::new(FakeNode), config), token)
+    (router(Arc::new(FakeNode::default()), config), token)
 }
 
 async fn call(
@@ -48,13 +137,27 @@ async fn call(
     uri: &str,
     token: Option<&str>,
 ) -> (StatusCode, String, serde_json::Value) {
+    send(app, method, uri, token, &[], Body::empty()).await
+}
+
+async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> (StatusCode, String, serde_json::Value) {
     let mut request = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let response = app
         .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
+        .oneshot(request.body(body).unwrap())
         .await
         .unwrap();
     let status = response.status();
@@ -145,16 +248,58 @@ async fn requests_beyond_the_rate_limit_get_429() {
 async fn every_documented_route_is_served() {
     let (app, token) = app(RateLimit::default());
     let doc = openapi();
-    assert!(doc.paths.paths.len() >= 5);
+    assert!(doc.paths.paths.len() >= 14);
+    let session = SessionId::from_bytes([7; 16]).to_string();
+    let exec = ExecId::from_bytes([9; 16]).to_string();
     for (path, item) in &doc.paths.paths {
-        assert!(item.get.is_some(), "{path} documents GET");
-        let (status, _, _) = call(&app, "GET", path, Some(token.expose())).await;
-        assert_ne!(
-            status,
-            StatusCode::NOT_FOUND,
-            "{path} is documented but not served"
+        let uri = path
+            .replace(
+                "{id}",
+                if path.starts_with("/v1/executions") {
+                    &exec
+                } else {
+                    &session
+                },
+            )
+            .replace("{path}", "data/in.txt");
+        let uri = if uri == "/v1/receipts" {
+            format!("{uri}?session={session}")
+        } else {
+            uri
+        };
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("POST", item.post.is_some()),
+            ("PUT", item.put.is_some()),
+        ];
+        assert!(
+            methods.iter().any(|(_, m)| *m),
+            "{path} documents no method"
         );
-        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        for (method, _) in methods.iter().filter(|(_, m)| *m) {
+            let body = if *method == "POST" {
+                Body::from("{}")
+            } else {
+                Body::empty()
+            };
+            let (status, _, body) = send(
+                &app,
+                method,
+                &uri,
+                Some(token.expose()),
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+            // A 404 from the node ("session … not found") is fine; the router's own
+            // 404 ("route not found") means the path is documented but not served.
+            assert_ne!(
+                body["detail"], "route not found",
+                "{method} {path} is not served"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(!status.is_server_error(), "{method} {uri}: {status} {body}");
+        }
     }
     let (_, _, served) = call(&app, "GET", "/v1/openapi.json", Some(token.expose())).await;
     assert_eq!(
@@ -162,4 +307,52 @@ async fn every_documented_route_is_served() {
         Some(true)
     );
     assert!(served["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn a_retried_post_with_the_same_idempotency_key_is_answered_once() {
+    let token = BearerToken::generate();
+    let node = Arc::new(FakeNode::default());
+    let app = router(node.clone(), ApiConfig::new(token.clone()));
+    let open = |key: &'static str, budget: &'static str| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            send(
+                &app,
+                "POST",
+                "/v1/sessions",
+                Some(token.expose()),
+                &[
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                Body::from(format!(r#"{{"tool":"sha256","budget":"{budget}"}}"#)),
+            )
+            .await
+        }
+    };
+    let (status, _, first) = open("k-1", "1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, replay) = open("k-1", "1").await;
+    assert_eq!((status, &replay), (StatusCode::CREATED, &first));
+    assert_eq!(
+        node.opened.load(Ordering::SeqCst),
+        1,
+        "replayed, not run again"
+    );
+    let (status, _, problem) = open("k-1", "2").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "same key, other body: {problem}"
+    );
+    assert_eq!(problem["type"], "urn:orien:problem:conflict");
+    let (status, _, other) = open("k-2", "1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(node.opened.load(Ordering::SeqCst), 2);
+    let (status, _, problem) = open("bad key with spaces", "1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
 }

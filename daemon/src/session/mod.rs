@@ -40,6 +40,11 @@ pub struct SessionConfig {
     pub max_sessions: usize,
     /// How far the provider's meter may run ahead of the renter's.
     pub tolerance: Tolerance,
+    /// How long a renter waits without hearing from its provider (no receipt, no
+    /// output) before it closes the session as disconnected (at least twice the
+    /// agreed receipt interval). A shorter outage is
+    /// ridden out: the provider retries its receipts until its ack timeout.
+    pub disconnect_grace: Millis,
 }
 
 impl Default for SessionConfig {
@@ -50,6 +55,7 @@ impl Default for SessionConfig {
             max_duration: Millis(24 * 3_600_000),
             max_sessions: 16,
             tolerance: Tolerance::default(),
+            disconnect_grace: Millis(30_000),
         }
     }
 }
@@ -93,6 +99,18 @@ impl OwnOffers {
             .retain(|_, o| &o.tool != tool);
     }
 
+    fn all(&self) -> Vec<(OfferId, Offer)> {
+        let mut offers: Vec<(OfferId, Offer)> = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, offer)| (*id, offer.clone()))
+            .collect();
+        offers.sort_by(|a, b| a.1.tool.cmp(&b.1.tool));
+        offers
+    }
+
     fn get(&self, id: &OfferId) -> Option<Offer> {
         self.0
             .read()
@@ -120,7 +138,15 @@ pub enum SessionError {
     /// The provider could not be reached or broke the protocol.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// The provider answered with an error.
+    /// The provider refused the request.
+    #[error("the provider refused: {detail}")]
+    Refused {
+        /// What kind of refusal.
+        code: RpcErrorCode,
+        /// Its detail.
+        detail: String,
+    },
+    /// The provider answered outside the protocol.
     #[error("the provider answered: {0}")]
     Remote(String),
     /// The session is suspended or closed.
@@ -155,6 +181,8 @@ struct Inner {
     own_offers: OwnOffers,
     provided: Mutex<HashMap<SessionId, provider_side::Handle>>,
     rented: Mutex<HashMap<SessionId, renter_side::Handle>>,
+    /// Sessions rented in this run, ended ones included (bounded), for the API.
+    history: Mutex<History>,
     /// Provided sessions open or opening: the capacity check reserves a slot first.
     slots: std::sync::atomic::AtomicUsize,
 }
@@ -167,6 +195,47 @@ impl Inner {
     fn rented(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, renter_side::Handle>> {
         self.rented.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many rented sessions the node remembers (terms and execution output) after they
+/// end; the ledger keeps their receipts for good.
+const HISTORY_SESSIONS: usize = 1024;
+
+/// Rented sessions of this run with their execution logs, oldest evicted first.
+#[derive(Default)]
+struct History {
+    sessions: HashMap<SessionId, (RentedSession, Arc<ExecLogs>)>,
+    order: std::collections::VecDeque<SessionId>,
+    execs: HashMap<ExecId, SessionId>,
+}
+
+impl History {
+    fn insert(&mut self, rented: RentedSession, logs: Arc<ExecLogs>) {
+        if self.order.len() >= HISTORY_SESSIONS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.sessions.remove(&old);
+            self.execs.retain(|_, s| *s != old);
+        }
+        self.order.push_back(rented.session);
+        self.sessions.insert(rented.session, (rented, logs));
+    }
+}
+
+/// An execution found by its id: its session, its output so far, and whether the
+/// session has ended (an execution without an exit by then never reports one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSnapshot {
+    /// The session it ran in.
+    pub session: SessionId,
+    /// Its output and exit so far.
+    pub view: ExecView,
+    /// The session has ended.
+    pub session_ended: bool,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -202,6 +271,7 @@ impl Sessions {
                 own_offers,
                 provided: Mutex::new(HashMap::new()),
                 rented: Mutex::new(HashMap::new()),
+                history: Mutex::new(History::default()),
                 slots: std::sync::atomic::AtomicUsize::new(0),
             }),
         };
@@ -372,6 +442,81 @@ impl Sessions {
         self.rented(session)?.close(&self.inner.net).await
     }
 
+    /// A session this node rented in this run (open or ended), with its terms.
+    pub fn rented_session(&self, session: SessionId) -> Option<RentedSession> {
+        self.inner
+            .history()
+            .sessions
+            .get(&session)
+            .map(|(rented, _)| rented.clone())
+    }
+
+    /// An execution of a rented session, found by its id alone.
+    pub fn execution(&self, exec: ExecId) -> Result<ExecSnapshot, SessionError> {
+        let (session, logs) = {
+            let history = self.inner.history();
+            let session = *history
+                .execs
+                .get(&exec)
+                .ok_or(SessionError::UnknownExec(exec))?;
+            let logs = history
+                .sessions
+                .get(&session)
+                .map(|(_, logs)| logs.clone())
+                .ok_or(SessionError::UnknownExec(exec))?;
+            (session, logs)
+        };
+        let view = logs.view(exec)?;
+        let session_ended = !self.inner.rented().contains_key(&session);
+        Ok(ExecSnapshot {
+            session,
+            view,
+            session_ended,
+        })
+    }
+
+    /// Waits until an execution has more than `seen` events, or has exited, or its
+    /// session ended — at most `timeout` — and returns it.
+    pub async fn wait_execution(
+        &self,
+        exec: ExecId,
+        seen: usize,
+        timeout: Duration,
+    ) -> Result<ExecSnapshot, SessionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let logs = {
+            let history = self.inner.history();
+            let session = history
+                .execs
+                .get(&exec)
+                .ok_or(SessionError::UnknownExec(exec))?;
+            history
+                .sessions
+                .get(session)
+                .map(|(_, logs)| logs.clone())
+                .ok_or(SessionError::UnknownExec(exec))?
+        };
+        loop {
+            // Registered before the check, so a change between the two is not missed.
+            let changed = logs.changed.notified();
+            let snapshot = self.execution(exec)?;
+            if snapshot.view.events.len() > seen
+                || snapshot.view.exit.is_some()
+                || snapshot.session_ended
+            {
+                return Ok(snapshot);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.execution(exec);
+            }
+        }
+    }
+
+    /// The offers this node publishes and serves, by id.
+    pub fn own_offers(&self) -> Vec<(OfferId, Offer)> {
+        self.inner.own_offers.all()
+    }
+
     /// Sessions this node provides right now.
     pub fn provided_sessions(&self) -> Vec<SessionId> {
         self.inner.provided().keys().copied().collect()
@@ -404,13 +549,13 @@ fn error(code: RpcErrorCode, detail: &str) -> SessionResponse {
 
 fn unexpected(response: SessionResponse) -> SessionError {
     match response {
-        SessionResponse::Error { detail, .. } => SessionError::Remote(detail),
+        SessionResponse::Error { code, detail } => SessionError::Refused { code, detail },
         other => SessionError::Remote(format!("unexpected answer {other:?}")),
     }
 }
 
 /// Runs a blocking ledger operation off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -435,6 +580,15 @@ struct ExecLog {
 impl ExecLogs {
     fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<ExecId, ExecLog>> {
         self.logs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn view(&self, exec: ExecId) -> Result<ExecView, SessionError> {
+        let logs = self.logs();
+        let log = logs.get(&exec).ok_or(SessionError::UnknownExec(exec))?;
+        Ok(ExecView {
+            events: log.events.clone(),
+            exit: log.exit.clone(),
+        })
     }
 
     fn warn_unknown(&self, exec: ExecId) {

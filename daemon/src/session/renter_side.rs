@@ -139,12 +139,7 @@ impl Handle {
     }
 
     pub(super) fn exec_view(&self, exec: ExecId) -> Result<ExecView, SessionError> {
-        let logs = self.logs.logs();
-        let log = logs.get(&exec).ok_or(SessionError::UnknownExec(exec))?;
-        Ok(ExecView {
-            events: log.events.clone(),
-            exit: log.exit.clone(),
-        })
+        self.logs.view(exec)
     }
 
     pub(super) async fn wait_exec(
@@ -275,7 +270,9 @@ pub(super) async fn open(
         timers: HashMap::new(),
         logs: logs.clone(),
         output_cap: offer.limits.output_bytes.saturating_mul(2),
+        receipt_interval: accepted.receipt_interval,
     };
+    inner.history().insert(rented.clone(), logs.clone());
     inner.rented().insert(
         accepted.session,
         Handle {
@@ -310,11 +307,36 @@ struct Task {
     /// Most output bytes accepted per execution (both streams): the offer's cap per
     /// stream, twice. More is the provider breaking its own offer.
     output_cap: u64,
+    /// The receipt interval the provider agreed to.
+    receipt_interval: Millis,
 }
 
 impl Task {
     async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
-        while let Some(input) = inbox.recv().await {
+        // A provider that is alive sends a receipt every interval; two missed ones are
+        // the least silence that means anything.
+        let grace = Duration::from_millis(
+            self.inner
+                .config
+                .disconnect_grace
+                .get()
+                .max(self.receipt_interval.get().saturating_mul(2)),
+        );
+        let mut silent_until = tokio::time::Instant::now() + grace;
+        loop {
+            let input = tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(input) => input,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(silent_until) => {
+                    // Nothing from the provider for the whole grace period: it is gone
+                    // (killed, or cut off). What is owed stays at the last ack.
+                    warn!(grace_ms = grace.as_millis() as u64, "the provider went silent; closing the session as disconnected");
+                    self.finish(CloseReason::Disconnected).await;
+                    break;
+                }
+            };
             match input {
                 Input::StartExec { exec, reply } => {
                     let result = if self.meter.is_running() {
@@ -328,6 +350,7 @@ impl Task {
                                 output_bytes: 0,
                             },
                         );
+                        self.inner.history().execs.insert(exec, self.session);
                         Ok(())
                     } else {
                         Err(SessionError::NotOpen {
@@ -340,8 +363,10 @@ impl Task {
                 Input::ExecFailed { exec } => {
                     self.timers.remove(&exec);
                     self.logs.logs().remove(&exec);
+                    self.inner.history().execs.remove(&exec);
                 }
                 Input::Request { request, reply } => {
+                    silent_until = tokio::time::Instant::now() + grace;
                     let (response, ended) = self.on_request(request).await;
                     let _ = reply.send(response);
                     if ended {

@@ -45,6 +45,11 @@ fn run_ok(data_dir: &Path, args: &[&str]) -> String {
 impl NodeProcess {
     /// Initialises a fresh data directory and runs a node bootstrapping from `bootstrap`.
     pub fn start(bootstrap: &[&NodeProcess]) -> Self {
+        Self::start_with(bootstrap, &[])
+    }
+
+    /// Like [`start`](Self::start), with more `run` arguments (provider config, timings).
+    pub fn start_with(bootstrap: &[&NodeProcess], extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         run_ok(data_dir.path(), &["init"]);
         let id = run_ok(data_dir.path(), &["id"]).trim().to_owned();
@@ -59,6 +64,7 @@ impl NodeProcess {
                 "--api",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("ORIEN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -115,6 +121,67 @@ impl NodeProcess {
             .send()
             .await
             .unwrap()
+    }
+
+    /// An authenticated request with optional JSON body and extra headers.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        json: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(json) = json {
+            request = request.json(&json);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// An authenticated GET answered with JSON and a 2xx status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
+    /// An authenticated POST of JSON answered with a 2xx status and JSON.
+    pub async fn post_json(&self, path: &str, json: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .send(reqwest::Method::POST, path, Some(json), &[])
+            .await;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body
+    }
+
+    /// Polls `GET path` until `done` holds for its JSON, or panics after `timeout`.
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let value = self.get_json(path).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "GET {path} did not reach the expected state within {timeout:?}: {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Sends SIGKILL: no chance to clean up, as in a crash.

@@ -10,7 +10,7 @@ use super::{Store, StoreError, keys};
 use crate::accounts::{Account, Balance};
 use crate::posting::{Cause, Posting, Side};
 use crate::receipts::StoredReceipt;
-use crate::session::SessionStatus;
+use crate::session::{SessionHead, SessionRecord, SessionStatus};
 
 /// Totals of one session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,6 +71,31 @@ impl Store {
             split: Split::of(head.amount),
             status: head.status,
         })
+    }
+
+    /// Every recorded session with its head, most recently opened first.
+    pub fn sessions(&self) -> Result<Vec<(SessionRecord, SessionHead)>, StoreError> {
+        let records: Vec<(Vec<u8>, SessionRecord)> =
+            self.scan_prefix_filtered(keys::SESSIONS, |k| k.len() == 17 && k[16] == 0)?;
+        let mut out = Vec::with_capacity(records.len());
+        for (_, record) in records {
+            // Terms and head are written in one batch, so a head is never missing.
+            let head = self.head(&record.session)?.ok_or(StoreError::Corrupt {
+                cf: keys::SESSIONS,
+                key: hex::encode(keys::session_head(&record.session)),
+                source: crate::record::RecordError::Malformed {
+                    kind: "session head",
+                    reason: "terms without a head".into(),
+                },
+            })?;
+            out.push((record, head));
+        }
+        out.sort_by(|a, b| {
+            b.0.opened_at
+                .cmp(&a.0.opened_at)
+                .then(a.0.session.cmp(&b.0.session))
+        });
+        Ok(out)
     }
 
     /// Every acked receipt of a session, in order.

@@ -198,7 +198,7 @@ impl Store {
         Ok(report)
     }
 
-    fn scan_prefix_filtered<T: crate::record::Record>(
+    pub(super) fn scan_prefix_filtered<T: crate::record::Record>(
         &self,
         cf: &'static str,
         keep: impl Fn(&[u8]) -> bool,

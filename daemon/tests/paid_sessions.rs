@@ -1,0 +1,444 @@
+//! Paid sessions between separate `orien-node` processes, driven only through their HTTP
+//! APIs: a bootstrap node, a provider running the real Docker sandbox, and a renter,
+//! each with its own RocksDB ledger, over loopback TCP.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::NodeProcess;
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn example_config() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string()
+}
+
+/// A provider selling the example tools, with short session timings.
+fn provider(bootstrap: &NodeProcess, ack_timeout_ms: u64) -> NodeProcess {
+    let config = example_config();
+    let ack = ack_timeout_ms.to_string();
+    NodeProcess::start_with(
+        &[bootstrap],
+        &[
+            "--provider-config",
+            &config,
+            "--receipt-interval-ms",
+            "500",
+            "--ack-timeout-ms",
+            &ack,
+        ],
+    )
+}
+
+fn renter(bootstrap: &NodeProcess, grace_ms: u64) -> NodeProcess {
+    let grace = grace_ms.to_string();
+    NodeProcess::start_with(&[bootstrap], &["--disconnect-grace-ms", &grace])
+}
+
+/// Waits until `renter` has the provider's offer of `tool`, and returns its id.
+async fn offer_of(renter: &NodeProcess, provider: &NodeProcess, tool: &str) -> String {
+    let path = format!("/v1/offers?tool={tool}&provider={}", provider.id);
+    let offers = renter
+        .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
+        .await;
+    offers[0]["id"].as_str().unwrap().to_owned()
+}
+
+/// Server-sent events of a finished stream: (id, event, data).
+fn parse_sse(text: &str) -> Vec<(Option<u64>, String, String)> {
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let (mut id, mut name, mut data) = (None, String::from("message"), Vec::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+            }
+        }
+        if !data.is_empty() {
+            events.push((id, name, data.join("\n")));
+        }
+    }
+    events
+}
+
+async fn logs(
+    node: &NodeProcess,
+    exec: &str,
+    last_event: Option<u64>,
+) -> Vec<(Option<u64>, String, String)> {
+    let last = last_event.map(|l| l.to_string());
+    let headers: Vec<(&str, &str)> = last.iter().map(|l| ("last-event-id", l.as_str())).collect();
+    let response = tokio::time::timeout(
+        LONG,
+        node.send(
+            Method::GET,
+            &format!("/v1/executions/{exec}/logs"),
+            None,
+            &headers,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = tokio::time::timeout(LONG, response.text())
+        .await
+        .unwrap()
+        .unwrap();
+    parse_sse(&text)
+}
+
+fn containers_of(session: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=orien.session={session}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
+    let bootstrap = NodeProcess::start(&[]);
+    let provider = provider(&bootstrap, 10_000);
+    let renter = renter(&bootstrap, 30_000);
+
+    let tools = provider.get_json("/v1/tools").await;
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tool"] == "sha256"),
+        "{tools}"
+    );
+    let offer = offer_of(&renter, &provider, "sha256").await;
+
+    // Opening is idempotent under a key: the retry gets the same session.
+    let open = json!({"offer": offer, "budget": "0.5", "max_duration_secs": 600});
+    let key = [("idempotency-key", "open-1")];
+    let first = renter
+        .send(Method::POST, "/v1/sessions", Some(open.clone()), &key)
+        .await;
+    assert_eq!(first.status(), 201);
+    let session: Value = first.json().await.unwrap();
+    let replay = renter
+        .send(Method::POST, "/v1/sessions", Some(open), &key)
+        .await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replay.json().await.unwrap();
+    assert_eq!(replayed["id"], session["id"]);
+    let id = session["id"].as_str().unwrap().to_owned();
+    assert_eq!(session["role"], "renter");
+    assert_eq!(session["state"], "open");
+    assert_eq!(session["tool"], "sha256");
+    assert_eq!(
+        renter
+            .get_json("/v1/sessions")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the replay opened nothing"
+    );
+
+    // A file in, listed, read back.
+    let put = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/sessions/{id}/files/data/hello.txt",
+            renter.api
+        ))
+        .bearer_auth(&renter.token)
+        .body("hello orien\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let files = renter.get_json(&format!("/v1/sessions/{id}/files")).await;
+    assert!(
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "data/hello.txt" && f["size"] == 12),
+        "{files}"
+    );
+    let back = renter
+        .get(&format!("/v1/sessions/{id}/files/data/hello.txt"))
+        .await;
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.bytes().await.unwrap().as_ref(), b"hello orien\n");
+    let escape = renter
+        .get(&format!("/v1/sessions/{id}/files/..%2F..%2Fetc%2Fpasswd"))
+        .await;
+    assert_eq!(
+        escape.status(),
+        400,
+        "a path out of the workspace is refused"
+    );
+
+    // An execution: 202 with a Location, its log as server-sent events.
+    let started = renter
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{id}/executions"),
+            Some(json!({"args": {"file": "data/hello.txt"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let exec: Value = started.json().await.unwrap();
+    let exec_id = exec["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1/executions/{exec_id}"));
+    let events = logs(&renter, &exec_id, None).await;
+    let stdout: String = events
+        .iter()
+        .filter(|e| e.1 == "stdout")
+        .map(|e| e.2.as_str())
+        .collect();
+    // sha256("hello orien\n")
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"hello orien\n"))
+    };
+    assert!(stdout.starts_with(&digest), "{events:?}");
+    let (last_id, last_name, last_data) = events.last().unwrap().clone();
+    assert_eq!(
+        last_name, "exit",
+        "the stream ends with the exit: {events:?}"
+    );
+    let exit: Value = serde_json::from_str(&last_data).unwrap();
+    assert_eq!(
+        (exit["state"].as_str(), exit["exit_code"].as_i64()),
+        (Some("exited"), Some(0))
+    );
+    // Resuming after the first event replays only what followed it.
+    let resumed = logs(&renter, &exec_id, events[0].0).await;
+    assert_eq!(resumed.len(), events.len() - 1);
+    assert_eq!(resumed.last().unwrap().0, last_id);
+    let polled = renter.get_json(&location).await;
+    assert_eq!(polled["state"], "exited");
+    assert!(polled["stdout"].as_str().unwrap().starts_with(&digest));
+
+    // Refused arguments are reported and not charged.
+    let refused = renter
+        .post_json(
+            &format!("/v1/sessions/{id}/executions"),
+            json!({"args": {"file": "../etc/passwd"}}),
+        )
+        .await;
+    let refused = renter
+        .wait_for(
+            &format!("/v1/executions/{}", refused["id"].as_str().unwrap()),
+            LONG,
+            |e| e["state"] != "running",
+        )
+        .await;
+    assert_eq!(refused["state"], "invalid_arguments", "{refused}");
+
+    // Close: both ledgers hold the same dual-signed chain and the same 90/7/3 totals.
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    assert_eq!(closed["state"], "closed");
+    let renter_chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
+    let provider_chain = provider
+        .wait_for(&format!("/v1/receipts?session={id}"), LONG, |c| {
+            c.as_array().map(Vec::len) == renter_chain.as_array().map(Vec::len)
+        })
+        .await;
+    assert!(!renter_chain.as_array().unwrap().is_empty());
+    assert_eq!(
+        renter_chain, provider_chain,
+        "byte-identical receipts and acks"
+    );
+    let last = renter_chain.as_array().unwrap().last().unwrap().clone();
+    assert!(last["exec_ms"].as_u64().unwrap() > 0);
+    let on_provider = provider
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["state"] == "closed"
+        })
+        .await;
+    assert_eq!(on_provider["role"], "provider");
+    assert_eq!(on_provider["amount"], last["amount"]);
+    assert_eq!(on_provider["amount"], closed["amount"]);
+    assert_eq!(on_provider["split"], closed["split"]);
+    let micros = |s: &Value| -> u64 {
+        let s = s.as_str().unwrap();
+        let (whole, frac) = s.split_once('.').unwrap();
+        whole.parse::<u64>().unwrap() * 1_000_000 + frac.parse::<u64>().unwrap()
+    };
+    let amount = micros(&closed["amount"]);
+    let (fee, reserve, provider_share) = (
+        micros(&closed["split"]["fee"]),
+        micros(&closed["split"]["reserve"]),
+        micros(&closed["split"]["provider"]),
+    );
+    assert_eq!((fee, reserve), (amount * 7 / 100, amount * 3 / 100));
+    assert_eq!(provider_share + fee + reserve, amount);
+    assert_eq!(
+        renter.get_json("/v1/ledger/balances").await,
+        provider.get_json("/v1/ledger/balances").await,
+        "both ledgers posted the same entries"
+    );
+    // The provider removed the session's container.
+    for _ in 0..100 {
+        if containers_of(&id).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        containers_of(&id).is_empty(),
+        "the sandbox is gone after close"
+    );
+
+    // A closed session takes no more work; unknown ids are 404 problems.
+    let late = renter
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{id}/executions"),
+            Some(json!({"args": {}})),
+            &[],
+        )
+        .await;
+    assert!(late.status().is_client_error(), "{}", late.status());
+    let unknown = renter
+        .get(&format!("/v1/sessions/{}", "00".repeat(16)))
+        .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_provider_leaves_the_renter_owing_only_what_it_acknowledged() {
+    let bootstrap = NodeProcess::start(&[]);
+    let mut provider = provider(&bootstrap, 10_000);
+    let renter = renter(&bootstrap, 2_000);
+    let offer = offer_of(&renter, &provider, "sha256").await;
+    let session = renter
+        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    // At least one receipt acknowledged, then the provider dies without a word.
+    renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["usage"]["receipts"].as_u64() >= Some(1)
+        })
+        .await;
+    provider.kill();
+    let after = renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["state"] == "closed"
+        })
+        .await;
+    assert_eq!(after["state_detail"], "Disconnected", "{after}");
+    let chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
+    let last = chain.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        after["amount"], last["amount"],
+        "owed = the last acknowledged receipt"
+    );
+    assert_eq!(after["usage"]["receipts"], last["seq"]);
+    // Work on the dead session is refused with a problem, not hung or a 5xx.
+    let refused = renter
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{id}/executions"),
+            Some(json!({"args": {"file": "x"}})),
+            &[],
+        )
+        .await;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    // The killed provider's container is left to its reaper; remove it here.
+    for container in containers_of(&id) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &container])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_renter_makes_the_provider_close_and_remove_the_sandbox() {
+    let bootstrap = NodeProcess::start(&[]);
+    let provider = provider(&bootstrap, 2_000);
+    let mut renter = renter(&bootstrap, 30_000);
+    let offer = offer_of(&renter, &provider, "sha256").await;
+    let session = renter
+        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/sessions/{id}");
+    provider
+        .wait_for(&path, LONG, |s| s["usage"]["receipts"].as_u64() >= Some(1))
+        .await;
+    assert_eq!(
+        containers_of(&id).len(),
+        1,
+        "one warm container per session"
+    );
+    renter.kill();
+    let after = provider
+        .wait_for(&path, LONG, |s| s["state"] != "open")
+        .await;
+    assert_eq!(
+        (after["state"].as_str(), after["state_detail"].as_str()),
+        (Some("closed"), Some("AckTimeout")),
+        "{after}"
+    );
+    let chain = provider
+        .get_json(&format!("/v1/receipts?session={id}"))
+        .await;
+    let last = chain.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        after["amount"], last["amount"],
+        "charged up to the last ack, no further"
+    );
+    for _ in 0..100 {
+        if containers_of(&id).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        containers_of(&id).is_empty(),
+        "the provider removed the container"
+    );
+}

@@ -1,0 +1,444 @@
+//! Documents of sessions, executions, files, receipts and balances, and the validated
+//! requests the handlers hand to the [`NodeApi`](crate::NodeApi).
+//!
+//! Money is always a decimal USDC string (`"0.250000"`), never a float; times are
+//! milliseconds; ids are lowercase hex, node ids are libp2p peer ids.
+
+use orien_protocol::{
+    ExecExit, ExecId, ExecOutcome, Millis, NodeId, OfferId, SessionId, Split, ToolName, Usdc,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::PricingView;
+use crate::problem::ApiError;
+
+/// Longest session a request may ask for: one week.
+pub const MAX_SESSION_SECS: u64 = 7 * 24 * 3600;
+/// Session length when the request names none: one hour.
+pub const DEFAULT_SESSION_SECS: u64 = 3600;
+
+/// A USDC amount as the API writes it: `"1.250000"`.
+pub fn usdc_string(amount: Usdc) -> String {
+    amount.to_string().trim_end_matches(" USDC").to_owned()
+}
+
+fn parse_field<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| ApiError::field(field, e.to_string()))
+}
+
+/// Parses a session id from a path segment.
+pub fn parse_session_id(value: &str) -> Result<SessionId, ApiError> {
+    parse_field("session", value)
+}
+
+/// Parses an execution id from a path segment.
+pub fn parse_exec_id(value: &str) -> Result<ExecId, ApiError> {
+    parse_field("execution", value)
+}
+
+/// Body of `POST /v1/sessions`: an offer, or a tool (and optionally a provider) whose
+/// cheapest offer is taken.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSessionBody {
+    /// The offer id, from `GET /v1/offers`.
+    pub offer: Option<String>,
+    /// A tool name, when no offer is named.
+    pub tool: Option<String>,
+    /// With `tool`: only this provider's offer.
+    pub provider: Option<String>,
+    /// Most the session may cost, in USDC (e.g. `"0.50"`).
+    pub budget: String,
+    /// Longest the session stays open, in seconds (default 3600, at most one week).
+    pub max_duration_secs: Option<u64>,
+}
+
+/// Which offer to open a session on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferChoice {
+    /// This offer.
+    Offer(OfferId),
+    /// The cheapest offer of a tool, optionally from one provider.
+    Tool {
+        /// The tool.
+        tool: ToolName,
+        /// Only this provider.
+        provider: Option<NodeId>,
+    },
+}
+
+/// A validated [`OpenSessionBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSessionRequest {
+    /// The offer.
+    pub choice: OfferChoice,
+    /// The budget (not zero).
+    pub budget: Usdc,
+    /// The longest duration.
+    pub max_duration: Millis,
+}
+
+impl TryFrom<OpenSessionBody> for OpenSessionRequest {
+    type Error = ApiError;
+
+    fn try_from(body: OpenSessionBody) -> Result<Self, ApiError> {
+        let choice = match (body.offer, body.tool, body.provider) {
+            (Some(offer), None, None) => OfferChoice::Offer(parse_field("offer", &offer)?),
+            (None, Some(tool), provider) => OfferChoice::Tool {
+                tool: parse_field("tool", &tool)?,
+                provider: provider.map(|p| parse_field("provider", &p)).transpose()?,
+            },
+            (Some(_), _, _) => {
+                return Err(ApiError::field(
+                    "offer",
+                    "name either an offer, or a tool (and optionally a provider), not both",
+                ));
+            }
+            (None, None, _) => {
+                return Err(ApiError::field(
+                    "offer",
+                    "name an offer (from GET /v1/offers) or a tool",
+                ));
+            }
+        };
+        let budget: Usdc = parse_field("budget", &body.budget)?;
+        if budget.is_zero() {
+            return Err(ApiError::field("budget", "must be more than zero"));
+        }
+        let secs = body.max_duration_secs.unwrap_or(DEFAULT_SESSION_SECS);
+        if secs == 0 || secs > MAX_SESSION_SECS {
+            return Err(ApiError::field(
+                "max_duration_secs",
+                format!("must be 1..={MAX_SESSION_SECS}"),
+            ));
+        }
+        Ok(Self {
+            choice,
+            budget,
+            max_duration: Millis(secs * 1000),
+        })
+    }
+}
+
+/// Which side of a session this node is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionRole {
+    /// This node pays.
+    Renter,
+    /// This node runs the tool.
+    Provider,
+}
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Open and metering.
+    Open,
+    /// Open but not metering (budget spent, an ack missing, or a dispute).
+    Suspended,
+    /// Closed; nothing more is charged.
+    Closed,
+}
+
+/// Usage so far, as acknowledged by both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UsageView {
+    /// Acknowledged receipts.
+    pub receipts: u64,
+    /// Session time, ms.
+    pub session_ms: u64,
+    /// Execution time, ms.
+    pub exec_ms: u64,
+    /// CPU time, ms.
+    pub cpu_ms: u64,
+}
+
+/// The 90/7/3 split of an amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SplitView {
+    /// The provider's share.
+    pub provider: String,
+    /// The network fee.
+    pub fee: String,
+    /// The reserve.
+    pub reserve: String,
+}
+
+impl From<Split> for SplitView {
+    fn from(split: Split) -> Self {
+        Self {
+            provider: usdc_string(split.provider()),
+            fee: usdc_string(split.fee()),
+            reserve: usdc_string(split.reserve()),
+        }
+    }
+}
+
+/// A session, from this node's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// This node's side.
+    pub role: SessionRole,
+    /// The provider (peer id).
+    pub provider: String,
+    /// The renter (peer id).
+    pub renter: String,
+    /// The offer, when this node opened the session in this run.
+    pub offer: Option<String>,
+    /// The tool, when known.
+    pub tool: Option<String>,
+    /// State.
+    pub state: SessionState,
+    /// Why it is suspended or closed.
+    pub state_detail: Option<String>,
+    /// Most the session may cost.
+    pub budget: String,
+    /// Prices.
+    pub pricing: PricingView,
+    /// Opening time, ms since the Unix epoch.
+    pub opened_at: u64,
+    /// Acknowledged usage.
+    pub usage: UsageView,
+    /// Amount owed so far (the last acknowledged receipt).
+    pub amount: String,
+    /// Its split.
+    pub split: SplitView,
+}
+
+/// Body of `POST /v1/sessions/{id}/executions`.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    /// Arguments, checked by the provider against the tool's JSON Schema.
+    #[schema(value_type = Object)]
+    pub args: serde_json::Value,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecState {
+    /// Still running.
+    Running,
+    /// The process exited; see `exit_code`.
+    Exited,
+    /// Killed at the wall-time limit.
+    TimedOut,
+    /// Killed at the memory limit.
+    OutOfMemory,
+    /// The arguments did not satisfy the tool's schema; nothing ran or was charged.
+    InvalidArguments,
+    /// The sandbox failed; nothing was charged.
+    SandboxError,
+    /// The session ended before the execution reported its exit.
+    Lost,
+}
+
+/// An execution and its output so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    /// The execution id.
+    pub id: String,
+    /// Its session.
+    pub session: String,
+    /// State.
+    pub state: ExecState,
+    /// Exit code, when the process exited.
+    pub exit_code: Option<i32>,
+    /// Why arguments were refused or the sandbox failed.
+    pub detail: Option<String>,
+    /// Wall time, ms (once ended).
+    pub wall_ms: Option<u64>,
+    /// CPU time, ms (once ended).
+    pub cpu_ms: Option<u64>,
+    /// Peak memory, bytes (once ended).
+    pub peak_memory_bytes: Option<u64>,
+    /// Standard output so far (UTF-8, invalid bytes replaced).
+    pub stdout: String,
+    /// Standard error so far (UTF-8, invalid bytes replaced).
+    pub stderr: String,
+    /// Whether stdout was cut at the offer's output cap.
+    pub stdout_truncated: bool,
+    /// Whether stderr was cut at the offer's output cap.
+    pub stderr_truncated: bool,
+}
+
+impl ExecutionView {
+    /// Fills the exit fields from an execution's exit.
+    pub fn with_exit(mut self, exit: &ExecExit) -> Self {
+        let (state, detail) = exec_state(&exit.outcome);
+        self.state = state;
+        self.detail = detail;
+        self.exit_code = exit.exit_code;
+        self.wall_ms = Some(exit.wall.get());
+        self.cpu_ms = Some(exit.cpu.get());
+        self.peak_memory_bytes = Some(exit.peak_memory_bytes);
+        self.stdout_truncated = exit.stdout_truncated;
+        self.stderr_truncated = exit.stderr_truncated;
+        self
+    }
+}
+
+/// The API state of an outcome, with its detail.
+pub fn exec_state(outcome: &ExecOutcome) -> (ExecState, Option<String>) {
+    match outcome {
+        ExecOutcome::Exited => (ExecState::Exited, None),
+        ExecOutcome::TimedOut => (ExecState::TimedOut, None),
+        ExecOutcome::OutOfMemory => (ExecState::OutOfMemory, None),
+        ExecOutcome::InvalidArguments { detail } => {
+            (ExecState::InvalidArguments, Some(detail.clone()))
+        }
+        ExecOutcome::SandboxError { detail } => (ExecState::SandboxError, Some(detail.clone())),
+    }
+}
+
+/// What one log entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    /// A chunk of standard output.
+    Stdout,
+    /// A chunk of standard error.
+    Stderr,
+    /// The end: `data` is the execution as JSON.
+    Exit,
+}
+
+/// One entry of an execution's log; `index` is its server-sent event id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogEntry {
+    /// Position in the log, from 0.
+    pub index: u64,
+    /// What it is.
+    pub kind: LogKind,
+    /// The chunk (UTF-8, invalid bytes replaced), or the final execution as JSON.
+    pub data: String,
+}
+
+/// Entries after a position, and whether the log is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// New entries, in order.
+    pub entries: Vec<LogEntry>,
+    /// The execution ended and `entries` reaches the end of its log.
+    pub finished: bool,
+}
+
+/// An entry of a session's workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileView {
+    /// Workspace-relative path.
+    pub path: String,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// Query of `GET /v1/receipts`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReceiptQuery {
+    /// The session.
+    pub session: String,
+}
+
+/// A dual-signed receipt, as this node's ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReceiptView {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// Cumulative session time, ms.
+    pub session_ms: u64,
+    /// Cumulative execution time, ms.
+    pub exec_ms: u64,
+    /// Cumulative CPU time, ms.
+    pub cpu_ms: u64,
+    /// Cumulative amount.
+    pub amount: String,
+    /// Hash of this receipt (hex).
+    pub hash: String,
+    /// Hash of the previous receipt (hex).
+    pub prev: String,
+    /// When the provider issued it, ms since the Unix epoch.
+    pub issued_at: u64,
+    /// The provider's signed receipt, as received (hex).
+    pub receipt: String,
+    /// The renter's signed acknowledgement, as received (hex).
+    pub ack: String,
+}
+
+/// One ledger account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BalanceView {
+    /// The account (`renter <lane>`, `provider <lane>`, `fee`, `reserve`, …).
+    pub account: String,
+    /// Sum of debits.
+    pub debited: String,
+    /// Sum of credits.
+    pub credited: String,
+    /// Balance on the account's normal side, in micro-USDC (may be negative).
+    pub net_micros: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: serde_json::Value) -> Result<OpenSessionRequest, ApiError> {
+        OpenSessionRequest::try_from(serde_json::from_value::<OpenSessionBody>(json).unwrap())
+    }
+
+    fn field_of(error: ApiError) -> String {
+        match error {
+            ApiError::BadRequest { errors, .. } => errors[0].field.clone(),
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_requests_are_validated_field_by_field() {
+        let ok = body(serde_json::json!({"tool": "sha256", "budget": "0.5"})).unwrap();
+        assert_eq!(ok.budget, Usdc::from_micros(500_000));
+        assert_eq!(ok.max_duration, Millis(3_600_000));
+        for (json, field) in [
+            (serde_json::json!({"budget": "1"}), "offer"),
+            (
+                serde_json::json!({"offer": "00", "tool": "x", "budget": "1"}),
+                "offer",
+            ),
+            (serde_json::json!({"offer": "zz", "budget": "1"}), "offer"),
+            (
+                serde_json::json!({"tool": "Bad Tool", "budget": "1"}),
+                "tool",
+            ),
+            (serde_json::json!({"tool": "t", "budget": "0"}), "budget"),
+            (
+                serde_json::json!({"tool": "t", "budget": "1.0000001"}),
+                "budget",
+            ),
+            (serde_json::json!({"tool": "t", "budget": "-1"}), "budget"),
+            (
+                serde_json::json!({"tool": "t", "budget": "1", "max_duration_secs": 0}),
+                "max_duration_secs",
+            ),
+            (
+                serde_json::json!({"tool": "t", "budget": "1", "provider": "nope"}),
+                "provider",
+            ),
+        ] {
+            assert_eq!(field_of(body(json.clone()).unwrap_err()), field, "{json}");
+        }
+    }
+}
