@@ -6,6 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orien_ledger::{SessionStatus, StoreError};
 use orien_protocol::{ExecEvent, ExecId, OutputStream, RpcErrorCode, SessionId, Split};
+use orien_web_api::chain::{
+    FundRequest, FundedView, LanePaid, LaneView, SettlementView, WalletView,
+};
 use orien_web_api::sessions::{
     BalanceView, ExecState, ExecutionView, FileView, LogEntry, LogKind, LogPage, OfferChoice,
     OpenSessionRequest, ReceiptView, SessionRole, SessionState, SessionView, UsageView,
@@ -15,6 +18,7 @@ use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, Pricing
 
 use crate::node::{Node, NodeError};
 use crate::offer_book::OfferQuery;
+use crate::payments::{PaymentError, Payments};
 use crate::session::{ExecSnapshot, SessionError, Sessions, blocking as run_blocking};
 
 /// Serves the HTTP API from a running node.
@@ -27,6 +31,14 @@ impl NodeService {
     /// The API of `node`.
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    fn payments(&self) -> Result<&Arc<Payments>, ApiError> {
+        self.sessions()?.payments().ok_or_else(|| {
+            ApiError::Conflict(
+                "this node is not connected to a chain; run it with --chain-rpc, --chain-id and --escrow".into(),
+            )
+        })
     }
 
     fn sessions(&self) -> Result<&Sessions, ApiError> {
@@ -136,9 +148,18 @@ impl From<SessionError> for ApiError {
                 "{e}; the provider may be offline — list offers again or retry"
             )),
             SessionError::Ledger(e) => ledger_error(e),
+            SessionError::Payment(PaymentError::InsufficientDeposit { .. })
+            | SessionError::Payment(PaymentError::LaneBusy(_))
+            | SessionError::NoChain => ApiError::Conflict(error.to_string()),
+            SessionError::Payment(PaymentError::Ledger(e)) => ledger_error(e),
+            SessionError::Payment(e) => ApiError::BadGateway(format!("the chain: {e}")),
             SessionError::Disabled => ApiError::Unavailable(error.to_string()),
         }
     }
+}
+
+fn chain_error(error: orien_ledger::chain::ChainError) -> ApiError {
+    ApiError::BadGateway(format!("the chain: {error}"))
 }
 
 fn ledger_error(error: StoreError) -> ApiError {
@@ -463,6 +484,87 @@ impl NodeApi for NodeService {
                 debited: usdc_string(balance.debited),
                 credited: usdc_string(balance.credited),
                 net_micros: i64::try_from(balance.net(account)).unwrap_or(i64::MIN),
+            })
+            .collect())
+    }
+
+    async fn wallet(&self) -> Result<WalletView, ApiError> {
+        let payments = self.payments()?;
+        let escrow = payments.escrow();
+        let address = payments.wallet();
+        let token = escrow.token();
+        let usdc = token.balance_of(address).await.map_err(chain_error)?;
+        let earnings = escrow.earnings(address).await.map_err(chain_error)?;
+        let (fees, reserve) = escrow.protocol_balances().await.map_err(chain_error)?;
+        Ok(WalletView {
+            address: address.to_string(),
+            chain_id: escrow.domain().chain_id(),
+            escrow: escrow.address().to_string(),
+            token: token.address().to_string(),
+            usdc: usdc_string(usdc),
+            earnings: usdc_string(earnings.balance),
+            fees_held: usdc_string(fees),
+            reserve_held: usdc_string(reserve),
+        })
+    }
+
+    async fn fund_lane(&self, request: FundRequest) -> Result<FundedView, ApiError> {
+        let funded = self
+            .payments()?
+            .escrow()
+            .fund(request.to, request.amount)
+            .await
+            .map_err(chain_error)?;
+        Ok(FundedView {
+            lane: funded.lane.to_string(),
+            deposit: usdc_string(funded.deposit),
+            tx: funded.mined.tx.to_string(),
+            block: funded.mined.block,
+        })
+    }
+
+    async fn lanes(&self) -> Result<Vec<LaneView>, ApiError> {
+        let store = self.sessions()?.store().clone();
+        let lanes = run_blocking(move || store.lanes())
+            .await
+            .map_err(ledger_error)?;
+        Ok(lanes
+            .into_iter()
+            .map(|(lane, state)| LaneView {
+                lane: lane.to_string(),
+                renter: state.key.renter.to_string(),
+                provider: state.key.provider.to_string(),
+                acked: usdc_string(state.acked),
+                voucher: state.latest_voucher.map(|v| usdc_string(v.cumulative)),
+                settled: usdc_string(state.settled),
+                last_tx: state.last_confirmed.map(|t| t.to_string()),
+            })
+            .collect())
+    }
+
+    async fn settle(&self) -> Result<Vec<SettlementView>, ApiError> {
+        let batches = self.payments()?.settle().await.map_err(|e| match e {
+            PaymentError::Ledger(e) => ledger_error(e),
+            other => ApiError::BadGateway(format!("settlement: {other}")),
+        })?;
+        Ok(batches
+            .into_iter()
+            .map(|b| SettlementView {
+                tx: b.mined.tx.to_string(),
+                block: b.mined.block,
+                gas_used: b.mined.gas_used,
+                lanes: b
+                    .settled
+                    .iter()
+                    .map(|l| LanePaid {
+                        lane: l.lane.to_string(),
+                        paid: usdc_string(l.paid),
+                        settled: usdc_string(l.settled),
+                    })
+                    .collect(),
+                provider_credit_micros: i64::try_from(b.provider_credit).unwrap_or(i64::MIN),
+                fee: usdc_string(b.fee),
+                reserve: usdc_string(b.reserve),
             })
             .collect())
     }

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod offer_book;
+pub mod payments;
 pub mod session;
 
 pub use metrics::Metrics;
@@ -38,5 +39,6 @@ pub use node::{
 };
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{
-    ExecSnapshot, ExecView, RentedSession, SessionConfig, SessionError, SessionServices, Sessions,
+    ExecSnapshot, ExecView, PaymentChoice, RentedSession, SessionConfig, SessionError,
+    SessionServices, Sessions,
 };

@@ -11,9 +11,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use orien_daemon::api::NodeService;
+use orien_daemon::payments::{ChainSettings, Payments};
 use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices, identity};
-use orien_ledger::Store;
-use orien_ledger::chain::Wallet;
+use orien_ledger::chain::{ChainConfig, Url, Wallet};
+use orien_ledger::{Store, StoreOptions};
+
 use orien_protocol::{Clock, EvmAddress, Millis, SystemClock};
 use orien_provider::{Provider, ProviderConfig};
 use orien_web_api::{ApiConfig, BearerToken};
@@ -34,32 +36,112 @@ enum Command {
     /// Create the data directory and a new node identity (ed25519, mode 0600).
     Init,
     /// Run the node until interrupted (Ctrl-C or SIGTERM).
-    Run {
-        /// Address to listen on; repeat for several.
-        #[arg(long = "listen", env = "ORIEN_LISTEN", value_delimiter = ',', default_values_t = default_listen())]
-        listen: Vec<Multiaddr>,
-        /// Bootstrap peer (`/ip4/…/tcp/…/p2p/<peer id>`); repeat for several.
-        #[arg(long = "bootstrap", env = "ORIEN_BOOTSTRAP", value_delimiter = ',')]
-        bootstrap: Vec<Multiaddr>,
-        /// Address of the local HTTP API.
-        #[arg(long, env = "ORIEN_API", default_value = "127.0.0.1:7400")]
-        api: SocketAddr,
-        /// Allow the API to listen on a non-loopback address (anyone who can reach it
-        /// and holds the token can spend this node's money).
-        #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]
-        api_allow_remote: bool,
-        /// Sell the tools of this provider configuration
-        /// (see configs/provider.example.toml); without it the node only rents.
-        #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]
-        provider_config: Option<PathBuf>,
-        /// Where earnings are paid (EVM address); defaults to this node's wallet.
-        #[arg(long, env = "ORIEN_PAYOUT")]
-        payout: Option<EvmAddress>,
-        #[command(flatten)]
-        timing: Timing,
-    },
+    Run(Box<RunArgs>),
     /// Print this node's id.
     Id,
+    /// The node's payout/payment wallet.
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+    /// The node's ledger (works while the node is stopped, or on a copy).
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Address to listen on; repeat for several.
+    #[arg(long = "listen", env = "ORIEN_LISTEN", value_delimiter = ',', default_values_t = default_listen())]
+    listen: Vec<Multiaddr>,
+    /// Bootstrap peer (`/ip4/…/tcp/…/p2p/<peer id>`); repeat for several.
+    #[arg(long = "bootstrap", env = "ORIEN_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<Multiaddr>,
+    /// Address of the local HTTP API.
+    #[arg(long, env = "ORIEN_API", default_value = "127.0.0.1:7400")]
+    api: SocketAddr,
+    /// Allow the API to listen on a non-loopback address (anyone who can reach it
+    /// and holds the token can spend this node's money).
+    #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]
+    api_allow_remote: bool,
+    /// Sell the tools of this provider configuration
+    /// (see configs/provider.example.toml); without it the node only rents.
+    #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]
+    provider_config: Option<PathBuf>,
+    /// Where earnings are paid (EVM address); defaults to this node's wallet.
+    #[arg(long, env = "ORIEN_PAYOUT")]
+    payout: Option<EvmAddress>,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    chain: ChainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WalletCommand {
+    /// Print the wallet's address (fund it with USDC and gas to rent over escrow).
+    Address,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check the whole ledger: chains, signatures, balanced postings, balances.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the escrow is; without `--chain-rpc` sessions are paid through the ledgers only.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "On-chain payment")]
+struct ChainArgs {
+    /// JSON-RPC endpoint of the EVM chain holding the escrow.
+    #[arg(long, env = "ORIEN_CHAIN_RPC", requires_all = ["chain_id", "escrow"])]
+    chain_rpc: Option<Url>,
+    /// Its chain id (checked against the endpoint).
+    #[arg(long, env = "ORIEN_CHAIN_ID")]
+    chain_id: Option<u64>,
+    /// Address of the `OrienEscrow` contract.
+    #[arg(long, env = "ORIEN_ESCROW")]
+    escrow: Option<EvmAddress>,
+    /// Blocks on top of a transaction before it counts.
+    #[arg(long, env = "ORIEN_CONFIRMATIONS", default_value_t = 1)]
+    confirmations: u64,
+    /// Renter: top a lane up by what a new session needs instead of refusing to open.
+    #[arg(long, env = "ORIEN_AUTO_FUND")]
+    auto_fund: bool,
+    /// Provider: settle unsettled vouchers every this many seconds (0: only on
+    /// `POST /v1/settlements`).
+    #[arg(long, env = "ORIEN_SETTLE_EVERY_SECS", default_value_t = 3600)]
+    settle_every_secs: u64,
+}
+
+impl ChainArgs {
+    fn settings(&self) -> anyhow::Result<Option<ChainSettings>> {
+        let (Some(rpc), Some(chain_id), Some(escrow)) =
+            (self.chain_rpc.clone(), self.chain_id, self.escrow)
+        else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.confirmations >= 1,
+            "--confirmations must be at least 1"
+        );
+        let mut chain = ChainConfig::new(rpc, chain_id);
+        chain.confirmations = self.confirmations;
+        Ok(Some(ChainSettings {
+            chain,
+            escrow,
+            auto_fund: self.auto_fund,
+            settle_every: (self.settle_every_secs > 0)
+                .then(|| Duration::from_secs(self.settle_every_secs)),
+        }))
+    }
 }
 
 /// Session timings; the defaults suit real use, tests shorten them.
@@ -125,14 +207,20 @@ fn default_listen() -> Vec<Multiaddr> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A running node logs what it does; one-shot commands only what went wrong.
+    let default_filter = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ORIEN_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Init => {
             let key = identity::create(&cli.data_dir)
@@ -155,15 +243,52 @@ async fn main() -> anyhow::Result<()> {
             let key = identity::load(&cli.data_dir).context("run `orien-node init` first")?;
             emit(&key.node_id().to_string());
         }
-        Command::Run {
-            listen,
-            bootstrap,
-            api,
-            api_allow_remote,
-            provider_config,
-            payout,
-            timing,
+        Command::Wallet {
+            command: WalletCommand::Address,
         } => {
+            let wallet = Wallet::load(&cli.data_dir.join(WALLET_FILE))
+                .context("run `orien-node init` first")?;
+            emit(&wallet.address().to_string());
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify { json },
+        } => {
+            let path = cli.data_dir.join(LEDGER_DIR);
+            let store = Store::open_with(
+                &path,
+                StoreOptions {
+                    read_only: true,
+                    ..StoreOptions::default()
+                },
+            )
+            .with_context(|| format!("opening the ledger at {} (read-only)", path.display()))?;
+            let report = store
+                .verify()
+                .with_context(|| format!("the ledger at {} is inconsistent", path.display()))?;
+            if json {
+                emit(&serde_json::to_string(&report)?);
+            } else {
+                emit(&format!(
+                    "ledger OK: {} sessions, {} receipts, {} postings, {} accounts, {} µUSDC moved",
+                    report.sessions,
+                    report.receipts,
+                    report.postings,
+                    report.accounts,
+                    report.total_moved_micros
+                ));
+            }
+        }
+        Command::Run(args) => {
+            let RunArgs {
+                listen,
+                bootstrap,
+                api,
+                api_allow_remote,
+                provider_config,
+                payout,
+                timing,
+                chain,
+            } = *args;
             if !api.ip().is_loopback() && !api_allow_remote {
                 anyhow::bail!(
                     "--api {api} is not a loopback address; pass --api-allow-remote if the API must be reachable from other machines"
@@ -185,12 +310,30 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let _reaper = provider.as_ref().map(Provider::spawn_reaper);
-            let payout = match payout {
-                Some(address) => address,
-                None => Wallet::load_or_create(&cli.data_dir.join(WALLET_FILE))
-                    .context("loading the payout wallet")?
-                    .address(),
+            let wallet = Wallet::load_or_create(&cli.data_dir.join(WALLET_FILE))
+                .context("loading the wallet")?;
+            let payout = payout.unwrap_or_else(|| wallet.address());
+            let payments = match chain.settings()? {
+                Some(settings) => {
+                    let payments = Payments::connect(&settings, &wallet, store.clone())
+                        .await
+                        .context("connecting to the escrow (--chain-rpc, --chain-id, --escrow)")?;
+                    emit(&format!(
+                        "paying through escrow {} on chain {} as {}",
+                        settings.escrow,
+                        settings.chain.chain_id,
+                        wallet.address()
+                    ));
+                    Some((payments, settings.settle_every))
+                }
+                None => None,
             };
+            let _settler = payments.as_ref().and_then(|(p, every)| {
+                provider
+                    .as_ref()
+                    .and(*every)
+                    .map(|every| p.spawn_settler(every))
+            });
             let config = NodeConfig {
                 listen,
                 bootstrap,
@@ -198,6 +341,7 @@ async fn main() -> anyhow::Result<()> {
                     store,
                     provider: provider.clone(),
                     config: session_config,
+                    payments: payments.map(|(p, _)| p),
                 }),
                 ..NodeConfig::default()
             };

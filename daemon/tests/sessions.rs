@@ -51,6 +51,7 @@ async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
             store: provider_store.clone(),
             provider: Some(sandbox.clone()),
             config: session_config.clone(),
+            payments: None,
         },
     )
     .await;
@@ -61,6 +62,7 @@ async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
             store: renter_store.clone(),
             provider: None,
             config: session_config,
+            payments: None,
         },
     )
     .await;

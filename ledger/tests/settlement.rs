@@ -185,3 +185,51 @@ fn a_voucher_that_does_not_name_the_lane_total_is_refused() {
     );
     t.store.verify().unwrap();
 }
+
+/// Two sessions on one escrow lane: the escrow splits the lane's cumulative total, and
+/// floors of a sum are not sums of floors (7 % of 150 + 7 % of 150 = 10 + 10, of 300 =
+/// 21). The ledger posts each receipt on the lane's total, so settling the lane's
+/// voucher moves exactly what was accrued, and nothing goes negative.
+#[test]
+fn sessions_sharing_a_lane_accrue_the_split_of_the_lane_total() {
+    let t = temp_store();
+    let p = parties();
+    let lane = LaneId::from_bytes([0x22; 32]);
+    let mut base = 0;
+    for amount in [150, 150, 33] {
+        let session = SessionId::random();
+        t.store
+            .open_session(session_record(session, &p, escrow(lane), usdc(10_000_000)))
+            .unwrap();
+        let mut chain = ChainBuilder::new(session, Some(lane));
+        chain.lane_base = base;
+        t.store.ingest(chain.next(&p, amount)).unwrap();
+        base += amount;
+    }
+    let net = |a: Account| t.store.balance(&a).unwrap().net(&a);
+    let lane_total = Split::of(usdc(333));
+    assert_eq!(
+        net(Account::ProtocolFee),
+        i128::from(lane_total.fee().micros())
+    );
+    assert_eq!(
+        net(Account::Reserve),
+        i128::from(lane_total.reserve().micros())
+    );
+    t.store.verify().unwrap();
+
+    let tx = TxHash([3; 32]);
+    t.store.settlement_confirmed(lane, tx, usdc(333)).unwrap();
+    assert_eq!(net(Account::ProtocolFee), 0);
+    assert_eq!(net(Account::Reserve), 0);
+    assert_eq!(
+        net(Account::SettledFee),
+        i128::from(lane_total.fee().micros())
+    );
+    assert_eq!(
+        net(Account::SettledReserve),
+        i128::from(lane_total.reserve().micros())
+    );
+    assert!(t.store.unsettled_vouchers().unwrap().is_empty());
+    t.store.verify().unwrap();
+}

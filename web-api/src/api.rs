@@ -8,6 +8,7 @@ use orien_protocol::{ExecId, NodeId, Offer, OfferId, SessionId, ToolName, Usdc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::chain::{FundRequest, FundedView, LaneView, SettlementView, WalletView};
 use crate::problem::ApiError;
 use crate::sessions::{
     BalanceView, ExecutionView, FileView, LogPage, OpenSessionRequest, ReceiptView, SessionView,
@@ -69,6 +70,15 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn receipts(&self, session: SessionId) -> Result<Vec<ReceiptView>, ApiError>;
     /// Every ledger account with its balance.
     async fn balances(&self) -> Result<Vec<BalanceView>, ApiError>;
+
+    /// The node's wallet and what the escrow holds.
+    async fn wallet(&self) -> Result<WalletView, ApiError>;
+    /// Adds USDC to the lane to a provider.
+    async fn fund_lane(&self, request: FundRequest) -> Result<FundedView, ApiError>;
+    /// Escrow lanes in the ledger.
+    async fn lanes(&self) -> Result<Vec<LaneView>, ApiError>;
+    /// Settles every lane not paid in full.
+    async fn settle(&self) -> Result<Vec<SettlementView>, ApiError>;
 }
 
 /// `GET /v1/node`.

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chain;
 pub mod extract;
 pub mod idempotency;
 pub mod problem;
@@ -116,6 +117,12 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::files::list_files))
         .routes(routes!(routes::ledger::list_receipts))
         .routes(routes!(routes::ledger::balances))
+        .routes(routes!(routes::chain::get_wallet))
+        .routes(routes!(routes::chain::fund_lane))
+        .routes(routes!(
+            routes::chain::list_settlements,
+            routes::chain::settle
+        ))
         .split_for_parts();
     // A workspace path may hold `/`, which needs axum's wildcard segment; the OpenAPI
     // document names it `{path}` (see `ApiDoc`).

@@ -122,6 +122,21 @@ impl NodeApi for FakeNode {
     async fn balances(&self) -> Result<Vec<BalanceView>, ApiError> {
         Ok(vec![])
     }
+    async fn wallet(&self) -> Result<crate::chain::WalletView, ApiError> {
+        Err(ApiError::Conflict("not connected to a chain".into()))
+    }
+    async fn fund_lane(
+        &self,
+        _request: crate::chain::FundRequest,
+    ) -> Result<crate::chain::FundedView, ApiError> {
+        Err(ApiError::Conflict("not connected to a chain".into()))
+    }
+    async fn lanes(&self) -> Result<Vec<crate::chain::LaneView>, ApiError> {
+        Ok(vec![])
+    }
+    async fn settle(&self) -> Result<Vec<crate::chain::SettlementView>, ApiError> {
+        Err(ApiError::Conflict("not connected to a chain".into()))
+    }
 }
 
 fn app(limit: RateLimit) -> (Router, BearerToken) {

@@ -26,6 +26,19 @@ use tracing::{Instrument, debug, info_span, warn};
 pub use renter_side::{ExecView, RentedSession};
 
 use crate::node::{Inbound, Net, NetError};
+use crate::payments::{PaymentError, Payments};
+
+/// How a renter pays a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PaymentChoice {
+    /// From an escrow lane when the node is connected to a chain, else the ledger.
+    #[default]
+    Auto,
+    /// The embedded ledgers only; nothing on chain.
+    Ledger,
+    /// An escrow lane (the node must be connected to a chain).
+    Escrow,
+}
 
 /// Timings and limits of sessions.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +82,8 @@ pub struct SessionServices {
     pub provider: Option<orien_provider::Provider>,
     /// Timings and limits.
     pub config: SessionConfig,
+    /// Escrow payments, on nodes connected to a chain.
+    pub payments: Option<Arc<Payments>>,
 }
 
 impl std::fmt::Debug for SessionServices {
@@ -77,6 +92,7 @@ impl std::fmt::Debug for SessionServices {
             .field("store", &self.store.path())
             .field("provider", &self.provider.is_some())
             .field("config", &self.config)
+            .field("payments", &self.payments)
             .finish()
     }
 }
@@ -160,6 +176,14 @@ pub enum SessionError {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] orien_ledger::StoreError),
+    /// The escrow payment could not be arranged.
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    /// Escrow payment was asked for, but the node is not connected to a chain.
+    #[error(
+        "this node is not connected to a chain; run it with --chain-rpc and --escrow, or pay through the ledger"
+    )]
+    NoChain,
     /// This node has no ledger, so it cannot rent or serve sessions.
     #[error("this node was started without session services")]
     Disabled,
@@ -178,6 +202,7 @@ struct Inner {
     store: Arc<Store>,
     provider: Option<orien_provider::Provider>,
     config: SessionConfig,
+    payments: Option<Arc<Payments>>,
     own_offers: OwnOffers,
     provided: Mutex<HashMap<SessionId, provider_side::Handle>>,
     rented: Mutex<HashMap<SessionId, renter_side::Handle>>,
@@ -268,6 +293,7 @@ impl Sessions {
                 store: services.store,
                 provider: services.provider,
                 config: services.config,
+                payments: services.payments,
                 own_offers,
                 provided: Mutex::new(HashMap::new()),
                 rented: Mutex::new(HashMap::new()),
@@ -355,14 +381,32 @@ impl Sessions {
     }
 
     /// Opens a session on `offer` (from the offer book) with `budget` for at most
-    /// `max_duration`, paid through the embedded ledger.
+    /// `max_duration`, paid from an escrow lane when the node is connected to a chain,
+    /// else through the embedded ledgers.
     pub async fn open(
         &self,
         offer: OfferId,
         budget: Usdc,
         max_duration: Millis,
     ) -> Result<RentedSession, SessionError> {
-        renter_side::open(self.inner.clone(), offer, budget, max_duration).await
+        self.open_paid(offer, budget, max_duration, PaymentChoice::Auto)
+            .await
+    }
+
+    /// [`open`](Self::open) with an explicit choice of payment.
+    pub async fn open_paid(
+        &self,
+        offer: OfferId,
+        budget: Usdc,
+        max_duration: Millis,
+        payment: PaymentChoice,
+    ) -> Result<RentedSession, SessionError> {
+        renter_side::open(self.inner.clone(), offer, budget, max_duration, payment).await
+    }
+
+    /// The node's escrow payments, when connected to a chain.
+    pub fn payments(&self) -> Option<&Arc<Payments>> {
+        self.inner.payments.as_ref()
     }
 
     /// Starts one execution with JSON arguments; its output is read with

@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use orien_ledger::{Issuer, Meter, MeterConfig, Reading, SessionRecord, SessionStatus};
+use orien_ledger::{
+    AckedReceipt, Issuer, Meter, MeterConfig, Reading, SessionRecord, SessionStatus,
+};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
-    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome,
-    FileInfo, NodeId, OpenSession, PaymentLane, RejectReason, RpcErrorCode, SessionAccepted,
-    SessionId, SessionRejected, SessionRequest, SessionResponse, Signed, UsageReceipt,
+    CloseReason, CloseSession, EvmAddress, Exec, ExecEvent, ExecEvents, ExecExit, ExecId,
+    ExecOutcome, FileInfo, NodeId, OpenSession, PaymentLane, RejectReason, RpcErrorCode,
+    SessionAccepted, SessionId, SessionRejected, SessionRequest, SessionResponse, Signed,
+    UsageReceipt, Usdc,
 };
 use orien_provider::{EntryKind, ExecStream, SessionSandbox, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Inner, blocking, error};
 use crate::node::{Net, NetError};
+use crate::payments::{LaneGuard, Payments};
 
 /// How often a session's timers (receipt interval, ack timeout, deadline) are checked.
 const TICK: Duration = Duration::from_millis(200);
@@ -108,9 +112,6 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
     if offer.is_expired(inner.clock.wall()) {
         return reject(RejectReason::OfferExpired);
     }
-    if open.payment != PaymentLane::Ledger {
-        return reject(RejectReason::PaymentNotSupported);
-    }
     if open.max_duration > inner.config.max_duration {
         return reject(RejectReason::DurationTooLong {
             max: inner.config.max_duration,
@@ -118,6 +119,23 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
     }
     let Some(slot) = Slot::reserve(&inner) else {
         return reject(RejectReason::AtCapacity);
+    };
+    // Escrow: the lane must be ours to be paid on and hold enough for the budget.
+    let (lane, escrow) = match (&open.payment, &inner.payments) {
+        (PaymentLane::Ledger, _) => (None, None),
+        (PaymentLane::Escrow { .. }, None) => return reject(RejectReason::PaymentNotSupported),
+        (PaymentLane::Escrow { renter_wallet, .. }, Some(payments)) => {
+            match payments
+                .provider_lane(&open.payment, offer.payout, open.budget)
+                .await
+            {
+                Ok(guard) => (
+                    Some(guard),
+                    Some((payments.clone(), *renter_wallet, offer.payout)),
+                ),
+                Err(reason) => return reject(reason),
+            }
+        }
     };
     let session = SessionId::random();
     let span = info_span!("session", session = %session, role = "provider", peer = %peer);
@@ -187,6 +205,8 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         in_flight: false,
         retry_at: None,
         closing: None,
+        escrow,
+        lane,
         _slot: slot,
     };
     inner.provided().insert(
@@ -222,6 +242,11 @@ struct Task {
     /// Monotonic instant at which the session's maximum duration is reached.
     deadline: Duration,
     closing: Option<Closing>,
+    /// On escrow lanes: the payments, the renter's wallet and the payout address that
+    /// every ack's voucher must match.
+    escrow: Option<(Arc<Payments>, EvmAddress, EvmAddress)>,
+    /// The escrow lane, held until the session ends.
+    lane: Option<LaneGuard>,
     _slot: Slot,
 }
 
@@ -404,6 +429,15 @@ impl Task {
         match result {
             Ok(SessionResponse::Ack(ack)) => match self.issuer.on_ack(&ack) {
                 Ok(acked) => {
+                    if let Err(detail) = self.check_voucher(&acked) {
+                        warn!(%detail, "the renter's voucher does not pay this receipt; closing the session");
+                        self.unsent.clear();
+                        self.closing = Some(Closing {
+                            reason: CloseReason::Dispute,
+                            reply: self.closing.take().and_then(|c| c.reply),
+                        });
+                        return;
+                    }
                     let store = self.inner.store.clone();
                     let to_commit = acked.clone();
                     match blocking(move || store.ingest(to_commit)).await {
@@ -443,6 +477,22 @@ impl Task {
                 self.retry_at = Some(tokio::time::Instant::now() + RETRY);
             }
         }
+    }
+
+    /// On an escrow lane, an ack must carry a voucher signed by the renter's wallet for
+    /// this lane, not below the last one. (The ledger then checks that it names the
+    /// lane's acknowledged total exactly.)
+    fn check_voucher(&self, acked: &AckedReceipt) -> Result<(), String> {
+        let Some((payments, renter_wallet, payout)) = &self.escrow else {
+            return Ok(());
+        };
+        let ack = acked.ack.verify().map_err(|e| e.to_string())?;
+        let voucher = ack
+            .voucher
+            .ok_or("an ack on an escrow lane without a voucher")?;
+        payments
+            .verify_voucher(&voucher, *renter_wallet, *payout, Usdc::ZERO)
+            .map_err(|e| e.to_string())
     }
 
     /// Stops metering and issues the closing receipt; the session ends once it is acked.
@@ -499,6 +549,9 @@ impl Task {
             // An execution still holds it: dropping the last reference removes it.
             Err(_) => debug!("sandbox still in use; it is removed when released"),
         }
+        // The lane is free before the renter hears of the close, so its next session on
+        // the lane is not refused as overlapping this one.
+        drop(self.lane);
         let renter_initiated = matches!(reason, CloseReason::RenterRequested);
         if let Some(reply) = self.closing.and_then(|c| c.reply) {
             let _ = reply.send(SessionResponse::Done);

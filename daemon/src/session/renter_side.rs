@@ -17,8 +17,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{ExecLog, ExecLogs, Inner, SessionError, blocking, error, unexpected};
+use super::{ExecLog, ExecLogs, Inner, PaymentChoice, SessionError, blocking, error, unexpected};
 use crate::node::Net;
+use crate::payments::LaneGuard;
 
 /// A session this node rents, as agreed with the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,6 +187,7 @@ pub(super) async fn open(
     offer_id: OfferId,
     budget: Usdc,
     max_duration: Millis,
+    payment: PaymentChoice,
 ) -> Result<RentedSession, SessionError> {
     let entry = inner
         .net
@@ -194,12 +196,20 @@ pub(super) async fn open(
         .ok_or(SessionError::UnknownOffer(offer_id))?;
     let offer = entry.offer;
     let renter = inner.key.node_id();
+    let escrow = match (payment, &inner.payments) {
+        (PaymentChoice::Ledger, _) | (PaymentChoice::Auto, None) => None,
+        (PaymentChoice::Escrow, None) => return Err(SessionError::NoChain),
+        (PaymentChoice::Auto | PaymentChoice::Escrow, Some(payments)) => {
+            Some(payments.renter_lane(offer.payout, budget).await?)
+        }
+    };
+    let payment_lane = escrow.as_ref().map_or(PaymentLane::Ledger, |e| e.payment);
     let request = OpenSession {
         offer: offer_id,
         renter,
         budget,
         max_duration,
-        payment: PaymentLane::Ledger,
+        payment: payment_lane,
     };
     let accepted = match inner
         .net
@@ -224,7 +234,7 @@ pub(super) async fn open(
         session: accepted.session,
         provider: offer.provider,
         renter,
-        payment: PaymentLane::Ledger,
+        payment: payment_lane,
         pricing: offer.pricing,
         budget,
         opened_at: inner.clock.wall(),
@@ -252,7 +262,7 @@ pub(super) async fn open(
         },
         inner.clock.clone(),
     );
-    let countersigner = Countersigner::new(
+    let mut countersigner = Countersigner::new(
         inner.key.clone(),
         accepted.session,
         offer.provider,
@@ -260,6 +270,11 @@ pub(super) async fn open(
         budget,
         inner.config.tolerance,
     );
+    let mut lane_guard = None;
+    if let (Some(escrow), Some(payments)) = (escrow, &inner.payments) {
+        countersigner = countersigner.with_vouchers(payments.signer(), escrow.lane, escrow.base);
+        lane_guard = Some(escrow.guard);
+    }
     let (input, inbox) = mpsc::channel(64);
     let logs = Arc::new(ExecLogs::default());
     let task = Task {
@@ -271,6 +286,7 @@ pub(super) async fn open(
         logs: logs.clone(),
         output_cap: offer.limits.output_bytes.saturating_mul(2),
         receipt_interval: accepted.receipt_interval,
+        lane: lane_guard,
     };
     inner.history().insert(rented.clone(), logs.clone());
     inner.rented().insert(
@@ -309,6 +325,8 @@ struct Task {
     output_cap: u64,
     /// The receipt interval the provider agreed to.
     receipt_interval: Millis,
+    /// The escrow lane, held until the session ends.
+    lane: Option<LaneGuard>,
 }
 
 impl Task {
@@ -375,6 +393,8 @@ impl Task {
                 }
                 Input::Finish { done } => {
                     self.finish(CloseReason::RenterRequested).await;
+                    // Free the lane before answering, so the next session may use it.
+                    self.lane = None;
                     let _ = done.send(());
                     break;
                 }

@@ -145,6 +145,12 @@ impl Anvil {
         .await
     }
 
+    /// Gives `address` `ether` whole ether for gas.
+    pub async fn give_ether(&self, address: EvmAddress, ether: u64) -> Result<(), DevnetError> {
+        let wei = U256::from(ether) * U256::from(10u64).pow(U256::from(18u64));
+        self.set_balance(address, wei).await
+    }
+
     /// Moves the chain's clock forward by `by` and mines a block at the new time.
     pub async fn advance_time(&self, by: Duration) -> Result<(), DevnetError> {
         let _: serde_json::Value = self

@@ -40,6 +40,8 @@ mod transactor;
 mod voucher;
 mod wallet;
 
+/// The URL type of [`ChainConfig::rpc_url`].
+pub use alloy::transports::http::reqwest::Url;
 pub use error::{ChainError, VoucherError, WalletError};
 pub use escrow::{EscrowClient, MAX_SETTLE_BATCH};
 pub use outcome::{

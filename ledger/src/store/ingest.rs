@@ -430,7 +430,29 @@ impl Store {
             return Err(bad_ack(&v, "acknowledges a different receipt"));
         }
         let lane = v.session.lane();
-        let posting = Posting::receipt(r.session, r.seq, lane, head.amount, r.amount, now)
+        // The lane's acked total before and after this receipt. The split is posted on
+        // the lane's cumulative total — as the escrow splits each voucher's increase — so
+        // the ledger's fee and reserve match the chain's to the micro-USDC even when
+        // several sessions share a lane (floors of a sum are not sums of floors).
+        let lane_account = Account::Lane(lane);
+        let mut lane_balance = self.overlay_balance(writer, overlay, &lane_account)?;
+        let over_budget = || {
+            refused(
+                &v,
+                DisputeReason::OverBudget {
+                    amount: r.amount,
+                    budget: v.session.budget,
+                },
+            )
+        };
+        let lane_before = lane_balance
+            .debited
+            .checked_sub(lane_balance.credited)
+            .ok_or_else(over_budget)?;
+        let lane_after = lane_before
+            .checked_add(r.amount.saturating_sub(head.amount))
+            .ok_or_else(over_budget)?;
+        let posting = Posting::receipt(r.session, r.seq, lane, lane_before, lane_after, now)
             .map_err(|_| {
                 refused(
                     &v,
@@ -441,22 +463,6 @@ impl Store {
             })?;
         posting.assert_balanced();
 
-        // The lane's acked total after this receipt, which a voucher must name exactly.
-        let lane_account = Account::Lane(lane);
-        let mut lane_balance = self.overlay_balance(writer, overlay, &lane_account)?;
-        let lane_after = lane_balance
-            .debited
-            .checked_add(r.amount.saturating_sub(head.amount))
-            .and_then(|d| d.checked_sub(lane_balance.credited))
-            .ok_or_else(|| {
-                refused(
-                    &v,
-                    DisputeReason::OverBudget {
-                        amount: r.amount,
-                        budget: v.session.budget,
-                    },
-                )
-            })?;
         let lane_state = match (&v.session.payment, ack.voucher) {
             (PaymentLane::Ledger, None) => None,
             (PaymentLane::Ledger, Some(_)) => {

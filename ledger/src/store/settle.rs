@@ -229,6 +229,18 @@ impl Store {
             .collect())
     }
 
+    /// Every escrow lane a receipt used, with its settlement state.
+    pub fn lanes(&self) -> Result<Vec<(LaneId, LaneSettlement)>, StoreError> {
+        let lanes: Vec<(Vec<u8>, LaneSettlement)> = self.scan_prefix(keys::SETTLEMENT, &[0u8])?;
+        Ok(lanes
+            .into_iter()
+            .filter_map(|(key, state)| {
+                let id: [u8; 32] = key.get(1..33)?.try_into().ok()?;
+                Some((LaneId::from_bytes(id), state))
+            })
+            .collect())
+    }
+
     /// For every escrow lane whose latest voucher the chain has not paid in full: that
     /// voucher, what is settled, and the transactions still pending. What a provider
     /// submits next.

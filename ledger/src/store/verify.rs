@@ -62,6 +62,23 @@ pub enum VerifyError {
         /// What is wrong.
         detail: String,
     },
+    /// A lane's postings disagree with the split of its acknowledged total.
+    #[error("lane {lane}: {detail}")]
+    Lane {
+        /// The lane.
+        lane: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// What one lane's receipt postings add up to.
+#[derive(Debug, Default)]
+struct LaneTotals {
+    amount: u128,
+    fee: u128,
+    reserve: u128,
+    provider: i128,
 }
 
 impl Store {
@@ -120,6 +137,8 @@ impl Store {
         }
 
         // Chains, heads and per-session split.
+        let mut lanes: std::collections::BTreeMap<crate::accounts::LaneKey, LaneTotals> =
+            std::collections::BTreeMap::new();
         let heads: Vec<(Vec<u8>, SessionHead)> =
             self.scan_prefix_filtered(keys::SESSIONS, |k| k.len() == 17 && k[16] == 1)?;
         let mut seen_receipts = 0u64;
@@ -178,14 +197,34 @@ impl Store {
                     expected - 1
                 )));
             }
-            let split = Split::of(amount);
-            if fee != u128::from(split.fee().micros())
-                || reserve != u128::from(split.reserve().micros())
-                || provider != i128::from(split.provider().micros())
+            let record = self
+                .session(&session)?
+                .ok_or_else(|| chain_err("a session head without the session's terms".into()))?;
+            let totals = lanes.entry(record.lane()).or_default();
+            totals.amount += u128::from(amount.micros());
+            totals.fee += fee;
+            totals.reserve += reserve;
+            totals.provider += provider;
+        }
+        // Receipts are split on their lane's cumulative total (as the escrow splits
+        // vouchers), so each lane's postings sum to the split of the lane's total.
+        for (lane, totals) in &lanes {
+            let total = u64::try_from(totals.amount).map_err(|_| VerifyError::Lane {
+                lane: lane.to_string(),
+                detail: "acknowledged total overflows".into(),
+            })?;
+            let split = Split::of(Usdc::from_micros(total));
+            if totals.fee != u128::from(split.fee().micros())
+                || totals.reserve != u128::from(split.reserve().micros())
+                || totals.provider != i128::from(split.provider().micros())
             {
-                return Err(chain_err(
-                    "postings do not sum to the split of the final amount".into(),
-                ));
+                return Err(VerifyError::Lane {
+                    lane: lane.to_string(),
+                    detail: format!(
+                        "postings do not sum to the split of the lane's total {}",
+                        Usdc::from_micros(total)
+                    ),
+                });
             }
         }
         report.receipts = seen_receipts;

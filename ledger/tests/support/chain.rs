@@ -53,14 +53,15 @@ pub fn session_record(
     }
 }
 
-/// Builds the next receipts of one session (one session per escrow lane, so the
-/// voucher's cumulative equals the session's amount).
+/// Builds the next receipts of one session. Vouchers name `lane_base` (what the lane
+/// acknowledged before this session, 0 by default) plus the session's amount.
 pub struct ChainBuilder {
     pub session: SessionId,
     pub escrow: Option<LaneId>,
     pub seq: u64,
     pub prev: ReceiptHash,
     pub amount: u64,
+    pub lane_base: u64,
 }
 
 impl ChainBuilder {
@@ -71,6 +72,7 @@ impl ChainBuilder {
             seq: 0,
             prev: ReceiptHash::GENESIS,
             amount: 0,
+            lane_base: 0,
         }
     }
 
@@ -82,6 +84,7 @@ impl ChainBuilder {
             seq: head.seq,
             prev: head.hash,
             amount: head.amount.micros(),
+            lane_base: 0,
         }
     }
 
@@ -104,7 +107,7 @@ impl ChainBuilder {
         self.prev = hash;
         let voucher = self.escrow.map(|lane| Voucher {
             lane,
-            cumulative: Usdc::from_micros(self.amount),
+            cumulative: Usdc::from_micros(self.lane_base + self.amount),
             signature: EvmSignature([0x1b; 65]),
         });
         let ack = ReceiptAck {

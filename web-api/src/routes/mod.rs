@@ -1,6 +1,7 @@
 //! Handlers, one module per resource. Handlers stay thin: extractors validate, the
 //! [`NodeApi`](crate::NodeApi) does the work, [`ApiError`](crate::ApiError) maps failures.
 
+pub(crate) mod chain;
 pub(crate) mod executions;
 pub(crate) mod files;
 pub(crate) mod health;

@@ -1,0 +1,139 @@
+//! `orien-devnet`: a local EVM chain for demos and tests. Starts anvil (from the pinned
+//! npm package), deploys MockUSDC and `OrienEscrow`, gives the listed wallets gas and
+//! USDC, writes the settings nodes need to an env file, and runs until interrupted —
+//! then anvil stops with it. Never point it at a real chain: it only speaks to the
+//! anvil it started.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orien_ledger::chain::devnet::Anvil;
+use orien_ledger::chain::{EscrowClient, EscrowParams, UsdcClient, Wallet};
+use orien_protocol::{EvmAddress, Usdc};
+
+/// A throwaway local chain with the ORIEN contracts.
+#[derive(Debug, Parser)]
+#[command(name = "orien-devnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start anvil, deploy the contracts, fund wallets, and run until interrupted.
+    Up {
+        /// Write `ORIEN_CHAIN_RPC`, `ORIEN_CHAIN_ID`, `ORIEN_ESCROW`, `ORIEN_TOKEN`,
+        /// `ORIEN_TREASURY` and `ORIEN_RESERVE` here (shell syntax).
+        #[arg(long)]
+        env_file: PathBuf,
+        /// `ADDRESS=USDC`: give the wallet 100 ether for gas and this much MockUSDC;
+        /// repeat for several.
+        #[arg(long = "fund", value_parser = parse_fund)]
+        fund: Vec<(EvmAddress, Usdc)>,
+        /// How long a renter waits to reclaim an unused lane deposit.
+        #[arg(long, default_value_t = 86_400)]
+        thaw_secs: u64,
+    },
+}
+
+fn parse_fund(text: &str) -> Result<(EvmAddress, Usdc), String> {
+    let (address, amount) = text
+        .split_once('=')
+        .ok_or("expected ADDRESS=USDC, e.g. 0xabc…=10")?;
+    let address = address.parse().map_err(|e| format!("{address}: {e}"))?;
+    let amount = amount.parse().map_err(|e| format!("{amount}: {e}"))?;
+    Ok((address, amount))
+}
+
+#[allow(clippy::print_stdout)]
+fn emit(line: &str) {
+    println!("{line}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORIEN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Up {
+            env_file,
+            fund,
+            thaw_secs,
+        } => up(env_file, fund, thaw_secs).await,
+    }
+}
+
+async fn up(
+    env_file: PathBuf,
+    fund: Vec<(EvmAddress, Usdc)>,
+    thaw_secs: u64,
+) -> anyhow::Result<()> {
+    let anvil = Anvil::spawn().context("starting anvil")?;
+    let (deployer, treasury, reserve) =
+        (Wallet::generate(), Wallet::generate(), Wallet::generate());
+    for wallet in [&deployer, &treasury, &reserve] {
+        anvil.give_ether(wallet.address(), 100).await?;
+    }
+    let usdc = UsdcClient::deploy_mock(anvil.config(), &deployer)
+        .await
+        .context("deploying MockUSDC")?;
+    let escrow = EscrowClient::deploy(
+        anvil.config(),
+        &deployer,
+        EscrowParams {
+            token: usdc.address(),
+            treasury: treasury.address(),
+            reserve: reserve.address(),
+            thaw_period: Duration::from_secs(thaw_secs),
+        },
+    )
+    .await
+    .context("deploying OrienEscrow")?;
+    for (address, amount) in &fund {
+        anvil.give_ether(*address, 100).await?;
+        if !amount.is_zero() {
+            usdc.mint(*address, *amount).await?;
+        }
+        emit(&format!("funded {address}: 100 ETH, {amount}"));
+    }
+    let config = anvil.config();
+    let settings = format!(
+        "ORIEN_CHAIN_RPC={}\nORIEN_CHAIN_ID={}\nORIEN_ESCROW={}\nORIEN_TOKEN={}\nORIEN_TREASURY={}\nORIEN_RESERVE={}\n",
+        config.rpc_url,
+        config.chain_id,
+        escrow.address(),
+        usdc.address(),
+        treasury.address(),
+        reserve.address()
+    );
+    let partial = env_file.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    file.write_all(settings.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, &env_file)
+        .with_context(|| format!("writing {}", env_file.display()))?;
+    emit(&format!(
+        "devnet ready: {} (chain {}), escrow {}, settings in {}",
+        config.rpc_url,
+        config.chain_id,
+        escrow.address(),
+        env_file.display()
+    ));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    drop(anvil);
+    Ok(())
+}

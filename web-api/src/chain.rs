@@ -1,0 +1,129 @@
+//! Documents of on-chain payment: the node's wallet, escrow lanes and settlements.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::problem::ApiError;
+
+/// `GET /v1/wallet`: this node's wallet and what the escrow holds for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WalletView {
+    /// The wallet's address (pays lanes as renter, receives earnings as provider).
+    pub address: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// The `OrienEscrow` contract.
+    pub escrow: String,
+    /// The USDC token.
+    pub token: String,
+    /// USDC in the wallet.
+    pub usdc: String,
+    /// Provider earnings credited by the escrow and not withdrawn.
+    pub earnings: String,
+    /// Network fees held by the escrow (all providers).
+    pub fees_held: String,
+    /// Reserve held by the escrow (all providers).
+    pub reserve_held: String,
+}
+
+/// Body of `POST /v1/wallet/fund`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FundBody {
+    /// The provider's payout address (an offer's `payout`).
+    pub to: String,
+    /// USDC to add to the lane (e.g. `"5"`).
+    pub amount: String,
+}
+
+/// A validated [`FundBody`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FundRequest {
+    /// The provider's payout address.
+    pub to: orien_protocol::EvmAddress,
+    /// The amount (not zero).
+    pub amount: orien_protocol::Usdc,
+}
+
+impl TryFrom<FundBody> for FundRequest {
+    type Error = ApiError;
+
+    fn try_from(body: FundBody) -> Result<Self, ApiError> {
+        let to = body
+            .to
+            .parse()
+            .map_err(|e: orien_protocol::ParseIdError| ApiError::field("to", e.to_string()))?;
+        let amount: orien_protocol::Usdc =
+            body.amount
+                .parse()
+                .map_err(|e: orien_protocol::ParseUsdcError| {
+                    ApiError::field("amount", e.to_string())
+                })?;
+        if amount.is_zero() {
+            return Err(ApiError::field("amount", "must be more than zero"));
+        }
+        Ok(Self { to, amount })
+    }
+}
+
+/// The answer to `POST /v1/wallet/fund`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FundedView {
+    /// The lane.
+    pub lane: String,
+    /// Its deposit afterwards.
+    pub deposit: String,
+    /// The funding transaction.
+    pub tx: String,
+    /// Its block.
+    pub block: u64,
+}
+
+/// An escrow lane as this node's ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LaneView {
+    /// The lane id.
+    pub lane: String,
+    /// The renter (peer id).
+    pub renter: String,
+    /// The provider (peer id).
+    pub provider: String,
+    /// Acknowledged on the lane.
+    pub acked: String,
+    /// Cumulative amount of the latest voucher.
+    pub voucher: Option<String>,
+    /// Paid by the chain (confirmed).
+    pub settled: String,
+    /// The latest confirmed settlement transaction.
+    pub last_tx: Option<String>,
+}
+
+/// One lane paid by a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LanePaid {
+    /// The lane.
+    pub lane: String,
+    /// What this settlement paid on it.
+    pub paid: String,
+    /// The lane's settled total afterwards.
+    pub settled: String,
+}
+
+/// One settlement transaction (`POST /v1/settlements`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SettlementView {
+    /// The transaction.
+    pub tx: String,
+    /// Its block.
+    pub block: u64,
+    /// Gas it used.
+    pub gas_used: u64,
+    /// The lanes it paid.
+    pub lanes: Vec<LanePaid>,
+    /// Change of the provider's escrow balance, in micro-USDC.
+    pub provider_credit_micros: i64,
+    /// Fee credited to the treasury.
+    pub fee: String,
+    /// Credited to the reserve.
+    pub reserve: String,
+}
