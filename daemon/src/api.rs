@@ -11,15 +11,17 @@ use orien_web_api::chain::{
 };
 use orien_web_api::sessions::{
     BalanceView, ExecState, ExecutionView, FileView, LogEntry, LogKind, LogPage, OfferChoice,
-    OpenSessionRequest, ReceiptView, SessionRole, SessionState, SessionView, UsageView,
-    usdc_string,
+    OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState, SessionView,
+    UsageView, usdc_string,
 };
 use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 
 use crate::node::{Node, NodeError};
 use crate::offer_book::OfferQuery;
 use crate::payments::{PaymentError, Payments};
-use crate::session::{ExecSnapshot, SessionError, Sessions, blocking as run_blocking};
+use crate::session::{
+    ExecSnapshot, PaymentChoice, SessionError, Sessions, blocking as run_blocking,
+};
 
 /// Serves the HTTP API from a running node.
 #[derive(Clone)]
@@ -316,8 +318,13 @@ impl NodeApi for NodeService {
                 })?
             }
         };
+        let payment = match request.payment {
+            PaymentKind::Auto => PaymentChoice::Auto,
+            PaymentKind::Ledger => PaymentChoice::Ledger,
+            PaymentKind::Escrow => PaymentChoice::Escrow,
+        };
         let rented = sessions
-            .open(offer, request.budget, request.max_duration)
+            .open_paid(offer, request.budget, request.max_duration, payment)
             .await?;
         self.session_view(rented.session).await
     }

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod api;
+pub mod client;
 pub mod identity;
 pub mod metrics;
 pub mod network;

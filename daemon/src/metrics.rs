@@ -16,6 +16,29 @@ pub struct OfferOutcome {
     pub outcome: &'static str,
 }
 
+/// Label of the session metrics: which side this node is on.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Role {
+    /// `provider` or `renter`.
+    pub role: &'static str,
+}
+
+/// Label of [`Metrics::sessions_closed`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Closed {
+    /// `provider` or `renter`.
+    pub role: &'static str,
+    /// The close reason (`renter_requested`, `ack_timeout`, `disconnected`, …).
+    pub reason: &'static str,
+}
+
+/// Label of [`Metrics::executions`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExecOutcomeLabel {
+    /// `exited`, `timed_out`, `out_of_memory`, `invalid_arguments`, `sandbox_error`.
+    pub outcome: &'static str,
+}
+
 /// The node's metric handles; clones share the same series.
 #[derive(Clone)]
 pub struct Metrics {
@@ -30,6 +53,16 @@ pub struct Metrics {
     pub offers_received: Family<OfferOutcome, Counter>,
     /// `orien_offers_published_total`: offers this node signed and published.
     pub offers_published: Counter,
+    /// `orien_sessions_open{role}`: sessions open now.
+    pub sessions_open: Family<Role, Gauge>,
+    /// `orien_sessions_opened_total{role}`: sessions opened.
+    pub sessions_opened: Family<Role, Counter>,
+    /// `orien_sessions_closed_total{role,reason}`: sessions ended, by reason.
+    pub sessions_closed: Family<Closed, Counter>,
+    /// `orien_executions_total{outcome}`: executions this node ran (provider).
+    pub executions: Family<ExecOutcomeLabel, Counter>,
+    /// `orien_receipts_committed_total{role}`: dual-signed receipts committed.
+    pub receipts_committed: Family<Role, Counter>,
 }
 
 impl Metrics {
@@ -62,6 +95,36 @@ impl Metrics {
             "Offers signed and published by this node",
             offers_published.clone(),
         );
+        let sessions_open = Family::<Role, Gauge>::default();
+        orien.register(
+            "sessions_open",
+            "Sessions open now, by role",
+            sessions_open.clone(),
+        );
+        let sessions_opened = Family::<Role, Counter>::default();
+        orien.register(
+            "sessions_opened",
+            "Sessions opened, by role",
+            sessions_opened.clone(),
+        );
+        let sessions_closed = Family::<Closed, Counter>::default();
+        orien.register(
+            "sessions_closed",
+            "Sessions ended, by role and reason",
+            sessions_closed.clone(),
+        );
+        let executions = Family::<ExecOutcomeLabel, Counter>::default();
+        orien.register(
+            "executions",
+            "Executions run for renters, by outcome",
+            executions.clone(),
+        );
+        let receipts_committed = Family::<Role, Counter>::default();
+        orien.register(
+            "receipts_committed",
+            "Dual-signed receipts committed to the ledger, by role",
+            receipts_committed.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             libp2p: Arc::new(libp2p),
@@ -69,7 +132,56 @@ impl Metrics {
             offers_in_book,
             offers_received,
             offers_published,
+            sessions_open,
+            sessions_opened,
+            sessions_closed,
+            executions,
+            receipts_committed,
         }
+    }
+
+    /// Counts a session opened on `role`'s side.
+    pub(crate) fn session_opened(&self, role: &'static str) {
+        self.sessions_opened.get_or_create(&Role { role }).inc();
+        self.sessions_open.get_or_create(&Role { role }).inc();
+    }
+
+    /// Counts a session ended on `role`'s side.
+    pub(crate) fn session_closed(&self, role: &'static str, reason: orien_protocol::CloseReason) {
+        use orien_protocol::CloseReason as R;
+        let reason = match reason {
+            R::RenterRequested => "renter_requested",
+            R::BudgetExhausted => "budget_exhausted",
+            R::MaxDuration => "max_duration",
+            R::AckTimeout => "ack_timeout",
+            R::Disconnected => "disconnected",
+            R::ProviderShutdown => "provider_shutdown",
+            R::Dispute => "dispute",
+        };
+        self.sessions_closed
+            .get_or_create(&Closed { role, reason })
+            .inc();
+        self.sessions_open.get_or_create(&Role { role }).dec();
+    }
+
+    /// Counts an execution's outcome.
+    pub(crate) fn execution(&self, outcome: &orien_protocol::ExecOutcome) {
+        use orien_protocol::ExecOutcome as O;
+        let outcome = match outcome {
+            O::Exited => "exited",
+            O::TimedOut => "timed_out",
+            O::OutOfMemory => "out_of_memory",
+            O::InvalidArguments { .. } => "invalid_arguments",
+            O::SandboxError { .. } => "sandbox_error",
+        };
+        self.executions
+            .get_or_create(&ExecOutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts a committed receipt.
+    pub(crate) fn receipt_committed(&self, role: &'static str) {
+        self.receipts_committed.get_or_create(&Role { role }).inc();
     }
 
     /// The OpenMetrics text exposition of every metric.

@@ -328,6 +328,7 @@ impl Node {
                     net,
                     own_offers,
                     event_loop.clock.clone(),
+                    metrics.clone(),
                 );
                 event_loop.inbound = Some(inbox);
                 Some(sessions)

@@ -327,6 +327,25 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         "the sandbox is gone after close"
     );
 
+    // The metrics count what happened, on both sides.
+    let renter_metrics = renter.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "orien_sessions_opened_total{role=\"renter\"} 1",
+        "orien_sessions_closed_total{role=\"renter\",reason=\"renter_requested\"} 1",
+        "orien_sessions_open{role=\"renter\"} 0",
+    ] {
+        assert!(renter_metrics.contains(line), "{line} in {renter_metrics}");
+    }
+    let provider_metrics = provider.get("/metrics").await.text().await.unwrap();
+    let chain_len = renter_chain.as_array().unwrap().len();
+    for line in [
+        "orien_executions_total{outcome=\"exited\"} 1".to_owned(),
+        "orien_executions_total{outcome=\"invalid_arguments\"} 1".to_owned(),
+        format!("orien_receipts_committed_total{{role=\"provider\"}} {chain_len}"),
+    ] {
+        assert!(provider_metrics.contains(&line), "{line} in {provider_metrics}");
+    }
+
     // A closed session takes no more work; unknown ids are 404 problems.
     let late = renter
         .send(
@@ -441,4 +460,113 @@ async fn a_killed_renter_makes_the_provider_close_and_remove_the_sandbox() {
         containers_of(&id).is_empty(),
         "the provider removed the container"
     );
+}
+
+/// `orien-node` run as a command against a running node's data directory.
+fn cli(node: &NodeProcess, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
+        .arg("--data-dir")
+        .arg(node.data_dir())
+        .args(args)
+        .env("ORIEN_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_rents_through_the_local_api() {
+    let bootstrap = NodeProcess::start(&[]);
+    let provider = provider(&bootstrap, 10_000);
+    let renter = renter(&bootstrap, 30_000);
+    offer_of(&renter, &provider, "sha256").await;
+
+    let (code, out, err) = cli(&renter, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&renter.id), "{out}");
+    let (code, out, _) = cli(&renter, &["--json", "offers", "--tool", "sha256"]);
+    assert_eq!(code, 0);
+    let offers: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(offers[0]["provider"], provider.id.as_str());
+    let (code, out, _) = cli(&provider, &["tools"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("sha256"), "{out}");
+
+    let (code, session, err) = cli(
+        &renter,
+        &["session", "open", "--tool", "sha256", "--budget", "0.5"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let session = session.trim().to_owned();
+    let input = renter.data_dir().join("input.txt");
+    std::fs::write(&input, b"hello orien\n").unwrap();
+    let upload = format!("{}=data/hello.txt", input.display());
+    let (code, out, err) = cli(
+        &renter,
+        &[
+            "session",
+            "exec",
+            &session,
+            "--upload",
+            &upload,
+            "--args",
+            r#"{"file":"data/hello.txt"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"hello orien\n"))
+    };
+    assert!(
+        out.starts_with(&digest),
+        "the tool's stdout is streamed: {out}"
+    );
+    // A refused argument: a non-zero exit and the reason on stderr.
+    let (code, _, err) = cli(
+        &renter,
+        &[
+            "session",
+            "exec",
+            &session,
+            "--args",
+            r#"{"file":"../etc/passwd"}"#,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid_arguments"), "{err}");
+
+    let (code, out, err) = cli(&renter, &["session", "close", &session]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("closed: "), "{out}");
+    let (code, out, _) = cli(&renter, &["--json", "receipts", &session]);
+    assert_eq!(code, 0);
+    let receipts: Value = serde_json::from_str(&out).unwrap();
+    assert!(!receipts.as_array().unwrap().is_empty());
+    let (code, out, _) = cli(&renter, &["--json", "session", "list"]);
+    assert_eq!(code, 0);
+    let sessions: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sessions[0]["id"], session.as_str());
+    assert_eq!(sessions[0]["state"], "closed");
+    let (code, out, _) = cli(&renter, &["ledger", "balances"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("fee"), "{out}");
+
+    // Bad input is named, and the command fails.
+    let (code, _, err) = cli(&renter, &["session", "show", "not-a-session"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("bad-request") && err.contains("session"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&renter, &["settle"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not connected to a chain"), "{err}");
+    let (code, out, _) = cli(&renter, &["tools", "validate", &example_config()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("4 tool(s)"), "{out}");
 }

@@ -57,6 +57,22 @@ pub struct OpenSessionBody {
     pub budget: String,
     /// Longest the session stays open, in seconds (default 3600, at most one week).
     pub max_duration_secs: Option<u64>,
+    /// How to pay: `escrow` (an on-chain lane) or `ledger` (the embedded ledgers only);
+    /// by default escrow when the node is connected to a chain.
+    pub payment: Option<PaymentKind>,
+}
+
+/// How a session is paid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    /// Escrow when the node is connected to a chain, else the ledgers.
+    #[default]
+    Auto,
+    /// The embedded ledgers only; nothing on chain.
+    Ledger,
+    /// An escrow lane funded by this node's wallet.
+    Escrow,
 }
 
 /// Which offer to open a session on.
@@ -82,6 +98,8 @@ pub struct OpenSessionRequest {
     pub budget: Usdc,
     /// The longest duration.
     pub max_duration: Millis,
+    /// How to pay.
+    pub payment: PaymentKind,
 }
 
 impl TryFrom<OpenSessionBody> for OpenSessionRequest {
@@ -122,6 +140,7 @@ impl TryFrom<OpenSessionBody> for OpenSessionRequest {
             choice,
             budget,
             max_duration: Millis(secs * 1000),
+            payment: body.payment.unwrap_or_default(),
         })
     }
 }

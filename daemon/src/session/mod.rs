@@ -203,6 +203,7 @@ struct Inner {
     provider: Option<orien_provider::Provider>,
     config: SessionConfig,
     payments: Option<Arc<Payments>>,
+    metrics: crate::metrics::Metrics,
     own_offers: OwnOffers,
     provided: Mutex<HashMap<SessionId, provider_side::Handle>>,
     rented: Mutex<HashMap<SessionId, renter_side::Handle>>,
@@ -283,6 +284,7 @@ impl Sessions {
         net: Net,
         own_offers: OwnOffers,
         clock: Arc<dyn Clock>,
+        metrics: crate::metrics::Metrics,
     ) -> (Self, mpsc::Sender<Inbound>) {
         let node = key.node_id();
         let sessions = Self {
@@ -294,6 +296,7 @@ impl Sessions {
                 provider: services.provider,
                 config: services.config,
                 payments: services.payments,
+                metrics,
                 own_offers,
                 provided: Mutex::new(HashMap::new()),
                 rented: Mutex::new(HashMap::new()),

@@ -217,6 +217,7 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         },
     );
     tokio::spawn(task.run(inbox).instrument(span));
+    inner.metrics.session_opened("provider");
     info!(%session, tool = %offer.tool, renter = %peer, budget = %open.budget, "session accepted");
     SessionResponse::Accepted(accepted)
 }
@@ -300,6 +301,7 @@ impl Task {
         match input {
             Input::Request { request, reply } => self.on_request(request, reply).await,
             Input::ExecDone { exit } => {
+                self.inner.metrics.execution(&exit.outcome);
                 debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
                 if matches!(
                     exit.outcome,
@@ -444,6 +446,7 @@ impl Task {
                         Ok(durable) => {
                             self.issuer.committed(acked, &durable);
                             self.unsent.pop_front();
+                            self.inner.metrics.receipt_committed("provider");
                             debug!(seq = durable.seq(), "receipt acknowledged and committed");
                             self.send_next();
                         }
@@ -567,6 +570,7 @@ impl Task {
                     .await;
             });
         }
+        self.inner.metrics.session_closed("provider", reason);
         info!(?reason, "session ended");
     }
 }

@@ -301,6 +301,7 @@ pub(super) async fn open(
     let span =
         info_span!("session", session = %accepted.session, role = "renter", peer = %offer.provider);
     tokio::spawn(task.run(inbox).instrument(span));
+    inner.metrics.session_opened("renter");
     info!(session = %accepted.session, tool = %offer.tool, "session opened");
     Ok(rented)
 }
@@ -474,6 +475,7 @@ impl Task {
                 let acked = pending.acked().clone();
                 match blocking(move || store.ingest(acked)).await {
                     Ok(durable) => {
+                        self.inner.metrics.receipt_committed("renter");
                         SessionResponse::Ack(self.countersigner.release(pending, &durable))
                     }
                     // Not durable, so no ack: the provider retries or suspends.
@@ -517,6 +519,7 @@ impl Task {
         {
             warn!(error = %e, "cannot record the session's close");
         }
+        self.inner.metrics.session_closed("renter", reason);
         info!(?reason, "session closed");
     }
 }

@@ -1,6 +1,9 @@
 //! `orien-node`: run an ORIEN node. `init` prepares a data directory (identity, API
 //! token, payout wallet); `run` starts the network node with its ledger, the sandbox when
-//! it sells tools, and the local HTTP API.
+//! it sells tools, and the local HTTP API. The other commands are thin clients of that
+//! API (`commands`), or read the data directory of a stopped node.
+
+mod commands;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,11 +25,18 @@ use orien_web_api::{ApiConfig, BearerToken};
 
 /// An ORIEN node: sell time on whitelisted tools, or rent it.
 #[derive(Debug, Parser)]
-#[command(name = "orien-node", version, about, long_about = None)]
+#[command(name = "orien-node", version, long_about = None)]
 struct Cli {
     /// Data directory (identity key, config, ledger).
     #[arg(long, env = "ORIEN_DATA_DIR", default_value_os_t = default_data_dir(), global = true)]
     data_dir: PathBuf,
+    /// The running node's API (default: the address `run` wrote to the data directory,
+    /// else http://127.0.0.1:7400).
+    #[arg(long, env = "ORIEN_API_URL", global = true)]
+    api_url: Option<String>,
+    /// Print results as JSON (the API's documents).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,11 +54,29 @@ enum Command {
         #[command(subcommand)]
         command: WalletCommand,
     },
-    /// The node's ledger (works while the node is stopped, or on a copy).
+    /// The node's ledger.
     Ledger {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    #[command(flatten)]
+    Client(commands::ClientCommand),
+    /// Show the effective configuration: data directory, files, API, environment.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print shell completions (e.g. `orien-node completions bash > /etc/bash_completion.d/orien-node`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print it.
+    Show,
 }
 
 /// Arguments of `run`.
@@ -84,15 +112,31 @@ struct RunArgs {
 enum WalletCommand {
     /// Print the wallet's address (fund it with USDC and gas to rent over escrow).
     Address,
+    /// USDC in the wallet and what the escrow holds for this node (running node).
+    Balance,
+    /// Add USDC from the wallet to the lane to a provider's payout address (running node).
+    Fund {
+        /// The provider's payout address (an offer's `payout`).
+        #[arg(long)]
+        to: EvmAddress,
+        /// USDC to add, e.g. 5 or 0.25.
+        #[arg(long)]
+        amount: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum LedgerCommand {
-    /// Check the whole ledger: chains, signatures, balanced postings, balances.
-    Verify {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+    /// Check the whole ledger: chains, signatures, balanced postings, balances
+    /// (stopped node: it opens the ledger read-only).
+    Verify,
+    /// Every account and its balance (running node).
+    Balances,
+    /// Every posting, one line per leg (stopped node).
+    Export {
+        /// CSV or JSON lines.
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
     },
 }
 
@@ -250,18 +294,137 @@ async fn main() -> anyhow::Result<()> {
                 .context("run `orien-node init` first")?;
             emit(&wallet.address().to_string());
         }
-        Command::Ledger {
-            command: LedgerCommand::Verify { json },
+        Command::Wallet {
+            command: WalletCommand::Balance,
         } => {
-            let path = cli.data_dir.join(LEDGER_DIR);
-            let store = Store::open_with(
-                &path,
-                StoreOptions {
-                    read_only: true,
-                    ..StoreOptions::default()
-                },
+            let wallet: serde_json::Value = client(&cli.data_dir, cli.api_url.as_deref())?
+                .get("/v1/wallet")
+                .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&wallet)?);
+            } else {
+                for key in ["address", "usdc", "earnings", "escrow", "chain_id"] {
+                    emit(&format!(
+                        "{key:<9} {}",
+                        wallet[key].to_string().trim_matches('"')
+                    ));
+                }
+            }
+        }
+        Command::Wallet {
+            command: WalletCommand::Fund { to, amount },
+        } => {
+            let funded: serde_json::Value = client(&cli.data_dir, cli.api_url.as_deref())?
+                .post(
+                    "/v1/wallet/fund",
+                    &serde_json::json!({"to": to.to_string(), "amount": amount}),
+                )
+                .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&funded)?);
+            } else {
+                emit(&format!(
+                    "lane {} now holds {} USDC (tx {})",
+                    funded["lane"].as_str().unwrap_or("?"),
+                    funded["deposit"].as_str().unwrap_or("?"),
+                    funded["tx"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+        Command::Ledger {
+            command: LedgerCommand::Balances,
+        } => {
+            let balances: serde_json::Value = client(&cli.data_dir, cli.api_url.as_deref())?
+                .get("/v1/ledger/balances")
+                .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&balances)?);
+            } else {
+                for b in balances.as_array().into_iter().flatten() {
+                    emit(&format!(
+                        "{:>14} µUSDC  {}",
+                        b["net_micros"],
+                        b["account"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        Command::Ledger {
+            command: LedgerCommand::Export { format },
+        } => {
+            let store = open_ledger_read_only(&cli.data_dir)?;
+            let out = std::io::stdout().lock();
+            match format.as_str() {
+                "json" => store.export_json(out)?,
+                _ => store.export_csv(out)?,
+            }
+        }
+        Command::Client(commands::ClientCommand::Tools {
+            command: Some(commands::ToolsCommand::Validate { file }),
+        }) => {
+            let (config, tools) = ProviderConfig::load(&file)?;
+            emit(&format!(
+                "{}: {} tool(s), engine at {}",
+                file.display(),
+                tools.len(),
+                config.engine.socket.display()
+            ));
+            for tool in &tools {
+                emit(&format!(
+                    "  {:<10} {} ({}), {} USDC/exec-min",
+                    tool.name(),
+                    tool.image(),
+                    tool.version(),
+                    tool.pricing().exec_per_minute
+                ));
+            }
+        }
+        Command::Client(command) => {
+            let code = commands::run(
+                &client(&cli.data_dir, cli.api_url.as_deref())?,
+                command,
+                cli.json,
             )
-            .with_context(|| format!("opening the ledger at {} (read-only)", path.display()))?;
+            .await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            let api = client(&cli.data_dir, cli.api_url.as_deref())
+                .map(|c| c.base().to_owned())
+                .ok();
+            let config = serde_json::json!({
+                "data_dir": cli.data_dir,
+                "identity": cli.data_dir.join(identity::IDENTITY_FILE),
+                "api_token": cli.data_dir.join(orien_web_api::auth::TOKEN_FILE),
+                "wallet": cli.data_dir.join(WALLET_FILE),
+                "ledger": cli.data_dir.join(LEDGER_DIR),
+                "api_url": api,
+                "environment": std::env::vars()
+                    .filter(|(k, _)| k.starts_with("ORIEN_"))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            });
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&config)?);
+            } else {
+                for (key, value) in config.as_object().into_iter().flatten() {
+                    emit(&format!("{key:<12} {value}"));
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "orien-node", &mut std::io::stdout());
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify,
+        } => {
+            let json = cli.json;
+            let path = cli.data_dir.join(LEDGER_DIR);
+            let store = open_ledger_read_only(&cli.data_dir)?;
             let report = store
                 .verify()
                 .with_context(|| format!("the ledger at {} is inconsistent", path.display()))?;
@@ -374,12 +537,17 @@ async fn main() -> anyhow::Result<()> {
                     "binding the API to {api}; is another node running? choose another with --api"
                 )
             })?;
-            emit(&format!("API on http://{}", listener.local_addr()?));
+            let bound = listener.local_addr()?;
+            let addr_file = cli.data_dir.join(orien_daemon::client::API_ADDR_FILE);
+            std::fs::write(&addr_file, bound.to_string())
+                .with_context(|| format!("writing {}", addr_file.display()))?;
+            emit(&format!("API on http://{bound}"));
             let service = Arc::new(NodeService::new(node.clone()));
             let app = orien_web_api::router(service, ApiConfig::new(token));
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await?;
+            let _ = std::fs::remove_file(&addr_file);
             close_rented_sessions(&node).await;
             match Arc::try_unwrap(node) {
                 Ok(node) => node.shutdown().await,
@@ -392,10 +560,32 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a line of the command's output (stdout is the command's result).
-#[allow(clippy::print_stdout)]
-fn emit(line: &str) {
-    println!("{line}");
+use commands::emit;
+
+fn client(
+    data_dir: &std::path::Path,
+    api_url: Option<&str>,
+) -> anyhow::Result<orien_daemon::client::ApiClient> {
+    Ok(orien_daemon::client::ApiClient::for_data_dir(
+        data_dir, api_url,
+    )?)
+}
+
+fn open_ledger_read_only(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    let path = data_dir.join(LEDGER_DIR);
+    Store::open_with(
+        &path,
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| {
+        format!(
+            "opening the ledger at {} read-only (run `orien-node init` first?)",
+            path.display()
+        )
+    })
 }
 
 /// Closes every session this node rents, so each ends on a countersigned closing

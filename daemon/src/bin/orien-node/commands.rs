@@ -1,0 +1,460 @@
+//! The commands that talk to a running node through its local HTTP API. Each is a thin
+//! client: the node does the work, errors come back as problem documents and are shown
+//! with what to do about them. `--json` prints the API's documents as they are.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use orien_daemon::client::ApiClient;
+use serde_json::{Value, json};
+
+/// Commands served by the running node.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// This node: id, version, peers, known offers (and its wallet on a chain).
+    Status,
+    /// Tools this node sells (`tools validate FILE` checks a provider config offline).
+    Tools {
+        #[command(subcommand)]
+        command: Option<ToolsCommand>,
+    },
+    /// Offers in this node's offer book, cheapest first.
+    Offers {
+        /// Only this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only offers at most this USDC per minute of execution.
+        #[arg(long)]
+        max_price: Option<String>,
+        /// Only this provider (peer id).
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Rent: open a session, run a tool in it, close it.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// The dual-signed receipt chain of a session.
+    Receipts {
+        /// The session id.
+        session: String,
+    },
+    /// Provider: settle every unpaid voucher on chain now.
+    Settle,
+}
+
+/// `tools …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ToolsCommand {
+    /// Check a provider configuration: every tool, its schema, limits and price.
+    Validate {
+        /// The TOML file (see configs/provider.example.toml).
+        file: PathBuf,
+    },
+}
+
+/// `session …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// Open a session on an offer, or on the cheapest offer of a tool.
+    Open {
+        /// The offer id (from `orien-node offers`).
+        #[arg(long, conflicts_with = "tool", required_unless_present = "tool")]
+        offer: Option<String>,
+        /// The tool, when no offer is named.
+        #[arg(long)]
+        tool: Option<String>,
+        /// With --tool: only this provider.
+        #[arg(long, requires = "tool")]
+        provider: Option<String>,
+        /// Most the session may cost, in USDC.
+        #[arg(long)]
+        budget: String,
+        /// Longest the session stays open, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_duration_secs: u64,
+        /// Pay through the ledgers only, or from an escrow lane (default: escrow when the
+        /// node is connected to a chain).
+        #[arg(long, value_parser = ["auto", "ledger", "escrow"], default_value = "auto")]
+        payment: String,
+    },
+    /// Upload files, run the session's tool with JSON arguments, and print its output
+    /// as it comes; exits with the tool's exit code.
+    Exec {
+        /// The session id.
+        session: String,
+        /// Arguments as a JSON object, e.g. '{"file":"data/in.txt"}'.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// `LOCAL=REMOTE`: upload LOCAL to the workspace path REMOTE first; repeat.
+        #[arg(long = "upload", value_parser = parse_upload)]
+        uploads: Vec<(PathBuf, String)>,
+    },
+    /// Close a session; prints what it cost.
+    Close {
+        /// The session id.
+        session: String,
+    },
+    /// Sessions in this node's ledger.
+    List,
+    /// One session.
+    Show {
+        /// The session id.
+        session: String,
+    },
+}
+
+fn parse_upload(text: &str) -> Result<(PathBuf, String), String> {
+    let (local, remote) = text
+        .split_once('=')
+        .ok_or("expected LOCAL=REMOTE, e.g. ./in.txt=data/in.txt")?;
+    Ok((PathBuf::from(local), remote.to_owned()))
+}
+
+/// Prints a line of the command's result.
+#[allow(clippy::print_stdout)]
+pub(crate) fn emit(line: &str) {
+    println!("{line}");
+}
+
+fn emit_json(value: &Value) -> anyhow::Result<()> {
+    emit(&serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn query(pairs: &[(&str, &Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Percent-encodes a query value (ids, tool names and decimals need little).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn session_line(s: &Value) -> String {
+    format!(
+        "{}  {:<8} {:<9} {:<10} {:>12} USDC  {} receipts",
+        s["id"].as_str().unwrap_or("?"),
+        s["role"].as_str().unwrap_or("?"),
+        s["tool"].as_str().unwrap_or("-"),
+        s["state"].as_str().unwrap_or("?"),
+        s["amount"].as_str().unwrap_or("?"),
+        s["usage"]["receipts"]
+    )
+}
+
+/// Runs one client command against the node's API.
+pub(crate) async fn run(
+    client: &ApiClient,
+    command: ClientCommand,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    match command {
+        ClientCommand::Status => {
+            let node: Value = client.get("/v1/node").await?;
+            let wallet: Option<Value> = client.get("/v1/wallet").await.ok();
+            if json_out {
+                emit_json(&json!({"node": node, "wallet": wallet}))?;
+            } else {
+                emit(&format!(
+                    "node     {} (orien-node {})",
+                    node["id"].as_str().unwrap_or("?"),
+                    node["version"].as_str().unwrap_or("?")
+                ));
+                emit(&format!("api      {}", client.base()));
+                emit(&format!("peers    {}", node["peers"]));
+                emit(&format!("offers   {} known", node["offers_known"]));
+                match wallet {
+                    Some(w) => emit(&format!(
+                        "wallet   {} on chain {}: {} USDC, {} USDC earned",
+                        w["address"].as_str().unwrap_or("?"),
+                        w["chain_id"],
+                        w["usdc"].as_str().unwrap_or("?"),
+                        w["earnings"].as_str().unwrap_or("?")
+                    )),
+                    None => emit(
+                        "wallet   not connected to a chain (sessions are paid through the ledgers)",
+                    ),
+                }
+            }
+        }
+        ClientCommand::Tools {
+            command: Some(ToolsCommand::Validate { .. }),
+        } => {
+            unreachable!("validated offline by the caller")
+        }
+        ClientCommand::Tools { command: None } => {
+            let tools: Value = client.get("/v1/tools").await?;
+            if json_out {
+                emit_json(&tools)?;
+            } else if tools.as_array().is_none_or(Vec::is_empty) {
+                emit("this node sells no tools (run it with --provider-config)");
+            } else {
+                for t in tools.as_array().into_iter().flatten() {
+                    emit(&format!(
+                        "{:<10} {:>10} USDC/exec-min {:>10} USDC/session-min  {}",
+                        t["tool"].as_str().unwrap_or("?"),
+                        t["pricing"]["exec_per_minute"].as_str().unwrap_or("?"),
+                        t["pricing"]["session_per_minute"].as_str().unwrap_or("?"),
+                        t["description"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        ClientCommand::Offers {
+            tool,
+            max_price,
+            provider,
+        } => {
+            let path = format!(
+                "/v1/offers{}",
+                query(&[
+                    ("tool", &tool),
+                    ("max_price", &max_price),
+                    ("provider", &provider)
+                ])
+            );
+            let offers: Value = client.get(&path).await?;
+            if json_out {
+                emit_json(&offers)?;
+            } else if offers.as_array().is_none_or(Vec::is_empty) {
+                emit("no offers match");
+            } else {
+                for o in offers.as_array().into_iter().flatten() {
+                    emit(&format!(
+                        "{}  {:<10} {:>10} USDC/exec-min  by {}",
+                        o["id"].as_str().unwrap_or("?"),
+                        o["tool"].as_str().unwrap_or("?"),
+                        o["pricing"]["exec_per_minute"].as_str().unwrap_or("?"),
+                        o["provider"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        ClientCommand::Session { command } => return session(client, command, json_out).await,
+        ClientCommand::Receipts { session } => {
+            let receipts: Value = client
+                .get(&format!("/v1/receipts?session={}", encode(&session)))
+                .await?;
+            if json_out {
+                emit_json(&receipts)?;
+            } else {
+                for r in receipts.as_array().into_iter().flatten() {
+                    emit(&format!(
+                        "#{:<4} {:>12} USDC  session {} ms, exec {} ms, cpu {} ms  {}",
+                        r["seq"],
+                        r["amount"].as_str().unwrap_or("?"),
+                        r["session_ms"],
+                        r["exec_ms"],
+                        r["cpu_ms"],
+                        r["hash"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        ClientCommand::Settle => {
+            let settled: Value = client.post("/v1/settlements", &json!({})).await?;
+            if json_out {
+                emit_json(&settled)?;
+            } else if settled.as_array().is_none_or(Vec::is_empty) {
+                emit("nothing to settle");
+            } else {
+                for s in settled.as_array().into_iter().flatten() {
+                    emit(&format!(
+                        "settled {} lane(s) in {} (block {}): fee {} USDC, reserve {} USDC",
+                        s["lanes"].as_array().map_or(0, Vec::len),
+                        s["tx"].as_str().unwrap_or("?"),
+                        s["block"],
+                        s["fee"].as_str().unwrap_or("?"),
+                        s["reserve"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn session(
+    client: &ApiClient,
+    command: SessionCommand,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    match command {
+        SessionCommand::Open {
+            offer,
+            tool,
+            provider,
+            budget,
+            max_duration_secs,
+            payment,
+        } => {
+            let body = json!({
+                "offer": offer, "tool": tool, "provider": provider, "budget": budget,
+                "max_duration_secs": max_duration_secs,
+                "payment": (payment != "auto").then_some(payment),
+            });
+            let opened: Value = client.post("/v1/sessions", &body).await?;
+            if json_out {
+                emit_json(&opened)?;
+            } else {
+                emit(opened["id"].as_str().unwrap_or("?"));
+            }
+        }
+        SessionCommand::Exec {
+            session,
+            args,
+            uploads,
+        } => {
+            let args: Value =
+                serde_json::from_str(&args).context("--args must be a JSON object")?;
+            for (local, remote) in uploads {
+                let data = std::fs::read(&local)
+                    .with_context(|| format!("reading {}", local.display()))?;
+                let _: Value = client
+                    .put_bytes(
+                        &format!("/v1/sessions/{}/files/{remote}", encode(&session)),
+                        data,
+                    )
+                    .await?;
+            }
+            let exec: Value = client
+                .post(
+                    &format!("/v1/sessions/{}/executions", encode(&session)),
+                    &json!({"args": args}),
+                )
+                .await?;
+            let id = exec["id"]
+                .as_str()
+                .context("the node answered without an execution id")?
+                .to_owned();
+            let exit = follow_logs(client, &id, json_out).await?;
+            if json_out {
+                emit_json(&exit)?;
+            }
+            return Ok(match exit["state"].as_str() {
+                Some("exited") => exit["exit_code"].as_i64().map_or(1, |c| c as i32),
+                _ => {
+                    if !json_out {
+                        eprintln_line(&format!(
+                            "execution {id} ended {}: {}",
+                            exit["state"].as_str().unwrap_or("?"),
+                            exit["detail"].as_str().unwrap_or("")
+                        ));
+                    }
+                    1
+                }
+            });
+        }
+        SessionCommand::Close { session } => {
+            let closed: Value = client
+                .post(
+                    &format!("/v1/sessions/{}/close", encode(&session)),
+                    &json!({}),
+                )
+                .await?;
+            if json_out {
+                emit_json(&closed)?;
+            } else {
+                emit(&format!(
+                    "closed: {} USDC (provider {}, fee {}, reserve {}) over {} receipts",
+                    closed["amount"].as_str().unwrap_or("?"),
+                    closed["split"]["provider"].as_str().unwrap_or("?"),
+                    closed["split"]["fee"].as_str().unwrap_or("?"),
+                    closed["split"]["reserve"].as_str().unwrap_or("?"),
+                    closed["usage"]["receipts"]
+                ));
+            }
+        }
+        SessionCommand::List => {
+            let sessions: Value = client.get("/v1/sessions").await?;
+            if json_out {
+                emit_json(&sessions)?;
+            } else {
+                for s in sessions.as_array().into_iter().flatten() {
+                    emit(&session_line(s));
+                }
+            }
+        }
+        SessionCommand::Show { session } => {
+            let s: Value = client
+                .get(&format!("/v1/sessions/{}", encode(&session)))
+                .await?;
+            if json_out {
+                emit_json(&s)?;
+            } else {
+                emit(&session_line(&s));
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[allow(clippy::print_stderr)]
+fn eprintln_line(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Streams an execution's log (server-sent events) to stdout/stderr; returns the final
+/// execution document.
+async fn follow_logs(client: &ApiClient, exec: &str, quiet: bool) -> anyhow::Result<Value> {
+    let mut response = client
+        .stream(&format!("/v1/executions/{exec}/logs"))
+        .await?;
+    let mut buffer = String::new();
+    let mut exit = Value::Null;
+    while let Some(chunk) = response.chunk().await.context("reading the log stream")? {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut event, mut data) = (String::new(), Vec::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                }
+            }
+            let data = data.join("\n");
+            match event.as_str() {
+                "stdout" if !quiet => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(data.as_bytes())?;
+                    out.flush()?;
+                }
+                "stderr" if !quiet => {
+                    let mut err = std::io::stderr().lock();
+                    err.write_all(data.as_bytes())?;
+                    err.flush()?;
+                }
+                "exit" => exit = serde_json::from_str(&data).unwrap_or(Value::Null),
+                "error" => anyhow::bail!("the node stopped the log: {data}"),
+                _ => {}
+            }
+        }
+    }
+    if exit.is_null() {
+        // The stream ended without an exit (node restarted?): ask for the execution.
+        exit = client.get(&format!("/v1/executions/{exec}")).await?;
+    }
+    Ok(exit)
+}
