@@ -343,7 +343,10 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         "orien_executions_total{outcome=\"invalid_arguments\"} 1".to_owned(),
         format!("orien_receipts_committed_total{{role=\"provider\"}} {chain_len}"),
     ] {
-        assert!(provider_metrics.contains(&line), "{line} in {provider_metrics}");
+        assert!(
+            provider_metrics.contains(&line),
+            "{line} in {provider_metrics}"
+        );
     }
 
     // A closed session takes no more work; unknown ids are 404 problems.
