@@ -83,3 +83,83 @@ fn the_api_refuses_a_public_address_without_the_explicit_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-allow-remote"));
 }
+
+/// Every route the running node documents, called the way a careless or hostile client
+/// would: without a token, with a wrong one, and with malformed input. Each answer is a
+/// problem document with a 4xx status, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_refuses_bad_callers_with_a_4xx_problem() {
+    let node = NodeProcess::start(&[]);
+    let doc: serde_json::Value = node.get("/v1/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 16, "{}", paths.len());
+    let http = reqwest::Client::new();
+    let mut checked = 0;
+    for (path, item) in paths {
+        for method in ["get", "post", "put"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let public = matches!(path.as_str(), "/healthz" | "/readyz");
+            // Malformed ids and paths, and bodies of the wrong shape.
+            let uri = path
+                .replace("{id}", "not-an-id")
+                .replace("{path}", "..%2Fescape");
+            let uri = if uri == "/v1/receipts" {
+                format!("{uri}?session=zz")
+            } else {
+                uri
+            };
+            let request = |token: Option<&str>| {
+                let mut r = http.request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}{uri}", node.api),
+                );
+                if let Some(token) = token {
+                    r = r.bearer_auth(token);
+                }
+                if method != "get" {
+                    r = r
+                        .header("content-type", "application/json")
+                        .body(r#"{"unexpected": true}"#);
+                }
+                r
+            };
+            if !public {
+                for token in [None, Some("wrong-token-0123456789abcdef0123456789abcdef")] {
+                    let response = request(token).send().await.unwrap();
+                    assert_eq!(response.status(), 401, "{method} {uri} with {token:?}");
+                    assert_eq!(
+                        response.headers()["content-type"],
+                        "application/problem+json"
+                    );
+                }
+            }
+            let response = request(Some(&node.token)).send().await.unwrap();
+            let status = response.status();
+            if public || path == "/v1/openapi.json" || path == "/metrics" {
+                assert!(status.is_success(), "{method} {uri}: {status}");
+            } else if !(path.starts_with("/v1/ledger")
+                || path == "/v1/sessions" && method == "get"
+                || path == "/v1/tools"
+                || path == "/v1/node"
+                || path == "/v1/offers"
+                || path == "/v1/settlements" && method == "get")
+            {
+                assert!(status.is_client_error(), "{method} {uri}: {status}");
+                let problem: serde_json::Value = response.json().await.unwrap();
+                assert!(
+                    problem["type"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("urn:orien:problem:"),
+                    "{method} {uri}: {problem}"
+                );
+            } else {
+                assert!(!status.is_server_error(), "{method} {uri}: {status}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "{checked} operations checked");
+}
