@@ -51,6 +51,34 @@ pub enum Cause {
         /// The transaction that no longer pays.
         tx: TxHash,
     },
+    /// A settlement confirmed again after it was voided: a reorg often re-mines the same
+    /// transaction in another block. `round` counts the re-confirmations from 1.
+    SettlementAgain {
+        /// The transaction that pays again.
+        tx: TxHash,
+        /// Which re-confirmation.
+        round: u32,
+    },
+    /// The reversal of re-confirmation `round`.
+    SettlementAgainVoided {
+        /// The transaction that no longer pays.
+        tx: TxHash,
+        /// Which re-confirmation it reverses.
+        round: u32,
+    },
+}
+
+impl Cause {
+    /// The cause of confirming (`reverse` false) or voiding `tx` in `round` (0: the
+    /// first confirmation).
+    pub fn settlement(tx: TxHash, round: u32, reverse: bool) -> Self {
+        match (round, reverse) {
+            (0, false) => Self::Settlement { tx },
+            (0, true) => Self::SettlementVoided { tx },
+            (round, false) => Self::SettlementAgain { tx, round },
+            (round, true) => Self::SettlementAgainVoided { tx, round },
+        }
+    }
 }
 
 /// A balanced set of legs, stored in the `postings` column family.
@@ -96,6 +124,7 @@ impl Posting {
     /// accrual accounts to the settled ones. With `reverse`, the opposite (a reorg).
     pub fn settlement(
         tx: TxHash,
+        round: u32,
         lane: LaneKey,
         settled: Usdc,
         paid_up_to: Usdc,
@@ -103,10 +132,11 @@ impl Posting {
         at: Timestamp,
     ) -> Result<Self, SplitError> {
         let delta = Split::delta(settled, paid_up_to)?;
-        let (from, to, cause) = if reverse {
-            (Side::Credit, Side::Debit, Cause::SettlementVoided { tx })
+        let cause = Cause::settlement(tx, round, reverse);
+        let (from, to) = if reverse {
+            (Side::Credit, Side::Debit)
         } else {
-            (Side::Debit, Side::Credit, Cause::Settlement { tx })
+            (Side::Debit, Side::Credit)
         };
         let mut legs = Vec::with_capacity(6);
         push_provider(&mut legs, Account::Earnings(lane), from, &delta);
@@ -245,7 +275,7 @@ mod tests {
             let r = Posting::receipt(SessionId::random(), 1, lane(), u(lo), u(hi), Timestamp(0)).unwrap();
             prop_assert!(r.is_balanced());
             prop_assert_eq!(r.lane_debit(), i128::from(hi - lo));
-            let s = Posting::settlement(TxHash([7; 32]), lane(), u(lo), u(hi), reverse, Timestamp(0)).unwrap();
+            let s = Posting::settlement(TxHash([7; 32]), 0, lane(), u(lo), u(hi), reverse, Timestamp(0)).unwrap();
             prop_assert!(s.is_balanced());
         }
     }

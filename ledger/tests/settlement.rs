@@ -94,6 +94,32 @@ fn settlement_moves_the_paid_split_into_settled_accounts_and_a_void_reverses_it(
         i128::from(split.provider().micros())
     );
     t.store.verify().unwrap();
+
+    // The reorg re-mines the same transaction: it confirms again (a new round), and may
+    // flip once more; every round stays in the postings and the books stay exact.
+    for round in 1..=2u32 {
+        let posting = t
+            .store
+            .settlement_confirmed(lane, tx2, usdc(1_350))
+            .unwrap();
+        assert_eq!(posting.cause, Cause::SettlementAgain { tx: tx2, round });
+        assert_eq!(net(Account::Earnings(key)), 0);
+        assert!(t.store.unsettled_vouchers().unwrap().is_empty());
+        t.store.verify().unwrap();
+        if round == 1 {
+            t.store.settlement_voided(lane, tx2).unwrap();
+            assert_eq!(
+                t.store.lane_settlement(&lane).unwrap().unwrap().settled,
+                usdc(350)
+            );
+            t.store.verify().unwrap();
+        }
+    }
+    let settled_total = Split::of(usdc(1_350));
+    assert_eq!(
+        net(Account::SettledFee),
+        i128::from(settled_total.fee().micros())
+    );
 }
 
 #[test]

@@ -64,6 +64,10 @@ pub(crate) fn posting(cause: &Cause) -> Vec<u8> {
         }
         Cause::Settlement { tx } => [&[1u8][..], &tx.0].concat(),
         Cause::SettlementVoided { tx } => [&[2u8][..], &tx.0].concat(),
+        Cause::SettlementAgain { tx, round } => [&[3u8][..], &tx.0, &round.to_be_bytes()].concat(),
+        Cause::SettlementAgainVoided { tx, round } => {
+            [&[4u8][..], &tx.0, &round.to_be_bytes()].concat()
+        }
     }
 }
 

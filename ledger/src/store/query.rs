@@ -225,6 +225,10 @@ impl Store {
                 Cause::Receipt { session, seq } => format!("receipt {session}#{seq}"),
                 Cause::Settlement { tx } => format!("settlement {tx}"),
                 Cause::SettlementVoided { tx } => format!("settlement voided {tx}"),
+                Cause::SettlementAgain { tx, round } => format!("settlement {tx} (again, {round})"),
+                Cause::SettlementAgainVoided { tx, round } => {
+                    format!("settlement voided {tx} (again, {round})")
+                }
             };
             for leg in &posting.legs {
                 rows.push(ExportRow {

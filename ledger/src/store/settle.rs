@@ -5,7 +5,7 @@ use rocksdb::WriteBatch;
 use tracing::info;
 
 use super::{Store, StoreError, keys};
-use crate::posting::{Posting, Side};
+use crate::posting::{Cause, Posting, Side};
 use crate::record;
 use crate::settlement::{LaneSettlement, Settlement, SettlementStatus, TxHash, UnsettledVoucher};
 
@@ -96,22 +96,27 @@ impl Store {
                     format!("already confirmed up to {p}, not {paid_up_to}"),
                 ));
             }
-            return Posting::settlement(tx, state.key, previous, p, false, self.clock.wall())
-                .map_err(|e| settle_err(lane, tx, e.to_string()));
+            let round = self.confirmed_round(&tx)?;
+            return Posting::settlement(
+                tx,
+                round,
+                state.key,
+                previous,
+                p,
+                false,
+                self.clock.wall(),
+            )
+            .map_err(|e| settle_err(lane, tx, e.to_string()));
         }
-        if matches!(
-            existing,
+        // A voided transaction confirmed again (a reorg re-mined it): a new round, so the
+        // earlier confirmation and its reversal stay in the postings as they were.
+        let round = match existing {
             Some(Settlement {
                 status: SettlementStatus::Voided,
                 ..
-            })
-        ) {
-            return Err(settle_err(
-                lane,
-                tx,
-                "was voided; a new transaction must settle".into(),
-            ));
-        }
+            }) => self.next_round(&tx)?,
+            _ => 0,
+        };
         if paid_up_to <= state.settled {
             return Err(settle_err(
                 lane,
@@ -133,8 +138,9 @@ impl Store {
             ));
         }
         let now = self.clock.wall();
-        let posting = Posting::settlement(tx, state.key, state.settled, paid_up_to, false, now)
-            .map_err(|e| settle_err(lane, tx, e.to_string()))?;
+        let posting =
+            Posting::settlement(tx, round, state.key, state.settled, paid_up_to, false, now)
+                .map_err(|e| settle_err(lane, tx, e.to_string()))?;
         let record = Settlement {
             lane,
             tx,
@@ -195,8 +201,10 @@ impl Store {
                         ),
                     ));
                 }
-                let posting = Posting::settlement(tx, state.key, previous, paid_up_to, true, now)
-                    .map_err(|e| settle_err(lane, tx, e.to_string()))?;
+                let round = self.confirmed_round(&tx)?;
+                let posting =
+                    Posting::settlement(tx, round, state.key, previous, paid_up_to, true, now)
+                        .map_err(|e| settle_err(lane, tx, e.to_string()))?;
                 record.status = SettlementStatus::Voided;
                 record.updated_at = now;
                 state.settled = previous;
@@ -206,6 +214,30 @@ impl Store {
         }
         info!(%lane, %tx, "settlement voided");
         Ok(())
+    }
+
+    /// The round of `tx`'s current confirmation: the highest re-confirmation posted, or
+    /// 0 for the first.
+    fn confirmed_round(&self, tx: &TxHash) -> Result<u32, StoreError> {
+        Ok(self.next_round(tx)?.saturating_sub(1))
+    }
+
+    /// The first round whose confirmation is not posted yet (1 after the first
+    /// confirmation, which is round 0).
+    fn next_round(&self, tx: &TxHash) -> Result<u32, StoreError> {
+        let mut round = 1;
+        while self
+            .db
+            .get_cf(
+                self.cf(keys::POSTINGS),
+                keys::posting(&Cause::SettlementAgain { tx: *tx, round }),
+            )
+            .map_err(|e| StoreError::rocks("read posting", &self.path, e))?
+            .is_some()
+        {
+            round += 1;
+        }
+        Ok(round)
     }
 
     /// One settlement transaction, if recorded.
