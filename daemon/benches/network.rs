@@ -16,29 +16,8 @@ use orien_daemon::{Node, NodeConfig, OfferEvent, OfferSpec, TransportKind};
 use orien_protocol::*;
 use tokio::sync::mpsc;
 
-struct Args {
-    nodes: usize,
-    trials: usize,
-    out: Option<String>,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        nodes: 50,
-        trials: 20,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--nodes" => args.nodes = it.next().unwrap().parse().unwrap(),
-            "--trials" => args.trials = it.next().unwrap().parse().unwrap(),
-            "--out" => args.out = it.next(),
-            _ => {} // cargo bench passes --bench
-        }
-    }
-    args
-}
+mod support;
+use support::flag;
 
 /// Deterministic topology: every node links to node 0 and to two earlier nodes.
 fn topology(n: usize) -> Vec<Vec<usize>> {
@@ -282,7 +261,8 @@ async fn raw_propagation(n: usize, trials: usize, size: usize) -> Vec<f64> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let args = args();
+    let (nodes, trials) = (flag("--nodes", 50usize), flag("--trials", 20usize));
+    let out: Option<String> = flag("--out", String::new()).into();
     let offer_size = {
         let key = NodeKey::generate();
         let s = spec("bench-0");
@@ -304,10 +284,10 @@ async fn main() {
     };
     println!(
         "offer propagation: {} nodes, {} trials, {offer_size}-byte offers",
-        args.nodes, args.trials
+        nodes, trials
     );
-    let (mut orien, delivered, expected) = orien_propagation(args.nodes, args.trials).await;
-    let mut raw = raw_propagation(args.nodes, args.trials, offer_size).await;
+    let (mut orien, delivered, expected) = orien_propagation(nodes, trials).await;
+    let mut raw = raw_propagation(nodes, trials, offer_size).await;
     orien.sort_by(f64::total_cmp);
     raw.sort_by(f64::total_cmp);
     let (o50, o99, r50, r99) = (
@@ -322,14 +302,14 @@ async fn main() {
         raw.len()
     );
     let results = serde_json::json!([
-        { "name": format!("offer propagation p50 ({} nodes)", args.nodes), "value": o50, "unit": "ms",
+        { "name": format!("offer propagation p50 ({} nodes)", nodes), "value": o50, "unit": "ms",
           "baseline": r50, "ratio": o50 / r50, "goal": "informational (baseline: raw gossipsub, same topology and size)" },
-        { "name": format!("offer propagation p99 ({} nodes)", args.nodes), "value": o99, "unit": "ms",
+        { "name": format!("offer propagation p99 ({} nodes)", nodes), "value": o99, "unit": "ms",
           "baseline": r99, "ratio": o99 / r99, "goal": "p99 <= 1000 ms" },
         { "name": "offers delivered", "value": delivered, "unit": "deliveries", "baseline": expected,
           "ratio": delivered as f64 / expected as f64, "goal": "ratio = 1" },
     ]);
-    if let Some(out) = args.out {
+    if let Some(out) = out.filter(|o| !o.is_empty()) {
         std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
         println!("wrote {out}");
     }

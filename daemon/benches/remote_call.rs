@@ -6,122 +6,39 @@
 //! Usage: `cargo bench -p orien-daemon --bench remote_call -- [--calls N] [--opens N] [--out FILE]`
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // A benchmark reports loudly.
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices};
-use orien_ledger::Store;
 use orien_protocol::*;
-use orien_provider::{Provider, ProviderConfig};
-
-struct Args {
-    calls: usize,
-    opens: usize,
-    out: Option<String>,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        calls: 40,
-        opens: 10,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--calls" => args.calls = it.next().unwrap().parse().unwrap(),
-            "--opens" => args.opens = it.next().unwrap().parse().unwrap(),
-            "--out" => args.out = it.next(),
-            _ => {} // cargo bench passes --bench
-        }
-    }
-    args
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
+use support::{flag, market, ms, percentile};
 
 fn stats(mut samples: Vec<f64>) -> (f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    (percentile(&samples, 50.0), percentile(&samples, 95.0))
-}
-
-async fn node(key: NodeKey, bootstrap: Option<&Node>, services: SessionServices) -> Node {
-    let config = NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap: bootstrap
-            .map(|n| vec![n.listen_addrs()[0].clone()])
-            .unwrap_or_default(),
-        sessions: Some(services),
-        ..NodeConfig::default()
-    };
-    Node::start(key, config, Arc::new(SystemClock::new()))
-        .await
-        .unwrap()
+    (
+        percentile(&mut samples, 50.0),
+        percentile(&mut samples, 95.0),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args = args();
-    let dir = tempfile::tempdir().unwrap();
-    let config_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml");
-    let (provider_config, tools) = ProviderConfig::load(&config_path).unwrap();
-    let provider_key = NodeKey::generate();
-    let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
-        .await
-        .expect("the Docker engine and orien/busybox:1 (scripts/test prepares both)");
-    let services = |store: &str, provider: Option<Provider>| SessionServices {
-        store: Arc::new(Store::open(dir.path().join(store)).unwrap()),
-        provider,
-        config: SessionConfig::default(),
-        payments: None,
-    };
-    let provider = node(
-        provider_key.clone(),
-        None,
-        services("provider", Some(sandbox.clone())),
-    )
-    .await;
-    let renter = node(
-        NodeKey::generate(),
-        Some(&provider),
-        services("renter", None),
-    )
-    .await;
-    let tool = ToolName::new("sha256").unwrap();
-    let offer = sandbox
-        .offer(
-            &tool,
-            EvmAddress::from_bytes([0x42; 20]),
-            SystemClock::new().wall(),
-            Millis(3_600_000),
-        )
-        .unwrap();
-    provider
-        .publish_offer(OfferSpec::from(offer))
-        .await
-        .unwrap();
-    let offer_id = renter.find_tool(tool.clone()).await.unwrap()[0].id;
+    let (calls, opens) = (flag("--calls", 40usize), flag("--opens", 10usize));
+    let out: Option<String> = flag("--out", String::new()).into();
+    let m = market("sha256").await;
+    let (sandbox, renter, tool, offer_id) = (&m.sandbox, &m.renter, &m.tool, m.offer);
     let sessions = renter.sessions().unwrap();
     let input = b"hello orien\n".to_vec();
     let call_args = serde_json::json!({"file": "data/in.txt"});
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     println!(
         "remote call: {} opens, {} calls (sha256 of 12 bytes)",
-        args.opens, args.calls
+        opens, calls
     );
 
     // Session open: from the renter's node vs creating the sandbox directly.
     let (mut remote_open, mut local_open) = (Vec::new(), Vec::new());
-    for _ in 0..args.opens {
+    for _ in 0..opens {
         let t = Instant::now();
         let rented = sessions
             .open(offer_id, Usdc::from_micros(500_000), Millis(600_000))
@@ -131,7 +48,7 @@ async fn main() {
         sessions.close(rented.session).await.unwrap();
         let t = Instant::now();
         let local = sandbox
-            .open_session(SessionId::random(), &tool)
+            .open_session(SessionId::random(), tool)
             .await
             .unwrap();
         local_open.push(ms(t.elapsed()));
@@ -148,7 +65,7 @@ async fn main() {
         .await
         .unwrap();
     let local = sandbox
-        .open_session(SessionId::random(), &tool)
+        .open_session(SessionId::random(), tool)
         .await
         .unwrap();
     local
@@ -159,7 +76,7 @@ async fn main() {
         .await
         .unwrap();
     let (mut remote_call, mut local_call) = (Vec::new(), Vec::new());
-    for i in 0..args.calls + 3 {
+    for i in 0..calls + 3 {
         let t = Instant::now();
         let exec = sessions
             .exec(rented.session, call_args.to_string())
@@ -186,9 +103,7 @@ async fn main() {
     }
     sessions.close(rented.session).await.unwrap();
     local.close().await.unwrap();
-    for node in [renter, provider] {
-        node.shutdown().await;
-    }
+    m.shutdown().await;
 
     let (ro50, ro95) = stats(remote_open);
     let (lo50, lo95) = stats(local_open);
@@ -210,7 +125,7 @@ async fn main() {
         { "name": "trivial remote call p95", "value": rc95, "unit": "ms",
           "baseline": lc95, "ratio": rc95 / lc95, "goal": "ratio <= 1.2" },
     ]);
-    if let Some(out) = args.out {
+    if let Some(out) = out.filter(|o| !o.is_empty()) {
         std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
         println!("wrote {out}");
     }

@@ -10,9 +10,9 @@ use orien_web_api::chain::{
     FundRequest, FundedView, LanePaid, LaneView, SettlementView, WalletView,
 };
 use orien_web_api::sessions::{
-    BalanceView, ExecState, ExecutionView, FileView, LogEntry, LogKind, LogPage, OfferChoice,
-    OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState, SessionView,
-    UsageView, usdc_string,
+    BalanceView, EarningsView, ExecState, ExecutionView, FileView, LogEntry, LogKind, LogPage,
+    OfferChoice, OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState,
+    SessionView, UsageView, usdc_string,
 };
 use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 
@@ -491,6 +491,21 @@ impl NodeApi for NodeService {
                 debited: usdc_string(balance.debited),
                 credited: usdc_string(balance.credited),
                 net_micros: i64::try_from(balance.net(account)).unwrap_or(i64::MIN),
+            })
+            .collect())
+    }
+
+    async fn earnings_by_day(&self) -> Result<Vec<EarningsView>, ApiError> {
+        let store = self.sessions()?.store().clone();
+        let me = self.node.id();
+        let days = run_blocking(move || store.provider_earnings_by_day(&me))
+            .await
+            .map_err(ledger_error)?;
+        Ok(days
+            .into_iter()
+            .map(|d| EarningsView {
+                day: d.day,
+                earned_micros: i64::try_from(d.earned_micros).unwrap_or(i64::MAX),
             })
             .collect())
     }

@@ -31,19 +31,26 @@ pub struct ChainSettings {
     pub chain: ChainConfig,
     /// The `OrienEscrow` contract.
     pub escrow: EvmAddress,
-    /// Renter: top a lane up by what a new session needs, instead of refusing to open.
-    pub auto_fund: bool,
-    /// Provider: how often lanes with unsettled vouchers are settled (`None`: only on
-    /// request).
+    /// Renter: top a lane up by what a new session needs instead of refusing to open,
+    /// as long as the lane's deposit stays at most this cap (`None`: never auto-fund).
+    pub auto_fund_cap: Option<Usdc>,
+    /// Provider: settle lanes with unsettled vouchers this often (`None`: not on a
+    /// timer).
     pub settle_every: Option<Duration>,
+    /// Provider: settle as soon as this much is acknowledged and unsettled (`None`: no
+    /// threshold).
+    pub settle_above: Option<Usdc>,
 }
+
+/// How often the settler checks the unsettled total against the threshold.
+const SETTLE_CHECK: Duration = Duration::from_secs(10);
 
 /// Why an escrow payment could not be arranged.
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     /// The lane's unspent deposit does not cover the session.
     #[error(
-        "the lane to {payout} can still pay {available} but this session needs {needed}; fund it (`orien-node wallet fund`) or run with --auto-fund"
+        "the lane to {payout} can still pay {available} but this session needs {needed}; fund it (`orien-node wallet fund`) or run with --auto-fund <cap> (a cap of at least {needed})"
     )]
     InsufficientDeposit {
         /// The provider's payout address.
@@ -72,7 +79,7 @@ pub struct Payments {
     escrow: EscrowClient,
     wallet: Wallet,
     store: Arc<Store>,
-    auto_fund: bool,
+    auto_fund_cap: Option<Usdc>,
     busy: Mutex<HashSet<LaneId>>,
     reconciler: tokio::sync::Mutex<Reconciler>,
 }
@@ -82,7 +89,7 @@ impl std::fmt::Debug for Payments {
         f.debug_struct("Payments")
             .field("escrow", &self.escrow.address())
             .field("wallet", &self.escrow.wallet_address())
-            .field("auto_fund", &self.auto_fund)
+            .field("auto_fund_cap", &self.auto_fund_cap)
             .finish()
     }
 }
@@ -129,7 +136,7 @@ impl Payments {
             escrow,
             wallet: wallet.clone(),
             store,
-            auto_fund: settings.auto_fund,
+            auto_fund_cap: settings.auto_fund_cap,
             busy: Mutex::new(HashSet::new()),
         }))
     }
@@ -183,7 +190,7 @@ impl Payments {
         let state = self.escrow.lane(lane).await?;
         if state.deposit < needed {
             let available = Usdc::from_micros(state.deposit.micros().saturating_sub(base.micros()));
-            if !self.auto_fund {
+            if self.auto_fund_cap.is_none_or(|cap| needed > cap) {
                 return Err(PaymentError::InsufficientDeposit {
                     payout,
                     available,
@@ -298,22 +305,58 @@ impl Payments {
         Ok(batches)
     }
 
-    /// Provider: settles every `every`, until the node stops.
-    pub fn spawn_settler(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// What is acknowledged on this node's lanes and not yet paid by the chain.
+    pub fn unsettled(&self) -> Result<Usdc, StoreError> {
+        Ok(self
+            .store
+            .unsettled_vouchers()?
+            .iter()
+            .map(|u| {
+                u.voucher
+                    .cumulative
+                    .micros()
+                    .saturating_sub(u.settled.micros())
+            })
+            .fold(Usdc::ZERO, |sum, m| {
+                sum.checked_add(Usdc::from_micros(m)).unwrap_or(Usdc::MAX)
+            }))
+    }
+
+    /// Provider: settles every `every`, and whenever the unsettled total reaches
+    /// `above`, until the node stops. Failures are logged and retried at the next check.
+    pub fn spawn_settler(
+        self: &Arc<Self>,
+        every: Option<Duration>,
+        above: Option<Usdc>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if every.is_none() && above.is_none() {
+            return None;
+        }
         let payments = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+        let check = every.map_or(SETTLE_CHECK, |e| e.min(SETTLE_CHECK));
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(check);
             tick.tick().await;
+            let mut last = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
                 let Some(payments) = payments.upgrade() else {
                     return;
                 };
+                let due = every.is_some_and(|e| last.elapsed() >= e);
+                let over = match (above, payments.unsettled()) {
+                    (Some(above), Ok(unsettled)) => !unsettled.is_zero() && unsettled >= above,
+                    _ => false,
+                };
+                if !due && !over {
+                    continue;
+                }
+                last = tokio::time::Instant::now();
                 if let Err(e) = payments.settle().await {
-                    warn!(error = %e, "periodic settlement failed; retrying at the next tick");
+                    warn!(error = %e, "settlement failed; retrying at the next check");
                 }
             }
-        })
+        }))
     }
 }
 

@@ -70,6 +70,8 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn receipts(&self, session: SessionId) -> Result<Vec<ReceiptView>, ApiError>;
     /// Every ledger account with its balance.
     async fn balances(&self) -> Result<Vec<BalanceView>, ApiError>;
+    /// This node's provider earnings per UTC day, oldest first.
+    async fn earnings_by_day(&self) -> Result<Vec<crate::sessions::EarningsView>, ApiError>;
 
     /// The node's wallet and what the escrow holds.
     async fn wallet(&self) -> Result<WalletView, ApiError>;

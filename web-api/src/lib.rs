@@ -117,6 +117,7 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::files::list_files))
         .routes(routes!(routes::ledger::list_receipts))
         .routes(routes!(routes::ledger::balances))
+        .routes(routes!(routes::ledger::earnings))
         .routes(routes!(routes::chain::get_wallet))
         .routes(routes!(routes::chain::fund_lane))
         .routes(routes!(

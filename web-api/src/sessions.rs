@@ -398,6 +398,25 @@ pub struct ReceiptView {
     pub ack: String,
 }
 
+/// Query of `GET /v1/earnings`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EarningsQuery {
+    /// The period: `day` (UTC days; the only one so far).
+    pub by: String,
+}
+
+/// What this node earned as provider in one period (its share of acknowledged receipts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EarningsView {
+    /// The period, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// Earned, in micro-USDC (can be −1 on a day whose only receipt stepped onto a
+    /// multiple of 100 µUSDC; see the split rules).
+    pub earned_micros: i64,
+}
+
 /// One ledger account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BalanceView {

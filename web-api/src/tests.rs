@@ -122,6 +122,9 @@ impl NodeApi for FakeNode {
     async fn balances(&self) -> Result<Vec<BalanceView>, ApiError> {
         Ok(vec![])
     }
+    async fn earnings_by_day(&self) -> Result<Vec<EarningsView>, ApiError> {
+        Ok(vec![])
+    }
     async fn wallet(&self) -> Result<crate::chain::WalletView, ApiError> {
         Err(ApiError::Conflict("not connected to a chain".into()))
     }

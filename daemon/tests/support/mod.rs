@@ -52,6 +52,15 @@ impl NodeProcess {
     pub fn start_with(bootstrap: &[&NodeProcess], extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         run_ok(data_dir.path(), &["init"]);
+        Self::start_in(data_dir, bootstrap, extra)
+    }
+
+    /// Runs a node on a data directory already made by `orien-node init`.
+    pub fn start_in(
+        data_dir: tempfile::TempDir,
+        bootstrap: &[&NodeProcess],
+        extra: &[&str],
+    ) -> Self {
         let id = run_ok(data_dir.path(), &["id"]).trim().to_owned();
         let mut command = Command::new(binary());
         command

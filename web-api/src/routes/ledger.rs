@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::extract::ApiQuery;
-use crate::sessions::{BalanceView, ReceiptQuery, ReceiptView, parse_session_id};
+use crate::sessions::{
+    BalanceView, EarningsQuery, EarningsView, ReceiptQuery, ReceiptView, parse_session_id,
+};
 use crate::{ApiError, AppState};
 
 /// The dual-signed receipts of a session, in chain order.
@@ -35,4 +37,20 @@ pub(crate) async fn balances(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<BalanceView>>, ApiError> {
     Ok(Json(state.node.balances().await?))
+}
+
+/// What this node earned as provider, per UTC day, oldest first.
+#[utoipa::path(get, path = "/v1/earnings", tag = "ledger", security(("bearer" = [])), params(EarningsQuery), responses(
+    (status = 200, description = "Earnings per day", body = [EarningsView]),
+    (status = 400, description = "Unknown period", body = crate::ProblemBody, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
+))]
+pub(crate) async fn earnings(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EarningsQuery>,
+) -> Result<Json<Vec<EarningsView>>, ApiError> {
+    if query.by != "day" {
+        return Err(ApiError::field("by", "only `day` is supported"));
+    }
+    Ok(Json(state.node.earnings_by_day().await?))
 }

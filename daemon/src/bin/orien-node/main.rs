@@ -19,7 +19,7 @@ use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices, 
 use orien_ledger::chain::{ChainConfig, Url, Wallet};
 use orien_ledger::{Store, StoreOptions};
 
-use orien_protocol::{Clock, EvmAddress, Millis, SystemClock};
+use orien_protocol::{Clock, EvmAddress, Millis, SystemClock, Usdc};
 use orien_provider::{Provider, ProviderConfig};
 use orien_web_api::{ApiConfig, BearerToken};
 
@@ -156,13 +156,19 @@ struct ChainArgs {
     /// Blocks on top of a transaction before it counts.
     #[arg(long, env = "ORIEN_CONFIRMATIONS", default_value_t = 1)]
     confirmations: u64,
-    /// Renter: top a lane up by what a new session needs instead of refusing to open.
-    #[arg(long, env = "ORIEN_AUTO_FUND")]
-    auto_fund: bool,
-    /// Provider: settle unsettled vouchers every this many seconds (0: only on
-    /// `POST /v1/settlements`).
+    /// Renter: top a lane up by what a new session needs instead of refusing to open,
+    /// up to this much USDC deposited on the lane in all (e.g. 20).
+    #[arg(long, env = "ORIEN_AUTO_FUND", value_name = "CAP")]
+    auto_fund: Option<Usdc>,
+    /// Provider: settle unsettled vouchers every this many seconds (0: not on a timer).
     #[arg(long, env = "ORIEN_SETTLE_EVERY_SECS", default_value_t = 3600)]
     settle_every_secs: u64,
+    /// Provider: settle as soon as this much USDC is acknowledged and unsettled.
+    #[arg(long, env = "ORIEN_SETTLE_ABOVE", value_name = "USDC")]
+    settle_above: Option<Usdc>,
+    /// Provider: do not settle at shutdown.
+    #[arg(long, env = "ORIEN_NO_SETTLE_ON_SHUTDOWN")]
+    no_settle_on_shutdown: bool,
 }
 
 impl ChainArgs {
@@ -181,9 +187,10 @@ impl ChainArgs {
         Ok(Some(ChainSettings {
             chain,
             escrow,
-            auto_fund: self.auto_fund,
+            auto_fund_cap: self.auto_fund,
             settle_every: (self.settle_every_secs > 0)
                 .then(|| Duration::from_secs(self.settle_every_secs)),
+            settle_above: self.settle_above,
         }))
     }
 }
@@ -487,16 +494,18 @@ async fn main() -> anyhow::Result<()> {
                         settings.chain.chain_id,
                         wallet.address()
                     ));
-                    Some((payments, settings.settle_every))
+                    Some((payments, settings))
                 }
                 None => None,
             };
-            let _settler = payments.as_ref().and_then(|(p, every)| {
-                provider
-                    .as_ref()
-                    .and(*every)
-                    .map(|every| p.spawn_settler(every))
-            });
+            let _settler = match (&payments, &provider) {
+                (Some((p, settings)), Some(_)) => {
+                    p.spawn_settler(settings.settle_every, settings.settle_above)
+                }
+                _ => None,
+            };
+            let settle_on_shutdown = provider.is_some() && !chain.no_settle_on_shutdown;
+            let payments_handle = payments.as_ref().map(|(p, _)| p.clone());
             let config = NodeConfig {
                 listen,
                 bootstrap,
@@ -549,6 +558,9 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             let _ = std::fs::remove_file(&addr_file);
             close_rented_sessions(&node).await;
+            if settle_on_shutdown && let Some(payments) = &payments_handle {
+                settle_at_shutdown(payments).await;
+            }
             match Arc::try_unwrap(node) {
                 Ok(node) => node.shutdown().await,
                 Err(_) => tracing::warn!(
@@ -586,6 +598,20 @@ fn open_ledger_read_only(data_dir: &std::path::Path) -> anyhow::Result<Store> {
             path.display()
         )
     })
+}
+
+/// Settles what this provider is owed before it stops (bounded in time).
+async fn settle_at_shutdown(payments: &Payments) {
+    match tokio::time::timeout(Duration::from_secs(60), payments.settle()).await {
+        Ok(Ok(batches)) if batches.is_empty() => {}
+        Ok(Ok(batches)) => tracing::info!(transactions = batches.len(), "settled at shutdown"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not settle at shutdown; `orien-node settle` after restart")
+        }
+        Err(_) => {
+            tracing::warn!("settling at shutdown timed out; `orien-node settle` after restart")
+        }
+    }
 }
 
 /// Closes every session this node rents, so each ends on a countersigned closing

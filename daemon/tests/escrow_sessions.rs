@@ -1,0 +1,234 @@
+//! Sessions paid from an `OrienEscrow` lane on a real anvil (`orien-devnet`), between
+//! `orien-node` processes driven through their APIs: the renter cannot open beyond its
+//! lane's deposit, every ack carries a voucher the provider verifies, and a provider
+//! that shuts down settles what it is owed on its way out.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use support::NodeProcess;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// `orien-devnet up`, killed (with its anvil) on drop.
+struct Devnet {
+    child: Child,
+    settings: HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Devnet {
+    fn start(fund: &[String]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("chain.env");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orien-devnet"));
+        command
+            .args(["up", "--env-file"])
+            .arg(&env_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for f in fund {
+            command.args(["--fund", f]);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with("devnet ready"));
+        assert!(ready, "orien-devnet did not come up");
+        let settings = std::fs::read_to_string(&env_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self {
+            child,
+            settings,
+            _dir: dir,
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--chain-rpc".into(),
+            self.settings["ORIEN_CHAIN_RPC"].clone(),
+            "--chain-id".into(),
+            self.settings["ORIEN_CHAIN_ID"].clone(),
+            "--escrow".into(),
+            self.settings["ORIEN_ESCROW"].clone(),
+        ]
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wallet_of(data_dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["wallet", "address"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn micros(value: &serde_json::Value) -> u64 {
+    let (whole, frac) = value.as_str().unwrap().split_once('.').unwrap();
+    whole.parse::<u64>().unwrap() * 1_000_000 + frac.parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
+    // Data directories first: the devnet funds their wallets.
+    let renter_dir = tempfile::tempdir().unwrap();
+    let provider_dir = tempfile::tempdir().unwrap();
+    for dir in [&renter_dir, &provider_dir] {
+        assert!(
+            Command::new(env!("CARGO_BIN_EXE_orien-node"))
+                .arg("--data-dir")
+                .arg(dir.path())
+                .arg("init")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let (renter_wallet, provider_wallet) =
+        (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
+    let devnet = Devnet::start(&[
+        format!("{renter_wallet}=10"),
+        format!("{provider_wallet}=0"),
+    ]);
+    let chain = devnet.args();
+    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+
+    let bootstrap = NodeProcess::start(&[]);
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string();
+    let mut provider_args = vec![
+        "--provider-config",
+        &config,
+        "--receipt-interval-ms",
+        "500",
+        "--settle-every-secs",
+        "0",
+    ];
+    provider_args.extend(&chain);
+    let mut provider = NodeProcess::start_in(provider_dir, &[&bootstrap], &provider_args);
+    let renter = NodeProcess::start_in(renter_dir, &[&bootstrap], &chain);
+
+    let path = format!("/v1/offers?tool=sha256&provider={}", provider.id);
+    let offers = renter
+        .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
+        .await;
+    let (offer, payout) = (
+        offers[0]["id"].as_str().unwrap().to_owned(),
+        offers[0]["payout"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(
+        payout, provider_wallet,
+        "earnings go to the provider's wallet"
+    );
+
+    // No deposit on the lane: refused before anything is asked of the provider.
+    let open = |budget: &str| json!({"offer": offer, "budget": budget, "payment": "escrow"});
+    let refused = renter
+        .send(Method::POST, "/v1/sessions", Some(open("0.05")), &[])
+        .await;
+    assert_eq!(refused.status(), 409);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("wallet fund"),
+        "{problem}"
+    );
+
+    let funded = renter
+        .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "0.1"}))
+        .await;
+    assert_eq!(funded["deposit"], "0.100000");
+    let too_big = renter
+        .send(Method::POST, "/v1/sessions", Some(open("0.5")), &[])
+        .await;
+    assert_eq!(
+        too_big.status(),
+        409,
+        "a budget beyond the deposit is refused"
+    );
+
+    let session = renter.post_json("/v1/sessions", open("0.05")).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let exec = renter
+        .post_json(
+            &format!("/v1/sessions/{id}/executions"),
+            json!({"args": {"file": "nothing-here"}}),
+        )
+        .await;
+    renter
+        .wait_for(
+            &format!("/v1/executions/{}", exec["id"].as_str().unwrap()),
+            LONG,
+            |e| e["state"] != "running",
+        )
+        .await;
+    renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["usage"]["receipts"].as_u64() >= Some(2)
+        })
+        .await;
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    let owed = micros(&closed["amount"]);
+    assert!(owed > 0);
+
+    // Every ack carried a voucher for the lane's total: the provider's ledger holds it.
+    let lanes = provider
+        .wait_for("/v1/settlements", LONG, |l| {
+            l[0]["voucher"]
+                .as_str()
+                .is_some_and(|v| micros(&json!(v)) == owed)
+        })
+        .await;
+    assert_eq!(lanes[0]["settled"], "0.000000");
+
+    // The provider stops: it settles on its way out.
+    assert!(provider.terminate(), "a clean exit");
+    let wallet = renter
+        .wait_for("/v1/wallet", LONG, |w| micros(&w["fees_held"]) > 0)
+        .await;
+    assert_eq!(micros(&wallet["fees_held"]), owed * 7 / 100);
+    assert_eq!(micros(&wallet["reserve_held"]), owed * 3 / 100);
+    assert_eq!(
+        micros(&wallet["usdc"]),
+        10_000_000 - 100_000,
+        "the deposit left the wallet, no more"
+    );
+}
