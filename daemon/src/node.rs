@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub transport: TransportKind,
     /// Network timings.
     pub tuning: NetworkTuning,
+    /// Addresses at which others reach this node (a public address behind port
+    /// forwarding, say), announced as confirmed.
+    pub external_addresses: Vec<Multiaddr>,
     /// Lifetime of the offers this node publishes; they are re-announced at a third of it.
     pub offer_ttl: Duration,
     /// Limits of the offer book.
@@ -54,6 +57,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             transport: TransportKind::Network,
             tuning: NetworkTuning::default(),
+            external_addresses: Vec::new(),
             offer_ttl: Duration::from_secs(3600),
             offer_book: OfferBookLimits::default(),
             sessions: None,
@@ -278,6 +282,21 @@ impl Node {
                 })?;
         }
         let listen_addrs = wait_for_listen_addrs(&mut swarm, config.listen.len()).await?;
+        // A relay hands its addresses to the nodes that reserve through it, so it must
+        // know them: its direct listen addresses (a relay runs where it is reachable),
+        // and any the operator names.
+        if config.tuning.relay_server {
+            for addr in listen_addrs.iter().filter(|a| is_direct(a)) {
+                let mut addr = addr.clone();
+                if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                    addr.pop();
+                }
+                swarm.add_external_address(addr);
+            }
+        }
+        for addr in &config.external_addresses {
+            swarm.add_external_address(addr.clone());
+        }
         for addr in &config.bootstrap {
             let Some(Protocol::P2p(peer)) = addr.iter().last() else {
                 return Err(NodeError::BootstrapWithoutPeerId(addr.clone()));
@@ -315,6 +334,7 @@ impl Node {
             outbound: HashMap::new(),
             commands: commands.clone(),
             own_offer_index: own_offers.clone(),
+            relays: HashMap::new(),
         };
         let mut event_loop = event_loop;
         let sessions = match config.sessions {
@@ -467,6 +487,16 @@ async fn wait_for_listen_addrs(
     Ok(addrs)
 }
 
+/// An address that reaches its node directly (not through a relay, not unspecified).
+fn is_direct(addr: &Multiaddr) -> bool {
+    addr.iter().all(|p| !matches!(p, Protocol::P2pCircuit))
+        && addr.iter().all(|p| match p {
+            Protocol::Ip4(ip) => !ip.is_unspecified(),
+            Protocol::Ip6(ip) => !ip.is_unspecified(),
+            _ => true,
+        })
+}
+
 /// How long a stopping node keeps its connections to deliver its withdrawals.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(500);
 
@@ -516,7 +546,12 @@ struct EventLoop {
     /// To send commands to ourselves from helper tasks.
     commands: mpsc::Sender<Command>,
     own_offer_index: OwnOffers,
+    /// Peers that serve as relays (they announced the hop protocol), with an address.
+    relays: HashMap<PeerId, Multiaddr>,
 }
+
+/// The circuit relay v2 hop protocol, announced by relays through identify.
+const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 impl EventLoop {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -594,6 +629,7 @@ impl EventLoop {
                 request,
                 reply,
             } => {
+                Self::route_via_relays(&mut self.swarm, &self.relays, peer);
                 let id = self
                     .swarm
                     .behaviour_mut()
@@ -787,6 +823,14 @@ impl EventLoop {
                 ..
             })) => {
                 let kad_protocol = libp2p::StreamProtocol::new(orien_protocol::KAD_PROTOCOL);
+                let hop = libp2p::StreamProtocol::new(RELAY_HOP_PROTOCOL);
+                if info.protocols.contains(&hop)
+                    && let Some(addr) = info.listen_addrs.iter().find(|a| is_direct(a))
+                {
+                    debug!(relay = %peer_id, %addr, "peer serves as a relay");
+                    self.relays
+                        .insert(peer_id, addr.clone().with(Protocol::P2p(peer_id)));
+                }
                 if info.protocols.contains(&kad_protocol) {
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -809,6 +853,32 @@ impl EventLoop {
                 debug!(peer = %peer_id, cause = ?cause, "disconnected");
             }
             _ => {}
+        }
+    }
+
+    /// Before a request to a peer this node is not connected to, adds a route to it
+    /// through each known relay: a provider behind NAT is reachable only that way, and
+    /// offers arrive over gossip without addresses. Direct addresses, when known, are
+    /// dialled alongside; DCUtR upgrades a relayed connection when it can.
+    fn route_via_relays(
+        swarm: &mut Swarm<Behaviour>,
+        relays: &HashMap<PeerId, Multiaddr>,
+        peer: PeerId,
+    ) {
+        if swarm.is_connected(&peer) {
+            return;
+        }
+        let routes: Vec<Multiaddr> = relays
+            .iter()
+            .filter(|(relay, _)| **relay != peer && swarm.is_connected(relay))
+            .map(|(_, addr)| {
+                addr.clone()
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer))
+            })
+            .collect();
+        for route in routes {
+            swarm.add_peer_address(peer, route);
         }
     }
 
@@ -918,6 +988,7 @@ impl EventLoop {
                 let request = SessionRequest::ListOffers {
                     tool: Some(find.tool.clone()),
                 };
+                Self::route_via_relays(&mut self.swarm, &self.relays, peer);
                 let request_id = self
                     .swarm
                     .behaviour_mut()

@@ -573,3 +573,57 @@ async fn the_command_line_rents_through_the_local_api() {
     assert_eq!(code, 0);
     assert!(out.contains("4 tool(s)"), "{out}");
 }
+
+/// A provider with no address of its own: it listens only through a relay (the
+/// bootstrap node), as a provider behind home NAT does, and still serves a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_reachable_only_through_a_relay_serves_a_session() {
+    let relay = NodeProcess::start_with(&[], &["--relay-server"]);
+    let circuit = format!("{}/p2p-circuit", relay.listen[0]);
+    let config = example_config();
+    let provider = NodeProcess::start_with_listen(
+        &[&relay],
+        &circuit,
+        &["--provider-config", &config, "--receipt-interval-ms", "500"],
+    );
+    assert!(
+        !provider.listen.is_empty() && provider.listen.iter().all(|a| a.contains("/p2p-circuit")),
+        "the provider listens only through the relay: {:?}",
+        provider.listen
+    );
+    let renter = renter(&relay, 30_000);
+    let offer = offer_of(&renter, &provider, "sha256").await;
+    let session = renter
+        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let exec = renter
+        .post_json(
+            &format!("/v1/sessions/{id}/executions"),
+            json!({"args": {"file": "missing.txt"}}),
+        )
+        .await;
+    let done = renter
+        .wait_for(
+            &format!("/v1/executions/{}", exec["id"].as_str().unwrap()),
+            LONG,
+            |e| e["state"] != "running",
+        )
+        .await;
+    assert_eq!(done["state"], "exited", "{done}");
+    assert_ne!(
+        done["exit_code"], 0,
+        "sha256sum of a missing file fails: {done}"
+    );
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    assert_eq!(closed["state"], "closed");
+    let renter_chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
+    let provider_chain = provider
+        .wait_for(&format!("/v1/receipts?session={id}"), LONG, |c| {
+            c.as_array().map(Vec::len) == renter_chain.as_array().map(Vec::len)
+        })
+        .await;
+    assert_eq!(renter_chain, provider_chain);
+}

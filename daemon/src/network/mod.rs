@@ -57,6 +57,7 @@ mod composed {
     #![allow(missing_docs)]
 
     use libp2p::swarm::NetworkBehaviour;
+    use libp2p::swarm::behaviour::toggle::Toggle;
     use libp2p::{autonat, dcutr, gossipsub, identify, kad, ping, relay, request_response};
 
     use super::codec::SessionCodec;
@@ -66,6 +67,8 @@ mod composed {
     pub struct Behaviour {
         /// Relay client: listen through relays when not directly reachable.
         pub relay_client: relay::client::Behaviour,
+        /// Relay server, on nodes that offer it.
+        pub relay_server: Toggle<relay::Behaviour>,
         /// Direct connection upgrade through relay (hole punching).
         pub dcutr: dcutr::Behaviour,
         /// AutoNAT: learn whether our addresses are publicly reachable.
@@ -96,6 +99,9 @@ pub struct NetworkTuning {
     /// (once per delay however many join), so late joiners hear them without waiting
     /// for the regular re-announcement.
     pub announce_debounce: Duration,
+    /// Serve as a relay (circuit relay v2) for nodes that cannot be reached directly,
+    /// e.g. providers behind home NAT. Bootstrap nodes with a public address do.
+    pub relay_server: bool,
 }
 
 impl Default for NetworkTuning {
@@ -105,6 +111,7 @@ impl Default for NetworkTuning {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             announce_debounce: Duration::from_secs(5),
+            relay_server: false,
         }
     }
 }
@@ -193,8 +200,24 @@ fn behaviour(
         )],
         request_response::Config::default().with_request_timeout(tuning.request_timeout),
     );
+    let relay_server = tuning.relay_server.then(|| {
+        relay::Behaviour::new(
+            peer_id,
+            relay::Config {
+                max_reservations: 256,
+                max_circuits: 256,
+                max_circuits_per_peer: 16,
+                // A session lives as long as its renter keeps it; the defaults (2 min,
+                // 128 KiB) would cut sessions short.
+                max_circuit_duration: Duration::from_secs(24 * 3600),
+                max_circuit_bytes: 1 << 32,
+                ..relay::Config::default()
+            },
+        )
+    });
     Ok(Behaviour {
         relay_client,
+        relay_server: relay_server.into(),
         dcutr: dcutr::Behaviour::new(peer_id),
         autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
         identify: identify::Behaviour::new(identify::Config::new(

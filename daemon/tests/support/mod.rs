@@ -55,10 +55,27 @@ impl NodeProcess {
         Self::start_in(data_dir, bootstrap, extra)
     }
 
+    /// Like [`start_with`](Self::start_with), listening on `listen` instead of a
+    /// loopback TCP port (e.g. a relay circuit).
+    pub fn start_with_listen(bootstrap: &[&NodeProcess], listen: &str, extra: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        run_ok(data_dir.path(), &["init"]);
+        Self::spawn(data_dir, bootstrap, listen, extra)
+    }
+
     /// Runs a node on a data directory already made by `orien-node init`.
     pub fn start_in(
         data_dir: tempfile::TempDir,
         bootstrap: &[&NodeProcess],
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn(data_dir, bootstrap, "/ip4/127.0.0.1/tcp/0", extra)
+    }
+
+    fn spawn(
+        data_dir: tempfile::TempDir,
+        bootstrap: &[&NodeProcess],
+        listen: &str,
         extra: &[&str],
     ) -> Self {
         let id = run_ok(data_dir.path(), &["id"]).trim().to_owned();
@@ -66,13 +83,7 @@ impl NodeProcess {
         command
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args([
-                "run",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--api",
-                "127.0.0.1:0",
-            ])
+            .args(["run", "--listen", listen, "--api", "127.0.0.1:0"])
             .args(extra)
             .env("ORIEN_LOG", "warn")
             .stdout(Stdio::piped())

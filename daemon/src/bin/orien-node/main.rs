@@ -91,6 +91,18 @@ struct RunArgs {
     /// Address of the local HTTP API.
     #[arg(long, env = "ORIEN_API", default_value = "127.0.0.1:7400")]
     api: SocketAddr,
+    /// An address at which others reach this node (e.g. a public address with port
+    /// forwarding); repeat for several.
+    #[arg(
+        long = "external-address",
+        env = "ORIEN_EXTERNAL_ADDRESS",
+        value_delimiter = ','
+    )]
+    external_addresses: Vec<Multiaddr>,
+    /// Serve as a relay for nodes that cannot be reached directly (providers behind
+    /// NAT listen through it with `--listen <relay addr>/p2p-circuit`).
+    #[arg(long, env = "ORIEN_RELAY_SERVER")]
+    relay_server: bool,
     /// Allow the API to listen on a non-loopback address (anyone who can reach it
     /// and holds the token can spend this node's money).
     #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]
@@ -452,6 +464,8 @@ async fn main() -> anyhow::Result<()> {
             let RunArgs {
                 listen,
                 bootstrap,
+                relay_server,
+                external_addresses,
                 api,
                 api_allow_remote,
                 provider_config,
@@ -509,6 +523,11 @@ async fn main() -> anyhow::Result<()> {
             let config = NodeConfig {
                 listen,
                 bootstrap,
+                tuning: orien_daemon::network::NetworkTuning {
+                    relay_server,
+                    ..Default::default()
+                },
+                external_addresses,
                 sessions: Some(SessionServices {
                     store,
                     provider: provider.clone(),
