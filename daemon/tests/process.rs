@@ -163,3 +163,69 @@ async fn every_documented_route_refuses_bad_callers_with_a_4xx_problem() {
     }
     assert!(checked >= 18, "{checked} operations checked");
 }
+
+/// `config.toml` fills what flags and the environment leave unset, and a typo in it
+/// stops the node with the key named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_is_layered_under_flags_and_typos_are_named() {
+    let bootstrap = NodeProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_orien-node");
+    let init = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["init", "--role", "renter"])
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let template = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(
+        template.contains("# provider_config"),
+        "a renter's template leaves the whitelist out"
+    );
+    // The file names the bootstrap peer (no flag does) and a listen address (the
+    // harness's --listen flag wins over it).
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "bootstrap = [\"{}\"]\nlisten = [\"/ip4/127.0.0.1/tcp/1\"]\n",
+            bootstrap.listen[0]
+        ),
+    )
+    .unwrap();
+    let node = NodeProcess::start_in(dir, &[], &[]);
+    assert!(
+        node.listen.iter().all(|a| !a.contains("/tcp/1/")),
+        "{:?}",
+        node.listen
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let info: serde_json::Value = node.get("/v1/node").await.json().await.unwrap();
+        if info["peers"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached the bootstrap from the file"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let typo = tempfile::tempdir().unwrap();
+    std::fs::write(typo.path().join("broken.toml"), "bootstrapp = []\n").unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(typo.path())
+        .arg("--config")
+        .arg(typo.path().join("broken.toml"))
+        .args(["run", "--api", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bootstrapp") && err.contains("broken.toml"),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@
 //! API (`commands`), or read the data directory of a stopped node.
 
 mod commands;
+mod config_file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,14 +38,22 @@ struct Cli {
     /// Print results as JSON (the API's documents).
     #[arg(long, global = true)]
     json: bool,
+    /// Configuration file for `run` (default: config.toml in the data directory).
+    #[arg(long, env = "ORIEN_CONFIG", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the data directory and a new node identity (ed25519, mode 0600).
-    Init,
+    /// Create the data directory: ed25519 identity, API token, payout wallet (all 0600)
+    /// and a commented config.toml.
+    Init {
+        /// What the node will do; shapes the config file it writes.
+        #[arg(long, value_parser = ["provider", "renter", "both"], default_value = "both")]
+        role: String,
+    },
     /// Run the node until interrupted (Ctrl-C or SIGTERM).
     Run(Box<RunArgs>),
     /// Print this node's id.
@@ -270,7 +279,17 @@ fn default_listen() -> Vec<Multiaddr> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    if let (Command::Run(args), Some(run_matches)) =
+        (&mut cli.command, matches.subcommand_matches("run"))
+    {
+        let (path, explicit) = match &cli.config {
+            Some(path) => (path.clone(), true),
+            None => (cli.data_dir.join(config_file::CONFIG_FILE), false),
+        };
+        config_file::FileConfig::load(&path, explicit)?.apply(args, run_matches)?;
+    }
     // A running node logs what it does; one-shot commands only what went wrong.
     let default_filter = if matches!(cli.command, Command::Run(_)) {
         "info"
@@ -285,9 +304,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Init => {
+        Command::Init { role } => {
             let key = identity::create(&cli.data_dir)
                 .with_context(|| format!("initialising {}", cli.data_dir.display()))?;
+            let config = cli.data_dir.join(config_file::CONFIG_FILE);
+            if !config.exists() {
+                std::fs::write(&config, config_file::template(&role))
+                    .with_context(|| format!("writing {}", config.display()))?;
+            }
             BearerToken::create_or_load(&cli.data_dir)?;
             let wallet = Wallet::load_or_create(&cli.data_dir.join(WALLET_FILE))
                 .context("creating the payout wallet")?;
@@ -297,6 +321,7 @@ async fn main() -> anyhow::Result<()> {
                 cli.data_dir.display()
             ));
             emit(&format!("payout wallet: {}", wallet.address()));
+            emit(&format!("config: {}", config.display()));
             emit(&format!(
                 "API token: {}",
                 cli.data_dir.join(orien_web_api::auth::TOKEN_FILE).display()
@@ -421,6 +446,7 @@ async fn main() -> anyhow::Result<()> {
                 "api_token": cli.data_dir.join(orien_web_api::auth::TOKEN_FILE),
                 "wallet": cli.data_dir.join(WALLET_FILE),
                 "ledger": cli.data_dir.join(LEDGER_DIR),
+                "config_file": cli.config.clone().unwrap_or_else(|| cli.data_dir.join(config_file::CONFIG_FILE)),
                 "api_url": api,
                 "environment": std::env::vars()
                     .filter(|(k, _)| k.starts_with("ORIEN_"))
