@@ -199,6 +199,7 @@ pub struct OfferView {
     /// The image it runs in (`sha256:…`).
     pub image_digest: String,
     /// JSON Schema of the arguments.
+    #[schema(value_type = Object)]
     pub args_schema: serde_json::Value,
     /// Prices.
     pub pricing: PricingView,

@@ -374,3 +374,85 @@ async fn a_retried_post_with_the_same_idempotency_key_is_answered_once() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
 }
+
+/// The generated document holds together: it round-trips through utoipa's OpenAPI
+/// model, every `$ref` names a schema it defines, every `{param}` of a path is declared
+/// by each of its operations, and every operation documents a success and a 401.
+#[test]
+fn the_openapi_document_is_consistent() {
+    let doc = serde_json::to_value(openapi()).unwrap();
+    let whole: Result<utoipa::openapi::OpenApi, _> = serde_json::from_value(doc.clone());
+    assert!(whole.is_ok(), "{:?}", whole.err());
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let parsed: Result<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>, _> =
+            serde_json::from_value(schema.clone());
+        assert!(
+            parsed.is_ok(),
+            "schema {name}: {:?}\n{schema}",
+            parsed.err()
+        );
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let parsed: Result<utoipa::openapi::PathItem, _> = serde_json::from_value(item.clone());
+        assert!(parsed.is_ok(), "path {path}: {:?}\n{item}", parsed.err());
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "$ref" {
+                        out.push(v.as_str().unwrap().to_owned());
+                    } else {
+                        refs(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(!found.is_empty());
+    for r in &found {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(schemas.contains_key(name), "{r} is not defined");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let params: Vec<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            let declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .filter_map(|p| p["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for param in &params {
+                assert!(
+                    declared.contains(param),
+                    "{method} {path} does not declare {{{param}}}"
+                );
+            }
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|code| code.starts_with('2')),
+                "{method} {path} documents no success"
+            );
+            if !matches!(path.as_str(), "/healthz" | "/readyz" | "/v1/openapi.json") {
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path} documents no 401"
+                );
+            }
+        }
+    }
+}

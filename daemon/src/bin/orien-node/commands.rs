@@ -114,6 +114,25 @@ fn parse_upload(text: &str) -> Result<(PathBuf, String), String> {
     Ok((PathBuf::from(local), remote.to_owned()))
 }
 
+/// Runs `work` under a spinner on stderr, when stderr is a terminal and the output is
+/// not JSON (scripts and pipes see nothing).
+pub(crate) async fn with_spinner<T>(
+    message: &str,
+    json_out: bool,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::IsTerminal;
+    if json_out || !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(message.to_owned());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let out = work.await;
+    spinner.finish_and_clear();
+    out
+}
+
 /// Prints a line of the command's result.
 #[allow(clippy::print_stdout)]
 pub(crate) fn emit(line: &str) {
@@ -272,7 +291,12 @@ pub(crate) async fn run(
             }
         }
         ClientCommand::Settle => {
-            let settled: Value = client.post("/v1/settlements", &json!({})).await?;
+            let settled: Value = with_spinner(
+                "settling on chain, waiting for confirmations…",
+                json_out,
+                client.post("/v1/settlements", &json!({})),
+            )
+            .await?;
             if json_out {
                 emit_json(&settled)?;
             } else if settled.as_array().is_none_or(Vec::is_empty) {
@@ -313,7 +337,12 @@ async fn session(
                 "max_duration_secs": max_duration_secs,
                 "payment": (payment != "auto").then_some(payment),
             });
-            let opened: Value = client.post("/v1/sessions", &body).await?;
+            let opened: Value = with_spinner(
+                "opening the session (the provider prepares its sandbox)…",
+                json_out,
+                client.post("/v1/sessions", &body),
+            )
+            .await?;
             if json_out {
                 emit_json(&opened)?;
             } else {
@@ -366,12 +395,13 @@ async fn session(
             });
         }
         SessionCommand::Close { session } => {
-            let closed: Value = client
-                .post(
-                    &format!("/v1/sessions/{}/close", encode(&session)),
-                    &json!({}),
-                )
-                .await?;
+            let path = format!("/v1/sessions/{}/close", encode(&session));
+            let closed: Value = with_spinner(
+                "closing (waiting for the closing receipt)…",
+                json_out,
+                client.post(&path, &json!({})),
+            )
+            .await?;
             if json_out {
                 emit_json(&closed)?;
             } else {

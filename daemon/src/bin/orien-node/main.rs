@@ -358,12 +358,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Wallet {
             command: WalletCommand::Fund { to, amount },
         } => {
-            let funded: serde_json::Value = client(&cli.data_dir, cli.api_url.as_deref())?
-                .post(
-                    "/v1/wallet/fund",
-                    &serde_json::json!({"to": to.to_string(), "amount": amount}),
-                )
-                .await?;
+            let api = client(&cli.data_dir, cli.api_url.as_deref())?;
+            let body = serde_json::json!({"to": to.to_string(), "amount": amount});
+            let funded: serde_json::Value = commands::with_spinner(
+                "funding the lane, waiting for confirmations…",
+                cli.json,
+                api.post("/v1/wallet/fund", &body),
+            )
+            .await?;
             if cli.json {
                 emit(&serde_json::to_string_pretty(&funded)?);
             } else {
