@@ -53,6 +53,8 @@ pub struct Metrics {
     pub offers_received: Family<OfferOutcome, Counter>,
     /// `orien_offers_published_total`: offers this node signed and published.
     pub offers_published: Counter,
+    /// `orien_peers_banned_total`: peers cut off for abusing the session protocol.
+    pub peers_banned: Counter,
     /// `orien_sessions_open{role}`: sessions open now.
     pub sessions_open: Family<Role, Gauge>,
     /// `orien_sessions_opened_total{role}`: sessions opened.
@@ -95,6 +97,12 @@ impl Metrics {
             "Offers signed and published by this node",
             offers_published.clone(),
         );
+        let peers_banned = Counter::default();
+        orien.register(
+            "peers_banned",
+            "Peers cut off for abusing the session protocol",
+            peers_banned.clone(),
+        );
         let sessions_open = Family::<Role, Gauge>::default();
         orien.register(
             "sessions_open",
@@ -132,6 +140,7 @@ impl Metrics {
             offers_in_book,
             offers_received,
             offers_published,
+            peers_banned,
             sessions_open,
             sessions_opened,
             sessions_closed,

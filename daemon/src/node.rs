@@ -330,6 +330,8 @@ impl Node {
             metrics: metrics.clone(),
             inbound: None,
             responders: HashMap::new(),
+            abuse: HashMap::new(),
+            banned: std::collections::HashSet::new(),
             next_responder: 0,
             outbound: HashMap::new(),
             commands: commands.clone(),
@@ -539,7 +541,12 @@ struct EventLoop {
     /// The session manager's inbox, when this node serves sessions.
     inbound: Option<mpsc::Sender<Inbound>>,
     /// Inbound requests waiting for the session manager's answer.
-    responders: HashMap<u64, request_response::ResponseChannel<SessionResponse>>,
+    responders: HashMap<u64, (PeerId, request_response::ResponseChannel<SessionResponse>)>,
+    /// Session-protocol abuse per peer (requests about others' sessions, impersonation,
+    /// undecodable frames); at [`ABUSE_LIMIT`] the peer is banned.
+    abuse: HashMap<PeerId, u32>,
+    /// Peers cut off: disconnected on sight, blacklisted in gossip, never answered.
+    banned: std::collections::HashSet<PeerId>,
     next_responder: u64,
     /// Outbound session requests waiting for an answer.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<SessionResponse, NetError>>>,
@@ -549,6 +556,9 @@ struct EventLoop {
     /// Peers that serve as relays (they announced the hop protocol), with an address.
     relays: HashMap<PeerId, Multiaddr>,
 }
+
+/// Abuses of the session protocol after which a peer is banned.
+const ABUSE_LIMIT: u32 = 5;
 
 /// The circuit relay v2 hop protocol, announced by relays through identify.
 const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
@@ -638,15 +648,20 @@ impl EventLoop {
                 self.outbound.insert(id, reply);
             }
             Command::Respond { id, response } => {
-                if let Some(channel) = self.responders.remove(&id)
-                    && self
+                if let Some((peer, channel)) = self.responders.remove(&id) {
+                    let abuse = crate::session::is_abuse(&response);
+                    if self
                         .swarm
                         .behaviour_mut()
                         .session
                         .send_response(channel, response)
                         .is_err()
-                {
-                    debug!("requester went away before the response");
+                    {
+                        debug!("requester went away before the response");
+                    }
+                    if abuse {
+                        self.penalise(peer, "a request about a session it is not part of");
+                    }
                 }
             }
             Command::Stats(reply) => {
@@ -847,6 +862,11 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
+                if self.banned.contains(&peer_id) {
+                    debug!(peer = %peer_id, "banned peer connected; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
             }
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
@@ -1050,8 +1070,25 @@ impl EventLoop {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound session request failed");
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.penalise(peer, "an undecodable session frame");
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Counts one abuse against `peer`; at [`ABUSE_LIMIT`] bans it: blacklisted in
+    /// gossip, disconnected now and whenever it connects again, its requests dropped.
+    fn penalise(&mut self, peer: PeerId, what: &str) {
+        let count = self.abuse.entry(peer).or_insert(0);
+        *count += 1;
+        debug!(%peer, count = *count, what, "session-protocol abuse");
+        if *count >= ABUSE_LIMIT && self.banned.insert(peer) {
+            warn!(%peer, what, "banning a peer that keeps abusing the session protocol");
+            self.metrics.peers_banned.inc();
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -1063,6 +1100,10 @@ impl EventLoop {
         request: SessionRequest,
         channel: request_response::ResponseChannel<SessionResponse>,
     ) {
+        if self.banned.contains(&peer) {
+            drop(channel);
+            return;
+        }
         let response = match (request, &self.inbound) {
             (SessionRequest::ListOffers { tool }, _) => self.list_offers(tool),
             (request, Some(inbound)) => match NodeId::from_peer_id(&peer) {
@@ -1076,7 +1117,7 @@ impl EventLoop {
                         reply,
                     }) {
                         Ok(()) => {
-                            self.responders.insert(id, channel);
+                            self.responders.insert(id, (peer, channel));
                             let commands = self.commands.clone();
                             tokio::spawn(async move {
                                 let response = answer.await.unwrap_or(SessionResponse::Error {

@@ -326,10 +326,24 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
         .await,
         "a forged receipt to the renter",
     );
-    refused(
-        ask(&mut hostile, provider_peer, SessionRequest::Receipt(forged)).await,
-        "a forged receipt to the provider",
+    // The fifth abuse of the provider gets the peer banned: the answer to it may be cut
+    // off with the connection, and nothing is served to it afterwards.
+    match ask(&mut hostile, provider_peer, SessionRequest::Receipt(forged)).await {
+        Ok(SessionResponse::Error { .. }) | Err(_) => {}
+        other => panic!("a forged receipt to the provider was served: {other:?}"),
+    }
+    let after_ban = ask(
+        &mut hostile,
+        provider_peer,
+        SessionRequest::ListFiles { session: honest },
+    )
+    .await;
+    assert!(
+        after_ban.is_err(),
+        "a banned peer is not answered: {after_ban:?}"
     );
+    let metrics = provider.metrics().render();
+    assert!(metrics.contains("orien_peers_banned_total 1"), "{metrics}");
 
     // Raw bytes on the same protocol: garbage, a 4 GiB length prefix, a frame whose
     // payload is not canonical. None gets an answer; nothing is allocated for the lie.

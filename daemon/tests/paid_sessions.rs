@@ -627,3 +627,78 @@ async fn a_provider_reachable_only_through_a_relay_serves_a_session() {
         .await;
     assert_eq!(renter_chain, provider_chain);
 }
+
+/// The market as separate processes: a renter sees both providers' offers, a node that
+/// joins late rents a tool at once (its book is empty, so it asks the DHT), and the
+/// offer of a provider that died without withdrawing expires from the book.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_from_two_providers_reach_renters_and_expire_when_their_provider_dies() {
+    let bootstrap = NodeProcess::start(&[]);
+    let config = example_config();
+    let first = provider(&bootstrap, 10_000);
+    let mut second = NodeProcess::start_with(
+        &[&bootstrap],
+        &["--provider-config", &config, "--offer-ttl-secs", "4"],
+    );
+    let renter = renter(&bootstrap, 30_000);
+    let both = renter
+        .wait_for("/v1/offers?tool=sha256", LONG, |o| {
+            o.as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+    let mut providers: Vec<&str> = both
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["provider"].as_str().unwrap())
+        .collect();
+    providers.sort_unstable();
+    let mut expected = [first.id.as_str(), second.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(providers, expected);
+
+    // A late joiner opens by tool straight away.
+    let late = NodeProcess::start(&[&bootstrap]);
+    let opened = late
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"tool": "wc", "provider": first.id, "budget": "0.1"})),
+            &[],
+        )
+        .await;
+    let status = opened.status();
+    let session: Value = opened.json().await.unwrap();
+    assert_eq!(status, 201, "{session}");
+    late.post_json(
+        &format!("/v1/sessions/{}/close", session["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+
+    // The second provider dies without withdrawing: its offer expires (4 s).
+    second.kill();
+    renter
+        .wait_for("/v1/offers?tool=sha256", LONG, |o| {
+            o.as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["provider"] == first.id.as_str())
+        })
+        .await;
+    for container in containers_of_node(&second.id) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &container])
+            .output();
+    }
+}
+
+fn containers_of_node(node: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=orien.node={node}")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -273,6 +273,25 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
+/// The refusal of a request about a session the peer is not part of. The node counts
+/// these (and impersonation) against the peer.
+pub(crate) const NOT_YOUR_SESSION: &str = "unknown session";
+/// The refusal of an open that names another node as renter.
+pub(crate) const IMPERSONATION: &str =
+    "the renter named in the request is not the peer that sent it";
+
+/// Whether an answer refuses something only a hostile peer sends.
+pub(crate) fn is_abuse(response: &SessionResponse) -> bool {
+    match response {
+        SessionResponse::Error { detail, .. } => detail == NOT_YOUR_SESSION,
+        SessionResponse::Rejected(rejected) => matches!(
+            &rejected.reason,
+            orien_protocol::RejectReason::InvalidRequest { detail } if detail == IMPERSONATION
+        ),
+        _ => false,
+    }
+}
+
 /// How many inbound session requests may wait for the manager.
 const INBOX: usize = 256;
 
@@ -380,7 +399,7 @@ impl Sessions {
             return;
         }
         debug!(%peer, %session, "request for an unknown session");
-        let _ = reply.send(error(RpcErrorCode::BadRequest, "unknown session"));
+        let _ = reply.send(error(RpcErrorCode::BadRequest, NOT_YOUR_SESSION));
     }
 
     /// Opens a session on `offer` (from the offer book) with `budget` for at most

@@ -104,7 +104,7 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         return invalid("this node sells no tools");
     };
     if open.renter != peer {
-        return invalid("the renter named in the request is not the peer that sent it");
+        return invalid(super::IMPERSONATION);
     }
     let Some(offer) = inner.own_offers.get(&open.offer) else {
         return reject(RejectReason::UnknownOffer);

@@ -108,6 +108,9 @@ struct RunArgs {
         value_delimiter = ','
     )]
     external_addresses: Vec<Multiaddr>,
+    /// Lifetime of this node's offers (seconds); they are re-announced at a third of it.
+    #[arg(long, env = "ORIEN_OFFER_TTL_SECS", default_value_t = 3600)]
+    offer_ttl_secs: u64,
     /// Serve as a relay for nodes that cannot be reached directly (providers behind
     /// NAT listen through it with `--listen <relay addr>/p2p-circuit`).
     #[arg(long, env = "ORIEN_RELAY_SERVER")]
@@ -494,6 +497,7 @@ async fn main() -> anyhow::Result<()> {
                 bootstrap,
                 relay_server,
                 external_addresses,
+                offer_ttl_secs,
                 api,
                 api_allow_remote,
                 provider_config,
@@ -556,6 +560,7 @@ async fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 external_addresses,
+                offer_ttl: Duration::from_secs(offer_ttl_secs.max(1)),
                 sessions: Some(SessionServices {
                     store,
                     provider: provider.clone(),
