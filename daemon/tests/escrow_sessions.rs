@@ -98,8 +98,12 @@ fn wallet_of(data_dir: &std::path::Path) -> String {
 }
 
 fn micros(value: &serde_json::Value) -> u64 {
-    let (whole, frac) = value.as_str().unwrap().split_once('.').unwrap();
-    whole.parse::<u64>().unwrap() * 1_000_000 + frac.parse::<u64>().unwrap()
+    value
+        .as_str()
+        .unwrap()
+        .parse::<orien_protocol::Usdc>()
+        .unwrap()
+        .micros()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,18 +189,8 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
 
     let session = renter.post_json("/v1/sessions", open("0.05")).await;
     let id = session["id"].as_str().unwrap().to_owned();
-    let exec = renter
-        .post_json(
-            &format!("/v1/sessions/{id}/executions"),
-            json!({"args": {"file": "nothing-here"}}),
-        )
-        .await;
     renter
-        .wait_for(
-            &format!("/v1/executions/{}", exec["id"].as_str().unwrap()),
-            LONG,
-            |e| e["state"] != "running",
-        )
+        .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
         .await;
     renter
         .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {

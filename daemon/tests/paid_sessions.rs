@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use orien_protocol::Usdc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::NodeProcess;
@@ -106,14 +107,10 @@ async fn logs(
     parse_sse(&text)
 }
 
-fn containers_of(session: &str) -> Vec<String> {
+/// Containers (running or not) carrying the label `key=value`.
+fn containers_labelled(key: &str, value: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=orien.session={session}"),
-        ])
+        .args(["ps", "-aq", "--filter", &format!("label={key}={value}")])
         .output()
         .unwrap();
     assert!(
@@ -126,6 +123,10 @@ fn containers_of(session: &str) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+fn containers_of(session: &str) -> Vec<String> {
+    containers_labelled("orien.session", session)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,17 +257,7 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
 
     // Refused arguments are reported and not charged.
     let refused = renter
-        .post_json(
-            &format!("/v1/sessions/{id}/executions"),
-            json!({"args": {"file": "../etc/passwd"}}),
-        )
-        .await;
-    let refused = renter
-        .wait_for(
-            &format!("/v1/executions/{}", refused["id"].as_str().unwrap()),
-            LONG,
-            |e| e["state"] != "running",
-        )
+        .run_to_end(&id, json!({"file": "../etc/passwd"}), LONG)
         .await;
     assert_eq!(refused["state"], "invalid_arguments", "{refused}");
 
@@ -297,11 +288,7 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
     assert_eq!(on_provider["amount"], last["amount"]);
     assert_eq!(on_provider["amount"], closed["amount"]);
     assert_eq!(on_provider["split"], closed["split"]);
-    let micros = |s: &Value| -> u64 {
-        let s = s.as_str().unwrap();
-        let (whole, frac) = s.split_once('.').unwrap();
-        whole.parse::<u64>().unwrap() * 1_000_000 + frac.parse::<u64>().unwrap()
-    };
+    let micros = |s: &Value| s.as_str().unwrap().parse::<Usdc>().unwrap().micros();
     let amount = micros(&closed["amount"]);
     let (fee, reserve, provider_share) = (
         micros(&closed["split"]["fee"]),
@@ -597,18 +584,8 @@ async fn a_provider_reachable_only_through_a_relay_serves_a_session() {
         .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
         .await;
     let id = session["id"].as_str().unwrap().to_owned();
-    let exec = renter
-        .post_json(
-            &format!("/v1/sessions/{id}/executions"),
-            json!({"args": {"file": "missing.txt"}}),
-        )
-        .await;
     let done = renter
-        .wait_for(
-            &format!("/v1/executions/{}", exec["id"].as_str().unwrap()),
-            LONG,
-            |e| e["state"] != "running",
-        )
+        .run_to_end(&id, json!({"file": "missing.txt"}), LONG)
         .await;
     assert_eq!(done["state"], "exited", "{done}");
     assert_ne!(
@@ -684,21 +661,9 @@ async fn offers_from_two_providers_reach_renters_and_expire_when_their_provider_
                 .is_some_and(|a| a.len() == 1 && a[0]["provider"] == first.id.as_str())
         })
         .await;
-    for container in containers_of_node(&second.id) {
+    for container in containers_labelled("orien.node", &second.id) {
         let _ = Command::new("docker")
             .args(["rm", "-f", "-v", &container])
             .output();
     }
-}
-
-fn containers_of_node(node: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=orien.node={node}")])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }

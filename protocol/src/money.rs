@@ -92,14 +92,31 @@ impl Usdc {
     }
 }
 
-impl fmt::Display for Usdc {
+impl Usdc {
+    /// The amount as a bare decimal with six places (`1.250000`), as the API and JSON
+    /// write it; `Display` adds the unit.
+    pub fn decimal(self) -> impl fmt::Display {
+        Decimal(self.0)
+    }
+}
+
+/// See [`Usdc::decimal`].
+struct Decimal(u64);
+
+impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}.{:06} USDC",
+            "{}.{:06}",
             self.0 / MICROS_PER_USDC,
             self.0 % MICROS_PER_USDC
         )
+    }
+}
+
+impl fmt::Display for Usdc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} USDC", self.decimal())
     }
 }
 
@@ -162,11 +179,7 @@ impl FromStr for Usdc {
 impl Serialize for Usdc {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            serializer.collect_str(&format_args!(
-                "{}.{:06}",
-                self.0 / MICROS_PER_USDC,
-                self.0 % MICROS_PER_USDC
-            ))
+            serializer.collect_str(&self.decimal())
         } else {
             serializer.serialize_u64(self.0)
         }

@@ -20,7 +20,7 @@ pub const DEFAULT_SESSION_SECS: u64 = 3600;
 
 /// A USDC amount as the API writes it: `"1.250000"`.
 pub fn usdc_string(amount: Usdc) -> String {
-    amount.to_string().trim_end_matches(" USDC").to_owned()
+    amount.decimal().to_string()
 }
 
 fn parse_field<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError>

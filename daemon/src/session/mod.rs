@@ -519,19 +519,7 @@ impl Sessions {
 
     /// An execution of a rented session, found by its id alone.
     pub fn execution(&self, exec: ExecId) -> Result<ExecSnapshot, SessionError> {
-        let (session, logs) = {
-            let history = self.inner.history();
-            let session = *history
-                .execs
-                .get(&exec)
-                .ok_or(SessionError::UnknownExec(exec))?;
-            let logs = history
-                .sessions
-                .get(&session)
-                .map(|(_, logs)| logs.clone())
-                .ok_or(SessionError::UnknownExec(exec))?;
-            (session, logs)
-        };
+        let (session, logs) = self.logs_of(exec)?;
         let view = logs.view(exec)?;
         let session_ended = !self.inner.rented().contains_key(&session);
         Ok(ExecSnapshot {
@@ -539,6 +527,21 @@ impl Sessions {
             view,
             session_ended,
         })
+    }
+
+    /// The session of an execution and its logs, from the history.
+    fn logs_of(&self, exec: ExecId) -> Result<(SessionId, Arc<ExecLogs>), SessionError> {
+        let history = self.inner.history();
+        let session = *history
+            .execs
+            .get(&exec)
+            .ok_or(SessionError::UnknownExec(exec))?;
+        let logs = history
+            .sessions
+            .get(&session)
+            .map(|(_, logs)| logs.clone())
+            .ok_or(SessionError::UnknownExec(exec))?;
+        Ok((session, logs))
     }
 
     /// Waits until an execution has more than `seen` events, or has exited, or its
@@ -550,18 +553,7 @@ impl Sessions {
         timeout: Duration,
     ) -> Result<ExecSnapshot, SessionError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let logs = {
-            let history = self.inner.history();
-            let session = history
-                .execs
-                .get(&exec)
-                .ok_or(SessionError::UnknownExec(exec))?;
-            history
-                .sessions
-                .get(session)
-                .map(|(_, logs)| logs.clone())
-                .ok_or(SessionError::UnknownExec(exec))?
-        };
+        let (_, logs) = self.logs_of(exec)?;
         loop {
             // Registered before the check, so a change between the two is not missed.
             let changed = logs.changed.notified();

@@ -204,6 +204,25 @@ impl NodeProcess {
         }
     }
 
+    /// Starts an execution with `args` in `session` and waits (at most `timeout`) until
+    /// it is no longer running; returns the execution document.
+    pub async fn run_to_end(
+        &self,
+        session: &str,
+        args: serde_json::Value,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let exec = self
+            .post_json(
+                &format!("/v1/sessions/{session}/executions"),
+                serde_json::json!({ "args": args }),
+            )
+            .await;
+        let path = format!("/v1/executions/{}", exec["id"].as_str().unwrap());
+        self.wait_for(&path, timeout, |e| e["state"] != "running")
+            .await
+    }
+
     /// Sends SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
