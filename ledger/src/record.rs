@@ -79,15 +79,18 @@ pub enum RecordError {
     },
 }
 
+/// Initial buffer of an encoding: larger than a receipt record with its ack.
+const ENCODE_CAPACITY: usize = 512;
+
 /// Encodes `value` as `VERSION ‖ postcard(value)`.
 pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, RecordError> {
-    let body = postcard::to_stdvec(value).map_err(|e| RecordError::Malformed {
+    // Sized for typical records up front: one allocation instead of a growing buffer.
+    let mut out = Vec::with_capacity(T::MAX_LEN.min(ENCODE_CAPACITY));
+    out.push(T::VERSION);
+    let out = postcard::to_extend(value, out).map_err(|e| RecordError::Malformed {
         kind: T::KIND,
         reason: e.to_string(),
     })?;
-    let mut out = Vec::with_capacity(1 + body.len());
-    out.push(T::VERSION);
-    out.extend_from_slice(&body);
     if out.len() > T::MAX_LEN {
         return Err(RecordError::TooLarge {
             kind: T::KIND,

@@ -22,18 +22,23 @@ pub(crate) struct Claim<'a, T> {
 /// Largest chunk handed to one batch verification.
 const CHUNK: usize = 256;
 
-/// Verifies every claim; `Ok(())` or the indices of the claims that fail.
+/// The machine's cores, as far as this process may use them.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Verifies every claim on up to `threads` threads (the caller's included); `Ok(())`
+/// or the indices of the claims that fail.
 pub(crate) fn verify_all<T: SignedPayload + Sync>(
     claims: &[Claim<'_, T>],
+    threads: usize,
 ) -> Result<(), Vec<usize>> {
     if claims.is_empty() {
         return Ok(());
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(claims.len().div_ceil(CHUNK))
-        .max(1);
+    let threads = threads.min(claims.len().div_ceil(CHUNK)).max(1);
     let per_thread = claims.len().div_ceil(threads);
     let mut bad: Vec<usize> = if threads == 1 {
         verify_range(claims, 0)
@@ -148,13 +153,13 @@ mod tests {
                 signed: s,
             })
             .collect();
-        assert_eq!(verify_all(&claims), Err(vec![76, 554]));
+        assert_eq!(verify_all(&claims, 2), Err(vec![76, 554]));
         let good: Vec<_> = claims
             .into_iter()
             .enumerate()
             .filter(|(i, _)| *i != 76 && *i != 554)
             .map(|(_, c)| c)
             .collect();
-        assert_eq!(verify_all(&good), Ok(()));
+        assert_eq!(verify_all(&good, 1), Ok(()));
     }
 }

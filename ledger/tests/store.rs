@@ -405,3 +405,76 @@ fn ingest_many_returns_one_result_per_receipt_in_order() {
     assert_eq!(t.store.session_totals(&session).unwrap().receipts, 1_234);
     t.store.verify().unwrap();
 }
+
+#[test]
+fn ingest_many_across_groups_and_sessions_matches_ingesting_one_by_one() {
+    let p = parties();
+    let forger = orien_protocol::NodeKey::from_secret_bytes([0x77; 32]);
+    let sessions: Vec<SessionId> = (0..5).map(|_| SessionId::random()).collect();
+    let mut builders: Vec<ChainBuilder> = sessions
+        .iter()
+        .map(|s| ChainBuilder::new(*s, None))
+        .collect();
+    // Five groups, receipts of five sessions interleaved: several verifier threads take
+    // groups and may finish them out of order; results and commits must not notice.
+    let mut batch: Vec<_> = (0..5_000)
+        .map(|i| builders[i % 5].next(&p, 1 + i as u64 % 13))
+        .collect();
+    // Forged acks in three groups (three sessions stop there), and an earlier receipt
+    // again at the end (an idempotent retry).
+    for i in [101, 2_222, 4_003] {
+        let ack = batch[i].ack.verify().unwrap();
+        batch[i].ack = forger.sign(&ack).unwrap();
+    }
+    batch.push(batch[40].clone());
+
+    let stores = [temp_store(), temp_store()];
+    for t in &stores {
+        for s in &sessions {
+            t.store
+                .open_session(session_record(
+                    *s,
+                    &p,
+                    PaymentLane::Ledger,
+                    usdc(u64::MAX / 2),
+                ))
+                .unwrap();
+        }
+    }
+    let many = stores[0].store.ingest_many(batch.clone(), None);
+    let one: Vec<_> = batch
+        .into_iter()
+        .map(|r| stores[1].store.ingest(r))
+        .collect();
+    assert_eq!(many.len(), one.len());
+    for (i, (a, b)) in many.iter().zip(&one).enumerate() {
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "receipt {i}"),
+            (Err(a), Err(b)) => assert_eq!(
+                std::mem::discriminant(a),
+                std::mem::discriminant(b),
+                "receipt {i}: {a} vs {b}"
+            ),
+            _ => panic!("receipt {i}: {a:?} in a batch, {b:?} one by one"),
+        }
+    }
+    for i in [101, 2_222, 4_003] {
+        assert!(
+            matches!(many[i], Err(StoreError::BadAck { .. })),
+            "{:?}",
+            many[i]
+        );
+    }
+    assert!(matches!(&many[5_000], Ok(d) if !d.newly_applied()));
+    // Sessions 0 and 4 run to the end (1,000 each); sessions 1, 2 and 3 stop at their
+    // forged ack (seq 21, 445, 801). The retry is one more `Ok`.
+    let stored = 1_000 + 1_000 + 20 + 444 + 800;
+    assert_eq!(many.iter().filter(|r| r.is_ok()).count(), stored + 1);
+    assert_eq!(
+        stores[0].store.balances().unwrap(),
+        stores[1].store.balances().unwrap()
+    );
+    for t in &stores {
+        assert_eq!(t.store.verify().unwrap().receipts, stored as u64);
+    }
+}

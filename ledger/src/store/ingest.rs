@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use orien_protocol::{
     LaneId, PaymentLane, ReceiptAck, ReceiptHash, SessionId, Timestamp, UsageReceipt, Usdc, wire,
 };
-use rocksdb::WriteBatch;
 use tracing::{debug, debug_span, warn};
 
-use super::{Store, StoreError, Writer, keys};
+use super::group::{Feed, GroupWrites};
+use super::{FastMap, Store, StoreError, Writer, keys};
 use crate::accounts::{Account, Balance};
 use crate::dispute::{DisputeReason, Evidence, Quantity};
 use crate::posting::{Posting, Side};
@@ -76,10 +76,10 @@ pub(crate) struct Pending {
 /// Uncommitted changes of one group, applied to the caches only after the write.
 #[derive(Default)]
 struct Overlay {
-    heads: HashMap<SessionId, SessionHead>,
-    balances: HashMap<Account, Balance>,
-    lanes: HashMap<LaneId, LaneSettlement>,
-    receipts: HashMap<(SessionId, u64), ReceiptHash>,
+    heads: FastMap<SessionId, SessionHead>,
+    balances: FastMap<Account, Balance>,
+    lanes: FastMap<LaneId, LaneSettlement>,
+    receipts: FastMap<(SessionId, u64), ReceiptHash>,
 }
 
 impl Store {
@@ -121,10 +121,11 @@ impl Store {
     }
 
     /// Ingests many acked receipts: signatures are batch-verified on all cores and the
-    /// receipts are committed in synced groups of up to [`MAX_GROUP`]; verification of
-    /// the next group overlaps the commit of the previous one. Results are in input
-    /// order. `local` names this node: signatures it made itself are
-    /// not checked again.
+    /// receipts are committed in synced groups of up to [`MAX_GROUP`]. One verifier
+    /// thread per core takes whole groups (decode and batch verification) while this
+    /// thread commits the verified groups in input order, so verification never waits
+    /// on a commit and commits never wait on a barrier. Results are in input order.
+    /// `local` names this node: signatures it made itself are not checked again.
     pub fn ingest_many(
         &self,
         batch: Vec<AckedReceipt>,
@@ -133,29 +134,50 @@ impl Store {
         if let Err(e) = self.writable() {
             return batch.iter().map(|_| Err(e.clone())).collect();
         }
-        let mut results: Vec<Ingested> = Vec::with_capacity(batch.len());
-        let mut chunks = Vec::new();
-        let mut rest = batch;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(MAX_GROUP));
-            chunks.push(rest);
-            rest = tail;
-        }
+        let groups = batch.len().div_ceil(MAX_GROUP);
+        let cores = signatures::cores();
+        let verifiers = cores.min(groups).max(1);
+        // With fewer groups than cores, each group is verified on several threads.
+        let threads_per_group = (cores / verifiers).max(1);
+        let feed = Feed::new(batch, verifiers);
+        let mut results: Vec<Ingested> = Vec::with_capacity(feed.len());
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Pending>>(1);
-            scope.spawn(move || {
-                for chunk in chunks {
-                    let pending = self.verify_chunk(chunk, local);
-                    if tx.send(pending).is_err() {
-                        break;
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Pending>)>();
+            for _ in 0..verifiers {
+                let (tx, feed) = (tx.clone(), &feed);
+                scope.spawn(move || {
+                    while let Some((index, group)) = feed.take() {
+                        let pending = self.verify_chunk(group, local, threads_per_group);
+                        if tx.send((index, pending)).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
-            for pending in rx {
+                });
+            }
+            drop(tx);
+            // Stops the verifiers should this thread unwind.
+            let _closed = feed.close_on_drop();
+            let mut early: HashMap<usize, Vec<Pending>> = HashMap::new();
+            for next in 0..groups {
+                let pending = match early.remove(&next) {
+                    Some(p) => p,
+                    None => loop {
+                        match rx.recv() {
+                            Ok((index, pending)) if index == next => break pending,
+                            Ok((index, pending)) => {
+                                early.insert(index, pending);
+                            }
+                            // Every verifier is gone before this group: one of them
+                            // panicked, and the scope re-raises that panic.
+                            Err(_) => return,
+                        }
+                    },
+                };
                 let slots: Vec<Slot> = pending.iter().map(|p| Arc::clone(&p.slot)).collect();
                 self.enqueue(pending);
                 self.commit_queued();
                 results.extend(slots.iter().map(take));
+                feed.committed();
             }
         });
         results
@@ -165,6 +187,7 @@ impl Store {
         &self,
         chunk: Vec<AckedReceipt>,
         local: Option<&orien_protocol::NodeId>,
+        threads: usize,
     ) -> Vec<Pending> {
         let prepared: Vec<Result<Verified, StoreError>> =
             chunk.into_iter().map(|a| self.prepare(a)).collect();
@@ -192,8 +215,8 @@ impl Store {
                 ));
             }
         }
-        let bad_receipts = check(&receipt_claims);
-        let bad_acks = check(&ack_claims);
+        let bad_receipts = check(&receipt_claims, threads);
+        let bad_acks = check(&ack_claims, threads);
         prepared
             .into_iter()
             .enumerate()
@@ -266,7 +289,7 @@ impl Store {
     fn commit_group(&self, writer: &mut Writer, group: Vec<Pending>) {
         let now = self.clock.wall();
         let mut overlay = Overlay::default();
-        let mut batch = WriteBatch::default();
+        let mut batch = GroupWrites::default();
         let mut outcomes: Vec<(Slot, Ingested)> = Vec::with_capacity(group.len());
         for pending in group {
             let outcome = pending
@@ -279,7 +302,7 @@ impl Store {
             Ok(())
         } else {
             self.flush_overlay(&overlay, &mut batch)
-                .and_then(|()| self.write(batch, "commit receipts"))
+                .and_then(|()| self.write(batch.into_batch(self), "commit receipts"))
         };
         match write {
             Ok(()) => {
@@ -300,13 +323,9 @@ impl Store {
         }
     }
 
-    fn flush_overlay(&self, overlay: &Overlay, batch: &mut WriteBatch) -> Result<(), StoreError> {
+    fn flush_overlay(&self, overlay: &Overlay, batch: &mut GroupWrites) -> Result<(), StoreError> {
         for (session, head) in &overlay.heads {
-            batch.put_cf(
-                self.cf(keys::SESSIONS),
-                keys::session_head(session),
-                encode(head)?,
-            );
+            batch.put(keys::SESSIONS, keys::session_head(session), encode(head)?);
         }
         for (account, balance) in &overlay.balances {
             // Conservation of every touched account is re-asserted before it is written.
@@ -315,10 +334,10 @@ impl Store {
                 "balance of {account} would be {} µUSDC",
                 balance.net(account)
             );
-            batch.put_cf(self.cf(keys::BALANCES), account.key(), encode(balance)?);
+            batch.put(keys::BALANCES, account.key(), encode(balance)?);
         }
         for (lane, state) in &overlay.lanes {
-            batch.put_cf(self.cf(keys::SETTLEMENT), keys::lane(lane), encode(state)?);
+            batch.put(keys::SETTLEMENT, keys::lane(lane), encode(state)?);
         }
         Ok(())
     }
@@ -328,7 +347,7 @@ impl Store {
         &self,
         writer: &mut Writer,
         overlay: &mut Overlay,
-        batch: &mut WriteBatch,
+        batch: &mut GroupWrites,
         v: Verified,
         now: Timestamp,
     ) -> Ingested {
@@ -374,8 +393,8 @@ impl Store {
                 reason: reason.clone(),
                 recorded_at: now,
             };
-            batch.put_cf(
-                self.cf(keys::EVIDENCE),
+            batch.put(
+                keys::EVIDENCE,
                 keys::evidence(&r.session, r.seq, v.hash.as_bytes()),
                 encode(&evidence)?,
             );
@@ -545,13 +564,13 @@ impl Store {
             acked: v.acked,
             committed_at: now,
         };
-        batch.put_cf(
-            self.cf(keys::RECEIPTS),
+        batch.put(
+            keys::RECEIPTS,
             keys::receipt(&r.session, r.seq),
             encode(&stored)?,
         );
-        batch.put_cf(
-            self.cf(keys::POSTINGS),
+        batch.put(
+            keys::POSTINGS,
             keys::posting(&posting.cause),
             encode(&posting)?,
         );
@@ -576,7 +595,10 @@ impl Store {
     }
 }
 
-fn check<T: orien_protocol::SignedPayload + Sync>(claims: &[(usize, Claim<'_, T>)]) -> Vec<usize> {
+fn check<T: orien_protocol::SignedPayload + Sync>(
+    claims: &[(usize, Claim<'_, T>)],
+    threads: usize,
+) -> Vec<usize> {
     let only: Vec<Claim<'_, T>> = claims
         .iter()
         .map(|(_, c)| Claim {
@@ -584,7 +606,7 @@ fn check<T: orien_protocol::SignedPayload + Sync>(claims: &[(usize, Claim<'_, T>
             signed: c.signed,
         })
         .collect();
-    match signatures::verify_all(&only) {
+    match signatures::verify_all(&only, threads) {
         Ok(()) => Vec::new(),
         Err(bad) => bad.into_iter().map(|i| claims[i].0).collect(),
     }
