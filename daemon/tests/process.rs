@@ -229,3 +229,66 @@ async fn the_config_file_is_layered_under_flags_and_typos_are_named() {
         "{err}"
     );
 }
+
+/// `tools prepare` builds a missing `orien/<name>` image with the recipe beside the
+/// config (`images/<name>/build`), then finds it ready and leaves it alone.
+#[test]
+fn tools_prepare_builds_a_missing_image_with_its_recipe_then_finds_it_ready() {
+    struct RemoveImage(String);
+    impl Drop for RemoveImage {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", &self.0])
+                .output();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    std::fs::create_dir_all(dir.path().join("images/busybox")).unwrap();
+    std::fs::copy(
+        configs.join("images/busybox/build"),
+        dir.path().join("images/busybox/build"),
+    )
+    .unwrap();
+    let image = format!("orien/busybox:prepare-test-{}", std::process::id());
+    let config = std::fs::read_to_string(configs.join("provider.example.toml"))
+        .unwrap()
+        .replace("orien/busybox:1", &image);
+    let file = dir.path().join("provider.toml");
+    std::fs::write(&file, config).unwrap();
+    let _cleanup = RemoveImage(image.clone());
+    let prepare = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orien-node"))
+            .args(["--json", "tools", "prepare"])
+            .arg(&file)
+            .env("ORIEN_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report.as_array().unwrap().len(), 1, "{report}");
+        report[0].clone()
+    };
+
+    let first = prepare();
+    assert_eq!(first["prepared"], "built", "{first}");
+    assert_eq!(first["image"], image.as_str());
+    assert_eq!(first["tools"].as_array().unwrap().len(), 4, "{first}");
+    let inspect = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "the image exists after prepare");
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        first["digest"].as_str().unwrap()
+    );
+
+    let second = prepare();
+    assert_eq!(second["prepared"], "ready", "{second}");
+    assert_eq!(second["digest"], first["digest"]);
+}

@@ -116,5 +116,6 @@ fn missing_images_message(missing: &[MissingImage]) -> String {
             m.tool, m.image, m.fix
         ));
     }
+    out.push_str("\n  or prepare them all: orien-node tools prepare <provider config>");
     out
 }

@@ -34,6 +34,7 @@ mod container;
 pub mod engine;
 pub mod error;
 mod exec;
+pub mod images;
 mod provider;
 mod reaper;
 mod session;

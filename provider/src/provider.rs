@@ -65,13 +65,8 @@ impl Provider {
             let mut missing = Vec::new();
             let mut images = BTreeMap::new();
             for tool in &tools {
-                match engine.docker().inspect_image(tool.image()).await {
-                    Ok(image) => {
-                        let id = image.id.unwrap_or_default();
-                        let digest: ImageDigest = id.parse().map_err(|_| EngineError::Refused {
-                            operation: "inspect image",
-                            detail: format!("image `{}` has an unexpected id `{id}`", tool.image()),
-                        })?;
+                match crate::images::present(&engine, tool.image()).await? {
+                    Some(digest) => {
                         if let Some(pinned) = tool.pinned_digest()
                             && pinned != digest
                         {
@@ -84,10 +79,7 @@ impl Provider {
                         }
                         images.insert(tool.name().clone(), digest);
                     }
-                    Err(e) if EngineError::is_not_found(&e) => {
-                        missing.push(MissingImage::new(tool.name().clone(), tool.image()));
-                    }
-                    Err(e) => return Err(engine.error("inspect image", e).into()),
+                    None => missing.push(MissingImage::new(tool.name().clone(), tool.image())),
                 }
             }
             if !missing.is_empty() {

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 pub(crate) enum ClientCommand {
     /// This node: id, version, peers, known offers (and its wallet on a chain).
     Status,
-    /// Tools this node sells (`tools validate FILE` checks a provider config offline).
+    /// Tools this node sells (`tools validate FILE` checks a provider config offline,
+    /// `tools prepare FILE` builds or pulls its images).
     Tools {
         #[command(subcommand)]
         command: Option<ToolsCommand>,
@@ -51,6 +52,13 @@ pub(crate) enum ClientCommand {
 pub(crate) enum ToolsCommand {
     /// Check a provider configuration: every tool, its schema, limits and price.
     Validate {
+        /// The TOML file (see configs/provider.example.toml).
+        file: PathBuf,
+    },
+    /// Make every image the configuration names present in the Docker engine: build
+    /// `orien/<name>` images with their recipe (<config dir>/images/<name>/build), pull
+    /// the others. Images already present are left as they are.
+    Prepare {
         /// The TOML file (see configs/provider.example.toml).
         file: PathBuf,
     },
@@ -217,9 +225,9 @@ pub(crate) async fn run(
             }
         }
         ClientCommand::Tools {
-            command: Some(ToolsCommand::Validate { .. }),
+            command: Some(ToolsCommand::Validate { .. } | ToolsCommand::Prepare { .. }),
         } => {
-            unreachable!("validated offline by the caller")
+            unreachable!("run offline by the caller")
         }
         ClientCommand::Tools { command: None } => {
             let tools: Value = client.get("/v1/tools").await?;

@@ -5,6 +5,7 @@
 
 mod commands;
 mod config_file;
+mod prepare;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -408,6 +409,9 @@ async fn main() -> anyhow::Result<()> {
                 _ => store.export_csv(out)?,
             }
         }
+        Command::Client(commands::ClientCommand::Tools {
+            command: Some(commands::ToolsCommand::Prepare { file }),
+        }) => prepare::prepare(&file, cli.json).await?,
         Command::Client(commands::ClientCommand::Tools {
             command: Some(commands::ToolsCommand::Validate { file }),
         }) => {
