@@ -56,7 +56,7 @@ pub(crate) enum ToolsCommand {
         file: PathBuf,
     },
     /// Make every image the configuration names present in the Docker engine: build
-    /// `orien/<name>` images with their recipe (<config dir>/images/<name>/build), pull
+    /// `orien/<name>` images with their recipe (`<config dir>/images/<name>/build`), pull
     /// the others. Images already present are left as they are.
     Prepare {
         /// The TOML file (see configs/provider.example.toml).
