@@ -5,8 +5,10 @@
 //! verifiable ledgers. Real libp2p over loopback TCP, real Docker, real RocksDB.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,27 +17,14 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
 use orien_daemon::network::{BehaviourEvent, NetworkTuning, build_swarm};
-use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices, TransportKind};
+use orien_daemon::{OfferSpec, SessionConfig, SessionServices, TransportKind};
 use orien_ledger::Store;
 use orien_protocol::*;
 use orien_provider::{Provider, ProviderConfig};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use loopback::{example_config, node};
 
-async fn node(key: NodeKey, bootstrap: &[&Node], services: SessionServices) -> Node {
-    let config = NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap: bootstrap
-            .iter()
-            .map(|n| n.listen_addrs()[0].clone())
-            .collect(),
-        sessions: Some(services),
-        ..NodeConfig::default()
-    };
-    Node::start(key, config, Arc::new(SystemClock::new()))
-        .await
-        .unwrap()
-}
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Sends one well-formed request from the hostile node and waits for its fate.
 async fn ask(
@@ -153,8 +142,7 @@ async fn raw_ask(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml");
-    let (provider_config, tools) = ProviderConfig::load(&config).unwrap();
+    let (provider_config, tools) = ProviderConfig::load(&example_config()).unwrap();
     let provider_key = NodeKey::generate();
     let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
         .await

@@ -2,33 +2,18 @@
 //! a renter node, each with its own RocksDB ledger, over loopback TCP.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use std::path::Path;
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec, SessionConfig, SessionServices};
+use orien_daemon::{OfferQuery, OfferSpec, SessionConfig, SessionServices};
 use orien_ledger::Store;
 use orien_protocol::*;
 use orien_provider::{Provider, ProviderConfig};
 
-fn example_config() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml")
-}
-
-async fn node(key: NodeKey, bootstrap: &[&Node], services: SessionServices) -> Node {
-    let config = NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap: bootstrap
-            .iter()
-            .map(|n| n.listen_addrs()[0].clone())
-            .collect(),
-        sessions: Some(services),
-        ..NodeConfig::default()
-    };
-    Node::start(key, config, Arc::new(SystemClock::new()))
-        .await
-        .unwrap()
-}
+use loopback::{example_config, node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {

@@ -3,14 +3,18 @@
 //! loopback TCP with RocksDB ledgers in a temporary directory.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::Path;
+#[path = "../../tests/support/loopback.rs"]
+mod loopback;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices};
+use orien_daemon::{Node, OfferSpec, SessionConfig, SessionServices};
 use orien_ledger::Store;
 use orien_protocol::*;
 use orien_provider::{Provider, ProviderConfig};
+
+use loopback::{example_config, node};
 
 /// The value after `--name` on the command line, or `default`.
 pub fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -47,26 +51,10 @@ pub struct Market {
     _dir: tempfile::TempDir,
 }
 
-async fn node(key: NodeKey, bootstrap: Option<&Node>, services: SessionServices) -> Node {
-    let config = NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap: bootstrap
-            .map(|n| vec![n.listen_addrs()[0].clone()])
-            .unwrap_or_default(),
-        sessions: Some(services),
-        ..NodeConfig::default()
-    };
-    Node::start(key, config, Arc::new(SystemClock::new()))
-        .await
-        .unwrap()
-}
-
 /// Starts the market for `tool` (one of configs/provider.example.toml).
 pub async fn market(tool: &str) -> Market {
     let dir = tempfile::tempdir().unwrap();
-    let config_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml");
-    let (provider_config, tools) = ProviderConfig::load(&config_path).unwrap();
+    let (provider_config, tools) = ProviderConfig::load(&example_config()).unwrap();
     let provider_key = NodeKey::generate();
     let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
         .await
@@ -79,16 +67,11 @@ pub async fn market(tool: &str) -> Market {
     };
     let provider = node(
         provider_key,
-        None,
+        &[],
         services("provider", Some(sandbox.clone())),
     )
     .await;
-    let renter = node(
-        NodeKey::generate(),
-        Some(&provider),
-        services("renter", None),
-    )
-    .await;
+    let renter = node(NodeKey::generate(), &[&provider], services("renter", None)).await;
     let tool = ToolName::new(tool).unwrap();
     let offer = sandbox
         .offer(
