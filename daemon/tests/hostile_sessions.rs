@@ -9,7 +9,6 @@
 mod loopback;
 
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
@@ -17,12 +16,10 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
 use orien_daemon::network::{BehaviourEvent, NetworkTuning, build_swarm};
-use orien_daemon::{OfferSpec, SessionConfig, SessionServices, TransportKind};
-use orien_ledger::Store;
+use orien_daemon::{SessionConfig, TransportKind};
 use orien_protocol::*;
-use orien_provider::{Provider, ProviderConfig};
 
-use loopback::{example_config, node};
+use loopback::Market;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -141,54 +138,22 @@ async fn raw_ask(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let (provider_config, tools) = ProviderConfig::load(&example_config()).unwrap();
-    let provider_key = NodeKey::generate();
-    let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
-        .await
-        .expect("the Docker engine and orien/busybox:1 (scripts/test prepares both)");
     let session_config = SessionConfig {
         receipt_interval: Millis(500),
         ..SessionConfig::default()
     };
-    let provider_store = Arc::new(Store::open(dir.path().join("provider")).unwrap());
-    let renter_store = Arc::new(Store::open(dir.path().join("renter")).unwrap());
-    let provider = node(
-        provider_key.clone(),
-        &[],
-        SessionServices {
-            store: provider_store.clone(),
-            provider: Some(sandbox.clone()),
-            config: session_config.clone(),
-            payments: None,
-        },
-    )
-    .await;
-    let renter_key = NodeKey::generate();
-    let renter = node(
-        renter_key.clone(),
-        &[&provider],
-        SessionServices {
-            store: renter_store.clone(),
-            provider: None,
-            config: session_config,
-            payments: None,
-        },
-    )
-    .await;
-    let tool = ToolName::new("sha256").unwrap();
-    let offer = sandbox
-        .offer(
-            &tool,
-            EvmAddress::from_bytes([0x42; 20]),
-            SystemClock::new().wall(),
-            Millis(3_600_000),
-        )
-        .unwrap();
-    let offer_id = provider
-        .publish_offer(OfferSpec::from(offer))
-        .await
-        .unwrap();
+    let market = Market::start("sha256", session_config).await;
+    let Market {
+        provider_key,
+        renter_key,
+        provider,
+        renter,
+        provider_store,
+        renter_store,
+        tool,
+        ..
+    } = &market;
+    let offer_id = market.offer;
     let found = renter.find_tool(tool.clone()).await.unwrap();
     assert_eq!(found[0].id, offer_id);
     let sessions = renter.sessions().unwrap();
@@ -423,7 +388,5 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
         1,
         "no session opened by the hostile peer"
     );
-    for node in [renter, provider] {
-        node.shutdown().await;
-    }
+    market.shutdown().await;
 }

@@ -107,6 +107,26 @@ async fn logs(
     parse_sse(&text)
 }
 
+/// Closes session `id` through the renter's API and returns the closed session and both
+/// sides' receipt chains, the provider's once it holds as many receipts as the renter's.
+async fn close_and_fetch_chains(
+    renter: &NodeProcess,
+    provider: &NodeProcess,
+    id: &str,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    assert_eq!(closed["state"], "closed");
+    let renter_chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
+    let provider_chain = provider
+        .wait_for(&format!("/v1/receipts?session={id}"), LONG, |c| {
+            c.as_array().map(Vec::len) == renter_chain.as_array().map(Vec::len)
+        })
+        .await;
+    (closed, renter_chain, provider_chain)
+}
+
 /// Containers (running or not) carrying the label `key=value`.
 fn containers_labelled(key: &str, value: &str) -> Vec<String> {
     let out = Command::new("docker")
@@ -262,16 +282,8 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
     assert_eq!(refused["state"], "invalid_arguments", "{refused}");
 
     // Close: both ledgers hold the same dual-signed chain and the same 90/7/3 totals.
-    let closed = renter
-        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
-        .await;
-    assert_eq!(closed["state"], "closed");
-    let renter_chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
-    let provider_chain = provider
-        .wait_for(&format!("/v1/receipts?session={id}"), LONG, |c| {
-            c.as_array().map(Vec::len) == renter_chain.as_array().map(Vec::len)
-        })
-        .await;
+    let (closed, renter_chain, provider_chain) =
+        close_and_fetch_chains(&renter, &provider, &id).await;
     assert!(!renter_chain.as_array().unwrap().is_empty());
     assert_eq!(
         renter_chain, provider_chain,
@@ -592,16 +604,7 @@ async fn a_provider_reachable_only_through_a_relay_serves_a_session() {
         done["exit_code"], 0,
         "sha256sum of a missing file fails: {done}"
     );
-    let closed = renter
-        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
-        .await;
-    assert_eq!(closed["state"], "closed");
-    let renter_chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
-    let provider_chain = provider
-        .wait_for(&format!("/v1/receipts?session={id}"), LONG, |c| {
-            c.as_array().map(Vec::len) == renter_chain.as_array().map(Vec::len)
-        })
-        .await;
+    let (_, renter_chain, provider_chain) = close_and_fetch_chains(&renter, &provider, &id).await;
     assert_eq!(renter_chain, provider_chain);
 }
 

@@ -5,74 +5,28 @@
 #[path = "support/loopback.rs"]
 mod loopback;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use orien_daemon::{OfferQuery, OfferSpec, SessionConfig, SessionServices};
-use orien_ledger::Store;
+use orien_daemon::{OfferQuery, SessionConfig};
 use orien_protocol::*;
-use orien_provider::{Provider, ProviderConfig};
 
-use loopback::{example_config, node};
+use loopback::Market;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
-    let dir = tempfile::tempdir().unwrap();
-    let provider_key = NodeKey::generate();
-    let (provider_config, tools) = ProviderConfig::load(&example_config()).unwrap();
-    let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
-        .await
-        .expect("the Docker engine and the orien/busybox:1 image are needed (scripts/test prepares both)");
     let session_config = SessionConfig {
         receipt_interval: Millis(1_000),
         ..SessionConfig::default()
     };
-    let provider_store = Arc::new(Store::open(dir.path().join("provider-ledger")).unwrap());
-    let renter_store = Arc::new(Store::open(dir.path().join("renter-ledger")).unwrap());
-    let provider = node(
-        provider_key.clone(),
-        &[],
-        SessionServices {
-            store: provider_store.clone(),
-            provider: Some(sandbox.clone()),
-            config: session_config.clone(),
-            payments: None,
-        },
-    )
-    .await;
-    let renter = node(
-        NodeKey::generate(),
-        &[&provider],
-        SessionServices {
-            store: renter_store.clone(),
-            provider: None,
-            config: session_config,
-            payments: None,
-        },
-    )
-    .await;
-
-    let tool = ToolName::new("sha256").unwrap();
-    let now = SystemClock::new().wall();
-    let offer = sandbox
-        .offer(
-            &tool,
-            EvmAddress::from_bytes([0x42; 20]),
-            now,
-            Millis(3_600_000),
-        )
-        .unwrap();
-    let spec = OfferSpec {
-        tool: offer.tool,
-        version: offer.version,
-        description: offer.description,
-        image_digest: offer.image_digest,
-        args_schema: offer.args_schema,
-        pricing: offer.pricing,
-        limits: offer.limits,
-        payout: offer.payout,
-    };
-    provider.publish_offer(spec).await.unwrap();
+    let market = Market::start("sha256", session_config).await;
+    let Market {
+        sandbox,
+        renter,
+        provider_store,
+        renter_store,
+        tool,
+        ..
+    } = &market;
     let found = renter.find_tool(tool.clone()).await.unwrap();
     assert_eq!(found.len(), 1, "the renter finds the provider's offer");
     let sessions = renter.sessions().unwrap();
@@ -159,7 +113,5 @@ async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
     // The provider removed the session's sandbox.
     assert!(sandbox.live_sessions().is_empty());
     assert!(renter.offers(OfferQuery::default()).await.unwrap().len() == 1);
-    for node in [renter, provider] {
-        node.shutdown().await;
-    }
+    market.shutdown().await;
 }

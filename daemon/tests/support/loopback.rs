@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orien_daemon::{Node, NodeConfig, SessionServices};
-use orien_protocol::{NodeKey, SystemClock};
+use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices};
+use orien_ledger::Store;
+use orien_protocol::{Clock, EvmAddress, Millis, NodeKey, OfferId, SystemClock, ToolName};
+use orien_provider::{Provider, ProviderConfig};
 
 /// `configs/provider.example.toml`: the example tools, on the locally built image.
 pub fn example_config() -> PathBuf {
@@ -29,4 +31,93 @@ pub async fn node(key: NodeKey, bootstrap: &[&Node], services: SessionServices) 
     Node::start(key, config, Arc::new(SystemClock::new()))
         .await
         .expect("the node starts")
+}
+
+/// A provider with the real Docker sandbox selling the example tools and a renter that
+/// found the provider's offer of one tool, each with a RocksDB ledger in a temporary
+/// directory.
+pub struct Market {
+    pub provider_key: NodeKey,
+    pub renter_key: NodeKey,
+    pub sandbox: Provider,
+    pub provider: Node,
+    pub renter: Arc<Node>,
+    pub provider_store: Arc<Store>,
+    pub renter_store: Arc<Store>,
+    pub tool: ToolName,
+    pub offer: OfferId,
+    _dir: tempfile::TempDir,
+}
+
+impl Market {
+    /// Starts the market for `tool` (one of configs/provider.example.toml), both sides
+    /// with the session settings `config`.
+    pub async fn start(tool: &str, config: SessionConfig) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (provider_config, tools) =
+            ProviderConfig::load(&example_config()).expect("the example config loads");
+        let (provider_key, renter_key) = (NodeKey::generate(), NodeKey::generate());
+        let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
+            .await
+            .expect("the Docker engine and orien/busybox:1 (scripts/test prepares both)");
+        let store =
+            |name: &str| Arc::new(Store::open(dir.path().join(name)).expect("the ledger opens"));
+        let (provider_store, renter_store) = (store("provider"), store("renter"));
+        let services = |store: &Arc<Store>, provider: Option<Provider>| SessionServices {
+            store: Arc::clone(store),
+            provider,
+            config: config.clone(),
+            payments: None,
+        };
+        let provider = node(
+            provider_key.clone(),
+            &[],
+            services(&provider_store, Some(sandbox.clone())),
+        )
+        .await;
+        let renter = node(
+            renter_key.clone(),
+            &[&provider],
+            services(&renter_store, None),
+        )
+        .await;
+        let tool = ToolName::new(tool).expect("a valid tool name");
+        let offer = sandbox
+            .offer(
+                &tool,
+                EvmAddress::from_bytes([0x42; 20]),
+                SystemClock::new().wall(),
+                Millis(3_600_000),
+            )
+            .expect("the tool is in the example config");
+        let published = provider
+            .publish_offer(OfferSpec::from(offer))
+            .await
+            .expect("the offer is published");
+        let found = renter.find_tool(tool.clone()).await.expect("a lookup");
+        assert_eq!(
+            found[0].id, published,
+            "the renter finds the provider's offer"
+        );
+        Self {
+            provider_key,
+            renter_key,
+            sandbox,
+            provider,
+            renter: Arc::new(renter),
+            provider_store,
+            renter_store,
+            tool,
+            offer: published,
+            _dir: dir,
+        }
+    }
+
+    /// Stops both nodes (the renter only if nothing else holds it).
+    pub async fn shutdown(self) {
+        if let Ok(renter) = Arc::try_unwrap(self.renter) {
+            renter.shutdown().await;
+        }
+        self.provider.shutdown().await;
+    }
 }

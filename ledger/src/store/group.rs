@@ -14,7 +14,6 @@ pub(super) struct Feed {
     state: Mutex<FeedState>,
     turn: Condvar,
     window: usize,
-    len: usize,
 }
 
 struct FeedState {
@@ -27,7 +26,6 @@ struct FeedState {
 impl Feed {
     pub(super) fn new(batch: Vec<AckedReceipt>, verifiers: usize) -> Self {
         Self {
-            len: batch.len(),
             state: Mutex::new(FeedState {
                 rest: batch.into_iter(),
                 next: 0,
@@ -37,10 +35,6 @@ impl Feed {
             turn: Condvar::new(),
             window: 2 * verifiers,
         }
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.len
     }
 
     fn lock(&self) -> MutexGuard<'_, FeedState> {

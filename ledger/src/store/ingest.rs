@@ -139,8 +139,8 @@ impl Store {
         let verifiers = cores.min(groups).max(1);
         // With fewer groups than cores, each group is verified on several threads.
         let threads_per_group = (cores / verifiers).max(1);
+        let mut results: Vec<Ingested> = Vec::with_capacity(batch.len());
         let feed = Feed::new(batch, verifiers);
-        let mut results: Vec<Ingested> = Vec::with_capacity(feed.len());
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Pending>)>();
             for _ in 0..verifiers {
