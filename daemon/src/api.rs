@@ -299,17 +299,9 @@ impl NodeApi for NodeService {
         let offer = match request.choice {
             OfferChoice::Offer(id) => id,
             OfferChoice::Tool { tool, provider } => {
-                let query = OfferQuery {
-                    tool: Some(tool.clone()),
-                    max_exec_price: None,
-                    provider,
-                };
-                let mut found = self.node.offers(query).await?;
-                if found.is_empty() {
-                    // Not gossiped to us (yet): ask the DHT for the tool's providers.
-                    found = self.node.find_tool(tool.clone()).await?;
-                    found.retain(|e| provider.is_none_or(|p| e.offer.provider == p));
-                }
+                // From the book, or when it holds no such offer (not gossiped to us
+                // yet), from the tool's providers in the DHT.
+                let found = self.node.find_offers(tool.clone(), provider).await?;
                 found.first().map(|e| e.id).ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "an offer of tool `{tool}`{}",

@@ -172,7 +172,7 @@ enum Command {
     Publish(OfferSpec, oneshot::Sender<Result<OfferId, NodeError>>),
     WithdrawAll(oneshot::Sender<()>),
     Query(OfferQuery, oneshot::Sender<Vec<BookEntry>>),
-    FindTool(ToolName, oneshot::Sender<Vec<BookEntry>>),
+    Find(ToolName, Option<NodeId>, oneshot::Sender<Vec<BookEntry>>),
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     Stats(oneshot::Sender<NodeStats>),
@@ -434,7 +434,19 @@ impl Node {
     /// Offers of `tool`: from the book, or when it has none, from providers found
     /// through their Kademlia records and asked directly.
     pub async fn find_tool(&self, tool: ToolName) -> Result<Vec<BookEntry>, NodeError> {
-        self.ask(|tx| Command::FindTool(tool, tx)).await
+        self.find_offers(tool, None).await
+    }
+
+    /// Offers of `tool`, only `provider`'s when one is named, cheapest first: from the
+    /// book, or when it has no such offer, from providers found through their
+    /// Kademlia records and asked directly. A book holding other providers' offers of
+    /// the tool does not stop the lookup of the one asked for.
+    pub async fn find_offers(
+        &self,
+        tool: ToolName,
+        provider: Option<NodeId>,
+    ) -> Result<Vec<BookEntry>, NodeError> {
+        self.ask(|tx| Command::Find(tool, provider, tx)).await
     }
 
     /// The gossip score of a peer, if it is known.
@@ -515,9 +527,11 @@ struct OwnOffer {
     signed: Signed<Offer>,
 }
 
-/// A `find_tool` in progress: the DHT query, then one `ListOffers` per provider found.
+/// A `find_offers` in progress: the DHT query, then one `ListOffers` per provider found.
 struct Find {
     tool: ToolName,
+    /// What the waiters are answered with once every provider found has replied.
+    query: OfferQuery,
     waiters: Vec<oneshot::Sender<Vec<BookEntry>>>,
     query_done: bool,
     outstanding: HashSet<OutboundRequestId>,
@@ -621,10 +635,9 @@ impl EventLoop {
                 let _ = reply.send(());
             }
             Command::Query(query, reply) => {
-                let now = self.clock.wall();
-                let _ = reply.send(self.book.query(&query, now).into_iter().cloned().collect());
+                let _ = reply.send(self.book_entries(&query));
             }
-            Command::FindTool(tool, reply) => self.find_tool(tool, reply),
+            Command::Find(tool, provider, reply) => self.find_offers(tool, provider, reply),
             Command::PeerScore(peer, reply) => {
                 let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
@@ -764,13 +777,18 @@ impl EventLoop {
         }
     }
 
-    fn find_tool(&mut self, tool: ToolName, reply: oneshot::Sender<Vec<BookEntry>>) {
-        let now = self.clock.wall();
+    fn find_offers(
+        &mut self,
+        tool: ToolName,
+        provider: Option<NodeId>,
+        reply: oneshot::Sender<Vec<BookEntry>>,
+    ) {
         let query = OfferQuery {
             tool: Some(tool.clone()),
+            provider,
             ..OfferQuery::default()
         };
-        let known: Vec<BookEntry> = self.book.query(&query, now).into_iter().cloned().collect();
+        let known = self.book_entries(&query);
         if !known.is_empty() {
             let _ = reply.send(known);
             return;
@@ -785,12 +803,19 @@ impl EventLoop {
             query_id,
             Find {
                 tool,
+                query,
                 waiters: vec![reply],
                 query_done: false,
                 outstanding: HashSet::new(),
                 asked: HashSet::new(),
             },
         );
+    }
+
+    /// The live offers in the book matching `query`, cheapest first.
+    fn book_entries(&self, query: &OfferQuery) -> Vec<BookEntry> {
+        let now = self.clock.wall();
+        self.book.query(query, now).into_iter().cloned().collect()
     }
 
     fn finish_find_if_done(&mut self, query_id: QueryId) {
@@ -802,12 +827,7 @@ impl EventLoop {
             return;
         }
         if let Some(find) = self.finds.remove(&query_id) {
-            let now = self.clock.wall();
-            let query = OfferQuery {
-                tool: Some(find.tool),
-                ..OfferQuery::default()
-            };
-            let found: Vec<BookEntry> = self.book.query(&query, now).into_iter().cloned().collect();
+            let found = self.book_entries(&find.query);
             for waiter in find.waiters {
                 let _ = waiter.send(found.clone());
             }

@@ -153,6 +153,56 @@ async fn a_late_joiner_finds_a_tool_through_the_dht() {
     }
 }
 
+/// Opening "tool X from provider P" on a node whose book already holds another
+/// provider's offer of X (gossiped) still finds P's offer through the DHT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_providers_gossiped_offer_does_not_hide_the_one_asked_for() {
+    let bootstrap = start(&[], Duration::from_secs(3600)).await;
+    // It never re-announces within the test, not even to peers joining the topic.
+    let mut quiet = config(&[&bootstrap], Duration::from_secs(3600));
+    quiet.tuning.announce_debounce = Duration::from_secs(3600);
+    let listed = Node::start(NodeKey::generate(), quiet, Arc::new(SystemClock::new()))
+        .await
+        .unwrap();
+    eventually("the listed provider is connected", || async {
+        !listed.connected_peers().await.unwrap().is_empty()
+    })
+    .await;
+    let listed_offer = listed.publish_offer(spec("wc", 1_000)).await.unwrap();
+
+    // The renter joins after the listed provider's only gossip round; a second
+    // provider re-announces every second, so its offer reaches the renter's book.
+    let renter = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    let gossiping = start(&[&bootstrap], Duration::from_secs(3)).await;
+    gossiping.publish_offer(spec("wc", 500)).await.unwrap();
+    eventually("the gossiped offer is in the renter's book", || async {
+        renter.offers(tool_query("wc")).await.unwrap().len() == 1
+    })
+    .await;
+    let book = renter.offers(tool_query("wc")).await.unwrap();
+    assert_eq!(book[0].offer.provider, gossiping.id(), "only gossip so far");
+
+    let find_listed = || renter.find_offers(ToolName::new("wc").unwrap(), Some(listed.id()));
+    eventually("the renter finds the listed provider's offer", || async {
+        !find_listed().await.unwrap().is_empty()
+    })
+    .await;
+    let found = find_listed().await.unwrap();
+    assert_eq!(found.len(), 1, "only the provider asked for");
+    assert_eq!(found[0].id, listed_offer);
+    assert_eq!(found[0].offer.provider, listed.id());
+    // Without a provider, the book's answer stands (both offers by now, cheapest first).
+    let any = renter
+        .find_offers(ToolName::new("wc").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(any[0].offer.provider, gossiping.id(), "{any:?}");
+
+    for node in [renter, gossiping, listed, bootstrap] {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_offer_disappears_and_a_withdrawn_one_goes_at_once() {
     let bootstrap = start(&[], Duration::from_secs(3600)).await;
