@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::bytes::{self, parse_hex};
+use crate::checked_keys;
 use crate::error::InvalidMessage;
 
 /// Error returned when an identifier cannot be parsed from text.
@@ -298,8 +299,9 @@ pub struct NodeId([u8; 32]);
 impl NodeId {
     /// Wraps the 32 bytes of an ed25519 public key after checking it is a curve point.
     pub fn from_public_key_bytes(bytes: [u8; 32]) -> Result<Self, ParseIdError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| ParseIdError::new("node id", "not an ed25519 public key"))?;
+        if !checked_keys::is_curve_point(&bytes) {
+            return Err(ParseIdError::new("node id", "not an ed25519 public key"));
+        }
         Ok(Self(bytes))
     }
 

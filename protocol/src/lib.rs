@@ -32,6 +32,7 @@
 //! used (postcard cannot decode them).
 
 mod bytes;
+mod checked_keys;
 pub mod clock;
 pub mod error;
 pub mod exec;
