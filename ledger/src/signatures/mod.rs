@@ -6,7 +6,12 @@
 //! is the cofactorless verification equation plus canonical `s`; in addition every key
 //! is refused if it is weak (small order), which is what strict verification adds for
 //! honest-size inputs. When a batch fails, each item of it is verified strictly on its
-//! own so the caller learns exactly which ones are bad.
+//! own so the caller learns exactly which ones are bad. The batch equation is evaluated
+//! with one term per signer ([`batch`]): a session's acks all come from one renter.
+
+mod batch;
+
+pub use batch::verify as verify_batch;
 
 use std::collections::HashMap;
 
@@ -106,7 +111,7 @@ fn verify_chunk<T: SignedPayload>(
         verifying.push(key);
     }
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&refs, &signatures, &verifying).is_ok()
+    batch::verify(&refs, &signatures, &verifying)
 }
 
 #[cfg(test)]
