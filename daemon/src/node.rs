@@ -529,8 +529,8 @@ struct OwnOffer {
 
 /// A `find_offers` in progress: the DHT query, then one `ListOffers` per provider found.
 struct Find {
-    tool: ToolName,
-    /// What the waiters are answered with once every provider found has replied.
+    /// The tool (and provider, if one was named): what each provider found is asked
+    /// for, and what the waiters are answered with once every one has replied.
     query: OfferQuery,
     waiters: Vec<oneshot::Sender<Vec<BookEntry>>>,
     query_done: bool,
@@ -802,7 +802,6 @@ impl EventLoop {
         self.finds.insert(
             query_id,
             Find {
-                tool,
                 query,
                 waiters: vec![reply],
                 query_done: false,
@@ -1026,7 +1025,7 @@ impl EventLoop {
                     continue;
                 }
                 let request = SessionRequest::ListOffers {
-                    tool: Some(find.tool.clone()),
+                    tool: find.query.tool.clone(),
                 };
                 Self::route_via_relays(&mut self.swarm, &self.relays, peer);
                 let request_id = self
