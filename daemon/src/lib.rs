@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod client;
+pub mod faults;
 pub mod identity;
 pub mod metrics;
 pub mod network;
@@ -33,10 +34,11 @@ pub mod offer_book;
 pub mod payments;
 pub mod session;
 
+pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
 pub use network::TransportKind;
 pub use node::{
-    Inbound, Net, NetError, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec,
+    Faults, Inbound, Net, NetError, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec,
 };
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{

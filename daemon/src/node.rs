@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::faults::{Fault, LinkFaults, Point};
 use crate::metrics::{Metrics, OfferOutcome};
 use crate::network::{self, Behaviour, BehaviourEvent, NetworkTuning, TransportKind};
 use crate::offer_book::{Admission, BookEntry, OfferBook, OfferBookLimits, OfferQuery};
@@ -48,6 +49,36 @@ pub struct NodeConfig {
     /// The ledger and (for providers) the sandbox; without them the node only
     /// discovers offers and does not serve or rent sessions.
     pub sessions: Option<SessionServices>,
+    /// Faults injected into the session protocol (tests and simulations; `None` for
+    /// nodes people run).
+    pub faults: Option<Faults>,
+}
+
+/// A shared [`LinkFaults`], as a node's configuration holds it.
+#[derive(Clone)]
+pub struct Faults(Arc<dyn LinkFaults>);
+
+impl Faults {
+    /// Wraps a fault policy.
+    pub fn new(faults: impl LinkFaults) -> Self {
+        Self(Arc::new(faults))
+    }
+
+    /// Shares a fault policy the caller keeps a handle on (to change it while the node
+    /// runs).
+    pub fn shared(faults: Arc<dyn LinkFaults>) -> Self {
+        Self(faults)
+    }
+
+    fn decide(&self, point: Point<'_>) -> Fault {
+        self.0.decide(point)
+    }
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faults(..)")
+    }
 }
 
 impl Default for NodeConfig {
@@ -61,6 +92,7 @@ impl Default for NodeConfig {
             offer_ttl: Duration::from_secs(3600),
             offer_book: OfferBookLimits::default(),
             sessions: None,
+            faults: None,
         }
     }
 }
@@ -181,10 +213,20 @@ enum Command {
         peer: PeerId,
         request: SessionRequest,
         reply: oneshot::Sender<Result<SessionResponse, NetError>>,
+        /// The fault policy has already seen it (it was delayed).
+        faulted: bool,
     },
     Respond {
         id: u64,
         response: SessionResponse,
+        /// The fault policy has already seen it (it was delayed).
+        faulted: bool,
+    },
+    /// A peer's request that the fault policy delayed, to serve now.
+    Serve {
+        peer: PeerId,
+        request: SessionRequest,
+        channel: request_response::ResponseChannel<SessionResponse>,
     },
     Shutdown(oneshot::Sender<()>),
 }
@@ -235,6 +277,7 @@ impl Net {
                 peer: peer.to_peer_id(),
                 request,
                 reply,
+                faulted: false,
             })
             .await
             .map_err(|_| NetError::Stopped)?;
@@ -337,6 +380,7 @@ impl Node {
             commands: commands.clone(),
             own_offer_index: own_offers.clone(),
             relays: HashMap::new(),
+            faults: config.faults,
         };
         let mut event_loop = event_loop;
         let sessions = match config.sessions {
@@ -569,6 +613,8 @@ struct EventLoop {
     own_offer_index: OwnOffers,
     /// Peers that serve as relays (they announced the hop protocol), with an address.
     relays: HashMap<PeerId, Multiaddr>,
+    /// Faults injected into the session protocol.
+    faults: Option<Faults>,
 }
 
 /// Abuses of the session protocol after which a peer is banned.
@@ -651,7 +697,43 @@ impl EventLoop {
                 peer,
                 request,
                 reply,
+                faulted,
             } => {
+                let fault = match &self.faults {
+                    Some(faults) if !faulted => match NodeId::from_peer_id(&peer) {
+                        Ok(node) => faults.decide(Point::OutboundRequest {
+                            peer: node,
+                            request: &request,
+                        }),
+                        Err(_) => Fault::Deliver,
+                    },
+                    _ => Fault::Deliver,
+                };
+                match fault {
+                    Fault::Deliver => {}
+                    Fault::Drop => {
+                        debug!(%peer, "fault injection: request lost");
+                        let _ = reply.send(Err(NetError::Failed {
+                            peer: peer.to_string(),
+                            reason: "the request was lost (fault injection)".into(),
+                        }));
+                        return;
+                    }
+                    Fault::Delay(by) => {
+                        let commands = self.commands.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(by).await;
+                            let command = Command::Request {
+                                peer,
+                                request,
+                                reply,
+                                faulted: true,
+                            };
+                            let _ = commands.send(command).await;
+                        });
+                        return;
+                    }
+                }
                 Self::route_via_relays(&mut self.swarm, &self.relays, peer);
                 let id = self
                     .swarm
@@ -660,7 +742,44 @@ impl EventLoop {
                     .send_request(&peer, request);
                 self.outbound.insert(id, reply);
             }
-            Command::Respond { id, response } => {
+            Command::Respond {
+                id,
+                response,
+                faulted,
+            } => {
+                let fault = match (&self.faults, self.responders.get(&id)) {
+                    (Some(faults), Some((peer, _))) if !faulted => {
+                        match NodeId::from_peer_id(peer) {
+                            Ok(node) => faults.decide(Point::OutboundResponse {
+                                peer: node,
+                                response: &response,
+                            }),
+                            Err(_) => Fault::Deliver,
+                        }
+                    }
+                    _ => Fault::Deliver,
+                };
+                match fault {
+                    Fault::Deliver => {}
+                    Fault::Drop => {
+                        debug!("fault injection: response lost");
+                        self.responders.remove(&id);
+                        return;
+                    }
+                    Fault::Delay(by) => {
+                        let commands = self.commands.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(by).await;
+                            let command = Command::Respond {
+                                id,
+                                response,
+                                faulted: true,
+                            };
+                            let _ = commands.send(command).await;
+                        });
+                        return;
+                    }
+                }
                 if let Some((peer, channel)) = self.responders.remove(&id) {
                     let abuse = crate::session::is_abuse(&response);
                     if self
@@ -683,6 +802,11 @@ impl EventLoop {
                     offers_known: self.book.len(),
                 });
             }
+            Command::Serve {
+                peer,
+                request,
+                channel,
+            } => self.serve(peer, request, channel),
             Command::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }
@@ -1054,7 +1178,7 @@ impl EventLoop {
                     response,
                 } => {
                     if let Some(waiter) = self.outbound.remove(&request_id) {
-                        let _ = waiter.send(Ok(response));
+                        self.deliver_response(peer, response, waiter);
                         return;
                     }
                     if let SessionResponse::Offers(offers) = response {
@@ -1111,9 +1235,82 @@ impl EventLoop {
         }
     }
 
+    /// Hands a peer's answer to the request's waiter, unless the fault policy loses or
+    /// delays it.
+    fn deliver_response(
+        &self,
+        peer: PeerId,
+        response: SessionResponse,
+        waiter: oneshot::Sender<Result<SessionResponse, NetError>>,
+    ) {
+        let fault = match (&self.faults, NodeId::from_peer_id(&peer)) {
+            (Some(faults), Ok(node)) => faults.decide(Point::InboundResponse {
+                peer: node,
+                response: &response,
+            }),
+            _ => Fault::Deliver,
+        };
+        match fault {
+            Fault::Deliver => {
+                let _ = waiter.send(Ok(response));
+            }
+            Fault::Drop => {
+                debug!(%peer, "fault injection: answer lost");
+                let _ = waiter.send(Err(NetError::Failed {
+                    peer: peer.to_string(),
+                    reason: "the answer was lost (fault injection)".into(),
+                }));
+            }
+            Fault::Delay(by) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(by).await;
+                    let _ = waiter.send(Ok(response));
+                });
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: SessionRequest,
+        channel: request_response::ResponseChannel<SessionResponse>,
+    ) {
+        if self.banned.contains(&peer) {
+            drop(channel);
+            return;
+        }
+        let fault = match (&self.faults, NodeId::from_peer_id(&peer)) {
+            (Some(faults), Ok(node)) => faults.decide(Point::InboundRequest {
+                peer: node,
+                request: &request,
+            }),
+            _ => Fault::Deliver,
+        };
+        match fault {
+            Fault::Deliver => self.serve(peer, request, channel),
+            Fault::Drop => {
+                debug!(%peer, "fault injection: request not served");
+                drop(channel);
+            }
+            Fault::Delay(by) => {
+                let commands = self.commands.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(by).await;
+                    let command = Command::Serve {
+                        peer,
+                        request,
+                        channel,
+                    };
+                    let _ = commands.send(command).await;
+                });
+            }
+        }
+    }
+
     /// Answers offer listings itself; hands session requests to the session manager,
     /// keeping the response channel until its answer comes back as `Command::Respond`.
-    fn on_request(
+    fn serve(
         &mut self,
         peer: PeerId,
         request: SessionRequest,
@@ -1143,7 +1340,12 @@ impl EventLoop {
                                     code: RpcErrorCode::Internal,
                                     detail: "the session manager dropped the request".into(),
                                 });
-                                let _ = commands.send(Command::Respond { id, response }).await;
+                                let respond = Command::Respond {
+                                    id,
+                                    response,
+                                    faulted: false,
+                                };
+                                let _ = commands.send(respond).await;
                             });
                             return;
                         }

@@ -104,12 +104,16 @@ impl Stream for ExecStream {
 /// Output accounting of one stream: everything is counted, only the first `cap`
 /// bytes are forwarded.
 #[derive(Debug)]
-struct StreamCap {
+pub(crate) struct StreamCap {
     cap: u64,
     seen: u64,
 }
 
 impl StreamCap {
+    pub(crate) const fn new(cap: u64) -> Self {
+        Self { cap, seen: 0 }
+    }
+
     /// The part of `data` to forward, at which offset.
     fn admit<'a>(&mut self, data: &'a [u8]) -> Option<(u64, &'a [u8])> {
         let offset = self.seen;
@@ -123,7 +127,7 @@ impl StreamCap {
     }
 }
 
-struct Call {
+pub(crate) struct Call {
     exec: ExecId,
     tx: mpsc::Sender<ExecEvent>,
     /// Whether the reader is still listening; a dropped reader does not stop the call.
@@ -133,14 +137,25 @@ struct Call {
 }
 
 impl Call {
-    async fn send(&mut self, event: ExecEvent) {
+    /// A call whose events go to `tx`, each stream capped at `cap` bytes.
+    pub(crate) const fn new(exec: ExecId, tx: mpsc::Sender<ExecEvent>, cap: u64) -> Self {
+        Self {
+            exec,
+            tx,
+            listening: true,
+            stdout: StreamCap::new(cap),
+            stderr: StreamCap::new(cap),
+        }
+    }
+
+    pub(crate) async fn send(&mut self, event: ExecEvent) {
         if self.listening && self.tx.send(event).await.is_err() {
             debug!("the reader went away; the call runs to its end unobserved");
             self.listening = false;
         }
     }
 
-    async fn output(&mut self, stream: OutputStream, data: &[u8]) {
+    pub(crate) async fn output(&mut self, stream: OutputStream, data: &[u8]) {
         let cap = match stream {
             OutputStream::Stdout => &mut self.stdout,
             OutputStream::Stderr => &mut self.stderr,
@@ -160,7 +175,12 @@ impl Call {
         }
     }
 
-    fn exit(&self, outcome: ExecOutcome, exit_code: Option<i32>, wall: Millis) -> ExecExit {
+    pub(crate) fn exit(
+        &self,
+        outcome: ExecOutcome,
+        exit_code: Option<i32>,
+        wall: Millis,
+    ) -> ExecExit {
         ExecExit {
             exec: self.exec,
             outcome,
@@ -184,14 +204,7 @@ pub(crate) async fn run(
     clock: Arc<dyn Clock>,
     tx: mpsc::Sender<ExecEvent>,
 ) {
-    let cap = session.tool.limits().output_bytes;
-    let mut call = Call {
-        exec,
-        tx,
-        listening: true,
-        stdout: StreamCap { cap, seen: 0 },
-        stderr: StreamCap { cap, seen: 0 },
-    };
+    let mut call = Call::new(exec, tx, session.tool.limits().output_bytes);
     let exit = run_call(&session, &mut call, args, clock.as_ref()).await;
     info!(
         outcome = ?exit.outcome,

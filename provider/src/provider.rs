@@ -343,3 +343,15 @@ pub(crate) async fn remove_session_objects(inner: &ProviderInner, session: Sessi
         Err(e) => warn!(error = %e, "could not remove the session workspace; the reaper will"),
     }
 }
+
+#[async_trait::async_trait]
+impl crate::sandbox::Sandbox for Provider {
+    async fn open_session(
+        &self,
+        session: SessionId,
+        tool: &ToolName,
+    ) -> Result<Box<dyn crate::sandbox::SandboxSession>, ProviderError> {
+        let sandbox = Provider::open_session(self, session, tool).await?;
+        Ok(Box::new(sandbox))
+    }
+}

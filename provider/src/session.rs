@@ -371,6 +371,30 @@ impl SessionSandbox {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::sandbox::SandboxSession for SessionSandbox {
+    fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream {
+        SessionSandbox::exec(self, exec, args, clock)
+    }
+
+    async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError> {
+        SessionSandbox::upload(self, path, bytes).await
+    }
+
+    async fn list(&self) -> Result<Vec<WorkspaceEntry>, ProviderError> {
+        SessionSandbox::list(self).await
+    }
+
+    async fn download(&self, path: &WorkspacePath) -> Result<Vec<u8>, ProviderError> {
+        SessionSandbox::download(self, path).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        self.close_inner().await;
+        Ok(())
+    }
+}
+
 impl Drop for SessionSandbox {
     fn drop(&mut self) {
         if self.inner.closed.swap(true, Ordering::SeqCst) {

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use orien_ledger::chain::devnet::Anvil;
-use orien_ledger::chain::{EscrowClient, EscrowParams, UsdcClient, Wallet};
+use orien_ledger::chain::devnet::{Anvil, Deployment};
 use orien_protocol::{EvmAddress, Usdc};
 
 /// A throwaway local chain with the ORIEN contracts.
@@ -78,26 +77,16 @@ async fn up(
     thaw_secs: u64,
 ) -> anyhow::Result<()> {
     let anvil = Anvil::spawn().context("starting anvil")?;
-    let (deployer, treasury, reserve) =
-        (Wallet::generate(), Wallet::generate(), Wallet::generate());
-    for wallet in [&deployer, &treasury, &reserve] {
-        anvil.give_ether(wallet.address(), 100).await?;
-    }
-    let usdc = UsdcClient::deploy_mock(anvil.config(), &deployer)
+    let Deployment {
+        treasury,
+        reserve,
+        usdc,
+        escrow,
+        ..
+    } = anvil
+        .deploy(Duration::from_secs(thaw_secs))
         .await
-        .context("deploying MockUSDC")?;
-    let escrow = EscrowClient::deploy(
-        anvil.config(),
-        &deployer,
-        EscrowParams {
-            token: usdc.address(),
-            treasury: treasury.address(),
-            reserve: reserve.address(),
-            thaw_period: Duration::from_secs(thaw_secs),
-        },
-    )
-    .await
-    .context("deploying OrienEscrow")?;
+        .context("deploying MockUSDC and OrienEscrow")?;
     for (address, amount) in &fund {
         anvil.give_ether(*address, 100).await?;
         if !amount.is_zero() {

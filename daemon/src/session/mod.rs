@@ -78,8 +78,9 @@ impl Default for SessionConfig {
 pub struct SessionServices {
     /// The node's ledger.
     pub store: Arc<Store>,
-    /// The sandbox, on nodes that sell tools.
-    pub provider: Option<orien_provider::Provider>,
+    /// The sandbox, on nodes that sell tools: `orien_provider::Provider` (Docker), or
+    /// `orien_provider::model::ModelSandbox` where the container is beside the point.
+    pub provider: Option<Arc<dyn orien_provider::Sandbox>>,
     /// Timings and limits.
     pub config: SessionConfig,
     /// Escrow payments, on nodes connected to a chain.
@@ -200,7 +201,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     net: Net,
     store: Arc<Store>,
-    provider: Option<orien_provider::Provider>,
+    provider: Option<Arc<dyn orien_provider::Sandbox>>,
     config: SessionConfig,
     payments: Option<Arc<Payments>>,
     metrics: crate::metrics::Metrics,

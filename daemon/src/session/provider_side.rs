@@ -19,7 +19,7 @@ use orien_protocol::{
     SessionAccepted, SessionId, SessionRejected, SessionRequest, SessionResponse, Signed,
     UsageReceipt, Usdc,
 };
-use orien_provider::{EntryKind, ExecStream, SessionSandbox, WorkspacePath};
+use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -199,7 +199,7 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         inner: inner.clone(),
         session,
         renter: peer,
-        sandbox: Arc::new(sandbox),
+        sandbox: Arc::from(sandbox),
         input: input.clone(),
         unsent: VecDeque::new(),
         in_flight: false,
@@ -231,7 +231,7 @@ struct Task {
     inner: Arc<Inner>,
     session: SessionId,
     renter: NodeId,
-    sandbox: Arc<SessionSandbox>,
+    sandbox: Arc<dyn SandboxSession>,
     meter: Meter,
     issuer: Issuer,
     input: mpsc::Sender<Input>,
@@ -543,14 +543,8 @@ impl Task {
         if let Err(e) = blocking(move || store.set_status(&session, status)).await {
             warn!(error = %e, "cannot record the session's end");
         }
-        match Arc::try_unwrap(self.sandbox) {
-            Ok(sandbox) => {
-                if let Err(e) = sandbox.close().await {
-                    warn!(error = %e, "cannot remove the sandbox; the reaper will");
-                }
-            }
-            // An execution still holds it: dropping the last reference removes it.
-            Err(_) => debug!("sandbox still in use; it is removed when released"),
+        if let Err(e) = self.sandbox.close().await {
+            warn!(error = %e, "cannot remove the sandbox; the reaper will");
         }
         // The lane is free before the renter hears of the close, so its next session on
         // the lane is not refused as overlapping this one.

@@ -65,7 +65,7 @@ impl Market {
         let (provider_store, renter_store) = (store("provider"), store("renter"));
         let services = |store: &Arc<Store>, provider: Option<Provider>| SessionServices {
             store: Arc::clone(store),
-            provider,
+            provider: provider.map(|p| Arc::new(p) as Arc<dyn orien_provider::Sandbox>),
             config: config.clone(),
             payments: None,
         };

@@ -18,7 +18,12 @@ use alloy::transports::http::reqwest::Url;
 use orien_protocol::EvmAddress;
 
 use super::convert::to_address;
+use super::error::ChainError;
+use super::escrow::EscrowClient;
+use super::outcome::EscrowParams;
+use super::token::UsdcClient;
 use super::transactor::ChainConfig;
+use super::wallet::Wallet;
 
 /// Chain id of the development chain.
 pub const DEVNET_CHAIN_ID: u64 = 31337;
@@ -45,6 +50,41 @@ pub enum DevnetError {
         #[source]
         source: alloy::transports::TransportError,
     },
+    /// Deploying or funding through the contracts failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// MockUSDC and an `OrienEscrow` deployed on an [`Anvil`], with the wallets that own
+/// them ([`Anvil::deploy`]).
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Deployed both contracts (and mints MockUSDC).
+    pub deployer: Wallet,
+    /// Receives the 7 % fee.
+    pub treasury: Wallet,
+    /// Receives the 3 % reserve.
+    pub reserve: Wallet,
+    /// The token, as the deployer.
+    pub usdc: UsdcClient,
+    /// The escrow, as the deployer.
+    pub escrow: EscrowClient,
+}
+
+impl Deployment {
+    /// Gives `address` 100 ether of gas and mints it `usdc`.
+    pub async fn fund(
+        &self,
+        anvil: &Anvil,
+        address: EvmAddress,
+        usdc: orien_protocol::Usdc,
+    ) -> Result<(), DevnetError> {
+        anvil.give_ether(address, 100).await?;
+        if !usdc.is_zero() {
+            self.usdc.mint(address, usdc).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A running anvil, killed on drop.
@@ -134,6 +174,35 @@ impl Anvil {
         let mut config = ChainConfig::new(self.url.clone(), DEVNET_CHAIN_ID);
         config.poll_interval = Duration::from_millis(20);
         config
+    }
+
+    /// Deploys MockUSDC and an `OrienEscrow` with a `thaw` window, from fresh wallets
+    /// that get gas first.
+    pub async fn deploy(&self, thaw: Duration) -> Result<Deployment, DevnetError> {
+        let (deployer, treasury, reserve) =
+            (Wallet::generate(), Wallet::generate(), Wallet::generate());
+        for wallet in [&deployer, &treasury, &reserve] {
+            self.give_ether(wallet.address(), 100).await?;
+        }
+        let usdc = UsdcClient::deploy_mock(self.config(), &deployer).await?;
+        let escrow = EscrowClient::deploy(
+            self.config(),
+            &deployer,
+            EscrowParams {
+                token: usdc.address(),
+                treasury: treasury.address(),
+                reserve: reserve.address(),
+                thaw_period: thaw,
+            },
+        )
+        .await?;
+        Ok(Deployment {
+            deployer,
+            treasury,
+            reserve,
+            usdc,
+            escrow,
+        })
     }
 
     /// Gives `address` `wei` of ether for gas.

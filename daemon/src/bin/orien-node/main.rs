@@ -567,7 +567,9 @@ async fn main() -> anyhow::Result<()> {
                 offer_ttl: Duration::from_secs(offer_ttl_secs.max(1)),
                 sessions: Some(SessionServices {
                     store,
-                    provider: provider.clone(),
+                    provider: provider
+                        .clone()
+                        .map(|p| Arc::new(p) as Arc<dyn orien_provider::Sandbox>),
                     config: session_config,
                     payments: payments.map(|(p, _)| p),
                 }),

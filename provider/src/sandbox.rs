@@ -1,0 +1,49 @@
+//! What a node needs from a sandbox, as traits: [`Sandbox`] opens sessions of whitelisted
+//! tools, [`SandboxSession`] runs calls and moves workspace files.
+//!
+//! [`crate::Provider`] (hardened Docker containers) is the implementation nodes run.
+//! [`crate::model::ModelSandbox`] is a model of tool run times with an in-memory
+//! workspace, for tests and simulations where the container is beside the point.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orien_protocol::{Clock, ExecId, SessionId, ToolName};
+
+use crate::error::ProviderError;
+use crate::exec::ExecStream;
+use crate::workspace::WorkspaceEntry;
+use crate::workspace_path::WorkspacePath;
+
+/// Opens sandboxed sessions of whitelisted tools.
+#[async_trait]
+pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
+    /// Opens a session of `tool`: its workspace and whatever runs its calls. Everything
+    /// is removed again if a step fails.
+    async fn open_session(
+        &self,
+        session: SessionId,
+        tool: &ToolName,
+    ) -> Result<Box<dyn SandboxSession>, ProviderError>;
+}
+
+/// One open session of one tool.
+#[async_trait]
+pub trait SandboxSession: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a call with JSON `args`. Returns at once; the stream yields the call's
+    /// output chunks, then exactly one `ExecEvent::Exit`. Every failure is reported in
+    /// that exit, never as an error or a panic.
+    fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream;
+
+    /// Writes one file into the workspace, replacing any file of that name.
+    async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError>;
+
+    /// Lists the workspace, depth first.
+    async fn list(&self) -> Result<Vec<WorkspaceEntry>, ProviderError>;
+
+    /// Reads one regular file from the workspace.
+    async fn download(&self, path: &WorkspacePath) -> Result<Vec<u8>, ProviderError>;
+
+    /// Removes the session's workspace and kills its running calls. Idempotent.
+    async fn close(&self) -> Result<(), ProviderError>;
+}
