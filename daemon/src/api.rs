@@ -126,9 +126,10 @@ impl From<SessionError> for ApiError {
             SessionError::UnknownSession(s) => ApiError::NotFound(format!("session {s}")),
             SessionError::UnknownExec(e) => ApiError::NotFound(format!("execution {e}")),
             SessionError::UnknownOffer(_) => ApiError::NotFound(error.to_string()),
-            SessionError::Rejected(_) | SessionError::NotOpen { .. } => {
-                ApiError::Conflict(error.to_string())
-            }
+            SessionError::Rejected(_)
+            | SessionError::NotOpen { .. }
+            | SessionError::Budget(_)
+            | SessionError::TooManyCalls { .. } => ApiError::Conflict(error.to_string()),
             SessionError::Refused {
                 code: RpcErrorCode::BadRequest,
                 detail,

@@ -42,6 +42,6 @@ pub use node::{
 };
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{
-    ExecSnapshot, ExecView, PaymentChoice, RentedSession, SessionConfig, SessionError,
-    SessionServices, Sessions,
+    ExecSnapshot, ExecView, LedgerPayments, PaymentChoice, RentedSession, SessionConfig,
+    SessionError, SessionServices, Sessions,
 };

@@ -166,6 +166,7 @@ impl Metrics {
             R::Disconnected => "disconnected",
             R::ProviderShutdown => "provider_shutdown",
             R::Dispute => "dispute",
+            R::LaneClosing => "lane_closing",
         };
         self.sessions_closed
             .get_or_create(&Closed { role, reason })

@@ -21,7 +21,7 @@ use orien_ledger::chain::{
 };
 use orien_ledger::receipts::VoucherSigner;
 use orien_ledger::{LaneSettlement, Store, StoreError};
-use orien_protocol::{EvmAddress, LaneId, PaymentLane, Usdc, Voucher};
+use orien_protocol::{EvmAddress, LaneHead, LaneId, PaymentLane, Usdc, Voucher};
 use tracing::{info, warn};
 
 /// Where the escrow is and how the node uses it.
@@ -41,6 +41,13 @@ pub struct ChainSettings {
     /// threshold).
     pub settle_above: Option<Usdc>,
 }
+
+/// Time a provider keeps, after a session's longest possible end, to settle its lane
+/// before the renter could take the deposit back: a lane whose thaw window is shorter
+/// than a session's maximum duration plus this is refused.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(600);
+/// How often the node follows the escrow's events.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the settler checks the unsettled total against the threshold.
 const SETTLE_CHECK: Duration = Duration::from_secs(10);
@@ -82,6 +89,11 @@ pub struct Payments {
     auto_fund_cap: Option<Usdc>,
     busy: Mutex<HashSet<LaneId>>,
     reconciler: tokio::sync::Mutex<Reconciler>,
+    /// The escrow's thaw window: how long a lane stays payable after a close request.
+    thaw: Duration,
+    /// Lanes whose renter asked to close them, as the chain reported (unix seconds at
+    /// which the thaw window ends); sessions on them end and they settle at once.
+    closing: tokio::sync::watch::Sender<std::collections::HashMap<LaneId, u64>>,
 }
 
 impl std::fmt::Debug for Payments {
@@ -114,31 +126,55 @@ pub struct RenterLane {
     pub payment: PaymentLane,
     /// The lane.
     pub lane: LaneId,
-    /// What the lane had acknowledged before this session (vouchers add to it).
-    pub base: Usdc,
+    /// What this node has acknowledged on the lane before this session, with its latest
+    /// voucher: sent at open, vouchers count from it (or from the provider's higher total).
+    pub head: LaneHead,
+    /// The provider's payout address.
+    pub payout: EvmAddress,
     /// Holds the lane for the session.
     pub guard: LaneGuard,
 }
 
 impl Payments {
-    /// Connects to the escrow with the node's wallet; settlement starts from the current
-    /// block (earlier settlements of this node were recorded when they were made).
+    /// Connects to the escrow with the node's wallet. Reconciliation resumes where the
+    /// ledger says it stopped, or at the escrow's deployment block the first time.
     pub async fn connect(
         settings: &ChainSettings,
         wallet: &Wallet,
         store: Arc<Store>,
-    ) -> Result<Arc<Self>, ChainError> {
+    ) -> Result<Arc<Self>, PaymentError> {
         let escrow = EscrowClient::connect(settings.chain.clone(), wallet, settings.escrow).await?;
-        let from = escrow.block_number().await?;
-        info!(escrow = %escrow.address(), wallet = %escrow.wallet_address(), chain_id = settings.chain.chain_id, "escrow payments ready");
+        let reconciler = Reconciler::resume(escrow.clone(), &store).await?;
+        let thaw = escrow.thaw_period().await?;
+        info!(escrow = %escrow.address(), wallet = %escrow.wallet_address(), chain_id = settings.chain.chain_id, thaw_secs = thaw.as_secs(), "escrow payments ready");
         Ok(Arc::new(Self {
-            reconciler: tokio::sync::Mutex::new(Reconciler::new(escrow.clone(), from)),
+            reconciler: tokio::sync::Mutex::new(reconciler),
             escrow,
             wallet: wallet.clone(),
             store,
             auto_fund_cap: settings.auto_fund_cap,
             busy: Mutex::new(HashSet::new()),
+            thaw,
+            closing: tokio::sync::watch::Sender::new(std::collections::HashMap::new()),
         }))
+    }
+
+    /// The escrow's thaw window.
+    pub fn thaw(&self) -> Duration {
+        self.thaw
+    }
+
+    /// The longest session a lane of this escrow can pay safely: the thaw window minus
+    /// the settle margin.
+    pub fn longest_session(&self) -> Duration {
+        self.thaw.saturating_sub(SETTLE_MARGIN)
+    }
+
+    /// Lanes whose renter asked to close them (watch it to end their sessions).
+    pub fn closing_lanes(
+        &self,
+    ) -> tokio::sync::watch::Receiver<std::collections::HashMap<LaneId, u64>> {
+        self.closing.subscribe()
     }
 
     fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<LaneId>> {
@@ -170,10 +206,30 @@ impl Payments {
     }
 
     fn acked_on(&self, lane: LaneId) -> Result<Usdc, StoreError> {
+        Ok(self.lane_head(lane)?.acked)
+    }
+
+    /// What this node's ledger has acknowledged on an escrow lane, with the latest
+    /// voucher for it.
+    pub fn lane_head(&self, lane: LaneId) -> Result<LaneHead, StoreError> {
         Ok(self
             .store
             .lane_settlement(&lane)?
-            .map_or(Usdc::ZERO, |s: LaneSettlement| s.acked))
+            .map_or(LaneHead::default(), |s: LaneSettlement| LaneHead {
+                acked: s.acked,
+                voucher: s.latest_voucher.filter(|v| v.cumulative == s.acked),
+            }))
+    }
+
+    /// Renter: whether `voucher` is this node's own voucher for `amount` on the lane to
+    /// `payout` (a provider proving it holds more than this ledger does).
+    pub fn is_own_voucher(&self, voucher: &Voucher, payout: EvmAddress, amount: Usdc) -> bool {
+        voucher.cumulative == amount
+            && self
+                .escrow
+                .domain()
+                .verify(voucher, self.wallet(), payout)
+                .is_ok()
     }
 
     /// Renter: the lane to `payout` for a session of `budget`, funded enough (topped up
@@ -185,7 +241,8 @@ impl Payments {
     ) -> Result<RenterLane, PaymentError> {
         let lane = self.escrow.lane_id(self.wallet(), payout);
         let guard = self.reserve(lane, payout)?;
-        let base = self.acked_on(lane)?;
+        let head = self.lane_head(lane)?;
+        let base = head.acked;
         let needed = base.checked_add(budget).unwrap_or(Usdc::MAX);
         let state = self.escrow.lane(lane).await?;
         if state.deposit < needed {
@@ -209,7 +266,8 @@ impl Payments {
                 renter_wallet: self.wallet(),
             },
             lane,
-            base,
+            head,
+            payout,
             guard,
         })
     }
@@ -222,13 +280,17 @@ impl Payments {
         })
     }
 
-    /// Provider: checks a renter's escrow terms for a session of `budget` paid to
-    /// `payout`, and holds the lane. `Err` carries the rejection to send.
+    /// Provider: checks a renter's escrow terms for a session of `budget` and at most
+    /// `max_duration` paid to `payout`, and holds the lane. `Err` carries the rejection
+    /// to send. A lane with a close request, or an escrow whose thaw window would end
+    /// before the session's longest end plus [`SETTLE_MARGIN`], is refused: the renter
+    /// could take the deposit back before the provider settles.
     pub async fn provider_lane(
         self: &Arc<Self>,
         payment: &PaymentLane,
         payout: EvmAddress,
         budget: Usdc,
+        max_duration: orien_protocol::Millis,
     ) -> Result<LaneGuard, orien_protocol::RejectReason> {
         use orien_protocol::RejectReason;
         let PaymentLane::Escrow {
@@ -250,6 +312,10 @@ impl Payments {
                         .into(),
             });
         }
+        let longest = orien_protocol::Millis::from_duration(self.longest_session());
+        if max_duration > longest {
+            return Err(RejectReason::DurationTooLong { max: longest });
+        }
         let guard = self
             .reserve(*lane, payout)
             .map_err(|_| RejectReason::InvalidRequest {
@@ -267,6 +333,9 @@ impl Payments {
                 detail: "the provider cannot reach the chain".into(),
             }
         })?;
+        if state.close_requested_at.is_some() {
+            return Err(RejectReason::LaneClosing);
+        }
         let available = Usdc::from_micros(state.deposit.micros().saturating_sub(acked.micros()));
         if available < budget {
             return Err(RejectReason::InsufficientDeposit { available });
@@ -320,6 +389,59 @@ impl Payments {
             .fold(Usdc::ZERO, |sum, m| {
                 sum.checked_add(Usdc::from_micros(m)).unwrap_or(Usdc::MAX)
             }))
+    }
+
+    /// Follows the escrow's events every `every` until the node stops: confirmed and
+    /// reorganised settlements go into the ledger, settlements the chain never mined are
+    /// voided (their vouchers submitted again), and a lane whose renter asks to close it
+    /// is settled at once (on a provider) and reported to [`closing_lanes`](Self::closing_lanes).
+    pub fn spawn_reconciler(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let payments = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(payments) = payments.upgrade() else {
+                    return;
+                };
+                if let Err(e) = payments.reconcile().await {
+                    warn!(error = %e, "reconciliation failed; retrying at the next check");
+                }
+            }
+        })
+    }
+
+    /// One round of [`spawn_reconciler`](Self::spawn_reconciler).
+    pub async fn reconcile(&self) -> Result<orien_ledger::chain::Reconciled, PaymentError> {
+        let mut reconciler = self.reconciler.lock().await;
+        let report = reconciler.poll(&self.store).await?;
+        for (lane, thaw_ends_at) in &report.close_requested {
+            self.closing.send_modify(|closing| {
+                closing.insert(*lane, *thaw_ends_at);
+            });
+            let provider = self
+                .store
+                .lane_settlement(lane)?
+                .is_some_and(|s| s.latest_voucher.is_some());
+            if provider {
+                info!(%lane, "the renter asked to close the lane; settling it now");
+                reconciler.settle_lane(&self.store, *lane).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Provider: settles one lane now (its renter asked to close it, or a session on it
+    /// ended while it closes).
+    pub async fn settle_lane(&self, lane: LaneId) -> Result<Vec<BatchSettlement>, PaymentError> {
+        let mut reconciler = self.reconciler.lock().await;
+        Ok(reconciler.settle_lane(&self.store, lane).await?)
+    }
+
+    /// Whether the renter of `lane` asked to close it.
+    pub fn is_closing(&self, lane: &LaneId) -> bool {
+        self.closing.borrow().contains_key(lane)
     }
 
     /// Provider: settles every `every`, and whenever the unsettled total reaches

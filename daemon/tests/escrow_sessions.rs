@@ -165,7 +165,7 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
     // No deposit on the lane: refused before anything is asked of the provider.
     let open = |budget: &str| json!({"offer": offer, "budget": budget, "payment": "escrow"});
     let refused = renter
-        .send(Method::POST, "/v1/sessions", Some(open("0.05")), &[])
+        .send(Method::POST, "/v1/sessions", Some(open("0.5")), &[])
         .await;
     assert_eq!(refused.status(), 409);
     let problem: serde_json::Value = refused.json().await.unwrap();
@@ -175,11 +175,11 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
     );
 
     let funded = renter
-        .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "0.1"}))
+        .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "1"}))
         .await;
-    assert_eq!(funded["deposit"], "0.100000");
+    assert_eq!(funded["deposit"], "1.000000");
     let too_big = renter
-        .send(Method::POST, "/v1/sessions", Some(open("0.5")), &[])
+        .send(Method::POST, "/v1/sessions", Some(open("5")), &[])
         .await;
     assert_eq!(
         too_big.status(),
@@ -187,7 +187,8 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
         "a budget beyond the deposit is refused"
     );
 
-    let session = renter.post_json("/v1/sessions", open("0.05")).await;
+    // The budget covers the worst case of one sha256 call (30 s at 0.6 USDC a minute).
+    let session = renter.post_json("/v1/sessions", open("0.5")).await;
     let id = session["id"].as_str().unwrap().to_owned();
     renter
         .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
@@ -222,7 +223,7 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
     assert_eq!(micros(&wallet["reserve_held"]), owed * 3 / 100);
     assert_eq!(
         micros(&wallet["usdc"]),
-        10_000_000 - 100_000,
+        10_000_000 - 1_000_000,
         "the deposit left the wallet, no more"
     );
 }

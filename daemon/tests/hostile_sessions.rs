@@ -229,6 +229,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
             budget: Usdc::from_micros(1_000),
             max_duration: Millis(60_000),
             payment: PaymentLane::Ledger,
+            lane: LaneHead::default(),
         })
     };
     match ask(

@@ -643,7 +643,7 @@ async fn offers_from_two_providers_reach_renters_and_expire_when_their_provider_
         .send(
             Method::POST,
             "/v1/sessions",
-            Some(json!({"tool": "wc", "provider": first.id, "budget": "0.1"})),
+            Some(json!({"tool": "wc", "provider": first.id, "budget": "0.5"})),
             &[],
         )
         .await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orien_ledger::meter::{Meter, MeterConfig};
-use orien_ledger::receipts::{Countersigner, Issuer, Tolerance};
+use orien_ledger::receipts::{Checked, Countersigner, Issuer, Tolerance};
 use orien_ledger::{SessionRecord, Store, StoreOptions};
 use orien_protocol::{
     Clock, ManualClock, Millis, NodeKey, PaymentLane, Pricing, SessionId, Timestamp, Usdc,
@@ -70,7 +70,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         renter_meter.finish_exec(renter_timer, Millis::ZERO);
 
         let receipt = issuer.issue(&reading)?; // provider → renter
-        let pending = countersigner.check(&receipt, &renter_meter.current(), clock.wall())?;
+        let Checked::New(pending) =
+            countersigner.check(&receipt, &renter_meter.current(), clock.wall())?
+        else {
+            unreachable!("every receipt here is new");
+        };
         let durable = renter_ledger.ingest(pending.acked().clone())?; // durable before the ack leaves
         let ack = countersigner.release(pending, &durable); // renter → provider
         let acked = issuer.on_ack(&ack)?;

@@ -1,7 +1,7 @@
 //! Dispute evidence: receipts that were refused, kept with the reason.
 
 use orien_protocol::{
-    Millis, ReceiptAck, ReceiptHash, SessionId, Signed, Timestamp, UsageReceipt, Usdc,
+    ExecId, Millis, ReceiptAck, ReceiptHash, SessionId, Signed, Timestamp, UsageReceipt, Usdc,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,21 @@ pub enum DisputeReason {
         seq: u64,
         /// Hash of the receipt that was applied.
         applied: ReceiptHash,
+    },
+    /// A call's exit reports a wall time the renter's own timer rules out, or one past
+    /// the tool's limit: the provider held the exit back or made the figure up.
+    #[error(
+        "call {exec} reported {reported} of wall time; the renter measured {measured} and the tool's limit is {limit}"
+    )]
+    ImplausibleExit {
+        /// The call.
+        exec: ExecId,
+        /// What the exit said.
+        reported: Millis,
+        /// What the renter's timer said, request to exit.
+        measured: Millis,
+        /// The tool's wall-time limit plus the slack a kill takes.
+        limit: Millis,
     },
 }
 

@@ -19,6 +19,9 @@ pub use meter::{Meter, MeterConfig, Reading};
 pub use posting::{Cause, Leg, Posting, Side};
 pub use receipts::{AckedReceipt, Countersigner, Issuer};
 pub use session::{SessionHead, SessionRecord, SessionStatus, SuspendReason};
-pub use settlement::{LaneSettlement, Settlement, SettlementStatus, TxHash, UnsettledVoucher};
+pub use settlement::{
+    LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
+    UnsettledVoucher,
+};
 pub use signatures::verify_batch;
 pub use store::{Durable, Ingested, Store, StoreError, StoreOptions};

@@ -3,14 +3,22 @@
 //! A [`Meter`] counts, on an injectable monotonic [`Clock`]:
 //!
 //! - **session time**: while the session is open and not suspended;
-//! - **execution time**: the sum of call durations (overlapping calls each count);
+//! - **execution time**: the sum of call durations (overlapping calls each count),
+//!   running calls included, each call counted at most [`MeterConfig::call_cap`];
 //! - **CPU time**: as reported by the sandbox for each call.
 //!
 //! It produces cumulative [`Reading`]s — the content of a receipt — every receipt
 //! interval ([`Meter::poll`]), after each call ([`Meter::finish_exec`]) and at close
-//! ([`Meter::close`]). The amount is `Pricing::amount_for` the cumulative usage, capped at
-//! the budget; when the budget is reached the meter suspends itself and the reading says
-//! so, and the provider suspends the session.
+//! ([`Meter::close`]). Every reading includes the time of the calls still running, so a
+//! renter pays for a long call while it runs, interval by interval, and a provider never
+//! has more than one interval of a call's work unacknowledged. The amount is
+//! `Pricing::amount_for` the cumulative usage, capped at the budget; when the budget is
+//! reached the meter suspends itself and the reading says so, and the provider ends the
+//! session.
+//!
+//! Readings never decrease: a running call's contribution only grows, a finished call
+//! keeps at least what a reading already reported, and a call that never ran
+//! ([`Meter::abandon_exec`]) keeps only that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +30,10 @@ pub const DEFAULT_RECEIPT_INTERVAL: Millis = Millis(5_000);
 /// Shortest receipt interval accepted (a receipt is a signature, a round trip and a
 /// synced write on both sides).
 pub const MIN_RECEIPT_INTERVAL: Millis = Millis(100);
+/// How far past its tool's wall-time limit a call may be metered: the engine's latency
+/// to start a call and to kill it at the limit. Both sides cap every call at
+/// `max_exec + CALL_SLACK`, so a provider that reports a later exit is not paid for it.
+pub const CALL_SLACK: Millis = Millis(1_000);
 
 /// What a session is metered against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,17 +44,50 @@ pub struct MeterConfig {
     pub budget: Usdc,
     /// How often a reading is due while the session is open.
     pub receipt_interval: Millis,
+    /// The most one call is metered: its tool's `max_exec` plus [`CALL_SLACK`].
+    pub call_cap: Millis,
 }
 
 impl MeterConfig {
-    /// A configuration with the default receipt interval.
+    /// A configuration with the default receipt interval and uncapped calls.
     pub const fn new(pricing: Pricing, budget: Usdc) -> Self {
         Self {
             pricing,
             budget,
             receipt_interval: DEFAULT_RECEIPT_INTERVAL,
+            call_cap: Millis(u64::MAX),
         }
     }
+
+    /// The call cap of a tool whose calls are killed at `max_exec`.
+    pub const fn call_cap_for(max_exec: Millis) -> Millis {
+        max_exec.saturating_add(CALL_SLACK)
+    }
+
+    /// What one receipt interval can cost with `calls` calls running through it: the
+    /// most an honest provider works between two acknowledged receipts, and so the
+    /// smallest budget it accepts.
+    pub fn interval_worst_case(&self, calls: u32) -> Usdc {
+        let interval = self.receipt_interval.max(MIN_RECEIPT_INTERVAL);
+        self.pricing.amount_for(Usage {
+            session: interval,
+            exec: Millis(interval.get().saturating_mul(u64::from(calls))),
+        })
+    }
+}
+
+/// A call refused because its worst case does not fit the budget left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the call's worst case ({worst} for {cap} of execution) does not fit the budget left ({left}); open a session with a larger budget"
+)]
+pub struct CallDoesNotFit {
+    /// What the session would cost if this call and every running one ran to the cap.
+    pub worst: Usdc,
+    /// The call cap.
+    pub cap: Millis,
+    /// Budget minus what is metered now.
+    pub left: Usdc,
 }
 
 /// Why a reading was taken.
@@ -74,10 +119,18 @@ pub struct Reading {
 }
 
 /// A call in progress, started by [`Meter::start_exec`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "finish the call with Meter::finish_exec"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "finish the call with Meter::finish_exec or Meter::abandon_exec"]
 pub struct ExecTimer {
+    id: u64,
+}
+
+/// A running call as the meter counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Running {
     started: Duration,
+    /// What the last reading counted of it.
+    reported: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +149,10 @@ pub struct Meter {
     config: MeterConfig,
     state: State,
     session_time: Duration,
+    /// Finished calls (and closed-out running ones).
     exec_time: Duration,
+    running: std::collections::BTreeMap<u64, Running>,
+    next_timer: u64,
     cpu_time: Millis,
     next_due: Duration,
     budget_reached: bool,
@@ -109,6 +165,7 @@ impl std::fmt::Debug for Meter {
             .field("state", &self.state)
             .field("session_time", &self.session_time)
             .field("exec_time", &self.exec_time)
+            .field("running", &self.running.len())
             .field("cpu_time", &self.cpu_time)
             .finish_non_exhaustive()
     }
@@ -127,6 +184,8 @@ impl Meter {
             state: State::Running { since: now },
             session_time: Duration::ZERO,
             exec_time: Duration::ZERO,
+            running: std::collections::BTreeMap::new(),
+            next_timer: 0,
             cpu_time: Millis::ZERO,
             budget_reached: false,
         }
@@ -170,27 +229,95 @@ impl Meter {
         }
     }
 
-    /// Starts timing a call.
-    pub fn start_exec(&self) -> ExecTimer {
-        ExecTimer {
-            started: self.clock.monotonic(),
+    /// Starts timing a call; it counts in every reading until it is finished.
+    pub fn start_exec(&mut self) -> ExecTimer {
+        let id = self.next_timer;
+        self.next_timer += 1;
+        let now = self.clock.monotonic();
+        self.running.insert(
+            id,
+            Running {
+                started: now,
+                reported: Duration::ZERO,
+            },
+        );
+        ExecTimer { id }
+    }
+
+    /// Calls running now.
+    pub fn running_calls(&self) -> usize {
+        self.running.len()
+    }
+
+    /// How long a running call has run so far, uncapped (`None` once it ended).
+    pub fn elapsed(&self, timer: &ExecTimer) -> Option<Millis> {
+        let running = self.running.get(&timer.id)?;
+        Some(Millis::from_duration(
+            self.clock.monotonic().saturating_sub(running.started),
+        ))
+    }
+
+    /// Whether one more call fits the budget if it and every running call run to the
+    /// call cap, with session time going on meanwhile.
+    pub fn call_fits(&self) -> Result<(), CallDoesNotFit> {
+        let now = self.clock.monotonic();
+        let cap = self.config.call_cap.to_duration();
+        let current = self.snapshot(Trigger::Interval);
+        let still_to_run: Duration = self
+            .running
+            .values()
+            .map(|r| cap.saturating_sub(now.saturating_sub(r.started)))
+            .sum();
+        let worst = self.config.pricing.amount_for(Usage {
+            session: current.session_time.saturating_add(self.config.call_cap),
+            exec: current
+                .exec_time
+                .saturating_add(Millis::from_duration(still_to_run))
+                .saturating_add(self.config.call_cap),
+        });
+        if worst <= self.config.budget {
+            return Ok(());
         }
+        Err(CallDoesNotFit {
+            worst,
+            cap: self.config.call_cap,
+            left: self.config.budget.saturating_sub(current.amount),
+        })
     }
 
-    /// Ends a call started with [`start_exec`](Self::start_exec), adding its duration
-    /// and the CPU time the sandbox reported; returns the reading due after a call.
+    /// Ends a call started with [`start_exec`](Self::start_exec) that ran: its duration on
+    /// the meter's clock, capped at the call cap, joins the execution time with the CPU
+    /// time the sandbox reported. Returns the reading due after a call.
     pub fn finish_exec(&mut self, timer: ExecTimer, cpu: Millis) -> Reading {
-        let elapsed = self.clock.monotonic().saturating_sub(timer.started);
-        self.record_exec(Millis::from_duration(elapsed), cpu)
-    }
-
-    /// Adds a call measured elsewhere (the renter times its calls from request to exit).
-    pub fn record_exec(&mut self, duration: Millis, cpu: Millis) -> Reading {
-        if !self.is_closed() {
-            self.exec_time += duration.to_duration();
+        if let Some(running) = self.running.remove(&timer.id) {
+            let elapsed = self.counted(&running, self.clock.monotonic());
+            self.exec_time += elapsed;
             self.cpu_time = self.cpu_time.saturating_add(cpu);
         }
         self.take(Trigger::AfterExec)
+    }
+
+    /// Ends a call that did not run (refused arguments, a sandbox failure): nothing is
+    /// charged for it beyond what a reading already counted.
+    pub fn abandon_exec(&mut self, timer: ExecTimer) {
+        if let Some(running) = self.running.remove(&timer.id) {
+            self.exec_time += running.reported;
+        }
+    }
+
+    /// Adds a call measured elsewhere, capped at the call cap.
+    pub fn record_exec(&mut self, duration: Millis, cpu: Millis) -> Reading {
+        if !self.is_closed() {
+            self.exec_time += duration.min(self.config.call_cap).to_duration();
+            self.cpu_time = self.cpu_time.saturating_add(cpu);
+        }
+        self.take(Trigger::AfterExec)
+    }
+
+    fn counted(&self, running: &Running, now: Duration) -> Duration {
+        now.saturating_sub(running.started)
+            .min(self.config.call_cap.to_duration())
+            .max(running.reported)
     }
 
     /// The interval reading, if one is due (and the session is not closed). Also
@@ -207,9 +334,15 @@ impl Meter {
         self.next_due
     }
 
-    /// Closes the session and returns the final reading. Idempotent.
+    /// Closes the session and returns the final reading: calls still running end now
+    /// (the sandbox kills them). Idempotent.
     pub fn close(&mut self) -> Reading {
         self.suspend();
+        let now = self.clock.monotonic();
+        let running = std::mem::take(&mut self.running);
+        for call in running.values() {
+            self.exec_time += self.counted(call, now);
+        }
         self.state = State::Closed;
         self.take(Trigger::Close)
     }
@@ -221,6 +354,17 @@ impl Meter {
 
     fn take(&mut self, trigger: Trigger) -> Reading {
         let reading = self.snapshot(trigger);
+        let now = self.clock.monotonic();
+        let counted: Vec<(u64, Duration)> = self
+            .running
+            .iter()
+            .map(|(id, r)| (*id, self.counted(r, now)))
+            .collect();
+        for (id, count) in counted {
+            if let Some(r) = self.running.get_mut(&id) {
+                r.reported = count;
+            }
+        }
         if reading.budget_reached && !self.budget_reached {
             self.budget_reached = true;
             self.suspend();
@@ -233,12 +377,14 @@ impl Meter {
     }
 
     fn snapshot(&self, trigger: Trigger) -> Reading {
+        let now = self.clock.monotonic();
         let running = match self.state {
-            State::Running { since } => self.clock.monotonic().saturating_sub(since),
+            State::Running { since } => now.saturating_sub(since),
             _ => Duration::ZERO,
         };
         let session_time = Millis::from_duration(self.session_time + running);
-        let exec_time = Millis::from_duration(self.exec_time);
+        let calls: Duration = self.running.values().map(|r| self.counted(r, now)).sum();
+        let exec_time = Millis::from_duration(self.exec_time + calls);
         let price = self.config.pricing.amount_for(Usage {
             session: session_time,
             exec: exec_time,
@@ -297,7 +443,11 @@ mod tests {
         let b = meter.start_exec();
         clock.advance(Duration::from_millis(300));
         let first = meter.finish_exec(a, Millis(500));
-        assert_eq!(first.exec_time, Millis(1_000));
+        assert_eq!(
+            first.exec_time,
+            Millis(1_300),
+            "1,000 ms of the first call and 300 of the second, still running"
+        );
         assert_eq!(first.trigger, Trigger::AfterExec);
         let second = meter.finish_exec(b, Millis(250));
         assert_eq!(
@@ -346,26 +496,123 @@ mod tests {
         assert_eq!(meter.close().session_time, last.session_time);
     }
 
+    #[test]
+    fn running_calls_count_in_every_reading_up_to_the_call_cap() {
+        let mut c = config(0, 60_000, u64::MAX);
+        c.call_cap = Millis(1_500);
+        let (clock, mut meter) = setup(c);
+        let call = meter.start_exec();
+        clock.advance(Duration::from_millis(1_000));
+        assert_eq!(meter.current().exec_time, Millis(1_000));
+        clock.advance(Duration::from_millis(4_000));
+        let interval = meter.poll().unwrap();
+        assert_eq!(interval.exec_time, Millis(1_500), "capped while running");
+        clock.advance(Duration::from_millis(10_000));
+        let after = meter.finish_exec(call, Millis(100));
+        assert_eq!(after.exec_time, Millis(1_500), "a late exit is not paid");
+        assert_eq!(meter.running_calls(), 0);
+    }
+
+    #[test]
+    fn a_call_that_did_not_run_keeps_only_what_was_reported() {
+        let (clock, mut meter) = setup(config(0, 60_000, u64::MAX));
+        let refused = meter.start_exec();
+        clock.advance(Duration::from_millis(40));
+        meter.abandon_exec(refused);
+        assert_eq!(
+            meter.current().exec_time,
+            Millis::ZERO,
+            "nothing was reported"
+        );
+        let reported = meter.start_exec();
+        clock.advance(Duration::from_millis(5_000));
+        let interval = meter.poll().unwrap();
+        clock.advance(Duration::from_millis(300));
+        meter.abandon_exec(reported);
+        assert_eq!(
+            meter.current().exec_time,
+            interval.exec_time,
+            "a reading never goes back"
+        );
+    }
+
+    #[test]
+    fn closing_ends_the_running_calls() {
+        let (clock, mut meter) = setup(config(0, 60_000, u64::MAX));
+        let call = meter.start_exec();
+        clock.advance(Duration::from_millis(700));
+        let last = meter.close();
+        assert_eq!(last.exec_time, Millis(700));
+        clock.advance(Duration::from_millis(700));
+        assert_eq!(meter.finish_exec(call, Millis(5)).exec_time, Millis(700));
+    }
+
+    #[test]
+    fn a_call_fits_only_if_its_worst_case_and_the_running_calls_fit_the_budget() {
+        // 1 µUSDC per ms of session and 10 per ms of call; calls capped at 1 s.
+        let mut c = config(60_000, 600_000, 25_000);
+        c.call_cap = Millis(1_000);
+        let (clock, mut meter) = setup(c);
+        // 1,000 session + 10,000 call = 11,000 ≤ 25,000.
+        assert!(meter.call_fits().is_ok());
+        let _running = meter.start_exec();
+        // Now 1,000 session + 10,000 still to run + 10,000 for the new call: fits.
+        assert!(meter.call_fits().is_ok());
+        let _second = meter.start_exec();
+        let refused = meter.call_fits().unwrap_err();
+        assert_eq!(refused.worst, Usdc::from_micros(31_000));
+        assert_eq!(refused.left, Usdc::from_micros(25_000));
+        clock.advance(Duration::from_millis(100));
+        assert!(meter.call_fits().is_err(), "time only makes it worse");
+    }
+
+    #[test]
+    fn the_worst_case_of_an_interval_counts_session_time_and_every_call_slot() {
+        let mut c = config(60_000, 600_000, u64::MAX);
+        c.receipt_interval = Millis(200);
+        assert_eq!(c.interval_worst_case(2), Usdc::from_micros(200 + 4_000));
+        assert_eq!(c.interval_worst_case(0), Usdc::from_micros(200));
+    }
+
     proptest! {
         #[test]
-        fn readings_never_decrease(steps in proptest::collection::vec((0u64..10_000, 0u8..5), 1..60)) {
-            let (clock, mut meter) = setup(config(10_000, 50_000, 2_000_000));
+        fn readings_never_decrease(steps in proptest::collection::vec((0u64..10_000, 0u8..8), 1..60)) {
+            let mut c = config(10_000, 50_000, 2_000_000);
+            c.call_cap = Millis(7_000);
+            let (clock, mut meter) = setup(c);
+            let mut calls = Vec::new();
+            // Readings taken (what receipts carry) never decrease; a preview with
+            // `current` is never below the last reading taken.
             let mut last = meter.current();
             for (ms, action) in steps {
                 clock.advance(Duration::from_millis(ms));
-                let r = match action {
-                    0 => { meter.suspend(); meter.current() }
-                    1 => { meter.resume(); meter.current() }
-                    2 => meter.record_exec(Millis(ms / 2), Millis(ms / 4)),
-                    3 => meter.poll().unwrap_or_else(|| meter.current()),
-                    _ => meter.current(),
+                let (r, taken) = match action {
+                    0 => { meter.suspend(); (meter.current(), false) }
+                    1 => { meter.resume(); (meter.current(), false) }
+                    2 => (meter.record_exec(Millis(ms / 2), Millis(ms / 4)), true),
+                    3 => match meter.poll() {
+                        Some(r) => (r, true),
+                        None => (meter.current(), false),
+                    },
+                    4 => { calls.push(meter.start_exec()); (meter.current(), false) }
+                    5 => match calls.pop() {
+                        Some(call) => (meter.finish_exec(call, Millis(ms / 8)), true),
+                        None => (meter.current(), false),
+                    },
+                    6 => {
+                        if let Some(call) = calls.pop() { meter.abandon_exec(call); }
+                        (meter.current(), false)
+                    }
+                    _ => (meter.close(), true),
                 };
                 prop_assert!(r.session_time >= last.session_time);
                 prop_assert!(r.exec_time >= last.exec_time);
                 prop_assert!(r.cpu_time >= last.cpu_time);
                 prop_assert!(r.amount >= last.amount);
                 prop_assert!(r.amount <= Usdc::from_micros(2_000_000));
-                last = r;
+                if taken {
+                    last = r;
+                }
             }
         }
     }

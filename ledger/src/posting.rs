@@ -66,6 +66,13 @@ pub enum Cause {
         /// Which re-confirmation it reverses.
         round: u32,
     },
+    /// What the other side proved acknowledged on a lane beyond this ledger's total,
+    /// found when `session` opened: receipts this node never committed (a crash between
+    /// the two commits, an ack lost at the end of a session), paid as they would have been.
+    LaneGap {
+        /// The session at whose opening the gap was found.
+        session: SessionId,
+    },
 }
 
 impl Cause {
@@ -117,6 +124,21 @@ impl Posting {
         push(&mut legs, Account::ProtocolFee, Side::Credit, delta.fee());
         push(&mut legs, Account::Reserve, Side::Credit, delta.reserve());
         Ok(Self::balanced(Cause::Receipt { session, seq }, at, legs))
+    }
+
+    /// The posting of a lane gap found when `session` opened: the lane pays the provider,
+    /// the fee and the reserve their share of the increase from `before` to `after`,
+    /// exactly as the receipts this ledger missed would have.
+    pub fn lane_gap(
+        session: SessionId,
+        lane: LaneKey,
+        before: Usdc,
+        after: Usdc,
+        at: Timestamp,
+    ) -> Result<Self, SplitError> {
+        let mut posting = Self::receipt(session, 0, lane, before, after, at)?;
+        posting.cause = Cause::LaneGap { session };
+        Ok(posting)
     }
 
     /// The posting of a confirmed settlement of `lane` from `settled` up to `paid_up_to`:

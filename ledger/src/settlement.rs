@@ -153,3 +153,33 @@ pub struct UnsettledVoucher {
     /// Transactions submitted and not yet confirmed or voided, with their amounts.
     pub pending: Vec<(TxHash, Usdc)>,
 }
+
+/// Why the escrow skipped a lane's voucher, as the store remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkipKind {
+    /// The contract refused the signature or the lane: the voucher never pays.
+    Invalid,
+    /// The chain had settled at least as much already: the store is behind the chain's
+    /// events, which reconciliation brings in.
+    Stale,
+    /// The lane's deposit is fully settled: nothing pays until the renter funds it again.
+    Exhausted,
+}
+
+/// A lane's voucher that the escrow skipped: not submitted again until a newer voucher
+/// arrives (or, when exhausted, the lane is funded again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedVoucher {
+    /// The voucher's cumulative amount.
+    pub cumulative: Usdc,
+    /// Why.
+    pub kind: SkipKind,
+    /// The transaction that skipped it.
+    pub tx: TxHash,
+}
+
+impl Record for SkippedVoucher {
+    const KIND: &'static str = "skipped voucher";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 64;
+}

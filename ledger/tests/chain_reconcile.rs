@@ -240,3 +240,175 @@ async fn chain_settlements_reconcile_into_the_store_and_a_reorg_voids_them() {
     );
     assert_eq!(store.unsettled_vouchers().unwrap(), vec![]);
 }
+
+/// A store in a temporary directory.
+fn open_store(dir: &std::path::Path) -> Store {
+    Store::open(dir).unwrap()
+}
+
+#[tokio::test]
+async fn a_settlement_sent_just_before_a_crash_is_confirmed_exactly_once_after_restart() {
+    let world = World::start().await;
+    let provider = world.actor(0).await;
+    let renter = world.actor(100 * USDC).await;
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(50 * USDC))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let mut session = Session::open(&store, &world, &renter, &provider);
+    for step in [4_000, 321, 99] {
+        session.receipt(&store, &renter, &provider, step);
+    }
+    // The node records the settlement and sends it, then dies before it hears the outcome.
+    let vouchers: Vec<_> = store
+        .unsettled_vouchers()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.voucher)
+        .collect();
+    let mut recorded = None;
+    provider
+        .escrow
+        .settle_batch_recorded(&vouchers, |tx| {
+            let tx = orien_ledger::TxHash(tx.0);
+            store
+                .settlement_submitted(session.lane, tx, vouchers[0].cumulative)
+                .unwrap();
+            recorded = Some(tx);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let tx = recorded.expect("recorded before it was sent");
+    drop(store);
+
+    // After the restart: reconciliation starts at the escrow's deployment block, finds the
+    // transaction and records it once; nothing is sent again.
+    let store = open_store(dir.path());
+    assert!(
+        store.unsettled_vouchers().unwrap()[0].pending
+            == vec![(tx, Usdc::from_micros(session.amount))],
+        "the pending settlement keeps the lane from being settled twice"
+    );
+    let mut reconciler = Reconciler::resume(provider.escrow.clone(), &store)
+        .await
+        .unwrap();
+    let report = reconciler.poll(&store).await.unwrap();
+    assert_eq!(
+        report.confirmed,
+        vec![(session.lane, tx, Usdc::from_micros(session.amount))]
+    );
+    assert!(reconciler.settle_pending(&store).await.unwrap().is_empty());
+    let settlements = store.settlements(&session.lane).unwrap();
+    assert_eq!(settlements.len(), 1, "{settlements:?}");
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+    // A second restart scans from the cursor the first one left: still once.
+    drop(reconciler);
+    let mut reconciler = Reconciler::resume(provider.escrow.clone(), &store)
+        .await
+        .unwrap();
+    assert!(reconciler.poll(&store).await.unwrap().confirmed.is_empty());
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+}
+
+#[tokio::test]
+async fn a_settlement_recorded_but_never_sent_is_voided_and_sent_again() {
+    let world = World::start().await;
+    let provider = world.actor(0).await;
+    let renter = world.actor(100 * USDC).await;
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(50 * USDC))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let mut session = Session::open(&store, &world, &renter, &provider);
+    session.receipt(&store, &renter, &provider, 2_500);
+    let vouchers: Vec<_> = store
+        .unsettled_vouchers()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.voucher)
+        .collect();
+    // Recorded, then the node dies before a byte leaves.
+    let failed = provider
+        .escrow
+        .settle_batch_recorded(&vouchers, |tx| {
+            store
+                .settlement_submitted(
+                    session.lane,
+                    orien_ledger::TxHash(tx.0),
+                    vouchers[0].cumulative,
+                )
+                .unwrap();
+            Err(orien_ledger::chain::ChainError::Unexpected(
+                "crashed".into(),
+            ))
+        })
+        .await;
+    assert!(failed.is_err());
+    assert!(store.unsettled_vouchers().unwrap()[0].pending.len() == 1);
+
+    let mut reconciler = Reconciler::resume(provider.escrow.clone(), &store)
+        .await
+        .unwrap();
+    let report = reconciler.poll(&store).await.unwrap();
+    assert_eq!(report.dropped.len(), 1, "the chain never saw it: voided");
+    let batches = reconciler.settle_pending(&store).await.unwrap();
+    assert_eq!(batches.len(), 1, "so the voucher is sent again");
+    assert_eq!(batches[0].paid().micros(), session.amount);
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+}
+
+#[tokio::test]
+async fn a_voucher_the_escrow_skips_is_not_sent_again_until_the_lane_is_funded() {
+    let world = World::start().await;
+    let provider = world.actor(0).await;
+    let renter = world.actor(100 * USDC).await;
+    // The lane holds less than the renter acknowledges.
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(1_000))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let mut session = Session::open(&store, &world, &renter, &provider);
+    session.receipt(&store, &renter, &provider, 1_500);
+    let mut reconciler = Reconciler::resume(provider.escrow.clone(), &store)
+        .await
+        .unwrap();
+    let first = reconciler.settle_pending(&store).await.unwrap();
+    assert_eq!(first[0].paid().micros(), 1_000, "the deposit, no more");
+    let second = reconciler.settle_pending(&store).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].skipped.len(), 1, "the exhausted lane is skipped");
+    assert!(
+        reconciler.settle_pending(&store).await.unwrap().is_empty(),
+        "and not sent again"
+    );
+    assert_eq!(
+        store
+            .skipped_voucher(&session.lane)
+            .unwrap()
+            .map(|s| s.kind),
+        Some(orien_ledger::SkipKind::Exhausted)
+    );
+
+    // The renter funds the lane again: the voucher pays the rest.
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(1_000))
+        .await
+        .unwrap();
+    reconciler.poll(&store).await.unwrap();
+    let third = reconciler.settle_pending(&store).await.unwrap();
+    assert_eq!(third[0].paid().micros(), 500);
+    reconciler.poll(&store).await.unwrap();
+    assert_store_matches_chain(&store, &world, &provider, session.key()).await;
+    assert_eq!(store.unsettled_vouchers().unwrap(), vec![]);
+}

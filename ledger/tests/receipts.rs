@@ -7,7 +7,7 @@ mod support;
 use orien_ledger::dispute::{DisputeReason, Quantity};
 use orien_ledger::receipts::Tolerance;
 use orien_ledger::{Account, SuspendReason};
-use orien_protocol::{Millis, Pricing, Split, Usdc};
+use orien_protocol::{Clock as _, Millis, Pricing, Split, Usdc};
 use support::sim::Sim;
 
 fn pricing() -> Pricing {
@@ -136,11 +136,14 @@ fn the_provider_suspends_when_no_ack_comes_in_time() {
     sim.advance(5_000);
     let reading = sim.provider_meter.poll().unwrap();
     let _unacked = sim.issuer.issue(&reading).unwrap();
-    sim.advance(9_999);
-    assert_eq!(sim.issuer.check_ack_timeout(), None);
+    // The timeout counts from the last ack, here the start of the session.
+    sim.advance(4_999);
+    assert!(!sim.issuer.ack_timed_out());
+    assert_eq!(sim.issuer.suspension(), None);
     sim.advance(1);
+    assert!(sim.issuer.ack_timed_out());
     assert_eq!(
-        sim.issuer.check_ack_timeout(),
+        sim.issuer.suspension(),
         Some(&SuspendReason::AckTimeout { seq: 1 })
     );
     assert!(!sim.issuer.resume(), "still unacked");
@@ -182,4 +185,89 @@ fn a_renter_crash_between_commit_and_ack_is_harmless() {
     assert!(sim.poll());
     assert_eq!(sim.issuer.chain(), sim.countersigner.chain());
     sim.renter.store.verify().unwrap();
+}
+
+#[test]
+fn the_ack_timeout_counts_from_the_last_ack_not_from_the_receipt_waiting() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    assert!(sim.poll(), "the first receipt is acknowledged at 5 s");
+    sim.advance(5_000);
+    let reading = sim.provider_meter.poll().unwrap();
+    let _unacked = sim.issuer.issue(&reading).unwrap();
+    assert_eq!(
+        sim.issuer.ack_deadline(),
+        Some(std::time::Duration::from_millis(15_000)),
+        "one ack timeout after the last ack"
+    );
+    sim.advance(4_999);
+    assert!(!sim.issuer.ack_timed_out());
+    sim.advance(1);
+    assert!(sim.issuer.ack_timed_out());
+}
+
+#[test]
+fn spending_the_budget_is_not_an_ack_timeout() {
+    let budget = Usdc::from_micros(5_000);
+    let mut sim = Sim::new(pricing(), budget, Tolerance::default());
+    let reading = loop {
+        sim.advance(5_000);
+        let reading = sim.provider_meter.poll().unwrap();
+        if reading.budget_reached {
+            break reading;
+        }
+        assert!(sim.exchange(reading, false));
+    };
+    let _last = sim.issuer.issue(&reading).unwrap();
+    assert_eq!(sim.issuer.suspension(), Some(&SuspendReason::BudgetReached));
+    assert!(
+        !sim.issuer.ack_timed_out(),
+        "the receipt that spends the budget still waits for its ack"
+    );
+}
+
+#[test]
+fn a_receipt_sent_again_gets_the_same_ack_again() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    let reading = sim.provider_meter.poll().unwrap();
+    let _ = sim.renter_meter.poll();
+    let receipt = sim.issuer.issue(&reading).unwrap();
+    let own = sim.renter_meter.current();
+    let Ok(orien_ledger::receipts::Checked::New(pending)) =
+        sim.countersigner.check(&receipt, &own, sim.clock.wall())
+    else {
+        panic!("a new receipt");
+    };
+    let durable = sim.renter.store.ingest(pending.acked().clone()).unwrap();
+    let ack = sim.countersigner.release(pending, &durable);
+    // The ack is lost; the provider sends the same receipt again.
+    match sim.countersigner.check(&receipt, &own, sim.clock.wall()) {
+        Ok(orien_ledger::receipts::Checked::Again(again)) => assert_eq!(again, ack),
+        other => panic!("expected the same ack again, got {other:?}"),
+    }
+    // A different receipt with the same number is not a resend: refused.
+    let mut forged = reading;
+    forged.amount = forged.amount.checked_add(Usdc::from_micros(1)).unwrap();
+    let mut other_issuer = orien_ledger::Issuer::new(
+        orien_protocol::NodeKey::generate(),
+        sim.session,
+        orien_protocol::NodeKey::generate().node_id(),
+        Millis(10_000),
+        std::sync::Arc::new(sim.clock.clone()),
+    );
+    let stranger = other_issuer.issue(&forged).unwrap();
+    assert!(
+        sim.countersigner
+            .check(&stranger, &own, sim.clock.wall())
+            .is_err()
+    );
 }

@@ -478,3 +478,93 @@ fn ingest_many_across_groups_and_sessions_matches_ingesting_one_by_one() {
         assert_eq!(t.store.verify().unwrap().receipts, stored as u64);
     }
 }
+
+#[test]
+fn a_lane_behind_the_other_sides_total_records_the_gap_and_takes_the_next_session() {
+    let t = temp_store();
+    let p = parties();
+    let lane_id = orien_protocol::LaneId::from_bytes([0x7a; 32]);
+    let first = SessionId::random();
+    t.store
+        .open_session(session_record(
+            first,
+            &p,
+            support::chain::escrow(lane_id),
+            usdc(1_000_000),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(first, Some(lane_id));
+    t.store.ingest(chain.next(&p, 1_234)).unwrap();
+    // The renter committed two more receipts this ledger never saw.
+    let renter_total = chain.amount + 99 + 1;
+    let key = t.store.session(&first).unwrap().unwrap().lane();
+    assert_eq!(t.store.lane_acked(&key).unwrap(), usdc(chain.amount));
+    let second = SessionId::random();
+    let voucher = orien_protocol::Voucher {
+        lane: lane_id,
+        cumulative: usdc(renter_total),
+        signature: orien_protocol::EvmSignature([0x1b; 65]),
+    };
+    let gap = t
+        .store
+        .resync_lane(key, second, usdc(renter_total), Some(voucher))
+        .unwrap();
+    assert_eq!(gap, usdc(100));
+    assert_eq!(t.store.lane_acked(&key).unwrap(), usdc(renter_total));
+    let state = t.store.lane_settlement(&lane_id).unwrap().unwrap();
+    assert_eq!(
+        (state.acked, state.latest_voucher),
+        (usdc(renter_total), Some(voucher))
+    );
+    assert_eq!(
+        t.store.resync_lane(key, second, usdc(renter_total), None),
+        Ok(usdc(0)),
+        "a second resync at the same total posts nothing"
+    );
+    // The next session's vouchers count from the resynced total.
+    t.store
+        .open_session(session_record(
+            second,
+            &p,
+            support::chain::escrow(lane_id),
+            usdc(1_000_000),
+        ))
+        .unwrap();
+    let mut next = ChainBuilder::new(second, Some(lane_id));
+    next.lane_base = renter_total;
+    t.store.ingest(next.next(&p, 500)).unwrap();
+    // The lane's postings still sum to the split of its total, gap included.
+    t.store.verify().unwrap();
+    let split = Split::of(usdc(renter_total + 500));
+    assert_eq!(
+        t.store
+            .balance(&Account::ProtocolFee)
+            .unwrap()
+            .net(&Account::ProtocolFee),
+        i128::from(split.fee().micros())
+    );
+}
+
+#[test]
+fn a_lane_already_at_the_other_sides_total_records_nothing() {
+    let t = temp_store();
+    let p = parties();
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(
+            session,
+            &p,
+            PaymentLane::Ledger,
+            usdc(1_000_000),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, None);
+    t.store.ingest(chain.next(&p, 700)).unwrap();
+    let key = t.store.session(&session).unwrap().unwrap().lane();
+    let gap = t
+        .store
+        .resync_lane(key, SessionId::random(), usdc(500), None)
+        .unwrap();
+    assert_eq!(gap, usdc(0));
+    assert_eq!(t.store.postings().unwrap().len(), 1);
+}

@@ -62,7 +62,7 @@ pub use pricing::{Pricing, Usage};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
 pub use rpc::{ExecEvents, FileInfo, RpcErrorCode, SessionRequest, SessionResponse};
 pub use session::{
-    CloseReason, CloseSession, OpenSession, PaymentLane, RejectReason, SessionAccepted,
+    CloseReason, CloseSession, LaneHead, OpenSession, PaymentLane, RejectReason, SessionAccepted,
     SessionRejected,
 };
 pub use signed::{NodeKey, SignatureBytes, Signed, SignedPayload};
@@ -71,7 +71,9 @@ pub use time::{Millis, Timestamp};
 pub use wire::Message;
 
 /// Request-response protocol carrying session messages between renter and provider.
-pub const SESSION_PROTOCOL: &str = "/orien/session/1";
+/// Version 2 exchanges the lane head at open ([`LaneHead`]); signed payloads (offers,
+/// receipts, acks) are unchanged from version 1.
+pub const SESSION_PROTOCOL: &str = "/orien/session/2";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Kademlia protocol name of the ORIEN DHT (private, not the public IPFS DHT).

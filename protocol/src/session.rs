@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::InvalidMessage;
 use crate::ids::{EvmAddress, LaneId, NodeId, OfferId, SessionId};
 use crate::money::Usdc;
+use crate::receipt::Voucher;
 use crate::time::Millis;
 use crate::wire::{Message, check_len};
 
@@ -33,6 +34,34 @@ pub enum PaymentLane {
     },
 }
 
+/// What one side has acknowledged on a lane (renter → provider, through one escrow
+/// lane or the ledgers) before a session opens, with the renter's latest voucher for that
+/// total on escrow lanes.
+///
+/// Both sides exchange it at open and count the new session's vouchers from the larger
+/// total, proved by the renter's own signature: a receipt one side committed and the
+/// other never saw (a crash between the two commits, an ack lost at the end of a session)
+/// never wedges the lane. The side that was behind records the gap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LaneHead {
+    /// Cumulative amount acknowledged on the lane.
+    pub acked: Usdc,
+    /// The renter-signed voucher for `acked` (escrow lanes with `acked > 0`).
+    pub voucher: Option<Voucher>,
+}
+
+impl LaneHead {
+    fn validate(&self, field: &'static str) -> Result<(), InvalidMessage> {
+        match &self.voucher {
+            Some(v) if v.cumulative != self.acked => Err(InvalidMessage::new(
+                field,
+                "the voucher is not for the acknowledged total",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The renter asks a provider to open a session on one of its offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenSession {
@@ -46,6 +75,8 @@ pub struct OpenSession {
     pub max_duration: Millis,
     /// How the session is paid.
     pub payment: PaymentLane,
+    /// What the renter has acknowledged on the lane so far.
+    pub lane: LaneHead,
 }
 
 impl Message for OpenSession {
@@ -71,7 +102,13 @@ impl Message for OpenSession {
         {
             return Err(InvalidMessage::new("payment", "zero address"));
         }
-        Ok(())
+        if self.payment == PaymentLane::Ledger && self.lane.voucher.is_some() {
+            return Err(InvalidMessage::new(
+                "lane.voucher",
+                "a voucher on a ledger-paid lane",
+            ));
+        }
+        self.lane.validate("lane.voucher")
     }
 }
 
@@ -90,11 +127,14 @@ pub struct SessionAccepted {
     pub receipt_interval: Millis,
     /// How long the provider waits for an ack before it suspends the session.
     pub ack_timeout: Millis,
+    /// The lane total the session's vouchers count from (the larger of the two sides'),
+    /// with its voucher when it is the provider's and above the renter's.
+    pub lane: LaneHead,
 }
 
 impl Message for SessionAccepted {
     const KIND: &'static str = "SessionAccepted";
-    const MAX_ENCODED_LEN: usize = 256;
+    const MAX_ENCODED_LEN: usize = 512;
 
     fn validate(&self) -> Result<(), InvalidMessage> {
         if self.receipt_interval == Millis::ZERO {
@@ -109,7 +149,7 @@ impl Message for SessionAccepted {
                 "must be greater than zero",
             ));
         }
-        Ok(())
+        self.lane.validate("lane.voucher")
     }
 }
 
@@ -149,6 +189,17 @@ pub enum RejectReason {
     InvalidRequest {
         /// Human-readable detail.
         detail: String,
+    },
+    /// The provider is connected to a chain and takes ledger-paid sessions only from the
+    /// peers its operator lists: pay from an escrow lane.
+    EscrowRequired,
+    /// The renter asked to close the escrow lane; it takes no new session until the
+    /// close is finished or cancelled by a top-up.
+    LaneClosing,
+    /// The renter already has as many sessions open with this provider as it allows.
+    TooManySessions {
+        /// Sessions one renter may hold at once.
+        max: u32,
     },
 }
 
@@ -194,6 +245,8 @@ pub enum CloseReason {
     ProviderShutdown,
     /// A receipt failed the renter's checks and is kept as evidence.
     Dispute,
+    /// The renter asked to close the escrow lane the session is paid from.
+    LaneClosing,
 }
 
 /// Either side closes a session. The provider answers with a final receipt.

@@ -1,4 +1,7 @@
-//! Golden vectors: the exact bytes, signatures and splits of protocol v1.
+//! Golden vectors: the exact bytes, signatures and splits of protocol v1 (signed
+//! payloads: `orien/offer/v1`, `orien/receipt/v1`, `orien/receipt-ack/v1`) and of the
+//! session messages of `/orien/session/2` (which added the lane head to `OpenSession`
+//! and `SessionAccepted`; nothing signed changed).
 //!
 //! `tests/vectors/v1.json` is committed. If this test fails, the wire format, a
 //! signature or the money rules changed: that breaks every deployed node and every

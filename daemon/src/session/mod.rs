@@ -17,8 +17,8 @@ use std::time::Duration;
 use orien_ledger::Store;
 use orien_ledger::receipts::Tolerance;
 use orien_protocol::{
-    Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeKey, Offer, OfferId, RpcErrorCode,
-    SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
+    Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId,
+    RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
 };
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info_span, warn};
@@ -40,6 +40,29 @@ pub enum PaymentChoice {
     Escrow,
 }
 
+/// Which renters a provider connected to a chain serves on ledger-paid sessions (IOUs
+/// in the two ledgers, nothing escrowed). A provider without a chain has only those.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LedgerPayments {
+    /// None: on a chain, every session is paid from an escrow lane.
+    #[default]
+    EscrowOnly,
+    /// These peers (operators the provider trusts to pay off chain).
+    Peers(std::collections::BTreeSet<NodeId>),
+    /// Anyone: the operator accepts IOUs from strangers.
+    Anyone,
+}
+
+impl LedgerPayments {
+    fn allows(&self, peer: &NodeId) -> bool {
+        match self {
+            Self::EscrowOnly => false,
+            Self::Peers(peers) => peers.contains(peer),
+            Self::Anyone => true,
+        }
+    }
+}
+
 /// Timings and limits of sessions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
@@ -51,6 +74,10 @@ pub struct SessionConfig {
     pub max_duration: Millis,
     /// Most sessions the provider runs at once.
     pub max_sessions: usize,
+    /// Most sessions the provider runs at once for one renter.
+    pub max_sessions_per_peer: usize,
+    /// Ledger-paid sessions a provider on a chain accepts.
+    pub ledger_payments: LedgerPayments,
     /// How far the provider's meter may run ahead of the renter's.
     pub tolerance: Tolerance,
     /// How long a renter waits without hearing from its provider (no receipt, no
@@ -67,6 +94,8 @@ impl Default for SessionConfig {
             ack_timeout: Millis(10_000),
             max_duration: Millis(24 * 3_600_000),
             max_sessions: 16,
+            max_sessions_per_peer: 4,
+            ledger_payments: LedgerPayments::EscrowOnly,
             tolerance: Tolerance::default(),
             disconnect_grace: Millis(30_000),
         }
@@ -188,6 +217,15 @@ pub enum SessionError {
     /// This node has no ledger, so it cannot rent or serve sessions.
     #[error("this node was started without session services")]
     Disabled,
+    /// The call's worst case does not fit the session's remaining budget.
+    #[error(transparent)]
+    Budget(#[from] orien_ledger::meter::CallDoesNotFit),
+    /// The session already runs as many calls as its offer allows.
+    #[error("at most {max} calls run at once in this session; wait for one to end")]
+    TooManyCalls {
+        /// The offer's `concurrent_execs`.
+        max: u32,
+    },
 }
 
 /// The session manager of a node.
@@ -212,6 +250,8 @@ struct Inner {
     history: Mutex<History>,
     /// Provided sessions open or opening: the capacity check reserves a slot first.
     slots: std::sync::atomic::AtomicUsize,
+    /// The same, per renter.
+    peer_slots: Mutex<HashMap<NodeId, usize>>,
 }
 
 impl Inner {
@@ -322,6 +362,7 @@ impl Sessions {
                 rented: Mutex::new(HashMap::new()),
                 history: Mutex::new(History::default()),
                 slots: std::sync::atomic::AtomicUsize::new(0),
+                peer_slots: Mutex::new(HashMap::new()),
             }),
         };
         let (inbox, mut requests) = mpsc::channel::<Inbound>(INBOX);

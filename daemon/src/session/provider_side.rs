@@ -1,23 +1,25 @@
 //! The provider's side of a session: it runs the renter's calls in the sandbox,
-//! streams their output, meters the session, and issues receipts until each is
-//! acknowledged and durably committed. No ack within the ack timeout suspends the
-//! session and removes its sandbox, so the provider's loss is bounded by one receipt
-//! interval.
+//! streams their output, meters the session (running calls included), and issues
+//! receipts until each is acknowledged and durably committed. A renter silent for one
+//! ack timeout since its last ack ends the session and its sandbox (its calls with it),
+//! and a call whose worst case does not fit the budget left is refused, so the provider
+//! never works unpaid for more than one ack window of session time and running calls.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use orien_ledger::meter::ExecTimer;
 use orien_ledger::{
-    AckedReceipt, Issuer, Meter, MeterConfig, Reading, SessionRecord, SessionStatus,
+    AckedReceipt, Issuer, LaneKey, Meter, MeterConfig, Reading, SessionRecord, SessionStatus,
 };
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
     CloseReason, CloseSession, EvmAddress, Exec, ExecEvent, ExecEvents, ExecExit, ExecId,
-    ExecOutcome, FileInfo, NodeId, OpenSession, PaymentLane, RejectReason, RpcErrorCode,
-    SessionAccepted, SessionId, SessionRejected, SessionRequest, SessionResponse, Signed,
-    UsageReceipt, Usdc,
+    ExecOutcome, FileInfo, LaneHead, LaneId, NodeId, OpenSession, PaymentLane, RejectReason,
+    RpcErrorCode, SessionAccepted, SessionId, SessionRejected, SessionRequest, SessionResponse,
+    Signed, UsageReceipt, Usdc,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
@@ -27,14 +29,14 @@ use super::{Inner, blocking, error};
 use crate::node::{Net, NetError};
 use crate::payments::{LaneGuard, Payments};
 
-/// How often a session's timers (receipt interval, ack timeout, deadline) are checked.
-const TICK: Duration = Duration::from_millis(200);
 /// Pause before resending a receipt or an output batch the renter did not take.
 const RETRY: Duration = Duration::from_secs(1);
+/// Attempts at telling the renter that the provider ended its session.
+const CLOSE_NOTICES: u32 = 3;
 
 pub(super) enum Input {
     Request {
-        request: SessionRequest,
+        request: Box<SessionRequest>,
         reply: oneshot::Sender<SessionResponse>,
     },
     ExecDone {
@@ -58,31 +60,68 @@ impl Handle {
         request: SessionRequest,
         reply: oneshot::Sender<SessionResponse>,
     ) {
-        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) =
-            self.input.send(Input::Request { request, reply }).await
+        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) = self
+            .input
+            .send(Input::Request {
+                request: Box::new(request),
+                reply,
+            })
+            .await
         {
             let _ = reply.send(error(RpcErrorCode::BadRequest, "the session has ended"));
         }
     }
 }
 
-/// A reserved place among the provider's concurrent sessions, released on drop.
-struct Slot(Arc<Inner>);
+/// A reserved place among the provider's concurrent sessions (in all and for one
+/// renter), released on drop.
+struct Slot {
+    inner: Arc<Inner>,
+    renter: NodeId,
+}
 
 impl Slot {
-    fn reserve(inner: &Arc<Inner>) -> Option<Self> {
+    fn reserve(inner: &Arc<Inner>, renter: NodeId) -> Result<Self, RejectReason> {
         let taken = inner.slots.fetch_add(1, Ordering::SeqCst);
         if taken >= inner.config.max_sessions {
             inner.slots.fetch_sub(1, Ordering::SeqCst);
-            return None;
+            return Err(RejectReason::AtCapacity);
         }
-        Some(Self(inner.clone()))
+        let max = inner.config.max_sessions_per_peer;
+        let mut peers = inner
+            .peer_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let theirs = peers.entry(renter).or_insert(0);
+        if *theirs >= max {
+            drop(peers);
+            inner.slots.fetch_sub(1, Ordering::SeqCst);
+            return Err(RejectReason::TooManySessions {
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            });
+        }
+        *theirs += 1;
+        Ok(Self {
+            inner: inner.clone(),
+            renter,
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.slots.fetch_sub(1, Ordering::SeqCst);
+        self.inner.slots.fetch_sub(1, Ordering::SeqCst);
+        let mut peers = self
+            .inner
+            .peer_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(theirs) = peers.get_mut(&self.renter) {
+            *theirs = theirs.saturating_sub(1);
+            if *theirs == 0 {
+                peers.remove(&self.renter);
+            }
+        }
     }
 }
 
@@ -117,8 +156,27 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
             max: inner.config.max_duration,
         });
     }
-    let Some(slot) = Slot::reserve(&inner) else {
-        return reject(RejectReason::AtCapacity);
+    let meter_config = MeterConfig {
+        pricing: offer.pricing,
+        budget: open.budget,
+        receipt_interval: inner.config.receipt_interval,
+        call_cap: MeterConfig::call_cap_for(offer.limits.max_exec),
+    };
+    // A budget that one interval of work can exhaust leaves no room for a receipt.
+    let minimum = meter_config.interval_worst_case(offer.limits.concurrent_execs);
+    if open.budget < minimum {
+        return reject(RejectReason::BudgetTooLow { minimum });
+    }
+    // On a chain, a ledger-paid session is an IOU: only from the peers the operator lists.
+    if open.payment == PaymentLane::Ledger
+        && inner.payments.is_some()
+        && !inner.config.ledger_payments.allows(&peer)
+    {
+        return reject(RejectReason::EscrowRequired);
+    }
+    let slot = match Slot::reserve(&inner, peer) {
+        Ok(slot) => slot,
+        Err(reason) => return reject(reason),
     };
     // Escrow: the lane must be ours to be paid on and hold enough for the budget.
     let (lane, escrow) = match (&open.payment, &inner.payments) {
@@ -126,7 +184,7 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         (PaymentLane::Escrow { .. }, None) => return reject(RejectReason::PaymentNotSupported),
         (PaymentLane::Escrow { renter_wallet, .. }, Some(payments)) => {
             match payments
-                .provider_lane(&open.payment, offer.payout, open.budget)
+                .provider_lane(&open.payment, offer.payout, open.budget, open.max_duration)
                 .await
             {
                 Ok(guard) => (
@@ -139,6 +197,16 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
     };
     let session = SessionId::random();
     let span = info_span!("session", session = %session, role = "provider", peer = %peer);
+    let lane_head = match &escrow {
+        Some(escrow) => match resync(&inner, peer, session, &open, escrow)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(head) => head,
+            Err(reason) => return reject(reason),
+        },
+        None => LaneHead::default(),
+    };
     let sandbox = match provider
         .open_session(session, &offer.tool)
         .instrument(span.clone())
@@ -176,18 +244,14 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         max_duration: open.max_duration,
         receipt_interval: inner.config.receipt_interval,
         ack_timeout: inner.config.ack_timeout,
+        lane: lane_head,
     };
     let clock = inner.clock.clone();
     let (input, inbox) = mpsc::channel(64);
     let task = Task {
-        meter: Meter::start(
-            MeterConfig {
-                pricing: offer.pricing,
-                budget: open.budget,
-                receipt_interval: accepted.receipt_interval,
-            },
-            clock.clone(),
-        ),
+        meter: Meter::start(meter_config, clock.clone()),
+        calls: HashMap::new(),
+        max_calls: offer.limits.concurrent_execs,
         issuer: Issuer::new(
             inner.key.clone(),
             session,
@@ -205,6 +269,11 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         in_flight: false,
         retry_at: None,
         closing: None,
+        removing: None,
+        lane_id: match open.payment {
+            PaymentLane::Escrow { lane, .. } => Some(lane),
+            PaymentLane::Ledger => None,
+        },
         escrow,
         lane,
         _slot: slot,
@@ -222,6 +291,80 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
     SessionResponse::Accepted(accepted)
 }
 
+/// Agrees with the renter on the escrow lane's total before the session's first voucher:
+/// the larger of the two ledgers' totals. A renter ahead proves its total with its
+/// voucher, and this ledger records the gap (receipts it never committed); a renter
+/// behind gets this node's latest voucher, its own signature, as proof.
+async fn resync(
+    inner: &Arc<Inner>,
+    renter: NodeId,
+    session: SessionId,
+    open: &OpenSession,
+    (payments, renter_wallet, payout): &(Arc<Payments>, EvmAddress, EvmAddress),
+) -> Result<LaneHead, RejectReason> {
+    let unavailable = |e: orien_ledger::StoreError| {
+        warn!(error = %e, "cannot read or resync the lane");
+        RejectReason::SandboxUnavailable {
+            detail: "the provider's ledger is unavailable".into(),
+        }
+    };
+    let PaymentLane::Escrow { lane, .. } = open.payment else {
+        return Ok(LaneHead::default());
+    };
+    let ours = {
+        let payments = payments.clone();
+        blocking(move || payments.lane_head(lane))
+            .await
+            .map_err(unavailable)?
+    };
+    let theirs = open.lane;
+    if theirs.acked <= ours.acked {
+        // Equal, or the renter is behind: its own voucher tells it what it acknowledged.
+        let voucher = (theirs.acked < ours.acked)
+            .then_some(ours.voucher)
+            .flatten();
+        return Ok(LaneHead {
+            acked: ours.acked,
+            voucher,
+        });
+    }
+    let Some(voucher) = theirs.voucher else {
+        return Err(RejectReason::InvalidRequest {
+            detail: "the lane's total comes without the renter's voucher for it".into(),
+        });
+    };
+    if let Err(e) = payments.verify_voucher(&voucher, *renter_wallet, *payout, theirs.acked) {
+        return Err(RejectReason::InvalidRequest {
+            detail: truncated(format!("the renter's voucher for the lane: {e}")),
+        });
+    }
+    let key = LaneKey {
+        renter,
+        provider: inner.key.node_id(),
+        escrow: Some(lane),
+    };
+    let store = inner.store.clone();
+    blocking(move || store.resync_lane(key, session, theirs.acked, Some(voucher)))
+        .await
+        .map_err(unavailable)?;
+    Ok(LaneHead {
+        acked: theirs.acked,
+        voucher: None,
+    })
+}
+
+/// A detail cut to what a protocol message carries.
+fn truncated(mut detail: String) -> String {
+    if detail.len() > orien_protocol::session::MAX_DETAIL_LEN {
+        let mut end = orien_protocol::session::MAX_DETAIL_LEN;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+    }
+    detail
+}
+
 struct Closing {
     reason: CloseReason,
     reply: Option<oneshot::Sender<SessionResponse>>,
@@ -233,34 +376,55 @@ struct Task {
     renter: NodeId,
     sandbox: Arc<dyn SandboxSession>,
     meter: Meter,
+    /// Calls running, with their meter timers.
+    calls: HashMap<ExecId, ExecTimer>,
+    /// The tool's `concurrent_execs`.
+    max_calls: u32,
     issuer: Issuer,
     input: mpsc::Sender<Input>,
     /// Receipts issued and not yet acknowledged, oldest first; the front one is the one
     /// being sent when `in_flight`.
     unsent: VecDeque<Signed<UsageReceipt>>,
     in_flight: bool,
-    retry_at: Option<tokio::time::Instant>,
+    /// When to resend the receipt the renter did not take (monotonic).
+    retry_at: Option<Duration>,
     /// Monotonic instant at which the session's maximum duration is reached.
     deadline: Duration,
     closing: Option<Closing>,
+    /// The removal of the sandbox, started when the session began to close.
+    removing: Option<tokio::task::JoinHandle<()>>,
     /// On escrow lanes: the payments, the renter's wallet and the payout address that
     /// every ack's voucher must match.
     escrow: Option<(Arc<Payments>, EvmAddress, EvmAddress)>,
     /// The escrow lane, held until the session ends.
     lane: Option<LaneGuard>,
+    /// Its id.
+    lane_id: Option<LaneId>,
     _slot: Slot,
 }
 
 impl Task {
     async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
-        let mut tick = tokio::time::interval(TICK);
+        // The renter asking the chain to close the lane ends the session: it is leaving,
+        // and the lane must be settled before the thaw window ends.
+        let mut closing_lanes = self.escrow.as_ref().map(|(p, _, _)| p.closing_lanes());
         let reason = loop {
+            // Sleep exactly until the next timer: receipt interval, ack deadline, maximum
+            // duration or a resend.
+            let wait = self
+                .next_timer()
+                .saturating_sub(self.inner.clock.monotonic());
             tokio::select! {
                 input = inbox.recv() => match input {
                     Some(input) => self.on_input(input).await,
                     None => break CloseReason::ProviderShutdown,
                 },
-                _ = tick.tick() => self.on_tick(),
+                () = tokio::time::sleep(wait) => self.on_timer(),
+                Some(()) = lane_closed(&mut closing_lanes, self.lane_id) => {
+                    info!("the renter asked to close the lane; ending the session");
+                    closing_lanes = None;
+                    self.begin_close(CloseReason::LaneClosing, None);
+                }
             }
             if let Some(reason) = self.finished() {
                 break reason;
@@ -269,10 +433,26 @@ impl Task {
         self.teardown(reason).await;
     }
 
+    /// The next instant (monotonic) at which a timer is due.
+    fn next_timer(&self) -> Duration {
+        let far = self.inner.clock.monotonic() + Duration::from_secs(3600);
+        let metering = self.closing.is_none();
+        [
+            metering.then(|| self.meter.next_due()),
+            metering.then_some(self.deadline),
+            self.issuer.ack_deadline(),
+            self.retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far)
+    }
+
     /// The session is over when it is closing and every receipt is acknowledged, or when
     /// the renter stopped acknowledging.
     fn finished(&mut self) -> Option<CloseReason> {
-        if self.issuer.check_ack_timeout().is_some() {
+        if self.issuer.ack_timed_out() {
             return Some(CloseReason::AckTimeout);
         }
         match &self.closing {
@@ -281,17 +461,17 @@ impl Task {
         }
     }
 
-    fn on_tick(&mut self) {
-        if let Some(reading) = self.meter.poll() {
+    fn on_timer(&mut self) {
+        let now = self.inner.clock.monotonic();
+        if self.closing.is_none()
+            && let Some(reading) = self.meter.poll()
+        {
             self.issue(reading);
         }
-        if self.closing.is_none() && self.inner.clock.monotonic() >= self.deadline {
+        if self.closing.is_none() && now >= self.deadline {
             self.begin_close(CloseReason::MaxDuration, None);
         }
-        if self
-            .retry_at
-            .is_some_and(|at| tokio::time::Instant::now() >= at)
-        {
+        if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
             self.send_next();
         }
@@ -299,16 +479,22 @@ impl Task {
 
     async fn on_input(&mut self, input: Input) {
         match input {
-            Input::Request { request, reply } => self.on_request(request, reply).await,
+            Input::Request { request, reply } => self.on_request(*request, reply).await,
             Input::ExecDone { exit } => {
                 self.inner.metrics.execution(&exit.outcome);
                 debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
-                if matches!(
-                    exit.outcome,
-                    ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
-                ) {
-                    let reading = self.meter.record_exec(exit.wall, exit.cpu);
-                    self.issue(reading);
+                let Some(timer) = self.calls.remove(&exit.exec) else {
+                    return;
+                };
+                if ran(&exit.outcome) {
+                    // Metered on the provider's own clock, from the request to the exit it
+                    // saw (before the renter sees it), capped at the tool's limit.
+                    let reading = self.meter.finish_exec(timer, exit.cpu);
+                    if self.closing.is_none() {
+                        self.issue(reading);
+                    }
+                } else {
+                    self.meter.abandon_exec(timer);
                 }
             }
             Input::ReceiptAnswer { result } => self.on_receipt_answer(result).await,
@@ -372,6 +558,21 @@ impl Task {
                 "the session is suspended or closing",
             );
         }
+        if self.calls.contains_key(&exec.exec) {
+            return error(RpcErrorCode::BadRequest, "this execution id is running");
+        }
+        if self.calls.len() >= self.max_calls as usize {
+            return error(
+                RpcErrorCode::RateLimited,
+                &format!(
+                    "at most {} calls run at once in this session; wait for one to end",
+                    self.max_calls
+                ),
+            );
+        }
+        if let Err(refused) = self.meter.call_fits() {
+            return error(RpcErrorCode::BadRequest, &refused.to_string());
+        }
         let args = match serde_json::from_str(&exec.args_json) {
             Ok(args) => args,
             Err(e) => {
@@ -381,6 +582,7 @@ impl Task {
                 );
             }
         };
+        self.calls.insert(exec.exec, self.meter.start_exec());
         let stream = self.sandbox.exec(exec.exec, args, self.inner.clock.clone());
         let forward = forward_output(
             stream,
@@ -460,7 +662,7 @@ impl Task {
                 }
                 Err(e) => {
                     warn!(error = %e, "the renter's ack does not match; resending the receipt");
-                    self.retry_at = Some(tokio::time::Instant::now() + RETRY);
+                    self.retry_later();
                 }
             },
             Ok(SessionResponse::Disputed { detail }) => {
@@ -473,13 +675,17 @@ impl Task {
             }
             Ok(other) => {
                 debug!(answer = ?other, "receipt not acknowledged; retrying");
-                self.retry_at = Some(tokio::time::Instant::now() + RETRY);
+                self.retry_later();
             }
             Err(e) => {
                 debug!(error = %e, "receipt not delivered; retrying until the ack timeout");
-                self.retry_at = Some(tokio::time::Instant::now() + RETRY);
+                self.retry_later();
             }
         }
+    }
+
+    fn retry_later(&mut self) {
+        self.retry_at = Some(self.inner.clock.monotonic() + RETRY);
     }
 
     /// On an escrow lane, an ack must carry a voucher signed by the renter's wallet for
@@ -516,6 +722,13 @@ impl Task {
             return;
         }
         info!(?reason, "closing the session");
+        // No work after the closing reading: running calls end with the sandbox now.
+        let sandbox = self.sandbox.clone();
+        self.removing = Some(tokio::spawn(async move {
+            if let Err(e) = sandbox.close().await {
+                warn!(error = %e, "cannot remove the sandbox; the reaper will");
+            }
+        }));
         let reading = self.meter.close();
         self.closing = Some(Closing { reason, reply });
         match self.issuer.issue(&reading) {
@@ -527,7 +740,7 @@ impl Task {
         }
     }
 
-    async fn teardown(self, reason: CloseReason) {
+    async fn teardown(mut self, reason: CloseReason) {
         self.inner.provided().remove(&self.session);
         let status = match reason {
             CloseReason::AckTimeout => {
@@ -543,25 +756,47 @@ impl Task {
         if let Err(e) = blocking(move || store.set_status(&session, status)).await {
             warn!(error = %e, "cannot record the session's end");
         }
-        if let Err(e) = self.sandbox.close().await {
-            warn!(error = %e, "cannot remove the sandbox; the reaper will");
+        match self.removing.take() {
+            Some(removing) => {
+                let _ = removing.await;
+            }
+            None => {
+                if let Err(e) = self.sandbox.close().await {
+                    warn!(error = %e, "cannot remove the sandbox; the reaper will");
+                }
+            }
         }
         // The lane is free before the renter hears of the close, so its next session on
         // the lane is not refused as overlapping this one.
         drop(self.lane);
+        // A lane whose renter is leaving is settled as soon as its session ends.
+        if let (Some((payments, _, _)), Some(lane)) = (&self.escrow, self.lane_id)
+            && payments.is_closing(&lane)
+        {
+            let payments = payments.clone();
+            tokio::spawn(async move {
+                if let Err(e) = payments.settle_lane(lane).await {
+                    warn!(%lane, error = %e, "cannot settle the closing lane; the settler retries");
+                }
+            });
+        }
         let renter_initiated = matches!(reason, CloseReason::RenterRequested);
         if let Some(reply) = self.closing.and_then(|c| c.reply) {
             let _ = reply.send(SessionResponse::Done);
-        } else if !renter_initiated && reason != CloseReason::AckTimeout {
-            // Tell the renter, best effort: it stops metering too.
+        } else if !renter_initiated {
+            // Tell the renter why, so both ledgers record the same reason; a renter that
+            // stopped acknowledging may still be listening.
             let (net, renter) = (self.inner.net.clone(), self.renter);
             tokio::spawn(async move {
-                let _ = net
-                    .request(
-                        renter,
-                        SessionRequest::Close(CloseSession { session, reason }),
-                    )
-                    .await;
+                for attempt in 1..=CLOSE_NOTICES {
+                    let close = SessionRequest::Close(CloseSession { session, reason });
+                    match net.request(renter, close).await {
+                        Ok(SessionResponse::Done) => return,
+                        Ok(answer) => return debug!(?answer, "the renter answered the close"),
+                        Err(e) => debug!(attempt, error = %e, "close not delivered"),
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
             });
         }
         self.inner.metrics.session_closed("provider", reason);
@@ -569,8 +804,8 @@ impl Task {
     }
 }
 
-/// Streams one execution's events to the renter in ordered, acknowledged batches, then
-/// reports the exit to the session's task.
+/// Reports the exit of an execution to the session's task and streams its events to the
+/// renter in ordered, acknowledged batches.
 async fn forward_output(
     mut stream: ExecStream,
     net: Net,
@@ -596,6 +831,11 @@ async fn forward_output(
             Some(ExecEvent::Exit(exit)) => Some(exit.clone()),
             _ => None,
         };
+        // The meter stops at the exit the provider sees, before the renter sees it, so
+        // the provider's measure of a call is never longer than the renter's.
+        if let Some(exit) = &exit {
+            let _ = input.send(Input::ExecDone { exit: exit.clone() }).await;
+        }
         if delivering {
             let batch = ExecEvents {
                 session,
@@ -606,11 +846,37 @@ async fn forward_output(
             delivering = deliver(&net, renter, batch).await;
             seq += 1;
         }
-        if let Some(exit) = exit {
-            let _ = input.send(Input::ExecDone { exit }).await;
+        if exit.is_some() {
             return;
         }
     }
+}
+
+/// Resolves when `lane` appears among the lanes whose renter asked to close them;
+/// never when there is no such watch or no lane.
+async fn lane_closed(
+    closing: &mut Option<tokio::sync::watch::Receiver<std::collections::HashMap<LaneId, u64>>>,
+    lane: Option<LaneId>,
+) -> Option<()> {
+    let (Some(closing), Some(lane)) = (closing.as_mut(), lane) else {
+        return std::future::pending().await;
+    };
+    loop {
+        if closing.borrow_and_update().contains_key(&lane) {
+            return Some(());
+        }
+        if closing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Whether a call ran (and is paid), as opposed to refused before it started.
+fn ran(outcome: &ExecOutcome) -> bool {
+    matches!(
+        outcome,
+        ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
+    )
 }
 
 /// Sends one batch, retrying a few times; `false` when the renter is gone.

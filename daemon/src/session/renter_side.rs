@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orien_ledger::meter::ExecTimer;
-use orien_ledger::{Countersigner, Meter, MeterConfig, SessionRecord, SessionStatus};
+use orien_ledger::receipts::Checked;
+use orien_ledger::{
+    Countersigner, DisputeReason, LaneKey, Meter, MeterConfig, SessionRecord, SessionStatus,
+};
 use orien_protocol::{
-    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome, Millis,
-    NodeId, OfferId, OpenSession, OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId,
-    SessionRequest, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
+    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome,
+    LaneHead, Millis, NodeId, OfferId, OpenSession, OutputStream, PaymentLane, Pricing,
+    RpcErrorCode, SessionId, SessionRequest, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -19,7 +22,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{ExecLog, ExecLogs, Inner, PaymentChoice, SessionError, blocking, error, unexpected};
 use crate::node::Net;
-use crate::payments::LaneGuard;
+use crate::payments::{LaneGuard, RenterLane};
 
 /// A session this node rents, as agreed with the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,7 +71,7 @@ impl ExecView {
 
 pub(super) enum Input {
     Request {
-        request: SessionRequest,
+        request: Box<SessionRequest>,
         reply: oneshot::Sender<SessionResponse>,
     },
     StartExec {
@@ -99,8 +102,13 @@ impl Handle {
         request: SessionRequest,
         reply: oneshot::Sender<SessionResponse>,
     ) {
-        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) =
-            self.input.send(Input::Request { request, reply }).await
+        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) = self
+            .input
+            .send(Input::Request {
+                request: Box::new(request),
+                reply,
+            })
+            .await
         {
             let _ = reply.send(error(RpcErrorCode::BadRequest, "the session has ended"));
         }
@@ -204,12 +212,20 @@ pub(super) async fn open(
         }
     };
     let payment_lane = escrow.as_ref().map_or(PaymentLane::Ledger, |e| e.payment);
+    let lane_key = LaneKey {
+        renter,
+        provider: offer.provider,
+        escrow: escrow.as_ref().map(|e| e.lane),
+    };
+    // Only escrow lanes count vouchers from the lane's total; a ledger lane has none.
+    let head = escrow.as_ref().map_or(LaneHead::default(), |e| e.head);
     let request = OpenSession {
         offer: offer_id,
         renter,
         budget,
         max_duration,
         payment: payment_lane,
+        lane: head,
     };
     let accepted = match inner
         .net
@@ -230,6 +246,22 @@ pub(super) async fn open(
             "the provider accepted other terms than asked".into(),
         ));
     }
+    let base = match resync(
+        &inner,
+        lane_key,
+        accepted.session,
+        head,
+        accepted.lane,
+        &escrow,
+    )
+    .await
+    {
+        Ok(base) => base,
+        Err(e) => {
+            close_quietly(&inner, offer.provider, accepted.session).await;
+            return Err(e);
+        }
+    };
     let record = SessionRecord {
         session: accepted.session,
         provider: offer.provider,
@@ -254,11 +286,13 @@ pub(super) async fn open(
         max_duration: accepted.max_duration,
         receipt_interval: accepted.receipt_interval,
     };
+    let call_cap = MeterConfig::call_cap_for(offer.limits.max_exec);
     let meter = Meter::start(
         MeterConfig {
             pricing: offer.pricing,
             budget,
             receipt_interval: accepted.receipt_interval,
+            call_cap,
         },
         inner.clock.clone(),
     );
@@ -272,7 +306,7 @@ pub(super) async fn open(
     );
     let mut lane_guard = None;
     if let (Some(escrow), Some(payments)) = (escrow, &inner.payments) {
-        countersigner = countersigner.with_vouchers(payments.signer(), escrow.lane, escrow.base);
+        countersigner = countersigner.with_vouchers(payments.signer(), escrow.lane, base);
         lane_guard = Some(escrow.guard);
     }
     let (input, inbox) = mpsc::channel(64);
@@ -285,6 +319,8 @@ pub(super) async fn open(
         timers: HashMap::new(),
         logs: logs.clone(),
         output_cap: offer.limits.output_bytes.saturating_mul(2),
+        max_calls: offer.limits.concurrent_execs,
+        call_cap,
         receipt_interval: accepted.receipt_interval,
         lane: lane_guard,
     };
@@ -306,6 +342,44 @@ pub(super) async fn open(
     Ok(rented)
 }
 
+/// Agrees on the lane total the session's vouchers count from: the provider answers the
+/// larger of both sides' totals. When it is the provider's, it must come with this node's
+/// own voucher for it (escrow lanes), and this ledger records the gap; a provider that
+/// answers less than this node's total did not resync and is refused.
+async fn resync(
+    inner: &Inner,
+    key: LaneKey,
+    session: SessionId,
+    ours: LaneHead,
+    theirs: LaneHead,
+    escrow: &Option<RenterLane>,
+) -> Result<Usdc, SessionError> {
+    let (Some(escrow), Some(payments)) = (escrow, &inner.payments) else {
+        // A ledger lane: nothing is paid from its total, so there is nothing to agree on.
+        return Ok(Usdc::ZERO);
+    };
+    if theirs.acked < ours.acked {
+        return Err(SessionError::Remote(format!(
+            "the provider counts {} on the lane where this node acknowledged {}",
+            theirs.acked, ours.acked
+        )));
+    }
+    if theirs.acked == ours.acked {
+        return Ok(ours.acked);
+    }
+    match theirs.voucher {
+        Some(voucher) if payments.is_own_voucher(&voucher, escrow.payout, theirs.acked) => {
+            let store = inner.store.clone();
+            blocking(move || store.resync_lane(key, session, theirs.acked, Some(voucher))).await?;
+            Ok(theirs.acked)
+        }
+        _ => Err(SessionError::Remote(format!(
+            "the provider counts {} on the lane without this node's voucher for it",
+            theirs.acked
+        ))),
+    }
+}
+
 async fn close_quietly(inner: &Inner, provider: NodeId, session: SessionId) {
     let request = SessionRequest::Close(CloseSession {
         session,
@@ -324,6 +398,10 @@ struct Task {
     /// Most output bytes accepted per execution (both streams): the offer's cap per
     /// stream, twice. More is the provider breaking its own offer.
     output_cap: u64,
+    /// The offer's `concurrent_execs`.
+    max_calls: u32,
+    /// The most one call is paid: the offer's `max_exec` plus the kill slack.
+    call_cap: Millis,
     /// The receipt interval the provider agreed to.
     receipt_interval: Millis,
     /// The escrow lane, held until the session ends.
@@ -352,13 +430,31 @@ impl Task {
                     // Nothing from the provider for the whole grace period: it is gone
                     // (killed, or cut off). What is owed stays at the last ack.
                     warn!(grace_ms = grace.as_millis() as u64, "the provider went silent; closing the session as disconnected");
-                    self.finish(CloseReason::Disconnected).await;
+                    // A session whose budget is acknowledged in full ended for its budget,
+                    // even when the provider's word of it was lost.
+                    let reason = if self.countersigner.budget_spent() {
+                        CloseReason::BudgetExhausted
+                    } else {
+                        CloseReason::Disconnected
+                    };
+                    self.finish(reason).await;
                     break;
                 }
             };
             match input {
                 Input::StartExec { exec, reply } => {
-                    let result = if self.meter.is_running() {
+                    let result = if !self.meter.is_running() {
+                        Err(SessionError::NotOpen {
+                            session: self.session,
+                            state: "suspended or closed".into(),
+                        })
+                    } else if self.timers.len() >= self.max_calls as usize {
+                        Err(SessionError::TooManyCalls {
+                            max: self.max_calls,
+                        })
+                    } else if let Err(refused) = self.meter.call_fits() {
+                        Err(SessionError::Budget(refused))
+                    } else {
                         self.timers.insert(exec, self.meter.start_exec());
                         self.logs.logs().insert(
                             exec,
@@ -371,22 +467,19 @@ impl Task {
                         );
                         self.inner.history().execs.insert(exec, self.session);
                         Ok(())
-                    } else {
-                        Err(SessionError::NotOpen {
-                            session: self.session,
-                            state: "suspended or closed".into(),
-                        })
                     };
                     let _ = reply.send(result);
                 }
                 Input::ExecFailed { exec } => {
-                    self.timers.remove(&exec);
+                    if let Some(timer) = self.timers.remove(&exec) {
+                        self.meter.abandon_exec(timer);
+                    }
                     self.logs.logs().remove(&exec);
                     self.inner.history().execs.remove(&exec);
                 }
                 Input::Request { request, reply } => {
                     silent_until = tokio::time::Instant::now() + grace;
-                    let (response, ended) = self.on_request(request).await;
+                    let (response, ended) = self.on_request(*request).await;
                     let _ = reply.send(response);
                     if ended {
                         break;
@@ -422,7 +515,9 @@ impl Task {
     }
 
     fn on_events(&mut self, batch: ExecEvents) -> SessionResponse {
-        let mut logs = self.logs.logs();
+        let logs_handle = Arc::clone(&self.logs);
+        let mut logs = logs_handle.logs();
+        let mut disputed = None;
         let Some(log) = logs.get_mut(&batch.exec) else {
             self.logs.warn_unknown(batch.exec);
             return error(RpcErrorCode::BadRequest, "unknown execution");
@@ -445,12 +540,17 @@ impl Task {
                 ExecEvent::Exit(exit) => {
                     if let Some(timer) = self.timers.remove(&batch.exec) {
                         // Only executions that ran are metered (nothing is charged for
-                        // refused arguments or a failed sandbox).
+                        // refused arguments or a failed sandbox), on the renter's own
+                        // timer from request to exit, capped at the offer's limit.
                         if matches!(
                             exit.outcome,
                             ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
                         ) {
+                            let measured = self.meter.elapsed(&timer).unwrap_or(Millis::ZERO);
                             let _ = self.meter.finish_exec(timer, exit.cpu);
+                            disputed = self.implausible(&exit, measured);
+                        } else {
+                            self.meter.abandon_exec(timer);
                         }
                     }
                     log.events.push(ExecEvent::Exit(exit.clone()));
@@ -461,7 +561,36 @@ impl Task {
         log.next_batch += 1;
         drop(logs);
         self.logs.changed.notify_waiters();
+        if let Some(reason) = disputed {
+            let seq = self.countersigner.last().map_or(0, |r| r.seq);
+            self.countersigner.dispute(seq, reason.clone());
+            self.meter.suspend();
+            let status =
+                SessionStatus::Suspended(orien_ledger::SuspendReason::Dispute { seq, reason });
+            let (store, session) = (self.inner.store.clone(), self.session);
+            tokio::spawn(async move {
+                if let Err(e) = blocking(move || store.set_status(&session, status)).await {
+                    warn!(error = %e, "cannot record the dispute");
+                }
+            });
+        }
         SessionResponse::Done
+    }
+
+    /// Whether an exit's wall time is one the renter could have seen: not past the
+    /// offer's limit, and not longer than the renter's own timer (plus its tolerance).
+    fn implausible(&self, exit: &ExecExit, measured: Millis) -> Option<DisputeReason> {
+        let slack = self.inner.config.tolerance.slack;
+        if exit.wall <= self.call_cap && exit.wall <= measured.saturating_add(slack) {
+            return None;
+        }
+        warn!(exec = %exit.exec, reported = %exit.wall, %measured, "an exit the renter could not have seen");
+        Some(DisputeReason::ImplausibleExit {
+            exec: exit.exec,
+            reported: exit.wall,
+            measured,
+            limit: self.call_cap,
+        })
     }
 
     async fn on_receipt(&mut self, receipt: Signed<UsageReceipt>) -> SessionResponse {
@@ -470,7 +599,9 @@ impl Task {
             .countersigner
             .check(&receipt, &own, self.inner.clock.wall())
         {
-            Ok(pending) => {
+            // Sent again because the provider lost the ack: the ack was durable already.
+            Ok(Checked::Again(ack)) => SessionResponse::Ack(ack),
+            Ok(Checked::New(pending)) => {
                 let store = self.inner.store.clone();
                 let acked = pending.acked().clone();
                 match blocking(move || store.ingest(acked)).await {

@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+use orien_daemon::payments::{ChainSettings, Payments};
 use orien_daemon::{
     Fault, Faults, LinkFaults, Node, NodeConfig, OfferSpec, Point, SessionConfig, SessionServices,
 };
+use orien_ledger::chain::Wallet;
+use orien_ledger::chain::devnet::{Anvil, Deployment};
 use orien_ledger::{AckedReceipt, SessionHead, SessionStatus, Store};
 use orien_protocol::{
     Clock, EvmAddress, Millis, NodeKey, OfferId, Pricing, SessionId, SessionRequest,
@@ -176,6 +179,38 @@ pub fn receipt_of(point: &Point<'_>) -> Option<orien_protocol::UsageReceipt> {
     }
 }
 
+/// A local chain with MockUSDC and an escrow, for nodes that pay on chain.
+pub struct Chain {
+    pub anvil: Anvil,
+    pub deployment: Deployment,
+}
+
+impl Chain {
+    /// Starts anvil and deploys the contracts with a `thaw` window.
+    pub async fn start(thaw: Duration) -> Self {
+        let anvil = Anvil::spawn().expect("anvil (scripts/test installs it)");
+        let deployment = anvil.deploy(thaw).await.expect("the contracts deploy");
+        Self { anvil, deployment }
+    }
+
+    /// A wallet with gas and `usdc`, and the settings of a node paying with it.
+    pub async fn wallet(&self, usdc: Usdc, auto_fund_cap: Option<Usdc>) -> (Wallet, ChainSettings) {
+        let wallet = Wallet::generate();
+        self.deployment
+            .fund(&self.anvil, wallet.address(), usdc)
+            .await
+            .expect("the wallet is funded");
+        let settings = ChainSettings {
+            chain: self.anvil.config(),
+            escrow: self.deployment.escrow.address(),
+            auto_fund_cap,
+            settle_every: None,
+            settle_above: None,
+        };
+        (wallet, settings)
+    }
+}
+
 /// One in-process node with its own tokio runtime, so that a crash drops every task
 /// it runs (swarm, sessions, calls) at once, and its ledger in its own directory.
 pub struct TestNode {
@@ -185,7 +220,9 @@ pub struct TestNode {
     pub sandbox: Option<ModelSandbox>,
     pub config: SessionConfig,
     pub clock: Arc<dyn Clock>,
-    bootstrap: Vec<Multiaddr>,
+    /// On-chain payment: the node's wallet and escrow settings.
+    pub chain: Option<(Wallet, ChainSettings)>,
+    pub bootstrap: Vec<Multiaddr>,
     runtime: Option<tokio::runtime::Runtime>,
     node: Option<Arc<Node>>,
     store: Option<Arc<Store>>,
@@ -194,24 +231,55 @@ pub struct TestNode {
 impl TestNode {
     /// A provider selling the modelled tools from `dir`.
     pub async fn provider(dir: &Path, config: SessionConfig) -> Self {
+        Self::provider_paid(dir, config, None).await
+    }
+
+    /// A provider selling the modelled tools from `dir`, paid on chain with `chain`.
+    pub async fn provider_paid(
+        dir: &Path,
+        config: SessionConfig,
+        chain: Option<(Wallet, ChainSettings)>,
+    ) -> Self {
         let key = NodeKey::generate();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let sandbox =
             ModelSandbox::with_clock(key.node_id(), model_tools(), model_run, Arc::clone(&clock));
-        Self::start(key, dir, Some(sandbox), config, Vec::new(), clock).await
+        Self::start(key, dir, Some(sandbox), config, Vec::new(), clock, chain).await
     }
 
     /// A renter bootstrapped from `provider`.
     pub async fn renter(dir: &Path, config: SessionConfig, bootstrap: &TestNode) -> Self {
+        Self::renter_paid(dir, config, bootstrap, None).await
+    }
+
+    /// A renter bootstrapped from `provider`, paying on chain with `chain`.
+    pub async fn renter_paid(
+        dir: &Path,
+        config: SessionConfig,
+        bootstrap: &TestNode,
+        chain: Option<(Wallet, ChainSettings)>,
+    ) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let addrs = bootstrap.node().listen_addrs().to_vec();
-        Self::start(NodeKey::generate(), dir, None, config, addrs, clock).await
+        Self::start(NodeKey::generate(), dir, None, config, addrs, clock, chain).await
+    }
+
+    /// A renter with `key`, bootstrapped from `provider`.
+    pub async fn renter_with_key(
+        dir: &Path,
+        config: SessionConfig,
+        bootstrap: &TestNode,
+        key: NodeKey,
+    ) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let addrs = bootstrap.node().listen_addrs().to_vec();
+        Self::start(key, dir, None, config, addrs, clock, None).await
     }
 
     /// A renter bootstrapped from `addrs` (each ending in `/p2p/<peer>`).
     pub async fn renter_at(dir: &Path, config: SessionConfig, addrs: Vec<Multiaddr>) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-        Self::start(NodeKey::generate(), dir, None, config, addrs, clock).await
+        Self::start(NodeKey::generate(), dir, None, config, addrs, clock, None).await
     }
 
     async fn start(
@@ -221,6 +289,7 @@ impl TestNode {
         config: SessionConfig,
         bootstrap: Vec<Multiaddr>,
         clock: Arc<dyn Clock>,
+        chain: Option<(Wallet, ChainSettings)>,
     ) -> Self {
         let mut node = Self {
             key,
@@ -229,6 +298,7 @@ impl TestNode {
             sandbox,
             config,
             clock,
+            chain,
             bootstrap,
             runtime: None,
             node: None,
@@ -246,6 +316,24 @@ impl TestNode {
             .build()
             .unwrap();
         let store = Arc::new(Store::open(self.dir.join("ledger")).expect("the ledger opens"));
+        let payments = match self.chain.clone() {
+            Some((wallet, settings)) => {
+                let store = Arc::clone(&store);
+                let connected = runtime
+                    .spawn(async move {
+                        let payments = Payments::connect(&settings, &wallet, store).await;
+                        if let Ok(payments) = &payments {
+                            payments.spawn_reconciler(Duration::from_millis(200));
+                        }
+                        payments
+                    })
+                    .await
+                    .unwrap()
+                    .expect("the node reaches the escrow");
+                Some(connected)
+            }
+            None => None,
+        };
         let services = SessionServices {
             store: Arc::clone(&store),
             provider: self
@@ -253,7 +341,7 @@ impl TestNode {
                 .clone()
                 .map(|s| Arc::new(s) as Arc<dyn orien_provider::Sandbox>),
             config: self.config.clone(),
-            payments: None,
+            payments,
         };
         let config = NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -315,16 +403,18 @@ impl TestNode {
             .sandbox
             .as_ref()
             .expect("a provider")
-            .offer(
-                tool,
-                EvmAddress::from_bytes([0x42; 20]),
-                self.clock.wall(),
-                Millis(3_600_000),
-            )
+            .offer(tool, self.payout(), self.clock.wall(), Millis(3_600_000))
             .expect("a modelled tool");
         self.on(move |node| async move { node.publish_offer(OfferSpec::from(offer)).await })
             .await
             .expect("the offer is published")
+    }
+
+    /// Where the node is paid: its wallet on a chain, a fixed address otherwise.
+    pub fn payout(&self) -> EvmAddress {
+        self.chain
+            .as_ref()
+            .map_or(EvmAddress::from_bytes([0x42; 20]), |(w, _)| w.address())
     }
 
     /// Kills the node as `kill -9` would: every task dropped mid-flight, nothing flushed
@@ -332,7 +422,7 @@ impl TestNode {
     /// has returned.
     pub async fn crash(&mut self) {
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+            drop_runtime(runtime);
         }
         self.node = None;
         let store = self.store.take().expect("the node runs");
@@ -360,7 +450,7 @@ impl TestNode {
             if let Ok(node) = Arc::try_unwrap(node) {
                 let _ = runtime.spawn(node.shutdown()).await;
             }
-            runtime.shutdown_background();
+            drop_runtime(runtime);
         }
     }
 
@@ -413,9 +503,19 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+            drop_runtime(runtime);
         }
     }
+}
+
+/// Drops a node's runtime on a thread of its own (a runtime cannot be dropped where
+/// blocking is not allowed) and waits: every task is dropped at its next await, and the
+/// ledger writes already on the blocking pool finish, as they would in a killed process
+/// whose last synced write returned.
+fn drop_runtime(runtime: tokio::runtime::Runtime) {
+    std::thread::spawn(move || drop(runtime))
+        .join()
+        .expect("the runtime drops");
 }
 
 /// A provider selling the modelled tools and a renter that found its offer.

@@ -37,7 +37,7 @@ enum Command {
     Provide(Signed<Offer>),
     Request(
         PeerId,
-        SessionRequest,
+        Box<SessionRequest>,
         oneshot::Sender<Result<SessionResponse, String>>,
     ),
 }
@@ -90,7 +90,7 @@ impl HostilePeer {
                             offers.push(offer);
                         }
                         Some(Command::Request(peer, request, reply)) => {
-                            let id = swarm.behaviour_mut().session.send_request(&peer, request);
+                            let id = swarm.behaviour_mut().session.send_request(&peer, *request);
                             waiting.insert(id, reply);
                         }
                     },
@@ -181,7 +181,11 @@ impl HostilePeer {
         let (reply, answer) = oneshot::channel();
         let _ = self
             .commands
-            .send(Command::Request(peer.to_peer_id(), request, reply))
+            .send(Command::Request(
+                peer.to_peer_id(),
+                Box::new(request),
+                reply,
+            ))
             .await;
         answer
             .await

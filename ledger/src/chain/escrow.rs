@@ -15,12 +15,13 @@ use super::convert::{b256_to_lane, lane_to_b256, to_address, to_evm_address, usd
 use super::error::ChainError;
 use super::outcome::{
     BatchSettlement, Earnings, EscrowLog, EscrowParams, Funded, LaneSettled, LaneState,
-    VoucherSkipped, skip_reason, usdc_from_u256,
+    SettlementTx, VoucherSkipped, skip_reason, usdc_from_u256,
 };
 use super::token::UsdcClient;
-use super::transactor::{ChainConfig, Mined, Transactor};
+use super::transactor::{ChainConfig, Mined, Transactor, TxStatus};
 use super::voucher::VoucherDomain;
 use super::wallet::Wallet;
+use crate::settlement::TxHash;
 
 /// Most vouchers one `settleBatch` transaction takes (about 3 M gas at ~15 k each).
 pub const MAX_SETTLE_BATCH: usize = 200;
@@ -246,8 +247,19 @@ impl EscrowClient {
 
     /// Redeems `vouchers` (at most [`MAX_SETTLE_BATCH`]) as the lanes' provider. Vouchers
     /// the contract skips are reported in [`BatchSettlement::skipped`], not as errors.
-    #[instrument(skip_all, fields(provider = %self.wallet.address(), vouchers = vouchers.len()))]
     pub async fn settle_batch(&self, vouchers: &[Voucher]) -> Result<BatchSettlement, ChainError> {
+        self.settle_batch_recorded(vouchers, |_| Ok(())).await
+    }
+
+    /// [`settle_batch`](Self::settle_batch), calling `before_send` with the transaction's
+    /// hash once it is signed and before it is sent, so the caller can record the
+    /// settlement first: a crash at any later point leaves a record to reconcile.
+    #[instrument(skip_all, fields(provider = %self.wallet.address(), vouchers = vouchers.len()))]
+    pub async fn settle_batch_recorded(
+        &self,
+        vouchers: &[Voucher],
+        before_send: impl FnOnce(TxHash) -> Result<(), ChainError>,
+    ) -> Result<BatchSettlement, ChainError> {
         if vouchers.len() > MAX_SETTLE_BATCH {
             return Err(ChainError::BatchTooLarge {
                 len: vouchers.len(),
@@ -259,16 +271,39 @@ impl EscrowClient {
             .contract()
             .settleBatch(items)
             .into_transaction_request();
-        let receipt = self.chain.send("settleBatch", tx).await?;
+        let receipt = self
+            .chain
+            .send_recorded("settleBatch", tx, |hash| before_send(TxHash(hash.0)))
+            .await?;
+        self.batch_of(&receipt)
+    }
+
+    /// Where a settlement sent earlier stands on chain.
+    pub async fn settlement_status(&self, tx: TxHash) -> Result<SettlementTx, ChainError> {
+        match self
+            .chain
+            .status_of(alloy::primitives::TxHash::from(tx.0))
+            .await?
+        {
+            TxStatus::Mined(receipt) if receipt.status() => {
+                Ok(SettlementTx::Mined(Box::new(self.batch_of(&receipt)?)))
+            }
+            TxStatus::Mined(_) => Ok(SettlementTx::Reverted),
+            TxStatus::Pending => Ok(SettlementTx::Pending),
+            TxStatus::Unknown => Ok(SettlementTx::Unknown),
+        }
+    }
+
+    fn batch_of(&self, receipt: &TransactionReceipt) -> Result<BatchSettlement, ChainError> {
         let mut batch = BatchSettlement {
-            mined: Transactor::mined(&receipt)?,
+            mined: Transactor::mined(receipt)?,
             settled: Vec::new(),
             skipped: Vec::new(),
             provider_credit: 0,
             fee: Usdc::ZERO,
             reserve: Usdc::ZERO,
         };
-        for event in self.events_of(&receipt) {
+        for event in self.events_of(receipt) {
             match event {
                 OrienEscrow::OrienEscrowEvents::VoucherSettled(e) => {
                     batch.settled.push(LaneSettled {
@@ -391,6 +426,41 @@ impl EscrowClient {
             settled: usdc_from_u128(state.settled)?,
             close_requested_at: (state.closeRequested != 0).then_some(state.closeRequested),
         })
+    }
+
+    /// Seconds between a renter's close request and its refund (fixed at deploy).
+    pub async fn thaw_period(&self) -> Result<std::time::Duration, ChainError> {
+        let call = OrienEscrow::thawPeriodCall {};
+        let secs = view(&self.chain, self.escrow, "thawPeriod()", call).await?;
+        Ok(std::time::Duration::from_secs(secs))
+    }
+
+    /// The block the escrow was deployed in: the first with its code (a binary search
+    /// over `eth_getCode` at past blocks), where reconciliation starts.
+    pub async fn deployment_block(&self) -> Result<u64, ChainError> {
+        let has_code = |block: u64| async move {
+            let code = self
+                .chain
+                .rpc("eth_getCode", || {
+                    self.chain
+                        .provider()
+                        .get_code_at(self.escrow)
+                        .number(block)
+                        .into_future()
+                })
+                .await?;
+            Ok::<bool, ChainError>(!code.is_empty())
+        };
+        let (mut low, mut high) = (0, self.block_number().await?);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if has_code(mid).await? {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        Ok(low)
     }
 
     /// A provider's earnings.

@@ -45,8 +45,8 @@ pub use alloy::transports::http::reqwest::Url;
 pub use error::{ChainError, VoucherError, WalletError};
 pub use escrow::{EscrowClient, MAX_SETTLE_BATCH};
 pub use outcome::{
-    BatchSettlement, Earnings, EscrowLog, EscrowParams, Funded, LaneSettled, LaneState, SkipReason,
-    VoucherSkipped,
+    BatchSettlement, Earnings, EscrowLog, EscrowParams, Funded, LaneSettled, LaneState,
+    SettlementTx, SkipReason, VoucherSkipped,
 };
 pub use reconcile::{ReconcileError, Reconciled, Reconciler};
 pub use token::UsdcClient;

@@ -111,6 +111,19 @@ pub struct BatchSettlement {
     pub reserve: Usdc,
 }
 
+/// Where a settlement transaction sent earlier stands on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlementTx {
+    /// Mined and successful: what it paid.
+    Mined(Box<BatchSettlement>),
+    /// Mined and reverted: it paid nothing.
+    Reverted,
+    /// Known to the node, not mined yet.
+    Pending,
+    /// Unknown to the node: dropped, replaced, or never sent.
+    Unknown,
+}
+
 impl BatchSettlement {
     /// Everything the batch moved out of lanes.
     pub fn paid(&self) -> Usdc {

@@ -3,12 +3,20 @@
 //!
 //! The off-chain ledger is the source of truth for what is owed, the chain for what was
 //! paid. [`Reconciler::settle_pending`] submits the latest voucher of every lane the store
-//! knows as unpaid; [`Reconciler::poll`] reads the escrow's `VoucherSettled` events once
-//! they have the configured confirmations and records each with
-//! [`Store::settlement_confirmed`], which posts the paid split with the transaction hash.
-//! Before scanning further it re-checks the block hashes of the settlements it confirmed
-//! recently: one whose block was reorganised away is voided
-//! ([`Store::settlement_voided`], newest first) and its blocks are scanned again.
+//! knows as unpaid, recording each settlement ([`Store::settlement_submitted`]) once the
+//! transaction is signed and before it is sent, so a crash or an RPC timeout at any later
+//! point leaves a record to resolve; vouchers the escrow skips are recorded
+//! ([`Store::voucher_skipped`]) and not sent again. [`Reconciler::poll`] resolves the
+//! settlements still pending (mined, reverted, or unknown to the chain), then reads the
+//! escrow's events from where it last stopped (the cursor is kept in the store; the first
+//! run starts at the escrow's deployment block) once they have the configured
+//! confirmations: `VoucherSettled` is recorded with [`Store::settlement_confirmed`], which
+//! posts the paid split with the transaction hash; `LaneFunded` makes an exhausted lane's
+//! voucher payable again; `LaneCloseRequested` is reported, for the provider to settle
+//! that lane at once. Before scanning further it re-checks the block hashes of the
+//! settlements it confirmed: one whose block was reorganised away is voided
+//! ([`Store::settlement_voided`], newest first) and its blocks are scanned again, so a
+//! re-mined transaction is confirmed again and a dropped one is submitted again.
 //!
 //! Store calls are synchronous RocksDB writes of a few milliseconds; they run inline.
 
@@ -21,8 +29,8 @@ use super::bindings::OrienEscrow;
 use super::convert::{b256_to_lane, usdc_from_u128};
 use super::error::ChainError;
 use super::escrow::{EscrowClient, MAX_SETTLE_BATCH};
-use super::outcome::BatchSettlement;
-use crate::settlement::TxHash;
+use super::outcome::{BatchSettlement, SettlementTx, SkipReason};
+use crate::settlement::{SettlementStatus, SkipKind, TxHash};
 use crate::store::{Store, StoreError};
 
 /// Blocks scanned per `eth_getLogs` request.
@@ -53,6 +61,11 @@ pub struct Reconciled {
     pub refused: Vec<(LaneId, TxHash, String)>,
     /// Settlement events of lanes this store does not know (other providers' lanes).
     pub foreign: usize,
+    /// Lanes of this store whose renter asked to close them, with the end of the thaw
+    /// window (unix seconds): settle them now.
+    pub close_requested: Vec<(LaneId, u64)>,
+    /// Pending settlements voided because the chain reverted or does not know them.
+    pub dropped: Vec<(LaneId, TxHash)>,
     /// The last block scanned.
     pub scanned_to: Option<u64>,
 }
@@ -84,6 +97,17 @@ impl Reconciler {
         }
     }
 
+    /// A reconciler that resumes where `store` says the last one stopped, or scans from
+    /// the escrow's deployment block the first time, so no event is missed.
+    pub async fn resume(escrow: EscrowClient, store: &Store) -> Result<Self, ReconcileError> {
+        let from = match store.reconcile_cursor()? {
+            Some(next) => next,
+            None => escrow.deployment_block().await?,
+        };
+        info!(from, "reconciliation resumes");
+        Ok(Self::new(escrow, from))
+    }
+
     /// The first block the next [`poll`](Self::poll) scans; persist it to resume.
     pub fn next_block(&self) -> u64 {
         self.next_block
@@ -97,25 +121,121 @@ impl Reconciler {
         &mut self,
         store: &Store,
     ) -> Result<Vec<BatchSettlement>, ReconcileError> {
+        self.settle_where(store, |_| true).await
+    }
+
+    /// [`settle_pending`](Self::settle_pending) for one lane only (a lane whose renter
+    /// asked to close it).
+    pub async fn settle_lane(
+        &mut self,
+        store: &Store,
+        lane: LaneId,
+    ) -> Result<Vec<BatchSettlement>, ReconcileError> {
+        self.settle_where(store, |l| *l == lane).await
+    }
+
+    async fn settle_where(
+        &mut self,
+        store: &Store,
+        keep: impl Fn(&LaneId) -> bool,
+    ) -> Result<Vec<BatchSettlement>, ReconcileError> {
         let vouchers: Vec<Voucher> = store
             .unsettled_vouchers()?
             .into_iter()
-            .filter(|u| u.pending.is_empty())
+            .filter(|u| u.pending.is_empty() && keep(&u.lane))
             .map(|u| u.voucher)
             .collect();
         let mut batches = Vec::new();
         for chunk in vouchers.chunks(MAX_SETTLE_BATCH) {
-            let batch = self.escrow.settle_batch(chunk).await?;
-            let tx = TxHash(batch.mined.tx.0);
-            for settled in &batch.settled {
-                store.settlement_confirmed(settled.lane, tx, settled.settled)?;
+            // Recorded before a byte is sent: a crash after this point leaves a record.
+            let mut not_recorded = None;
+            let sent = self
+                .escrow
+                .settle_batch_recorded(chunk, |tx| {
+                    let tx = TxHash(tx.0);
+                    for voucher in chunk {
+                        if let Err(e) =
+                            store.settlement_submitted(voucher.lane, tx, voucher.cumulative)
+                        {
+                            not_recorded = Some(e);
+                            return Err(ChainError::Unexpected(
+                                "not sent: the ledger could not record the settlement".into(),
+                            ));
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Some(e) = not_recorded {
+                return Err(e.into());
             }
-            for skipped in &batch.skipped {
-                warn!(lane = %skipped.lane, reason = ?skipped.reason, "the escrow skipped a voucher");
-            }
+            let batch = sent?;
+            self.record_batch(store, &batch, |_| true)?;
             batches.push(batch);
         }
         Ok(batches)
+    }
+
+    /// Records what a mined settlement paid and skipped, for the lanes `mine` selects.
+    fn record_batch(
+        &mut self,
+        store: &Store,
+        batch: &BatchSettlement,
+        mine: impl Fn(&LaneId) -> bool,
+    ) -> Result<(), ReconcileError> {
+        let tx = TxHash(batch.mined.tx.0);
+        for settled in batch.settled.iter().filter(|s| mine(&s.lane)) {
+            store.settlement_confirmed(settled.lane, tx, settled.settled)?;
+            self.remember(Seen {
+                block: batch.mined.block,
+                block_hash: batch.mined.block_hash,
+                lane: settled.lane,
+                tx,
+            });
+        }
+        for skipped in batch.skipped.iter().filter(|s| mine(&s.lane)) {
+            warn!(lane = %skipped.lane, reason = ?skipped.reason, "the escrow skipped a voucher");
+            let kind = match skipped.reason {
+                SkipReason::InvalidVoucher => SkipKind::Invalid,
+                SkipReason::Stale => SkipKind::Stale,
+                SkipReason::Exhausted => SkipKind::Exhausted,
+            };
+            store.voucher_skipped(skipped.lane, skipped.cumulative, kind, tx)?;
+            store.settlement_voided(skipped.lane, tx)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves every settlement recorded as submitted and not yet confirmed: a mined one
+    /// is recorded, a reverted or unknown one (dropped, or never sent) voided so its
+    /// voucher is submitted again.
+    async fn resolve_pending(
+        &mut self,
+        store: &Store,
+        report: &mut Reconciled,
+    ) -> Result<(), ReconcileError> {
+        for pending in store.pending_settlements()? {
+            match self.escrow.settlement_status(pending.tx).await? {
+                SettlementTx::Mined(batch) => {
+                    let lane = pending.lane;
+                    self.record_batch(store, &batch, |l| *l == lane)?;
+                    if store
+                        .settlement(&pending.lane, &pending.tx)?
+                        .is_some_and(|s| s.status == SettlementStatus::Submitted)
+                    {
+                        // Mined without a word about this lane: it paid nothing.
+                        store.settlement_voided(pending.lane, pending.tx)?;
+                    }
+                }
+                SettlementTx::Pending => {}
+                SettlementTx::Reverted | SettlementTx::Unknown => {
+                    warn!(lane = %pending.lane, tx = %pending.tx, "a submitted settlement never paid; voiding it");
+                    store.settlement_voided(pending.lane, pending.tx)?;
+                    report.dropped.push((pending.lane, pending.tx));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Voids settlements whose blocks were reorganised away, then records every
@@ -124,6 +244,7 @@ impl Reconciler {
     pub async fn poll(&mut self, store: &Store) -> Result<Reconciled, ReconcileError> {
         let mut report = Reconciled::default();
         self.undo_reorgs(store, &mut report).await?;
+        self.resolve_pending(store, &mut report).await?;
 
         let head = self.escrow.block_number().await?;
         let confirmations = self.escrow.confirmations();
@@ -133,12 +254,28 @@ impl Reconciler {
         while self.next_block <= safe {
             let to = safe.min(self.next_block + LOG_RANGE - 1);
             for (at, event) in self.escrow.events(self.next_block, to).await? {
-                let OrienEscrow::OrienEscrowEvents::VoucherSettled(event) = event else {
-                    continue;
-                };
                 if at.removed {
                     continue;
                 }
+                let event = match event {
+                    OrienEscrow::OrienEscrowEvents::VoucherSettled(event) => event,
+                    OrienEscrow::OrienEscrowEvents::LaneCloseRequested(event) => {
+                        let lane = b256_to_lane(event.laneId);
+                        if store.lane_settlement(&lane)?.is_some() {
+                            warn!(%lane, thaw_ends_at = event.thawEndsAt, "the renter asked to close a lane");
+                            report.close_requested.push((lane, event.thawEndsAt));
+                        }
+                        continue;
+                    }
+                    OrienEscrow::OrienEscrowEvents::LaneFunded(event) => {
+                        let lane = b256_to_lane(event.laneId);
+                        if store.lane_settlement(&lane)?.is_some() {
+                            store.lane_funded(lane)?;
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let lane = b256_to_lane(event.laneId);
                 let tx = TxHash(at.tx);
                 let paid_up_to = usdc_from_u128(event.settled)?;
@@ -165,6 +302,7 @@ impl Reconciler {
             }
             report.scanned_to = Some(to);
             self.next_block = to + 1;
+            store.set_reconcile_cursor(self.next_block)?;
         }
         if !report.confirmed.is_empty() || !report.voided.is_empty() {
             info!(
@@ -191,12 +329,20 @@ impl Reconciler {
             store.settlement_voided(last.lane, last.tx)?;
             report.voided.push((last.lane, last.tx));
             self.next_block = self.next_block.min(last.block);
+            store.set_reconcile_cursor(self.next_block)?;
             self.seen.pop_back();
         }
         Ok(())
     }
 
     fn remember(&mut self, seen: Seen) {
+        if self
+            .seen
+            .iter()
+            .any(|s| s.tx == seen.tx && s.lane == seen.lane && s.block_hash == seen.block_hash)
+        {
+            return;
+        }
         if self.seen.len() == REORG_MEMORY {
             self.seen.pop_front();
         }

@@ -69,6 +69,8 @@ pub struct Mined {
     pub tx: TxHash,
     /// The block it is in.
     pub block: u64,
+    /// That block's hash (a reorganisation changes it).
+    pub block_hash: [u8; 32],
     /// Gas it used.
     pub gas_used: u64,
 }
@@ -80,9 +82,21 @@ impl Mined {
             block: receipt
                 .block_number
                 .ok_or_else(|| ChainError::Unexpected("receipt without a block number".into()))?,
+            block_hash: receipt.block_hash.map(|h| h.0).unwrap_or_default(),
             gas_used: receipt.gas_used,
         })
     }
+}
+
+/// Where a transaction sent earlier stands.
+#[derive(Debug)]
+pub(crate) enum TxStatus {
+    /// In a block, with its receipt.
+    Mined(Box<TransactionReceipt>),
+    /// Known to the node, not mined yet.
+    Pending,
+    /// Not known: dropped from the pool, replaced, or never sent.
+    Unknown,
 }
 
 /// Signs and sends transactions of one wallet. Shared by the escrow and token clients.
@@ -165,19 +179,37 @@ impl Transactor {
         call: &'static str,
         tx: TransactionRequest,
     ) -> Result<TransactionReceipt, ChainError> {
-        let span = info_span!("chain_tx", call, from = %self.from, tx = tracing::field::Empty);
-        self.send_inner(call, tx, &span)
-            .instrument(span.clone())
-            .await
+        self.send_recorded(call, tx, |_| Ok(())).await
     }
 
-    async fn send_inner(
+    /// [`send`](Self::send), calling `before_send` with the transaction's hash once it is
+    /// signed and before any byte of it leaves: a caller that records the hash there
+    /// finds the transaction again after a crash at any later point.
+    pub(crate) async fn send_recorded(
         &self,
         call: &'static str,
         tx: TransactionRequest,
-        span: &tracing::Span,
+        before_send: impl FnOnce(TxHash) -> Result<(), ChainError>,
     ) -> Result<TransactionReceipt, ChainError> {
-        let _one_at_a_time = self.in_flight.lock().await;
+        let span = info_span!("chain_tx", call, from = %self.from, tx = tracing::field::Empty);
+        async {
+            let _one_at_a_time = self.in_flight.lock().await;
+            let (hash, raw) = self.sign(call, tx).await?;
+            tracing::Span::current().record("tx", tracing::field::display(hash));
+            before_send(hash)?;
+            self.broadcast(call, &raw).await?;
+            self.confirmed(call, hash).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Estimates gas, picks the nonce and fees, and signs: the hash and the raw bytes.
+    async fn sign(
+        &self,
+        call: &'static str,
+        tx: TransactionRequest,
+    ) -> Result<(TxHash, Bytes), ChainError> {
         let mut tx = tx.with_from(self.from).with_chain_id(self.config.chain_id);
         // Estimation runs the call: a revert surfaces here with the contract's reason.
         let estimate = self
@@ -205,17 +237,18 @@ impl Transactor {
             .build(&self.wallet)
             .await
             .map_err(|e| ChainError::Unexpected(format!("cannot sign the transaction: {e}")))?;
-        let hash = *envelope.tx_hash();
-        span.record("tx", tracing::field::display(hash));
-        let raw = Bytes::from(envelope.encoded_2718());
-        debug!(nonce, gas_limit = estimate, "sending");
+        debug!(nonce, gas_limit = estimate, "signed");
+        Ok((*envelope.tx_hash(), Bytes::from(envelope.encoded_2718())))
+    }
 
+    /// Sends signed bytes, resending the same bytes on a transient failure.
+    async fn broadcast(&self, call: &'static str, raw: &Bytes) -> Result<(), ChainError> {
         let mut attempt = 1;
         loop {
-            match self.provider.send_raw_transaction(&raw).await {
-                Ok(_) => break,
+            match self.provider.send_raw_transaction(raw).await {
+                Ok(_) => return Ok(()),
                 // A retry of bytes the node already has: the first attempt got through.
-                Err(error) if attempt > 1 && is_already_sent(&error) => break,
+                Err(error) if attempt > 1 && is_already_sent(&error) => return Ok(()),
                 Err(error) if attempt < self.config.max_attempts && is_transient(&error) => {
                     warn!(attempt, %error, "sending failed, resending the same transaction");
                     tokio::time::sleep(self.config.retry_backoff * attempt).await;
@@ -224,7 +257,14 @@ impl Transactor {
                 Err(error) => return Err(classify(call, attempt, error)),
             }
         }
+    }
 
+    /// Waits for the receipt of a sent transaction; a revert is an error.
+    async fn confirmed(
+        &self,
+        call: &'static str,
+        hash: TxHash,
+    ) -> Result<TransactionReceipt, ChainError> {
         let receipt = self.wait_for_receipt(call, hash).await?;
         if !receipt.status() {
             return Err(ChainError::Reverted {
@@ -235,6 +275,29 @@ impl Transactor {
         }
         debug!(block = ?receipt.block_number, gas_used = receipt.gas_used, "mined");
         Ok(receipt)
+    }
+
+    /// Where a transaction sent earlier stands: mined (with its receipt), still known to
+    /// the node (pending), or unknown (dropped, or never sent).
+    pub(crate) async fn status_of(&self, hash: TxHash) -> Result<TxStatus, ChainError> {
+        let receipt = self
+            .rpc("eth_getTransactionReceipt", || {
+                self.provider.get_transaction_receipt(hash).into_future()
+            })
+            .await?;
+        if let Some(receipt) = receipt {
+            return Ok(TxStatus::Mined(Box::new(receipt)));
+        }
+        let known = self
+            .rpc("eth_getTransactionByHash", || {
+                self.provider.get_transaction_by_hash(hash).into_future()
+            })
+            .await?;
+        Ok(if known.is_some() {
+            TxStatus::Pending
+        } else {
+            TxStatus::Unknown
+        })
     }
 
     /// Polls for the receipt of `hash` until it has `confirmations` blocks on top (its own

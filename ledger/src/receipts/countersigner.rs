@@ -67,6 +67,17 @@ impl Refusal {
     }
 }
 
+/// What [`Countersigner::check`] made of a receipt it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "commit and release a new receipt's ack; send a repeated one's"]
+pub enum Checked {
+    /// A new receipt: commit its ack durably, then release it.
+    New(Box<PendingAck>),
+    /// A byte-identical copy of a receipt already acknowledged (the provider lost the
+    /// ack and sent it again): here is the same ack again, already durable.
+    Again(Signed<ReceiptAck>),
+}
+
 /// A checked receipt with its ack, not yet releasable: commit [`acked`](Self::acked)
 /// durably first, then [`Countersigner::release`] gives the ack to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,14 +168,24 @@ impl Countersigner {
         self
     }
 
-    /// Checks `receipt` against the renter's own meter `own`, then countersigns it.
-    /// On refusal the session is suspended; keep the evidence.
+    /// Checks `receipt` against the renter's own meter `own`, then countersigns it. A
+    /// receipt identical to one already acknowledged gets the same ack again. On refusal
+    /// the session is suspended; keep the evidence.
     pub fn check(
         &mut self,
         receipt: &Signed<UsageReceipt>,
         own: &Reading,
         now: Timestamp,
-    ) -> Result<PendingAck, Refusal> {
+    ) -> Result<Checked, Refusal> {
+        if let Some(done) = self
+            .chain
+            .iter()
+            .rev()
+            .find(|done| done.receipt == *receipt)
+        {
+            debug!(session = %self.session, "receipt sent again; acknowledging it again");
+            return Ok(Checked::Again(done.ack.clone()));
+        }
         let refuse = |this: &mut Self, reason: DisputeReason| {
             let seq = receipt.verify().map(|r| r.seq).unwrap_or(0);
             warn!(session = %this.session, seq, %reason, "receipt refused; suspending");
@@ -226,13 +247,30 @@ impl Countersigner {
                 now,
             )
         })?;
-        Ok(PendingAck {
+        Ok(Checked::New(Box::new(PendingAck {
             acked: AckedReceipt {
                 receipt: receipt.clone(),
                 ack,
             },
             receipt: r,
-        })
+        })))
+    }
+
+    /// Refuses every later receipt of the session for `reason` (something the provider
+    /// said outside a receipt, such as an exit it could not have measured).
+    pub fn dispute(&mut self, seq: u64, reason: DisputeReason) {
+        warn!(session = %self.session, seq, %reason, "disputing the session");
+        self.suspended = Some(SuspendReason::Dispute { seq, reason });
+    }
+
+    /// Whether the last acknowledged receipt spent the whole budget.
+    pub fn budget_spent(&self) -> bool {
+        self.last.as_ref().is_some_and(|r| r.amount >= self.budget)
+    }
+
+    /// The last acknowledged receipt.
+    pub fn last(&self) -> Option<&UsageReceipt> {
+        self.last.as_ref()
     }
 
     fn judge(&self, r: &UsageReceipt, own: &Reading) -> Result<(), DisputeReason> {
@@ -305,7 +343,7 @@ impl Countersigner {
     }
 
     /// Gives the ack to send, once `durable` proves the receipt is committed.
-    pub fn release(&mut self, pending: PendingAck, durable: &Durable) -> Signed<ReceiptAck> {
+    pub fn release(&mut self, pending: Box<PendingAck>, durable: &Durable) -> Signed<ReceiptAck> {
         assert_eq!(
             pending.acked.receipt.receipt_hash(),
             durable.receipt(),

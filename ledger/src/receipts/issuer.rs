@@ -1,4 +1,9 @@
-//! The provider's side: issue chained, signed receipts; suspend on a missing ack.
+//! The provider's side: issue chained, signed receipts; stop when the renter stops
+//! acknowledging.
+//!
+//! The ack timeout counts from the last ack (or the start of the session), not from the
+//! send of the receipt waiting for one: a renter that stops acknowledging gets at most
+//! one ack timeout of further work, however the receipts fall between its acks.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,7 +52,6 @@ struct Outstanding {
     receipt: Signed<UsageReceipt>,
     seq: u64,
     hash: ReceiptHash,
-    sent_at: Duration,
 }
 
 /// Issues the receipts of one session and tracks their acks.
@@ -62,6 +66,8 @@ pub struct Issuer {
     outstanding: VecDeque<Outstanding>,
     chain: Vec<AckedReceipt>,
     suspended: Option<SuspendReason>,
+    /// Monotonic time of the last accepted ack, or of the start.
+    last_ack: Duration,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -88,6 +94,7 @@ impl Issuer {
             key,
             session,
             renter,
+            last_ack: clock.monotonic(),
             clock,
             ack_timeout: ack_timeout.to_duration(),
             next_seq: 1,
@@ -117,7 +124,6 @@ impl Issuer {
             receipt: signed.clone(),
             seq: receipt.seq,
             hash,
-            sent_at: self.clock.monotonic(),
         });
         self.next_seq += 1;
         self.prev = hash;
@@ -151,6 +157,7 @@ impl Issuer {
             .outstanding
             .pop_front()
             .ok_or(AckError::NothingOutstanding)?;
+        self.last_ack = self.clock.monotonic();
         Ok(AckedReceipt {
             receipt: oldest.receipt,
             ack: ack.clone(),
@@ -167,24 +174,28 @@ impl Issuer {
         self.chain.push(acked);
     }
 
-    /// Suspends the session if the oldest receipt has waited longer than the ack timeout.
-    /// Returns the reason when the session is (now or already) suspended for it.
-    pub fn check_ack_timeout(&mut self) -> Option<&SuspendReason> {
-        if self.suspended.is_none()
-            && let Some(oldest) = self.outstanding.front()
-            && self.clock.monotonic().saturating_sub(oldest.sent_at) >= self.ack_timeout
-        {
-            warn!(session = %self.session, seq = oldest.seq, "no ack within the timeout; suspending");
-            self.suspended = Some(SuspendReason::AckTimeout { seq: oldest.seq });
+    /// Whether the renter has stopped acknowledging: a receipt is waiting and no ack came
+    /// for the ack timeout. The session is then suspended for it (for good).
+    pub fn ack_timed_out(&mut self) -> bool {
+        if matches!(self.suspended, Some(SuspendReason::AckTimeout { .. })) {
+            return true;
         }
-        self.suspended.as_ref()
+        let Some(deadline) = self.ack_deadline() else {
+            return false;
+        };
+        if self.clock.monotonic() < deadline {
+            return false;
+        }
+        let seq = self.outstanding.front().map_or(0, |o| o.seq);
+        warn!(session = %self.session, seq, "no ack within the timeout; suspending");
+        self.suspended = Some(SuspendReason::AckTimeout { seq });
+        true
     }
 
-    /// When the oldest outstanding receipt times out (monotonic), if any is outstanding.
+    /// When the renter will have been silent for the ack timeout (monotonic), if a
+    /// receipt is waiting for its ack.
     pub fn ack_deadline(&self) -> Option<Duration> {
-        self.outstanding
-            .front()
-            .map(|o| o.sent_at + self.ack_timeout)
+        (!self.outstanding.is_empty()).then_some(self.last_ack + self.ack_timeout)
     }
 
     /// Why the session is suspended, if it is.

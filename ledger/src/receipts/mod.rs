@@ -5,7 +5,7 @@
 mod countersigner;
 mod issuer;
 
-pub use countersigner::{Countersigner, PendingAck, Refusal, Tolerance, VoucherSigner};
+pub use countersigner::{Checked, Countersigner, PendingAck, Refusal, Tolerance, VoucherSigner};
 pub use issuer::{AckError, DEFAULT_ACK_TIMEOUT, Issuer};
 
 use orien_protocol::{ReceiptAck, Signed, Timestamp, UsageReceipt};

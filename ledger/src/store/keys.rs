@@ -14,7 +14,8 @@ pub(crate) const RECEIPTS: &str = "receipts";
 pub(crate) const POSTINGS: &str = "postings";
 /// Balances: the account's postcard encoding.
 pub(crate) const BALANCES: &str = "balances";
-/// Settlement: `0 ‖ lane` for the lane, `1 ‖ lane ‖ tx` for each transaction.
+/// Settlement: `0 ‖ lane` for the lane, `1 ‖ lane ‖ tx` for each transaction, `2 ‖ lane`
+/// for a voucher the escrow skipped.
 pub(crate) const SETTLEMENT: &str = "settlement";
 /// Evidence: `session ‖ seq ‖ receipt hash`.
 pub(crate) const EVIDENCE: &str = "evidence";
@@ -68,6 +69,7 @@ pub(crate) fn posting(cause: &Cause) -> Vec<u8> {
         Cause::SettlementAgainVoided { tx, round } => {
             [&[4u8][..], &tx.0, &round.to_be_bytes()].concat()
         }
+        Cause::LaneGap { session } => [&[5u8][..], session.as_bytes()].concat(),
     }
 }
 
@@ -84,6 +86,16 @@ pub(crate) fn settlement(lane: &LaneId, tx: &TxHash) -> [u8; 65] {
     k[33..].copy_from_slice(&tx.0);
     k
 }
+
+/// A lane's skipped voucher: `2 ‖ lane` in the settlement family.
+pub(crate) fn skipped(id: &LaneId) -> [u8; 33] {
+    let mut k = lane(id);
+    k[0] = 2;
+    k
+}
+
+/// The meta key holding the next block reconciliation scans (u64, big-endian).
+pub(crate) const RECONCILE_CURSOR: &[u8] = b"reconcile_cursor";
 
 pub(crate) fn evidence(session: &SessionId, seq: u64, hash: &[u8; 32]) -> [u8; 56] {
     let mut k = [0u8; 56];

@@ -11,6 +11,7 @@ mod group;
 mod ingest;
 mod keys;
 mod query;
+mod resync;
 mod settle;
 mod verify;
 

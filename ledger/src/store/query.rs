@@ -229,6 +229,7 @@ impl Store {
                 Cause::SettlementAgainVoided { tx, round } => {
                     format!("settlement voided {tx} (again, {round})")
                 }
+                Cause::LaneGap { session } => format!("lane gap at the opening of {session}"),
             };
             for leg in &posting.legs {
                 rows.push(ExportRow {

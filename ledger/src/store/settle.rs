@@ -7,7 +7,10 @@ use tracing::info;
 use super::{Store, StoreError, keys};
 use crate::posting::{Cause, Posting, Side};
 use crate::record;
-use crate::settlement::{LaneSettlement, Settlement, SettlementStatus, TxHash, UnsettledVoucher};
+use crate::settlement::{
+    LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
+    UnsettledVoucher,
+};
 
 impl Store {
     /// Records that transaction `tx` was sent to settle `lane` up to the voucher amount
@@ -273,9 +276,92 @@ impl Store {
             .collect())
     }
 
-    /// For every escrow lane whose latest voucher the chain has not paid in full: that
-    /// voucher, what is settled, and the transactions still pending. What a provider
-    /// submits next.
+    /// Records that the escrow skipped `lane`'s voucher for `cumulative` in `tx`: it is
+    /// not listed as unsettled again until a newer voucher arrives, or for an exhausted
+    /// lane until [`lane_funded`](Self::lane_funded).
+    pub fn voucher_skipped(
+        &self,
+        lane: LaneId,
+        cumulative: Usdc,
+        kind: SkipKind,
+        tx: TxHash,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let record = SkippedVoucher {
+            cumulative,
+            kind,
+            tx,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::SETTLEMENT),
+            keys::skipped(&lane),
+            encode(&record)?,
+        );
+        self.write(batch, "record skipped voucher")?;
+        info!(%lane, %cumulative, ?kind, %tx, "the escrow skipped a voucher; not resubmitting it");
+        Ok(())
+    }
+
+    /// The renter funded `lane` again: a voucher skipped for an exhausted deposit may pay
+    /// now.
+    pub fn lane_funded(&self, lane: LaneId) -> Result<(), StoreError> {
+        self.writable()?;
+        if let Some(SkippedVoucher {
+            kind: SkipKind::Exhausted,
+            ..
+        }) = self.skipped_voucher(&lane)?
+        {
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(self.cf(keys::SETTLEMENT), keys::skipped(&lane));
+            self.write(batch, "clear skipped voucher")?;
+        }
+        Ok(())
+    }
+
+    /// The voucher of `lane` the escrow last skipped, if any.
+    pub fn skipped_voucher(&self, lane: &LaneId) -> Result<Option<SkippedVoucher>, StoreError> {
+        self.get(keys::SETTLEMENT, &keys::skipped(lane))
+    }
+
+    /// Settlement transactions submitted and neither confirmed nor voided yet.
+    pub fn pending_settlements(&self) -> Result<Vec<Settlement>, StoreError> {
+        Ok(self
+            .scan_prefix::<Settlement>(keys::SETTLEMENT, &[1u8])?
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.status == SettlementStatus::Submitted)
+            .collect())
+    }
+
+    /// The next block reconciliation scans, as last recorded.
+    pub fn reconcile_cursor(&self) -> Result<Option<u64>, StoreError> {
+        let found = self
+            .db
+            .get_cf(self.cf(keys::META), keys::RECONCILE_CURSOR)
+            .map_err(|e| StoreError::rocks("read reconcile cursor", &self.path, e))?;
+        Ok(found.and_then(|b| {
+            <[u8; 8]>::try_from(b.as_slice())
+                .ok()
+                .map(u64::from_be_bytes)
+        }))
+    }
+
+    /// Records the next block reconciliation scans.
+    pub fn set_reconcile_cursor(&self, next_block: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::META),
+            keys::RECONCILE_CURSOR,
+            next_block.to_be_bytes(),
+        );
+        self.write(batch, "record reconcile cursor")
+    }
+
+    /// For every escrow lane whose latest voucher the chain has not paid in full (and
+    /// has not skipped): that voucher, what is settled, and the transactions still
+    /// pending. What a provider submits next.
     pub fn unsettled_vouchers(&self) -> Result<Vec<UnsettledVoucher>, StoreError> {
         let lanes: Vec<(Vec<u8>, LaneSettlement)> = self.scan_prefix(keys::SETTLEMENT, &[0u8])?;
         let mut out = Vec::new();
@@ -291,6 +377,12 @@ impl Store {
                     .and_then(|k| k.try_into().ok())
                     .unwrap_or([0; 32]),
             );
+            if self
+                .skipped_voucher(&lane)?
+                .is_some_and(|s| s.cumulative >= voucher.cumulative)
+            {
+                continue;
+            }
             let pending = self
                 .settlements(&lane)?
                 .into_iter()

@@ -138,7 +138,8 @@ impl Sim {
         let receipt = self.issuer.issue(&reading).unwrap();
         let own = self.renter_meter.current();
         let pending = match self.countersigner.check(&receipt, &own, self.clock.wall()) {
-            Ok(p) => p,
+            Ok(orien_ledger::receipts::Checked::New(p)) => p,
+            Ok(orien_ledger::receipts::Checked::Again(_)) => unreachable!("receipts are new"),
             Err(refusal) => {
                 self.renter
                     .store

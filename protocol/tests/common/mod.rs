@@ -90,6 +90,14 @@ pub fn sample_open() -> OpenSession {
             lane: LaneId::from_bytes([0x1a; 32]),
             renter_wallet: EvmAddress::from_bytes([0x22; 20]),
         },
+        lane: LaneHead {
+            acked: Usdc::from_micros(5_333),
+            voucher: Some(Voucher {
+                lane: LaneId::from_bytes([0x1a; 32]),
+                cumulative: Usdc::from_micros(5_333),
+                signature: EvmSignature([0x2b; 65]),
+            }),
+        },
     }
 }
 
@@ -101,6 +109,10 @@ pub fn sample_accepted() -> SessionAccepted {
         max_duration: Millis(3_600_000),
         receipt_interval: Millis(5_000),
         ack_timeout: Millis(10_000),
+        lane: LaneHead {
+            acked: Usdc::from_micros(12_000),
+            voucher: None,
+        },
     }
 }
 
@@ -341,15 +353,25 @@ pub fn open_session() -> impl Strategy<Value = OpenSession> {
                 }
             }),
     ];
-    (any::<[u8; 32]>(), node_id(), 1u64.., 1u64.., payment).prop_map(
-        |(offer, renter, budget, dur, payment)| OpenSession {
+    (
+        any::<[u8; 32]>(),
+        node_id(),
+        1u64..,
+        1u64..,
+        payment,
+        usdc(),
+    )
+        .prop_map(|(offer, renter, budget, dur, payment, acked)| OpenSession {
             offer: OfferId::from_bytes(offer),
             renter,
             budget: Usdc::from_micros(budget),
             max_duration: Millis(dur),
             payment,
-        },
-    )
+            lane: LaneHead {
+                acked,
+                voucher: None,
+            },
+        })
 }
 
 pub fn accepted() -> impl Strategy<Value = SessionAccepted> {
@@ -360,15 +382,20 @@ pub fn accepted() -> impl Strategy<Value = SessionAccepted> {
         millis(),
         1u64..,
         1u64..,
+        usdc(),
     )
         .prop_map(
-            |(session, offer, budget, max_duration, interval, ack)| SessionAccepted {
+            |(session, offer, budget, max_duration, interval, ack, acked)| SessionAccepted {
                 session: SessionId::from_bytes(session),
                 offer: OfferId::from_bytes(offer),
                 budget,
                 max_duration,
                 receipt_interval: Millis(interval),
                 ack_timeout: Millis(ack),
+                lane: LaneHead {
+                    acked,
+                    voucher: None,
+                },
             },
         )
 }
@@ -384,6 +411,9 @@ pub fn rejected() -> impl Strategy<Value = SessionRejected> {
         Just(RejectReason::PaymentNotSupported),
         "\\PC{0,60}".prop_map(|detail| RejectReason::SandboxUnavailable { detail }),
         "\\PC{0,60}".prop_map(|detail| RejectReason::InvalidRequest { detail }),
+        Just(RejectReason::EscrowRequired),
+        Just(RejectReason::LaneClosing),
+        any::<u32>().prop_map(|max| RejectReason::TooManySessions { max }),
     ];
     (any::<[u8; 32]>(), reason).prop_map(|(offer, reason)| SessionRejected {
         offer: OfferId::from_bytes(offer),

@@ -30,6 +30,9 @@ pub(crate) struct FileConfig {
     receipt_interval_ms: Option<u64>,
     ack_timeout_ms: Option<u64>,
     disconnect_grace_ms: Option<u64>,
+    max_sessions_per_peer: Option<usize>,
+    ledger_peers: Option<Vec<orien_protocol::NodeId>>,
+    accept_ledger_payments: Option<bool>,
     chain_rpc: Option<String>,
     chain_id: Option<u64>,
     escrow: Option<EvmAddress>,
@@ -103,6 +106,17 @@ impl FileConfig {
             self.disconnect_grace_ms,
             "disconnect_grace_ms",
             run.timing.disconnect_grace_ms
+        );
+        layer!(
+            self.max_sessions_per_peer,
+            "max_sessions_per_peer",
+            run.timing.max_sessions_per_peer
+        );
+        layer!(self.ledger_peers, "ledger_peers", run.timing.ledger_peers);
+        layer!(
+            self.accept_ledger_payments,
+            "accept_ledger_payments",
+            run.timing.accept_ledger_payments
         );
         let rpc = self
             .chain_rpc

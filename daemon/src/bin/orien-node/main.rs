@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use orien_daemon::api::NodeService;
 use orien_daemon::payments::{ChainSettings, Payments};
-use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices, identity};
+use orien_daemon::{
+    LedgerPayments, Node, NodeConfig, OfferSpec, SessionConfig, SessionServices, identity,
+};
 use orien_ledger::chain::{ChainConfig, Url, Wallet};
 use orien_ledger::{Store, StoreOptions};
 
@@ -234,6 +236,21 @@ struct Timing {
     /// session as disconnected (ms; at least twice the provider's receipt interval).
     #[arg(long, env = "ORIEN_DISCONNECT_GRACE_MS", default_value_t = 30_000)]
     disconnect_grace_ms: u64,
+    /// Provider: most sessions one renter may hold at once.
+    #[arg(long, env = "ORIEN_MAX_SESSIONS_PER_PEER", default_value_t = 4)]
+    max_sessions_per_peer: usize,
+    /// Provider on a chain: also serve this renter (peer id) on ledger-paid sessions,
+    /// IOUs with nothing escrowed; repeat for several.
+    #[arg(
+        long = "ledger-peer",
+        env = "ORIEN_LEDGER_PEERS",
+        value_delimiter = ','
+    )]
+    ledger_peers: Vec<orien_protocol::NodeId>,
+    /// Provider on a chain: serve anyone on ledger-paid sessions (IOUs from strangers;
+    /// without it, and without --ledger-peer, every session is paid from escrow).
+    #[arg(long, env = "ORIEN_ACCEPT_LEDGER_PAYMENTS")]
+    accept_ledger_payments: bool,
 }
 
 impl Timing {
@@ -250,10 +267,23 @@ impl Timing {
             self.disconnect_grace_ms >= 1_000,
             "--disconnect-grace-ms must be at least 1000"
         );
+        anyhow::ensure!(
+            self.max_sessions_per_peer >= 1,
+            "--max-sessions-per-peer must be at least 1"
+        );
+        let ledger_payments = if self.accept_ledger_payments {
+            LedgerPayments::Anyone
+        } else if self.ledger_peers.is_empty() {
+            LedgerPayments::EscrowOnly
+        } else {
+            LedgerPayments::Peers(self.ledger_peers.iter().copied().collect())
+        };
         Ok(SessionConfig {
             receipt_interval: Millis(self.receipt_interval_ms),
             ack_timeout: Millis(self.ack_timeout_ms),
             disconnect_grace: Millis(self.disconnect_grace_ms),
+            max_sessions_per_peer: self.max_sessions_per_peer,
+            ledger_payments,
             ..SessionConfig::default()
         })
     }
@@ -548,6 +578,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let _reconciler = payments
+                .as_ref()
+                .map(|(p, _)| p.spawn_reconciler(orien_daemon::payments::RECONCILE_EVERY));
             let _settler = match (&payments, &provider) {
                 (Some((p, settings)), Some(_)) => {
                     p.spawn_settler(settings.settle_every, settings.settle_above)

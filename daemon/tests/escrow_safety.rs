@@ -1,0 +1,332 @@
+//! Escrow sessions between in-process nodes (real libp2p, real RocksDB, the modelled
+//! sandbox) on a real anvil: a lane whose last receipt only the renter committed resyncs
+//! at the next open instead of wedging.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Chain, PATIENCE, TestNode, is_ack_in, work_tool};
+use orien_daemon::{Fault, LedgerPayments, PaymentChoice, SessionConfig, SessionError};
+use orien_ledger::chain::EscrowClient;
+use orien_ledger::{Cause, SessionStatus};
+use orien_protocol::*;
+
+fn fast() -> SessionConfig {
+    SessionConfig {
+        receipt_interval: Millis(200),
+        ack_timeout: Millis(3_000),
+        disconnect_grace: Millis(3_000),
+        ..SessionConfig::default()
+    }
+}
+
+const USDC: u64 = 1_000_000;
+
+async fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// Waits until the renter's offer book holds an offer of `work` by `provider` issued
+/// after `after` (by gossip or the DHT), and returns it.
+async fn fresh_offer(renter: &TestNode, provider: NodeId, after: Timestamp) -> OfferId {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let found = renter
+            .on(move |node| async move { node.find_offers(work_tool(), Some(provider)).await })
+            .await
+            .unwrap();
+        if let Some(entry) = found.iter().find(|e| e.offer.issued_at >= after) {
+            return entry.id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renter never learns a fresh offer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens an escrow session on `offer`.
+async fn open_escrow(renter: &TestNode, offer: OfferId) -> Result<SessionId, String> {
+    open(renter, offer, PaymentChoice::Escrow, Millis(600_000))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Opens a session of half a USDC on `offer`.
+async fn open(
+    renter: &TestNode,
+    offer: OfferId,
+    payment: PaymentChoice,
+    max_duration: Millis,
+) -> Result<SessionId, SessionError> {
+    renter
+        .on(move |node| async move {
+            node.sessions()
+                .unwrap()
+                .open_paid(offer, Usdc::from_micros(USDC / 2), max_duration, payment)
+                .await
+                .map(|r| r.session)
+        })
+        .await
+}
+
+fn rejection(result: Result<SessionId, SessionError>) -> RejectReason {
+    match result {
+        Err(SessionError::Rejected(reason)) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// A provider paid on chain and a funded renter, their directories under `dir`.
+async fn paid_pair(
+    chain: &Chain,
+    dir: &std::path::Path,
+    config: SessionConfig,
+) -> (TestNode, TestNode) {
+    for side in ["provider", "renter"] {
+        std::fs::create_dir_all(dir.join(side)).unwrap();
+    }
+    let provider_chain = chain.wallet(Usdc::ZERO, None).await;
+    let renter_chain = chain
+        .wallet(
+            Usdc::from_micros(20 * USDC),
+            Some(Usdc::from_micros(10 * USDC)),
+        )
+        .await;
+    let mut provider =
+        TestNode::provider_paid(&dir.join("provider"), config.clone(), Some(provider_chain)).await;
+    let renter =
+        TestNode::renter_paid(&dir.join("renter"), config, &provider, Some(renter_chain)).await;
+    provider.bootstrap = renter.node().listen_addrs().to_vec();
+    provider.publish(&work_tool()).await;
+    (provider, renter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_last_receipt_only_the_renter_committed_resyncs_at_the_next_open() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut provider, renter) = paid_pair(&chain, dir.path(), fast()).await;
+    let provider_id = provider.key.node_id();
+    let offer = fresh_offer(&renter, provider_id, Timestamp(0)).await;
+
+    let first = open_escrow(&renter, offer).await.unwrap();
+    assert!(
+        eventually(PATIENCE, || provider.head(&first).seq >= 2).await,
+        "the first session runs"
+    );
+    // From now on the provider never hears an ack: the renter commits receipts the
+    // provider does not. Then the provider dies.
+    provider
+        .rules
+        .add(|point| is_ack_in(point).then_some(Fault::Drop));
+    let committed = provider.head(&first).seq;
+    assert!(
+        eventually(PATIENCE, || renter.head(&first).seq > committed).await,
+        "the renter commits a receipt the provider never hears acknowledged"
+    );
+    provider.crash().await;
+    let _ = renter
+        .on(move |node| async move { node.sessions().unwrap().close(first).await })
+        .await;
+    renter.closed(&first).await;
+
+    provider.rules.clear();
+    let restarted = SystemClock::new().wall();
+    provider.restart().await;
+    provider.publish(&work_tool()).await;
+    // Offers of the provider before its crash died with it.
+    let offer = fresh_offer(&renter, provider_id, restarted).await;
+
+    // The next session on the same lane opens, runs and closes: nothing is wedged.
+    let second = open_escrow(&renter, offer).await.unwrap();
+    assert!(
+        eventually(PATIENCE, || provider.head(&second).seq >= 3
+            && renter.head(&second).seq >= 3)
+        .await,
+        "receipts of the next session are committed on both sides (provider at {:?})",
+        provider.head(&second)
+    );
+    renter
+        .on(move |node| async move { node.sessions().unwrap().close(second).await })
+        .await
+        .unwrap();
+    let provider_head = provider.closed(&second).await;
+    assert_eq!(
+        provider_head.status,
+        SessionStatus::Closed(CloseReason::RenterRequested)
+    );
+    assert_eq!(provider.chain(&second), renter.chain(&second));
+
+    // Both ledgers count the same lane total; the provider recorded what it missed.
+    let lane = provider.store().lanes().unwrap();
+    let renter_lane = renter.store().lanes().unwrap();
+    assert_eq!(lane.len(), 1);
+    assert_eq!(
+        lane[0].1.acked, renter_lane[0].1.acked,
+        "the lane totals agree"
+    );
+    let gap: u64 = provider
+        .store()
+        .postings()
+        .unwrap()
+        .iter()
+        .filter(|p| matches!(p.cause, Cause::LaneGap { .. }))
+        .map(|p| u64::try_from(p.lane_debit()).unwrap())
+        .sum();
+    let missed = renter.head(&first).amount.micros() - provider.head(&first).amount.micros();
+    assert!(missed > 0);
+    assert_eq!(gap, missed, "the gap is what the provider never committed");
+    provider.store().verify().unwrap();
+    renter.store().verify().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_renter_asks_to_close_it_is_settled_at_once_and_takes_no_new_session() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, renter) = paid_pair(&chain, dir.path(), fast()).await;
+    // Enough on the lane that no session tops it up (a top-up cancels a close request).
+    let (wallet, settings) = renter.chain.clone().unwrap();
+    let escrow = EscrowClient::connect(settings.chain.clone(), &wallet, settings.escrow)
+        .await
+        .unwrap();
+    escrow
+        .fund(provider.payout(), Usdc::from_micros(5 * USDC))
+        .await
+        .unwrap();
+    let provider_id = provider.key.node_id();
+    let offer = fresh_offer(&renter, provider_id, Timestamp(0)).await;
+    let session = open_escrow(&renter, offer).await.unwrap();
+    assert!(
+        eventually(PATIENCE, || provider.head(&session).seq >= 3).await,
+        "the session runs"
+    );
+
+    // The renter asks the chain for its deposit back.
+    escrow.request_close(provider.payout()).await.unwrap();
+
+    // The provider ends the session and settles everything acknowledged on the lane.
+    let head = provider.closed(&session).await;
+    assert_eq!(head.status, SessionStatus::Closed(CloseReason::LaneClosing));
+    let lane = escrow.lane_id(wallet.address(), provider.payout());
+    let acked = provider
+        .store()
+        .lane_settlement(&lane)
+        .unwrap()
+        .unwrap()
+        .acked;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let on_chain = escrow.lane(lane).await.unwrap();
+        if on_chain.settled == acked {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lane is settled ({} of {acked})",
+            on_chain.settled
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        renter.head(&session).amount,
+        acked,
+        "what was acknowledged was paid"
+    );
+
+    // A lane that is closing takes no new session.
+    let refused = open(&renter, offer, PaymentChoice::Escrow, Millis(600_000)).await;
+    assert_eq!(rejection(refused), RejectReason::LaneClosing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_thaw_window_ends_before_the_session_could_is_refused() {
+    // A 30-minute thaw window leaves 20 minutes after the settle margin.
+    let chain = Chain::start(Duration::from_secs(30 * 60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, renter) = paid_pair(&chain, dir.path(), fast()).await;
+    let offer = fresh_offer(&renter, provider.key.node_id(), Timestamp(0)).await;
+    let refused = open(&renter, offer, PaymentChoice::Escrow, Millis(25 * 60_000)).await;
+    assert_eq!(
+        rejection(refused),
+        RejectReason::DurationTooLong {
+            max: Millis(20 * 60_000)
+        }
+    );
+    let session = open(&renter, offer, PaymentChoice::Escrow, Millis(20 * 60_000))
+        .await
+        .unwrap();
+    renter
+        .on(move |node| async move { node.sessions().unwrap().close(session).await })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_on_a_chain_takes_ledger_payments_only_from_the_peers_it_lists() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, stranger) = paid_pair(&chain, dir.path(), fast()).await;
+    let offer = fresh_offer(&stranger, provider.key.node_id(), Timestamp(0)).await;
+    let refused = open(&stranger, offer, PaymentChoice::Ledger, Millis(600_000)).await;
+    assert_eq!(rejection(refused), RejectReason::EscrowRequired);
+
+    // An operator who lists a peer serves it on the ledgers.
+    let friend_dir = tempfile::tempdir().unwrap();
+    let friend_key = NodeKey::generate();
+    let listed = SessionConfig {
+        ledger_payments: LedgerPayments::Peers([friend_key.node_id()].into()),
+        ..fast()
+    };
+    let provider_chain = chain.wallet(Usdc::ZERO, None).await;
+    let generous = TestNode::provider_paid(
+        &friend_dir.path().join("provider"),
+        listed,
+        Some(provider_chain),
+    )
+    .await;
+    let friend = TestNode::renter_with_key(
+        &friend_dir.path().join("renter"),
+        fast(),
+        &generous,
+        friend_key,
+    )
+    .await;
+    generous.publish(&work_tool()).await;
+    let offer = fresh_offer(&friend, generous.key.node_id(), Timestamp(0)).await;
+    let session = open(&friend, offer, PaymentChoice::Ledger, Millis(600_000))
+        .await
+        .unwrap();
+    assert!(eventually(PATIENCE, || generous.head(&session).seq >= 1).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renter_holds_at_most_the_providers_cap_of_sessions_at_once() {
+    let config = SessionConfig {
+        max_sessions_per_peer: 2,
+        ..fast()
+    };
+    let pair = harness::Pair::start(config).await;
+    let budget = Usdc::from_micros(USDC / 2);
+    let first = pair.open(budget).await.unwrap();
+    let _second = pair.open(budget).await.unwrap();
+    let third = pair.open(budget).await;
+    assert_eq!(rejection(third), RejectReason::TooManySessions { max: 2 });
+    pair.close(first).await.unwrap();
+    pair.provider.closed(&first).await;
+    pair.open(budget)
+        .await
+        .expect("a closed session frees its place");
+}

@@ -1,0 +1,360 @@
+//! The loss bound between in-process nodes (real libp2p over loopback, real RocksDB, the
+//! modelled sandbox): a session that runs out of budget ends cleanly on both sides, a
+//! receipt resent after a lost ack is acknowledged again, running calls are paid while
+//! they run, a renter that withholds acks costs the provider at most one ack window, and
+//! a provider that delays an exit cannot charge past the call's limit.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+#[path = "support/harness.rs"]
+mod harness;
+#[path = "support/hostile.rs"]
+mod hostile;
+
+use std::time::Duration;
+
+use harness::{
+    PATIENCE, Pair, TestNode, is_ack_in, receipt_of, work, work_pricing, work_tool, worth,
+};
+use hostile::HostilePeer;
+use orien_daemon::{Fault, SessionConfig};
+use orien_ledger::SessionStatus;
+use orien_protocol::*;
+
+/// Receipts every 200 ms, an ack within a second.
+fn fast() -> SessionConfig {
+    SessionConfig {
+        receipt_interval: Millis(200),
+        ack_timeout: Millis(1_000),
+        disconnect_grace: Millis(3_000),
+        ..SessionConfig::default()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `patience`.
+async fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_runs_out_of_budget_ends_with_the_same_chain_and_reason_on_both_sides() {
+    let pair = Pair::start(fast()).await;
+    // 1 µUSDC per millisecond of session: the budget lasts about five seconds.
+    let budget = Usdc::from_micros(5_000);
+    let session = pair.open(budget).await.unwrap();
+
+    let provider = pair.provider.closed(&session).await;
+    let renter = pair.renter.closed(&session).await;
+    assert_eq!(
+        provider.status,
+        SessionStatus::Closed(CloseReason::BudgetExhausted),
+        "the provider ends the session for its budget"
+    );
+    assert_eq!(
+        renter.status,
+        SessionStatus::Closed(CloseReason::BudgetExhausted),
+        "the renter records the same reason"
+    );
+    assert_eq!(provider.amount, budget, "the whole budget is acknowledged");
+    assert_eq!((provider.seq, provider.hash), (renter.seq, renter.hash));
+    let chain = pair.provider.chain(&session);
+    assert_eq!(chain, pair.renter.chain(&session), "identical chains");
+    // The receipt that reached the budget, then the closing receipt: both acknowledged.
+    let amounts: Vec<Usdc> = chain
+        .iter()
+        .map(|a| a.receipt.verify().unwrap().amount)
+        .collect();
+    assert!(
+        amounts.len() >= 2 && amounts[amounts.len() - 2..] == [budget, budget],
+        "{amounts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_resent_after_a_lost_ack_is_acknowledged_again_not_disputed() {
+    let pair = Pair::start(fast()).await;
+    // The provider loses the renter's ack of the second receipt: the renter has committed
+    // it, the provider has not, and sends it again.
+    let mut acks = 0;
+    pair.provider.rules.add(move |point| {
+        if is_ack_in(point) {
+            acks += 1;
+            if acks == 2 {
+                return Some(Fault::Drop);
+            }
+        }
+        None
+    });
+    let session = pair.open(Usdc::from_micros(1_000_000)).await.unwrap();
+    let renter = &pair.renter;
+    assert!(
+        eventually(Duration::from_secs(15), || renter.head(&session).seq >= 6).await,
+        "receipts keep coming after the lost ack (renter at {:?})",
+        renter.head(&session)
+    );
+    pair.close(session).await.unwrap();
+    let provider = pair.provider.closed(&session).await;
+    let renter_head = pair.renter.closed(&session).await;
+    assert_eq!(
+        provider.status,
+        SessionStatus::Closed(CloseReason::RenterRequested)
+    );
+    assert_eq!(
+        renter_head.status,
+        SessionStatus::Closed(CloseReason::RenterRequested)
+    );
+    assert!(
+        pair.renter.store().evidence(&session).unwrap().is_empty(),
+        "nothing was disputed"
+    );
+    assert_eq!(pair.provider.chain(&session), pair.renter.chain(&session));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_calls_are_metered_in_the_interval_receipts() {
+    let pair = Pair::start(fast()).await;
+    let session = pair.open(Usdc::from_micros(1_000_000)).await.unwrap();
+    pair.exec(session, work(1_500)).await.unwrap();
+    let renter = &pair.renter;
+    assert!(
+        eventually(PATIENCE, || renter.head(&session).exec_time
+            >= Millis(1_500))
+        .await,
+        "the call is paid in the end"
+    );
+    pair.close(session).await.unwrap();
+    pair.provider.closed(&session).await;
+    let during: Vec<Millis> = pair
+        .renter
+        .chain(&session)
+        .iter()
+        .map(|a| a.receipt.verify().unwrap().exec_time)
+        .filter(|t| *t > Millis::ZERO && *t < Millis(1_000))
+        .collect();
+    assert!(
+        !during.is_empty(),
+        "an acknowledged receipt paid for part of the call while it ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renter_that_withholds_acks_while_calls_run_costs_the_provider_at_most_one_ack_window() {
+    let config = SessionConfig {
+        receipt_interval: Millis(200),
+        ack_timeout: Millis(600),
+        ..fast()
+    };
+    let pair = Pair::start(config).await;
+    // The renter acknowledges receipts of session time only: anything that charges for a
+    // call never reaches it, so it never acknowledges it.
+    pair.renter.rules.add(|point| {
+        receipt_of(point)
+            .filter(|r| r.exec_time > Millis::ZERO)
+            .map(|_| Fault::Drop)
+    });
+    let session = pair.open(Usdc::from_micros(1_000_000)).await.unwrap();
+    // Both of the session's call slots, each as long as the tool allows.
+    pair.exec(session, work(2_000)).await.unwrap();
+    pair.exec(session, work(2_000)).await.unwrap();
+    let provider = pair.provider.closed(&session).await;
+    assert_eq!(
+        provider.status,
+        SessionStatus::Closed(CloseReason::AckTimeout)
+    );
+
+    let done = pair.provider.work(&session);
+    let now = pair.provider.clock.monotonic();
+    let worked = worth(&done, work_pricing(), now, Duration::from_secs(3));
+    let unpaid = worked.micros().saturating_sub(provider.amount.micros());
+    // One ack window of session time and of both running calls, with room for
+    // scheduling on a busy machine.
+    let window = Millis(600 + 250);
+    let bound = work_pricing().amount_for(Usage {
+        session: window,
+        exec: Millis(window.get() * 2),
+    });
+    assert!(
+        unpaid <= bound.micros(),
+        "unpaid {unpaid} µUSDC of {worked} worked, bound {bound} (acked {})",
+        provider.amount
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_worst_case_does_not_fit_the_remaining_budget_is_refused() {
+    let pair = Pair::start(fast()).await;
+    // A call may run 2 s at 10 µUSDC per millisecond: its worst case is over 20,000.
+    let session = pair.open(Usdc::from_micros(10_000)).await.unwrap();
+    let refused = pair.exec(session, work(10)).await;
+    let error = refused.expect_err("the call does not fit the budget");
+    assert!(
+        error.to_string().contains("budget"),
+        "the refusal says why: {error}"
+    );
+    pair.close(session).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_below_one_receipt_intervals_worst_case_is_refused() {
+    let pair = Pair::start(fast()).await;
+    // One interval of 200 ms with both call slots busy costs 200 + 2 × 2,000 µUSDC.
+    let refused = pair.open(Usdc::from_micros(1_000)).await;
+    match refused {
+        Err(orien_daemon::SessionError::Rejected(RejectReason::BudgetTooLow { minimum })) => {
+            assert_eq!(minimum, Usdc::from_micros(4_200));
+        }
+        other => panic!("expected BudgetTooLow, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hostile = HostilePeer::start(NodeKey::generate()).await;
+    let tools = harness::model_tools();
+    let tool = &tools[0];
+    let now = SystemClock::new().wall();
+    let offer = hostile
+        .key
+        .sign(&Offer {
+            provider: hostile.id(),
+            tool: work_tool(),
+            version: "1".into(),
+            description: "a provider that delays exits".into(),
+            image_digest: orien_provider::model::ModelSandbox::image_digest(&work_tool()),
+            args_schema: tool.schema_text(),
+            pricing: *tool.pricing(),
+            limits: *tool.limits(),
+            payout: EvmAddress::from_bytes([0x66; 20]),
+            issued_at: now,
+            expires_at: now.saturating_add(Millis(3_600_000)),
+        })
+        .unwrap();
+    let offer_id = offer.offer_id();
+    hostile.provide(offer).await;
+    let addr = hostile
+        .addr
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(hostile.id().to_peer_id()));
+    let renter = TestNode::renter_at(dir.path(), fast(), vec![addr]).await;
+    let hostile_id = hostile.id();
+    let found = renter
+        .on(move |node| async move { node.find_offers(work_tool(), Some(hostile_id)).await })
+        .await
+        .unwrap();
+    assert_eq!(found.first().map(|e| e.id), Some(offer_id));
+
+    let budget = Usdc::from_micros(1_000_000);
+    let opening = renter.spawn(move |node| async move {
+        node.sessions()
+            .unwrap()
+            .open(offer_id, budget, Millis(600_000))
+            .await
+    });
+    let session = SessionId::random();
+    let open = hostile.next(PATIENCE).await;
+    assert!(matches!(open.request, SessionRequest::Open(_)));
+    open.reply(SessionResponse::Accepted(SessionAccepted {
+        session,
+        offer: offer_id,
+        budget,
+        max_duration: Millis(600_000),
+        receipt_interval: Millis(200),
+        ack_timeout: Millis(1_000),
+        lane: LaneHead::default(),
+    }));
+    opening.await.unwrap().unwrap();
+    let opened = tokio::time::Instant::now();
+
+    let calling = renter
+        .spawn(move |node| async move { node.sessions().unwrap().exec(session, work(10)).await });
+    let exec = hostile.next(PATIENCE).await;
+    let SessionRequest::Exec(call) = exec.request.clone() else {
+        panic!("expected an exec, got {:?}", exec.request);
+    };
+    exec.reply(SessionResponse::ExecStarted { exec: call.exec });
+    calling.await.unwrap().unwrap();
+
+    // Receipts of session time while the call "runs"; the exit comes 7 s later and claims
+    // 7 s of execution, far past the tool's 2 s limit.
+    let renter_id = renter.key.node_id();
+    let pricing = *tool.pricing();
+    let mut seq = 0;
+    let mut prev = ReceiptHash::GENESIS;
+    let mut receipt = |exec_ms: u64| {
+        seq += 1;
+        let session_time = Millis::from_duration(opened.elapsed());
+        let exec_time = Millis(exec_ms);
+        let signed = hostile
+            .key
+            .sign(&UsageReceipt {
+                session,
+                seq,
+                session_time,
+                exec_time,
+                cpu_time: Millis::ZERO,
+                amount: pricing.amount_for(Usage {
+                    session: session_time,
+                    exec: exec_time,
+                }),
+                prev,
+                issued_at: SystemClock::new().wall(),
+            })
+            .unwrap();
+        prev = signed.receipt_hash();
+        signed
+    };
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(7_000) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answer = hostile
+            .request(renter_id, SessionRequest::Receipt(receipt(0)))
+            .await;
+        assert!(
+            matches!(answer, Ok(SessionResponse::Ack(_))),
+            "session-time receipts are honest: {answer:?}"
+        );
+    }
+    let exit = ExecExit {
+        exec: call.exec,
+        outcome: ExecOutcome::Exited,
+        exit_code: Some(0),
+        wall: Millis(7_000),
+        cpu: Millis::ZERO,
+        peak_memory_bytes: 0,
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        stdout_truncated: false,
+        stderr_truncated: false,
+    };
+    let _ = hostile
+        .request(
+            renter_id,
+            SessionRequest::Events(ExecEvents {
+                session,
+                exec: call.exec,
+                seq: 0,
+                events: vec![ExecEvent::Exit(exit)],
+            }),
+        )
+        .await;
+    let _ = hostile
+        .request(renter_id, SessionRequest::Receipt(receipt(7_000)))
+        .await;
+
+    let head = renter.head(&session);
+    let limit = tool.limits().max_exec.get() + 1_000;
+    let tolerance = SessionConfig::default().tolerance.slack.get();
+    assert!(
+        head.exec_time.get() <= limit + tolerance,
+        "the renter acknowledged {} of execution for a call limited to {}",
+        head.exec_time,
+        tool.limits().max_exec
+    );
+}
