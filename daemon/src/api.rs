@@ -204,13 +204,24 @@ fn execution_view(exec: ExecId, snapshot: &ExecSnapshot) -> ExecutionView {
     }
 }
 
-/// The log of an execution after `after`; an execution whose session ended without an
-/// exit gets a final `exit` entry saying it was lost.
-fn log_page(exec: ExecId, snapshot: &ExecSnapshot, after: Option<u64>) -> LogPage {
-    let first = after.map_or(0, |a| a.saturating_add(1));
+/// The log of an execution after `after`, from a snapshot of its events after it; an
+/// execution whose session ended without an exit gets a final `exit` entry saying it
+/// was lost. `whole` is the execution with all its output, for the exit entry.
+fn log_page(
+    exec: ExecId,
+    snapshot: &ExecSnapshot,
+    whole: Option<&ExecSnapshot>,
+    after: Option<u64>,
+) -> LogPage {
+    let first = after.map_or(0, |a| a.saturating_add(1)) as usize;
     let mut entries: Vec<LogEntry> = Vec::new();
     let events = &snapshot.view.events;
-    for (index, event) in events.iter().enumerate().skip(first as usize) {
+    let exit_data = || exit_data(exec, whole.unwrap_or(snapshot));
+    for (i, event) in events.iter().enumerate() {
+        let index = snapshot.first_event + i;
+        if index < first {
+            continue;
+        }
         let (kind, data) = match event {
             ExecEvent::Output(chunk) => (
                 match chunk.stream {
@@ -219,7 +230,7 @@ fn log_page(exec: ExecId, snapshot: &ExecSnapshot, after: Option<u64>) -> LogPag
                 },
                 String::from_utf8_lossy(&chunk.data).into_owned(),
             ),
-            ExecEvent::Exit(_) => (LogKind::Exit, exit_data(exec, snapshot)),
+            ExecEvent::Exit(_) => (LogKind::Exit, exit_data()),
         };
         entries.push(LogEntry {
             index: index as u64,
@@ -228,11 +239,12 @@ fn log_page(exec: ExecId, snapshot: &ExecSnapshot, after: Option<u64>) -> LogPag
         });
     }
     let exited = snapshot.view.exit.is_some();
-    if !exited && snapshot.session_ended && (events.len() as u64) >= first {
+    let total = snapshot.first_event + events.len();
+    if !exited && snapshot.session_ended && total >= first {
         entries.push(LogEntry {
-            index: events.len() as u64,
+            index: total as u64,
             kind: LogKind::Exit,
-            data: exit_data(exec, snapshot),
+            data: exit_data(),
         });
     }
     LogPage {
@@ -391,12 +403,19 @@ impl NodeApi for NodeService {
     ) -> Result<LogPage, ApiError> {
         let sessions = self.sessions()?;
         let seen = after.map_or(0, |a| a.saturating_add(1)) as usize;
+        // Only the events after the reader's cursor are copied.
         let snapshot = if wait.is_zero() {
-            sessions.execution(exec)?
+            sessions.execution_from(exec, seen)?
         } else {
             sessions.wait_execution(exec, seen, wait).await?
         };
-        Ok(log_page(exec, &snapshot, after))
+        let ends = snapshot.view.exit.is_some() || snapshot.session_ended;
+        let whole = if ends {
+            Some(sessions.execution(exec)?)
+        } else {
+            None
+        };
+        Ok(log_page(exec, &snapshot, whole.as_ref(), after))
     }
 
     async fn put_file(

@@ -32,13 +32,15 @@ pub mod network;
 pub mod node;
 pub mod offer_book;
 pub mod payments;
+pub mod peer_guard;
 pub mod session;
 
 pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
 pub use network::TransportKind;
 pub use node::{
-    Faults, Inbound, Net, NetError, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec,
+    Answer, Faults, Inbound, Net, NetError, Node, NodeConfig, NodeError, NodeStats, OfferEvent,
+    OfferSpec,
 };
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{

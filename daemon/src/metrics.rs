@@ -167,6 +167,7 @@ impl Metrics {
             R::ProviderShutdown => "provider_shutdown",
             R::Dispute => "dispute",
             R::LaneClosing => "lane_closing",
+            R::Restarted => "restarted",
         };
         self.sessions_closed
             .get_or_create(&Closed { role, reason })

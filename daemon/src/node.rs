@@ -24,6 +24,7 @@ use crate::faults::{Fault, LinkFaults, Point};
 use crate::metrics::{Metrics, OfferOutcome};
 use crate::network::{self, Behaviour, BehaviourEvent, NetworkTuning, TransportKind};
 use crate::offer_book::{Admission, BookEntry, OfferBook, OfferBookLimits, OfferQuery};
+use crate::peer_guard::{Abuse, GuardConfig, PeerGuard, Verdict};
 use crate::session::{OwnOffers, SessionServices, Sessions};
 use libp2p::metrics::Recorder;
 
@@ -219,6 +220,7 @@ enum Command {
     Respond {
         id: u64,
         response: SessionResponse,
+        abuse: Option<Abuse>,
         /// The fault policy has already seen it (it was delayed).
         faulted: bool,
     },
@@ -239,7 +241,26 @@ pub struct Inbound {
     /// The request.
     pub request: SessionRequest,
     /// Where the answer goes.
-    pub reply: oneshot::Sender<SessionResponse>,
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// The session manager's answer to a peer's request, and whether the request was
+/// something only a hostile peer sends.
+#[derive(Debug)]
+pub struct Answer {
+    /// What goes back to the peer.
+    pub response: SessionResponse,
+    /// Counted against the peer by the peer guard.
+    pub abuse: Option<Abuse>,
+}
+
+impl From<SessionResponse> for Answer {
+    fn from(response: SessionResponse) -> Self {
+        Self {
+            response,
+            abuse: None,
+        }
+    }
 }
 
 /// A request to a peer failed.
@@ -373,8 +394,7 @@ impl Node {
             metrics: metrics.clone(),
             inbound: None,
             responders: HashMap::new(),
-            abuse: HashMap::new(),
-            banned: std::collections::HashSet::new(),
+            guard: PeerGuard::new(GuardConfig::default()),
             next_responder: 0,
             outbound: HashMap::new(),
             commands: commands.clone(),
@@ -600,11 +620,9 @@ struct EventLoop {
     inbound: Option<mpsc::Sender<Inbound>>,
     /// Inbound requests waiting for the session manager's answer.
     responders: HashMap<u64, (PeerId, request_response::ResponseChannel<SessionResponse>)>,
-    /// Session-protocol abuse per peer (requests about others' sessions, impersonation,
-    /// undecodable frames); at [`ABUSE_LIMIT`] the peer is banned.
-    abuse: HashMap<PeerId, u32>,
-    /// Peers cut off: disconnected on sight, blacklisted in gossip, never answered.
-    banned: std::collections::HashSet<PeerId>,
+    /// Session-protocol abuse per peer, decaying, and the bans it earned: a banned peer is
+    /// disconnected on sight, blacklisted in gossip and never answered until its ban ends.
+    guard: PeerGuard,
     next_responder: u64,
     /// Outbound session requests waiting for an answer.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<SessionResponse, NetError>>>,
@@ -616,9 +634,6 @@ struct EventLoop {
     /// Faults injected into the session protocol.
     faults: Option<Faults>,
 }
-
-/// Abuses of the session protocol after which a peer is banned.
-const ABUSE_LIMIT: u32 = 5;
 
 /// The circuit relay v2 hop protocol, announced by relays through identify.
 const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
@@ -646,6 +661,7 @@ impl EventLoop {
                     self.reannounce();
                 }
                 _ = sweep.tick() => {
+                    self.expire_bans();
                     let expired = self.book.expire(self.clock.wall());
                     if !expired.is_empty() {
                         debug!(count = expired.len(), "expired offers dropped");
@@ -734,6 +750,16 @@ impl EventLoop {
                         return;
                     }
                 }
+                // A request that breaks a limit would fail in the codec, out of sight:
+                // fail it here, where the caller sees why.
+                if let Err(e) = orien_protocol::wire::Message::validate(&request) {
+                    warn!(%peer, error = %e, "a request breaks a protocol limit; not sent");
+                    let _ = reply.send(Err(NetError::Failed {
+                        peer: peer.to_string(),
+                        reason: format!("the request breaks a protocol limit: {e}"),
+                    }));
+                    return;
+                }
                 Self::route_via_relays(&mut self.swarm, &self.relays, peer);
                 let id = self
                     .swarm
@@ -745,6 +771,7 @@ impl EventLoop {
             Command::Respond {
                 id,
                 response,
+                abuse,
                 faulted,
             } => {
                 let fault = match (&self.faults, self.responders.get(&id)) {
@@ -773,6 +800,7 @@ impl EventLoop {
                             let command = Command::Respond {
                                 id,
                                 response,
+                                abuse,
                                 faulted: true,
                             };
                             let _ = commands.send(command).await;
@@ -781,7 +809,7 @@ impl EventLoop {
                     }
                 }
                 if let Some((peer, channel)) = self.responders.remove(&id) {
-                    let abuse = crate::session::is_abuse(&response);
+                    let response = within_limits(response);
                     if self
                         .swarm
                         .behaviour_mut()
@@ -791,8 +819,8 @@ impl EventLoop {
                     {
                         debug!("requester went away before the response");
                     }
-                    if abuse {
-                        self.penalise(peer, "a request about a session it is not part of");
+                    if let Some(abuse) = abuse {
+                        self.penalise(peer, abuse);
                     }
                 }
             }
@@ -1005,7 +1033,7 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
-                if self.banned.contains(&peer_id) {
+                if self.guard.is_banned(&peer_id, self.clock.monotonic()) {
                     debug!(peer = %peer_id, "banned peer connected; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -1047,7 +1075,7 @@ impl EventLoop {
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let now = self.clock.wall();
-        let acceptance = match self.book.admit_bytes(&message.data, now) {
+        let acceptance = match self.book.admit_bytes(&message.data, now, Some(source)) {
             Ok(admission) => {
                 self.announce(admission);
                 let provider = match admission {
@@ -1184,7 +1212,7 @@ impl EventLoop {
                     if let SessionResponse::Offers(offers) = response {
                         let now = self.clock.wall();
                         for signed in offers {
-                            match self.book.admit(signed, now) {
+                            match self.book.admit_from(signed, now, Some(peer)) {
                                 Ok(admission) => self.announce(admission),
                                 Err(rejection) => {
                                     debug!(%peer, %rejection, "listed offer not admitted")
@@ -1213,25 +1241,44 @@ impl EventLoop {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound session request failed");
-                if matches!(error, request_response::InboundFailure::Io(_)) {
-                    self.penalise(peer, "an undecodable session frame");
+                // Only a frame that does not decode is abuse; a connection that drops
+                // mid-request (as a crash or a flaky link does) is not.
+                if let request_response::InboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.penalise(peer, Abuse::UndecodableFrame);
                 }
             }
             request_response::Event::ResponseSent { .. } => {}
         }
     }
 
-    /// Counts one abuse against `peer`; at [`ABUSE_LIMIT`] bans it: blacklisted in
-    /// gossip, disconnected now and whenever it connects again, its requests dropped.
-    fn penalise(&mut self, peer: PeerId, what: &str) {
-        let count = self.abuse.entry(peer).or_insert(0);
-        *count += 1;
-        debug!(%peer, count = *count, what, "session-protocol abuse");
-        if *count >= ABUSE_LIMIT && self.banned.insert(peer) {
-            warn!(%peer, what, "banning a peer that keeps abusing the session protocol");
-            self.metrics.peers_banned.inc();
-            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
+    /// Counts one abuse against `peer`; a ban it earns blacklists the peer in gossip and
+    /// disconnects it now and whenever it connects again, until the ban ends.
+    fn penalise(&mut self, peer: PeerId, abuse: Abuse) {
+        let now = self.clock.monotonic();
+        match self.guard.record(peer, abuse, now) {
+            Verdict::Banned { until } => {
+                warn!(%peer, abuse = abuse.as_str(), ban_secs = until.saturating_sub(now).as_secs(), "banning a peer that keeps abusing the session protocol");
+                self.metrics.peers_banned.inc();
+                self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Verdict::Counted(points) => {
+                debug!(%peer, abuse = abuse.as_str(), points, "session-protocol abuse");
+            }
+            Verdict::AlreadyBanned => {}
+        }
+    }
+
+    /// Lets back the peers whose ban ended.
+    fn expire_bans(&mut self) {
+        for peer in self.guard.expire(self.clock.monotonic()) {
+            info!(%peer, "ban over");
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .remove_blacklisted_peer(&peer);
         }
     }
 
@@ -1276,7 +1323,7 @@ impl EventLoop {
         request: SessionRequest,
         channel: request_response::ResponseChannel<SessionResponse>,
     ) {
-        if self.banned.contains(&peer) {
+        if self.guard.is_banned(&peer, self.clock.monotonic()) {
             drop(channel);
             return;
         }
@@ -1316,7 +1363,7 @@ impl EventLoop {
         request: SessionRequest,
         channel: request_response::ResponseChannel<SessionResponse>,
     ) {
-        if self.banned.contains(&peer) {
+        if self.guard.is_banned(&peer, self.clock.monotonic()) {
             drop(channel);
             return;
         }
@@ -1336,13 +1383,16 @@ impl EventLoop {
                             self.responders.insert(id, (peer, channel));
                             let commands = self.commands.clone();
                             tokio::spawn(async move {
-                                let response = answer.await.unwrap_or(SessionResponse::Error {
-                                    code: RpcErrorCode::Internal,
-                                    detail: "the session manager dropped the request".into(),
+                                let answer = answer.await.unwrap_or_else(|_| {
+                                    Answer::from(SessionResponse::Error {
+                                        code: RpcErrorCode::Internal,
+                                        detail: "the session manager dropped the request".into(),
+                                    })
                                 });
                                 let respond = Command::Respond {
                                     id,
-                                    response,
+                                    response: answer.response,
+                                    abuse: answer.abuse,
                                     faulted: false,
                                 };
                                 let _ = commands.send(respond).await;
@@ -1399,6 +1449,23 @@ impl EventLoop {
                 find.outstanding.remove(&request_id);
             }
             self.finish_find_if_done(query_id);
+        }
+    }
+}
+
+/// An answer as it may go on the wire: one that breaks a protocol limit (a bug; every
+/// detail is fitted) is replaced by an error saying so, so the requester hears of it.
+fn within_limits(response: SessionResponse) -> SessionResponse {
+    match orien_protocol::wire::Message::validate(&response) {
+        Ok(()) => response,
+        Err(e) => {
+            warn!(error = %e, "an answer breaks a protocol limit; answering with an error");
+            SessionResponse::Error {
+                code: RpcErrorCode::Internal,
+                detail: orien_protocol::fit_detail(format!(
+                    "the answer broke a protocol limit: {e}"
+                )),
+            }
         }
     }
 }

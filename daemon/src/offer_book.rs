@@ -2,8 +2,16 @@
 //!
 //! Offers arrive as untrusted bytes (gossip, direct answers). The book decodes them
 //! size-limited, verifies the provider's signature, drops expired ones, keeps only the
-//! newest offer per (provider, tool), and stays within a fixed capacity. A rejection
-//! names its reason so the network layer can penalise the peer that sent it.
+//! newest offer per (provider, tool), and
+//! stays within a fixed capacity. A rejection names its reason so the network layer can
+//! penalise the peer that sent it.
+//!
+//! Keys are free, so a limit per provider does not stop one peer from inventing
+//! thousands of providers. Every offer is therefore counted against the connection it
+//! came through (its *source*): one source may fill at most a share of the book, and a
+//! full book makes room by evicting from the source holding the most offers, not by
+//! expiry — so a flood through one connection displaces only itself, and the offers
+//! that arrived through other connections stay.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,6 +32,15 @@ pub struct OfferBookLimits {
     pub per_provider: usize,
     /// How far in the future `issued_at` may be (clock skew tolerated).
     pub max_clock_skew: Millis,
+    /// Most offers that may have come through one source connection.
+    #[serde(default = "OfferBookLimits::default_per_source")]
+    pub per_source: usize,
+}
+
+impl OfferBookLimits {
+    fn default_per_source() -> usize {
+        2_500
+    }
 }
 
 impl Default for OfferBookLimits {
@@ -32,9 +49,13 @@ impl Default for OfferBookLimits {
             capacity: 10_000,
             per_provider: 64,
             max_clock_skew: Millis(5 * 60 * 1000),
+            per_source: Self::default_per_source(),
         }
     }
 }
+
+/// Where an offer came from: a peer's connection, or this node itself.
+pub type Source = Option<libp2p::PeerId>;
 
 /// Why an offer was not taken into the book.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +84,9 @@ pub enum OfferRejection {
     /// The provider already lists as many tools as the book allows.
     #[error("provider lists more than {0} tools")]
     ProviderFull(usize),
+    /// Offers that came through this connection already fill its share of the book.
+    #[error("the connection it came through already filled its share ({0} offers)")]
+    SourceFull(usize),
     /// The book is full of offers that live longer than this one.
     #[error("offer book is full")]
     BookFull,
@@ -113,6 +137,8 @@ pub struct BookEntry {
     pub offer: Offer,
     /// The signed envelope, to forward as received.
     pub signed: Signed<Offer>,
+    /// The connection it first came through (`None`: this node's own).
+    pub source: Source,
 }
 
 /// A query over the book; every field narrows it.
@@ -133,8 +159,10 @@ pub struct OfferBook {
     entries: HashMap<OfferId, BookEntry>,
     latest: HashMap<(NodeId, ToolName), OfferId>,
     per_provider: HashMap<NodeId, usize>,
-    /// Expiry index: (expires_at, id), to drop and evict the soonest-expiring first.
+    /// Expiry index: (expires_at, id), to drop the expired ones.
     by_expiry: BTreeMap<(Timestamp, OfferId), ()>,
+    /// Per source: its offers by expiry, to count shares and evict fairly.
+    by_source: HashMap<Source, std::collections::BTreeSet<(Timestamp, OfferId)>>,
 }
 
 impl OfferBook {
@@ -146,21 +174,32 @@ impl OfferBook {
         }
     }
 
-    /// Decodes, verifies and admits an offer received as bytes.
+    /// Decodes, verifies and admits an offer received as bytes through `source`.
     pub fn admit_bytes(
         &mut self,
         bytes: &[u8],
         now: Timestamp,
+        source: Source,
     ) -> Result<Admission, OfferRejection> {
         let signed = Signed::<Offer>::from_bytes(bytes)?;
-        self.admit(signed, now)
+        self.admit_from(signed, now, source)
     }
 
-    /// Verifies and admits a signed offer.
+    /// Verifies and admits a signed offer of this node's own.
     pub fn admit(
         &mut self,
         signed: Signed<Offer>,
         now: Timestamp,
+    ) -> Result<Admission, OfferRejection> {
+        self.admit_from(signed, now, None)
+    }
+
+    /// Verifies and admits a signed offer that came through `source`.
+    pub fn admit_from(
+        &mut self,
+        signed: Signed<Offer>,
+        now: Timestamp,
+        source: Source,
     ) -> Result<Admission, OfferRejection> {
         let id = signed.offer_id();
         if self.entries.contains_key(&id) {
@@ -191,14 +230,28 @@ impl OfferBook {
             if listed >= self.limits.per_provider {
                 return Err(OfferRejection::ProviderFull(self.limits.per_provider));
             }
+            if source.is_some() && self.share(&source) >= self.limits.per_source {
+                return Err(OfferRejection::SourceFull(self.limits.per_source));
+            }
             if self.entries.len() >= self.limits.capacity {
-                self.evict_for(offer.expires_at)?;
+                self.evict_for(&source, offer.expires_at)?;
             }
         }
-        if let Some(old) = replaced {
-            self.remove(&old);
-        }
-        self.insert(BookEntry { id, offer, signed });
+        // A newer offer keeps the place (and the source) of the one it replaces.
+        let source = match replaced {
+            Some(old) => {
+                let kept = self.entries[&old].source;
+                self.remove(&old);
+                kept
+            }
+            None => source,
+        };
+        self.insert(BookEntry {
+            id,
+            offer,
+            signed,
+            source,
+        });
         Ok(match replaced {
             Some(old) => Admission::Replaced { new: id, old },
             None => Admission::Added(id),
@@ -291,11 +344,20 @@ impl OfferBook {
         self.entries.is_empty()
     }
 
+    /// How many offers came through `source`.
+    fn share(&self, source: &Source) -> usize {
+        self.by_source.get(source).map_or(0, |s| s.len())
+    }
+
     fn insert(&mut self, entry: BookEntry) {
         let key = (entry.offer.provider, entry.offer.tool.clone());
         *self.per_provider.entry(entry.offer.provider).or_default() += 1;
         self.by_expiry
             .insert((entry.offer.expires_at, entry.id), ());
+        self.by_source
+            .entry(entry.source)
+            .or_default()
+            .insert((entry.offer.expires_at, entry.id));
         self.latest.insert(key, entry.id);
         self.entries.insert(entry.id, entry);
         self.debug_check();
@@ -306,6 +368,12 @@ impl OfferBook {
             return;
         };
         self.by_expiry.remove(&(entry.offer.expires_at, entry.id));
+        if let Some(group) = self.by_source.get_mut(&entry.source) {
+            group.remove(&(entry.offer.expires_at, entry.id));
+            if group.is_empty() {
+                self.by_source.remove(&entry.source);
+            }
+        }
         let key = (entry.offer.provider, entry.offer.tool);
         if self.latest.get(&key) == Some(id) {
             self.latest.remove(&key);
@@ -319,11 +387,18 @@ impl OfferBook {
         self.debug_check();
     }
 
-    /// Makes room for an offer expiring at `expires_at` by evicting the soonest-expiring
-    /// offer, if that one expires sooner; otherwise the newcomer is refused.
-    fn evict_for(&mut self, expires_at: Timestamp) -> Result<(), OfferRejection> {
-        match self.by_expiry.keys().next().copied() {
-            Some((soonest, id)) if soonest < expires_at => {
+    /// Makes room for an offer from `source` expiring at `expires_at`: evicts the
+    /// soonest-expiring offer of the source holding the most offers. When that is the
+    /// newcomer's own source, only an offer expiring sooner than the newcomer makes way;
+    /// otherwise the newcomer is refused.
+    fn evict_for(&mut self, source: &Source, expires_at: Timestamp) -> Result<(), OfferRejection> {
+        let largest = self
+            .by_source
+            .iter()
+            .max_by_key(|(s, group)| (group.len(), *s == source))
+            .map(|(s, group)| (*s, group.first().copied()));
+        match largest {
+            Some((s, Some((soonest, id)))) if &s != source || soonest < expires_at => {
                 self.remove(&id);
                 Ok(())
             }
@@ -339,6 +414,10 @@ impl OfferBook {
             self.per_provider.values().sum::<usize>()
         );
         debug_assert!(self.entries.len() <= self.limits.capacity);
+        debug_assert_eq!(
+            self.entries.len(),
+            self.by_source.values().map(|g| g.len()).sum::<usize>()
+        );
     }
 }
 
@@ -400,7 +479,7 @@ mod tests {
         let forged = forger.sign(&offer(&key, "wc", 999_000, 60_000, 5)).unwrap();
         let err = book.admit(forged, NOW).unwrap_err();
         assert!(matches!(err, OfferRejection::Signature(_)) && err.is_misbehaviour());
-        let err = book.admit_bytes(b"\x00garbage", NOW).unwrap_err();
+        let err = book.admit_bytes(b"\x00garbage", NOW, None).unwrap_err();
         assert!(matches!(err, OfferRejection::Decode(_)) && err.is_misbehaviour());
         let err = book
             .admit(signed(&key, &offer(&key, "wc", 800_000, 50_000, 5)), NOW)
@@ -514,6 +593,52 @@ mod tests {
             book.admit(signed(&c, &offer(&c, "t1", 999_000, 5_000, 1)), NOW),
             Err(OfferRejection::BookFull)
         ));
+    }
+
+    #[test]
+    fn a_flood_of_fresh_keys_through_one_connection_displaces_only_itself() {
+        // The share alone would let the flood fill the book: eviction must be fair.
+        let limits = OfferBookLimits {
+            capacity: 50,
+            per_source: 60,
+            ..OfferBookLimits::default()
+        };
+        let mut book = OfferBook::new(limits);
+        let (flooder, honest_peer) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        // Honest providers, each heard through its own connection, with short offers.
+        let honest: Vec<NodeKey> = (0..20).map(|_| NodeKey::generate()).collect();
+        for key in &honest {
+            let o = offer(key, "sha256", 999_000, 10_000, 5);
+            book.admit_from(signed(key, &o), NOW, Some(honest_peer))
+                .unwrap();
+        }
+        // One connection brings a thousand fresh keys with long-lived offers.
+        let mut refused = 0;
+        for _ in 0..1_000 {
+            let key = NodeKey::generate();
+            let o = offer(&key, "sha256", 999_000, 3_600_000, 1);
+            if book
+                .admit_from(signed(&key, &o), NOW, Some(flooder))
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert!(
+            refused >= 940,
+            "the flood fills one share at most: {refused}"
+        );
+        for key in &honest {
+            let found = book.query(
+                &OfferQuery {
+                    provider: Some(key.node_id()),
+                    ..Default::default()
+                },
+                NOW,
+            );
+            assert_eq!(found.len(), 1, "an honest offer was evicted by the flood");
+        }
+        assert_eq!(book.len(), 50);
     }
 
     #[test]

@@ -6,96 +6,15 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use support::NodeProcess;
+use support::{Devnet, NodeProcess, wallet_of};
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// `orien-devnet up`, killed (with its anvil) on drop.
-struct Devnet {
-    child: Child,
-    settings: HashMap<String, String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Devnet {
-    fn start(fund: &[String]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let env_file = dir.path().join("chain.env");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_orien-devnet"));
-        command
-            .args(["up", "--env-file"])
-            .arg(&env_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for f in fund {
-            command.args(["--fund", f]);
-        }
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.starts_with("devnet ready"));
-        assert!(ready, "orien-devnet did not come up");
-        let settings = std::fs::read_to_string(&env_file)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self {
-            child,
-            settings,
-            _dir: dir,
-        }
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--chain-rpc".into(),
-            self.settings["ORIEN_CHAIN_RPC"].clone(),
-            "--chain-id".into(),
-            self.settings["ORIEN_CHAIN_ID"].clone(),
-            "--escrow".into(),
-            self.settings["ORIEN_ESCROW"].clone(),
-        ]
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wallet_of(data_dir: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["wallet", "address"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 fn micros(value: &serde_json::Value) -> u64 {
     value

@@ -81,6 +81,22 @@ pub enum ExecOutcome {
     },
 }
 
+impl ExecOutcome {
+    /// Refused arguments, the detail fitted to the message limit (it may quote them).
+    pub fn invalid_arguments(detail: impl Into<String>) -> Self {
+        Self::InvalidArguments {
+            detail: crate::session::fit_detail(detail),
+        }
+    }
+
+    /// A sandbox failure, the detail fitted to the message limit.
+    pub fn sandbox_error(detail: impl Into<String>) -> Self {
+        Self::SandboxError {
+            detail: crate::session::fit_detail(detail),
+        }
+    }
+}
+
 /// The end of an execution, with what it used.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExecExit {

@@ -63,7 +63,7 @@ pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
 pub use rpc::{ExecEvents, FileInfo, RpcErrorCode, SessionRequest, SessionResponse};
 pub use session::{
     CloseReason, CloseSession, LaneHead, OpenSession, PaymentLane, RejectReason, SessionAccepted,
-    SessionRejected,
+    SessionRejected, fit_detail,
 };
 pub use signed::{NodeKey, SignatureBytes, Signed, SignedPayload};
 pub use split::{Split, SplitDelta, SplitError};

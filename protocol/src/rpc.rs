@@ -167,6 +167,8 @@ pub enum RpcErrorCode {
     RateLimited,
     /// The node failed internally.
     Internal,
+    /// The session has ended (or the node forgot it in a restart): stop sending about it.
+    SessionEnded,
 }
 
 /// The answer to a [`SessionRequest`].

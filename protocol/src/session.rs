@@ -12,8 +12,26 @@ use crate::receipt::Voucher;
 use crate::time::Millis;
 use crate::wire::{Message, check_len};
 
-/// Longest free-text detail in a rejection.
+/// Longest free-text detail in a rejection, an error or an execution's outcome.
 pub const MAX_DETAIL_LEN: usize = 256;
+
+/// Fits free text (which may quote what a peer sent) into [`MAX_DETAIL_LEN`] bytes: cut
+/// at a character boundary and marked with `…`. Every detail a node sends goes through
+/// it, so no answer is lost to the limit.
+pub fn fit_detail(detail: impl Into<String>) -> String {
+    const MARK: &str = "…";
+    let mut detail = detail.into();
+    if detail.len() <= MAX_DETAIL_LEN {
+        return detail;
+    }
+    let mut end = MAX_DETAIL_LEN - MARK.len();
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    detail.truncate(end);
+    detail.push_str(MARK);
+    detail
+}
 
 /// How the renter pays for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -247,6 +265,9 @@ pub enum CloseReason {
     Dispute,
     /// The renter asked to close the escrow lane the session is paid from.
     LaneClosing,
+    /// The node restarted (after a crash) and closed out the sessions it had open: what
+    /// was acknowledged stands, the rest is the loss bound's.
+    Restarted,
 }
 
 /// Either side closes a session. The provider answers with a final receipt.

@@ -175,12 +175,19 @@ impl Call {
         }
     }
 
+    /// The exit of the call; a detail in the outcome (which may quote the arguments or
+    /// an engine message) is fitted to the protocol's limit so the exit always arrives.
     pub(crate) fn exit(
         &self,
         outcome: ExecOutcome,
         exit_code: Option<i32>,
         wall: Millis,
     ) -> ExecExit {
+        let outcome = match outcome {
+            ExecOutcome::InvalidArguments { detail } => ExecOutcome::invalid_arguments(detail),
+            ExecOutcome::SandboxError { detail } => ExecOutcome::sandbox_error(detail),
+            other => other,
+        };
         ExecExit {
             exec: self.exec,
             outcome,

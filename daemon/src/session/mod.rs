@@ -7,10 +7,13 @@
 //! requests leave through [`Net`]. Ledger commits run on the blocking pool, and an ack
 //! is sent (renter) or accepted (provider) only with the store's `Durable` proof.
 
+mod ended;
 mod provider_side;
+mod recovery;
 mod renter_side;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -20,13 +23,14 @@ use orien_protocol::{
     Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId,
     RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
 };
-use tokio::sync::{Notify, mpsc};
-use tracing::{Instrument, debug, info_span, warn};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{Instrument, info_span, warn};
 
 pub use renter_side::{ExecView, RentedSession};
 
-use crate::node::{Inbound, Net, NetError};
+use crate::node::{Answer, Inbound, Net, NetError};
 use crate::payments::{PaymentError, Payments};
+use crate::peer_guard::Abuse;
 
 /// How a renter pays a session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +82,9 @@ pub struct SessionConfig {
     pub max_sessions_per_peer: usize,
     /// Ledger-paid sessions a provider on a chain accepts.
     pub ledger_payments: LedgerPayments,
+    /// Most output of rented sessions' executions a renter keeps in memory, in bytes;
+    /// past it the oldest ended sessions' output is forgotten, then new output refused.
+    pub max_output_held: u64,
     /// How far the provider's meter may run ahead of the renter's.
     pub tolerance: Tolerance,
     /// How long a renter waits without hearing from its provider (no receipt, no
@@ -96,6 +103,7 @@ impl Default for SessionConfig {
             max_sessions: 16,
             max_sessions_per_peer: 4,
             ledger_payments: LedgerPayments::EscrowOnly,
+            max_output_held: 256 << 20,
             tolerance: Tolerance::default(),
             disconnect_grace: Millis(30_000),
         }
@@ -252,6 +260,8 @@ struct Inner {
     slots: std::sync::atomic::AtomicUsize,
     /// The same, per renter.
     peer_slots: Mutex<HashMap<NodeId, usize>>,
+    /// Output bytes of rented sessions' executions held in memory (history included).
+    held: AtomicU64,
 }
 
 impl Inner {
@@ -281,15 +291,36 @@ struct History {
 }
 
 impl History {
-    fn insert(&mut self, rented: RentedSession, logs: Arc<ExecLogs>) {
+    fn insert(&mut self, rented: RentedSession, logs: Arc<ExecLogs>, held: &AtomicU64) {
         if self.order.len() >= HISTORY_SESSIONS
             && let Some(old) = self.order.pop_front()
         {
-            self.sessions.remove(&old);
-            self.execs.retain(|_, s| *s != old);
+            self.forget(old, held);
         }
         self.order.push_back(rented.session);
         self.sessions.insert(rented.session, (rented, logs));
+    }
+
+    fn forget(&mut self, session: SessionId, held: &AtomicU64) {
+        if let Some((_, logs)) = self.sessions.remove(&session) {
+            held.fetch_sub(logs.bytes.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        self.execs.retain(|_, s| *s != session);
+    }
+
+    /// Forgets the output of the oldest session not in `live`; `false` if none is left.
+    fn evict_ended(
+        &mut self,
+        live: &std::collections::HashSet<SessionId>,
+        held: &AtomicU64,
+    ) -> bool {
+        let Some(position) = self.order.iter().position(|s| !live.contains(s)) else {
+            return false;
+        };
+        if let Some(old) = self.order.remove(position) {
+            self.forget(old, held);
+        }
+        true
     }
 }
 
@@ -299,8 +330,10 @@ impl History {
 pub struct ExecSnapshot {
     /// The session it ran in.
     pub session: SessionId,
-    /// Its output and exit so far.
+    /// Its output and exit so far (events from `first_event` on).
     pub view: ExecView,
+    /// Index of `view.events[0]` among all of the execution's events.
+    pub first_event: usize,
     /// The session has ended.
     pub session_ended: bool,
 }
@@ -314,22 +347,36 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-/// The refusal of a request about a session the peer is not part of. The node counts
-/// these (and impersonation) against the peer.
+/// The refusal of a request about a session the peer is not part of. The peer guard
+/// counts these (and impersonation) against the peer.
 pub(crate) const NOT_YOUR_SESSION: &str = "unknown session";
 /// The refusal of an open that names another node as renter.
 pub(crate) const IMPERSONATION: &str =
     "the renter named in the request is not the peer that sent it";
 
-/// Whether an answer refuses something only a hostile peer sends.
-pub(crate) fn is_abuse(response: &SessionResponse) -> bool {
-    match response {
-        SessionResponse::Error { detail, .. } => detail == NOT_YOUR_SESSION,
-        SessionResponse::Rejected(rejected) => matches!(
-            &rejected.reason,
-            orien_protocol::RejectReason::InvalidRequest { detail } if detail == IMPERSONATION
-        ),
-        _ => false,
+/// Where a session task's answer to a peer goes: back through the node to the peer,
+/// with what the peer guard should count.
+#[derive(Debug)]
+pub(crate) struct Reply(oneshot::Sender<Answer>);
+
+/// The requester went away before its answer (the node stopped).
+#[derive(Debug)]
+pub(crate) struct Gone;
+
+impl Reply {
+    /// Answers the request.
+    pub(crate) fn send(self, response: SessionResponse) -> Result<(), Gone> {
+        self.0.send(Answer::from(response)).map_err(|_| Gone)
+    }
+
+    /// Refuses something only a hostile peer sends.
+    pub(crate) fn abuse(self, response: SessionResponse, abuse: Abuse) -> Result<(), Gone> {
+        self.0
+            .send(Answer {
+                response,
+                abuse: Some(abuse),
+            })
+            .map_err(|_| Gone)
     }
 }
 
@@ -363,14 +410,17 @@ impl Sessions {
                 history: Mutex::new(History::default()),
                 slots: std::sync::atomic::AtomicUsize::new(0),
                 peer_slots: Mutex::new(HashMap::new()),
+                held: AtomicU64::new(0),
             }),
         };
+        let left_open = recovery::left_open(&sessions.inner.store);
+        tokio::spawn(recovery::close_out(sessions.inner.clone(), left_open));
         let (inbox, mut requests) = mpsc::channel::<Inbound>(INBOX);
         let dispatcher = sessions.clone();
         tokio::spawn(
             async move {
                 while let Some(inbound) = requests.recv().await {
-                    dispatcher.dispatch(inbound).await;
+                    dispatcher.dispatch(inbound);
                 }
             }
             .instrument(info_span!("sessions", node = %node)),
@@ -378,8 +428,9 @@ impl Sessions {
         (sessions, inbox)
     }
 
-    /// Routes one request from a peer to the session it concerns.
-    async fn dispatch(
+    /// Routes one request from a peer to the session it concerns, never waiting on a
+    /// session: a session whose inbox is full answers "rate limited".
+    fn dispatch(
         &self,
         Inbound {
             peer,
@@ -387,13 +438,19 @@ impl Sessions {
             reply,
         }: Inbound,
     ) {
+        let reply = Reply(reply);
         let session = match &request {
             SessionRequest::Open(open) => {
                 let open = open.clone();
                 let this = self.clone();
                 tokio::spawn(async move {
+                    let impersonation = open.renter != peer;
                     let response = provider_side::open(this.inner.clone(), peer, open).await;
-                    let _ = reply.send(response);
+                    let _ = if impersonation {
+                        reply.abuse(response, Abuse::Impersonation)
+                    } else {
+                        reply.send(response)
+                    };
                 });
                 return;
             }
@@ -418,8 +475,7 @@ impl Sessions {
             | SessionRequest::ListFiles { session }
             | SessionRequest::GetFile { session, .. } => *session,
         };
-        // A session is provided to its renter, or rented from its provider; a request
-        // from anyone else is refused.
+        // A session is provided to its renter, or rented from its provider.
         let provided = self
             .inner
             .provided()
@@ -427,8 +483,7 @@ impl Sessions {
             .filter(|h| h.renter == peer)
             .cloned();
         if let Some(handle) = provided {
-            handle.deliver(request, reply).await;
-            return;
+            return handle.deliver(request, reply);
         }
         let rented = self
             .inner
@@ -437,11 +492,12 @@ impl Sessions {
             .filter(|h| h.provider == peer)
             .cloned();
         if let Some(handle) = rented {
-            handle.deliver(request, reply).await;
-            return;
+            return handle.deliver(request, reply);
         }
-        debug!(%peer, %session, "request for an unknown session");
-        let _ = reply.send(error(RpcErrorCode::BadRequest, NOT_YOUR_SESSION));
+        // Not a live session of this peer: one that ended (or that this node forgot in a
+        // restart) is answered as such; only one the peer was never part of is abuse.
+        let inner = self.inner.clone();
+        tokio::spawn(ended::answer(inner, peer, session, request, reply));
     }
 
     /// Opens a session on `offer` (from the offer book) with `budget` for at most
@@ -561,12 +617,19 @@ impl Sessions {
 
     /// An execution of a rented session, found by its id alone.
     pub fn execution(&self, exec: ExecId) -> Result<ExecSnapshot, SessionError> {
+        self.execution_from(exec, 0)
+    }
+
+    /// An execution's events from index `from` on (the rest of the snapshot whole): what
+    /// a log reader that has seen `from` events needs, without copying those again.
+    pub fn execution_from(&self, exec: ExecId, from: usize) -> Result<ExecSnapshot, SessionError> {
         let (session, logs) = self.logs_of(exec)?;
-        let view = logs.view(exec)?;
+        let view = logs.view_from(exec, from)?;
         let session_ended = !self.inner.rented().contains_key(&session);
         Ok(ExecSnapshot {
             session,
             view,
+            first_event: from,
             session_ended,
         })
     }
@@ -587,7 +650,7 @@ impl Sessions {
     }
 
     /// Waits until an execution has more than `seen` events, or has exited, or its
-    /// session ended — at most `timeout` — and returns it.
+    /// session ended — at most `timeout` — and returns its events after the first `seen`.
     pub async fn wait_execution(
         &self,
         exec: ExecId,
@@ -599,15 +662,15 @@ impl Sessions {
         loop {
             // Registered before the check, so a change between the two is not missed.
             let changed = logs.changed.notified();
-            let snapshot = self.execution(exec)?;
-            if snapshot.view.events.len() > seen
+            let snapshot = self.execution_from(exec, seen)?;
+            if !snapshot.view.events.is_empty()
                 || snapshot.view.exit.is_some()
                 || snapshot.session_ended
             {
                 return Ok(snapshot);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.execution(exec);
+                return self.execution_from(exec, seen);
             }
         }
     }
@@ -642,9 +705,10 @@ impl Sessions {
 }
 
 fn error(code: RpcErrorCode, detail: &str) -> SessionResponse {
-    let mut detail = detail.to_owned();
-    detail.truncate(orien_protocol::session::MAX_DETAIL_LEN);
-    SessionResponse::Error { code, detail }
+    SessionResponse::Error {
+        code,
+        detail: orien_protocol::fit_detail(detail),
+    }
 }
 
 fn unexpected(response: SessionResponse) -> SessionError {
@@ -667,6 +731,8 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 struct ExecLogs {
     logs: Mutex<HashMap<ExecId, ExecLog>>,
     changed: Notify,
+    /// Output bytes held in `logs`, counted in [`Inner::held`] too.
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -675,6 +741,20 @@ struct ExecLog {
     exit: Option<ExecExit>,
     next_batch: u64,
     output_bytes: u64,
+    /// Where the next chunk of stdout and of stderr must start.
+    offsets: [u64; 2],
+}
+
+impl ExecLog {
+    fn new() -> Self {
+        Self {
+            events: Vec::new(),
+            exit: None,
+            next_batch: 0,
+            output_bytes: 0,
+            offsets: [0, 0],
+        }
+    }
 }
 
 impl ExecLogs {
@@ -683,10 +763,14 @@ impl ExecLogs {
     }
 
     fn view(&self, exec: ExecId) -> Result<ExecView, SessionError> {
+        self.view_from(exec, 0)
+    }
+
+    fn view_from(&self, exec: ExecId, from: usize) -> Result<ExecView, SessionError> {
         let logs = self.logs();
         let log = logs.get(&exec).ok_or(SessionError::UnknownExec(exec))?;
         Ok(ExecView {
-            events: log.events.clone(),
+            events: log.events.get(from..).unwrap_or_default().to_vec(),
             exit: log.exit.clone(),
         })
     }

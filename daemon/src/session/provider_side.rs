@@ -22,10 +22,10 @@ use orien_protocol::{
     Signed, UsageReceipt, Usdc,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Inner, blocking, error};
+use super::{Inner, Reply, blocking, error};
 use crate::node::{Net, NetError};
 use crate::payments::{LaneGuard, Payments};
 
@@ -33,11 +33,13 @@ use crate::payments::{LaneGuard, Payments};
 const RETRY: Duration = Duration::from_secs(1);
 /// Attempts at telling the renter that the provider ended its session.
 const CLOSE_NOTICES: u32 = 3;
+/// File requests of one session served at once; more answer "rate limited".
+const FILE_OPS: usize = 2;
 
 pub(super) enum Input {
     Request {
         request: Box<SessionRequest>,
-        reply: oneshot::Sender<SessionResponse>,
+        reply: Reply,
     },
     ExecDone {
         exit: ExecExit,
@@ -55,20 +57,25 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    pub(super) async fn deliver(
-        &self,
-        request: SessionRequest,
-        reply: oneshot::Sender<SessionResponse>,
-    ) {
-        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) = self
-            .input
-            .send(Input::Request {
-                request: Box::new(request),
-                reply,
-            })
-            .await
-        {
-            let _ = reply.send(error(RpcErrorCode::BadRequest, "the session has ended"));
+    /// Hands a request to the session's task without waiting: a full inbox answers
+    /// "rate limited" (the peer retries), an ended task "session ended".
+    pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {
+        let input = Input::Request {
+            request: Box::new(request),
+            reply,
+        };
+        match self.input.try_send(input) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Input::Request { reply, .. })) => {
+                let _ = reply.send(error(
+                    RpcErrorCode::RateLimited,
+                    "the session is busy; retry shortly",
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(Input::Request { reply, .. })) => {
+                let _ = reply.send(error(RpcErrorCode::SessionEnded, "the session has ended"));
+            }
+            Err(_) => {}
         }
     }
 }
@@ -215,8 +222,7 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         Ok(sandbox) => sandbox,
         Err(e) => {
             warn!(parent: &span, error = %e, "cannot create the sandbox");
-            let mut detail = e.to_string();
-            detail.truncate(orien_protocol::session::MAX_DETAIL_LEN);
+            let detail = orien_protocol::fit_detail(e.to_string());
             return reject(RejectReason::SandboxUnavailable { detail });
         }
     };
@@ -269,6 +275,7 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
         in_flight: false,
         retry_at: None,
         closing: None,
+        file_ops: Arc::new(tokio::sync::Semaphore::new(FILE_OPS)),
         removing: None,
         lane_id: match open.payment {
             PaymentLane::Escrow { lane, .. } => Some(lane),
@@ -335,7 +342,7 @@ async fn resync(
     };
     if let Err(e) = payments.verify_voucher(&voucher, *renter_wallet, *payout, theirs.acked) {
         return Err(RejectReason::InvalidRequest {
-            detail: truncated(format!("the renter's voucher for the lane: {e}")),
+            detail: orien_protocol::fit_detail(format!("the renter's voucher for the lane: {e}")),
         });
     }
     let key = LaneKey {
@@ -353,21 +360,9 @@ async fn resync(
     })
 }
 
-/// A detail cut to what a protocol message carries.
-fn truncated(mut detail: String) -> String {
-    if detail.len() > orien_protocol::session::MAX_DETAIL_LEN {
-        let mut end = orien_protocol::session::MAX_DETAIL_LEN;
-        while !detail.is_char_boundary(end) {
-            end -= 1;
-        }
-        detail.truncate(end);
-    }
-    detail
-}
-
 struct Closing {
     reason: CloseReason,
-    reply: Option<oneshot::Sender<SessionResponse>>,
+    reply: Option<Reply>,
 }
 
 struct Task {
@@ -391,6 +386,8 @@ struct Task {
     /// Monotonic instant at which the session's maximum duration is reached.
     deadline: Duration,
     closing: Option<Closing>,
+    /// File requests that may run at once.
+    file_ops: Arc<tokio::sync::Semaphore>,
     /// The removal of the sandbox, started when the session began to close.
     removing: Option<tokio::task::JoinHandle<()>>,
     /// On escrow lanes: the payments, the renter's wallet and the payout address that
@@ -452,13 +449,14 @@ impl Task {
     /// The session is over when it is closing and every receipt is acknowledged, or when
     /// the renter stopped acknowledging.
     fn finished(&mut self) -> Option<CloseReason> {
-        if self.issuer.ack_timed_out() {
-            return Some(CloseReason::AckTimeout);
+        if let Some(closing) = &self.closing
+            && self.unsent.is_empty()
+        {
+            return Some(closing.reason);
         }
-        match &self.closing {
-            Some(closing) if self.unsent.is_empty() => Some(closing.reason),
-            _ => None,
-        }
+        self.issuer
+            .ack_timed_out()
+            .then_some(CloseReason::AckTimeout)
     }
 
     fn on_timer(&mut self) {
@@ -501,51 +499,43 @@ impl Task {
         }
     }
 
-    async fn on_request(
-        &mut self,
-        request: SessionRequest,
-        reply: oneshot::Sender<SessionResponse>,
-    ) {
+    async fn on_request(&mut self, request: SessionRequest, reply: Reply) {
         let response = match request {
             SessionRequest::Exec(exec) => self.exec(exec),
+            SessionRequest::Close(close) if close.reason == CloseReason::Restarted => {
+                // The renter crashed and forgot the session: nobody will acknowledge a
+                // closing receipt. What was acknowledged stands.
+                info!("the renter restarted; ending the session without a closing receipt");
+                self.end_unacknowledged(CloseReason::Restarted, Some(reply));
+                return;
+            }
             SessionRequest::Close(close) => {
                 self.begin_close(close.reason, Some(reply));
                 return;
             }
-            SessionRequest::PutFile { path, data, .. } => match WorkspacePath::new(&path) {
-                Ok(path) => match self.sandbox.upload(&path, &data).await {
-                    Ok(()) => SessionResponse::Done,
-                    Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
-                },
-                Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
-            },
-            SessionRequest::ListFiles { .. } => match self.sandbox.list().await {
-                Ok(entries) => SessionResponse::Files(
-                    entries
-                        .into_iter()
-                        .take(orien_protocol::rpc::MAX_FILES_LISTED)
-                        .map(|e| FileInfo {
-                            path: e.path,
-                            size: e.size,
-                            is_dir: e.kind == EntryKind::Directory,
-                        })
-                        .collect(),
-                ),
-                Err(e) => error(RpcErrorCode::Internal, &e.to_string()),
-            },
-            SessionRequest::GetFile { path, .. } => match WorkspacePath::new(&path) {
-                Ok(path) => match self.sandbox.download(&path).await {
-                    Ok(data) if data.len() <= orien_protocol::rpc::MAX_FILE_CHUNK => {
-                        SessionResponse::File { data }
+            request @ (SessionRequest::PutFile { .. }
+            | SessionRequest::ListFiles { .. }
+            | SessionRequest::GetFile { .. }) => {
+                // Files move off the session's task, so a large or slow transfer never
+                // holds up the receipts; a few at a time per session.
+                let Ok(permit) = self.file_ops.clone().try_acquire_owned() else {
+                    let _ = reply.send(error(
+                        RpcErrorCode::RateLimited,
+                        "the session is moving files already; retry shortly",
+                    ));
+                    return;
+                };
+                let sandbox = self.sandbox.clone();
+                tokio::spawn(
+                    async move {
+                        let response = file_op(sandbox.as_ref(), request).await;
+                        drop(permit);
+                        let _ = reply.send(response);
                     }
-                    Ok(_) => error(
-                        RpcErrorCode::BadRequest,
-                        "the file is larger than one transfer allows",
-                    ),
-                    Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
-                },
-                Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
-            },
+                    .in_current_span(),
+                );
+                return;
+            }
             _ => error(RpcErrorCode::BadRequest, "not a request a provider serves"),
         };
         let _ = reply.send(response);
@@ -673,6 +663,15 @@ impl Task {
                     reply: self.closing.take().and_then(|c| c.reply),
                 });
             }
+            Ok(SessionResponse::Error {
+                code: RpcErrorCode::SessionEnded,
+                ..
+            }) => {
+                // The renter has no such session any more (it closed it, or forgot it in
+                // a restart): no ack will come, so stop now rather than at the timeout.
+                info!("the renter ended the session; ending it here");
+                self.end_unacknowledged(CloseReason::Disconnected, None);
+            }
             Ok(other) => {
                 debug!(answer = ?other, "receipt not acknowledged; retrying");
                 self.retry_later();
@@ -704,12 +703,18 @@ impl Task {
             .map_err(|e| e.to_string())
     }
 
+    /// Ends the session with no closing receipt: the renter cannot acknowledge one. The
+    /// receipts waiting for an ack are dropped; the acknowledged ones stand.
+    fn end_unacknowledged(&mut self, reason: CloseReason, reply: Option<Reply>) {
+        let _ = self.meter.close();
+        self.unsent.clear();
+        self.in_flight = false;
+        let reply = reply.or_else(|| self.closing.take().and_then(|c| c.reply));
+        self.closing = Some(Closing { reason, reply });
+    }
+
     /// Stops metering and issues the closing receipt; the session ends once it is acked.
-    fn begin_close(
-        &mut self,
-        reason: CloseReason,
-        reply: Option<oneshot::Sender<SessionResponse>>,
-    ) {
+    fn begin_close(&mut self, reason: CloseReason, reply: Option<Reply>) {
         if let Some(closing) = &mut self.closing {
             if let Some(reply) = reply {
                 // Already closing: answer when the first close completes.
@@ -871,6 +876,47 @@ async fn lane_closed(
     }
 }
 
+/// Serves one file request of the renter on the session's sandbox.
+async fn file_op(sandbox: &dyn SandboxSession, request: SessionRequest) -> SessionResponse {
+    match request {
+        SessionRequest::PutFile { path, data, .. } => match WorkspacePath::new(&path) {
+            Ok(path) => match sandbox.upload(&path, &data).await {
+                Ok(()) => SessionResponse::Done,
+                Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+            },
+            Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+        },
+        SessionRequest::ListFiles { .. } => match sandbox.list().await {
+            Ok(entries) => SessionResponse::Files(
+                entries
+                    .into_iter()
+                    .take(orien_protocol::rpc::MAX_FILES_LISTED)
+                    .map(|e| FileInfo {
+                        path: e.path,
+                        size: e.size,
+                        is_dir: e.kind == EntryKind::Directory,
+                    })
+                    .collect(),
+            ),
+            Err(e) => error(RpcErrorCode::Internal, &e.to_string()),
+        },
+        SessionRequest::GetFile { path, .. } => match WorkspacePath::new(&path) {
+            Ok(path) => match sandbox.download(&path).await {
+                Ok(data) if data.len() <= orien_protocol::rpc::MAX_FILE_CHUNK => {
+                    SessionResponse::File { data }
+                }
+                Ok(_) => error(
+                    RpcErrorCode::BadRequest,
+                    "the file is larger than one transfer allows",
+                ),
+                Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+            },
+            Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
+        },
+        _ => error(RpcErrorCode::BadRequest, "not a file request"),
+    }
+}
+
 /// Whether a call ran (and is paid), as opposed to refused before it started.
 fn ran(outcome: &ExecOutcome) -> bool {
     matches!(
@@ -887,8 +933,15 @@ async fn deliver(net: &Net, renter: NodeId, batch: ExecEvents) -> bool {
             .await
         {
             Ok(SessionResponse::Done) => return true,
+            Ok(SessionResponse::Error {
+                code: RpcErrorCode::RateLimited,
+                ..
+            }) => {
+                debug!(attempt, "the renter is busy; resending the output batch");
+                tokio::time::sleep(RETRY / 4).await;
+            }
             Ok(other) => {
-                warn!(answer = ?other, "the renter refused an output batch");
+                debug!(answer = ?other, "the renter refused an output batch");
                 return false;
             }
             Err(e) => {

@@ -20,9 +20,12 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{ExecLog, ExecLogs, Inner, PaymentChoice, SessionError, blocking, error, unexpected};
+use super::{
+    ExecLog, ExecLogs, Inner, PaymentChoice, Reply, SessionError, blocking, error, unexpected,
+};
 use crate::node::Net;
 use crate::payments::{LaneGuard, RenterLane};
+use crate::peer_guard::Abuse;
 
 /// A session this node rents, as agreed with the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,7 +75,7 @@ impl ExecView {
 pub(super) enum Input {
     Request {
         request: Box<SessionRequest>,
-        reply: oneshot::Sender<SessionResponse>,
+        reply: Reply,
     },
     StartExec {
         exec: ExecId,
@@ -97,20 +100,25 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    pub(super) async fn deliver(
-        &self,
-        request: SessionRequest,
-        reply: oneshot::Sender<SessionResponse>,
-    ) {
-        if let Err(mpsc::error::SendError(Input::Request { reply, .. })) = self
-            .input
-            .send(Input::Request {
-                request: Box::new(request),
-                reply,
-            })
-            .await
-        {
-            let _ = reply.send(error(RpcErrorCode::BadRequest, "the session has ended"));
+    /// Hands a request to the session's task without waiting: a full inbox answers
+    /// "rate limited" (the peer retries), an ended task "session ended".
+    pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {
+        let input = Input::Request {
+            request: Box::new(request),
+            reply,
+        };
+        match self.input.try_send(input) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Input::Request { reply, .. })) => {
+                let _ = reply.send(error(
+                    RpcErrorCode::RateLimited,
+                    "the session is busy; retry shortly",
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(Input::Request { reply, .. })) => {
+                let _ = reply.send(error(RpcErrorCode::SessionEnded, "the session has ended"));
+            }
+            Err(_) => {}
         }
     }
 
@@ -324,7 +332,9 @@ pub(super) async fn open(
         receipt_interval: accepted.receipt_interval,
         lane: lane_guard,
     };
-    inner.history().insert(rented.clone(), logs.clone());
+    inner
+        .history()
+        .insert(rented.clone(), logs.clone(), &inner.held);
     inner.rented().insert(
         accepted.session,
         Handle {
@@ -456,15 +466,7 @@ impl Task {
                         Err(SessionError::Budget(refused))
                     } else {
                         self.timers.insert(exec, self.meter.start_exec());
-                        self.logs.logs().insert(
-                            exec,
-                            ExecLog {
-                                events: Vec::new(),
-                                exit: None,
-                                next_batch: 0,
-                                output_bytes: 0,
-                            },
-                        );
+                        self.logs.logs().insert(exec, ExecLog::new());
                         self.inner.history().execs.insert(exec, self.session);
                         Ok(())
                     };
@@ -479,8 +481,11 @@ impl Task {
                 }
                 Input::Request { request, reply } => {
                     silent_until = tokio::time::Instant::now() + grace;
-                    let (response, ended) = self.on_request(*request).await;
-                    let _ = reply.send(response);
+                    let (response, abuse, ended) = self.on_request(*request).await;
+                    let _ = match abuse {
+                        Some(abuse) => reply.abuse(response, abuse),
+                        None => reply.send(response),
+                    };
                     if ended {
                         break;
                     }
@@ -498,43 +503,93 @@ impl Task {
         self.logs.changed.notify_waiters();
     }
 
-    async fn on_request(&mut self, request: SessionRequest) -> (SessionResponse, bool) {
+    /// Answers a request of the provider: the response, abuse to count, and whether
+    /// the session ended.
+    async fn on_request(
+        &mut self,
+        request: SessionRequest,
+    ) -> (SessionResponse, Option<Abuse>, bool) {
         match request {
-            SessionRequest::Events(batch) => (self.on_events(batch), false),
-            SessionRequest::Receipt(receipt) => (self.on_receipt(receipt).await, false),
+            SessionRequest::Events(batch) => {
+                let (response, abuse) = self.on_events(batch);
+                (response, abuse, false)
+            }
+            SessionRequest::Receipt(receipt) => (self.on_receipt(receipt).await, None, false),
             SessionRequest::Close(close) => {
                 info!(reason = ?close.reason, "the provider closed the session");
                 self.finish(close.reason).await;
-                (SessionResponse::Done, true)
+                (SessionResponse::Done, None, true)
             }
             _ => (
                 error(RpcErrorCode::BadRequest, "not a request a renter serves"),
+                None,
                 false,
             ),
         }
     }
 
-    fn on_events(&mut self, batch: ExecEvents) -> SessionResponse {
+    fn on_events(&mut self, batch: ExecEvents) -> (SessionResponse, Option<Abuse>) {
         let logs_handle = Arc::clone(&self.logs);
         let mut logs = logs_handle.logs();
         let mut disputed = None;
         let Some(log) = logs.get_mut(&batch.exec) else {
             self.logs.warn_unknown(batch.exec);
-            return error(RpcErrorCode::BadRequest, "unknown execution");
+            return (error(RpcErrorCode::BadRequest, "unknown execution"), None);
         };
         if batch.seq != log.next_batch || log.exit.is_some() {
-            return error(
-                RpcErrorCode::BadRequest,
-                &format!("expected batch {} of a running execution", log.next_batch),
-            );
+            let expected = format!("expected batch {} of a running execution", log.next_batch);
+            return (error(RpcErrorCode::BadRequest, &expected), None);
         }
+        // The whole batch is checked before any of it is kept: every chunk holds bytes
+        // and starts where its stream's last one ended, and the call stays within the
+        // offer's output cap. Anything else is the provider breaking its own stream.
+        let mut offsets = log.offsets;
+        let mut bytes = 0u64;
+        for event in &batch.events {
+            if let ExecEvent::Output(chunk) = event {
+                let stream = chunk.stream as usize;
+                let broken = if chunk.data.is_empty() {
+                    Some("an empty output chunk".to_owned())
+                } else if chunk.offset != offsets[stream] {
+                    Some(format!(
+                        "an output chunk at offset {} where {} was expected",
+                        chunk.offset, offsets[stream]
+                    ))
+                } else {
+                    None
+                };
+                if let Some(broken) = broken {
+                    warn!(exec = %batch.exec, %broken, "broken output from the provider");
+                    return (
+                        error(RpcErrorCode::BadRequest, &broken),
+                        Some(Abuse::BrokenOutput),
+                    );
+                }
+                offsets[stream] += chunk.data.len() as u64;
+                bytes += chunk.data.len() as u64;
+            }
+        }
+        if log.output_bytes.saturating_add(bytes) > self.output_cap {
+            let refusal = error(RpcErrorCode::BadRequest, "more output than the offer's cap");
+            return (refusal, Some(Abuse::BrokenOutput));
+        }
+        drop(logs);
+        if !self.make_room(bytes) {
+            let full = "the renter holds as much output as it keeps; fetch it and close sessions";
+            return (error(RpcErrorCode::RateLimited, full), None);
+        }
+        let mut logs = logs_handle.logs();
+        let Some(log) = logs.get_mut(&batch.exec) else {
+            return (error(RpcErrorCode::BadRequest, "unknown execution"), None);
+        };
+        log.offsets = offsets;
+        self.logs
+            .bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
         for event in batch.events {
             match event {
                 ExecEvent::Output(chunk) => {
                     log.output_bytes = log.output_bytes.saturating_add(chunk.data.len() as u64);
-                    if log.output_bytes > self.output_cap {
-                        return error(RpcErrorCode::BadRequest, "more output than the offer's cap");
-                    }
                     log.events.push(ExecEvent::Output(chunk));
                 }
                 ExecEvent::Exit(exit) => {
@@ -574,7 +629,26 @@ impl Task {
                 }
             });
         }
-        SessionResponse::Done
+        (SessionResponse::Done, None)
+    }
+
+    /// Makes room for `bytes` more output within the renter's cap, forgetting the output
+    /// of the oldest ended sessions first; `false` when only live sessions are left.
+    fn make_room(&self, bytes: u64) -> bool {
+        let limit = self.inner.config.max_output_held;
+        let held = &self.inner.held;
+        loop {
+            let now = held.load(std::sync::atomic::Ordering::SeqCst);
+            if now.saturating_add(bytes) <= limit {
+                held.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+                return true;
+            }
+            let live: std::collections::HashSet<SessionId> =
+                self.inner.rented().keys().copied().collect();
+            if !self.inner.history().evict_ended(&live, held) {
+                return false;
+            }
+        }
     }
 
     /// Whether an exit's wall time is one the renter could have seen: not past the
@@ -635,7 +709,7 @@ impl Task {
                 }
                 self.meter.suspend();
                 SessionResponse::Disputed {
-                    detail: refusal.reason.to_string(),
+                    detail: orien_protocol::fit_detail(refusal.reason.to_string()),
                 }
             }
         }

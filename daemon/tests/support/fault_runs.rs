@@ -8,7 +8,8 @@
 //! sandbox really did is priced and compared with what each ledger says was paid:
 //!
 //! - the provider's unpaid work must stay within one ack window — the ack timeout plus
-//!   the link's delay, of session time and of every call slot;
+//!   the round trip of the last acknowledged receipt — of session time and of every
+//!   call slot;
 //! - the renter's payment must stay within its tolerance of that work (capped per call at
 //!   the tool's limit plus the kill slack).
 //!
@@ -209,7 +210,9 @@ pub async fn run(seed: u64) -> Outcome {
     let provider_paid = head.amount;
     let renter_paid = pair.renter.head(&session).amount;
 
-    let window = Millis::from_duration(config.ack_timeout.to_duration() + delay + SLACK);
+    // The provider stops one ack timeout after the last ack it received, and that ack
+    // answered a reading one round trip (both ways delayed) earlier.
+    let window = Millis::from_duration(config.ack_timeout.to_duration() + delay * 2 + SLACK);
     let provider_bound = pricing.amount_for(Usage {
         session: window,
         exec: Millis(window.get() * 2),

@@ -222,6 +222,8 @@ pub struct TestNode {
     pub clock: Arc<dyn Clock>,
     /// On-chain payment: the node's wallet and escrow settings.
     pub chain: Option<(Wallet, ChainSettings)>,
+    /// Limits of the node's offer book.
+    pub book: orien_daemon::OfferBookLimits,
     pub bootstrap: Vec<Multiaddr>,
     runtime: Option<tokio::runtime::Runtime>,
     node: Option<Arc<Node>>,
@@ -299,6 +301,7 @@ impl TestNode {
             config,
             clock,
             chain,
+            book: orien_daemon::OfferBookLimits::default(),
             bootstrap,
             runtime: None,
             node: None,
@@ -347,6 +350,7 @@ impl TestNode {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: self.bootstrap.clone(),
             sessions: Some(services),
+            offer_book: self.book,
             faults: Some(Faults::shared(
                 Arc::clone(&self.rules) as Arc<dyn LinkFaults>
             )),
@@ -435,6 +439,14 @@ impl TestNode {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         drop(store);
+    }
+
+    /// Restarts the node with offer-book limits `book`.
+    pub async fn with_book(mut self, book: orien_daemon::OfferBookLimits) -> Self {
+        self.crash().await;
+        self.book = book;
+        self.restart().await;
+        self
     }
 
     /// Starts the node again on the same data directory, key and configuration.
@@ -552,11 +564,18 @@ impl Pair {
         }
     }
 
-    /// Opens a session of `budget` on the renter.
+    /// Opens a session of `budget` on the renter, on the provider's current offer (it is
+    /// re-signed, with a new id, whenever the provider re-announces it).
     pub async fn open(&self, budget: Usdc) -> Result<SessionId, orien_daemon::SessionError> {
-        let offer = self.offer;
+        let provider = self.provider.key.node_id();
         self.renter
             .on(move |node| async move {
+                let offer = node
+                    .find_offers(work_tool(), Some(provider))
+                    .await
+                    .ok()
+                    .and_then(|found| found.first().map(|e| e.id))
+                    .ok_or(orien_daemon::SessionError::Disabled)?;
                 node.sessions()
                     .unwrap()
                     .open(offer, budget, Millis(600_000))

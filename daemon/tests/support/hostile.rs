@@ -69,6 +69,8 @@ impl HostilePeer {
         let (incoming_tx, incoming) = mpsc::channel::<Incoming>(64);
         let task = tokio::spawn(async move {
             let mut offers: Vec<Signed<Offer>> = Vec::new();
+            // Answers carry at most 64 offers: more are served in turn.
+            let mut served = 0usize;
             let mut waiting: HashMap<
                 OutboundRequestId,
                 oneshot::Sender<Result<SessionResponse, String>>,
@@ -110,7 +112,15 @@ impl HostilePeer {
                         )) => match message {
                             request_response::Message::Request { request, channel, .. } => {
                                 if let SessionRequest::ListOffers { .. } = request {
-                                    let response = SessionResponse::Offers(offers.clone());
+                                    let page: Vec<_> = offers
+                                        .iter()
+                                        .cycle()
+                                        .skip(served)
+                                        .take(offers.len().min(orien_protocol::rpc::MAX_OFFERS_PER_RESPONSE))
+                                        .cloned()
+                                        .collect();
+                                    served = served.wrapping_add(page.len());
+                                    let response = SessionResponse::Offers(page);
                                     let _ = swarm.behaviour_mut().session.send_response(channel, response);
                                     continue;
                                 }
@@ -167,7 +177,8 @@ impl HostilePeer {
         let _ = self.commands.send(Command::Dial(addr)).await;
     }
 
-    /// Serves `offer` on `ListOffers` and puts a provider record for its tool in the DHT.
+    /// Serves `offer` on `ListOffers` (64 at a time, in turn) and puts a provider record
+    /// for its tool in the DHT.
     pub async fn provide(&self, offer: Signed<Offer>) {
         let _ = self.commands.send(Command::Provide(offer)).await;
     }

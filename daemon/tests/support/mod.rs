@@ -12,7 +12,7 @@ use std::time::Duration;
 /// A running `orien-node` process.
 pub struct NodeProcess {
     child: Child,
-    data_dir: tempfile::TempDir,
+    data_dir: std::sync::Arc<tempfile::TempDir>,
     /// Base URL of its HTTP API.
     pub api: String,
     /// Its bearer token.
@@ -72,12 +72,27 @@ impl NodeProcess {
         Self::spawn(data_dir, bootstrap, "/ip4/127.0.0.1/tcp/0", extra)
     }
 
+    /// Starts the node again on the same data directory (after [`kill`](Self::kill),
+    /// as after a crash), with `run` arguments `extra`.
+    pub fn restart(&mut self, bootstrap: &[&NodeProcess], extra: &[&str]) {
+        self.kill();
+        let fresh = Self::spawn(
+            self.data_dir.clone(),
+            bootstrap,
+            "/ip4/127.0.0.1/tcp/0",
+            extra,
+        );
+        let old = std::mem::replace(self, fresh);
+        drop(old);
+    }
+
     fn spawn(
-        data_dir: tempfile::TempDir,
+        data_dir: impl Into<std::sync::Arc<tempfile::TempDir>>,
         bootstrap: &[&NodeProcess],
         listen: &str,
         extra: &[&str],
     ) -> Self {
+        let data_dir = data_dir.into();
         let id = run_ok(data_dir.path(), &["id"]).trim().to_owned();
         let mut command = Command::new(binary());
         command
@@ -248,4 +263,83 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `orien-devnet up`, killed (with its anvil) on drop.
+pub struct Devnet {
+    child: Child,
+    pub settings: std::collections::HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Devnet {
+    pub fn start(fund: &[String]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("chain.env");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orien-devnet"));
+        command
+            .args(["up", "--env-file"])
+            .arg(&env_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for f in fund {
+            command.args(["--fund", f]);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with("devnet ready"));
+        assert!(ready, "orien-devnet did not come up");
+        let settings = std::fs::read_to_string(&env_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self {
+            child,
+            settings,
+            _dir: dir,
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--chain-rpc".into(),
+            self.settings["ORIEN_CHAIN_RPC"].clone(),
+            "--chain-id".into(),
+            self.settings["ORIEN_CHAIN_ID"].clone(),
+            "--escrow".into(),
+            self.settings["ORIEN_ESCROW"].clone(),
+        ]
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wallet_of(data_dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["wallet", "address"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -98,6 +98,15 @@ impl Store {
         Ok(out)
     }
 
+    /// One acked receipt of a session, by its sequence number.
+    pub fn receipt(
+        &self,
+        session: &SessionId,
+        seq: u64,
+    ) -> Result<Option<StoredReceipt>, StoreError> {
+        self.get(keys::RECEIPTS, &keys::receipt(session, seq))
+    }
+
     /// Every acked receipt of a session, in order.
     pub fn receipts(&self, session: &SessionId) -> Result<Vec<StoredReceipt>, StoreError> {
         Ok(self

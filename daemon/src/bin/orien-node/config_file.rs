@@ -33,6 +33,7 @@ pub(crate) struct FileConfig {
     max_sessions_per_peer: Option<usize>,
     ledger_peers: Option<Vec<orien_protocol::NodeId>>,
     accept_ledger_payments: Option<bool>,
+    max_output_mib: Option<u64>,
     chain_rpc: Option<String>,
     chain_id: Option<u64>,
     escrow: Option<EvmAddress>,
@@ -117,6 +118,11 @@ impl FileConfig {
             self.accept_ledger_payments,
             "accept_ledger_payments",
             run.timing.accept_ledger_payments
+        );
+        layer!(
+            self.max_output_mib,
+            "max_output_mib",
+            run.timing.max_output_mib
         );
         let rpc = self
             .chain_rpc

@@ -251,6 +251,10 @@ struct Timing {
     /// without it, and without --ledger-peer, every session is paid from escrow).
     #[arg(long, env = "ORIEN_ACCEPT_LEDGER_PAYMENTS")]
     accept_ledger_payments: bool,
+    /// Renter: most output of executions kept in memory, in MiB (the oldest ended
+    /// sessions' output is forgotten first).
+    #[arg(long, env = "ORIEN_MAX_OUTPUT_MIB", default_value_t = 256)]
+    max_output_mib: u64,
 }
 
 impl Timing {
@@ -284,6 +288,7 @@ impl Timing {
             disconnect_grace: Millis(self.disconnect_grace_ms),
             max_sessions_per_peer: self.max_sessions_per_peer,
             ledger_payments,
+            max_output_held: self.max_output_mib.saturating_mul(1 << 20),
             ..SessionConfig::default()
         })
     }

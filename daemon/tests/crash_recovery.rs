@@ -1,0 +1,249 @@
+//! `kill -9` of either side of a paid escrow session at a random point, and a restart on
+//! the same data directory, as a new user would try it: `orien-node` processes with the
+//! real Docker sandbox on a real anvil. After every crash a new session between the same
+//! two nodes opens, runs and settles; nobody is banned; no container is left; no session
+//! reads open that is not; both ledgers verify.
+//!
+//! `ORIEN_CRASH_TRIALS` (default 3) trials from `ORIEN_CRASH_SEED` (default: the clock,
+//! printed).
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail loudly on purpose.
+
+#[path = "support/rows.rs"]
+mod rows;
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Devnet, NodeProcess, wallet_of};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn as_str(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn init() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_orien-node"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("init")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    dir
+}
+
+/// `orien_peers_banned_total` of a node.
+async fn banned(node: &NodeProcess) -> u64 {
+    let text = node.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("orien_peers_banned_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Sessions a node lists as open or suspended.
+async fn not_closed(node: &NodeProcess) -> Vec<serde_json::Value> {
+    node.get_json("/v1/sessions")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] != "closed")
+        .cloned()
+        .collect()
+}
+
+/// Containers the engine still holds for the provider's sessions.
+fn session_containers(provider: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--filter"])
+        .arg(format!("label=orien.node={provider}"))
+        .args(["--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Opens a session with the provider (retrying while the restarted side comes back) and
+/// returns its id and how long it took.
+async fn open_until(renter: &NodeProcess, provider: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let body = json!({"tool": "sha256", "provider": provider, "budget": "0.5",
+                      "payment": "escrow", "max_duration_secs": 600});
+    loop {
+        let response = renter
+            .send(
+                reqwest::Method::POST,
+                "/v1/sessions",
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap();
+        if status.is_success() {
+            return (answer["id"].as_str().unwrap().to_owned(), started.elapsed());
+        }
+        assert!(
+            started.elapsed() < LONG,
+            "no new session within {LONG:?}: {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_session_restarts_and_nothing_is_stuck() {
+    let trials = env_u64("ORIEN_CRASH_TRIALS").unwrap_or(3);
+    let seed = env_u64("ORIEN_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    });
+    eprintln!("crash recovery: {trials} trials from seed {seed}");
+    let (renter_dir, provider_dir) = (init(), init());
+    let devnet = Devnet::start(&[
+        format!("{}=20", wallet_of(renter_dir.path())),
+        format!("{}=0", wallet_of(provider_dir.path())),
+    ]);
+    let chain = devnet.args();
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string();
+    let mut provider_args: Vec<String> = [
+        "--provider-config",
+        &config,
+        "--receipt-interval-ms",
+        "500",
+        "--settle-every-secs",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    provider_args.extend(chain.iter().cloned());
+    let mut renter_args: Vec<String> = ["--auto-fund", "10", "--disconnect-grace-ms", "3000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    renter_args.extend(chain.iter().cloned());
+
+    let bootstrap = NodeProcess::start(&[]);
+    let mut provider = NodeProcess::start_in(provider_dir, &[&bootstrap], &as_str(&provider_args));
+    let mut renter = NodeProcess::start_in(renter_dir, &[&bootstrap], &as_str(&renter_args));
+    let provider_id = provider.id.clone();
+
+    let mut rng = seed.max(1);
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut reopen = Vec::new();
+    for trial in 0..trials {
+        let (session, _) = open_until(&renter, &provider_id).await;
+        renter
+            .post_json(
+                &format!("/v1/sessions/{session}/executions"),
+                json!({"args": {"file": "nothing-here"}}),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(next() % 2_000)).await;
+        let victim = if next() % 2 == 0 {
+            "renter"
+        } else {
+            "provider"
+        };
+        eprintln!("trial {trial}: kill -9 of the {victim} in session {session}");
+        if victim == "renter" {
+            renter.restart(&[&bootstrap], &as_str(&renter_args));
+        } else {
+            provider.restart(&[&bootstrap], &as_str(&provider_args));
+        }
+        let (session, took) = open_until(&renter, &provider_id).await;
+        reopen.push(took);
+        let exec = renter
+            .run_to_end(&session, json!({"file": "nothing-here"}), LONG)
+            .await;
+        assert_ne!(exec["state"], "lost", "{exec}");
+        renter
+            .post_json(&format!("/v1/sessions/{session}/close"), json!({}))
+            .await;
+    }
+    eprintln!("reopen after restart: {reopen:?}");
+    let bans = banned(&renter).await + banned(&provider).await;
+    let slowest = reopen.iter().max().copied().unwrap_or_default();
+    rows::report(json!([
+        {
+            "name": format!("honest peers banned over {trials} kill -9 trials"),
+            "value": bans, "unit": "peers", "baseline": null, "ratio": null,
+            "goal": "0",
+        },
+        {
+            "name": format!("slowest restart to a new session with the same peer ({trials} trials)"),
+            "value": slowest.as_secs_f64() * 1000.0, "unit": "ms",
+            "baseline": 10_000.0,
+            "ratio": slowest.as_secs_f64() / 10.0,
+            "goal": "ratio <= 1 (baseline: the provider's ack timeout)",
+        },
+    ]));
+
+    assert_eq!(banned(&renter).await, 0, "the renter banned nobody");
+    assert_eq!(banned(&provider).await, 0, "the provider banned nobody");
+    // Everything that ended reads closed, on both sides, once the provider noticed.
+    for node in [&renter, &provider] {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let open = not_closed(node).await;
+            if open.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sessions still read open: {open:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let deadline = Instant::now() + LONG;
+    while !session_containers(&provider_id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "containers left: {:?}",
+            session_containers(&provider_id)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for mut node in [renter, provider] {
+        assert!(node.terminate(), "a clean exit");
+        let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
+            .arg("--data-dir")
+            .arg(node.data_dir())
+            .args(["ledger", "verify"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ledger verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
