@@ -13,11 +13,11 @@ mod rows;
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Devnet, NodeProcess, wallet_of};
+use support::{Devnet, NodeProcess, init_data_dir as init, wallet_of};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -27,21 +27,6 @@ fn as_str(v: &[String]) -> Vec<&str> {
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-fn init() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(
-        Command::new(env!("CARGO_BIN_EXE_orien-node"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("init")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
-    dir
 }
 
 /// `orien_peers_banned_total` of a node.

@@ -8,33 +8,21 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Chain, PATIENCE, TestNode, is_ack_in, work_tool};
+use harness::{Chain, PATIENCE, TestNode, eventually, is_ack_in, work_tool};
+
+/// Receipts every 200 ms; the ack timeout leaves room for the chain's round trips.
+fn fast() -> SessionConfig {
+    SessionConfig {
+        ack_timeout: Millis(3_000),
+        ..harness::fast()
+    }
+}
 use orien_daemon::{Fault, LedgerPayments, PaymentChoice, SessionConfig, SessionError};
 use orien_ledger::chain::EscrowClient;
 use orien_ledger::{Cause, SessionStatus};
 use orien_protocol::*;
 
-fn fast() -> SessionConfig {
-    SessionConfig {
-        receipt_interval: Millis(200),
-        ack_timeout: Millis(3_000),
-        disconnect_grace: Millis(3_000),
-        ..SessionConfig::default()
-    }
-}
-
 const USDC: u64 = 1_000_000;
-
-async fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + patience;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
 
 /// Waits until the renter's offer book holds an offer of `work` by `provider` issued
 /// after `after` (by gossip or the DHT), and returns it.

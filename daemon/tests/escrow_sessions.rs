@@ -7,12 +7,11 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use support::{Devnet, NodeProcess, wallet_of};
+use support::{Devnet, NodeProcess, init_data_dir, wallet_of};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -28,20 +27,7 @@ fn micros(value: &serde_json::Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
     // Data directories first: the devnet funds their wallets.
-    let renter_dir = tempfile::tempdir().unwrap();
-    let provider_dir = tempfile::tempdir().unwrap();
-    for dir in [&renter_dir, &provider_dir] {
-        assert!(
-            Command::new(env!("CARGO_BIN_EXE_orien-node"))
-                .arg("--data-dir")
-                .arg(dir.path())
-                .arg("init")
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let (renter_dir, provider_dir) = (init_data_dir(), init_data_dir());
     let (renter_wallet, provider_wallet) =
         (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
     let devnet = Devnet::start(&[

@@ -12,35 +12,11 @@ mod hostile;
 
 use std::time::Duration;
 
-use harness::{
-    PATIENCE, Pair, TestNode, is_ack_in, receipt_of, work, work_pricing, work_tool, worth,
-};
-use hostile::HostilePeer;
+use harness::{PATIENCE, Pair, eventually, fast, is_ack_in, receipt_of, work, work_pricing, worth};
+use hostile::ScriptedProvider;
 use orien_daemon::{Fault, SessionConfig};
 use orien_ledger::SessionStatus;
 use orien_protocol::*;
-
-/// Receipts every 200 ms, an ack within a second.
-fn fast() -> SessionConfig {
-    SessionConfig {
-        receipt_interval: Millis(200),
-        ack_timeout: Millis(1_000),
-        disconnect_grace: Millis(3_000),
-        ..SessionConfig::default()
-    }
-}
-
-/// Polls `check` every 20 ms until it holds, for at most `patience`.
-async fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + patience;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_that_runs_out_of_budget_ends_with_the_same_chain_and_reason_on_both_sides() {
@@ -215,71 +191,14 @@ async fn a_budget_below_one_receipt_intervals_worst_case_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut hostile = HostilePeer::start(NodeKey::generate()).await;
+    let mut scripted = ScriptedProvider::start("a provider that delays exits", fast()).await;
+    let budget = Usdc::from_micros(1_000_000);
+    let session = scripted.open(budget, Millis(200), Millis(1_000)).await;
+    let opened = tokio::time::Instant::now();
+    let exec = scripted.start_call(session, work(10)).await;
+    let (hostile, renter) = (&scripted.peer, &scripted.renter);
     let tools = harness::model_tools();
     let tool = &tools[0];
-    let now = SystemClock::new().wall();
-    let offer = hostile
-        .key
-        .sign(&Offer {
-            provider: hostile.id(),
-            tool: work_tool(),
-            version: "1".into(),
-            description: "a provider that delays exits".into(),
-            image_digest: orien_provider::model::ModelSandbox::image_digest(&work_tool()),
-            args_schema: tool.schema_text(),
-            pricing: *tool.pricing(),
-            limits: *tool.limits(),
-            payout: EvmAddress::from_bytes([0x66; 20]),
-            issued_at: now,
-            expires_at: now.saturating_add(Millis(3_600_000)),
-        })
-        .unwrap();
-    let offer_id = offer.offer_id();
-    hostile.provide(offer).await;
-    let addr = hostile
-        .addr
-        .clone()
-        .with(libp2p::multiaddr::Protocol::P2p(hostile.id().to_peer_id()));
-    let renter = TestNode::renter_at(dir.path(), fast(), vec![addr]).await;
-    let hostile_id = hostile.id();
-    let found = renter
-        .on(move |node| async move { node.find_offers(work_tool(), Some(hostile_id)).await })
-        .await
-        .unwrap();
-    assert_eq!(found.first().map(|e| e.id), Some(offer_id));
-
-    let budget = Usdc::from_micros(1_000_000);
-    let opening = renter.spawn(move |node| async move {
-        node.sessions()
-            .unwrap()
-            .open(offer_id, budget, Millis(600_000))
-            .await
-    });
-    let session = SessionId::random();
-    let open = hostile.next(PATIENCE).await;
-    assert!(matches!(open.request, SessionRequest::Open(_)));
-    open.reply(SessionResponse::Accepted(SessionAccepted {
-        session,
-        offer: offer_id,
-        budget,
-        max_duration: Millis(600_000),
-        receipt_interval: Millis(200),
-        ack_timeout: Millis(1_000),
-        lane: LaneHead::default(),
-    }));
-    opening.await.unwrap().unwrap();
-    let opened = tokio::time::Instant::now();
-
-    let calling = renter
-        .spawn(move |node| async move { node.sessions().unwrap().exec(session, work(10)).await });
-    let exec = hostile.next(PATIENCE).await;
-    let SessionRequest::Exec(call) = exec.request.clone() else {
-        panic!("expected an exec, got {:?}", exec.request);
-    };
-    exec.reply(SessionResponse::ExecStarted { exec: call.exec });
-    calling.await.unwrap().unwrap();
 
     // Receipts of session time while the call "runs"; the exit comes 7 s later and claims
     // 7 s of execution, far past the tool's 2 s limit.
@@ -322,7 +241,7 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
         );
     }
     let exit = ExecExit {
-        exec: call.exec,
+        exec,
         outcome: ExecOutcome::Exited,
         exit_code: Some(0),
         wall: Millis(7_000),
@@ -338,7 +257,7 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
             renter_id,
             SessionRequest::Events(ExecEvents {
                 session,
-                exec: call.exec,
+                exec,
                 seq: 0,
                 events: vec![ExecEvent::Exit(exit)],
             }),

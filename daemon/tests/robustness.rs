@@ -16,19 +16,10 @@ mod rows;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{PATIENCE, Pair, TestNode, work, work_tool};
-use hostile::HostilePeer;
+use harness::{PATIENCE, Pair, TestNode, fast, work, work_tool};
+use hostile::{HostilePeer, ScriptedProvider};
 use orien_daemon::SessionConfig;
 use orien_protocol::*;
-
-fn fast() -> SessionConfig {
-    SessionConfig {
-        receipt_interval: Millis(200),
-        ack_timeout: Millis(1_000),
-        disconnect_grace: Millis(3_000),
-        ..SessionConfig::default()
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -121,72 +112,17 @@ async fn honest_sessions_with_racing_closes_never_get_a_peer_banned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_provider_cannot_grow_the_renters_memory_with_empty_or_replayed_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut hostile = HostilePeer::start(NodeKey::generate()).await;
-    let tools = harness::model_tools();
-    let tool = &tools[0];
-    let now = SystemClock::new().wall();
-    let offer = hostile
-        .key
-        .sign(&Offer {
-            provider: hostile.id(),
-            tool: work_tool(),
-            version: "1".into(),
-            description: "a provider that floods output".into(),
-            image_digest: orien_provider::model::ModelSandbox::image_digest(&work_tool()),
-            args_schema: tool.schema_text(),
-            pricing: *tool.pricing(),
-            limits: *tool.limits(),
-            payout: EvmAddress::from_bytes([0x66; 20]),
-            issued_at: now,
-            expires_at: now.saturating_add(Millis(3_600_000)),
-        })
-        .unwrap();
-    let offer_id = offer.offer_id();
-    hostile.provide(offer).await;
-    let addr = hostile
-        .addr
-        .clone()
-        .with(libp2p::multiaddr::Protocol::P2p(hostile.id().to_peer_id()));
-    let renter = TestNode::renter_at(dir.path(), fast(), vec![addr]).await;
-    let hostile_id = hostile.id();
-    renter
-        .on(move |node| async move { node.find_offers(work_tool(), Some(hostile_id)).await })
-        .await
-        .unwrap();
+    let mut scripted = ScriptedProvider::start("a provider that floods output", fast()).await;
     let budget = Usdc::from_micros(1_000_000);
-    let opening = renter.spawn(move |node| async move {
-        node.sessions()
-            .unwrap()
-            .open(offer_id, budget, Millis(600_000))
-            .await
-    });
-    let session = SessionId::random();
-    let open = hostile.next(PATIENCE).await;
-    open.reply(SessionResponse::Accepted(SessionAccepted {
-        session,
-        offer: offer_id,
-        budget,
-        max_duration: Millis(600_000),
-        receipt_interval: Millis(60_000),
-        ack_timeout: Millis(120_000),
-        lane: LaneHead::default(),
-    }));
-    opening.await.unwrap().unwrap();
-    let calling = renter
-        .spawn(move |node| async move { node.sessions().unwrap().exec(session, work(10)).await });
-    let exec = hostile.next(PATIENCE).await;
-    let SessionRequest::Exec(call) = exec.request.clone() else {
-        panic!("expected an exec");
-    };
-    exec.reply(SessionResponse::ExecStarted { exec: call.exec });
-    calling.await.unwrap().unwrap();
+    let session = scripted.open(budget, Millis(60_000), Millis(120_000)).await;
+    let exec = scripted.start_call(session, work(10)).await;
+    let (hostile, renter) = (&scripted.peer, &scripted.renter);
 
     // Thousands of batches of empty chunks, then the same real chunk over and over.
     let renter_id = renter.key.node_id();
     let chunk = |offset: u64, data: Vec<u8>| {
         ExecEvent::Output(OutputChunk {
-            exec: call.exec,
+            exec,
             stream: OutputStream::Stdout,
             offset,
             data,
@@ -205,7 +141,7 @@ async fn a_hostile_provider_cannot_grow_the_renters_memory_with_empty_or_replaye
                 renter_id,
                 SessionRequest::Events(ExecEvents {
                     session,
-                    exec: call.exec,
+                    exec,
                     seq,
                     events,
                 }),
@@ -217,7 +153,7 @@ async fn a_hostile_provider_cannot_grow_the_renters_memory_with_empty_or_replaye
         }
     }
     let view = renter
-        .on(move |node| async move { node.sessions().unwrap().exec_view(session, call.exec) })
+        .on(move |node| async move { node.sessions().unwrap().exec_view(session, exec) })
         .await
         .unwrap();
     eprintln!(
@@ -291,8 +227,10 @@ async fn one_renter_flooding_its_session_does_not_stall_another_renters_calls() 
 
     // The other renter floods its own session with uploads.
     let flooder = market.renter.sessions().unwrap().clone();
+    // The provider's offer is re-signed as it re-announces it: open on the current one.
+    let current = market.renter.find_tool(market.tool.clone()).await.unwrap();
     let loud = flooder
-        .open(market.offer, budget, Millis(600_000))
+        .open(current[0].id, budget, Millis(600_000))
         .await
         .unwrap()
         .session;
@@ -320,7 +258,6 @@ async fn one_renter_flooding_its_session_does_not_stall_another_renters_calls() 
     }
     calm.sort();
     flooded.sort();
-    let (calm_max, flooded_max) = (calm[calm.len() - 1], flooded[flooded.len() - 1]);
     eprintln!("quiet renter's calls: calm {calm:?}, during the flood {flooded:?}");
     let p99 = |samples: &[Duration]| {
         samples[((samples.len() * 99).div_ceil(100)).saturating_sub(1)].as_secs_f64() * 1000.0
@@ -331,9 +268,15 @@ async fn one_renter_flooding_its_session_does_not_stall_another_renters_calls() 
         "ratio": p99(&flooded) / p99(&calm),
         "goal": "ratio <= 2 (baseline: the same calls without the flood)",
     }]));
+    let median = |samples: &[Duration]| samples[samples.len() / 2];
+    let (calm_mid, flooded_mid) = (median(&calm), median(&flooded));
+    let flooded_max = flooded[flooded.len() - 1];
+    // The engine and the two cores are shared, so single calls may be slower; a stalled
+    // dispatcher or session task shows as seconds, and in the median.
     assert!(
-        flooded_max <= calm_max * 4 + Duration::from_millis(500),
-        "a flood of one session stalled another's calls: {flooded_max:?} against {calm_max:?}"
+        flooded_mid <= calm_mid * 2 + Duration::from_millis(100)
+            && flooded_max <= Duration::from_secs(3),
+        "a flood of one session stalled another's calls: median {flooded_mid:?} against {calm_mid:?}, slowest {flooded_max:?}"
     );
     quiet.shutdown().await;
     market.shutdown().await;

@@ -201,19 +201,13 @@ impl ModelSandbox {
         ttl: Millis,
     ) -> Option<Offer> {
         let tool = self.inner.tools.get(name)?;
-        Some(Offer {
-            provider: self.inner.node,
-            tool: name.clone(),
-            version: tool.version().to_owned(),
-            description: tool.description().to_owned(),
-            image_digest: Self::image_digest(name),
-            args_schema: tool.schema_text(),
-            pricing: *tool.pricing(),
-            limits: *tool.limits(),
+        Some(tool.offer(
+            self.inner.node,
+            Self::image_digest(name),
             payout,
             issued_at,
-            expires_at: issued_at.saturating_add(ttl),
-        })
+            ttl,
+        ))
     }
 
     /// Sessions open right now.

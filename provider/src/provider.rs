@@ -145,19 +145,8 @@ impl Provider {
         ttl: Millis,
     ) -> Option<Offer> {
         let tool = self.inner.tools.get(name)?;
-        Some(Offer {
-            provider: self.inner.node,
-            tool: name.clone(),
-            version: tool.version().to_owned(),
-            description: tool.description().to_owned(),
-            image_digest: *self.inner.images.get(name)?,
-            args_schema: tool.schema_text(),
-            pricing: *tool.pricing(),
-            limits: *tool.limits(),
-            payout,
-            issued_at,
-            expires_at: issued_at.saturating_add(ttl),
-        })
+        let digest = *self.inner.images.get(name)?;
+        Some(tool.offer(self.inner.node, digest, payout, issued_at, ttl))
     }
 
     /// Sessions open right now.

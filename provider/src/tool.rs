@@ -201,6 +201,31 @@ impl Tool {
         &self.pricing
     }
 
+    /// The (unsigned) offer of this tool by `provider`, for its image `image_digest`,
+    /// paid to `payout`, valid for `ttl` from `issued_at`.
+    pub fn offer(
+        &self,
+        provider: orien_protocol::NodeId,
+        image_digest: ImageDigest,
+        payout: orien_protocol::EvmAddress,
+        issued_at: orien_protocol::Timestamp,
+        ttl: orien_protocol::Millis,
+    ) -> orien_protocol::Offer {
+        orien_protocol::Offer {
+            provider,
+            tool: self.name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            image_digest,
+            args_schema: self.schema_text(),
+            pricing: self.pricing,
+            limits: self.limits,
+            payout,
+            issued_at,
+            expires_at: issued_at.saturating_add(ttl),
+        }
+    }
+
     /// Validates `args` against the schema and renders the argv.
     pub fn render_argv(&self, args: &Value) -> Result<Vec<String>, InvalidArguments> {
         let size = serde_json::to_vec(args)

@@ -359,6 +359,36 @@ pub(crate) const IMPERSONATION: &str =
 #[derive(Debug)]
 pub(crate) struct Reply(oneshot::Sender<Answer>);
 
+/// A session task's inbox: it takes peers' requests with their reply.
+pub(super) trait Inbox: Sized {
+    /// The input carrying a peer's request.
+    fn request(request: Box<SessionRequest>, reply: Reply) -> Self;
+    /// The reply of an input that carried a request.
+    fn into_reply(self) -> Option<Reply>;
+}
+
+/// Hands a peer's request to a session's task without waiting: a full inbox answers
+/// "rate limited" (the peer retries), an ended task "session ended".
+fn deliver<I: Inbox>(input: &mpsc::Sender<I>, request: SessionRequest, reply: Reply) {
+    let (answer, detail) = match input.try_send(I::request(Box::new(request), reply)) {
+        Ok(()) => return,
+        Err(mpsc::error::TrySendError::Full(i)) => (
+            i.into_reply(),
+            (
+                RpcErrorCode::RateLimited,
+                "the session is busy; retry shortly",
+            ),
+        ),
+        Err(mpsc::error::TrySendError::Closed(i)) => (
+            i.into_reply(),
+            (RpcErrorCode::SessionEnded, "the session has ended"),
+        ),
+    };
+    if let Some(reply) = answer {
+        let _ = reply.send(error(detail.0, detail.1));
+    }
+}
+
 /// The requester went away before its answer (the node stopped).
 #[derive(Debug)]
 pub(crate) struct Gone;

@@ -34,7 +34,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Attempts at telling the renter that the provider ended its session.
 const CLOSE_NOTICES: u32 = 3;
 /// File requests of one session served at once; more answer "rate limited".
-const FILE_OPS: usize = 2;
+const FILE_OPS: usize = 1;
 
 pub(super) enum Input {
     Request {
@@ -49,6 +49,19 @@ pub(super) enum Input {
     },
 }
 
+impl super::Inbox for Input {
+    fn request(request: Box<SessionRequest>, reply: Reply) -> Self {
+        Self::Request { request, reply }
+    }
+
+    fn into_reply(self) -> Option<Reply> {
+        match self {
+            Self::Request { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
+}
+
 /// The manager's handle on a provided session's task.
 #[derive(Clone)]
 pub(super) struct Handle {
@@ -57,26 +70,8 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    /// Hands a request to the session's task without waiting: a full inbox answers
-    /// "rate limited" (the peer retries), an ended task "session ended".
     pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {
-        let input = Input::Request {
-            request: Box::new(request),
-            reply,
-        };
-        match self.input.try_send(input) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Input::Request { reply, .. })) => {
-                let _ = reply.send(error(
-                    RpcErrorCode::RateLimited,
-                    "the session is busy; retry shortly",
-                ));
-            }
-            Err(mpsc::error::TrySendError::Closed(Input::Request { reply, .. })) => {
-                let _ = reply.send(error(RpcErrorCode::SessionEnded, "the session has ended"));
-            }
-            Err(_) => {}
-        }
+        super::deliver(&self.input, request, reply);
     }
 }
 

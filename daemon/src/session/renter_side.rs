@@ -90,6 +90,19 @@ pub(super) enum Input {
     },
 }
 
+impl super::Inbox for Input {
+    fn request(request: Box<SessionRequest>, reply: Reply) -> Self {
+        Self::Request { request, reply }
+    }
+
+    fn into_reply(self) -> Option<Reply> {
+        match self {
+            Self::Request { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
+}
+
 /// The manager's handle on a rented session's task.
 #[derive(Clone)]
 pub(super) struct Handle {
@@ -100,26 +113,8 @@ pub(super) struct Handle {
 }
 
 impl Handle {
-    /// Hands a request to the session's task without waiting: a full inbox answers
-    /// "rate limited" (the peer retries), an ended task "session ended".
     pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {
-        let input = Input::Request {
-            request: Box::new(request),
-            reply,
-        };
-        match self.input.try_send(input) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Input::Request { reply, .. })) => {
-                let _ = reply.send(error(
-                    RpcErrorCode::RateLimited,
-                    "the session is busy; retry shortly",
-                ));
-            }
-            Err(mpsc::error::TrySendError::Closed(Input::Request { reply, .. })) => {
-                let _ = reply.send(error(RpcErrorCode::SessionEnded, "the session has ended"));
-            }
-            Err(_) => {}
-        }
+        super::deliver(&self.input, request, reply);
     }
 
     async fn ask<T>(

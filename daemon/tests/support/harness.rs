@@ -29,6 +29,28 @@ use orien_provider::{ProviderConfig, Tool};
 /// How long a test waits for something that should happen soon.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Session settings of the harness: receipts every 200 ms, an ack within a second.
+pub fn fast() -> SessionConfig {
+    SessionConfig {
+        receipt_interval: Millis(200),
+        ack_timeout: Millis(1_000),
+        disconnect_grace: Millis(3_000),
+        ..SessionConfig::default()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `patience`.
+pub async fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
 /// The modelled tool `work`: runs `{"ms": "<n>"}` milliseconds (cut at its 2 s limit);
 /// `"wall"` makes the exit report another wall time and `"late": "yes"` makes it run
 /// past the limit, as a dishonest provider's would. 1 µUSDC per millisecond of session,

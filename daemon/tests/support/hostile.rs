@@ -217,3 +217,120 @@ impl Drop for HostilePeer {
         self.task.abort();
     }
 }
+
+/// A scripted provider of the modelled tool `work`, a renter node that found its offer,
+/// and the helpers that walk the renter through an open and a call. Needs `harness`
+/// included beside this module.
+pub struct ScriptedProvider {
+    pub peer: HostilePeer,
+    pub renter: super::harness::TestNode,
+    pub offer: orien_protocol::OfferId,
+    _dir: tempfile::TempDir,
+}
+
+impl ScriptedProvider {
+    /// Starts the scripted provider, signs its offer of `work` (`description` says what it
+    /// is up to) and a renter with session settings `config` that found it.
+    pub async fn start(description: &str, config: orien_daemon::SessionConfig) -> Self {
+        use orien_protocol::{Clock, EvmAddress, Millis, Offer, SystemClock};
+        let dir = tempfile::tempdir().unwrap();
+        let peer = HostilePeer::start(NodeKey::generate()).await;
+        let tools = super::harness::model_tools();
+        let tool = &tools[0];
+        let now = SystemClock::new().wall();
+        let offer = peer
+            .key
+            .sign(&Offer {
+                provider: peer.id(),
+                tool: super::harness::work_tool(),
+                version: "1".into(),
+                description: description.into(),
+                image_digest: orien_provider::model::ModelSandbox::image_digest(
+                    &super::harness::work_tool(),
+                ),
+                args_schema: tool.schema_text(),
+                pricing: *tool.pricing(),
+                limits: *tool.limits(),
+                payout: EvmAddress::from_bytes([0x66; 20]),
+                issued_at: now,
+                expires_at: now.saturating_add(Millis(3_600_000)),
+            })
+            .unwrap();
+        let offer_id = offer.offer_id();
+        peer.provide(offer).await;
+        let addr = peer
+            .addr
+            .clone()
+            .with(libp2p::multiaddr::Protocol::P2p(peer.id().to_peer_id()));
+        let renter = super::harness::TestNode::renter_at(dir.path(), config, vec![addr]).await;
+        let id = peer.id();
+        let found = renter
+            .on(move |node| async move {
+                node.find_offers(super::harness::work_tool(), Some(id))
+                    .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            found.first().map(|e| e.id),
+            Some(offer_id),
+            "the renter finds it"
+        );
+        Self {
+            peer,
+            renter,
+            offer: offer_id,
+            _dir: dir,
+        }
+    }
+
+    /// The renter opens a session of `budget`; the scripted provider accepts it with
+    /// this receipt interval and ack timeout.
+    pub async fn open(
+        &mut self,
+        budget: orien_protocol::Usdc,
+        receipt_interval: orien_protocol::Millis,
+        ack_timeout: orien_protocol::Millis,
+    ) -> orien_protocol::SessionId {
+        use orien_protocol::{LaneHead, Millis, SessionAccepted, SessionId};
+        let offer = self.offer;
+        let opening = self.renter.spawn(move |node| async move {
+            node.sessions()
+                .unwrap()
+                .open(offer, budget, Millis(600_000))
+                .await
+        });
+        let session = SessionId::random();
+        let open = self.peer.next(super::harness::PATIENCE).await;
+        assert!(matches!(open.request, SessionRequest::Open(_)));
+        open.reply(SessionResponse::Accepted(SessionAccepted {
+            session,
+            offer,
+            budget,
+            max_duration: Millis(600_000),
+            receipt_interval,
+            ack_timeout,
+            lane: LaneHead::default(),
+        }));
+        opening.await.unwrap().unwrap();
+        session
+    }
+
+    /// The renter starts a call with `args`; the scripted provider says it started.
+    pub async fn start_call(
+        &mut self,
+        session: orien_protocol::SessionId,
+        args: String,
+    ) -> orien_protocol::ExecId {
+        let calling = self
+            .renter
+            .spawn(move |node| async move { node.sessions().unwrap().exec(session, args).await });
+        let exec = self.peer.next(super::harness::PATIENCE).await;
+        let SessionRequest::Exec(call) = exec.request.clone() else {
+            panic!("expected an exec, got {:?}", exec.request);
+        };
+        exec.reply(SessionResponse::ExecStarted { exec: call.exec });
+        calling.await.unwrap().unwrap();
+        call.exec
+    }
+}

@@ -343,3 +343,11 @@ pub fn wallet_of(data_dir: &std::path::Path) -> String {
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// A data directory made by `orien-node init`, for a node started later with
+/// [`NodeProcess::start_in`].
+pub fn init_data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &["init"]);
+    dir
+}

@@ -533,6 +533,47 @@ impl Store {
         Ok(b)
     }
 
+    /// Stages a balanced posting outside the receipt path (settlements, lane gaps): its
+    /// legs' new balances and the posting itself go into `batch`, every touched account
+    /// re-asserted at or above its floor. Returns the balances, to cache once `batch` is
+    /// written.
+    fn stage_posting(
+        &self,
+        writer: &mut Writer,
+        batch: &mut WriteBatch,
+        posting: &crate::posting::Posting,
+        overflow: impl Fn() -> StoreError,
+    ) -> Result<Vec<(Account, Balance)>, StoreError> {
+        posting.assert_balanced();
+        let mut touched = Vec::with_capacity(posting.legs.len());
+        for leg in &posting.legs {
+            let mut b = self.cached_balance(writer, &leg.account)?;
+            let total = match leg.side {
+                crate::posting::Side::Debit => &mut b.debited,
+                crate::posting::Side::Credit => &mut b.credited,
+            };
+            *total = total.checked_add(leg.amount).ok_or_else(&overflow)?;
+            assert!(
+                b.net(&leg.account) >= leg.account.floor_micros(),
+                "{:?} would make {} negative: {b:?}",
+                posting.cause,
+                leg.account
+            );
+            batch.put_cf(
+                self.cf(keys::BALANCES),
+                leg.account.key(),
+                record::encode(&b).map_err(StoreError::Encode)?,
+            );
+            touched.push((leg.account, b));
+        }
+        batch.put_cf(
+            self.cf(keys::POSTINGS),
+            keys::posting(&posting.cause),
+            record::encode(posting).map_err(StoreError::Encode)?,
+        );
+        Ok(touched)
+    }
+
     fn cached_lane(
         &self,
         writer: &mut Writer,

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::{Store, StoreError, keys};
 use crate::accounts::{Account, LaneKey};
-use crate::posting::{Cause, Posting, Side};
+use crate::posting::{Cause, Posting};
 use crate::record;
 use crate::settlement::LaneSettlement;
 
@@ -73,34 +73,13 @@ impl Store {
                 detail: "the lane's new total does not split",
             }
         })?;
-        posting.assert_balanced();
         let mut batch = WriteBatch::default();
-        let mut touched = Vec::with_capacity(posting.legs.len());
-        for leg in &posting.legs {
-            let mut b = self.cached_balance(&mut writer, &leg.account)?;
-            let total = match leg.side {
-                Side::Debit => &mut b.debited,
-                Side::Credit => &mut b.credited,
-            };
-            *total = total
-                .checked_add(leg.amount)
-                .ok_or(StoreError::InvalidSession {
-                    session,
-                    detail: "the lane's new total overflows",
-                })?;
-            assert!(
-                b.net(&leg.account) >= leg.account.floor_micros(),
-                "a lane gap would make {} negative: {b:?}",
-                leg.account
-            );
-            batch.put_cf(self.cf(keys::BALANCES), leg.account.key(), encode(&b)?);
-            touched.push((leg.account, b));
-        }
-        batch.put_cf(
-            self.cf(keys::POSTINGS),
-            keys::posting(&posting.cause),
-            encode(&posting)?,
-        );
+        let touched = self.stage_posting(&mut writer, &mut batch, &posting, || {
+            StoreError::InvalidSession {
+                session,
+                detail: "the lane's new total overflows",
+            }
+        })?;
         let mut lane_state = None;
         if let Some(escrow) = lane.escrow {
             let mut state = self

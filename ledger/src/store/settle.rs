@@ -5,7 +5,7 @@ use rocksdb::WriteBatch;
 use tracing::info;
 
 use super::{Store, StoreError, keys};
-use crate::posting::{Cause, Posting, Side};
+use crate::posting::{Cause, Posting};
 use crate::record;
 use crate::settlement::{
     LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
@@ -408,31 +408,10 @@ impl Store {
         record: Settlement,
         posting: &Posting,
     ) -> Result<(), StoreError> {
-        posting.assert_balanced();
         let mut batch = WriteBatch::default();
-        let mut touched = Vec::new();
-        for leg in &posting.legs {
-            let mut b = self.cached_balance(writer, &leg.account)?;
-            let total = match leg.side {
-                Side::Debit => &mut b.debited,
-                Side::Credit => &mut b.credited,
-            };
-            *total = total
-                .checked_add(leg.amount)
-                .ok_or_else(|| settle_err(lane, record.tx, "balance overflow".into()))?;
-            assert!(
-                b.net(&leg.account) >= leg.account.floor_micros(),
-                "settlement would make {} negative: {b:?}",
-                leg.account
-            );
-            batch.put_cf(self.cf(keys::BALANCES), leg.account.key(), encode(&b)?);
-            touched.push((leg.account, b));
-        }
-        batch.put_cf(
-            self.cf(keys::POSTINGS),
-            keys::posting(&posting.cause),
-            encode(posting)?,
-        );
+        let touched = self.stage_posting(writer, &mut batch, posting, || {
+            settle_err(lane, record.tx, "balance overflow".into())
+        })?;
         batch.put_cf(
             self.cf(keys::SETTLEMENT),
             keys::settlement(&lane, &record.tx),
