@@ -36,6 +36,10 @@ enum Command {
         /// How long a renter waits to reclaim an unused lane deposit.
         #[arg(long, default_value_t = 86_400)]
         thaw_secs: u64,
+        /// The anvil binary. Without it: `$ORIEN_ANVIL`, `anvil` on `PATH`, then the
+        /// pinned npm package in `node_modules` of this directory or one above it.
+        #[arg(long, value_name = "PATH")]
+        anvil: Option<PathBuf>,
     },
 }
 
@@ -67,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
             env_file,
             fund,
             thaw_secs,
-        } => up(env_file, fund, thaw_secs).await,
+            anvil,
+        } => up(env_file, fund, thaw_secs, anvil).await,
     }
 }
 
@@ -75,8 +80,11 @@ async fn up(
     env_file: PathBuf,
     fund: Vec<(EvmAddress, Usdc)>,
     thaw_secs: u64,
+    anvil: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let anvil = Anvil::spawn().context("starting anvil")?;
+    let binary = Anvil::find(anvil.as_deref())?;
+    let anvil = Anvil::spawn_from(&binary)
+        .with_context(|| format!("starting anvil ({})", binary.display()))?;
     let Deployment {
         treasury,
         reserve,

@@ -7,7 +7,7 @@
 //! also when a test panics.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -35,9 +35,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum DevnetError {
     /// The anvil binary is not where it should be.
     #[error(
-        "anvil not found at {0}: run scripts/test (it installs the pinned npm packages) or set ORIEN_ANVIL"
+        "anvil not found (looked in {0}): install it with scripts/test or scripts/demo (the pinned npm package), put it on PATH, or name it with --anvil or ORIEN_ANVIL"
     )]
-    NotInstalled(PathBuf),
+    NotInstalled(String),
     /// Anvil could not be started or did not report its address in time.
     #[error("anvil failed to start: {0}")]
     Start(String),
@@ -96,23 +96,62 @@ pub struct Anvil {
 }
 
 impl Anvil {
-    /// The anvil binary this crate uses: `$ORIEN_ANVIL`, or the pinned npm package in the
-    /// repository's `node_modules`.
-    pub fn binary() -> PathBuf {
-        if let Some(path) = std::env::var_os("ORIEN_ANVIL") {
-            return PathBuf::from(path);
+    /// Where anvil is looked for, in order: `explicit` (a command-line flag),
+    /// `$ORIEN_ANVIL`, `anvil` on `PATH`, then the pinned npm package in the
+    /// `node_modules` of the working directory or any directory above it (a checkout
+    /// that ran `scripts/test` or `scripts/demo`). Found at run time: nothing depends on
+    /// where the binary was built.
+    pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = explicit.map(Path::to_owned).into_iter().collect();
+        out.extend(std::env::var_os("ORIEN_ANVIL").map(PathBuf::from));
+        if let Some(path) = std::env::var_os("PATH") {
+            out.extend(std::env::split_paths(&path).map(|dir| dir.join("anvil")));
         }
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+        if let Ok(cwd) = std::env::current_dir() {
+            out.extend(
+                cwd.ancestors()
+                    .map(|dir| dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")),
+            );
+        }
+        out
     }
 
-    /// Starts anvil on a free loopback port with chain id [`DEVNET_CHAIN_ID`].
-    pub fn spawn() -> Result<Self, DevnetError> {
-        let binary = Self::binary();
-        if !binary.is_file() {
-            return Err(DevnetError::NotInstalled(binary));
+    /// The first of [`candidates`](Self::candidates) that is a file. An explicit path
+    /// or `$ORIEN_ANVIL` that is not one is an error rather than skipped.
+    pub fn find(explicit: Option<&Path>) -> Result<PathBuf, DevnetError> {
+        let named = explicit
+            .map(Path::to_owned)
+            .or_else(|| std::env::var_os("ORIEN_ANVIL").map(PathBuf::from));
+        if let Some(named) = named {
+            return if named.is_file() {
+                Ok(named)
+            } else {
+                Err(DevnetError::NotInstalled(named.display().to_string()))
+            };
         }
-        let mut child = Command::new(&binary)
+        let candidates = Self::candidates(None);
+        candidates
+            .iter()
+            .find(|path| path.is_file())
+            .cloned()
+            .ok_or_else(|| {
+                DevnetError::NotInstalled(
+                    "$ORIEN_ANVIL, PATH or node_modules/@foundry-rs/anvil-linux-amd64 here or above"
+                        .into(),
+                )
+            })
+    }
+
+    /// Starts anvil (found by [`find`](Self::find)) on a free loopback port with chain
+    /// id [`DEVNET_CHAIN_ID`].
+    pub fn spawn() -> Result<Self, DevnetError> {
+        Self::spawn_from(&Self::find(None)?)
+    }
+
+    /// Starts the anvil at `binary` on a free loopback port with chain id
+    /// [`DEVNET_CHAIN_ID`].
+    pub fn spawn_from(binary: &Path) -> Result<Self, DevnetError> {
+        let mut child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--chain-id", &DEVNET_CHAIN_ID.to_string()])
             .stdin(Stdio::null())
@@ -275,5 +314,33 @@ impl Drop for Anvil {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anvil_named_explicitly_is_used_or_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("anvil");
+        std::fs::write(&fake, b"#!/bin/sh\n").unwrap();
+        assert_eq!(Anvil::find(Some(&fake)).unwrap(), fake);
+        let missing = dir.path().join("nowhere/anvil");
+        let err = Anvil::find(Some(&missing)).unwrap_err().to_string();
+        assert!(err.contains("nowhere/anvil"), "{err}");
+    }
+
+    #[test]
+    fn the_checkouts_node_modules_is_searched_from_the_working_directory_up() {
+        // Tests run in the crate's directory; the checkout's node_modules is one above.
+        let candidates = Anvil::candidates(None);
+        let cwd = std::env::current_dir().unwrap();
+        let above = cwd
+            .parent()
+            .unwrap()
+            .join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        assert!(candidates.contains(&above), "{candidates:?}");
     }
 }
