@@ -375,6 +375,13 @@ impl NodeApi for NodeService {
         args: serde_json::Value,
     ) -> Result<ExecutionView, ApiError> {
         let sessions = self.sessions()?;
+        // Refused here, as documented, rather than forwarded for the provider to refuse.
+        if !args.is_object() {
+            return Err(ApiError::field(
+                "args",
+                "must be a JSON object: the tool's arguments by name, e.g. {\"file\": \"data.txt\"}",
+            ));
+        }
         let args_json =
             serde_json::to_string(&args).map_err(|e| ApiError::field("args", e.to_string()))?;
         if args_json.len() > orien_protocol::exec::MAX_ARGS_LEN {

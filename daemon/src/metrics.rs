@@ -71,7 +71,8 @@ impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let libp2p = libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
+        // libp2p names its own families `libp2p_…`: a prefix here would double it.
+        let libp2p = libp2p::metrics::Metrics::new(&mut registry);
         let orien = registry.sub_registry_with_prefix("orien");
         let peers = Gauge::default();
         orien.register(

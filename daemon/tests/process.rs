@@ -46,6 +46,9 @@ async fn nodes_start_connect_and_answer_through_the_api() {
     assert_eq!(bad.status(), 400);
     let metrics = node.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("orien_network_peers"), "{metrics}");
+    // libp2p's own families, named once: `libp2p_swarm_…`, never `libp2p_libp2p_…`.
+    assert!(metrics.contains("# TYPE libp2p_swarm_"), "{metrics}");
+    assert!(!metrics.contains("libp2p_libp2p_"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,6 +165,27 @@ async fn every_documented_route_refuses_bad_callers_with_a_4xx_problem() {
         }
     }
     assert!(checked >= 18, "{checked} operations checked");
+
+    // Arguments that are not an object are refused here, not forwarded to a provider.
+    let session = "00112233445566778899aabbccddeeff";
+    let not_an_object = http
+        .post(format!("{}/v1/sessions/{session}/executions", node.api))
+        .bearer_auth(&node.token)
+        .json(&serde_json::json!({ "args": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_an_object.status(), 400);
+    let problem: serde_json::Value = not_an_object.json().await.unwrap();
+    assert!(problem.to_string().contains("args"), "{problem}");
+    // The scheme of `Authorization` is case-insensitive.
+    let lowercase = http
+        .get(format!("{}/v1/node", node.api))
+        .header("authorization", format!("bearer {}", node.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lowercase.status(), 200);
 }
 
 /// `config.toml` fills what flags and the environment leave unset, and a typo in it

@@ -121,6 +121,15 @@ impl BearerToken {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 9110 §11.1), spaces after it are skipped.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 /// Middleware: rejects requests without the right `Authorization: Bearer` header.
 pub(crate) async fn require_bearer(
     State(token): State<BearerToken>,
@@ -131,7 +140,7 @@ pub(crate) async fn require_bearer(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_credentials);
     match presented {
         Some(presented) if token.matches(presented) => Ok(next.run(request).await),
         _ => Err(ApiError::Unauthorized),
@@ -141,6 +150,16 @@ pub(crate) async fn require_bearer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc"] {
+            assert_eq!(bearer_credentials(value), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearerabc", "Bearer", ""] {
+            assert_eq!(bearer_credentials(value), None, "{value}");
+        }
+    }
 
     #[test]
     fn tokens_are_compared_exactly() {
