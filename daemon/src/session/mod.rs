@@ -8,9 +8,14 @@
 //! is sent (renter) or accepted (provider) only with the store's `Durable` proof.
 
 mod ended;
+#[cfg(test)]
+mod machine_tests;
+pub mod provider_machine;
 mod provider_side;
 mod recovery;
+pub mod renter_machine;
 mod renter_side;
+pub mod simulation;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +29,7 @@ use orien_protocol::{
     RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info_span};
 
 pub use renter_side::{ExecView, RentedSession};
 
@@ -769,10 +774,6 @@ struct ExecLogs {
 struct ExecLog {
     events: Vec<ExecEvent>,
     exit: Option<ExecExit>,
-    next_batch: u64,
-    output_bytes: u64,
-    /// Where the next chunk of stdout and of stderr must start.
-    offsets: [u64; 2],
 }
 
 impl ExecLog {
@@ -780,9 +781,6 @@ impl ExecLog {
         Self {
             events: Vec::new(),
             exit: None,
-            next_batch: 0,
-            output_bytes: 0,
-            offsets: [0, 0],
         }
     }
 }
@@ -803,9 +801,5 @@ impl ExecLogs {
             events: log.events.get(from..).unwrap_or_default().to_vec(),
             exit: log.exit.clone(),
         })
-    }
-
-    fn warn_unknown(&self, exec: ExecId) {
-        warn!(%exec, "events for an unknown execution");
     }
 }

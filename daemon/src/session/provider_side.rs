@@ -5,32 +5,31 @@
 //! and a call whose worst case does not fit the budget left is refused, so the provider
 //! never works unpaid for more than one ack window of session time and running calls.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use orien_ledger::meter::ExecTimer;
 use orien_ledger::{
-    AckedReceipt, Issuer, LaneKey, Meter, MeterConfig, Reading, SessionRecord, SessionStatus,
+    AckedReceipt, Issuer, LaneKey, Meter, MeterConfig, SessionRecord, SessionStatus,
 };
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
-    CloseReason, CloseSession, EvmAddress, Exec, ExecEvent, ExecEvents, ExecExit, ExecId,
-    ExecOutcome, FileInfo, LaneHead, LaneId, NodeId, OpenSession, PaymentLane, RejectReason,
-    RpcErrorCode, SessionAccepted, SessionId, SessionRejected, SessionRequest, SessionResponse,
-    Signed, UsageReceipt, Usdc,
+    CloseReason, CloseSession, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId, FileInfo,
+    LaneHead, LaneId, NodeId, OpenSession, PaymentLane, RejectReason, RpcErrorCode,
+    SessionAccepted, SessionId, SessionRejected, SessionRequest, SessionResponse, Usdc,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::provider_machine::{
+    AckCheck, Delivery, ProviderAction, ProviderInput, ProviderMachine, ProviderTerms, RETRY,
+};
 use super::{Inner, Reply, blocking, error};
 use crate::node::{Net, NetError};
 use crate::payments::{LaneGuard, Payments};
 
-/// Pause before resending a receipt or an output batch the renter did not take.
-const RETRY: Duration = Duration::from_secs(1);
 /// Attempts at telling the renter that the provider ended its session.
 const CLOSE_NOTICES: u32 = 3;
 /// File requests of one session served at once; more answer "rate limited".
@@ -249,34 +248,44 @@ pub(super) async fn open(inner: Arc<Inner>, peer: NodeId, open: OpenSession) -> 
     };
     let clock = inner.clock.clone();
     let (input, inbox) = mpsc::channel(64);
-    let task = Task {
-        meter: Meter::start(meter_config, clock.clone()),
-        calls: HashMap::new(),
-        max_calls: offer.limits.concurrent_execs,
-        issuer: Issuer::new(
+    let check = escrow.as_ref().map(|(payments, renter_wallet, payout)| {
+        Box::new(VoucherCheck {
+            payments: payments.clone(),
+            renter_wallet: *renter_wallet,
+            payout: *payout,
+        }) as Box<dyn AckCheck>
+    });
+    let machine = ProviderMachine::new(
+        ProviderTerms {
+            session,
+            max_calls: offer.limits.concurrent_execs,
+            max_duration: open.max_duration.to_duration(),
+        },
+        Meter::start(meter_config, clock.clone()),
+        Issuer::new(
             inner.key.clone(),
             session,
             peer,
             accepted.ack_timeout,
             clock.clone(),
         ),
-        deadline: clock.monotonic() + open.max_duration.to_duration(),
+        check,
+        clock,
+    );
+    let task = Task {
+        machine,
         inner: inner.clone(),
         session,
         renter: peer,
         sandbox: Arc::from(sandbox),
         input: input.clone(),
-        unsent: VecDeque::new(),
-        in_flight: false,
-        retry_at: None,
-        closing: None,
         file_ops: Arc::new(tokio::sync::Semaphore::new(FILE_OPS)),
         removing: None,
         lane_id: match open.payment {
             PaymentLane::Escrow { lane, .. } => Some(lane),
             PaymentLane::Ledger => None,
         },
-        escrow,
+        payments: escrow.map(|(payments, _, _)| payments),
         lane,
         _slot: slot,
     };
@@ -355,39 +364,21 @@ async fn resync(
     })
 }
 
-struct Closing {
-    reason: CloseReason,
-    reply: Option<Reply>,
-}
-
+/// The driver of a provided session: it feeds the machine the renter's requests, the
+/// sandbox's exits, the answers to receipts and the timers, and does what it asks.
 struct Task {
     inner: Arc<Inner>,
     session: SessionId,
     renter: NodeId,
     sandbox: Arc<dyn SandboxSession>,
-    meter: Meter,
-    /// Calls running, with their meter timers.
-    calls: HashMap<ExecId, ExecTimer>,
-    /// The tool's `concurrent_execs`.
-    max_calls: u32,
-    issuer: Issuer,
+    machine: ProviderMachine<Reply>,
     input: mpsc::Sender<Input>,
-    /// Receipts issued and not yet acknowledged, oldest first; the front one is the one
-    /// being sent when `in_flight`.
-    unsent: VecDeque<Signed<UsageReceipt>>,
-    in_flight: bool,
-    /// When to resend the receipt the renter did not take (monotonic).
-    retry_at: Option<Duration>,
-    /// Monotonic instant at which the session's maximum duration is reached.
-    deadline: Duration,
-    closing: Option<Closing>,
     /// File requests that may run at once.
     file_ops: Arc<tokio::sync::Semaphore>,
     /// The removal of the sandbox, started when the session began to close.
     removing: Option<tokio::task::JoinHandle<()>>,
-    /// On escrow lanes: the payments, the renter's wallet and the payout address that
-    /// every ack's voucher must match.
-    escrow: Option<(Arc<Payments>, EvmAddress, EvmAddress)>,
+    /// On escrow lanes: the payments, to settle a lane whose renter is leaving.
+    payments: Option<Arc<Payments>>,
     /// The escrow lane, held until the session ends.
     lane: Option<LaneGuard>,
     /// Its id.
@@ -399,115 +390,50 @@ impl Task {
     async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
         // The renter asking the chain to close the lane ends the session: it is leaving,
         // and the lane must be settled before the thaw window ends.
-        let mut closing_lanes = self.escrow.as_ref().map(|(p, _, _)| p.closing_lanes());
-        let reason = loop {
-            // Sleep exactly until the next timer: receipt interval, ack deadline, maximum
-            // duration or a resend.
+        let mut closing_lanes = self.payments.as_ref().map(|p| p.closing_lanes());
+        loop {
+            // Sleep exactly until the machine's next timer, on the session's clock.
+            let now = self.inner.clock.monotonic();
             let wait = self
-                .next_timer()
-                .saturating_sub(self.inner.clock.monotonic());
-            tokio::select! {
+                .machine
+                .wake_at()
+                .map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
+            let input = tokio::select! {
                 input = inbox.recv() => match input {
-                    Some(input) => self.on_input(input).await,
-                    None => break CloseReason::ProviderShutdown,
-                },
-                () = tokio::time::sleep(wait) => self.on_timer(),
-                Some(()) = lane_closed(&mut closing_lanes, self.lane_id) => {
-                    info!("the renter asked to close the lane; ending the session");
-                    closing_lanes = None;
-                    self.begin_close(CloseReason::LaneClosing, None);
-                }
-            }
-            if let Some(reason) = self.finished() {
-                break reason;
-            }
-        };
-        self.teardown(reason).await;
-    }
-
-    /// The next instant (monotonic) at which a timer is due.
-    fn next_timer(&self) -> Duration {
-        let far = self.inner.clock.monotonic() + Duration::from_secs(3600);
-        let metering = self.closing.is_none();
-        [
-            metering.then(|| self.meter.next_due()),
-            metering.then_some(self.deadline),
-            self.issuer.ack_deadline(),
-            self.retry_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(far)
-    }
-
-    /// The session is over when it is closing and every receipt is acknowledged, or when
-    /// the renter stopped acknowledging.
-    fn finished(&mut self) -> Option<CloseReason> {
-        if let Some(closing) = &self.closing
-            && self.unsent.is_empty()
-        {
-            return Some(closing.reason);
-        }
-        self.issuer
-            .ack_timed_out()
-            .then_some(CloseReason::AckTimeout)
-    }
-
-    fn on_timer(&mut self) {
-        let now = self.inner.clock.monotonic();
-        if self.closing.is_none()
-            && let Some(reading) = self.meter.poll()
-        {
-            self.issue(reading);
-        }
-        if self.closing.is_none() && now >= self.deadline {
-            self.begin_close(CloseReason::MaxDuration, None);
-        }
-        if self.retry_at.is_some_and(|at| now >= at) {
-            self.retry_at = None;
-            self.send_next();
-        }
-    }
-
-    async fn on_input(&mut self, input: Input) {
-        match input {
-            Input::Request { request, reply } => self.on_request(*request, reply).await,
-            Input::ExecDone { exit } => {
-                self.inner.metrics.execution(&exit.outcome);
-                debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
-                let Some(timer) = self.calls.remove(&exit.exec) else {
-                    return;
-                };
-                if ran(&exit.outcome) {
-                    // Metered on the provider's own clock, from the request to the exit it
-                    // saw (before the renter sees it), capped at the tool's limit.
-                    let reading = self.meter.finish_exec(timer, exit.cpu);
-                    if self.closing.is_none() {
-                        self.issue(reading);
+                    Some(Input::Request { request, reply }) => match self.route(*request, reply) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    Some(Input::ExecDone { exit }) => {
+                        self.inner.metrics.execution(&exit.outcome);
+                        ProviderInput::Exited(exit)
                     }
-                } else {
-                    self.meter.abandon_exec(timer);
+                    Some(Input::ReceiptAnswer { result }) => ProviderInput::Delivered(match result {
+                        Ok(answer) => Delivery::Answered(answer),
+                        Err(e) => Delivery::Failed(e.to_string()),
+                    }),
+                    None => ProviderInput::Shutdown,
+                },
+                () = tokio::time::sleep(wait) => ProviderInput::Tick,
+                Some(()) = lane_closed(&mut closing_lanes, self.lane_id) => {
+                    closing_lanes = None;
+                    ProviderInput::LaneClosing
                 }
+            };
+            if let Some((reason, reply)) = self.step(input).await {
+                return self.teardown(reason, reply).await;
             }
-            Input::ReceiptAnswer { result } => self.on_receipt_answer(result).await,
         }
     }
 
-    async fn on_request(&mut self, request: SessionRequest, reply: Reply) {
-        let response = match request {
-            SessionRequest::Exec(exec) => self.exec(exec),
-            SessionRequest::Close(close) if close.reason == CloseReason::Restarted => {
-                // The renter crashed and forgot the session: nobody will acknowledge a
-                // closing receipt. What was acknowledged stands.
-                info!("the renter restarted; ending the session without a closing receipt");
-                self.end_unacknowledged(CloseReason::Restarted, Some(reply));
-                return;
-            }
-            SessionRequest::Close(close) => {
-                self.begin_close(close.reason, Some(reply));
-                return;
-            }
+    /// Turns a renter's request into the machine's input, or serves it here (files).
+    fn route(&mut self, request: SessionRequest, reply: Reply) -> Option<ProviderInput<Reply>> {
+        match request {
+            SessionRequest::Exec(exec) => Some(ProviderInput::Exec { exec, reply }),
+            SessionRequest::Close(close) => Some(ProviderInput::Close {
+                reason: close.reason,
+                reply,
+            }),
             request @ (SessionRequest::PutFile { .. }
             | SessionRequest::ListFiles { .. }
             | SessionRequest::GetFile { .. }) => {
@@ -518,7 +444,7 @@ impl Task {
                         RpcErrorCode::RateLimited,
                         "the session is moving files already; retry shortly",
                     ));
-                    return;
+                    return None;
                 };
                 let sandbox = self.sandbox.clone();
                 tokio::spawn(
@@ -529,248 +455,89 @@ impl Task {
                     }
                     .in_current_span(),
                 );
-                return;
+                None
             }
-            _ => error(RpcErrorCode::BadRequest, "not a request a provider serves"),
-        };
-        let _ = reply.send(response);
+            _ => {
+                let _ = reply.send(error(
+                    RpcErrorCode::BadRequest,
+                    "not a request a provider serves",
+                ));
+                None
+            }
+        }
     }
 
-    fn exec(&mut self, exec: Exec) -> SessionResponse {
-        if self.closing.is_some() || !self.meter.is_running() {
-            return error(
-                RpcErrorCode::BadRequest,
-                "the session is suspended or closing",
-            );
-        }
-        if self.calls.contains_key(&exec.exec) {
-            return error(RpcErrorCode::BadRequest, "this execution id is running");
-        }
-        if self.calls.len() >= self.max_calls as usize {
-            return error(
-                RpcErrorCode::RateLimited,
-                &format!(
-                    "at most {} calls run at once in this session; wait for one to end",
-                    self.max_calls
-                ),
-            );
-        }
-        if let Err(refused) = self.meter.call_fits() {
-            return error(RpcErrorCode::BadRequest, &refused.to_string());
-        }
-        let args = match serde_json::from_str(&exec.args_json) {
-            Ok(args) => args,
-            Err(e) => {
-                return error(
-                    RpcErrorCode::BadRequest,
-                    &format!("arguments are not JSON: {e}"),
-                );
+    /// Runs one input through the machine and does what it asks; the end of the
+    /// session, if it came.
+    async fn step(&mut self, input: ProviderInput<Reply>) -> Option<(CloseReason, Option<Reply>)> {
+        let mut actions = VecDeque::from(self.machine.handle(input));
+        while let Some(action) = actions.pop_front() {
+            match action {
+                ProviderAction::Reply(reply, response) => {
+                    let _ = reply.send(response);
+                }
+                ProviderAction::StartCall { exec, args } => self.start_call(exec, args),
+                ProviderAction::CloseSandbox => {
+                    let sandbox = self.sandbox.clone();
+                    self.removing = Some(tokio::spawn(async move {
+                        if let Err(e) = sandbox.close().await {
+                            warn!(error = %e, "cannot remove the sandbox; the reaper will");
+                        }
+                    }));
+                }
+                ProviderAction::Send(receipt) => {
+                    let (net, renter, input) =
+                        (self.inner.net.clone(), self.renter, self.input.clone());
+                    tokio::spawn(async move {
+                        let result = net.request(renter, SessionRequest::Receipt(receipt)).await;
+                        let _ = input.send(Input::ReceiptAnswer { result }).await;
+                    });
+                }
+                ProviderAction::Commit(acked) => {
+                    let store = self.inner.store.clone();
+                    let result = blocking(move || store.ingest(acked))
+                        .await
+                        .map_err(|e| e.to_string());
+                    if result.is_ok() {
+                        self.inner.metrics.receipt_committed("provider");
+                    }
+                    actions.extend(self.machine.handle(ProviderInput::Committed(result)));
+                }
+                ProviderAction::Ended { reason, reply } => return Some((reason, reply)),
             }
-        };
-        self.calls.insert(exec.exec, self.meter.start_exec());
-        let stream = self.sandbox.exec(exec.exec, args, self.inner.clock.clone());
+        }
+        None
+    }
+
+    fn start_call(&self, exec: ExecId, args: serde_json::Value) {
+        let stream = self.sandbox.exec(exec, args, self.inner.clock.clone());
         let forward = forward_output(
             stream,
             self.inner.net.clone(),
             self.renter,
             self.session,
-            exec.exec,
+            exec,
             self.input.clone(),
         );
-        tokio::spawn(
-            forward.instrument(info_span!("exec", session = %self.session, exec = %exec.exec)),
-        );
-        SessionResponse::ExecStarted { exec: exec.exec }
+        tokio::spawn(forward.instrument(info_span!("exec", session = %self.session, exec = %exec)));
     }
 
-    fn issue(&mut self, reading: Reading) {
-        match self.issuer.issue(&reading) {
-            Ok(receipt) => {
-                self.unsent.push_back(receipt);
-                self.send_next();
-            }
-            Err(e) => warn!(error = %e, "cannot sign a receipt"),
-        }
-        if reading.budget_reached && self.closing.is_none() {
-            info!("budget reached; closing the session");
-            self.begin_close(CloseReason::BudgetExhausted, None);
-        }
-    }
-
-    /// Sends the oldest unacknowledged receipt, one at a time so acks come in order.
-    fn send_next(&mut self) {
-        if self.in_flight {
-            return;
-        }
-        let Some(receipt) = self.unsent.front().cloned() else {
-            return;
-        };
-        self.in_flight = true;
-        let (net, renter, input) = (self.inner.net.clone(), self.renter, self.input.clone());
-        tokio::spawn(async move {
-            let result = net.request(renter, SessionRequest::Receipt(receipt)).await;
-            let _ = input.send(Input::ReceiptAnswer { result }).await;
-        });
-    }
-
-    async fn on_receipt_answer(&mut self, result: Result<SessionResponse, NetError>) {
-        self.in_flight = false;
-        match result {
-            Ok(SessionResponse::Ack(ack)) => match self.issuer.on_ack(&ack) {
-                Ok(acked) => {
-                    if let Err(detail) = self.check_voucher(&acked) {
-                        warn!(%detail, "the renter's voucher does not pay this receipt; closing the session");
-                        self.unsent.clear();
-                        self.closing = Some(Closing {
-                            reason: CloseReason::Dispute,
-                            reply: self.closing.take().and_then(|c| c.reply),
-                        });
-                        return;
-                    }
-                    let store = self.inner.store.clone();
-                    let to_commit = acked.clone();
-                    match blocking(move || store.ingest(to_commit)).await {
-                        Ok(durable) => {
-                            self.issuer.committed(acked, &durable);
-                            self.unsent.pop_front();
-                            self.inner.metrics.receipt_committed("provider");
-                            debug!(seq = durable.seq(), "receipt acknowledged and committed");
-                            self.send_next();
-                        }
-                        Err(e) => {
-                            // The renter holds the ack; the provider just cannot record it.
-                            warn!(error = %e, "cannot commit an acknowledged receipt; closing");
-                            self.unsent.pop_front();
-                            self.begin_close(CloseReason::ProviderShutdown, None);
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "the renter's ack does not match; resending the receipt");
-                    self.retry_later();
-                }
-            },
-            Ok(SessionResponse::Disputed { detail }) => {
-                warn!(%detail, "the renter disputes a receipt; closing the session");
-                self.unsent.clear();
-                self.closing = Some(Closing {
-                    reason: CloseReason::Dispute,
-                    reply: self.closing.take().and_then(|c| c.reply),
-                });
-            }
-            Ok(SessionResponse::Error {
-                code: RpcErrorCode::SessionEnded,
-                ..
-            }) => {
-                // The renter has no such session any more (it closed it, or forgot it in
-                // a restart): no ack will come, so stop now rather than at the timeout.
-                info!("the renter ended the session; ending it here");
-                self.end_unacknowledged(CloseReason::Disconnected, None);
-            }
-            Ok(other) => {
-                debug!(answer = ?other, "receipt not acknowledged; retrying");
-                self.retry_later();
-            }
-            Err(e) => {
-                debug!(error = %e, "receipt not delivered; retrying until the ack timeout");
-                self.retry_later();
-            }
-        }
-    }
-
-    fn retry_later(&mut self) {
-        self.retry_at = Some(self.inner.clock.monotonic() + RETRY);
-    }
-
-    /// On an escrow lane, an ack must carry a voucher signed by the renter's wallet for
-    /// this lane, not below the last one. (The ledger then checks that it names the
-    /// lane's acknowledged total exactly.)
-    fn check_voucher(&self, acked: &AckedReceipt) -> Result<(), String> {
-        let Some((payments, renter_wallet, payout)) = &self.escrow else {
-            return Ok(());
-        };
-        let ack = acked.ack.verify().map_err(|e| e.to_string())?;
-        let voucher = ack
-            .voucher
-            .ok_or("an ack on an escrow lane without a voucher")?;
-        payments
-            .verify_voucher(&voucher, *renter_wallet, *payout, Usdc::ZERO)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Ends the session with no closing receipt: the renter cannot acknowledge one. The
-    /// receipts waiting for an ack are dropped; the acknowledged ones stand.
-    fn end_unacknowledged(&mut self, reason: CloseReason, reply: Option<Reply>) {
-        let _ = self.meter.close();
-        self.unsent.clear();
-        self.in_flight = false;
-        let reply = reply.or_else(|| self.closing.take().and_then(|c| c.reply));
-        self.closing = Some(Closing { reason, reply });
-    }
-
-    /// Stops metering and issues the closing receipt; the session ends once it is acked.
-    fn begin_close(&mut self, reason: CloseReason, reply: Option<Reply>) {
-        if let Some(closing) = &mut self.closing {
-            if let Some(reply) = reply {
-                // Already closing: answer when the first close completes.
-                if let Some(first) = closing.reply.take() {
-                    let _ =
-                        first.send(error(RpcErrorCode::BadRequest, "closed by a later request"));
-                }
-                closing.reply = Some(reply);
-            }
-            return;
-        }
-        info!(?reason, "closing the session");
-        // No work after the closing reading: running calls end with the sandbox now.
-        let sandbox = self.sandbox.clone();
-        self.removing = Some(tokio::spawn(async move {
-            if let Err(e) = sandbox.close().await {
-                warn!(error = %e, "cannot remove the sandbox; the reaper will");
-            }
-        }));
-        let reading = self.meter.close();
-        self.closing = Some(Closing { reason, reply });
-        match self.issuer.issue(&reading) {
-            Ok(receipt) => {
-                self.unsent.push_back(receipt);
-                self.send_next();
-            }
-            Err(e) => warn!(error = %e, "cannot sign the closing receipt"),
-        }
-    }
-
-    async fn teardown(mut self, reason: CloseReason) {
+    async fn teardown(mut self, reason: CloseReason, reply: Option<Reply>) {
         self.inner.provided().remove(&self.session);
-        let status = match reason {
-            CloseReason::AckTimeout => {
-                warn!(
-                    "no ack within the timeout; the session is suspended and its sandbox removed"
-                );
-                SessionStatus::Closed(CloseReason::AckTimeout)
-            }
-            other => SessionStatus::Closed(other),
-        };
         let store = self.inner.store.clone();
         let session = self.session;
+        let status = SessionStatus::Closed(reason);
         if let Err(e) = blocking(move || store.set_status(&session, status)).await {
             warn!(error = %e, "cannot record the session's end");
         }
-        match self.removing.take() {
-            Some(removing) => {
-                let _ = removing.await;
-            }
-            None => {
-                if let Err(e) = self.sandbox.close().await {
-                    warn!(error = %e, "cannot remove the sandbox; the reaper will");
-                }
-            }
+        if let Some(removing) = self.removing.take() {
+            let _ = removing.await;
         }
         // The lane is free before the renter hears of the close, so its next session on
         // the lane is not refused as overlapping this one.
         drop(self.lane);
         // A lane whose renter is leaving is settled as soon as its session ends.
-        if let (Some((payments, _, _)), Some(lane)) = (&self.escrow, self.lane_id)
+        if let (Some(payments), Some(lane)) = (&self.payments, self.lane_id)
             && payments.is_closing(&lane)
         {
             let payments = payments.clone();
@@ -781,7 +548,7 @@ impl Task {
             });
         }
         let renter_initiated = matches!(reason, CloseReason::RenterRequested);
-        if let Some(reply) = self.closing.and_then(|c| c.reply) {
+        if let Some(reply) = reply {
             let _ = reply.send(SessionResponse::Done);
         } else if !renter_initiated {
             // Tell the renter why, so both ledgers record the same reason; a renter that
@@ -801,6 +568,27 @@ impl Task {
         }
         self.inner.metrics.session_closed("provider", reason);
         info!(?reason, "session ended");
+    }
+}
+
+/// Vets an escrow ack: a voucher signed by the renter's wallet for this lane, not below
+/// the last one. (The ledger then checks that it names the lane's acknowledged total
+/// exactly.)
+struct VoucherCheck {
+    payments: Arc<Payments>,
+    renter_wallet: EvmAddress,
+    payout: EvmAddress,
+}
+
+impl AckCheck for VoucherCheck {
+    fn check(&self, acked: &AckedReceipt) -> Result<(), String> {
+        let ack = acked.ack.verify().map_err(|e| e.to_string())?;
+        let voucher = ack
+            .voucher
+            .ok_or("an ack on an escrow lane without a voucher")?;
+        self.payments
+            .verify_voucher(&voucher, self.renter_wallet, self.payout, Usdc::ZERO)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -910,14 +698,6 @@ async fn file_op(sandbox: &dyn SandboxSession, request: SessionRequest) -> Sessi
         },
         _ => error(RpcErrorCode::BadRequest, "not a file request"),
     }
-}
-
-/// Whether a call ran (and is paid), as opposed to refused before it started.
-fn ran(outcome: &ExecOutcome) -> bool {
-    matches!(
-        outcome,
-        ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
-    )
 }
 
 /// Sends one batch, retrying a few times; `false` when the renter is gone.

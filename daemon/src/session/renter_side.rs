@@ -2,30 +2,25 @@
 //! executions, and countersigns each receipt only after checking it and committing it
 //! durably.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_ledger::meter::ExecTimer;
-use orien_ledger::receipts::Checked;
-use orien_ledger::{
-    Countersigner, DisputeReason, LaneKey, Meter, MeterConfig, SessionRecord, SessionStatus,
-};
+use orien_ledger::{Countersigner, LaneKey, Meter, MeterConfig, SessionRecord, SessionStatus};
 use orien_protocol::{
-    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome,
-    LaneHead, Millis, NodeId, OfferId, OpenSession, OutputStream, PaymentLane, Pricing,
-    RpcErrorCode, SessionId, SessionRequest, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
+    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, LaneHead, Millis,
+    NodeId, OfferId, OpenSession, OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId,
+    SessionRequest, SessionResponse, ToolName, Usdc,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
+use super::renter_machine::{RenterAction, RenterInput, RenterMachine, RenterTerms, StartRefused};
 use super::{
     ExecLog, ExecLogs, Inner, PaymentChoice, Reply, SessionError, blocking, error, unexpected,
 };
 use crate::node::Net;
 use crate::payments::{LaneGuard, RenterLane};
-use crate::peer_guard::Abuse;
 
 /// A session this node rents, as agreed with the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -314,17 +309,33 @@ pub(super) async fn open(
     }
     let (input, inbox) = mpsc::channel(64);
     let logs = Arc::new(ExecLogs::default());
+    // A provider that is alive sends a receipt every interval; two missed ones are the
+    // least silence that means anything.
+    let grace = Duration::from_millis(
+        inner
+            .config
+            .disconnect_grace
+            .get()
+            .max(accepted.receipt_interval.get().saturating_mul(2)),
+    );
+    let machine = RenterMachine::new(
+        RenterTerms {
+            session: accepted.session,
+            max_calls: offer.limits.concurrent_execs,
+            output_cap: offer.limits.output_bytes.saturating_mul(2),
+            call_cap,
+            grace,
+            slack: inner.config.tolerance.slack,
+        },
+        meter,
+        countersigner,
+        inner.clock.clone(),
+    );
     let task = Task {
         inner: inner.clone(),
         session: accepted.session,
-        meter,
-        countersigner,
-        timers: HashMap::new(),
+        machine,
         logs: logs.clone(),
-        output_cap: offer.limits.output_bytes.saturating_mul(2),
-        max_calls: offer.limits.concurrent_execs,
-        call_cap,
-        receipt_interval: accepted.receipt_interval,
         lane: lane_guard,
     };
     inner
@@ -393,238 +404,198 @@ async fn close_quietly(inner: &Inner, provider: NodeId, session: SessionId) {
     let _ = inner.net.request(provider, request).await;
 }
 
+/// The driver of a rented session: it feeds the machine the provider's requests, the
+/// API's calls and the timers, keeps the accepted output for readers, and does what the
+/// machine asks.
 struct Task {
     inner: Arc<Inner>,
     session: SessionId,
-    meter: Meter,
-    countersigner: Countersigner,
-    timers: HashMap<ExecId, ExecTimer>,
+    machine: RenterMachine<Reply>,
     logs: Arc<ExecLogs>,
-    /// Most output bytes accepted per execution (both streams): the offer's cap per
-    /// stream, twice. More is the provider breaking its own offer.
-    output_cap: u64,
-    /// The offer's `concurrent_execs`.
-    max_calls: u32,
-    /// The most one call is paid: the offer's `max_exec` plus the kill slack.
-    call_cap: Millis,
-    /// The receipt interval the provider agreed to.
-    receipt_interval: Millis,
     /// The escrow lane, held until the session ends.
     lane: Option<LaneGuard>,
 }
 
 impl Task {
     async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
-        // A provider that is alive sends a receipt every interval; two missed ones are
-        // the least silence that means anything.
-        let grace = Duration::from_millis(
-            self.inner
-                .config
-                .disconnect_grace
-                .get()
-                .max(self.receipt_interval.get().saturating_mul(2)),
-        );
-        let mut silent_until = tokio::time::Instant::now() + grace;
         loop {
+            // Sleep until the provider's silence would mean it is gone, on the session's
+            // clock.
+            let now = self.inner.clock.monotonic();
+            let wait = self
+                .machine
+                .wake_at()
+                .map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
             let input = tokio::select! {
                 input = inbox.recv() => match input {
                     Some(input) => input,
                     None => break,
                 },
-                () = tokio::time::sleep_until(silent_until) => {
-                    // Nothing from the provider for the whole grace period: it is gone
-                    // (killed, or cut off). What is owed stays at the last ack.
-                    warn!(grace_ms = grace.as_millis() as u64, "the provider went silent; closing the session as disconnected");
-                    // A session whose budget is acknowledged in full ended for its budget,
-                    // even when the provider's word of it was lost.
-                    let reason = if self.countersigner.budget_spent() {
-                        CloseReason::BudgetExhausted
-                    } else {
-                        CloseReason::Disconnected
-                    };
-                    self.finish(reason).await;
-                    break;
+                () = tokio::time::sleep(wait) => {
+                    if self.step(RenterInput::Tick).await {
+                        break;
+                    }
+                    continue;
                 }
             };
-            match input {
+            let ended = match input {
                 Input::StartExec { exec, reply } => {
-                    let result = if !self.meter.is_running() {
-                        Err(SessionError::NotOpen {
-                            session: self.session,
-                            state: "suspended or closed".into(),
-                        })
-                    } else if self.timers.len() >= self.max_calls as usize {
-                        Err(SessionError::TooManyCalls {
-                            max: self.max_calls,
-                        })
-                    } else if let Err(refused) = self.meter.call_fits() {
-                        Err(SessionError::Budget(refused))
-                    } else {
-                        self.timers.insert(exec, self.meter.start_exec());
+                    let result = self
+                        .machine
+                        .start_exec(exec)
+                        .map_err(|refused| match refused {
+                            StartRefused::NotRunning => SessionError::NotOpen {
+                                session: self.session,
+                                state: "suspended or closed".into(),
+                            },
+                            StartRefused::TooManyCalls { max } => {
+                                SessionError::TooManyCalls { max }
+                            }
+                            StartRefused::Budget(refused) => SessionError::Budget(refused),
+                        });
+                    if result.is_ok() {
                         self.logs.logs().insert(exec, ExecLog::new());
                         self.inner.history().execs.insert(exec, self.session);
-                        Ok(())
-                    };
+                    }
                     let _ = reply.send(result);
+                    false
                 }
                 Input::ExecFailed { exec } => {
-                    if let Some(timer) = self.timers.remove(&exec) {
-                        self.meter.abandon_exec(timer);
-                    }
+                    self.machine.exec_failed(exec);
                     self.logs.logs().remove(&exec);
                     self.inner.history().execs.remove(&exec);
+                    false
                 }
                 Input::Request { request, reply } => {
-                    silent_until = tokio::time::Instant::now() + grace;
-                    let (response, abuse, ended) = self.on_request(*request).await;
-                    let _ = match abuse {
-                        Some(abuse) => reply.abuse(response, abuse),
-                        None => reply.send(response),
-                    };
-                    if ended {
-                        break;
+                    self.machine.heard();
+                    match *request {
+                        SessionRequest::Events(batch) => {
+                            self.on_events(batch, reply).await;
+                            false
+                        }
+                        SessionRequest::Receipt(receipt) => {
+                            self.step(RenterInput::Receipt { receipt, reply }).await
+                        }
+                        SessionRequest::Close(close) => {
+                            self.step(RenterInput::Closed {
+                                reason: close.reason,
+                                reply,
+                            })
+                            .await
+                        }
+                        _ => {
+                            let refused =
+                                error(RpcErrorCode::BadRequest, "not a request a renter serves");
+                            let _ = reply.send(refused);
+                            false
+                        }
                     }
                 }
                 Input::Finish { done } => {
-                    self.finish(CloseReason::RenterRequested).await;
+                    self.step(RenterInput::Finish).await;
                     // Free the lane before answering, so the next session may use it.
                     self.lane = None;
                     let _ = done.send(());
-                    break;
+                    true
                 }
+            };
+            if ended {
+                break;
             }
         }
         self.inner.rented().remove(&self.session);
         self.logs.changed.notify_waiters();
     }
 
-    /// Answers a request of the provider: the response, abuse to count, and whether
-    /// the session ended.
-    async fn on_request(
-        &mut self,
-        request: SessionRequest,
-    ) -> (SessionResponse, Option<Abuse>, bool) {
-        match request {
-            SessionRequest::Events(batch) => {
-                let (response, abuse) = self.on_events(batch);
-                (response, abuse, false)
-            }
-            SessionRequest::Receipt(receipt) => (self.on_receipt(receipt).await, None, false),
-            SessionRequest::Close(close) => {
-                info!(reason = ?close.reason, "the provider closed the session");
-                self.finish(close.reason).await;
-                (SessionResponse::Done, None, true)
-            }
-            _ => (
-                error(RpcErrorCode::BadRequest, "not a request a renter serves"),
-                None,
-                false,
-            ),
-        }
+    /// Runs one input through the machine and does what it asks; whether the session
+    /// ended.
+    async fn step(&mut self, input: RenterInput<Reply>) -> bool {
+        let actions = self.machine.handle(input);
+        self.perform(actions).await
     }
 
-    fn on_events(&mut self, batch: ExecEvents) -> (SessionResponse, Option<Abuse>) {
-        let logs_handle = Arc::clone(&self.logs);
-        let mut logs = logs_handle.logs();
-        let mut disputed = None;
-        let Some(log) = logs.get_mut(&batch.exec) else {
-            self.logs.warn_unknown(batch.exec);
-            return (error(RpcErrorCode::BadRequest, "unknown execution"), None);
-        };
-        if batch.seq != log.next_batch || log.exit.is_some() {
-            let expected = format!("expected batch {} of a running execution", log.next_batch);
-            return (error(RpcErrorCode::BadRequest, &expected), None);
-        }
-        // The whole batch is checked before any of it is kept: every chunk holds bytes
-        // and starts where its stream's last one ended, and the call stays within the
-        // offer's output cap. Anything else is the provider breaking its own stream.
-        let mut offsets = log.offsets;
-        let mut bytes = 0u64;
-        for event in &batch.events {
-            if let ExecEvent::Output(chunk) = event {
-                let stream = chunk.stream as usize;
-                let broken = if chunk.data.is_empty() {
-                    Some("an empty output chunk".to_owned())
-                } else if chunk.offset != offsets[stream] {
-                    Some(format!(
-                        "an output chunk at offset {} where {} was expected",
-                        chunk.offset, offsets[stream]
-                    ))
-                } else {
-                    None
-                };
-                if let Some(broken) = broken {
-                    warn!(exec = %batch.exec, %broken, "broken output from the provider");
-                    return (
-                        error(RpcErrorCode::BadRequest, &broken),
-                        Some(Abuse::BrokenOutput),
-                    );
+    async fn perform(&mut self, actions: Vec<RenterAction<Reply>>) -> bool {
+        let mut actions = std::collections::VecDeque::from(actions);
+        let mut ended = false;
+        while let Some(action) = actions.pop_front() {
+            match action {
+                RenterAction::Reply(reply, response) => {
+                    let _ = reply.send(response);
                 }
-                offsets[stream] += chunk.data.len() as u64;
-                bytes += chunk.data.len() as u64;
+                RenterAction::Commit(acked) => {
+                    let store = self.inner.store.clone();
+                    let result = blocking(move || store.ingest(acked))
+                        .await
+                        .map_err(|e| e.to_string());
+                    if result.is_ok() {
+                        self.inner.metrics.receipt_committed("renter");
+                    }
+                    actions.extend(self.machine.handle(RenterInput::Committed(result)));
+                }
+                RenterAction::Suspend { status, evidence } => {
+                    let (store, session) = (self.inner.store.clone(), self.session);
+                    let kept = blocking(move || {
+                        if let Some(evidence) = evidence {
+                            store.record_evidence(&evidence)?;
+                        }
+                        store.set_status(&session, status)
+                    })
+                    .await;
+                    if let Err(e) = kept {
+                        warn!(error = %e, "cannot record the suspension");
+                    }
+                }
+                RenterAction::Ended(reason) => {
+                    let (store, session) = (self.inner.store.clone(), self.session);
+                    let status = SessionStatus::Closed(reason);
+                    if let Err(e) = blocking(move || store.set_status(&session, status)).await {
+                        warn!(error = %e, "cannot record the session's close");
+                    }
+                    self.inner.metrics.session_closed("renter", reason);
+                    info!(?reason, "session closed");
+                    ended = true;
+                }
             }
         }
-        if log.output_bytes.saturating_add(bytes) > self.output_cap {
-            let refusal = error(RpcErrorCode::BadRequest, "more output than the offer's cap");
-            return (refusal, Some(Abuse::BrokenOutput));
-        }
-        drop(logs);
+        ended
+    }
+
+    /// A batch of a call's output: checked by the machine, kept for readers within the
+    /// node's cap on held output, then taken by the machine.
+    async fn on_events(&mut self, batch: ExecEvents, reply: Reply) {
+        let bytes = match self.machine.check_events(&batch) {
+            Ok(bytes) => bytes,
+            Err(refused) => {
+                let _ = match refused.abuse {
+                    Some(abuse) => reply.abuse(refused.response(), abuse),
+                    None => reply.send(refused.response()),
+                };
+                return;
+            }
+        };
         if !self.make_room(bytes) {
             let full = "the renter holds as much output as it keeps; fetch it and close sessions";
-            return (error(RpcErrorCode::RateLimited, full), None);
+            let _ = reply.send(error(RpcErrorCode::RateLimited, full));
+            return;
         }
-        let mut logs = logs_handle.logs();
-        let Some(log) = logs.get_mut(&batch.exec) else {
-            return (error(RpcErrorCode::BadRequest, "unknown execution"), None);
-        };
-        log.offsets = offsets;
-        self.logs
-            .bytes
-            .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
-        for event in batch.events {
-            match event {
-                ExecEvent::Output(chunk) => {
-                    log.output_bytes = log.output_bytes.saturating_add(chunk.data.len() as u64);
-                    log.events.push(ExecEvent::Output(chunk));
-                }
-                ExecEvent::Exit(exit) => {
-                    if let Some(timer) = self.timers.remove(&batch.exec) {
-                        // Only executions that ran are metered (nothing is charged for
-                        // refused arguments or a failed sandbox), on the renter's own
-                        // timer from request to exit, capped at the offer's limit.
-                        if matches!(
-                            exit.outcome,
-                            ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory
-                        ) {
-                            let measured = self.meter.elapsed(&timer).unwrap_or(Millis::ZERO);
-                            let _ = self.meter.finish_exec(timer, exit.cpu);
-                            disputed = self.implausible(&exit, measured);
-                        } else {
-                            self.meter.abandon_exec(timer);
-                        }
+        let actions = self.machine.accept_events(&batch);
+        {
+            let mut logs = self.logs.logs();
+            if let Some(log) = logs.get_mut(&batch.exec) {
+                self.logs
+                    .bytes
+                    .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+                for event in batch.events {
+                    if let ExecEvent::Exit(exit) = &event {
+                        log.exit = Some(exit.clone());
                     }
-                    log.events.push(ExecEvent::Exit(exit.clone()));
-                    log.exit = Some(exit);
+                    log.events.push(event);
                 }
             }
         }
-        log.next_batch += 1;
-        drop(logs);
         self.logs.changed.notify_waiters();
-        if let Some(reason) = disputed {
-            let seq = self.countersigner.last().map_or(0, |r| r.seq);
-            self.countersigner.dispute(seq, reason.clone());
-            self.meter.suspend();
-            let status =
-                SessionStatus::Suspended(orien_ledger::SuspendReason::Dispute { seq, reason });
-            let (store, session) = (self.inner.store.clone(), self.session);
-            tokio::spawn(async move {
-                if let Err(e) = blocking(move || store.set_status(&session, status)).await {
-                    warn!(error = %e, "cannot record the dispute");
-                }
-            });
-        }
-        (SessionResponse::Done, None)
+        let _ = reply.send(SessionResponse::Done);
+        self.perform(actions).await;
     }
 
     /// Makes room for `bytes` more output within the renter's cap, forgetting the output
@@ -644,82 +615,5 @@ impl Task {
                 return false;
             }
         }
-    }
-
-    /// Whether an exit's wall time is one the renter could have seen: not past the
-    /// offer's limit, and not longer than the renter's own timer (plus its tolerance).
-    fn implausible(&self, exit: &ExecExit, measured: Millis) -> Option<DisputeReason> {
-        let slack = self.inner.config.tolerance.slack;
-        if exit.wall <= self.call_cap && exit.wall <= measured.saturating_add(slack) {
-            return None;
-        }
-        warn!(exec = %exit.exec, reported = %exit.wall, %measured, "an exit the renter could not have seen");
-        Some(DisputeReason::ImplausibleExit {
-            exec: exit.exec,
-            reported: exit.wall,
-            measured,
-            limit: self.call_cap,
-        })
-    }
-
-    async fn on_receipt(&mut self, receipt: Signed<UsageReceipt>) -> SessionResponse {
-        let own = self.meter.current();
-        match self
-            .countersigner
-            .check(&receipt, &own, self.inner.clock.wall())
-        {
-            // Sent again because the provider lost the ack: the ack was durable already.
-            Ok(Checked::Again(ack)) => SessionResponse::Ack(ack),
-            Ok(Checked::New(pending)) => {
-                let store = self.inner.store.clone();
-                let acked = pending.acked().clone();
-                match blocking(move || store.ingest(acked)).await {
-                    Ok(durable) => {
-                        self.inner.metrics.receipt_committed("renter");
-                        SessionResponse::Ack(self.countersigner.release(pending, &durable))
-                    }
-                    // Not durable, so no ack: the provider retries or suspends.
-                    Err(e) => {
-                        warn!(error = %e, "cannot commit the receipt; not acknowledging it");
-                        error(
-                            RpcErrorCode::Internal,
-                            "the renter could not commit the receipt",
-                        )
-                    }
-                }
-            }
-            Err(refusal) => {
-                let seq = receipt.verify().map(|r| r.seq).unwrap_or(0);
-                let status = SessionStatus::Suspended(refusal.suspension(seq));
-                let store = self.inner.store.clone();
-                let session = self.session;
-                let evidence = refusal.evidence.clone();
-                let kept = blocking(move || {
-                    store.record_evidence(&evidence)?;
-                    store.set_status(&session, status)
-                })
-                .await;
-                if let Err(e) = kept {
-                    warn!(error = %e, "cannot record dispute evidence");
-                }
-                self.meter.suspend();
-                SessionResponse::Disputed {
-                    detail: orien_protocol::fit_detail(refusal.reason.to_string()),
-                }
-            }
-        }
-    }
-
-    async fn finish(&mut self, reason: CloseReason) {
-        let _ = self.meter.close();
-        let store = self.inner.store.clone();
-        let session = self.session;
-        if let Err(e) =
-            blocking(move || store.set_status(&session, SessionStatus::Closed(reason))).await
-        {
-            warn!(error = %e, "cannot record the session's close");
-        }
-        self.inner.metrics.session_closed("renter", reason);
-        info!(?reason, "session closed");
     }
 }

@@ -35,7 +35,8 @@ impl Default for Tolerance {
 }
 
 impl Tolerance {
-    fn allowed(&self, measured: Millis) -> Millis {
+    /// How far above `measured` a claim may be.
+    pub fn allowed(&self, measured: Millis) -> Millis {
         let relative = Millis(measured.get() / 100 * u64::from(self.percent));
         Millis(self.slack.get().max(relative.get()))
     }
