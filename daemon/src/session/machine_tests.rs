@@ -427,6 +427,36 @@ fn reaching_the_budget_closes_for_the_budget_with_every_receipt_committed() {
 }
 
 #[test]
+fn a_renter_close_that_races_the_budgets_end_is_recorded_as_the_budget_on_both_sides() {
+    // 6,000 µUSDC: six seconds of session time.
+    let (rig, mut p, mut r) = rig(6_000);
+    for _ in 0..5 {
+        rig.advance(INTERVAL.to_duration());
+        let mut actions = p.handle(ProviderInput::Tick);
+        while let Some(receipt) = sent(&actions) {
+            actions = rig.deliver(&mut p, &mut r, receipt);
+        }
+    }
+    // The budget runs out while the renter's close is on its way.
+    rig.advance(Duration::from_millis(1_500));
+    let actions = p.handle(ProviderInput::Close {
+        reason: CloseReason::RenterRequested,
+        reply: 5,
+    });
+    let closing = sent(&actions).expect("the closing receipt");
+    let after = rig.deliver(&mut p, &mut r, closing);
+    assert_eq!(ended(&after), Some(CloseReason::BudgetExhausted));
+    let renter = r.handle(RenterInput::Finish);
+    assert!(
+        matches!(
+            renter.as_slice(),
+            [RenterAction::Ended(CloseReason::BudgetExhausted)]
+        ),
+        "{renter:?}"
+    );
+}
+
+#[test]
 fn the_maximum_duration_closes_the_session() {
     let (rig, mut p, mut r) = rig(100_000_000);
     let mut reason = None;

@@ -316,6 +316,16 @@ impl<R> ProviderMachine<R> {
     }
 
     fn end(&mut self, reason: CloseReason, out: &mut Vec<ProviderAction<R>>) {
+        // A close that raced the budget's end: the committed total reached the budget,
+        // so both sides name the budget (the renter decides by the same rule).
+        let budget = self.meter.config().budget;
+        let reason = if reason == CloseReason::RenterRequested
+            && self.committed.as_ref().is_some_and(|r| r.amount >= budget)
+        {
+            CloseReason::BudgetExhausted
+        } else {
+            reason
+        };
         if reason == CloseReason::AckTimeout {
             warn!("no ack within the timeout; the session is suspended and its sandbox removed");
         }

@@ -388,7 +388,16 @@ impl<R> RenterMachine<R> {
                 self.end(reason, &mut out);
                 out.push(RenterAction::Reply(reply, SessionResponse::Done));
             }
-            RenterInput::Finish => self.end(CloseReason::RenterRequested, &mut out),
+            RenterInput::Finish => {
+                // A close that raced the budget's end: the acknowledged total reached the
+                // budget, so both sides name the budget (the provider decides alike).
+                let reason = if self.countersigner.budget_spent() {
+                    CloseReason::BudgetExhausted
+                } else {
+                    CloseReason::RenterRequested
+                };
+                self.end(reason, &mut out);
+            }
             RenterInput::Committed(result) => self.on_committed(result, &mut out),
         }
         #[cfg(debug_assertions)]
