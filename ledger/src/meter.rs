@@ -352,19 +352,22 @@ impl Meter {
         self.snapshot(Trigger::Interval)
     }
 
+    /// Marks the time the running calls have counted so far as seen by the other side:
+    /// a call abandoned later keeps it, as it keeps what a reading counted. A meter that
+    /// takes no readings of its own (the renter's, which checks receipts against
+    /// [`current`](Self::current)) calls this whenever it acknowledges one.
+    pub fn witnessed(&mut self) {
+        let now = self.clock.monotonic();
+        let cap = self.config.call_cap.to_duration();
+        for running in self.running.values_mut() {
+            let counted = now.saturating_sub(running.started).min(cap);
+            running.reported = running.reported.max(counted);
+        }
+    }
+
     fn take(&mut self, trigger: Trigger) -> Reading {
         let reading = self.snapshot(trigger);
-        let now = self.clock.monotonic();
-        let counted: Vec<(u64, Duration)> = self
-            .running
-            .iter()
-            .map(|(id, r)| (*id, self.counted(r, now)))
-            .collect();
-        for (id, count) in counted {
-            if let Some(r) = self.running.get_mut(&id) {
-                r.reported = count;
-            }
-        }
+        self.witnessed();
         if reading.budget_reached && !self.budget_reached {
             self.budget_reached = true;
             self.suspend();
@@ -533,6 +536,33 @@ mod tests {
             meter.current().exec_time,
             interval.exec_time,
             "a reading never goes back"
+        );
+    }
+
+    #[test]
+    fn a_call_abandoned_after_its_time_was_witnessed_keeps_that_time() {
+        // The renter acknowledges receipts against `current()` and takes no readings:
+        // a call whose start answer is then lost must keep the time it acknowledged.
+        let (clock, mut meter) = setup(config(0, 60_000, u64::MAX));
+        let call = meter.start_exec();
+        clock.advance(Duration::from_millis(2_000));
+        let acked = meter.current().exec_time;
+        assert_eq!(acked, Millis(2_000));
+        meter.witnessed();
+        clock.advance(Duration::from_millis(500));
+        meter.abandon_exec(call);
+        assert_eq!(
+            meter.current().exec_time,
+            acked,
+            "what was witnessed stays; what followed it does not count"
+        );
+        let unseen = meter.start_exec();
+        clock.advance(Duration::from_millis(700));
+        meter.abandon_exec(unseen);
+        assert_eq!(
+            meter.current().exec_time,
+            acked,
+            "an unseen call adds nothing"
         );
     }
 

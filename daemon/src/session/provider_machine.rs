@@ -96,13 +96,14 @@ pub enum ProviderAction<R> {
     Send(Signed<UsageReceipt>),
     /// Commit this acknowledged receipt durably; report as [`ProviderInput::Committed`].
     Commit(AckedReceipt),
-    /// The session is over: record why, and answer the close request if there is one
-    /// (otherwise tell the renter). Nothing follows.
+    /// The session is over: record why, and answer the close requests that wait (a
+    /// resent close is answered like the first); with none, tell the renter. Nothing
+    /// follows.
     Ended {
         /// Why it ended.
         reason: CloseReason,
-        /// The close request to answer, if one waits.
-        reply: Option<R>,
+        /// The close requests to answer, oldest first.
+        replies: Vec<R>,
     },
 }
 
@@ -131,7 +132,9 @@ enum Sending {
 #[derive(Debug)]
 struct Closing<R> {
     reason: CloseReason,
-    reply: Option<R>,
+    /// Close requests waiting for the end (a renter resends its close when the answer
+    /// is slow; each copy gets the same answer).
+    replies: Vec<R>,
 }
 
 /// The provider's side of one session.
@@ -332,8 +335,8 @@ impl<R> ProviderMachine<R> {
         let _ = self.meter.close();
         self.close_sandbox(out);
         self.ended = true;
-        let reply = self.closing.take().and_then(|c| c.reply);
-        out.push(ProviderAction::Ended { reason, reply });
+        let replies = self.closing.take().map(|c| c.replies).unwrap_or_default();
+        out.push(ProviderAction::Ended { reason, replies });
     }
 
     fn on_timer(&mut self, out: &mut Vec<ProviderAction<R>>) {
@@ -512,10 +515,10 @@ impl<R> ProviderMachine<R> {
     /// The renter refused a receipt, or its ack does not pay: nothing more is sent.
     fn dispute(&mut self) {
         self.unsent.clear();
-        let reply = self.closing.take().and_then(|c| c.reply);
+        let replies = self.closing.take().map(|c| c.replies).unwrap_or_default();
         self.closing = Some(Closing {
             reason: CloseReason::Dispute,
-            reply,
+            replies,
         });
     }
 
@@ -541,8 +544,9 @@ impl<R> ProviderMachine<R> {
         }
         self.retry_at = None;
         self.close_sandbox(out);
-        let reply = self.replace_reply(reply, out);
-        self.closing = Some(Closing { reason, reply });
+        let mut replies = self.closing.take().map(|c| c.replies).unwrap_or_default();
+        replies.extend(reply);
+        self.closing = Some(Closing { reason, replies });
     }
 
     /// Stops metering and issues the closing receipt; the session ends once it is
@@ -553,40 +557,22 @@ impl<R> ProviderMachine<R> {
         reply: Option<R>,
         out: &mut Vec<ProviderAction<R>>,
     ) {
-        if self.closing.is_some() {
-            if reply.is_some() {
-                // Already closing: answer when the first close completes.
-                let reply = self.replace_reply(reply, out);
-                if let Some(closing) = &mut self.closing {
-                    closing.reply = reply;
-                }
-            }
+        if let Some(closing) = &mut self.closing {
+            // Already closing: answered with the first when the session ends.
+            closing.replies.extend(reply);
             return;
         }
         info!(?reason, "closing the session");
         // No work after the closing reading: running calls end with the sandbox now.
         self.close_sandbox(out);
         let reading = self.meter.close();
-        self.closing = Some(Closing { reason, reply });
+        self.closing = Some(Closing {
+            reason,
+            replies: reply.into_iter().collect(),
+        });
         match self.issuer.issue(&reading) {
             Ok(receipt) => self.queue(receipt, out),
             Err(e) => warn!(error = %e, "cannot sign the closing receipt"),
-        }
-    }
-
-    /// The reply to keep for the end: `reply`, the earlier one being told it was
-    /// superseded.
-    fn replace_reply(&mut self, reply: Option<R>, out: &mut Vec<ProviderAction<R>>) -> Option<R> {
-        let earlier = self.closing.as_mut().and_then(|c| c.reply.take());
-        match (earlier, reply) {
-            (Some(first), Some(later)) => {
-                out.push(ProviderAction::Reply(
-                    first,
-                    error(RpcErrorCode::BadRequest, "closed by a later request"),
-                ));
-                Some(later)
-            }
-            (first, later) => later.or(first),
         }
     }
 

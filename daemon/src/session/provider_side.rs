@@ -420,8 +420,8 @@ impl Task {
                     ProviderInput::LaneClosing
                 }
             };
-            if let Some((reason, reply)) = self.step(input).await {
-                return self.teardown(reason, reply).await;
+            if let Some((reason, replies)) = self.step(input).await {
+                return self.teardown(reason, replies).await;
             }
         }
     }
@@ -469,7 +469,7 @@ impl Task {
 
     /// Runs one input through the machine and does what it asks; the end of the
     /// session, if it came.
-    async fn step(&mut self, input: ProviderInput<Reply>) -> Option<(CloseReason, Option<Reply>)> {
+    async fn step(&mut self, input: ProviderInput<Reply>) -> Option<(CloseReason, Vec<Reply>)> {
         let mut actions = VecDeque::from(self.machine.handle(input));
         while let Some(action) = actions.pop_front() {
             match action {
@@ -503,7 +503,7 @@ impl Task {
                     }
                     actions.extend(self.machine.handle(ProviderInput::Committed(result)));
                 }
-                ProviderAction::Ended { reason, reply } => return Some((reason, reply)),
+                ProviderAction::Ended { reason, replies } => return Some((reason, replies)),
             }
         }
         None
@@ -522,7 +522,7 @@ impl Task {
         tokio::spawn(forward.instrument(info_span!("exec", session = %self.session, exec = %exec)));
     }
 
-    async fn teardown(mut self, reason: CloseReason, reply: Option<Reply>) {
+    async fn teardown(mut self, reason: CloseReason, replies: Vec<Reply>) {
         self.inner.provided().remove(&self.session);
         let store = self.inner.store.clone();
         let session = self.session;
@@ -548,8 +548,10 @@ impl Task {
             });
         }
         let renter_initiated = matches!(reason, CloseReason::RenterRequested);
-        if let Some(reply) = reply {
-            let _ = reply.send(SessionResponse::Done);
+        if !replies.is_empty() {
+            for reply in replies {
+                let _ = reply.send(SessionResponse::Done);
+            }
         } else if !renter_initiated {
             // Tell the renter why, so both ledgers record the same reason; a renter that
             // stopped acknowledging may still be listening.

@@ -418,6 +418,8 @@ impl<R> RenterMachine<R> {
             return out.push(RenterAction::Reply(reply, busy));
         }
         let own = self.meter.current();
+        // Running calls' time in `own` is now seen: a call abandoned later keeps it.
+        self.meter.witnessed();
         match self.countersigner.check(receipt, &own, self.clock.wall()) {
             // Sent again because the provider lost the ack: the ack was durable already.
             Ok(Checked::Again(ack)) => {

@@ -69,20 +69,20 @@ impl Sim<'_> {
                         .expect("the provider commits while it runs");
                     actions.extend(machine.handle(ProviderInput::Committed(result)));
                 }
-                ProviderAction::Ended { reason, reply } => {
+                ProviderAction::Ended { reason, replies } => {
                     let machine = self.provider.take().expect("the provider ends once");
                     self.settle_account(Side::Provider, machine.meter(), Some(reason));
                     self.world
                         .store(Side::Provider)
                         .set_status(&self.session, SessionStatus::Closed(reason))
                         .map_err(|e| e.to_string())?;
-                    match reply {
-                        Some(token) => self.reply(token, SessionResponse::Done),
-                        None if reason != CloseReason::RenterRequested => {
-                            let route = Route::Notice { reason, attempt: 1 };
-                            self.send(Side::Provider, Msg::Close(reason), route);
+                    if !replies.is_empty() {
+                        for token in replies {
+                            self.reply(token, SessionResponse::Done);
                         }
-                        None => {}
+                    } else if reason != CloseReason::RenterRequested {
+                        let route = Route::Notice { reason, attempt: 1 };
+                        self.send(Side::Provider, Msg::Close(reason), route);
                     }
                 }
             }
