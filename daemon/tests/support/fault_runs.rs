@@ -19,38 +19,12 @@
 
 use std::time::Duration;
 
+use orien_daemon::session::simulation::Rng;
 use orien_daemon::{Fault, Point, SessionConfig};
 use orien_ledger::SessionStatus;
 use orien_protocol::{Millis, SessionRequest, SessionResponse, Usage, Usdc};
 
 use super::harness::{PATIENCE, Pair, work_pricing, worth};
-
-/// A small deterministic generator (xorshift64*), so a seed replays its schedule.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// What one run found.
 #[derive(Debug, Clone)]
@@ -84,7 +58,7 @@ const SLACK: Duration = Duration::from_millis(300);
 /// The faults of one node's links: each session message but the open and the start of
 /// a call (and their answers) is lost with `loss` percent and delayed up to `delay`.
 fn lossy(
-    loss: u64,
+    loss: u8,
     delay: Duration,
     mut rng: Rng,
 ) -> impl FnMut(&Point<'_>) -> Option<Fault> + Send {

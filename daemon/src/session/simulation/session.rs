@@ -330,34 +330,24 @@ impl Sim<'_> {
             Side::Renter => Side::Provider,
         };
         let token = self.token(from, route);
-        let now = self.now();
-        let faults = self.world.faults;
         self.world.report.messages += 1;
-        if self.world.rng.chance(faults.drop) {
-            self.lossy = true;
-            self.world.report.dropped += 1;
-            self.queue.at(
-                now + REQUEST_TIMEOUT,
-                Event::Answer {
-                    token,
-                    response: None,
-                },
-            );
+        if self.lost(token) {
             return;
         }
-        if self.world.rng.chance(faults.duplicate) {
+        if self.world.rng.chance(self.world.faults.duplicate) {
             let twin = self.token(from, Route::Nobody);
-            let at = now + self.world.rng.upto(faults.max_delay);
+            let at = self.arrival();
+            let msg = msg.clone();
             self.queue.at(
                 at,
                 Event::Arrive {
                     to,
-                    msg: msg.clone(),
+                    msg,
                     token: twin,
                 },
             );
         }
-        let at = now + self.world.rng.upto(faults.max_delay);
+        let at = self.arrival();
         self.queue.at(at, Event::Arrive { to, msg, token });
     }
 
@@ -369,27 +359,36 @@ impl Sim<'_> {
 
     /// The answer to `token` travels back to its asker: lost (it times out), or late.
     fn reply(&mut self, token: Token, response: SessionResponse) {
-        let now = self.now();
-        if self.world.rng.chance(self.world.faults.drop) {
-            self.lossy = true;
-            self.world.report.dropped += 1;
-            self.queue.at(
-                now + REQUEST_TIMEOUT,
-                Event::Answer {
-                    token,
-                    response: None,
-                },
-            );
+        if self.lost(token) {
             return;
         }
-        let at = now + self.world.rng.upto(self.world.faults.max_delay);
+        let at = self.arrival();
+        let response = Some(response);
+        self.queue.at(at, Event::Answer { token, response });
+    }
+
+    /// Whether the wire loses what travels for `token` (the request or its answer): the
+    /// asker then hears nothing until its request times out.
+    fn lost(&mut self, token: Token) -> bool {
+        if !self.world.rng.chance(self.world.faults.drop) {
+            return false;
+        }
+        self.lossy = true;
+        self.world.report.dropped += 1;
+        let at = self.now() + REQUEST_TIMEOUT;
         self.queue.at(
             at,
             Event::Answer {
                 token,
-                response: Some(response),
+                response: None,
             },
         );
+        true
+    }
+
+    /// When something put on the wire now arrives.
+    fn arrival(&mut self) -> Duration {
+        self.now() + self.world.rng.upto(self.world.faults.max_delay)
     }
 
     fn arrive(&mut self, to: Side, msg: Msg, token: Token) -> Result<(), String> {
@@ -513,26 +512,18 @@ impl Sim<'_> {
     /// `side` dies with its machine, then restarts on its ledger: it closes out the
     /// session as `Restarted` and tells the other side.
     fn crash(&mut self, side: Side) -> Result<(), String> {
-        let meter = match side {
-            Side::Provider => self.provider.take().map(|m| m.meter().current()),
-            Side::Renter => self.renter.take().map(|m| m.meter().current()),
-        };
-        let Some(reading) = meter else {
-            return Ok(());
-        };
+        match side {
+            Side::Provider => match self.provider.take() {
+                Some(machine) => self.settle_account(side, machine.meter(), None),
+                None => return Ok(()),
+            },
+            Side::Renter => match self.renter.take() {
+                Some(machine) => self.settle_account(side, machine.meter(), None),
+                None => return Ok(()),
+            },
+        }
         self.crashed = true;
         self.world.report.crashes += 1;
-        self.accounts.insert(
-            side,
-            Account {
-                usage: Some(Usage {
-                    session: reading.session_time,
-                    exec: reading.exec_time,
-                }),
-                worked: reading.amount,
-                ended: None,
-            },
-        );
         if side == Side::Provider {
             self.sandbox_closed = true;
         }
