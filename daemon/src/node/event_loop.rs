@@ -1,0 +1,210 @@
+//! The swarm's task: commands from the handle, swarm events and timers, each delegated.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::kad::{self, QueryResult};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify};
+use orien_protocol::OFFERS_TOPIC;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use crate::network::BehaviourEvent;
+use libp2p::metrics::Recorder;
+
+use super::relay::{RELAY_HOP_PROTOCOL, is_direct};
+use super::{Command, EventLoop, NodeStats, OfferEvent};
+
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(500);
+
+/// Resolves at `at`, or never when there is nothing scheduled.
+async fn wait_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl EventLoop {
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut reannounce =
+            tokio::time::interval((self.offer_ttl / 3).max(Duration::from_millis(100)));
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        self.flush(FLUSH_ON_SHUTDOWN).await;
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = reannounce.tick() => self.reannounce(),
+                _ = wait_until(self.announce_due) => {
+                    self.announce_due = None;
+                    self.reannounce();
+                }
+                _ = sweep.tick() => {
+                    self.expire_bans();
+                    let expired = self.book.expire(self.clock.wall());
+                    if !expired.is_empty() {
+                        debug!(count = expired.len(), "expired offers dropped");
+                    }
+                    for id in expired {
+                        let _ = self.events.send(OfferEvent::Removed { id });
+                    }
+                }
+            }
+        }
+        info!("node stopped");
+    }
+
+    /// Keeps the swarm running for `period` so queued messages (withdrawals) go out.
+    pub(super) async fn flush(&mut self, period: Duration) {
+        let deadline = tokio::time::sleep(period);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = &mut deadline => return,
+            }
+        }
+    }
+
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish(spec, reply) => {
+                let _ = reply.send(self.publish(spec));
+            }
+            Command::WithdrawAll(reply) => {
+                self.withdraw_all();
+                let _ = reply.send(());
+            }
+            Command::Query(query, reply) => {
+                let _ = reply.send(self.book_entries(&query));
+            }
+            Command::Find(tool, provider, reply) => self.find_offers(tool, provider, reply),
+            Command::PeerScore(peer, reply) => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Offer(id, reply) => {
+                let _ = reply.send(self.book.get(&id).cloned());
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+                faulted,
+            } => self.send_request(peer, request, reply, faulted),
+            Command::Respond {
+                id,
+                response,
+                abuse,
+                faulted,
+            } => self.respond(id, response, abuse, faulted),
+            Command::Stats(reply) => {
+                let _ = reply.send(NodeStats {
+                    peers: self.swarm.connected_peers().count(),
+                    offers_known: self.book.len(),
+                });
+            }
+            Command::Serve {
+                peer,
+                request,
+                channel,
+            } => self.serve(peer, request, channel),
+            Command::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.record(&event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) if topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash()
+                && !self.own_offers.is_empty() =>
+            {
+                debug!(peer = %peer_id, "peer joined the offer topic; re-announcing soon");
+                self.announce_due
+                    .get_or_insert(tokio::time::Instant::now() + self.announce_debounce);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let kad_protocol = libp2p::StreamProtocol::new(orien_protocol::KAD_PROTOCOL);
+                let hop = libp2p::StreamProtocol::new(RELAY_HOP_PROTOCOL);
+                if info.protocols.contains(&hop)
+                    && let Some(addr) = info.listen_addrs.iter().find(|a| is_direct(a))
+                {
+                    debug!(relay = %peer_id, %addr, "peer serves as a relay");
+                    self.relays
+                        .insert(peer_id, addr.clone().with(Protocol::P2p(peer_id)));
+                }
+                if info.protocols.contains(&kad_protocol) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetProviders(result),
+                step,
+                ..
+            })) => self.on_providers(id, result, step.last),
+            SwarmEvent::Behaviour(BehaviourEvent::Session(event)) => self.on_session(event),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if self.guard.is_banned(&peer_id, self.clock.monotonic()) {
+                    debug!(peer = %peer_id, "banned peer connected; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+            }
+            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                debug!(peer = %peer_id, cause = ?cause, "disconnected");
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        let libp2p = &self.metrics.libp2p;
+        libp2p.record(event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => libp2p.record(e),
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+                self.metrics
+                    .peers
+                    .set(i64::try_from(self.swarm.connected_peers().count()).unwrap_or(i64::MAX));
+            }
+            _ => {}
+        }
+        self.metrics
+            .offers_in_book
+            .set(i64::try_from(self.book.len()).unwrap_or(i64::MAX));
+    }
+}

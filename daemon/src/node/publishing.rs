@@ -1,0 +1,133 @@
+//! The offers this node publishes: signing, gossip, provider records, re-announcement
+//! and withdrawal, and the listing a peer asks for.
+
+use std::time::Duration;
+
+use libp2p::gossipsub;
+use libp2p::kad::RecordKey;
+use orien_protocol::{
+    Millis, OFFERS_TOPIC, Offer, OfferId, RpcErrorCode, SessionResponse, Signed, ToolName,
+    rpc::MAX_OFFERS_PER_RESPONSE,
+};
+use tracing::{debug, info, warn};
+
+use super::EventLoop;
+use super::config::{NodeError, OfferSpec};
+
+pub(super) struct OwnOffer {
+    spec: OfferSpec,
+    signed: Signed<Offer>,
+}
+
+impl EventLoop {
+    pub(super) fn sign_offer(
+        &self,
+        spec: &OfferSpec,
+        lifetime: Duration,
+    ) -> Result<Signed<Offer>, NodeError> {
+        let now = self.clock.wall();
+        let offer = Offer {
+            provider: self.key.node_id(),
+            tool: spec.tool.clone(),
+            version: spec.version.clone(),
+            description: spec.description.clone(),
+            image_digest: spec.image_digest,
+            args_schema: spec.args_schema.clone(),
+            pricing: spec.pricing,
+            limits: spec.limits,
+            payout: spec.payout,
+            issued_at: now,
+            expires_at: now.saturating_add(Millis::from_duration(lifetime).max(Millis(1))),
+        };
+        self.key.sign(&offer).map_err(|e| NodeError::InvalidOffer {
+            tool: spec.tool.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub(super) fn publish(&mut self, spec: OfferSpec) -> Result<OfferId, NodeError> {
+        let signed = self.sign_offer(&spec, self.offer_ttl)?;
+        let id = signed.offer_id();
+        let tool = spec.tool.clone();
+        // Our own offers are in our book too, so local queries see them.
+        let _ = self.book.admit(signed.clone(), self.clock.wall());
+        self.gossip(&signed);
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(RecordKey::new(&tool.kademlia_key()))
+        {
+            warn!(%tool, error = %e, "cannot store provider record");
+        }
+        self.metrics.offers_published.inc();
+        if let Ok(offer) = signed.verify() {
+            self.own_offer_index.insert(id, offer, self.clock.wall());
+        }
+        info!(%tool, offer = %id, "offer published");
+        self.own_offers.insert(tool, OwnOffer { spec, signed });
+        Ok(id)
+    }
+
+    pub(super) fn reannounce(&mut self) {
+        let specs: Vec<OfferSpec> = self.own_offers.values().map(|o| o.spec.clone()).collect();
+        for spec in specs {
+            if let Err(e) = self.publish(spec) {
+                warn!(error = %e, "cannot re-announce offer");
+            }
+        }
+    }
+
+    pub(super) fn withdraw_all(&mut self) {
+        for (tool, own) in std::mem::take(&mut self.own_offers) {
+            // A newer offer that has already expired supersedes the live one everywhere.
+            match self.sign_offer(&own.spec, Duration::from_millis(1)) {
+                Ok(withdrawal) => {
+                    let _ = self.book.admit(
+                        withdrawal.clone(),
+                        self.clock.wall().saturating_add(Millis(1)),
+                    );
+                    self.gossip(&withdrawal);
+                }
+                Err(e) => warn!(%tool, error = %e, "cannot sign withdrawal"),
+            }
+            self.own_offer_index.remove_tool(&tool);
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .stop_providing(&RecordKey::new(&tool.kademlia_key()));
+            info!(%tool, "offer withdrawn");
+        }
+    }
+
+    pub(super) fn gossip(&mut self, signed: &Signed<Offer>) {
+        let bytes = match signed.to_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => return warn!(error = %e, "cannot encode offer"),
+        };
+        let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => {}
+            // Nobody to tell yet: peers that join later find us through the DHT.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => debug!("no gossip peers yet"),
+            Err(e) => warn!(error = %e, "offer gossip failed"),
+        }
+    }
+
+    pub(super) fn list_offers(&self, tool: Option<ToolName>) -> SessionResponse {
+        let offers: Vec<Signed<Offer>> = self
+            .own_offers
+            .iter()
+            .filter(|(name, _)| tool.as_ref().is_none_or(|t| t == *name))
+            .map(|(_, own)| own.signed.clone())
+            .take(MAX_OFFERS_PER_RESPONSE)
+            .collect();
+        if offers.is_empty() && tool.is_some() {
+            return SessionResponse::Error {
+                code: RpcErrorCode::BadRequest,
+                detail: "no such tool offered".into(),
+            };
+        }
+        SessionResponse::Offers(offers)
+    }
+}
