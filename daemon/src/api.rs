@@ -144,7 +144,7 @@ impl From<SessionError> for ApiError {
             SessionError::Refused { .. } | SessionError::Remote(_) => {
                 ApiError::BadGateway(error.to_string())
             }
-            SessionError::Net(crate::node::NetError::Stopped) => {
+            SessionError::Net(crate::net::NetError::Stopped) => {
                 ApiError::Unavailable("the node is stopping".into())
             }
             SessionError::Net(e) => ApiError::BadGateway(format!(

@@ -28,6 +28,7 @@ pub mod client;
 pub mod faults;
 pub mod identity;
 pub mod metrics;
+pub mod net;
 pub mod network;
 pub mod node;
 pub mod offer_book;
@@ -37,11 +38,9 @@ pub mod session;
 
 pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
+pub use net::{Answer, Inbound, Net, NetError};
 pub use network::TransportKind;
-pub use node::{
-    Answer, Faults, Inbound, Net, NetError, Node, NodeConfig, NodeError, NodeStats, OfferEvent,
-    OfferSpec,
-};
+pub use node::{Faults, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec};
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{
     ExecSnapshot, ExecView, LedgerPayments, PaymentChoice, RentedSession, SessionConfig,

@@ -14,6 +14,8 @@ use tracing::{debug, info};
 use crate::network::BehaviourEvent;
 use libp2p::metrics::Recorder;
 
+use crate::net::NetCommand;
+
 use super::relay::{RELAY_HOP_PROTOCOL, is_direct};
 use super::{Command, EventLoop, NodeStats, OfferEvent};
 
@@ -28,7 +30,11 @@ async fn wait_until(at: Option<tokio::time::Instant>) {
 }
 
 impl EventLoop {
-    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut net: mpsc::Receiver<NetCommand>,
+    ) {
         let mut reannounce =
             tokio::time::interval((self.offer_ttl / 3).max(Duration::from_millis(100)));
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -43,6 +49,10 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
+                Some(command) = net.recv() => self.on_command(command.into()),
+                Some((id, answer)) = self.answers.next() => {
+                    self.respond(id, answer.response, answer.abuse, false);
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = reannounce.tick() => self.reannounce(),
                 _ = wait_until(self.announce_due) => {
@@ -206,5 +216,23 @@ impl EventLoop {
         self.metrics
             .offers_in_book
             .set(i64::try_from(self.book.len()).unwrap_or(i64::MAX));
+    }
+}
+
+impl From<NetCommand> for Command {
+    fn from(command: NetCommand) -> Self {
+        match command {
+            NetCommand::Request {
+                peer,
+                request,
+                reply,
+            } => Command::Request {
+                peer,
+                request: *request,
+                reply,
+                faulted: false,
+            },
+            NetCommand::Offer(id, reply) => Command::Offer(id, reply),
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! [`Node`]: one ORIEN daemon, started in-process. The swarm runs in its own task;
-//! the handle talks to it through a command channel.
+//! the handle talks to it through a command channel, the session layer through
+//! [`crate::net::Net`], and peers' session requests go from the task straight to their
+//! session.
 
 mod config;
 mod discovery;
 mod event_loop;
 mod gossip;
 mod guard;
-mod net;
 mod publishing;
 mod relay;
 mod routing;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use libp2p::kad::QueryId;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
@@ -27,6 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::metrics::Metrics;
+use crate::net::{Answer, Net, NetError};
 use crate::network::{self, Behaviour};
 use crate::offer_book::{BookEntry, OfferBook, OfferQuery};
 use crate::peer_guard::{Abuse, GuardConfig, PeerGuard};
@@ -37,7 +41,6 @@ use self::publishing::OwnOffer;
 use self::relay::is_direct;
 
 pub use config::{Faults, NodeConfig, NodeError, OfferSpec};
-pub use net::{Answer, Inbound, Net, NetError};
 
 /// A change to a node's offer book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +168,9 @@ impl Node {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
         let (commands, receiver) = mpsc::channel(64);
+        // The session layer's requests come on a channel of their own: it knows `Net`,
+        // not the node's commands.
+        let (net_commands, net_receiver) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
         let own_offers = OwnOffers::default();
         let metrics = Metrics::new();
@@ -181,7 +187,8 @@ impl Node {
             find_requests: HashMap::new(),
             events: events.clone(),
             metrics: metrics.clone(),
-            inbound: None,
+            sessions: None,
+            answers: FuturesUnordered::new(),
             responders: HashMap::new(),
             guard: PeerGuard::new(GuardConfig::default()),
             next_responder: 0,
@@ -194,10 +201,8 @@ impl Node {
         let mut event_loop = event_loop;
         let sessions = match config.sessions {
             Some(services) => {
-                let net = Net {
-                    commands: commands.clone(),
-                };
-                let (sessions, inbox) = Sessions::start(
+                let net = Net::new(net_commands);
+                let sessions = Sessions::start(
                     event_loop.key.clone(),
                     services,
                     net,
@@ -205,13 +210,13 @@ impl Node {
                     event_loop.clock.clone(),
                     metrics.clone(),
                 );
-                event_loop.inbound = Some(inbox);
+                event_loop.sessions = Some(sessions.clone());
                 Some(sessions)
             }
             None => None,
         };
         let span = info_span!("node", node = %id);
-        let task = tokio::spawn(event_loop.run(receiver).instrument(span));
+        let task = tokio::spawn(event_loop.run(receiver, net_receiver).instrument(span));
         info!(node = %id, addrs = ?listen_addrs, "node started");
         Ok(Self {
             id,
@@ -368,9 +373,11 @@ struct EventLoop {
     find_requests: HashMap<OutboundRequestId, QueryId>,
     events: broadcast::Sender<OfferEvent>,
     metrics: Metrics,
-    /// The session manager's inbox, when this node serves sessions.
-    inbound: Option<mpsc::Sender<Inbound>>,
-    /// Inbound requests waiting for the session manager's answer.
+    /// The sessions this node serves and rents, when it has session services.
+    sessions: Option<Sessions>,
+    /// The sessions' answers to peers' requests, by responder id.
+    answers: FuturesUnordered<BoxFuture<'static, (u64, Answer)>>,
+    /// Inbound requests waiting for their session's answer.
     responders: HashMap<u64, (PeerId, request_response::ResponseChannel<SessionResponse>)>,
     /// Session-protocol abuse per peer, decaying, and the bans it earned: a banned peer is
     /// disconnected on sight, blacklisted in gossip and never answered until its ban ends.

@@ -10,8 +10,8 @@ use tracing::{debug, warn};
 use crate::faults::{Fault, Point};
 use crate::peer_guard::Abuse;
 
-use super::net::{Answer, Inbound, NetError};
 use super::{Command, EventLoop};
+use crate::net::{Answer, Inbound, NetError};
 
 impl EventLoop {
     /// Sends a session request to a peer, unless the fault policy loses or delays it.
@@ -280,43 +280,31 @@ impl EventLoop {
             drop(channel);
             return;
         }
-        let response = match (request, &self.inbound) {
+        let response = match (request, &self.sessions) {
             (SessionRequest::ListOffers { tool }, _) => self.list_offers(tool),
-            (request, Some(inbound)) => match NodeId::from_peer_id(&peer) {
+            (request, Some(sessions)) => match NodeId::from_peer_id(&peer) {
                 Ok(node) => {
+                    // Straight to the session it concerns (a full session inbox answers
+                    // "rate limited" there); its answer comes back to this loop.
                     let id = self.next_responder;
                     self.next_responder += 1;
                     let (reply, answer) = oneshot::channel();
-                    match inbound.try_send(Inbound {
+                    sessions.dispatch(Inbound {
                         peer: node,
                         request,
                         reply,
-                    }) {
-                        Ok(()) => {
-                            self.responders.insert(id, (peer, channel));
-                            let commands = self.commands.clone();
-                            tokio::spawn(async move {
-                                let answer = answer.await.unwrap_or_else(|_| {
-                                    Answer::from(SessionResponse::Error {
-                                        code: RpcErrorCode::Internal,
-                                        detail: "the session manager dropped the request".into(),
-                                    })
-                                });
-                                let respond = Command::Respond {
-                                    id,
-                                    response: answer.response,
-                                    abuse: answer.abuse,
-                                    faulted: false,
-                                };
-                                let _ = commands.send(respond).await;
-                            });
-                            return;
-                        }
-                        Err(_) => SessionResponse::Error {
-                            code: RpcErrorCode::RateLimited,
-                            detail: "too many session requests in flight".into(),
-                        },
-                    }
+                    });
+                    self.responders.insert(id, (peer, channel));
+                    self.answers.push(Box::pin(async move {
+                        let answer = answer.await.unwrap_or_else(|_| {
+                            Answer::from(SessionResponse::Error {
+                                code: RpcErrorCode::Internal,
+                                detail: "the session manager dropped the request".into(),
+                            })
+                        });
+                        (id, answer)
+                    }));
+                    return;
                 }
                 Err(e) => SessionResponse::Error {
                     code: RpcErrorCode::BadRequest,

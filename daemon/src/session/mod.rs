@@ -29,11 +29,10 @@ use orien_protocol::{
     RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
-use tracing::{Instrument, info_span};
 
 pub use renter_side::{ExecView, RentedSession};
 
-use crate::node::{Answer, Inbound, Net, NetError};
+use crate::net::{Answer, Inbound, Net, NetError};
 use crate::payments::{PaymentError, Payments};
 use crate::peer_guard::Abuse;
 
@@ -415,11 +414,9 @@ impl Reply {
     }
 }
 
-/// How many inbound session requests may wait for the manager.
-const INBOX: usize = 256;
-
 impl Sessions {
-    /// Starts the manager; the returned sender is its inbox for requests from peers.
+    /// Starts the manager and closes out the sessions a crash left open. The node's
+    /// task hands it peers' requests through [`Sessions::dispatch`].
     pub(crate) fn start(
         key: NodeKey,
         services: SessionServices,
@@ -427,8 +424,7 @@ impl Sessions {
         own_offers: OwnOffers,
         clock: Arc<dyn Clock>,
         metrics: crate::metrics::Metrics,
-    ) -> (Self, mpsc::Sender<Inbound>) {
-        let node = key.node_id();
+    ) -> Self {
         let sessions = Self {
             inner: Arc::new(Inner {
                 key,
@@ -450,22 +446,12 @@ impl Sessions {
         };
         let left_open = recovery::left_open(&sessions.inner.store);
         tokio::spawn(recovery::close_out(sessions.inner.clone(), left_open));
-        let (inbox, mut requests) = mpsc::channel::<Inbound>(INBOX);
-        let dispatcher = sessions.clone();
-        tokio::spawn(
-            async move {
-                while let Some(inbound) = requests.recv().await {
-                    dispatcher.dispatch(inbound);
-                }
-            }
-            .instrument(info_span!("sessions", node = %node)),
-        );
-        (sessions, inbox)
+        sessions
     }
 
     /// Routes one request from a peer to the session it concerns, never waiting on a
     /// session: a session whose inbox is full answers "rate limited".
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         Inbound {
             peer,

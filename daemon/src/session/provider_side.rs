@@ -27,7 +27,7 @@ use super::provider_machine::{
     AckCheck, Delivery, ProviderAction, ProviderInput, ProviderMachine, ProviderTerms, RETRY,
 };
 use super::{Inner, Reply, blocking, error};
-use crate::node::{Net, NetError};
+use crate::net::{Net, NetError};
 use crate::payments::{LaneGuard, Payments};
 
 /// Attempts at telling the renter that the provider ended its session.

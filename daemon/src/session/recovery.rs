@@ -14,7 +14,7 @@ use orien_protocol::{CloseReason, CloseSession, NodeId, SessionId, SessionReques
 use tracing::{debug, info, warn};
 
 use super::{Inner, blocking};
-use crate::node::Net;
+use crate::net::Net;
 
 /// How long the peer of a closed-out session is told, and how often.
 const NOTICE_FOR: Duration = Duration::from_secs(120);

@@ -19,7 +19,7 @@ use super::renter_machine::{RenterAction, RenterInput, RenterMachine, RenterTerm
 use super::{
     ExecLog, ExecLogs, Inner, PaymentChoice, Reply, SessionError, blocking, error, unexpected,
 };
-use crate::node::Net;
+use crate::net::Net;
 use crate::payments::{LaneGuard, RenterLane};
 
 /// A session this node rents, as agreed with the provider.

@@ -1,13 +1,12 @@
 //! The session protocol as the session manager sees it: requests from peers with their
 //! answers, and [`Net`], through which it sends its own.
 
+use libp2p::PeerId;
 use orien_protocol::{NodeId, OfferId, SessionRequest, SessionResponse};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::offer_book::BookEntry;
 use crate::peer_guard::Abuse;
-
-use super::Command;
 
 /// A session-protocol request from a peer, for the session manager to answer.
 #[derive(Debug)]
@@ -58,10 +57,39 @@ pub enum NetError {
 /// Sends session-protocol requests through the node's swarm. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Net {
-    pub(super) commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<NetCommand>,
+}
+
+/// What [`Net`] asks of the node's task.
+pub(crate) enum NetCommand {
+    /// Send `request` to `peer`; its answer (or why none came) goes to `reply`.
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// The request (boxed: it is far larger than the other variant).
+        request: Box<SessionRequest>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<SessionResponse, NetError>>,
+    },
+    /// Look up an offer in the book.
+    Offer(OfferId, oneshot::Sender<Option<BookEntry>>),
+}
+
+impl std::fmt::Debug for NetCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Request { peer, .. } => write!(f, "Request(to {peer})"),
+            Self::Offer(id, _) => write!(f, "Offer({id})"),
+        }
+    }
 }
 
 impl Net {
+    /// A handle whose requests the node's task receives on the other end of `commands`.
+    pub(crate) fn new(commands: mpsc::Sender<NetCommand>) -> Self {
+        Self { commands }
+    }
+
     /// Sends `request` to `peer` and waits for its answer (or the request timeout).
     pub async fn request(
         &self,
@@ -70,11 +98,10 @@ impl Net {
     ) -> Result<SessionResponse, NetError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Request {
+            .send(NetCommand::Request {
                 peer: peer.to_peer_id(),
-                request,
+                request: Box::new(request),
                 reply,
-                faulted: false,
             })
             .await
             .map_err(|_| NetError::Stopped)?;
@@ -85,7 +112,7 @@ impl Net {
     pub async fn offer(&self, id: OfferId) -> Result<Option<BookEntry>, NetError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Offer(id, reply))
+            .send(NetCommand::Offer(id, reply))
             .await
             .map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)
