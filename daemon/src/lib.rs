@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod client;
+pub mod daemon;
 pub mod faults;
 pub mod identity;
 pub mod metrics;
@@ -32,10 +33,12 @@ pub mod net;
 pub mod network;
 pub mod node;
 pub mod offer_book;
+mod own_offers;
 pub mod payments;
 pub mod peer_guard;
 pub mod session;
 
+pub use daemon::{Daemon, DaemonConfig, DaemonError};
 pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
 pub use net::{Answer, Inbound, Net, NetError};

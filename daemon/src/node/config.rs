@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use orien_protocol::{EvmAddress, ImageDigest, Offer, Pricing, ResourceLimits, ToolName};
+use orien_protocol::ToolName;
 
 use crate::faults::{Fault, LinkFaults, Point};
 use crate::network::{self, NetworkTuning, TransportKind};
 use crate::offer_book::OfferBookLimits;
+pub use crate::own_offers::OfferSpec;
 use crate::session::SessionServices;
 
 /// What a node needs to start.
@@ -77,45 +78,6 @@ impl Default for NodeConfig {
             offer_book: OfferBookLimits::default(),
             sessions: None,
             faults: None,
-        }
-    }
-}
-
-/// What a provider offers for one tool; the node adds identity, issue and expiry times
-/// and signs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OfferSpec {
-    /// The tool.
-    pub tool: ToolName,
-    /// Its version.
-    pub version: String,
-    /// What it does.
-    pub description: String,
-    /// Its image.
-    pub image_digest: ImageDigest,
-    /// JSON Schema of its arguments, as text.
-    pub args_schema: String,
-    /// Its price.
-    pub pricing: Pricing,
-    /// Its limits.
-    pub limits: ResourceLimits,
-    /// Where the provider is paid.
-    pub payout: EvmAddress,
-}
-
-impl From<Offer> for OfferSpec {
-    /// The spec of an offer made by `orien_provider::Provider::offer` (provider, times
-    /// and signature are the node's to set).
-    fn from(offer: Offer) -> Self {
-        Self {
-            tool: offer.tool,
-            version: offer.version,
-            description: offer.description,
-            image_digest: offer.image_digest,
-            args_schema: offer.args_schema,
-            pricing: offer.pricing,
-            limits: offer.limits,
-            payout: offer.payout,
         }
     }
 }

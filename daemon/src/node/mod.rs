@@ -33,11 +33,11 @@ use crate::metrics::Metrics;
 use crate::net::{Answer, Net, NetError};
 use crate::network::{self, Behaviour};
 use crate::offer_book::{BookEntry, OfferBook, OfferQuery};
+use crate::own_offers::OwnOffers;
 use crate::peer_guard::{Abuse, GuardConfig, PeerGuard};
-use crate::session::{OwnOffers, Sessions};
+use crate::session::Sessions;
 
 use self::discovery::Find;
-use self::publishing::OwnOffer;
 use self::relay::is_direct;
 
 pub use config::{Faults, NodeConfig, NodeError, OfferSpec};
@@ -179,7 +179,7 @@ impl Node {
             key,
             clock,
             book: OfferBook::new(config.offer_book),
-            own_offers: HashMap::new(),
+            own_offers: own_offers.clone(),
             offer_ttl: config.offer_ttl,
             announce_debounce: config.tuning.announce_debounce,
             announce_due: None,
@@ -194,7 +194,6 @@ impl Node {
             next_responder: 0,
             outbound: HashMap::new(),
             commands: commands.clone(),
-            own_offer_index: own_offers.clone(),
             relays: HashMap::new(),
             faults: config.faults,
         };
@@ -364,7 +363,8 @@ struct EventLoop {
     key: NodeKey,
     clock: Arc<dyn Clock>,
     book: OfferBook,
-    own_offers: HashMap<ToolName, OwnOffer>,
+    /// The offers this node publishes (shared with the sessions, which open them).
+    own_offers: OwnOffers,
     offer_ttl: Duration,
     announce_debounce: Duration,
     /// A re-announcement owed to peers that joined the offer topic.
@@ -387,7 +387,6 @@ struct EventLoop {
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<SessionResponse, NetError>>>,
     /// To send commands to ourselves from helper tasks.
     commands: mpsc::Sender<Command>,
-    own_offer_index: OwnOffers,
     /// Peers that serve as relays (they announced the hop protocol), with an address.
     relays: HashMap<PeerId, Multiaddr>,
     /// Faults injected into the session protocol.

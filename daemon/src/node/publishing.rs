@@ -14,41 +14,24 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use super::config::{NodeError, OfferSpec};
 
-pub(super) struct OwnOffer {
-    spec: OfferSpec,
-    signed: Signed<Offer>,
-}
-
 impl EventLoop {
-    pub(super) fn sign_offer(
-        &self,
-        spec: &OfferSpec,
-        lifetime: Duration,
-    ) -> Result<Signed<Offer>, NodeError> {
-        let now = self.clock.wall();
-        let offer = Offer {
-            provider: self.key.node_id(),
-            tool: spec.tool.clone(),
-            version: spec.version.clone(),
-            description: spec.description.clone(),
-            image_digest: spec.image_digest,
-            args_schema: spec.args_schema.clone(),
-            pricing: spec.pricing,
-            limits: spec.limits,
-            payout: spec.payout,
-            issued_at: now,
-            expires_at: now.saturating_add(Millis::from_duration(lifetime).max(Millis(1))),
-        };
-        self.key.sign(&offer).map_err(|e| NodeError::InvalidOffer {
-            tool: spec.tool.clone(),
-            reason: e.to_string(),
-        })
+    fn sign_offer(&self, spec: &OfferSpec, lifetime: Duration) -> Result<Signed<Offer>, NodeError> {
+        spec.sign(&self.key, self.clock.wall(), lifetime)
+            .map_err(|e| NodeError::InvalidOffer {
+                tool: spec.tool.clone(),
+                reason: e.to_string(),
+            })
     }
 
     pub(super) fn publish(&mut self, spec: OfferSpec) -> Result<OfferId, NodeError> {
         let signed = self.sign_offer(&spec, self.offer_ttl)?;
         let id = signed.offer_id();
         let tool = spec.tool.clone();
+        // What we sign is checked like a peer's offer before anyone sees it.
+        let offer = signed.verify().map_err(|e| NodeError::InvalidOffer {
+            tool: tool.clone(),
+            reason: e.to_string(),
+        })?;
         // Our own offers are in our book too, so local queries see them.
         let _ = self.book.admit(signed.clone(), self.clock.wall());
         self.gossip(&signed);
@@ -61,17 +44,14 @@ impl EventLoop {
             warn!(%tool, error = %e, "cannot store provider record");
         }
         self.metrics.offers_published.inc();
-        if let Ok(offer) = signed.verify() {
-            self.own_offer_index.insert(id, offer, self.clock.wall());
-        }
+        self.own_offers
+            .announce(spec, signed, offer, self.clock.wall());
         info!(%tool, offer = %id, "offer published");
-        self.own_offers.insert(tool, OwnOffer { spec, signed });
         Ok(id)
     }
 
     pub(super) fn reannounce(&mut self) {
-        let specs: Vec<OfferSpec> = self.own_offers.values().map(|o| o.spec.clone()).collect();
-        for spec in specs {
+        for spec in self.own_offers.specs() {
             if let Err(e) = self.publish(spec) {
                 warn!(error = %e, "cannot re-announce offer");
             }
@@ -79,9 +59,10 @@ impl EventLoop {
     }
 
     pub(super) fn withdraw_all(&mut self) {
-        for (tool, own) in std::mem::take(&mut self.own_offers) {
+        for spec in self.own_offers.withdraw_all() {
+            let tool = spec.tool.clone();
             // A newer offer that has already expired supersedes the live one everywhere.
-            match self.sign_offer(&own.spec, Duration::from_millis(1)) {
+            match self.sign_offer(&spec, Duration::from_millis(1)) {
                 Ok(withdrawal) => {
                     let _ = self.book.admit(
                         withdrawal.clone(),
@@ -91,7 +72,6 @@ impl EventLoop {
                 }
                 Err(e) => warn!(%tool, error = %e, "cannot sign withdrawal"),
             }
-            self.own_offer_index.remove_tool(&tool);
             self.swarm
                 .behaviour_mut()
                 .kad
@@ -115,13 +95,9 @@ impl EventLoop {
     }
 
     pub(super) fn list_offers(&self, tool: Option<ToolName>) -> SessionResponse {
-        let offers: Vec<Signed<Offer>> = self
+        let offers = self
             .own_offers
-            .iter()
-            .filter(|(name, _)| tool.as_ref().is_none_or(|t| t == *name))
-            .map(|(_, own)| own.signed.clone())
-            .take(MAX_OFFERS_PER_RESPONSE)
-            .collect();
+            .listing(tool.as_ref(), MAX_OFFERS_PER_RESPONSE);
         if offers.is_empty() && tool.is_some() {
             return SessionResponse::Error {
                 code: RpcErrorCode::BadRequest,

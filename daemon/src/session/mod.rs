@@ -7,7 +7,9 @@
 //! requests leave through [`Net`]. Ledger commits run on the blocking pool, and an ack
 //! is sent (renter) or accepted (provider) only with the store's `Durable` proof.
 
+mod config;
 mod ended;
+mod history;
 #[cfg(test)]
 mod machine_tests;
 pub mod provider_machine;
@@ -18,165 +20,26 @@ mod renter_side;
 pub mod simulation;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use orien_ledger::Store;
-use orien_ledger::receipts::Tolerance;
 use orien_protocol::{
-    Clock, ExecEvent, ExecExit, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId,
-    RpcErrorCode, SessionId, SessionRequest, SessionResponse, Timestamp, ToolName, Usdc,
+    Clock, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId, RpcErrorCode, SessionId,
+    SessionRequest, SessionResponse, Usdc,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
+pub use config::{LedgerPayments, PaymentChoice, SessionConfig, SessionServices};
 pub use renter_side::{ExecView, RentedSession};
 
+use history::{ExecLog, ExecLogs, History};
+
 use crate::net::{Answer, Inbound, Net, NetError};
+use crate::own_offers::OwnOffers;
 use crate::payments::{PaymentError, Payments};
 use crate::peer_guard::Abuse;
-
-/// How a renter pays a session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PaymentChoice {
-    /// From an escrow lane when the node is connected to a chain, else the ledger.
-    #[default]
-    Auto,
-    /// The embedded ledgers only; nothing on chain.
-    Ledger,
-    /// An escrow lane (the node must be connected to a chain).
-    Escrow,
-}
-
-/// Which renters a provider connected to a chain serves on ledger-paid sessions (IOUs
-/// in the two ledgers, nothing escrowed). A provider without a chain has only those.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum LedgerPayments {
-    /// None: on a chain, every session is paid from an escrow lane.
-    #[default]
-    EscrowOnly,
-    /// These peers (operators the provider trusts to pay off chain).
-    Peers(std::collections::BTreeSet<NodeId>),
-    /// Anyone: the operator accepts IOUs from strangers.
-    Anyone,
-}
-
-impl LedgerPayments {
-    fn allows(&self, peer: &NodeId) -> bool {
-        match self {
-            Self::EscrowOnly => false,
-            Self::Peers(peers) => peers.contains(peer),
-            Self::Anyone => true,
-        }
-    }
-}
-
-/// Timings and limits of sessions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionConfig {
-    /// How often the provider sends a receipt while a session is open.
-    pub receipt_interval: Millis,
-    /// How long the provider waits for an ack before it suspends the session.
-    pub ack_timeout: Millis,
-    /// Longest session the provider accepts.
-    pub max_duration: Millis,
-    /// Most sessions the provider runs at once.
-    pub max_sessions: usize,
-    /// Most sessions the provider runs at once for one renter.
-    pub max_sessions_per_peer: usize,
-    /// Ledger-paid sessions a provider on a chain accepts.
-    pub ledger_payments: LedgerPayments,
-    /// Most output of rented sessions' executions a renter keeps in memory, in bytes;
-    /// past it the oldest ended sessions' output is forgotten, then new output refused.
-    pub max_output_held: u64,
-    /// How far the provider's meter may run ahead of the renter's.
-    pub tolerance: Tolerance,
-    /// How long a renter waits without hearing from its provider (no receipt, no
-    /// output) before it closes the session as disconnected (at least twice the
-    /// agreed receipt interval). A shorter outage is
-    /// ridden out: the provider retries its receipts until its ack timeout.
-    pub disconnect_grace: Millis,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            receipt_interval: Millis(5_000),
-            ack_timeout: Millis(10_000),
-            max_duration: Millis(24 * 3_600_000),
-            max_sessions: 16,
-            max_sessions_per_peer: 4,
-            ledger_payments: LedgerPayments::EscrowOnly,
-            max_output_held: 256 << 20,
-            tolerance: Tolerance::default(),
-            disconnect_grace: Millis(30_000),
-        }
-    }
-}
-
-/// What a node needs to serve or rent sessions.
-#[derive(Clone)]
-pub struct SessionServices {
-    /// The node's ledger.
-    pub store: Arc<Store>,
-    /// The sandbox, on nodes that sell tools: `orien_provider::Provider` (Docker), or
-    /// `orien_provider::model::ModelSandbox` where the container is beside the point.
-    pub provider: Option<Arc<dyn orien_provider::Sandbox>>,
-    /// Timings and limits.
-    pub config: SessionConfig,
-    /// Escrow payments, on nodes connected to a chain.
-    pub payments: Option<Arc<Payments>>,
-}
-
-impl std::fmt::Debug for SessionServices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionServices")
-            .field("store", &self.store.path())
-            .field("provider", &self.provider.is_some())
-            .field("config", &self.config)
-            .field("payments", &self.payments)
-            .finish()
-    }
-}
-
-/// The offers this node published and that may still be opened, by id.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct OwnOffers(Arc<RwLock<HashMap<OfferId, Offer>>>);
-
-impl OwnOffers {
-    pub(crate) fn insert(&self, id: OfferId, offer: Offer, now: Timestamp) {
-        let mut offers = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        offers.retain(|_, o| !o.is_expired(now));
-        offers.insert(id, offer);
-    }
-
-    pub(crate) fn remove_tool(&self, tool: &ToolName) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, o| &o.tool != tool);
-    }
-
-    fn all(&self) -> Vec<(OfferId, Offer)> {
-        let mut offers: Vec<(OfferId, Offer)> = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(id, offer)| (*id, offer.clone()))
-            .collect();
-        offers.sort_by(|a, b| a.1.tool.cmp(&b.1.tool));
-        offers
-    }
-
-    fn get(&self, id: &OfferId) -> Option<Offer> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()
-    }
-}
 
 /// Why a session operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -279,52 +142,6 @@ impl Inner {
 
     fn history(&self) -> std::sync::MutexGuard<'_, History> {
         self.history.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// How many rented sessions the node remembers (terms and execution output) after they
-/// end; the ledger keeps their receipts for good.
-const HISTORY_SESSIONS: usize = 1024;
-
-/// Rented sessions of this run with their execution logs, oldest evicted first.
-#[derive(Default)]
-struct History {
-    sessions: HashMap<SessionId, (RentedSession, Arc<ExecLogs>)>,
-    order: std::collections::VecDeque<SessionId>,
-    execs: HashMap<ExecId, SessionId>,
-}
-
-impl History {
-    fn insert(&mut self, rented: RentedSession, logs: Arc<ExecLogs>, held: &AtomicU64) {
-        if self.order.len() >= HISTORY_SESSIONS
-            && let Some(old) = self.order.pop_front()
-        {
-            self.forget(old, held);
-        }
-        self.order.push_back(rented.session);
-        self.sessions.insert(rented.session, (rented, logs));
-    }
-
-    fn forget(&mut self, session: SessionId, held: &AtomicU64) {
-        if let Some((_, logs)) = self.sessions.remove(&session) {
-            held.fetch_sub(logs.bytes.load(Ordering::SeqCst), Ordering::SeqCst);
-        }
-        self.execs.retain(|_, s| *s != session);
-    }
-
-    /// Forgets the output of the oldest session not in `live`; `false` if none is left.
-    fn evict_ended(
-        &mut self,
-        live: &std::collections::HashSet<SessionId>,
-        held: &AtomicU64,
-    ) -> bool {
-        let Some(position) = self.order.iter().position(|s| !live.contains(s)) else {
-            return false;
-        };
-        if let Some(old) = self.order.remove(position) {
-            self.forget(old, held);
-        }
-        true
     }
 }
 
@@ -744,48 +561,5 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// Output of executions as the renter keeps them, shared with API readers.
-#[derive(Debug, Default)]
-struct ExecLogs {
-    logs: Mutex<HashMap<ExecId, ExecLog>>,
-    changed: Notify,
-    /// Output bytes held in `logs`, counted in [`Inner::held`] too.
-    bytes: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Debug, Clone)]
-struct ExecLog {
-    events: Vec<ExecEvent>,
-    exit: Option<ExecExit>,
-}
-
-impl ExecLog {
-    fn new() -> Self {
-        Self {
-            events: Vec::new(),
-            exit: None,
-        }
-    }
-}
-
-impl ExecLogs {
-    fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<ExecId, ExecLog>> {
-        self.logs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn view(&self, exec: ExecId) -> Result<ExecView, SessionError> {
-        self.view_from(exec, 0)
-    }
-
-    fn view_from(&self, exec: ExecId, from: usize) -> Result<ExecView, SessionError> {
-        let logs = self.logs();
-        let log = logs.get(&exec).ok_or(SessionError::UnknownExec(exec))?;
-        Ok(ExecView {
-            events: log.events.get(from..).unwrap_or_default().to_vec(),
-            exit: log.exit.clone(),
-        })
     }
 }

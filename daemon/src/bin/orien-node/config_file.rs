@@ -60,7 +60,7 @@ impl FileConfig {
     /// Fills every setting of `run` that neither a flag nor the environment gave.
     pub(crate) fn apply(
         self,
-        run: &mut super::RunArgs,
+        run: &mut crate::args::RunArgs,
         matches: &ArgMatches,
     ) -> anyhow::Result<()> {
         let given = |id: &str| {

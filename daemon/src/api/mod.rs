@@ -5,23 +5,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orien_ledger::{SessionStatus, StoreError};
-use orien_protocol::{ExecEvent, ExecId, OutputStream, RpcErrorCode, SessionId, Split};
+use orien_protocol::{ExecId, SessionId, Split};
 use orien_web_api::chain::{
     FundRequest, FundedView, LanePaid, LaneView, SettlementView, WalletView,
 };
 use orien_web_api::sessions::{
-    BalanceView, EarningsView, ExecState, ExecutionView, FileView, LogEntry, LogKind, LogPage,
-    OfferChoice, OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState,
-    SessionView, UsageView, usdc_string,
+    BalanceView, EarningsView, ExecutionView, FileView, LogPage, OfferChoice, OpenSessionRequest,
+    PaymentKind, ReceiptView, SessionRole, SessionState, SessionView, UsageView, usdc_string,
 };
 use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 
-use crate::node::{Node, NodeError};
+mod errors;
+mod views;
+
+use errors::{chain_error, ledger_error};
+use views::{execution_view, log_page};
+
+use crate::node::Node;
 use crate::offer_book::OfferQuery;
 use crate::payments::{PaymentError, Payments};
-use crate::session::{
-    ExecSnapshot, PaymentChoice, SessionError, Sessions, blocking as run_blocking,
-};
+use crate::session::{PaymentChoice, SessionError, Sessions, blocking as run_blocking};
 
 /// Serves the HTTP API from a running node.
 #[derive(Clone)]
@@ -109,152 +112,6 @@ impl NodeService {
             split: Split::of(head.amount).into(),
         }
     }
-}
-
-impl From<NodeError> for ApiError {
-    fn from(error: NodeError) -> Self {
-        match error {
-            NodeError::Stopped => ApiError::Unavailable("the node is stopping".into()),
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<SessionError> for ApiError {
-    fn from(error: SessionError) -> Self {
-        match error {
-            SessionError::UnknownSession(s) => ApiError::NotFound(format!("session {s}")),
-            SessionError::UnknownExec(e) => ApiError::NotFound(format!("execution {e}")),
-            SessionError::UnknownOffer(_) => ApiError::NotFound(error.to_string()),
-            SessionError::Rejected(_)
-            | SessionError::NotOpen { .. }
-            | SessionError::Budget(_)
-            | SessionError::TooManyCalls { .. } => ApiError::Conflict(error.to_string()),
-            SessionError::Refused {
-                code: RpcErrorCode::BadRequest,
-                detail,
-            } => ApiError::BadRequest {
-                detail: format!("the provider refused the request: {detail}"),
-                errors: Vec::new(),
-            },
-            SessionError::Refused {
-                code: RpcErrorCode::RateLimited,
-                ..
-            } => ApiError::RateLimited,
-            SessionError::Refused { .. } | SessionError::Remote(_) => {
-                ApiError::BadGateway(error.to_string())
-            }
-            SessionError::Net(crate::net::NetError::Stopped) => {
-                ApiError::Unavailable("the node is stopping".into())
-            }
-            SessionError::Net(e) => ApiError::BadGateway(format!(
-                "{e}; the provider may be offline — list offers again or retry"
-            )),
-            SessionError::Ledger(e) => ledger_error(e),
-            SessionError::Payment(PaymentError::InsufficientDeposit { .. })
-            | SessionError::Payment(PaymentError::LaneBusy(_))
-            | SessionError::NoChain => ApiError::Conflict(error.to_string()),
-            SessionError::Payment(PaymentError::Ledger(e)) => ledger_error(e),
-            SessionError::Payment(e) => ApiError::BadGateway(format!("the chain: {e}")),
-            SessionError::Disabled => ApiError::Unavailable(error.to_string()),
-        }
-    }
-}
-
-fn chain_error(error: orien_ledger::chain::ChainError) -> ApiError {
-    ApiError::BadGateway(format!("the chain: {error}"))
-}
-
-fn ledger_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::UnknownSession(s) => ApiError::NotFound(format!("session {s}")),
-        StoreError::DiskFull { .. } => ApiError::Unavailable(format!(
-            "{error}; free disk space, nothing acknowledged was lost"
-        )),
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
-/// The API's view of an execution.
-fn execution_view(exec: ExecId, snapshot: &ExecSnapshot) -> ExecutionView {
-    let text = |stream| String::from_utf8_lossy(&snapshot.view.output(stream)).into_owned();
-    let view = ExecutionView {
-        id: exec.to_string(),
-        session: snapshot.session.to_string(),
-        state: if snapshot.session_ended {
-            ExecState::Lost
-        } else {
-            ExecState::Running
-        },
-        exit_code: None,
-        detail: snapshot
-            .session_ended
-            .then(|| "the session ended before the execution reported its exit".into()),
-        wall_ms: None,
-        cpu_ms: None,
-        peak_memory_bytes: None,
-        stdout: text(OutputStream::Stdout),
-        stderr: text(OutputStream::Stderr),
-        stdout_truncated: false,
-        stderr_truncated: false,
-    };
-    match &snapshot.view.exit {
-        Some(exit) => view.with_exit(exit),
-        None => view,
-    }
-}
-
-/// The log of an execution after `after`, from a snapshot of its events after it; an
-/// execution whose session ended without an exit gets a final `exit` entry saying it
-/// was lost. `whole` is the execution with all its output, for the exit entry.
-fn log_page(
-    exec: ExecId,
-    snapshot: &ExecSnapshot,
-    whole: Option<&ExecSnapshot>,
-    after: Option<u64>,
-) -> LogPage {
-    let first = after.map_or(0, |a| a.saturating_add(1)) as usize;
-    let mut entries: Vec<LogEntry> = Vec::new();
-    let events = &snapshot.view.events;
-    let exit_data = || exit_data(exec, whole.unwrap_or(snapshot));
-    for (i, event) in events.iter().enumerate() {
-        let index = snapshot.first_event + i;
-        if index < first {
-            continue;
-        }
-        let (kind, data) = match event {
-            ExecEvent::Output(chunk) => (
-                match chunk.stream {
-                    OutputStream::Stdout => LogKind::Stdout,
-                    OutputStream::Stderr => LogKind::Stderr,
-                },
-                String::from_utf8_lossy(&chunk.data).into_owned(),
-            ),
-            ExecEvent::Exit(_) => (LogKind::Exit, exit_data()),
-        };
-        entries.push(LogEntry {
-            index: index as u64,
-            kind,
-            data,
-        });
-    }
-    let exited = snapshot.view.exit.is_some();
-    let total = snapshot.first_event + events.len();
-    if !exited && snapshot.session_ended && total >= first {
-        entries.push(LogEntry {
-            index: total as u64,
-            kind: LogKind::Exit,
-            data: exit_data(),
-        });
-    }
-    LogPage {
-        entries,
-        finished: exited || snapshot.session_ended,
-    }
-}
-
-fn exit_data(exec: ExecId, snapshot: &ExecSnapshot) -> String {
-    serde_json::to_string(&execution_view(exec, snapshot)).unwrap_or_else(|_| "{}".into())
 }
 
 #[async_trait]

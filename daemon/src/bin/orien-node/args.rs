@@ -1,0 +1,297 @@
+//! The command line of `orien-node`: its commands and flags, and how `run`'s flags
+//! become a [`SessionConfig`] and [`ChainSettings`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+use orien_daemon::payments::ChainSettings;
+use orien_daemon::{LedgerPayments, SessionConfig};
+use orien_ledger::chain::{ChainConfig, Url};
+use orien_protocol::{EvmAddress, Millis, Usdc};
+
+use crate::commands;
+
+/// An ORIEN node: sell time on whitelisted tools, or rent it.
+#[derive(Debug, Parser)]
+#[command(name = "orien-node", version, long_about = None)]
+pub(crate) struct Cli {
+    /// Data directory (identity key, config, ledger).
+    #[arg(long, env = "ORIEN_DATA_DIR", default_value_os_t = default_data_dir(), global = true)]
+    pub(crate) data_dir: PathBuf,
+    /// The running node's API (default: the address `run` wrote to the data directory,
+    /// else http://127.0.0.1:7400).
+    #[arg(long, env = "ORIEN_API_URL", global = true)]
+    pub(crate) api_url: Option<String>,
+    /// Print results as JSON (the API's documents).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Configuration file for `run` (default: config.toml in the data directory).
+    #[arg(long, env = "ORIEN_CONFIG", global = true)]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the data directory: ed25519 identity, API token, payout wallet (all 0600)
+    /// and a commented config.toml.
+    Init {
+        /// What the node will do; shapes the config file it writes.
+        #[arg(long, value_parser = ["provider", "renter", "both"], default_value = "both")]
+        role: String,
+    },
+    /// Run the node until interrupted (Ctrl-C or SIGTERM).
+    Run(Box<RunArgs>),
+    /// Print this node's id.
+    Id,
+    /// The node's payout/payment wallet.
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+    /// The node's ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    #[command(flatten)]
+    Client(commands::ClientCommand),
+    /// Show the effective configuration: data directory, files, API, environment.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print shell completions (e.g. `orien-node completions bash > /etc/bash_completion.d/orien-node`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print it.
+    Show,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Address to listen on; repeat for several.
+    #[arg(long = "listen", env = "ORIEN_LISTEN", value_delimiter = ',', default_values_t = default_listen())]
+    pub(crate) listen: Vec<Multiaddr>,
+    /// Bootstrap peer (`/ip4/…/tcp/…/p2p/<peer id>`); repeat for several.
+    #[arg(long = "bootstrap", env = "ORIEN_BOOTSTRAP", value_delimiter = ',')]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Address of the local HTTP API.
+    #[arg(long, env = "ORIEN_API", default_value = "127.0.0.1:7400")]
+    pub(crate) api: SocketAddr,
+    /// An address at which others reach this node (e.g. a public address with port
+    /// forwarding); repeat for several.
+    #[arg(
+        long = "external-address",
+        env = "ORIEN_EXTERNAL_ADDRESS",
+        value_delimiter = ','
+    )]
+    pub(crate) external_addresses: Vec<Multiaddr>,
+    /// Lifetime of this node's offers (seconds); they are re-announced at a third of it.
+    #[arg(long, env = "ORIEN_OFFER_TTL_SECS", default_value_t = 3600)]
+    pub(crate) offer_ttl_secs: u64,
+    /// Serve as a relay for nodes that cannot be reached directly (providers behind
+    /// NAT listen through it with `--listen <relay addr>/p2p-circuit`).
+    #[arg(long, env = "ORIEN_RELAY_SERVER")]
+    pub(crate) relay_server: bool,
+    /// Allow the API to listen on a non-loopback address (anyone who can reach it
+    /// and holds the token can spend this node's money).
+    #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]
+    pub(crate) api_allow_remote: bool,
+    /// Sell the tools of this provider configuration
+    /// (see configs/provider.example.toml); without it the node only rents.
+    #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]
+    pub(crate) provider_config: Option<PathBuf>,
+    /// Where earnings are paid (EVM address); defaults to this node's wallet.
+    #[arg(long, env = "ORIEN_PAYOUT")]
+    pub(crate) payout: Option<EvmAddress>,
+    #[command(flatten)]
+    pub(crate) timing: Timing,
+    #[command(flatten)]
+    pub(crate) chain: ChainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WalletCommand {
+    /// Print the wallet's address (fund it with USDC and gas to rent over escrow).
+    Address,
+    /// USDC in the wallet and what the escrow holds for this node (running node).
+    Balance,
+    /// Add USDC from the wallet to the lane to a provider's payout address (running node).
+    Fund {
+        /// The provider's payout address (an offer's `payout`).
+        #[arg(long)]
+        to: EvmAddress,
+        /// USDC to add, e.g. 5 or 0.25.
+        #[arg(long)]
+        amount: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Check the whole ledger: chains, signatures, balanced postings, balances
+    /// (stopped node: it opens the ledger read-only).
+    Verify,
+    /// Every account and its balance (running node).
+    Balances,
+    /// Every posting, one line per leg (stopped node).
+    Export {
+        /// CSV or JSON lines.
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
+    },
+}
+
+/// Where the escrow is; without `--chain-rpc` sessions are paid through the ledgers only.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "On-chain payment")]
+pub(crate) struct ChainArgs {
+    /// JSON-RPC endpoint of the EVM chain holding the escrow.
+    #[arg(long, env = "ORIEN_CHAIN_RPC", requires_all = ["chain_id", "escrow"])]
+    pub(crate) chain_rpc: Option<Url>,
+    /// Its chain id (checked against the endpoint).
+    #[arg(long, env = "ORIEN_CHAIN_ID")]
+    pub(crate) chain_id: Option<u64>,
+    /// Address of the `OrienEscrow` contract.
+    #[arg(long, env = "ORIEN_ESCROW")]
+    pub(crate) escrow: Option<EvmAddress>,
+    /// Blocks on top of a transaction before it counts.
+    #[arg(long, env = "ORIEN_CONFIRMATIONS", default_value_t = 1)]
+    pub(crate) confirmations: u64,
+    /// Renter: top a lane up by what a new session needs instead of refusing to open,
+    /// up to this much USDC deposited on the lane in all (e.g. 20).
+    #[arg(long, env = "ORIEN_AUTO_FUND", value_name = "CAP")]
+    pub(crate) auto_fund: Option<Usdc>,
+    /// Provider: settle unsettled vouchers every this many seconds (0: not on a timer).
+    #[arg(long, env = "ORIEN_SETTLE_EVERY_SECS", default_value_t = 3600)]
+    pub(crate) settle_every_secs: u64,
+    /// Provider: settle as soon as this much USDC is acknowledged and unsettled.
+    #[arg(long, env = "ORIEN_SETTLE_ABOVE", value_name = "USDC")]
+    pub(crate) settle_above: Option<Usdc>,
+    /// Provider: do not settle at shutdown.
+    #[arg(long, env = "ORIEN_NO_SETTLE_ON_SHUTDOWN")]
+    pub(crate) no_settle_on_shutdown: bool,
+}
+
+impl ChainArgs {
+    pub(crate) fn settings(&self) -> anyhow::Result<Option<ChainSettings>> {
+        let (Some(rpc), Some(chain_id), Some(escrow)) =
+            (self.chain_rpc.clone(), self.chain_id, self.escrow)
+        else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.confirmations >= 1,
+            "--confirmations must be at least 1"
+        );
+        let mut chain = ChainConfig::new(rpc, chain_id);
+        chain.confirmations = self.confirmations;
+        Ok(Some(ChainSettings {
+            chain,
+            escrow,
+            auto_fund_cap: self.auto_fund,
+            settle_every: (self.settle_every_secs > 0)
+                .then(|| Duration::from_secs(self.settle_every_secs)),
+            settle_above: self.settle_above,
+        }))
+    }
+}
+
+/// Session timings; the defaults suit real use, tests shorten them.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Session timing")]
+pub(crate) struct Timing {
+    /// How often a provider sends a usage receipt (ms).
+    #[arg(long, env = "ORIEN_RECEIPT_INTERVAL_MS", default_value_t = 5_000)]
+    pub(crate) receipt_interval_ms: u64,
+    /// How long a provider waits for an ack before suspending a session (ms).
+    #[arg(long, env = "ORIEN_ACK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub(crate) ack_timeout_ms: u64,
+    /// How long a renter rides out silence from its provider before closing the
+    /// session as disconnected (ms; at least twice the provider's receipt interval).
+    #[arg(long, env = "ORIEN_DISCONNECT_GRACE_MS", default_value_t = 30_000)]
+    pub(crate) disconnect_grace_ms: u64,
+    /// Provider: most sessions one renter may hold at once.
+    #[arg(long, env = "ORIEN_MAX_SESSIONS_PER_PEER", default_value_t = 4)]
+    pub(crate) max_sessions_per_peer: usize,
+    /// Provider on a chain: also serve this renter (peer id) on ledger-paid sessions,
+    /// IOUs with nothing escrowed; repeat for several.
+    #[arg(
+        long = "ledger-peer",
+        env = "ORIEN_LEDGER_PEERS",
+        value_delimiter = ','
+    )]
+    pub(crate) ledger_peers: Vec<orien_protocol::NodeId>,
+    /// Provider on a chain: serve anyone on ledger-paid sessions (IOUs from strangers;
+    /// without it, and without --ledger-peer, every session is paid from escrow).
+    #[arg(long, env = "ORIEN_ACCEPT_LEDGER_PAYMENTS")]
+    pub(crate) accept_ledger_payments: bool,
+    /// Renter: most output of executions kept in memory, in MiB (the oldest ended
+    /// sessions' output is forgotten first).
+    #[arg(long, env = "ORIEN_MAX_OUTPUT_MIB", default_value_t = 256)]
+    pub(crate) max_output_mib: u64,
+}
+
+impl Timing {
+    pub(crate) fn session_config(&self) -> anyhow::Result<SessionConfig> {
+        anyhow::ensure!(
+            self.receipt_interval_ms >= 100,
+            "--receipt-interval-ms must be at least 100"
+        );
+        anyhow::ensure!(
+            self.ack_timeout_ms > self.receipt_interval_ms,
+            "--ack-timeout-ms must be longer than --receipt-interval-ms"
+        );
+        anyhow::ensure!(
+            self.disconnect_grace_ms >= 1_000,
+            "--disconnect-grace-ms must be at least 1000"
+        );
+        anyhow::ensure!(
+            self.max_sessions_per_peer >= 1,
+            "--max-sessions-per-peer must be at least 1"
+        );
+        let ledger_payments = if self.accept_ledger_payments {
+            LedgerPayments::Anyone
+        } else if self.ledger_peers.is_empty() {
+            LedgerPayments::EscrowOnly
+        } else {
+            LedgerPayments::Peers(self.ledger_peers.iter().copied().collect())
+        };
+        Ok(SessionConfig {
+            receipt_interval: Millis(self.receipt_interval_ms),
+            ack_timeout: Millis(self.ack_timeout_ms),
+            disconnect_grace: Millis(self.disconnect_grace_ms),
+            max_sessions_per_peer: self.max_sessions_per_peer,
+            ledger_payments,
+            max_output_held: self.max_output_mib.saturating_mul(1 << 20),
+            ..SessionConfig::default()
+        })
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("orien")
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}

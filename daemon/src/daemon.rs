@@ -1,0 +1,357 @@
+//! A whole node as `orien-node run` starts it, from a data directory: the ledger, the
+//! sandbox when the node sells tools, the escrow when it pays on a chain, the network
+//! node with its sessions, its offers, and the local HTTP API. [`Daemon::start`] is the
+//! one place this wiring lives; the binary parses its flags into a [`DaemonConfig`] and
+//! calls it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use orien_ledger::Store;
+use orien_ledger::chain::{Wallet, WalletError};
+use orien_protocol::{Clock, EvmAddress, Millis, NodeKey, OfferId, SystemClock, ToolName};
+use orien_provider::config::ConfigError;
+use orien_provider::{Provider, ProviderConfig, ProviderError, Reaper};
+use orien_web_api::{ApiConfig, BearerToken, TokenError};
+use tokio::task::JoinHandle;
+
+use crate::api::NodeService;
+use crate::identity::{self, IdentityError};
+use crate::payments::{ChainSettings, PaymentError, Payments, RECONCILE_EVERY};
+use crate::{Node, NodeConfig, NodeError, OfferSpec, SessionConfig, SessionServices};
+
+/// The payout wallet's key file in the data directory.
+pub const WALLET_FILE: &str = "wallet.key";
+/// The ledger's directory in the data directory.
+pub const LEDGER_DIR: &str = "ledger";
+/// How long shutdown waits for each rented session to close.
+const CLOSE_ON_SHUTDOWN: Duration = Duration::from_secs(15);
+/// How long shutdown waits for a provider's last settlement.
+const SETTLE_ON_SHUTDOWN: Duration = Duration::from_secs(60);
+
+/// What a node runs with, beyond its data directory.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The network node: listen and bootstrap addresses, tuning, offer lifetime. Its
+    /// `sessions` are replaced by the ones the daemon wires.
+    pub node: NodeConfig,
+    /// Session timings and policies.
+    pub sessions: SessionConfig,
+    /// The provider configuration whose tools this node sells (`None`: it only rents).
+    pub provider: Option<PathBuf>,
+    /// Where earnings are paid (`None`: this node's wallet).
+    pub payout: Option<EvmAddress>,
+    /// The escrow (`None`: sessions are paid through the ledgers only).
+    pub chain: Option<ChainSettings>,
+    /// Provider on a chain: settle what is owed at shutdown.
+    pub settle_on_shutdown: bool,
+    /// Address of the local HTTP API.
+    pub api: SocketAddr,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The data directory has no usable identity.
+    #[error("loading the node's identity from {dir} (run `orien-node init` first): {source}")]
+    Identity {
+        /// The data directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: IdentityError,
+    },
+    /// The API token could not be read or created.
+    #[error("the API token in {dir}: {source}")]
+    Token {
+        /// The data directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: TokenError,
+    },
+    /// The ledger could not be opened.
+    #[error("opening the ledger at {path}: {source}")]
+    Ledger {
+        /// The ledger's directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: orien_ledger::StoreError,
+    },
+    /// The provider configuration is invalid.
+    #[error("the provider configuration {path}: {source}")]
+    ProviderConfig {
+        /// Its file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: ConfigError,
+    },
+    /// The sandbox could not start.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The wallet could not be loaded or created.
+    #[error("loading the wallet {path}: {source}")]
+    Wallet {
+        /// Its key file.
+        path: PathBuf,
+        /// What went wrong.
+        source: WalletError,
+    },
+    /// The escrow is unreachable or not what the settings say.
+    #[error("connecting to the escrow (--chain-rpc, --chain-id, --escrow): {0}")]
+    Escrow(#[source] PaymentError),
+    /// The network node could not start or publish.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A tool's image is not present, so it cannot be offered.
+    #[error("making the offer of tool `{0}`: its image is not present")]
+    Offer(ToolName),
+    /// The API's address could not be bound.
+    #[error(
+        "binding the API to {addr}; is another node running? choose another with --api: {source}"
+    )]
+    ApiBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The API's address could not be recorded in the data directory.
+    #[error("writing {path}: {source}")]
+    ApiAddrFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// A running node: everything [`Daemon::start`] wired, until [`Daemon::serve`] ends.
+pub struct Daemon {
+    node: Arc<Node>,
+    payments: Option<Arc<Payments>>,
+    escrow: Option<(EvmAddress, u64, EvmAddress)>,
+    offers: Vec<(ToolName, OfferId)>,
+    listener: tokio::net::TcpListener,
+    api: SocketAddr,
+    api_addr_file: PathBuf,
+    token: BearerToken,
+    settle_on_shutdown: bool,
+    _reaper: Option<Reaper>,
+    _background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("node", &self.node.id())
+            .field("api", &self.api)
+            .field("offers", &self.offers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Starts the node of `data_dir` (made by `orien-node init`): opens its ledger,
+    /// starts the sandbox and the escrow client it is configured with, joins the
+    /// network, publishes an offer per tool it sells and binds the API (the address is
+    /// written to `api.addr` in the data directory for the CLI).
+    pub async fn start(data_dir: &Path, config: DaemonConfig) -> Result<Self, DaemonError> {
+        let key = identity::load(data_dir).map_err(|source| DaemonError::Identity {
+            dir: data_dir.to_owned(),
+            source,
+        })?;
+        let token = BearerToken::create_or_load(data_dir).map_err(|source| DaemonError::Token {
+            dir: data_dir.to_owned(),
+            source,
+        })?;
+        let ledger = data_dir.join(LEDGER_DIR);
+        let store = Arc::new(Store::open(&ledger).map_err(|source| DaemonError::Ledger {
+            path: ledger.clone(),
+            source,
+        })?);
+        let provider = match &config.provider {
+            Some(path) => Some(start_provider(path, &key).await?),
+            None => None,
+        };
+        let reaper = provider.as_ref().map(Provider::spawn_reaper);
+        let wallet_file = data_dir.join(WALLET_FILE);
+        let wallet =
+            Wallet::load_or_create(&wallet_file).map_err(|source| DaemonError::Wallet {
+                path: wallet_file,
+                source,
+            })?;
+        let payout = config.payout.unwrap_or_else(|| wallet.address());
+        let mut background = Vec::new();
+        let payments = match &config.chain {
+            Some(settings) => {
+                let payments = Payments::connect(settings, &wallet, store.clone())
+                    .await
+                    .map_err(DaemonError::Escrow)?;
+                background.push(payments.spawn_reconciler(RECONCILE_EVERY));
+                if provider.is_some() {
+                    background.extend(
+                        payments.spawn_settler(settings.settle_every, settings.settle_above),
+                    );
+                }
+                Some(payments)
+            }
+            None => None,
+        };
+        let escrow = config
+            .chain
+            .as_ref()
+            .map(|s| (s.escrow, s.chain.chain_id, wallet.address()));
+        let node_config = NodeConfig {
+            sessions: Some(SessionServices {
+                store,
+                provider: provider
+                    .clone()
+                    .map(|p| Arc::new(p) as Arc<dyn orien_provider::Sandbox>),
+                config: config.sessions,
+                payments: payments.clone(),
+            }),
+            ..config.node
+        };
+        let offer_ttl = Millis::from_duration(node_config.offer_ttl);
+        let clock = Arc::new(SystemClock::new());
+        let node = Arc::new(Node::start(key, node_config, clock.clone()).await?);
+        let mut offers = Vec::new();
+        if let Some(provider) = &provider {
+            let tools: Vec<ToolName> = provider.tools().map(|t| t.name().clone()).collect();
+            for tool in tools {
+                let offer = provider
+                    .offer(&tool, payout, clock.wall(), offer_ttl)
+                    .ok_or_else(|| DaemonError::Offer(tool.clone()))?;
+                let id = node.publish_offer(OfferSpec::from(offer)).await?;
+                offers.push((tool, id));
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(config.api)
+            .await
+            .map_err(|source| DaemonError::ApiBind {
+                addr: config.api,
+                source,
+            })?;
+        let api = listener
+            .local_addr()
+            .map_err(|source| DaemonError::ApiBind {
+                addr: config.api,
+                source,
+            })?;
+        let api_addr_file = data_dir.join(crate::client::API_ADDR_FILE);
+        std::fs::write(&api_addr_file, api.to_string()).map_err(|source| {
+            DaemonError::ApiAddrFile {
+                path: api_addr_file.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            node,
+            settle_on_shutdown: config.settle_on_shutdown && provider.is_some(),
+            payments,
+            escrow,
+            offers,
+            listener,
+            api,
+            api_addr_file,
+            token,
+            _reaper: reaper,
+            _background: background,
+        })
+    }
+
+    /// The network node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The addresses the node listens on.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        self.node.listen_addrs()
+    }
+
+    /// The escrow it pays through, the chain's id and its wallet (`None`: ledger only).
+    pub fn escrow(&self) -> Option<(EvmAddress, u64, EvmAddress)> {
+        self.escrow
+    }
+
+    /// The offer published for each tool it sells.
+    pub fn offers(&self) -> &[(ToolName, OfferId)] {
+        &self.offers
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+    }
+
+    /// Serves the API until `shutdown` completes, then stops in order: the API, the
+    /// sessions this node rents (each closed on a countersigned closing receipt), a
+    /// provider's settlement when configured, and the network node (its offers
+    /// withdrawn).
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let service = Arc::new(NodeService::new(self.node.clone()));
+        let app = orien_web_api::router(service, ApiConfig::new(self.token.clone()));
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = std::fs::remove_file(&self.api_addr_file);
+        close_rented_sessions(&self.node).await;
+        if self.settle_on_shutdown
+            && let Some(payments) = &self.payments
+        {
+            settle_at_shutdown(payments).await;
+        }
+        match Arc::try_unwrap(self.node) {
+            Ok(node) => node.shutdown().await,
+            Err(_) => {
+                tracing::warn!("API connections still open; stopping without withdrawing offers")
+            }
+        }
+        served
+    }
+}
+
+/// Loads the provider configuration at `path` and starts its sandbox.
+async fn start_provider(path: &Path, key: &NodeKey) -> Result<Provider, DaemonError> {
+    let (config, tools) =
+        ProviderConfig::load(path).map_err(|source| DaemonError::ProviderConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(Provider::start(&config.engine, tools, key.node_id()).await?)
+}
+
+/// Settles what this provider is owed before it stops (bounded in time).
+async fn settle_at_shutdown(payments: &Payments) {
+    match tokio::time::timeout(SETTLE_ON_SHUTDOWN, payments.settle()).await {
+        Ok(Ok(batches)) if batches.is_empty() => {}
+        Ok(Ok(batches)) => tracing::info!(transactions = batches.len(), "settled at shutdown"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not settle at shutdown; `orien-node settle` after restart")
+        }
+        Err(_) => {
+            tracing::warn!("settling at shutdown timed out; `orien-node settle` after restart")
+        }
+    }
+}
+
+/// Closes every session this node rents, so each ends on a countersigned closing
+/// receipt rather than on the provider's ack timeout.
+async fn close_rented_sessions(node: &Node) {
+    let Some(sessions) = node.sessions() else {
+        return;
+    };
+    for session in sessions.rented_sessions() {
+        match tokio::time::timeout(CLOSE_ON_SHUTDOWN, sessions.close(session)).await {
+            Ok(Ok(())) => tracing::info!(%session, "closed at shutdown"),
+            Ok(Err(e)) => tracing::warn!(%session, error = %e, "could not close at shutdown"),
+            Err(_) => tracing::warn!(%session, "closing timed out at shutdown"),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The session machines' rules, one test each, on a manual clock and real ledgers (a
+//! receipt only counts as durable once RocksDB says so).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orien_ledger::receipts::Tolerance;
+use orien_ledger::{
+    Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus, Store, StoreOptions,
+};
+use orien_protocol::{
+    Clock, CloseReason, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome, ManualClock,
+    Millis, NodeKey, OutputChunk, OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId,
+    SessionResponse, Signed, Timestamp, UsageReceipt, Usdc,
+};
+
+use super::provider_machine::{
+    Delivery, ProviderAction, ProviderInput, ProviderMachine, ProviderTerms, RETRY,
+};
+use super::renter_machine::{
+    Refused, RenterAction, RenterInput, RenterMachine, RenterTerms, StartRefused,
+};
+use crate::peer_guard::Abuse;
+
+const INTERVAL: Millis = Millis(1_000);
+const ACK_TIMEOUT: Millis = Millis(3_000);
+const MAX_EXEC: Millis = Millis(2_000);
+const PRICING: Pricing = Pricing {
+    session_per_minute: Usdc::from_micros(60_000),
+    exec_per_minute: Usdc::from_micros(600_000),
+};
+const GRACE: Duration = Duration::from_secs(5);
+
+type P = ProviderMachine<u32>;
+type R = RenterMachine<u32>;
+
+struct Rig {
+    clock: Arc<ManualClock>,
+    session: SessionId,
+    provider_store: Store,
+    renter_store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(budget: u64) -> (Rig, P, R) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let store = |name: &str| {
+        let options = StoreOptions {
+            clock: clock.clone(),
+            read_only: false,
+        };
+        Store::open_with(dir.path().join(name), options).unwrap()
+    };
+    let (provider_store, renter_store) = (store("provider"), store("renter"));
+    let (provider, renter) = (NodeKey::generate(), NodeKey::generate());
+    let session = SessionId::random();
+    let budget = Usdc::from_micros(budget);
+    let record = SessionRecord {
+        session,
+        provider: provider.node_id(),
+        renter: renter.node_id(),
+        payment: PaymentLane::Ledger,
+        pricing: PRICING,
+        budget,
+        opened_at: clock.wall(),
+    };
+    provider_store.open_session(record.clone()).unwrap();
+    renter_store.open_session(record).unwrap();
+    let config = MeterConfig {
+        pricing: PRICING,
+        budget,
+        receipt_interval: INTERVAL,
+        call_cap: MeterConfig::call_cap_for(MAX_EXEC),
+    };
+    let c: Arc<dyn Clock> = clock.clone();
+    let p = ProviderMachine::new(
+        ProviderTerms {
+            session,
+            max_calls: 2,
+            max_duration: Duration::from_secs(60),
+        },
+        Meter::start(config, c.clone()),
+        Issuer::new(
+            provider.clone(),
+            session,
+            renter.node_id(),
+            ACK_TIMEOUT,
+            c.clone(),
+        ),
+        None,
+        c.clone(),
+    );
+    let r = RenterMachine::new(
+        RenterTerms {
+            session,
+            max_calls: 2,
+            output_cap: 64,
+            call_cap: MeterConfig::call_cap_for(MAX_EXEC),
+            grace: GRACE,
+            slack: Tolerance::default().slack,
+        },
+        Meter::start(config, c.clone()),
+        Countersigner::new(
+            renter,
+            session,
+            provider.node_id(),
+            PRICING,
+            budget,
+            Tolerance::default(),
+        ),
+        c,
+    );
+    let rig = Rig {
+        clock,
+        session,
+        provider_store,
+        renter_store,
+        _dir: dir,
+    };
+    (rig, p, r)
+}
+
+impl Rig {
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Passes one receipt through the renter and its ack back, committing on both sides
+    /// as the drivers do; the provider's actions after the commit.
+    fn deliver(
+        &self,
+        p: &mut P,
+        r: &mut R,
+        receipt: Signed<UsageReceipt>,
+    ) -> Vec<ProviderAction<u32>> {
+        let ack = self.renter_acks(r, receipt);
+        let actions = p.handle(ProviderInput::Delivered(Delivery::Answered(ack)));
+        let Some(ProviderAction::Commit(acked)) = actions.into_iter().next() else {
+            panic!("an ack is committed first");
+        };
+        let durable = self.provider_store.ingest(acked).unwrap();
+        p.handle(ProviderInput::Committed(Ok(durable)))
+    }
+
+    fn renter_acks(&self, r: &mut R, receipt: Signed<UsageReceipt>) -> SessionResponse {
+        let actions = r.handle(RenterInput::Receipt { receipt, reply: 7 });
+        match actions.as_slice() {
+            [RenterAction::Commit(acked)] => {
+                let durable = self.renter_store.ingest(acked.clone()).unwrap();
+                let mut out = r.handle(RenterInput::Committed(Ok(durable)));
+                match out.pop() {
+                    Some(RenterAction::Reply(7, response)) => response,
+                    other => panic!("no reply after the commit: {other:?}"),
+                }
+            }
+            [RenterAction::Reply(7, response)] => response.clone(),
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+}
+
+fn sent(actions: &[ProviderAction<u32>]) -> Option<Signed<UsageReceipt>> {
+    actions.iter().find_map(|a| match a {
+        ProviderAction::Send(receipt) => Some(receipt.clone()),
+        _ => None,
+    })
+}
+
+fn ended<T: std::fmt::Debug>(actions: &[ProviderAction<T>]) -> Option<CloseReason> {
+    actions.iter().find_map(|a| match a {
+        ProviderAction::Ended { reason, .. } => Some(*reason),
+        _ => None,
+    })
+}
+
+fn exec(session: SessionId, args: &str) -> Exec {
+    Exec {
+        session,
+        exec: ExecId::random(),
+        args_json: args.into(),
+    }
+}
+
+fn code(actions: &[ProviderAction<u32>]) -> Option<RpcErrorCode> {
+    actions.iter().find_map(|a| match a {
+        ProviderAction::Reply(_, SessionResponse::Error { code, .. }) => Some(*code),
+        _ => None,
+    })
+}
+
+mod closing;
+mod receipts_and_calls;
+mod renter_checks;

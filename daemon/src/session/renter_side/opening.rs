@@ -1,0 +1,235 @@
+//! How a renter opens a session: it finds the offer, arranges the payment lane and
+//! agrees its total with the provider, asks for the session, and starts its task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orien_ledger::{Countersigner, LaneKey, Meter, MeterConfig, SessionRecord};
+use orien_protocol::{
+    CloseReason, CloseSession, LaneHead, Millis, NodeId, OfferId, OpenSession, PaymentLane,
+    SessionId, SessionRequest, SessionResponse, Usdc,
+};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{Handle, RentedSession, Task};
+use crate::payments::RenterLane;
+use crate::session::renter_machine::{RenterMachine, RenterTerms};
+use crate::session::{ExecLogs, Inner, PaymentChoice, SessionError, blocking, unexpected};
+
+/// Asks the offer's provider for a session and starts its task.
+pub(in crate::session) async fn open(
+    inner: Arc<Inner>,
+    offer_id: OfferId,
+    budget: Usdc,
+    max_duration: Millis,
+    payment: PaymentChoice,
+) -> Result<RentedSession, SessionError> {
+    let entry = inner
+        .net
+        .offer(offer_id)
+        .await?
+        .ok_or(SessionError::UnknownOffer(offer_id))?;
+    let offer = entry.offer;
+    let renter = inner.key.node_id();
+    let escrow = match (payment, &inner.payments) {
+        (PaymentChoice::Ledger, _) | (PaymentChoice::Auto, None) => None,
+        (PaymentChoice::Escrow, None) => return Err(SessionError::NoChain),
+        (PaymentChoice::Auto | PaymentChoice::Escrow, Some(payments)) => {
+            Some(payments.renter_lane(offer.payout, budget).await?)
+        }
+    };
+    let payment_lane = escrow.as_ref().map_or(PaymentLane::Ledger, |e| e.payment);
+    let lane_key = LaneKey {
+        renter,
+        provider: offer.provider,
+        escrow: escrow.as_ref().map(|e| e.lane),
+    };
+    // Only escrow lanes count vouchers from the lane's total; a ledger lane has none.
+    let head = escrow.as_ref().map_or(LaneHead::default(), |e| e.head);
+    let request = OpenSession {
+        offer: offer_id,
+        renter,
+        budget,
+        max_duration,
+        payment: payment_lane,
+        lane: head,
+    };
+    let accepted = match inner
+        .net
+        .request(offer.provider, SessionRequest::Open(request))
+        .await?
+    {
+        SessionResponse::Accepted(accepted) => accepted,
+        SessionResponse::Rejected(rejected) => return Err(SessionError::Rejected(rejected.reason)),
+        other => return Err(unexpected(other)),
+    };
+    if accepted.offer != offer_id
+        || accepted.budget != budget
+        || accepted.max_duration > max_duration
+    {
+        warn!(session = %accepted.session, "the provider accepted other terms than asked; closing");
+        close_quietly(&inner, offer.provider, accepted.session).await;
+        return Err(SessionError::Remote(
+            "the provider accepted other terms than asked".into(),
+        ));
+    }
+    let base = match resync(
+        &inner,
+        lane_key,
+        accepted.session,
+        head,
+        accepted.lane,
+        &escrow,
+    )
+    .await
+    {
+        Ok(base) => base,
+        Err(e) => {
+            close_quietly(&inner, offer.provider, accepted.session).await;
+            return Err(e);
+        }
+    };
+    let record = SessionRecord {
+        session: accepted.session,
+        provider: offer.provider,
+        renter,
+        payment: payment_lane,
+        pricing: offer.pricing,
+        budget,
+        opened_at: inner.clock.wall(),
+    };
+    let store = inner.store.clone();
+    if let Err(e) = blocking(move || store.open_session(record)).await {
+        close_quietly(&inner, offer.provider, accepted.session).await;
+        return Err(e.into());
+    }
+    let rented = RentedSession {
+        session: accepted.session,
+        provider: offer.provider,
+        offer: offer_id,
+        tool: offer.tool.clone(),
+        pricing: offer.pricing,
+        budget,
+        max_duration: accepted.max_duration,
+        receipt_interval: accepted.receipt_interval,
+    };
+    let call_cap = MeterConfig::call_cap_for(offer.limits.max_exec);
+    let meter = Meter::start(
+        MeterConfig {
+            pricing: offer.pricing,
+            budget,
+            receipt_interval: accepted.receipt_interval,
+            call_cap,
+        },
+        inner.clock.clone(),
+    );
+    let mut countersigner = Countersigner::new(
+        inner.key.clone(),
+        accepted.session,
+        offer.provider,
+        offer.pricing,
+        budget,
+        inner.config.tolerance,
+    );
+    let mut lane_guard = None;
+    if let (Some(escrow), Some(payments)) = (escrow, &inner.payments) {
+        countersigner = countersigner.with_vouchers(payments.signer(), escrow.lane, base);
+        lane_guard = Some(escrow.guard);
+    }
+    let (input, inbox) = mpsc::channel(64);
+    let logs = Arc::new(ExecLogs::default());
+    // A provider that is alive sends a receipt every interval; two missed ones are the
+    // least silence that means anything.
+    let grace = Duration::from_millis(
+        inner
+            .config
+            .disconnect_grace
+            .get()
+            .max(accepted.receipt_interval.get().saturating_mul(2)),
+    );
+    let machine = RenterMachine::new(
+        RenterTerms {
+            session: accepted.session,
+            max_calls: offer.limits.concurrent_execs,
+            output_cap: offer.limits.output_bytes.saturating_mul(2),
+            call_cap,
+            grace,
+            slack: inner.config.tolerance.slack,
+        },
+        meter,
+        countersigner,
+        inner.clock.clone(),
+    );
+    let task = Task {
+        inner: inner.clone(),
+        session: accepted.session,
+        machine,
+        logs: logs.clone(),
+        lane: lane_guard,
+    };
+    inner
+        .history()
+        .insert(rented.clone(), logs.clone(), &inner.held);
+    inner.rented().insert(
+        accepted.session,
+        Handle {
+            provider: offer.provider,
+            session: accepted.session,
+            input,
+            logs,
+        },
+    );
+    let span =
+        info_span!("session", session = %accepted.session, role = "renter", peer = %offer.provider);
+    tokio::spawn(task.run(inbox).instrument(span));
+    inner.metrics.session_opened("renter");
+    info!(session = %accepted.session, tool = %offer.tool, "session opened");
+    Ok(rented)
+}
+
+/// Agrees on the lane total the session's vouchers count from: the provider answers the
+/// larger of both sides' totals. When it is the provider's, it must come with this node's
+/// own voucher for it (escrow lanes), and this ledger records the gap; a provider that
+/// answers less than this node's total did not resync and is refused.
+async fn resync(
+    inner: &Inner,
+    key: LaneKey,
+    session: SessionId,
+    ours: LaneHead,
+    theirs: LaneHead,
+    escrow: &Option<RenterLane>,
+) -> Result<Usdc, SessionError> {
+    let (Some(escrow), Some(payments)) = (escrow, &inner.payments) else {
+        // A ledger lane: nothing is paid from its total, so there is nothing to agree on.
+        return Ok(Usdc::ZERO);
+    };
+    if theirs.acked < ours.acked {
+        return Err(SessionError::Remote(format!(
+            "the provider counts {} on the lane where this node acknowledged {}",
+            theirs.acked, ours.acked
+        )));
+    }
+    if theirs.acked == ours.acked {
+        return Ok(ours.acked);
+    }
+    match theirs.voucher {
+        Some(voucher) if payments.is_own_voucher(&voucher, escrow.payout, theirs.acked) => {
+            let store = inner.store.clone();
+            blocking(move || store.resync_lane(key, session, theirs.acked, Some(voucher))).await?;
+            Ok(theirs.acked)
+        }
+        _ => Err(SessionError::Remote(format!(
+            "the provider counts {} on the lane without this node's voucher for it",
+            theirs.acked
+        ))),
+    }
+}
+
+async fn close_quietly(inner: &Inner, provider: NodeId, session: SessionId) {
+    let request = SessionRequest::Close(CloseSession {
+        session,
+        reason: CloseReason::RenterRequested,
+    });
+    let _ = inner.net.request(provider, request).await;
+}
