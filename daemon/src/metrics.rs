@@ -1,13 +1,23 @@
 //! Prometheus metrics of the node, named `orien_<area>_<what>_<unit>`, beside libp2p's
-//! own (`libp2p_*`). Rendered in the OpenMetrics text format for `GET /metrics`.
+//! own (`libp2p_*`, registered without a prefix of ours so it is not doubled). Rendered
+//! in the OpenMetrics text format for `GET /metrics`.
+//!
+//! They answer an operator's questions per concern: how many peers and offers there
+//! are (`orien_network_*`, `orien_offers_*`); how sessions open, how long it takes and
+//! why they end (`orien_sessions_*`); how calls go — running now, time to first output,
+//! duration, outcome (`orien_executions_*`); how fast receipts come back acknowledged and
+//! durable (`orien_receipts_*`) and how long a ledger commit takes (`orien_ledger_*`);
+//! which abuse the peer guard saw and whom it banned (`orien_peers_*`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
 
 /// Label of [`Metrics::offers_received`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -16,11 +26,58 @@ pub struct OfferOutcome {
     pub outcome: &'static str,
 }
 
+/// Which side of a session this node is on.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Side {
+    /// It sells the time.
+    Provider,
+    /// It rents it.
+    Renter,
+}
+
+impl Side {
+    /// Its label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Renter => "renter",
+        }
+    }
+}
+
 /// Label of the session metrics: which side this node is on.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Role {
     /// `provider` or `renter`.
     pub role: &'static str,
+}
+
+impl From<Side> for Role {
+    fn from(side: Side) -> Self {
+        Self {
+            role: side.as_str(),
+        }
+    }
+}
+
+/// Label of [`Metrics::peer_abuse`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AbuseKind {
+    /// `foreign_session`, `impersonation`, `undecodable_frame`, `broken_output`.
+    pub kind: &'static str,
+}
+
+/// A histogram family by role.
+type Timings = Family<Role, Histogram, fn() -> Histogram>;
+
+/// Seconds from a millisecond to about half a minute, doubling.
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Seconds from 10 ms to about three hours, doubling (calls run for minutes).
+fn long_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
 /// Label of [`Metrics::sessions_closed`].
@@ -65,6 +122,25 @@ pub struct Metrics {
     pub executions: Family<ExecOutcomeLabel, Counter>,
     /// `orien_receipts_committed_total{role}`: dual-signed receipts committed.
     pub receipts_committed: Family<Role, Counter>,
+    /// `orien_peers_abuse_total{kind}`: session-protocol abuse the guard counted.
+    pub peer_abuse: Family<AbuseKind, Counter>,
+    /// `orien_sessions_opening_seconds{role}`: from asking (renter) or being asked
+    /// (provider) to the session's acceptance.
+    pub session_open_time: Timings,
+    /// `orien_executions_running{role}`: calls running now.
+    pub executions_running: Family<Role, Gauge>,
+    /// `orien_executions_first_output_seconds`: from a call's start to its first
+    /// output reaching the renter.
+    pub first_output: Histogram,
+    /// `orien_executions_duration_seconds{role}`: from a call's start to its exit.
+    pub execution_duration: Timings,
+    /// `orien_receipts_ack_seconds`: provider, from sending a receipt to its ack.
+    pub receipt_ack: Histogram,
+    /// `orien_receipts_durable_seconds`: provider, from sending a receipt to its
+    /// acknowledged form being durable in the ledger.
+    pub receipt_durable: Histogram,
+    /// `orien_ledger_commit_seconds{role}`: one receipt's verified, synced commit.
+    pub ledger_commit: Timings,
 }
 
 impl Metrics {
@@ -134,6 +210,60 @@ impl Metrics {
             "Dual-signed receipts committed to the ledger, by role",
             receipts_committed.clone(),
         );
+        let peer_abuse = Family::<AbuseKind, Counter>::default();
+        orien.register(
+            "peers_abuse",
+            "Session-protocol abuse counted against peers, by kind",
+            peer_abuse.clone(),
+        );
+        let session_open_time = Timings::new_with_constructor(seconds);
+        orien.register_with_unit(
+            "sessions_opening",
+            "Time to open a session, by role",
+            Unit::Seconds,
+            session_open_time.clone(),
+        );
+        let executions_running = Family::<Role, Gauge>::default();
+        orien.register(
+            "executions_running",
+            "Calls running now, by role",
+            executions_running.clone(),
+        );
+        let first_output = seconds();
+        orien.register_with_unit(
+            "executions_first_output",
+            "Time from a call's start to its first output at the renter",
+            Unit::Seconds,
+            first_output.clone(),
+        );
+        let execution_duration = Timings::new_with_constructor(long_seconds);
+        orien.register_with_unit(
+            "executions_duration",
+            "Time from a call's start to its exit, by role",
+            Unit::Seconds,
+            execution_duration.clone(),
+        );
+        let receipt_ack = seconds();
+        orien.register_with_unit(
+            "receipts_ack",
+            "Time from sending a receipt to its ack (provider)",
+            Unit::Seconds,
+            receipt_ack.clone(),
+        );
+        let receipt_durable = seconds();
+        orien.register_with_unit(
+            "receipts_durable",
+            "Time from sending a receipt to its acknowledged form being durable (provider)",
+            Unit::Seconds,
+            receipt_durable.clone(),
+        );
+        let ledger_commit = Timings::new_with_constructor(seconds);
+        orien.register_with_unit(
+            "ledger_commit",
+            "Time to verify and durably commit one acknowledged receipt, by role",
+            Unit::Seconds,
+            ledger_commit.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             libp2p: Arc::new(libp2p),
@@ -147,17 +277,30 @@ impl Metrics {
             sessions_closed,
             executions,
             receipts_committed,
+            peer_abuse,
+            session_open_time,
+            executions_running,
+            first_output,
+            execution_duration,
+            receipt_ack,
+            receipt_durable,
+            ledger_commit,
         }
     }
 
-    /// Counts a session opened on `role`'s side.
-    pub(crate) fn session_opened(&self, role: &'static str) {
-        self.sessions_opened.get_or_create(&Role { role }).inc();
-        self.sessions_open.get_or_create(&Role { role }).inc();
+    /// Counts a session opened on `side`, `took` after it was asked for.
+    pub(crate) fn session_opened(&self, side: Side, took: Duration) {
+        let role = Role::from(side);
+        self.sessions_opened.get_or_create(&role).inc();
+        self.sessions_open.get_or_create(&role).inc();
+        self.session_open_time
+            .get_or_create(&role)
+            .observe(took.as_secs_f64());
     }
 
-    /// Counts a session ended on `role`'s side.
-    pub(crate) fn session_closed(&self, role: &'static str, reason: orien_protocol::CloseReason) {
+    /// Counts a session ended on `side`.
+    pub(crate) fn session_closed(&self, side: Side, reason: orien_protocol::CloseReason) {
+        let role = side.as_str();
         use orien_protocol::CloseReason as R;
         let reason = match reason {
             R::RenterRequested => "renter_requested",
@@ -176,7 +319,21 @@ impl Metrics {
         self.sessions_open.get_or_create(&Role { role }).dec();
     }
 
-    /// Counts an execution's outcome.
+    /// Counts a call started on `side`.
+    pub(crate) fn execution_started(&self, side: Side) {
+        self.executions_running.get_or_create(&side.into()).inc();
+    }
+
+    /// Counts a call on `side` that ended (or was abandoned) after `ran`.
+    pub(crate) fn execution_ended(&self, side: Side, ran: Duration) {
+        let role = Role::from(side);
+        self.executions_running.get_or_create(&role).dec();
+        self.execution_duration
+            .get_or_create(&role)
+            .observe(ran.as_secs_f64());
+    }
+
+    /// Counts an execution's outcome (provider).
     pub(crate) fn execution(&self, outcome: &orien_protocol::ExecOutcome) {
         use orien_protocol::ExecOutcome as O;
         let outcome = match outcome {
@@ -191,9 +348,22 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a committed receipt.
-    pub(crate) fn receipt_committed(&self, role: &'static str) {
-        self.receipts_committed.get_or_create(&Role { role }).inc();
+    /// Counts a receipt committed on `side`, whose commit took `took`.
+    pub(crate) fn receipt_committed(&self, side: Side, took: Duration) {
+        let role = Role::from(side);
+        self.receipts_committed.get_or_create(&role).inc();
+        self.ledger_commit
+            .get_or_create(&role)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one abuse the peer guard saw.
+    pub(crate) fn abuse(&self, abuse: crate::peer_guard::Abuse) {
+        self.peer_abuse
+            .get_or_create(&AbuseKind {
+                kind: abuse.as_str(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition of every metric.
@@ -239,5 +409,30 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn timings_render_as_histograms_in_seconds() {
+        let metrics = Metrics::new();
+        metrics.session_opened(Side::Renter, Duration::from_millis(40));
+        metrics.execution_started(Side::Provider);
+        metrics.execution_ended(Side::Provider, Duration::from_secs(3));
+        metrics.receipt_committed(Side::Provider, Duration::from_micros(300));
+        metrics.abuse(crate::peer_guard::Abuse::BrokenOutput);
+        let text = metrics.render();
+        for line in [
+            "# TYPE orien_sessions_opening_seconds histogram",
+            "orien_sessions_opening_seconds_count{role=\"renter\"} 1",
+            "orien_sessions_open{role=\"renter\"} 1",
+            "orien_executions_running{role=\"provider\"} 0",
+            "orien_executions_duration_seconds_sum{role=\"provider\"} 3.0",
+            "orien_ledger_commit_seconds_count{role=\"provider\"} 1",
+            "orien_receipts_committed_total{role=\"provider\"} 1",
+            "orien_peers_abuse_total{kind=\"broken_output\"} 1",
+            "# TYPE orien_receipts_durable_seconds histogram",
+            "# TYPE orien_executions_first_output_seconds histogram",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

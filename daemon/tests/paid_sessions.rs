@@ -46,6 +46,13 @@ fn renter(bootstrap: &NodeProcess, grace_ms: u64) -> NodeProcess {
 }
 
 /// Waits until `renter` has the provider's offer of `tool`, and returns its id.
+/// The value of one sample (`name{labels}`) in a metrics exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 async fn offer_of(renter: &NodeProcess, provider: &NodeProcess, tool: &str) -> String {
     let path = format!("/v1/offers?tool={tool}&provider={}", provider.id);
     let offers = renter
@@ -165,6 +172,12 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         "{tools}"
     );
     let offer = offer_of(&renter, &provider, "sha256").await;
+    let renter_before = renter.get("/metrics").await.text().await.unwrap();
+    let opened_before = sample(
+        &renter_before,
+        "orien_sessions_opening_seconds_count{role=\"renter\"}",
+    );
+    assert!(opened_before.unwrap_or(0.0) == 0.0, "{renter_before}");
 
     // Opening is idempotent under a key: the retry gets the same session.
     let open = json!({"offer": offer, "budget": "0.5", "max_duration_secs": 600});
@@ -222,6 +235,14 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         .await;
     assert_eq!(back.status(), 200);
     assert_eq!(back.bytes().await.unwrap().as_ref(), b"hello orien\n");
+    let missing = renter
+        .get(&format!("/v1/sessions/{id}/files/data/missing.txt"))
+        .await;
+    assert_eq!(
+        missing.status(),
+        404,
+        "a missing file is the documented 404"
+    );
     let escape = renter
         .get(&format!("/v1/sessions/{id}/files/..%2F..%2Fetc%2Fpasswd"))
         .await;
@@ -345,6 +366,70 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         assert!(
             provider_metrics.contains(&line),
             "{line} in {provider_metrics}"
+        );
+    }
+    // The timings moved: each histogram counted what this session did.
+    let chain_len = chain_len as f64;
+    for (text, name, at_least) in [
+        (
+            &renter_metrics,
+            "orien_sessions_opening_seconds_count{role=\"renter\"}",
+            1.0,
+        ),
+        (
+            &renter_metrics,
+            "orien_executions_first_output_seconds_count",
+            1.0,
+        ),
+        (
+            &renter_metrics,
+            "orien_executions_duration_seconds_count{role=\"renter\"}",
+            1.0,
+        ),
+        (
+            &renter_metrics,
+            "orien_ledger_commit_seconds_count{role=\"renter\"}",
+            chain_len,
+        ),
+        (
+            &provider_metrics,
+            "orien_sessions_opening_seconds_count{role=\"provider\"}",
+            1.0,
+        ),
+        (
+            &provider_metrics,
+            "orien_executions_duration_seconds_count{role=\"provider\"}",
+            1.0,
+        ),
+        (&provider_metrics, "orien_receipts_ack_seconds_count", 1.0),
+        (
+            &provider_metrics,
+            "orien_receipts_durable_seconds_count",
+            1.0,
+        ),
+        (
+            &provider_metrics,
+            "orien_ledger_commit_seconds_count{role=\"provider\"}",
+            chain_len,
+        ),
+    ] {
+        let value = sample(text, name).unwrap_or_else(|| panic!("{name} in {text}"));
+        assert!(
+            value >= at_least,
+            "{name} is {value}, expected at least {at_least}"
+        );
+    }
+    for (text, name) in [
+        (&renter_metrics, "orien_executions_running{role=\"renter\"}"),
+        (
+            &provider_metrics,
+            "orien_executions_running{role=\"provider\"}",
+        ),
+    ] {
+        assert_eq!(
+            sample(text, name),
+            Some(0.0),
+            "no call runs after close: {text}"
         );
     }
 

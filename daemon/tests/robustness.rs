@@ -57,6 +57,31 @@ async fn a_refusal_that_quotes_a_long_argument_reaches_the_renter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_asked_to_rent_its_own_offer_refuses_without_dialling_itself() {
+    let pair = Pair::start(fast()).await;
+    let offer = pair.offer;
+    let refused = pair
+        .provider
+        .on(move |node| async move {
+            node.sessions()
+                .unwrap()
+                .open(offer, Usdc::from_micros(500_000), Millis(60_000))
+                .await
+        })
+        .await;
+    match refused {
+        Err(orien_daemon::SessionError::OwnOffer(id)) => assert_eq!(id, offer),
+        other => panic!("expected a refusal of the node's own offer, got {other:?}"),
+    }
+    // Nothing was opened on either side of it.
+    let provided = pair
+        .provider
+        .on(|node| async move { node.sessions().unwrap().provided_sessions() })
+        .await;
+    assert!(provided.is_empty(), "{provided:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_sessions_with_racing_closes_never_get_a_peer_banned() {
     let sessions = env_u64("ORIEN_RACE_SESSIONS").unwrap_or(120);
     let config = SessionConfig {

@@ -169,6 +169,8 @@ pub enum RpcErrorCode {
     Internal,
     /// The session has ended (or the node forgot it in a restart): stop sending about it.
     SessionEnded,
+    /// What the request names does not exist (a file of the workspace).
+    NotFound,
 }
 
 /// The answer to a [`SessionRequest`].

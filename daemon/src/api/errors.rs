@@ -24,6 +24,7 @@ impl From<SessionError> for ApiError {
             SessionError::UnknownExec(e) => ApiError::NotFound(format!("execution {e}")),
             SessionError::UnknownOffer(_) => ApiError::NotFound(error.to_string()),
             SessionError::Rejected(_)
+            | SessionError::OwnOffer(_)
             | SessionError::NotOpen { .. }
             | SessionError::Budget(_)
             | SessionError::TooManyCalls { .. } => ApiError::Conflict(error.to_string()),
@@ -38,6 +39,10 @@ impl From<SessionError> for ApiError {
                 code: RpcErrorCode::RateLimited,
                 ..
             } => ApiError::RateLimited,
+            SessionError::Refused {
+                code: RpcErrorCode::NotFound,
+                detail,
+            } => ApiError::NotFound(detail),
             SessionError::Refused { .. } | SessionError::Remote(_) => {
                 ApiError::BadGateway(error.to_string())
             }

@@ -12,6 +12,7 @@ impl EventLoop {
     /// disconnects it now and whenever it connects again, until the ban ends.
     pub(super) fn penalise(&mut self, peer: PeerId, abuse: Abuse) {
         let now = self.clock.monotonic();
+        self.metrics.abuse(abuse);
         match self.guard.record(peer, abuse, now) {
             Verdict::Banned { until } => {
                 warn!(%peer, abuse = abuse.as_str(), ban_secs = until.saturating_sub(now).as_secs(), "banning a peer that keeps abusing the session protocol");

@@ -69,13 +69,16 @@ pub(super) struct ExecLogs {
 pub(super) struct ExecLog {
     pub(super) events: Vec<ExecEvent>,
     pub(super) exit: Option<ExecExit>,
+    /// When the call started, on the session's clock (for the metrics).
+    pub(super) started: std::time::Duration,
 }
 
 impl ExecLog {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(started: std::time::Duration) -> Self {
         Self {
             events: Vec::new(),
             exit: None,
+            started,
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum SessionError {
     /// The offer is not in the offer book (never seen, expired or withdrawn).
     #[error("offer {0} is not in the offer book; list offers again")]
     UnknownOffer(OfferId),
+    /// The offer is this node's own: a node does not rent from itself.
+    #[error("offer {0} is this node's own; rent it from another node")]
+    OwnOffer(OfferId),
     /// The provider refused to open the session.
     #[error("the provider refused the session: {0:?}")]
     Rejected(orien_protocol::RejectReason),

@@ -19,7 +19,7 @@ use crate::{ApiError, AppState};
         (status = 400, description = "Invalid request", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such offer in the offer book", body = crate::ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Refused by the provider, or idempotency key reused", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Refused by the provider, an offer of this node itself, or idempotency key reused", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 502, description = "The provider could not be reached", body = crate::ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn open_session(

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{FILE_OPS, Handle, Task, VoucherCheck};
+use crate::metrics::Side;
 use crate::payments::Payments;
 use crate::session::provider_machine::{AckCheck, ProviderMachine, ProviderTerms};
 use crate::session::{Inner, blocking};
@@ -77,6 +78,7 @@ pub(in crate::session) async fn open(
     peer: NodeId,
     open: OpenSession,
 ) -> SessionResponse {
+    let asked = inner.clock.monotonic();
     let reject = |reason| {
         SessionResponse::Rejected(SessionRejected {
             offer: open.offer,
@@ -235,6 +237,8 @@ pub(in crate::session) async fn open(
         },
         payments: escrow.map(|(payments, _, _)| payments),
         lane,
+        calls: std::collections::HashMap::new(),
+        receipt_sent: None,
         _slot: slot,
     };
     inner.provided().insert(
@@ -245,7 +249,10 @@ pub(in crate::session) async fn open(
         },
     );
     tokio::spawn(task.run(inbox).instrument(span));
-    inner.metrics.session_opened("provider");
+    inner.metrics.session_opened(
+        Side::Provider,
+        inner.clock.monotonic().saturating_sub(asked),
+    );
     info!(%session, tool = %offer.tool, renter = %peer, budget = %open.budget, "session accepted");
     SessionResponse::Accepted(accepted)
 }

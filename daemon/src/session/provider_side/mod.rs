@@ -23,6 +23,7 @@ use super::provider_machine::{
     AckCheck, Delivery, ProviderAction, ProviderInput, ProviderMachine, RETRY,
 };
 use super::{Inner, Reply, blocking, error};
+use crate::metrics::Side;
 use crate::net::{Net, NetError};
 use crate::payments::{LaneGuard, Payments};
 
@@ -94,6 +95,10 @@ struct Task {
     lane: Option<LaneGuard>,
     /// Its id.
     lane_id: Option<LaneId>,
+    /// When each running call started, on the session's clock (for the metrics).
+    calls: std::collections::HashMap<ExecId, Duration>,
+    /// When the receipt in flight was sent, on the session's clock (for the metrics).
+    receipt_sent: Option<Duration>,
     _slot: Slot,
 }
 
@@ -117,12 +122,18 @@ impl Task {
                     },
                     Some(Input::ExecDone { exit }) => {
                         self.inner.metrics.execution(&exit.outcome);
+                        self.call_ended(exit.exec);
                         ProviderInput::Exited(exit)
                     }
-                    Some(Input::ReceiptAnswer { result }) => ProviderInput::Delivered(match result {
-                        Ok(answer) => Delivery::Answered(answer),
-                        Err(e) => Delivery::Failed(e.to_string()),
-                    }),
+                    Some(Input::ReceiptAnswer { result }) => {
+                        if matches!(result, Ok(SessionResponse::Ack(_))) {
+                            self.observe_ack();
+                        }
+                        ProviderInput::Delivered(match result {
+                            Ok(answer) => Delivery::Answered(answer),
+                            Err(e) => Delivery::Failed(e.to_string()),
+                        })
+                    }
                     None => ProviderInput::Shutdown,
                 },
                 () = tokio::time::sleep(wait) => ProviderInput::Tick,
@@ -197,6 +208,7 @@ impl Task {
                     }));
                 }
                 ProviderAction::Send(receipt) => {
+                    self.receipt_sent = Some(self.inner.clock.monotonic());
                     let (net, renter, input) =
                         (self.inner.net.clone(), self.renter, self.input.clone());
                     tokio::spawn(async move {
@@ -206,11 +218,19 @@ impl Task {
                 }
                 ProviderAction::Commit(acked) => {
                     let store = self.inner.store.clone();
+                    let committing = self.inner.clock.monotonic();
                     let result = blocking(move || store.ingest(acked))
                         .await
                         .map_err(|e| e.to_string());
                     if result.is_ok() {
-                        self.inner.metrics.receipt_committed("provider");
+                        let now = self.inner.clock.monotonic();
+                        let metrics = &self.inner.metrics;
+                        metrics.receipt_committed(Side::Provider, now.saturating_sub(committing));
+                        if let Some(sent) = self.receipt_sent.take() {
+                            metrics
+                                .receipt_durable
+                                .observe(now.saturating_sub(sent).as_secs_f64());
+                        }
                     }
                     actions.extend(self.machine.handle(ProviderInput::Committed(result)));
                 }
@@ -220,7 +240,9 @@ impl Task {
         None
     }
 
-    fn start_call(&self, exec: ExecId, args: serde_json::Value) {
+    fn start_call(&mut self, exec: ExecId, args: serde_json::Value) {
+        self.calls.insert(exec, self.inner.clock.monotonic());
+        self.inner.metrics.execution_started(Side::Provider);
         let stream = self.sandbox.exec(exec, args, self.inner.clock.clone());
         let forward = forward_output(
             stream,
@@ -233,8 +255,29 @@ impl Task {
         tokio::spawn(forward.instrument(info_span!("exec", session = %self.session, exec = %exec)));
     }
 
+    /// Times the ack of the receipt in flight.
+    fn observe_ack(&self) {
+        if let Some(sent) = self.receipt_sent {
+            let took = self.inner.clock.monotonic().saturating_sub(sent);
+            self.inner.metrics.receipt_ack.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts the end of a call that was running.
+    fn call_ended(&mut self, exec: ExecId) {
+        if let Some(started) = self.calls.remove(&exec) {
+            let ran = self.inner.clock.monotonic().saturating_sub(started);
+            self.inner.metrics.execution_ended(Side::Provider, ran);
+        }
+    }
+
     async fn teardown(mut self, reason: CloseReason, replies: Vec<Reply>) {
         self.inner.provided().remove(&self.session);
+        // Calls still running end with the sandbox.
+        let running: Vec<ExecId> = self.calls.keys().copied().collect();
+        for exec in running {
+            self.call_ended(exec);
+        }
         let store = self.inner.store.clone();
         let session = self.session;
         let status = SessionStatus::Closed(reason);
@@ -279,7 +322,7 @@ impl Task {
                 }
             });
         }
-        self.inner.metrics.session_closed("provider", reason);
+        self.inner.metrics.session_closed(Side::Provider, reason);
         info!(?reason, "session ended");
     }
 }
@@ -405,6 +448,9 @@ async fn file_op(sandbox: &dyn SandboxSession, request: SessionRequest) -> Sessi
                     RpcErrorCode::BadRequest,
                     "the file is larger than one transfer allows",
                 ),
+                Err(e @ orien_provider::ProviderError::NotFound(_)) => {
+                    error(RpcErrorCode::NotFound, &e.to_string())
+                }
                 Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),
             },
             Err(e) => error(RpcErrorCode::BadRequest, &e.to_string()),

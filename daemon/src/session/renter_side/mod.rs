@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::renter_machine::{RenterAction, RenterInput, RenterMachine, StartRefused};
 use super::{ExecLog, ExecLogs, Inner, Reply, SessionError, blocking, error, unexpected};
+use crate::metrics::Side;
 use crate::net::Net;
 use crate::payments::LaneGuard;
 
@@ -239,7 +240,9 @@ impl Task {
                             StartRefused::Budget(refused) => SessionError::Budget(refused),
                         });
                     if result.is_ok() {
-                        self.logs.logs().insert(exec, ExecLog::new());
+                        let started = self.inner.clock.monotonic();
+                        self.logs.logs().insert(exec, ExecLog::new(started));
+                        self.inner.metrics.execution_started(Side::Renter);
                         self.inner.history().execs.insert(exec, self.session);
                     }
                     let _ = reply.send(result);
@@ -247,7 +250,10 @@ impl Task {
                 }
                 Input::ExecFailed { exec } => {
                     self.machine.exec_failed(exec);
-                    self.logs.logs().remove(&exec);
+                    if let Some(log) = self.logs.logs().remove(&exec) {
+                        let ran = self.inner.clock.monotonic().saturating_sub(log.started);
+                        self.inner.metrics.execution_ended(Side::Renter, ran);
+                    }
                     self.inner.history().execs.remove(&exec);
                     false
                 }
@@ -289,6 +295,13 @@ impl Task {
             }
         }
         self.inner.rented().remove(&self.session);
+        // Calls that never reported an exit end with the session.
+        let now = self.inner.clock.monotonic();
+        for log in self.logs.logs().values().filter(|l| l.exit.is_none()) {
+            self.inner
+                .metrics
+                .execution_ended(Side::Renter, now.saturating_sub(log.started));
+        }
         self.logs.changed.notify_waiters();
     }
 
@@ -309,11 +322,13 @@ impl Task {
                 }
                 RenterAction::Commit(acked) => {
                     let store = self.inner.store.clone();
+                    let committing = self.inner.clock.monotonic();
                     let result = blocking(move || store.ingest(acked))
                         .await
                         .map_err(|e| e.to_string());
                     if result.is_ok() {
-                        self.inner.metrics.receipt_committed("renter");
+                        let took = self.inner.clock.monotonic().saturating_sub(committing);
+                        self.inner.metrics.receipt_committed(Side::Renter, took);
                     }
                     actions.extend(self.machine.handle(RenterInput::Committed(result)));
                 }
@@ -336,7 +351,7 @@ impl Task {
                     if let Err(e) = blocking(move || store.set_status(&session, status)).await {
                         warn!(error = %e, "cannot record the session's close");
                     }
-                    self.inner.metrics.session_closed("renter", reason);
+                    self.inner.metrics.session_closed(Side::Renter, reason);
                     info!(?reason, "session closed");
                     ended = true;
                 }
@@ -370,9 +385,18 @@ impl Task {
                 self.logs
                     .bytes
                     .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+                let now = self.inner.clock.monotonic();
+                let metrics = &self.inner.metrics;
                 for event in batch.events {
-                    if let ExecEvent::Exit(exit) = &event {
-                        log.exit = Some(exit.clone());
+                    match &event {
+                        ExecEvent::Exit(exit) => {
+                            log.exit = Some(exit.clone());
+                            metrics.execution_ended(Side::Renter, now.saturating_sub(log.started));
+                        }
+                        ExecEvent::Output(_) if log.events.is_empty() => metrics
+                            .first_output
+                            .observe(now.saturating_sub(log.started).as_secs_f64()),
+                        _ => {}
                     }
                     log.events.push(event);
                 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Handle, RentedSession, Task};
+use crate::metrics::Side;
 use crate::payments::RenterLane;
 use crate::session::renter_machine::{RenterMachine, RenterTerms};
 use crate::session::{ExecLogs, Inner, PaymentChoice, SessionError, blocking, unexpected};
@@ -25,6 +26,7 @@ pub(in crate::session) async fn open(
     max_duration: Millis,
     payment: PaymentChoice,
 ) -> Result<RentedSession, SessionError> {
+    let asked = inner.clock.monotonic();
     let entry = inner
         .net
         .offer(offer_id)
@@ -32,6 +34,9 @@ pub(in crate::session) async fn open(
         .ok_or(SessionError::UnknownOffer(offer_id))?;
     let offer = entry.offer;
     let renter = inner.key.node_id();
+    if offer.provider == renter {
+        return Err(SessionError::OwnOffer(offer_id));
+    }
     let escrow = match (payment, &inner.payments) {
         (PaymentChoice::Ledger, _) | (PaymentChoice::Auto, None) => None,
         (PaymentChoice::Escrow, None) => return Err(SessionError::NoChain),
@@ -183,7 +188,9 @@ pub(in crate::session) async fn open(
     let span =
         info_span!("session", session = %accepted.session, role = "renter", peer = %offer.provider);
     tokio::spawn(task.run(inbox).instrument(span));
-    inner.metrics.session_opened("renter");
+    inner
+        .metrics
+        .session_opened(Side::Renter, inner.clock.monotonic().saturating_sub(asked));
     info!(session = %accepted.session, tool = %offer.tool, "session opened");
     Ok(rented)
 }
