@@ -17,7 +17,7 @@ pub use accounts::{Account, Balance, LaneKey};
 pub use dispute::{DisputeReason, Evidence};
 pub use meter::{Meter, MeterConfig, Reading};
 pub use posting::{Cause, Leg, Posting, Side};
-pub use receipts::{AckedReceipt, Countersigner, Issuer};
+pub use receipts::{AckedReceipt, CheckedReceipt, Countersigner, Issuer};
 pub use session::{SessionHead, SessionRecord, SessionStatus, SuspendReason};
 pub use settlement::{
     LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,

@@ -271,3 +271,81 @@ fn a_receipt_sent_again_gets_the_same_ack_again() {
             .is_err()
     );
 }
+
+#[test]
+fn receipts_checked_on_their_way_in_commit_on_both_sides_without_a_second_check() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    let reading = sim.provider_meter.close();
+    let _ = sim.renter_meter.close();
+    let receipt = sim.issuer.issue(&reading).unwrap();
+    let own = sim.renter_meter.current();
+    let Ok(orien_ledger::receipts::Checked::New(pending)) =
+        sim.countersigner.check(&receipt, &own, sim.clock.wall())
+    else {
+        panic!("an honest receipt is countersigned");
+    };
+    let renter_durable = sim
+        .renter
+        .store
+        .ingest_checked(pending.checked().clone())
+        .unwrap();
+    let ack = sim.countersigner.release(pending, &renter_durable);
+    let checked = sim.issuer.on_ack_checked(&ack).unwrap();
+    assert_eq!(checked.ack().seq, checked.receipt().seq);
+    let provider_durable = sim.provider.store.ingest_checked(checked.clone()).unwrap();
+    assert!(provider_durable.newly_applied());
+    assert_eq!(provider_durable.receipt(), renter_durable.receipt());
+    // The same again is idempotent, and the stored chain is what both signed.
+    assert!(
+        !sim.provider
+            .store
+            .ingest_checked(checked.clone())
+            .unwrap()
+            .newly_applied()
+    );
+    sim.issuer.committed(checked.into(), &provider_durable);
+    assert_eq!(sim.issuer.chain(), sim.countersigner.chain());
+    sim.provider.store.verify().unwrap();
+    sim.renter.store.verify().unwrap();
+}
+
+#[test]
+fn a_checked_receipt_is_refused_by_a_session_whose_parties_did_not_sign_it() {
+    let mut sim = Sim::new(
+        pricing(),
+        Usdc::from_micros(1_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    let reading = sim.provider_meter.close();
+    let receipt = sim.issuer.issue(&reading).unwrap();
+    let own = sim.renter_meter.close();
+    let Ok(orien_ledger::receipts::Checked::New(pending)) =
+        sim.countersigner.check(&receipt, &own, sim.clock.wall())
+    else {
+        panic!("an honest receipt is countersigned");
+    };
+    // A ledger that holds the same session with the roles the other way round: both
+    // signatures are good, but not by this session's provider and renter.
+    let other = support::temp_store();
+    let parties = support::chain::parties();
+    let mut record = support::chain::session_record(
+        sim.session,
+        &parties,
+        orien_protocol::PaymentLane::Ledger,
+        Usdc::from_micros(1_000_000),
+    );
+    std::mem::swap(&mut record.provider, &mut record.renter);
+    other.store.open_session(record).unwrap();
+    let refused = other.store.ingest_checked(pending.checked().clone());
+    assert!(
+        matches!(refused, Err(orien_ledger::StoreError::Refused { .. })),
+        "{refused:?}"
+    );
+    assert!(other.store.receipts(&sim.session).unwrap().is_empty());
+}

@@ -47,6 +47,7 @@ pub mod session;
 pub mod signed;
 pub mod split;
 pub mod time;
+pub mod verified;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -68,6 +69,7 @@ pub use session::{
 pub use signed::{NodeKey, SignatureBytes, Signed, SignedPayload};
 pub use split::{Split, SplitDelta, SplitError};
 pub use time::{Millis, Timestamp};
+pub use verified::Verified;
 pub use wire::Message;
 
 /// Request-response protocol carrying session messages between renter and provider.

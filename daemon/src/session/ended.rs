@@ -44,7 +44,9 @@ pub(super) async fn answer(
         SessionRequest::Close(_) => SessionResponse::Done,
         // This node's ack of a receipt resent after it lost the answer.
         SessionRequest::Receipt(receipt) if record.provider == peer => {
-            let stored = match receipt.verify() {
+            // Looked up by what it claims; only a byte-identical copy of the receipt
+            // this node checked and stored gets the stored ack.
+            let stored = match receipt.claimed() {
                 Ok(r) => {
                     let store = inner.store.clone();
                     blocking(move || store.receipt(&r.session, r.seq))

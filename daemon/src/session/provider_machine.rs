@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orien_ledger::meter::ExecTimer;
-use orien_ledger::{AckedReceipt, Durable, Issuer, Meter, Reading};
+use orien_ledger::{AckedReceipt, CheckedReceipt, Durable, Issuer, Meter, Reading};
 use orien_protocol::{
     Clock, CloseReason, Exec, ExecExit, ExecId, ExecOutcome, RpcErrorCode, SessionId,
     SessionResponse, Signed, UsageReceipt, Usdc,
@@ -34,7 +34,7 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// lanes: a voucher signed by the renter's wallet for this lane). Pure: no I/O.
 pub trait AckCheck: Send {
     /// `Err` says why the ack does not pay.
-    fn check(&self, acked: &AckedReceipt) -> Result<(), String>;
+    fn check(&self, acked: &CheckedReceipt) -> Result<(), String>;
 }
 
 /// What happens to a provided session.
@@ -94,8 +94,10 @@ pub enum ProviderAction<R> {
     CloseSandbox,
     /// Send this receipt to the renter; report as [`ProviderInput::Delivered`].
     Send(Signed<UsageReceipt>),
-    /// Commit this acknowledged receipt durably; report as [`ProviderInput::Committed`].
-    Commit(AckedReceipt),
+    /// Commit this acknowledged receipt durably (its signatures are checked:
+    /// [`Store::ingest_checked`](orien_ledger::Store::ingest_checked)); report as
+    /// [`ProviderInput::Committed`].
+    Commit(Box<CheckedReceipt>),
     /// The session is over: record why, and answer the close requests that wait (a
     /// resent close is answered like the first); with none, tell the renter. Nothing
     /// follows.
@@ -149,7 +151,7 @@ pub struct ProviderMachine<R> {
     /// Receipts issued and not yet committed, oldest first, with their contents.
     unsent: VecDeque<(UsageReceipt, Signed<UsageReceipt>)>,
     /// The front receipt's acknowledgement, while it is being committed.
-    committing: Option<AckedReceipt>,
+    committing: Option<CheckedReceipt>,
     sending: Sending,
     /// When to resend the receipt the renter did not take (monotonic).
     retry_at: Option<Duration>,
@@ -451,7 +453,8 @@ impl<R> ProviderMachine<R> {
         }
         self.sending = Sending::Idle;
         match delivery {
-            Delivery::Answered(SessionResponse::Ack(ack)) => match self.issuer.on_ack(&ack) {
+            Delivery::Answered(SessionResponse::Ack(ack)) => match self.issuer.on_ack_checked(&ack)
+            {
                 Ok(acked) => {
                     if let Some(Err(detail)) = self.check.as_ref().map(|c| c.check(&acked)) {
                         warn!(%detail, "the renter's ack does not pay this receipt; closing the session");
@@ -460,7 +463,7 @@ impl<R> ProviderMachine<R> {
                     }
                     self.sending = Sending::Committing;
                     self.committing = Some(acked.clone());
-                    out.push(ProviderAction::Commit(acked));
+                    out.push(ProviderAction::Commit(Box::new(acked)));
                 }
                 Err(e) => {
                     warn!(error = %e, "the renter's ack does not match; resending the receipt");
@@ -501,7 +504,7 @@ impl<R> ProviderMachine<R> {
             Ok(durable) => {
                 debug!(seq = durable.seq(), "receipt acknowledged and committed");
                 self.committed = front;
-                self.issuer.committed(acked, &durable);
+                self.issuer.committed(acked.into(), &durable);
                 self.send_next(out);
             }
             Err(e) => {

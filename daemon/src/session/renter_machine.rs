@@ -13,8 +13,8 @@ use std::time::Duration;
 use orien_ledger::meter::ExecTimer;
 use orien_ledger::receipts::{Checked, PendingAck};
 use orien_ledger::{
-    AckedReceipt, Countersigner, DisputeReason, Durable, Evidence, Meter, SessionStatus,
-    SuspendReason,
+    AckedReceipt, CheckedReceipt, Countersigner, DisputeReason, Durable, Evidence, Meter,
+    SessionStatus, SuspendReason,
 };
 use orien_protocol::{
     Clock, CloseReason, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, RpcErrorCode, SessionId,
@@ -75,7 +75,7 @@ pub enum RenterAction<R> {
     /// Answer a request.
     Reply(R, SessionResponse),
     /// Commit this receipt durably; report as [`RenterInput::Committed`].
-    Commit(AckedReceipt),
+    Commit(Box<CheckedReceipt>),
     /// Record that the session is suspended, with the evidence of a refused receipt.
     Suspend {
         /// The status to record.
@@ -426,11 +426,11 @@ impl<R> RenterMachine<R> {
                 out.push(RenterAction::Reply(reply, SessionResponse::Ack(ack)))
             }
             Ok(Checked::New(pending)) => {
-                out.push(RenterAction::Commit(pending.acked().clone()));
+                out.push(RenterAction::Commit(Box::new(pending.checked().clone())));
                 self.committing = Some((pending, reply));
             }
             Err(refusal) => {
-                let seq = receipt.verify().map(|r| r.seq).unwrap_or(0);
+                let seq = receipt.claimed().map(|r| r.seq).unwrap_or(0);
                 self.meter.suspend();
                 out.push(RenterAction::Suspend {
                     status: SessionStatus::Suspended(refusal.suspension(seq)),

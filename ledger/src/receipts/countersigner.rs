@@ -6,7 +6,7 @@ use orien_protocol::{
 };
 use tracing::{debug, warn};
 
-use super::AckedReceipt;
+use super::{AckedReceipt, CheckedReceipt};
 use crate::dispute::{DisputeReason, Evidence, Quantity};
 use crate::meter::Reading;
 use crate::session::SuspendReason;
@@ -84,14 +84,19 @@ pub enum Checked {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "commit the acked receipt, then release the ack"]
 pub struct PendingAck {
-    acked: AckedReceipt,
-    receipt: UsageReceipt,
+    checked: CheckedReceipt,
 }
 
 impl PendingAck {
     /// The dual-signed receipt to commit.
-    pub const fn acked(&self) -> &AckedReceipt {
-        &self.acked
+    pub fn acked(&self) -> &AckedReceipt {
+        self.checked.acked()
+    }
+
+    /// The same, its signatures checked once here, for
+    /// [`Store::ingest_checked`](crate::Store::ingest_checked).
+    pub const fn checked(&self) -> &CheckedReceipt {
+        &self.checked
     }
 }
 
@@ -188,7 +193,7 @@ impl Countersigner {
             return Ok(Checked::Again(done.ack.clone()));
         }
         let refuse = |this: &mut Self, reason: DisputeReason| {
-            let seq = receipt.verify().map(|r| r.seq).unwrap_or(0);
+            let seq = receipt.claimed().map(|r| r.seq).unwrap_or(0);
             warn!(session = %this.session, seq, %reason, "receipt refused; suspending");
             this.suspended = Some(SuspendReason::Dispute {
                 seq,
@@ -200,8 +205,8 @@ impl Countersigner {
             let reason = reason.clone();
             return Err(refuse(self, reason));
         }
-        let r = match receipt.verify_from(&self.provider) {
-            Ok(r) => r,
+        let verified = match receipt.clone().into_verified_from(&self.provider) {
+            Ok(verified) => verified,
             Err(e) => {
                 return Err(refuse(
                     self,
@@ -211,6 +216,7 @@ impl Countersigner {
                 ));
             }
         };
+        let r = verified.value().clone();
         match self.judge(&r, own) {
             Ok(()) => {}
             Err(reason) => return Err(refuse(self, reason)),
@@ -238,7 +244,7 @@ impl Countersigner {
             receipt: receipt.receipt_hash(),
             voucher,
         };
-        let ack = self.key.sign(&ack).map_err(|e: EncodeError| {
+        let ack = self.key.sign_verified(&ack).map_err(|e: EncodeError| {
             refusal(
                 self.session,
                 receipt,
@@ -249,11 +255,7 @@ impl Countersigner {
             )
         })?;
         Ok(Checked::New(Box::new(PendingAck {
-            acked: AckedReceipt {
-                receipt: receipt.clone(),
-                ack,
-            },
-            receipt: r,
+            checked: CheckedReceipt::new(verified, ack),
         })))
     }
 
@@ -346,15 +348,16 @@ impl Countersigner {
     /// Gives the ack to send, once `durable` proves the receipt is committed.
     pub fn release(&mut self, pending: Box<PendingAck>, durable: &Durable) -> Signed<ReceiptAck> {
         assert_eq!(
-            pending.acked.receipt.receipt_hash(),
+            pending.acked().receipt.receipt_hash(),
             durable.receipt(),
             "release() with another receipt's proof"
         );
-        debug!(session = %self.session, seq = pending.receipt.seq, "receipt countersigned");
+        let (acked, receipt, _) = pending.checked.into_parts();
+        debug!(session = %self.session, seq = receipt.seq, "receipt countersigned");
         self.prev = durable.receipt();
-        self.last = Some(pending.receipt);
-        let ack = pending.acked.ack.clone();
-        self.chain.push(pending.acked);
+        self.last = Some(receipt);
+        let ack = acked.ack.clone();
+        self.chain.push(acked);
         ack
     }
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use orien_protocol::{
     Clock, EncodeError, Millis, NodeId, NodeKey, ReceiptAck, ReceiptHash, SessionId, Signed,
-    UsageReceipt, VerifyError,
+    UsageReceipt, Verified, VerifyError,
 };
 use tracing::{debug, warn};
 
-use super::AckedReceipt;
+use super::{AckedReceipt, CheckedReceipt};
 use crate::meter::Reading;
 use crate::session::SuspendReason;
 use crate::store::Durable;
@@ -49,7 +49,8 @@ pub enum AckError {
 }
 
 struct Outstanding {
-    receipt: Signed<UsageReceipt>,
+    /// Made by this node, so checked as made.
+    receipt: Verified<UsageReceipt>,
     seq: u64,
     hash: ReceiptHash,
 }
@@ -117,11 +118,12 @@ impl Issuer {
             prev: self.prev,
             issued_at: self.clock.wall(),
         };
-        let signed = self.key.sign(&receipt)?;
+        let verified = self.key.sign_verified(&receipt)?;
+        let signed = verified.signed().clone();
         let hash = signed.receipt_hash();
         debug!(session = %self.session, seq = receipt.seq, amount = %receipt.amount, "receipt issued");
         self.outstanding.push_back(Outstanding {
-            receipt: signed.clone(),
+            receipt: verified,
             seq: receipt.seq,
             hash,
         });
@@ -137,7 +139,14 @@ impl Issuer {
     /// dual-signed receipt to commit ([`Store::ingest`](crate::Store::ingest)); then call
     /// [`committed`](Self::committed). Acks must arrive in order.
     pub fn on_ack(&mut self, ack: &Signed<ReceiptAck>) -> Result<AckedReceipt, AckError> {
-        let content = ack.verify_from(&self.renter)?;
+        self.on_ack_checked(ack).map(AckedReceipt::from)
+    }
+
+    /// Like [`on_ack`](Self::on_ack), returning the receipt with both signatures checked
+    /// once, here, for [`Store::ingest_checked`](crate::Store::ingest_checked).
+    pub fn on_ack_checked(&mut self, ack: &Signed<ReceiptAck>) -> Result<CheckedReceipt, AckError> {
+        let ack = ack.clone().into_verified_from(&self.renter)?;
+        let content = ack.value();
         let oldest = self
             .outstanding
             .front()
@@ -158,10 +167,7 @@ impl Issuer {
             .pop_front()
             .ok_or(AckError::NothingOutstanding)?;
         self.last_ack = self.clock.monotonic();
-        Ok(AckedReceipt {
-            receipt: oldest.receipt,
-            ack: ack.clone(),
-        })
+        Ok(CheckedReceipt::new(oldest.receipt, ack))
     }
 
     /// Records that the acked receipt is durably in the ledger: it joins the chain.

@@ -8,7 +8,7 @@ mod issuer;
 pub use countersigner::{Checked, Countersigner, PendingAck, Refusal, Tolerance, VoucherSigner};
 pub use issuer::{AckError, DEFAULT_ACK_TIMEOUT, Issuer};
 
-use orien_protocol::{ReceiptAck, Signed, Timestamp, UsageReceipt};
+use orien_protocol::{ReceiptAck, Signed, Timestamp, UsageReceipt, Verified};
 use serde::{Deserialize, Serialize};
 
 use crate::record::Record;
@@ -21,6 +21,56 @@ pub struct AckedReceipt {
     pub receipt: Signed<UsageReceipt>,
     /// Signed by the renter.
     pub ack: Signed<ReceiptAck>,
+}
+
+/// An acknowledged receipt whose two signatures this node checked on their way in (or
+/// made itself): the [`Issuer`] and the [`Countersigner`] make one, and
+/// [`Store::ingest_checked`](crate::Store::ingest_checked) commits it without checking
+/// the signatures again. Only whole [`Verified`] halves make one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedReceipt {
+    acked: AckedReceipt,
+    receipt: UsageReceipt,
+    ack: ReceiptAck,
+}
+
+impl CheckedReceipt {
+    /// Joins a checked receipt and its checked ack.
+    pub fn new(receipt: Verified<UsageReceipt>, ack: Verified<ReceiptAck>) -> Self {
+        let (receipt, receipt_value) = receipt.into_parts();
+        let (ack, ack_value) = ack.into_parts();
+        Self {
+            acked: AckedReceipt { receipt, ack },
+            receipt: receipt_value,
+            ack: ack_value,
+        }
+    }
+
+    /// The dual-signed envelopes, as stored and sent.
+    pub fn acked(&self) -> &AckedReceipt {
+        &self.acked
+    }
+
+    /// The receipt's checked content.
+    pub fn receipt(&self) -> &UsageReceipt {
+        &self.receipt
+    }
+
+    /// The ack's checked content.
+    pub fn ack(&self) -> &ReceiptAck {
+        &self.ack
+    }
+
+    /// The envelopes and both contents.
+    pub fn into_parts(self) -> (AckedReceipt, UsageReceipt, ReceiptAck) {
+        (self.acked, self.receipt, self.ack)
+    }
+}
+
+impl From<CheckedReceipt> for AckedReceipt {
+    fn from(checked: CheckedReceipt) -> Self {
+        checked.acked
+    }
 }
 
 /// An acked receipt as stored in the `receipts` column family.

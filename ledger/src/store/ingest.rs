@@ -13,7 +13,7 @@ use super::{FastMap, Store, StoreError, Writer, keys};
 use crate::accounts::{Account, Balance};
 use crate::dispute::{DisputeReason, Evidence, Quantity};
 use crate::posting::{Posting, Side};
-use crate::receipts::{AckedReceipt, StoredReceipt};
+use crate::receipts::{AckedReceipt, CheckedReceipt, StoredReceipt};
 use crate::record;
 use crate::session::{SessionHead, SessionRecord, SessionStatus};
 use crate::settlement::LaneSettlement;
@@ -57,8 +57,9 @@ impl Durable {
 /// The outcome of one ingest, as delivered to its caller.
 pub type Ingested = Result<Durable, StoreError>;
 
-/// A receipt whose signatures were checked, waiting for a commit.
-pub(crate) struct Verified {
+/// A decoded receipt and ack with their session, waiting for their signatures' check
+/// (or already checked) and a commit.
+pub(crate) struct Prepared {
     acked: AckedReceipt,
     receipt: UsageReceipt,
     ack: ReceiptAck,
@@ -69,7 +70,7 @@ pub(crate) struct Verified {
 type Slot = Arc<Mutex<Option<Ingested>>>;
 
 pub(crate) struct Pending {
-    item: Result<Verified, StoreError>,
+    item: Result<Prepared, StoreError>,
     slot: Slot,
 }
 
@@ -111,6 +112,45 @@ impl Store {
                 .map_err(|e| bad_ack(&v, &e.to_string()))?;
             Ok(v)
         });
+        let slot = Slot::default();
+        self.enqueue(vec![Pending {
+            item,
+            slot: Arc::clone(&slot),
+        }]);
+        self.commit_queued();
+        take(&slot)
+    }
+
+    /// Commits a receipt whose signatures this node already checked on their way in
+    /// ([`CheckedReceipt`]: made by the [`Issuer`](crate::Issuer) or the
+    /// [`Countersigner`](crate::Countersigner)), exactly like [`ingest`](Self::ingest)
+    /// but without checking them again: only that the session's provider and renter are
+    /// the ones who signed.
+    pub fn ingest_checked(&self, checked: CheckedReceipt) -> Ingested {
+        self.writable()?;
+        let (acked, receipt, ack) = checked.into_parts();
+        let item = self
+            .session(&receipt.session)
+            .and_then(|session| session.ok_or(StoreError::UnknownSession(receipt.session)))
+            .and_then(|session| {
+                let prepared = Prepared {
+                    hash: acked.receipt.receipt_hash(),
+                    acked,
+                    receipt,
+                    ack,
+                    session,
+                };
+                if prepared.acked.receipt.signer() != &prepared.session.provider {
+                    return Err(refused(&prepared, bad_signature("receipt")));
+                }
+                if prepared.acked.ack.signer() != &prepared.session.renter {
+                    return Err(bad_ack(
+                        &prepared,
+                        "the ack is not signed by the session's renter",
+                    ));
+                }
+                Ok(prepared)
+            });
         let slot = Slot::default();
         self.enqueue(vec![Pending {
             item,
@@ -189,7 +229,7 @@ impl Store {
         local: Option<&orien_protocol::NodeId>,
         threads: usize,
     ) -> Vec<Pending> {
-        let prepared: Vec<Result<Verified, StoreError>> =
+        let prepared: Vec<Result<Prepared, StoreError>> =
             chunk.into_iter().map(|a| self.prepare(a)).collect();
         // Which claims to check, and which prepared item each belongs to.
         let mut receipt_claims: Vec<(usize, Claim<'_, UsageReceipt>)> = Vec::new();
@@ -239,7 +279,7 @@ impl Store {
     }
 
     /// Decodes both payloads (signatures are checked by the caller).
-    fn prepare(&self, acked: AckedReceipt) -> Result<Verified, StoreError> {
+    fn prepare(&self, acked: AckedReceipt) -> Result<Prepared, StoreError> {
         let receipt = wire::decode::<UsageReceipt>(acked.receipt.payload_bytes())
             .map_err(|e| StoreError::Malformed(e.to_string()))?;
         let ack = wire::decode::<ReceiptAck>(acked.ack.payload_bytes()).map_err(|e| {
@@ -253,7 +293,7 @@ impl Store {
             .session(&receipt.session)?
             .ok_or(StoreError::UnknownSession(receipt.session))?;
         let hash = acked.receipt.receipt_hash();
-        Ok(Verified {
+        Ok(Prepared {
             acked,
             receipt,
             ack,
@@ -348,7 +388,7 @@ impl Store {
         writer: &mut Writer,
         overlay: &mut Overlay,
         batch: &mut GroupWrites,
-        v: Verified,
+        v: Prepared,
         now: Timestamp,
     ) -> Ingested {
         let r = &v.receipt;
@@ -616,7 +656,7 @@ fn encode<T: record::Record>(value: &T) -> Result<Vec<u8>, StoreError> {
     record::encode(value).map_err(StoreError::Encode)
 }
 
-fn refused(v: &Verified, reason: DisputeReason) -> StoreError {
+fn refused(v: &Prepared, reason: DisputeReason) -> StoreError {
     StoreError::Refused {
         session: v.receipt.session,
         seq: v.receipt.seq,
@@ -624,7 +664,7 @@ fn refused(v: &Verified, reason: DisputeReason) -> StoreError {
     }
 }
 
-fn bad_ack(v: &Verified, detail: &str) -> StoreError {
+fn bad_ack(v: &Prepared, detail: &str) -> StoreError {
     StoreError::BadAck {
         session: v.receipt.session,
         seq: v.receipt.seq,

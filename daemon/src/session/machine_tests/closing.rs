@@ -214,7 +214,10 @@ fn an_ack_the_provider_cannot_commit_closes_the_session() {
     let Some(ProviderAction::Commit(acked)) = actions.into_iter().next() else {
         panic!("the closing ack is committed first");
     };
-    let refused = rig.provider_store.ingest(acked).map_err(|e| e.to_string());
+    let refused = rig
+        .provider_store
+        .ingest_checked(*acked)
+        .map_err(|e| e.to_string());
     assert!(refused.is_err(), "receipt 2 without receipt 1");
     let after = p.handle(ProviderInput::Committed(refused));
     assert_eq!(ended(&after), Some(CloseReason::ProviderShutdown));

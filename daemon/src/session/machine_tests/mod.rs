@@ -140,7 +140,7 @@ impl Rig {
         let Some(ProviderAction::Commit(acked)) = actions.into_iter().next() else {
             panic!("an ack is committed first");
         };
-        let durable = self.provider_store.ingest(acked).unwrap();
+        let durable = self.provider_store.ingest_checked(*acked).unwrap();
         p.handle(ProviderInput::Committed(Ok(durable)))
     }
 
@@ -148,7 +148,7 @@ impl Rig {
         let actions = r.handle(RenterInput::Receipt { receipt, reply: 7 });
         match actions.as_slice() {
             [RenterAction::Commit(acked)] => {
-                let durable = self.renter_store.ingest(acked.clone()).unwrap();
+                let durable = self.renter_store.ingest_checked(*acked.clone()).unwrap();
                 let mut out = r.handle(RenterInput::Committed(Ok(durable)));
                 match out.pop() {
                     Some(RenterAction::Reply(7, response)) => response,

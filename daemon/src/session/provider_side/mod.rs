@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_ledger::{AckedReceipt, SessionStatus};
+use orien_ledger::{CheckedReceipt, SessionStatus};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
     CloseReason, CloseSession, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId, FileInfo,
@@ -219,7 +219,7 @@ impl Task {
                 ProviderAction::Commit(acked) => {
                     let store = self.inner.store.clone();
                     let committing = self.inner.clock.monotonic();
-                    let result = blocking(move || store.ingest(acked))
+                    let result = blocking(move || store.ingest_checked(*acked))
                         .await
                         .map_err(|e| e.to_string());
                     if result.is_ok() {
@@ -337,13 +337,14 @@ struct VoucherCheck {
 }
 
 impl AckCheck for VoucherCheck {
-    fn check(&self, acked: &AckedReceipt) -> Result<(), String> {
-        let ack = acked.ack.verify().map_err(|e| e.to_string())?;
-        let voucher = ack
+    fn check(&self, acked: &CheckedReceipt) -> Result<(), String> {
+        let voucher = acked
+            .ack()
             .voucher
+            .as_ref()
             .ok_or("an ack on an escrow lane without a voucher")?;
         self.payments
-            .verify_voucher(&voucher, self.renter_wallet, self.payout, Usdc::ZERO)
+            .verify_voucher(voucher, self.renter_wallet, self.payout, Usdc::ZERO)
             .map_err(|e| e.to_string())
     }
 }

@@ -323,7 +323,7 @@ impl Task {
                 RenterAction::Commit(acked) => {
                     let store = self.inner.store.clone();
                     let committing = self.inner.clock.monotonic();
-                    let result = blocking(move || store.ingest(acked))
+                    let result = blocking(move || store.ingest_checked(*acked))
                         .await
                         .map_err(|e| e.to_string());
                     if result.is_ok() {

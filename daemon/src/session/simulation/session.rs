@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orien_ledger::receipts::Tolerance;
-use orien_ledger::{
-    AckedReceipt, Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus,
-};
+use orien_ledger::{Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus};
 use orien_protocol::{
     Clock, CloseReason, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, OutputChunk,
     OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId, SessionResponse, Signed,
@@ -566,10 +564,4 @@ impl Sim<'_> {
             }
         }
     }
-}
-
-/// What a receipt this simulation signed says (decoded, not verified).
-fn content(acked: &AckedReceipt) -> Result<UsageReceipt, String> {
-    orien_protocol::wire::decode::<UsageReceipt>(acked.receipt.payload_bytes())
-        .map_err(|e| e.to_string())
 }

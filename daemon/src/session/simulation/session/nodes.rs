@@ -8,7 +8,7 @@ use orien_protocol::{
     Clock, CloseReason, ExecExit, ExecOutcome, Millis, ReceiptAck, SessionResponse, Usage,
 };
 
-use super::{Account, Event, MAX_EXEC, Msg, Route, Side, Sim, Token, content};
+use super::{Account, Event, MAX_EXEC, Msg, Route, Side, Sim, Token};
 use crate::session::provider_machine::{ProviderAction, ProviderInput};
 use crate::session::renter_machine::{RenterAction, RenterInput};
 
@@ -53,11 +53,11 @@ impl Sim<'_> {
                     self.send(Side::Provider, Msg::Receipt(receipt), Route::Receipt);
                 }
                 ProviderAction::Commit(acked) => {
-                    let issued = content(&acked)?.issued_at;
+                    let issued = acked.receipt().issued_at;
                     let result = self
                         .world
                         .store(Side::Provider)
-                        .ingest(acked)
+                        .ingest_checked(*acked)
                         .map_err(|e| e.to_string());
                     if result.is_ok() {
                         self.world.report.receipts += 1;
@@ -124,7 +124,7 @@ impl Sim<'_> {
                     let result = self
                         .world
                         .store(Side::Renter)
-                        .ingest(acked)
+                        .ingest_checked(*acked)
                         .map_err(|e| e.to_string());
                     let machine = self
                         .renter
