@@ -155,7 +155,13 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
     } = &market;
     let offer_id = market.offer;
     let found = renter.find_tool(tool.clone()).await.unwrap();
-    assert_eq!(found[0].id, offer_id);
+    // The provider re-announces (another id) when the renter joins the offer topic;
+    // the earlier offer stays openable until it expires.
+    assert!(
+        found.iter().any(|e| e.id == offer_id
+            || (e.offer.provider == provider_key.node_id() && e.offer.tool == *tool)),
+        "the renter finds the provider's offer: {found:?}"
+    );
     let sessions = renter.sessions().unwrap();
     let honest = sessions
         .open(offer_id, Usdc::from_micros(500_000), Millis(600_000))
