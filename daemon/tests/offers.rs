@@ -146,7 +146,10 @@ async fn a_late_joiner_finds_a_tool_through_the_dht() {
     .await;
     let found = late.offers(tool_query("wc")).await.unwrap();
     // The one found, or a newer one the provider re-announced on the late node joining.
-    assert!(found[0].id == offer_id || found[0].offer.tool.as_str() == "wc", "{found:?}");
+    assert!(
+        found[0].id == offer_id || found[0].offer.tool.as_str() == "wc",
+        "{found:?}"
+    );
     assert_eq!(found[0].offer.provider, provider.id());
 
     for node in [late, provider, bootstrap] {
