@@ -112,13 +112,7 @@ impl Store {
                 .map_err(|e| bad_ack(&v, &e.to_string()))?;
             Ok(v)
         });
-        let slot = Slot::default();
-        self.enqueue(vec![Pending {
-            item,
-            slot: Arc::clone(&slot),
-        }]);
-        self.commit_queued();
-        take(&slot)
+        self.commit_one(item)
     }
 
     /// Commits a receipt whose signatures this node already checked on their way in
@@ -151,6 +145,12 @@ impl Store {
                 }
                 Ok(prepared)
             });
+        self.commit_one(item)
+    }
+
+    /// Queues one prepared receipt (or the reason it was refused) behind any others and
+    /// waits for the group commit that decides it.
+    fn commit_one(&self, item: Result<Prepared, StoreError>) -> Ingested {
         let slot = Slot::default();
         self.enqueue(vec![Pending {
             item,
