@@ -33,6 +33,10 @@ pub const MAX_EVENTS_PER_BATCH: usize = 8;
 pub const MAX_FILE_CHUNK: usize = 768 * 1024;
 /// Longest workspace path.
 pub const MAX_PATH_LEN: usize = 1024;
+/// File requests (`PutFile`, `ListFiles`, `GetFile`) of one session that a provider
+/// serves at once; it answers more with [`RpcErrorCode::RateLimited`], and a renter
+/// sends no more than this.
+pub const FILE_OPS_PER_SESSION: usize = 1;
 /// Most entries in one `Files` answer.
 pub const MAX_FILES_LISTED: usize = 4096;
 

@@ -38,7 +38,8 @@ impl From<SessionError> for ApiError {
             SessionError::Refused {
                 code: RpcErrorCode::RateLimited,
                 ..
-            } => ApiError::RateLimited,
+            }
+            | SessionError::Busy(_) => ApiError::RateLimited,
             SessionError::Refused {
                 code: RpcErrorCode::NotFound,
                 detail,

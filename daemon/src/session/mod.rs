@@ -98,6 +98,9 @@ pub enum SessionError {
     /// The call's worst case does not fit the session's remaining budget.
     #[error(transparent)]
     Budget(#[from] orien_ledger::meter::CallDoesNotFit),
+    /// The session has as many file transfers queued as it takes; retry shortly.
+    #[error("session {0} is moving files already and has {max} more waiting; retry shortly", max = renter_side::FILE_OPS_WAITING)]
+    Busy(SessionId),
     /// The session already runs as many calls as its offer allows.
     #[error("at most {max} calls run at once in this session; wait for one to end")]
     TooManyCalls {
@@ -404,6 +407,7 @@ impl Sessions {
         data: Vec<u8>,
     ) -> Result<(), SessionError> {
         let handle = self.rented(session)?;
+        let _turn = handle.file_turn().await?;
         let request = SessionRequest::PutFile {
             session,
             path: path.to_owned(),
@@ -418,6 +422,7 @@ impl Sessions {
     /// Lists a rented session's workspace.
     pub async fn list_files(&self, session: SessionId) -> Result<Vec<FileInfo>, SessionError> {
         let handle = self.rented(session)?;
+        let _turn = handle.file_turn().await?;
         match self
             .inner
             .net
@@ -432,6 +437,7 @@ impl Sessions {
     /// Reads a file from a rented session's workspace.
     pub async fn get_file(&self, session: SessionId, path: &str) -> Result<Vec<u8>, SessionError> {
         let handle = self.rented(session)?;
+        let _turn = handle.file_turn().await?;
         let request = SessionRequest::GetFile {
             session,
             path: path.to_owned(),

@@ -35,7 +35,7 @@ pub(super) use admission::open;
 /// Attempts at telling the renter that the provider ended its session.
 const CLOSE_NOTICES: u32 = 3;
 /// File requests of one session served at once; more answer "rate limited".
-const FILE_OPS: usize = 1;
+const FILE_OPS: usize = orien_protocol::rpc::FILE_OPS_PER_SESSION;
 
 pub(super) enum Input {
     Request {

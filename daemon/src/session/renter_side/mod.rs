@@ -21,8 +21,11 @@ use crate::metrics::Side;
 use crate::net::Net;
 use crate::payments::LaneGuard;
 
+mod file_gate;
 mod opening;
 
+pub(crate) use file_gate::FILE_OPS_WAITING;
+use file_gate::FileGate;
 pub(super) use opening::open;
 
 /// A session this node rents, as agreed with the provider.
@@ -108,9 +111,16 @@ pub(super) struct Handle {
     session: SessionId,
     input: mpsc::Sender<Input>,
     logs: Arc<ExecLogs>,
+    /// Turns of the session's file requests.
+    files: Arc<FileGate>,
 }
 
 impl Handle {
+    /// Waits for the session's turn to send a file request.
+    pub(super) async fn file_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, SessionError> {
+        self.files.enter(self.session).await
+    }
+
     pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {
         super::deliver(&self.input, request, reply);
     }

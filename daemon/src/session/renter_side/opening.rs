@@ -183,6 +183,7 @@ pub(in crate::session) async fn open(
             session: accepted.session,
             input,
             logs,
+            files: Arc::default(),
         },
     );
     let span =
