@@ -475,7 +475,7 @@ async fn a_killed_provider_leaves_the_renter_owing_only_what_it_acknowledged() {
             s["state"] == "closed"
         })
         .await;
-    assert_eq!(after["state_detail"], "Disconnected", "{after}");
+    assert_eq!(after["close_reason"], "disconnected", "{after}");
     let chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
     let last = chain.as_array().unwrap().last().unwrap();
     assert_eq!(
@@ -525,8 +525,8 @@ async fn a_killed_renter_makes_the_provider_close_and_remove_the_sandbox() {
         .wait_for(&path, LONG, |s| s["state"] != "open")
         .await;
     assert_eq!(
-        (after["state"].as_str(), after["state_detail"].as_str()),
-        (Some("closed"), Some("AckTimeout")),
+        (after["state"].as_str(), after["close_reason"].as_str()),
+        (Some("closed"), Some("ack_timeout")),
         "{after}"
     );
     let chain = provider

@@ -13,6 +13,7 @@ use crate::problem::ApiError;
 use crate::sessions::{
     BalanceView, ExecutionView, FileView, LogPage, OpenSessionRequest, ReceiptView, SessionView,
 };
+use crate::text::{AmountText, PeerIdText, PeerRef, ToolText, parse, parse_peer};
 
 /// The node behind the API.
 #[async_trait]
@@ -104,11 +105,11 @@ pub struct NodeInfo {
 #[into_params(parameter_in = Query)]
 pub struct OfferQueryParams {
     /// Only this tool.
-    pub tool: Option<String>,
+    pub tool: Option<ToolText>,
     /// Only offers whose execution price per minute is at most this (USDC, e.g. `0.05`).
-    pub max_price: Option<String>,
+    pub max_price: Option<AmountText>,
     /// Only this provider (peer id).
-    pub provider: Option<String>,
+    pub provider: Option<PeerIdText>,
 }
 
 /// A validated [`OfferQueryParams`].
@@ -122,36 +123,27 @@ pub struct OfferFilter {
     pub provider: Option<NodeId>,
 }
 
-impl TryFrom<OfferQueryParams> for OfferFilter {
-    type Error = ApiError;
-
-    fn try_from(params: OfferQueryParams) -> Result<Self, ApiError> {
-        Ok(Self {
-            tool: params
-                .tool
-                .map(|t| {
-                    t.parse().map_err(|e: orien_protocol::ParseIdError| {
-                        ApiError::field("tool", e.to_string())
-                    })
-                })
-                .transpose()?,
-            max_price: params
+impl OfferQueryParams {
+    /// The filter these parameters ask for; `None` when no offer can match (a provider
+    /// id that is no node's).
+    pub fn filter(self) -> Result<Option<OfferFilter>, ApiError> {
+        let provider = match self
+            .provider
+            .map(|p| parse_peer("provider", &p))
+            .transpose()?
+        {
+            None => None,
+            Some(PeerRef::Node(node)) => Some(node),
+            Some(PeerRef::Nobody) => return Ok(None),
+        };
+        Ok(Some(OfferFilter {
+            tool: self.tool.map(|t| parse("tool", t.as_str())).transpose()?,
+            max_price: self
                 .max_price
-                .map(|p| {
-                    p.parse().map_err(|e: orien_protocol::ParseUsdcError| {
-                        ApiError::field("max_price", e.to_string())
-                    })
-                })
+                .map(|p| parse("max_price", p.as_str()))
                 .transpose()?,
-            provider: params
-                .provider
-                .map(|p| {
-                    p.parse().map_err(|e: orien_protocol::ParseIdError| {
-                        ApiError::field("provider", e.to_string())
-                    })
-                })
-                .transpose()?,
-        })
+            provider,
+        }))
     }
 }
 

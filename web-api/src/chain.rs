@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
+use crate::text::{AddressText, PositiveAmountText};
 
 /// `GET /v1/wallet`: this node's wallet and what the escrow holds for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -31,9 +32,9 @@ pub struct WalletView {
 #[serde(deny_unknown_fields)]
 pub struct FundBody {
     /// The provider's payout address (an offer's `payout`).
-    pub to: String,
+    pub to: AddressText,
     /// USDC to add to the lane (e.g. `"5"`).
-    pub amount: String,
+    pub amount: PositiveAmountText,
 }
 
 /// A validated [`FundBody`].
@@ -51,10 +52,12 @@ impl TryFrom<FundBody> for FundRequest {
     fn try_from(body: FundBody) -> Result<Self, ApiError> {
         let to = body
             .to
+            .as_str()
             .parse()
             .map_err(|e: orien_protocol::ParseIdError| ApiError::field("to", e.to_string()))?;
         let amount: orien_protocol::Usdc =
             body.amount
+                .as_str()
                 .parse()
                 .map_err(|e: orien_protocol::ParseUsdcError| {
                     ApiError::field("amount", e.to_string())

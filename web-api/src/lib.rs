@@ -25,6 +25,7 @@ pub mod problem;
 pub mod rate_limit;
 mod routes;
 pub mod sessions;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -77,7 +78,12 @@ pub(crate) struct AppState {
 #[openapi(
     info(title = "ORIEN node API", version = "1", description = "The local API of an ORIEN node: offers, sessions, executions, receipts, ledger and settlement."),
     paths(routes::files::put_file, routes::files::get_file),
-    components(schemas(ProblemBody, FieldError)),
+    components(schemas(
+        ProblemBody, FieldError, sessions::LogEvent, sessions::CloseReason,
+        sessions::SuspendReason, text::IdText, text::OfferIdText, text::AddressText, text::ToolText,
+        text::PeerIdText, text::AmountText, text::PositiveAmountText, text::PathText,
+        text::IdempotencyKeyText, sessions::EarningsPeriod
+    )),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -5,13 +5,17 @@
 //! milliseconds; ids are lowercase hex, node ids are libp2p peer ids.
 
 use orien_protocol::{
-    ExecExit, ExecId, ExecOutcome, Millis, NodeId, OfferId, SessionId, Split, ToolName, Usdc,
+    ExecExit, ExecId, ExecOutcome, Millis, OfferId, SessionId, Split, ToolName, Usdc,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::PricingView;
 use crate::problem::ApiError;
+use crate::text::{
+    IdText, OfferIdText, PeerIdText, PeerRef, PositiveAmountText, ToolText, parse_peer,
+};
 
 /// Longest session a request may ask for: one week.
 pub const MAX_SESSION_SECS: u64 = 7 * 24 * 3600;
@@ -43,24 +47,76 @@ pub fn parse_exec_id(value: &str) -> Result<ExecId, ApiError> {
 }
 
 /// Body of `POST /v1/sessions`: an offer, or a tool (and optionally a provider) whose
-/// cheapest offer is taken.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+/// cheapest offer is taken. Documented as one of the two shapes (see its schema).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSessionBody {
     /// The offer id, from `GET /v1/offers`.
-    pub offer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<OfferIdText>,
     /// A tool name, when no offer is named.
-    pub tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolText>,
     /// With `tool`: only this provider's offer.
-    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<PeerIdText>,
     /// Most the session may cost, in USDC (e.g. `"0.50"`).
-    pub budget: String,
+    pub budget: PositiveAmountText,
     /// Longest the session stays open, in seconds (default 3600, at most one week).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_duration_secs: Option<u64>,
     /// How to pay: `escrow` (an on-chain lane) or `ledger` (the embedded ledgers only);
     /// by default escrow when the node is connected to a chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentKind>,
 }
+
+impl utoipa::PartialSchema for OpenSessionBody {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let shape = |chooser: ObjectBuilder| {
+            chooser
+                .property("budget", PositiveAmountText::schema())
+                .required("budget")
+                .property(
+                    "max_duration_secs",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(MAX_SESSION_SECS))
+                        .description(Some(
+                            "Longest the session stays open, in seconds (default 3600, at most one week)",
+                        )),
+                )
+                .property("payment", PaymentKind::schema())
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let by_offer = ObjectBuilder::new()
+            .title(Some("by offer"))
+            .property("offer", OfferIdText::schema())
+            .required("offer")
+            .description(Some("The offer id, from `GET /v1/offers`"));
+        let by_tool = ObjectBuilder::new()
+            .title(Some("by tool"))
+            .property("tool", ToolText::schema())
+            .required("tool")
+            .property("provider", PeerIdText::schema())
+            .description(Some(
+                "The cheapest offer of a tool, only the provider's when one is named",
+            ));
+        OneOfBuilder::new()
+            .item(shape(by_offer))
+            .item(shape(by_tool))
+            .description(Some(
+                "An offer, or a tool (and optionally a provider) whose cheapest offer is taken; \
+                 with the most the session may cost (`budget`, USDC) and how to pay (`payment`: \
+                 `escrow` when the node is connected to a chain, by default)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OpenSessionBody {}
 
 /// How a session is paid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -84,8 +140,8 @@ pub enum OfferChoice {
     Tool {
         /// The tool.
         tool: ToolName,
-        /// Only this provider.
-        provider: Option<NodeId>,
+        /// Only this provider ([`PeerRef::Nobody`]: a well-formed id no node can have).
+        provider: Option<PeerRef>,
     },
 }
 
@@ -107,10 +163,10 @@ impl TryFrom<OpenSessionBody> for OpenSessionRequest {
 
     fn try_from(body: OpenSessionBody) -> Result<Self, ApiError> {
         let choice = match (body.offer, body.tool, body.provider) {
-            (Some(offer), None, None) => OfferChoice::Offer(parse_field("offer", &offer)?),
+            (Some(offer), None, None) => OfferChoice::Offer(parse_field("offer", offer.as_str())?),
             (None, Some(tool), provider) => OfferChoice::Tool {
-                tool: parse_field("tool", &tool)?,
-                provider: provider.map(|p| parse_field("provider", &p)).transpose()?,
+                tool: parse_field("tool", tool.as_str())?,
+                provider: provider.map(|p| parse_peer("provider", &p)).transpose()?,
             },
             (Some(_), _, _) => {
                 return Err(ApiError::field(
@@ -125,7 +181,7 @@ impl TryFrom<OpenSessionBody> for OpenSessionRequest {
                 ));
             }
         };
-        let budget: Usdc = parse_field("budget", &body.budget)?;
+        let budget: Usdc = parse_field("budget", body.budget.as_str())?;
         if budget.is_zero() {
             return Err(ApiError::field("budget", "must be more than zero"));
         }
@@ -165,6 +221,76 @@ pub enum SessionState {
     Suspended,
     /// Closed; nothing more is charged.
     Closed,
+}
+
+/// Why a session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The renter closed it.
+    RenterRequested,
+    /// The budget is spent.
+    BudgetExhausted,
+    /// Its longest duration was reached.
+    MaxDuration,
+    /// The renter did not acknowledge a receipt in time.
+    AckTimeout,
+    /// The peer was unreachable for longer than the grace period.
+    Disconnected,
+    /// The provider shut down.
+    ProviderShutdown,
+    /// A receipt failed the renter's checks; it is kept as evidence.
+    Dispute,
+    /// The renter asked to close the escrow lane the session was paid from.
+    LaneClosing,
+    /// The node restarted after a crash and closed out the sessions it had open.
+    Restarted,
+}
+
+impl From<orien_protocol::CloseReason> for CloseReason {
+    fn from(reason: orien_protocol::CloseReason) -> Self {
+        use orien_protocol::CloseReason as Wire;
+        match reason {
+            Wire::RenterRequested => Self::RenterRequested,
+            Wire::BudgetExhausted => Self::BudgetExhausted,
+            Wire::MaxDuration => Self::MaxDuration,
+            Wire::AckTimeout => Self::AckTimeout,
+            Wire::Disconnected => Self::Disconnected,
+            Wire::ProviderShutdown => Self::ProviderShutdown,
+            Wire::Dispute => Self::Dispute,
+            Wire::LaneClosing => Self::LaneClosing,
+            Wire::Restarted => Self::Restarted,
+        }
+    }
+}
+
+impl CloseReason {
+    /// What it means, in a sentence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::RenterRequested => "the renter closed the session",
+            Self::BudgetExhausted => "the budget is spent",
+            Self::MaxDuration => "the session reached its longest duration",
+            Self::AckTimeout => "the renter did not acknowledge a receipt in time",
+            Self::Disconnected => "the peer was unreachable for longer than the grace period",
+            Self::ProviderShutdown => "the provider shut down",
+            Self::Dispute => "a receipt failed the renter's checks and is kept as evidence",
+            Self::LaneClosing => "the renter is closing the escrow lane the session was paid from",
+            Self::Restarted => "the node restarted and closed out the sessions it had open",
+        }
+    }
+}
+
+/// Why a session is suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SuspendReason {
+    /// The budget is spent.
+    BudgetReached,
+    /// A receipt was not acknowledged in time.
+    AckTimeout,
+    /// A receipt failed the renter's checks; it is kept as evidence.
+    Dispute,
 }
 
 /// Usage so far, as acknowledged by both sides.
@@ -218,7 +344,11 @@ pub struct SessionView {
     pub tool: Option<String>,
     /// State.
     pub state: SessionState,
-    /// Why it is suspended or closed.
+    /// Why it closed (with `state: closed`).
+    pub close_reason: Option<CloseReason>,
+    /// Why it is suspended (with `state: suspended`).
+    pub suspend_reason: Option<SuspendReason>,
+    /// Why it is suspended or closed, in a sentence.
     pub state_detail: Option<String>,
     /// Most the session may cost.
     pub budget: String,
@@ -235,12 +365,13 @@ pub struct SessionView {
 }
 
 /// Body of `POST /v1/sessions/{id}/executions`.
-#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecBody {
-    /// Arguments, checked by the provider against the tool's JSON Schema.
+    /// Arguments by name, checked by the provider against the tool's JSON Schema (the
+    /// offer's `args_schema`); at most 64 KiB of JSON.
     #[schema(value_type = Object)]
-    pub args: serde_json::Value,
+    pub args: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where an execution stands.
@@ -344,6 +475,53 @@ pub struct LogEntry {
     pub data: String,
 }
 
+/// One server-sent event of `GET /v1/executions/{id}/logs`, as `event` and `data`
+/// lines (its `id` line is the entry's index): a chunk of output as text, then the
+/// execution as JSON once it ended, or an `error` if the node stopped following it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum LogEvent {
+    /// A chunk of standard output (UTF-8, invalid bytes replaced).
+    Stdout(String),
+    /// A chunk of standard error (UTF-8, invalid bytes replaced).
+    Stderr(String),
+    /// The end: the execution, as `GET /v1/executions/{id}` answers it.
+    Exit(Box<ExecutionView>),
+    /// The node stopped following the log; the detail says why.
+    Error(String),
+}
+
+impl LogEvent {
+    /// The event's name (its `event:` line).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Stdout(_) => "stdout",
+            Self::Stderr(_) => "stderr",
+            Self::Exit(_) => "exit",
+            Self::Error(_) => "error",
+        }
+    }
+
+    /// The event's data (its `data:` lines): text, or JSON for `exit`.
+    pub fn data(&self) -> String {
+        match self {
+            Self::Stdout(text) | Self::Stderr(text) | Self::Error(text) => text.clone(),
+            Self::Exit(view) => serde_json::to_string(view).unwrap_or_default(),
+        }
+    }
+
+    /// Reads an event from its name and data; `None` for a name it does not know.
+    pub fn parse(name: &str, data: String) -> Result<Option<Self>, serde_json::Error> {
+        Ok(Some(match name {
+            "stdout" => Self::Stdout(data),
+            "stderr" => Self::Stderr(data),
+            "exit" => Self::Exit(Box::new(serde_json::from_str(&data)?)),
+            "error" => Self::Error(data),
+            _ => return Ok(None),
+        }))
+    }
+}
+
 /// Entries after a position, and whether the log is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPage {
@@ -370,7 +548,7 @@ pub struct FileView {
 #[into_params(parameter_in = Query)]
 pub struct ReceiptQuery {
     /// The session.
-    pub session: String,
+    pub session: IdText,
 }
 
 /// A dual-signed receipt, as this node's ledger holds it.
@@ -403,8 +581,16 @@ pub struct ReceiptView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EarningsQuery {
-    /// The period: `day` (UTC days; the only one so far).
-    pub by: String,
+    /// The period.
+    pub by: EarningsPeriod,
+}
+
+/// A period of `GET /v1/earnings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EarningsPeriod {
+    /// UTC days.
+    Day,
 }
 
 /// What this node earned as provider in one period (its share of acknowledged receipts).

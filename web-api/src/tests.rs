@@ -28,6 +28,8 @@ fn fake_session(id: SessionId) -> SessionView {
         offer: None,
         tool: Some("sha256".into()),
         state: SessionState::Open,
+        close_reason: None,
+        suspend_reason: None,
         state_detail: None,
         budget: "1.000000".into(),
         pricing: PricingView {

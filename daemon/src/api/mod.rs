@@ -10,8 +10,9 @@ use orien_web_api::chain::{
     FundRequest, FundedView, LanePaid, LaneView, SettlementView, WalletView,
 };
 use orien_web_api::sessions::{
-    BalanceView, EarningsView, ExecutionView, FileView, LogPage, OfferChoice, OpenSessionRequest,
-    PaymentKind, ReceiptView, SessionRole, SessionState, SessionView, UsageView, usdc_string,
+    BalanceView, CloseReason, EarningsView, ExecutionView, FileView, LogPage, OfferChoice,
+    OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState, SessionView,
+    SuspendReason, UsageView, usdc_string,
 };
 use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 
@@ -19,6 +20,7 @@ mod errors;
 mod views;
 
 use errors::{chain_error, ledger_error};
+use orien_web_api::text::PeerRef;
 use views::{execution_view, log_page};
 
 use crate::node::Node;
@@ -76,12 +78,17 @@ impl NodeService {
         head: &orien_ledger::SessionHead,
     ) -> SessionView {
         let rented = sessions.rented_session(record.session);
-        let (state, state_detail) = match &head.status {
-            SessionStatus::Open => (SessionState::Open, None),
+        let (state, close_reason, suspend_reason, state_detail) = match &head.status {
+            SessionStatus::Open => (SessionState::Open, None, None, None),
             SessionStatus::Suspended(reason) => {
-                (SessionState::Suspended, Some(format!("{reason:?}")))
+                let (kind, detail) = suspension(reason);
+                (SessionState::Suspended, None, Some(kind), Some(detail))
             }
-            SessionStatus::Closed(reason) => (SessionState::Closed, Some(format!("{reason:?}"))),
+            SessionStatus::Closed(reason) => {
+                let reason = CloseReason::from(*reason);
+                let detail = reason.describe().to_owned();
+                (SessionState::Closed, Some(reason), None, Some(detail))
+            }
         };
         SessionView {
             id: record.session.to_string(),
@@ -95,6 +102,8 @@ impl NodeService {
             offer: rented.as_ref().map(|r| r.offer.to_string()),
             tool: rented.as_ref().map(|r| r.tool.to_string()),
             state,
+            close_reason,
+            suspend_reason,
             state_detail,
             budget: usdc_string(record.budget),
             pricing: PricingView {
@@ -169,6 +178,15 @@ impl NodeApi for NodeService {
         let offer = match request.choice {
             OfferChoice::Offer(id) => id,
             OfferChoice::Tool { tool, provider } => {
+                let provider = match provider {
+                    None => None,
+                    Some(PeerRef::Node(node)) => Some(node),
+                    Some(PeerRef::Nobody) => {
+                        return Err(ApiError::NotFound(format!(
+                            "an offer of tool `{tool}` by that provider: the id is no node's"
+                        )));
+                    }
+                };
                 // From the book, or when it holds no such offer (not gossiped to us
                 // yet), from the tool's providers in the DHT.
                 let found = self.node.find_offers(tool.clone(), provider).await?;
@@ -487,4 +505,20 @@ fn check_path(path: &str) -> Result<(), ApiError> {
         return bad("must not contain control characters");
     }
     Ok(())
+}
+
+/// The API's kind of a suspension, and what it means in a sentence.
+fn suspension(reason: &orien_ledger::SuspendReason) -> (SuspendReason, String) {
+    use orien_ledger::SuspendReason as Ledger;
+    match reason {
+        Ledger::BudgetReached => (SuspendReason::BudgetReached, "the budget is spent".into()),
+        Ledger::AckTimeout { seq } => (
+            SuspendReason::AckTimeout,
+            format!("receipt #{seq} was not acknowledged in time"),
+        ),
+        Ledger::Dispute { seq, reason } => (
+            SuspendReason::Dispute,
+            format!("receipt #{seq} failed the renter's checks: {reason}"),
+        ),
+    }
 }

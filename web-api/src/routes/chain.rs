@@ -24,7 +24,7 @@ pub(crate) async fn get_wallet(
 /// Honours `Idempotency-Key`: a retry with the same key and body does not fund twice.
 #[utoipa::path(post, path = "/v1/wallet/fund", tag = "chain", security(("bearer" = [])),
     request_body = FundBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a retried request")),
+    params(("Idempotency-Key" = Option<crate::text::IdempotencyKeyText>, Header, description = "Replays the first answer to a retried request")),
     responses(
         (status = 200, description = "Funded", body = FundedView),
         (status = 400, description = "Invalid request", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -56,7 +56,7 @@ pub(crate) async fn list_settlements(
 ///
 /// Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/settlements", tag = "chain", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a retried request")),
+    params(("Idempotency-Key" = Option<crate::text::IdempotencyKeyText>, Header, description = "Replays the first answer to a retried request")),
     responses(
         (status = 200, description = "Settlement transactions", body = [SettlementView]),
         (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),

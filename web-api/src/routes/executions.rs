@@ -15,7 +15,7 @@ use futures_util::Stream;
 use crate::api::NodeApi;
 use crate::extract::{ApiJson, ApiPath};
 use crate::sessions::{
-    ExecBody, ExecutionView, LogEntry, LogKind, parse_exec_id, parse_session_id,
+    ExecBody, ExecutionView, LogEntry, LogEvent, LogKind, parse_exec_id, parse_session_id,
 };
 use crate::{ApiError, AppState};
 
@@ -27,8 +27,8 @@ const LOG_POLL: Duration = Duration::from_secs(15);
 /// Honours `Idempotency-Key`: a retry with the same key and body does not run twice.
 #[utoipa::path(post, path = "/v1/sessions/{id}/executions", tag = "executions", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Session id (hex)"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a retried request"),
+        ("id" = crate::text::IdText, Path, description = "Session id (hex)"),
+        ("Idempotency-Key" = Option<crate::text::IdempotencyKeyText>, Header, description = "Replays the first answer to a retried request"),
     ),
     request_body = ExecBody,
     responses(
@@ -45,7 +45,10 @@ pub(crate) async fn start_execution(
     ApiJson(body): ApiJson<ExecBody>,
 ) -> Result<Response, ApiError> {
     let session = parse_session_id(&id)?;
-    let view = state.node.start_execution(session, body.args).await?;
+    let view = state
+        .node
+        .start_execution(session, serde_json::Value::Object(body.args))
+        .await?;
     let location = HeaderValue::from_str(&format!("/v1/executions/{}", view.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
@@ -58,7 +61,7 @@ pub(crate) async fn start_execution(
 
 /// An execution: state, exit and output so far.
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Execution id (hex)")),
+    params(("id" = crate::text::IdText, Path, description = "Execution id (hex)")),
     responses(
         (status = 200, description = "The execution", body = ExecutionView),
         (status = 400, description = "Malformed id", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -77,11 +80,11 @@ pub(crate) async fn get_execution(
 /// id is its index: reconnect with `Last-Event-ID` to resume after it.
 #[utoipa::path(get, path = "/v1/executions/{id}/logs", tag = "executions", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Execution id (hex)"),
+        ("id" = crate::text::IdText, Path, description = "Execution id (hex)"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
     ),
     responses(
-        (status = 200, description = "Event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events, each a `LogEvent`: `event:` its name, `data:` its data (text; for `exit` the execution as JSON), `id:` its index", content_type = "text/event-stream", body = LogEvent),
         (status = 400, description = "Malformed id or Last-Event-ID", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such execution", body = crate::ProblemBody, content_type = "application/problem+json"),

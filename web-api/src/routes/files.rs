@@ -15,7 +15,7 @@ pub(crate) const MAX_FILE_BYTES: usize = orien_protocol::rpc::MAX_FILE_CHUNK;
 
 /// Lists the session's workspace.
 #[utoipa::path(get, path = "/v1/sessions/{id}/files", tag = "files", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id (hex)")),
+    params(("id" = crate::text::IdText, Path, description = "Session id (hex)")),
     responses(
         (status = 200, description = "Files and directories", body = [FileView]),
         (status = 400, description = "Malformed id", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -32,8 +32,8 @@ pub(crate) async fn list_files(
 /// Writes a file (the raw request body) into the session's workspace.
 #[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", tag = "files", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Session id (hex)"),
-        ("path" = String, Path, description = "Workspace-relative path; may contain `/`"),
+        ("id" = crate::text::IdText, Path, description = "Session id (hex)"),
+        ("path" = crate::text::PathText, Path, description = "Workspace-relative path; may contain `/`"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
@@ -59,8 +59,8 @@ pub(crate) async fn put_file(
 /// Reads a file from the session's workspace (raw bytes).
 #[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", tag = "files", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Session id (hex)"),
-        ("path" = String, Path, description = "Workspace-relative path; may contain `/`"),
+        ("id" = crate::text::IdText, Path, description = "Session id (hex)"),
+        ("path" = crate::text::PathText, Path, description = "Workspace-relative path; may contain `/`"),
     ),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),

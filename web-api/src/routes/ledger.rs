@@ -5,7 +5,8 @@ use axum::extract::State;
 
 use crate::extract::ApiQuery;
 use crate::sessions::{
-    BalanceView, EarningsQuery, EarningsView, ReceiptQuery, ReceiptView, parse_session_id,
+    BalanceView, EarningsPeriod, EarningsQuery, EarningsView, ReceiptQuery, ReceiptView,
+    parse_session_id,
 };
 use crate::{ApiError, AppState};
 
@@ -23,7 +24,7 @@ pub(crate) async fn list_receipts(
     Ok(Json(
         state
             .node
-            .receipts(parse_session_id(&query.session)?)
+            .receipts(parse_session_id(query.session.as_str())?)
             .await?,
     ))
 }
@@ -49,8 +50,7 @@ pub(crate) async fn earnings(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EarningsQuery>,
 ) -> Result<Json<Vec<EarningsView>>, ApiError> {
-    if query.by != "day" {
-        return Err(ApiError::field("by", "only `day` is supported"));
+    match query.by {
+        EarningsPeriod::Day => Ok(Json(state.node.earnings_by_day().await?)),
     }
-    Ok(Json(state.node.earnings_by_day().await?))
 }

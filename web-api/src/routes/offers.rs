@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 
-use crate::api::{OfferFilter, OfferQueryParams, OfferView};
+use crate::api::{OfferQueryParams, OfferView};
 use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
@@ -17,6 +17,8 @@ pub(crate) async fn list_offers(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<OfferQueryParams>,
 ) -> Result<Json<Vec<OfferView>>, ApiError> {
-    let filter = OfferFilter::try_from(params)?;
-    Ok(Json(state.node.offers(filter).await?))
+    match params.filter()? {
+        Some(filter) => Ok(Json(state.node.offers(filter).await?)),
+        None => Ok(Json(Vec::new())),
+    }
 }

@@ -13,7 +13,7 @@ use crate::{ApiError, AppState};
 /// Honours `Idempotency-Key`: a retry with the same key and body gets the first answer.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
     request_body = OpenSessionBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a retried request")),
+    params(("Idempotency-Key" = Option<crate::text::IdempotencyKeyText>, Header, description = "Replays the first answer to a retried request")),
     responses(
         (status = 201, description = "The provider accepted the session", body = SessionView),
         (status = 400, description = "Invalid request", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -44,7 +44,7 @@ pub(crate) async fn list_sessions(
 
 /// One session: state, usage and amount so far.
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id (hex)")),
+    params(("id" = crate::text::IdText, Path, description = "Session id (hex)")),
     responses(
         (status = 200, description = "The session", body = SessionView),
         (status = 400, description = "Malformed id", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -61,7 +61,7 @@ pub(crate) async fn get_session(
 /// Closes a rented session; answers with its final state once the closing receipt is
 /// committed.
 #[utoipa::path(post, path = "/v1/sessions/{id}/close", tag = "sessions", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id (hex)")),
+    params(("id" = crate::text::IdText, Path, description = "Session id (hex)")),
     responses(
         (status = 200, description = "Closed", body = SessionView),
         (status = 400, description = "Malformed id", body = crate::ProblemBody, content_type = "application/problem+json"),

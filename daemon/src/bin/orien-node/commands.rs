@@ -8,7 +8,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use orien_daemon::client::ApiClient;
-use serde_json::{Value, json};
+use orien_web_api::chain::{SettlementView, WalletView};
+use orien_web_api::sessions::{
+    ExecBody, ExecState, ExecutionView, FileView, LogEvent, OpenSessionBody, PaymentKind,
+    ReceiptView, SessionView,
+};
+use orien_web_api::text::{OfferIdText, PeerIdText, PositiveAmountText, ToolText};
+use orien_web_api::{NodeInfo, OfferView};
+use serde::Serialize;
 
 /// Commands served by the running node.
 #[derive(Debug, Subcommand)]
@@ -147,7 +154,8 @@ pub(crate) fn emit(line: &str) {
     println!("{line}");
 }
 
-fn emit_json(value: &Value) -> anyhow::Result<()> {
+/// Prints an API document as JSON (`--json`).
+fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
     emit(&serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -164,7 +172,8 @@ fn query(pairs: &[(&str, &Option<String>)]) -> String {
     }
 }
 
-/// Percent-encodes a query value (ids, tool names and decimals need little).
+/// Percent-encodes a query value or path segment (ids, tool names and decimals need
+/// little).
 fn encode(value: &str) -> String {
     value
         .bytes()
@@ -177,15 +186,32 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-fn session_line(s: &Value) -> String {
+/// Percent-encodes a workspace path, keeping its `/`s.
+fn encode_path(path: &str) -> String {
+    path.split('/').map(encode).collect::<Vec<_>>().join("/")
+}
+
+/// The API's name of an enum value (its JSON string).
+fn name_of(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "?".into(),
+    }
+}
+
+fn session_line(s: &SessionView) -> String {
     format!(
-        "{}  {:<8} {:<9} {:<10} {:>12} USDC  {} receipts",
-        s["id"].as_str().unwrap_or("?"),
-        s["role"].as_str().unwrap_or("?"),
-        s["tool"].as_str().unwrap_or("-"),
-        s["state"].as_str().unwrap_or("?"),
-        s["amount"].as_str().unwrap_or("?"),
-        s["usage"]["receipts"]
+        "{}  {:<8} {:<9} {:<10} {:>12} USDC  {} receipts{}",
+        s.id,
+        name_of(&s.role),
+        s.tool.as_deref().unwrap_or("-"),
+        name_of(&s.state),
+        s.amount,
+        s.usage.receipts,
+        s.state_detail
+            .as_deref()
+            .map(|d| format!("  ({d})"))
+            .unwrap_or_default()
     )
 }
 
@@ -197,26 +223,22 @@ pub(crate) async fn run(
 ) -> anyhow::Result<i32> {
     match command {
         ClientCommand::Status => {
-            let node: Value = client.get("/v1/node").await?;
-            let wallet: Option<Value> = client.get("/v1/wallet").await.ok();
+            let node: NodeInfo = client.get("/v1/node").await?;
+            let wallet: Option<WalletView> = client.get("/v1/wallet").await.ok();
             if json_out {
-                emit_json(&json!({"node": node, "wallet": wallet}))?;
+                emit_json(&serde_json::json!({"node": node, "wallet": wallet}))?;
             } else {
                 emit(&format!(
                     "node     {} (orien-node {})",
-                    node["id"].as_str().unwrap_or("?"),
-                    node["version"].as_str().unwrap_or("?")
+                    node.id, node.version
                 ));
                 emit(&format!("api      {}", client.base()));
-                emit(&format!("peers    {}", node["peers"]));
-                emit(&format!("offers   {} known", node["offers_known"]));
+                emit(&format!("peers    {}", node.peers));
+                emit(&format!("offers   {} known", node.offers_known));
                 match wallet {
                     Some(w) => emit(&format!(
                         "wallet   {} on chain {}: {} USDC, {} USDC earned",
-                        w["address"].as_str().unwrap_or("?"),
-                        w["chain_id"],
-                        w["usdc"].as_str().unwrap_or("?"),
-                        w["earnings"].as_str().unwrap_or("?")
+                        w.address, w.chain_id, w.usdc, w.earnings
                     )),
                     None => emit(
                         "wallet   not connected to a chain (sessions are paid through the ledgers)",
@@ -230,19 +252,19 @@ pub(crate) async fn run(
             unreachable!("run offline by the caller")
         }
         ClientCommand::Tools { command: None } => {
-            let tools: Value = client.get("/v1/tools").await?;
+            let tools: Vec<OfferView> = client.get("/v1/tools").await?;
             if json_out {
                 emit_json(&tools)?;
-            } else if tools.as_array().is_none_or(Vec::is_empty) {
+            } else if tools.is_empty() {
                 emit("this node sells no tools (run it with --provider-config)");
             } else {
-                for t in tools.as_array().into_iter().flatten() {
+                for t in &tools {
                     emit(&format!(
                         "{:<10} {:>10} USDC/exec-min {:>10} USDC/session-min  {}",
-                        t["tool"].as_str().unwrap_or("?"),
-                        t["pricing"]["exec_per_minute"].as_str().unwrap_or("?"),
-                        t["pricing"]["session_per_minute"].as_str().unwrap_or("?"),
-                        t["description"].as_str().unwrap_or("")
+                        t.tool,
+                        t.pricing.exec_per_minute,
+                        t.pricing.session_per_minute,
+                        t.description
                     ));
                 }
             }
@@ -260,64 +282,56 @@ pub(crate) async fn run(
                     ("provider", &provider)
                 ])
             );
-            let offers: Value = client.get(&path).await?;
+            let offers: Vec<OfferView> = client.get(&path).await?;
             if json_out {
                 emit_json(&offers)?;
-            } else if offers.as_array().is_none_or(Vec::is_empty) {
+            } else if offers.is_empty() {
                 emit("no offers match");
             } else {
-                for o in offers.as_array().into_iter().flatten() {
+                for o in &offers {
                     emit(&format!(
                         "{}  {:<10} {:>10} USDC/exec-min  by {}",
-                        o["id"].as_str().unwrap_or("?"),
-                        o["tool"].as_str().unwrap_or("?"),
-                        o["pricing"]["exec_per_minute"].as_str().unwrap_or("?"),
-                        o["provider"].as_str().unwrap_or("?")
+                        o.id, o.tool, o.pricing.exec_per_minute, o.provider
                     ));
                 }
             }
         }
         ClientCommand::Session { command } => return session(client, command, json_out).await,
         ClientCommand::Receipts { session } => {
-            let receipts: Value = client
+            let receipts: Vec<ReceiptView> = client
                 .get(&format!("/v1/receipts?session={}", encode(&session)))
                 .await?;
             if json_out {
                 emit_json(&receipts)?;
             } else {
-                for r in receipts.as_array().into_iter().flatten() {
+                for r in &receipts {
                     emit(&format!(
                         "#{:<4} {:>12} USDC  session {} ms, exec {} ms, cpu {} ms  {}",
-                        r["seq"],
-                        r["amount"].as_str().unwrap_or("?"),
-                        r["session_ms"],
-                        r["exec_ms"],
-                        r["cpu_ms"],
-                        r["hash"].as_str().unwrap_or("?")
+                        r.seq, r.amount, r.session_ms, r.exec_ms, r.cpu_ms, r.hash
                     ));
                 }
             }
         }
         ClientCommand::Settle => {
-            let settled: Value = with_spinner(
+            let settled: Vec<SettlementView> = with_spinner(
                 "settling on chain, waiting for confirmations…",
                 json_out,
-                client.post("/v1/settlements", &json!({})),
+                client.post("/v1/settlements", &serde_json::json!({})),
             )
             .await?;
             if json_out {
                 emit_json(&settled)?;
-            } else if settled.as_array().is_none_or(Vec::is_empty) {
+            } else if settled.is_empty() {
                 emit("nothing to settle");
             } else {
-                for s in settled.as_array().into_iter().flatten() {
+                for s in &settled {
                     emit(&format!(
                         "settled {} lane(s) in {} (block {}): fee {} USDC, reserve {} USDC",
-                        s["lanes"].as_array().map_or(0, Vec::len),
-                        s["tx"].as_str().unwrap_or("?"),
-                        s["block"],
-                        s["fee"].as_str().unwrap_or("?"),
-                        s["reserve"].as_str().unwrap_or("?")
+                        s.lanes.len(),
+                        s.tx,
+                        s.block,
+                        s.fee,
+                        s.reserve
                     ));
                 }
             }
@@ -340,12 +354,19 @@ async fn session(
             max_duration_secs,
             payment,
         } => {
-            let body = json!({
-                "offer": offer, "tool": tool, "provider": provider, "budget": budget,
-                "max_duration_secs": max_duration_secs,
-                "payment": (payment != "auto").then_some(payment),
-            });
-            let opened: Value = with_spinner(
+            let body = OpenSessionBody {
+                offer: offer.as_deref().map(OfferIdText::from),
+                tool: tool.as_deref().map(ToolText::from),
+                provider: provider.as_deref().map(PeerIdText::from),
+                budget: PositiveAmountText::from(budget.as_str()),
+                max_duration_secs: Some(max_duration_secs),
+                payment: match payment.as_str() {
+                    "ledger" => Some(PaymentKind::Ledger),
+                    "escrow" => Some(PaymentKind::Escrow),
+                    _ => None,
+                },
+            };
+            let opened: SessionView = with_spinner(
                 "opening the session (the provider prepares its sandbox)…",
                 json_out,
                 client.post("/v1/sessions", &body),
@@ -354,7 +375,7 @@ async fn session(
             if json_out {
                 emit_json(&opened)?;
             } else {
-                emit(opened["id"].as_str().unwrap_or("?"));
+                emit(&opened.id);
             }
         }
         SessionCommand::Exec {
@@ -362,40 +383,41 @@ async fn session(
             args,
             uploads,
         } => {
-            let args: Value =
-                serde_json::from_str(&args).context("--args must be a JSON object")?;
+            let args: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&args)
+                .context("--args must be a JSON object, e.g. '{\"file\":\"data/in.txt\"}'")?;
             for (local, remote) in uploads {
                 let data = std::fs::read(&local)
                     .with_context(|| format!("reading {}", local.display()))?;
-                let _: Value = client
+                let _: FileView = client
                     .put_bytes(
-                        &format!("/v1/sessions/{}/files/{remote}", encode(&session)),
+                        &format!(
+                            "/v1/sessions/{}/files/{}",
+                            encode(&session),
+                            encode_path(&remote)
+                        ),
                         data,
                     )
                     .await?;
             }
-            let exec: Value = client
+            let exec: ExecutionView = client
                 .post(
                     &format!("/v1/sessions/{}/executions", encode(&session)),
-                    &json!({"args": args}),
+                    &ExecBody { args },
                 )
                 .await?;
-            let id = exec["id"]
-                .as_str()
-                .context("the node answered without an execution id")?
-                .to_owned();
-            let exit = follow_logs(client, &id, json_out).await?;
+            let exit = follow_logs(client, &exec.id, json_out).await?;
             if json_out {
                 emit_json(&exit)?;
             }
-            return Ok(match exit["state"].as_str() {
-                Some("exited") => exit["exit_code"].as_i64().map_or(1, |c| c as i32),
-                _ => {
+            return Ok(match (exit.state, exit.exit_code) {
+                (ExecState::Exited, Some(code)) => code,
+                (state, _) => {
                     if !json_out {
                         eprintln_line(&format!(
-                            "execution {id} ended {}: {}",
-                            exit["state"].as_str().unwrap_or("?"),
-                            exit["detail"].as_str().unwrap_or("")
+                            "execution {} ended {}: {}",
+                            exec.id,
+                            name_of(&state),
+                            exit.detail.as_deref().unwrap_or("")
                         ));
                     }
                     1
@@ -404,10 +426,10 @@ async fn session(
         }
         SessionCommand::Close { session } => {
             let path = format!("/v1/sessions/{}/close", encode(&session));
-            let closed: Value = with_spinner(
+            let closed: SessionView = with_spinner(
                 "closing (waiting for the closing receipt)…",
                 json_out,
-                client.post(&path, &json!({})),
+                client.post(&path, &serde_json::json!({})),
             )
             .await?;
             if json_out {
@@ -415,26 +437,26 @@ async fn session(
             } else {
                 emit(&format!(
                     "closed: {} USDC (provider {}, fee {}, reserve {}) over {} receipts",
-                    closed["amount"].as_str().unwrap_or("?"),
-                    closed["split"]["provider"].as_str().unwrap_or("?"),
-                    closed["split"]["fee"].as_str().unwrap_or("?"),
-                    closed["split"]["reserve"].as_str().unwrap_or("?"),
-                    closed["usage"]["receipts"]
+                    closed.amount,
+                    closed.split.provider,
+                    closed.split.fee,
+                    closed.split.reserve,
+                    closed.usage.receipts
                 ));
             }
         }
         SessionCommand::List => {
-            let sessions: Value = client.get("/v1/sessions").await?;
+            let sessions: Vec<SessionView> = client.get("/v1/sessions").await?;
             if json_out {
                 emit_json(&sessions)?;
             } else {
-                for s in sessions.as_array().into_iter().flatten() {
+                for s in &sessions {
                     emit(&session_line(s));
                 }
             }
         }
         SessionCommand::Show { session } => {
-            let s: Value = client
+            let s: SessionView = client
                 .get(&format!("/v1/sessions/{}", encode(&session)))
                 .await?;
             if json_out {
@@ -454,45 +476,44 @@ fn eprintln_line(line: &str) {
 
 /// Streams an execution's log (server-sent events) to stdout/stderr; returns the final
 /// execution document.
-async fn follow_logs(client: &ApiClient, exec: &str, quiet: bool) -> anyhow::Result<Value> {
+async fn follow_logs(client: &ApiClient, exec: &str, quiet: bool) -> anyhow::Result<ExecutionView> {
     let mut response = client
         .stream(&format!("/v1/executions/{exec}/logs"))
         .await?;
     let mut buffer = String::new();
-    let mut exit = Value::Null;
     while let Some(chunk) = response.chunk().await.context("reading the log stream")? {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
-            let (mut event, mut data) = (String::new(), Vec::new());
+            let (mut name, mut data) = (String::new(), Vec::new());
             for line in block.lines() {
                 if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_owned();
+                    name = v.trim().to_owned();
                 } else if let Some(v) = line.strip_prefix("data:") {
                     data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
                 }
             }
-            let data = data.join("\n");
-            match event.as_str() {
-                "stdout" if !quiet => {
+            let event = LogEvent::parse(&name, data.join("\n"))
+                .with_context(|| format!("the node sent a malformed `{name}` event"))?;
+            match event {
+                Some(LogEvent::Stdout(text)) if !quiet => {
                     let mut out = std::io::stdout().lock();
-                    out.write_all(data.as_bytes())?;
+                    out.write_all(text.as_bytes())?;
                     out.flush()?;
                 }
-                "stderr" if !quiet => {
+                Some(LogEvent::Stderr(text)) if !quiet => {
                     let mut err = std::io::stderr().lock();
-                    err.write_all(data.as_bytes())?;
+                    err.write_all(text.as_bytes())?;
                     err.flush()?;
                 }
-                "exit" => exit = serde_json::from_str(&data).unwrap_or(Value::Null),
-                "error" => anyhow::bail!("the node stopped the log: {data}"),
+                Some(LogEvent::Exit(view)) => return Ok(*view),
+                Some(LogEvent::Error(detail)) => {
+                    anyhow::bail!("the node stopped the log: {detail}")
+                }
                 _ => {}
             }
         }
     }
-    if exit.is_null() {
-        // The stream ended without an exit (node restarted?): ask for the execution.
-        exit = client.get(&format!("/v1/executions/{exec}")).await?;
-    }
-    Ok(exit)
+    // The stream ended without an exit (node restarted?): ask for the execution.
+    Ok(client.get(&format!("/v1/executions/{exec}")).await?)
 }
