@@ -176,3 +176,25 @@ impl ApiClient {
         })
     }
 }
+
+/// Percent-encodes one URL path segment or query value: everything but the unreserved
+/// characters of RFC 3986 (ids, tool names and decimals pass unchanged).
+pub fn encode_component(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Percent-encodes a workspace path for a URL, keeping its `/`s.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(encode_component)
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -15,12 +15,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use orien_daemon::client::{encode_component as encode, encode_path};
 use proptest::prelude::*;
 use proptest::strategy::{Union, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::NodeProcess;
+use support::{NodeProcess, parse_sse};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -142,18 +143,6 @@ fn draw<S: Strategy>(strategy: &S, runner: &mut TestRunner) -> S::Value {
     strategy.new_tree(runner).unwrap().current()
 }
 
-/// Percent-encodes one path segment or query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -212,10 +201,7 @@ fn generate(
         ));
         match parameter["in"].as_str().unwrap() {
             // A workspace path keeps its `/`s.
-            "path" => {
-                let encoded: Vec<String> = value.split('/').map(encode).collect();
-                path = path.replace(&format!("{{{name}}}"), &encoded.join("/"));
-            }
+            "path" => path = path.replace(&format!("{{{name}}}"), &encode_path(&value)),
             "query" => query.push(format!("{name}={}", encode(&value))),
             "header" => headers.push((name.to_owned(), value)),
             other => panic!("a parameter in {other}"),
@@ -245,25 +231,6 @@ fn validator(schema: &Value, doc: &Value) -> jsonschema::Validator {
     let mut root = schema.clone();
     root["components"] = doc["components"].clone();
     jsonschema::draft202012::new(&root).unwrap()
-}
-
-/// Server-sent events of a finished stream: (event, data).
-fn events_of(text: &str) -> Vec<(String, String)> {
-    let mut events = Vec::new();
-    for block in text.split("\n\n") {
-        let (mut name, mut data) = (String::from("message"), Vec::new());
-        for line in block.lines() {
-            if let Some(v) = line.strip_prefix("event:") {
-                name = v.trim().to_owned();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
-            }
-        }
-        if !data.is_empty() {
-            events.push((name, data.join("\n")));
-        }
-    }
-    events
 }
 
 /// An SSE event as the document describes it: `{"event": name, "data": data}`, with
@@ -340,13 +307,13 @@ async fn requests_generated_from_the_served_document_get_no_5xx_and_no_refusal_o
     // The live execution's log, as documented: output chunks, then its exit as JSON.
     let log = renter.get(&format!("/v1/executions/{exec}/logs")).await;
     assert!(log.status().is_success(), "{}", log.status());
-    let events = events_of(&log.text().await.unwrap());
+    let events = parse_sse(&log.text().await.unwrap());
     assert_eq!(
-        events.last().map(|(name, _)| name.as_str()),
+        events.last().map(|(_, name, _)| name.as_str()),
         Some("exit"),
         "{events:?}"
     );
-    for (name, data) in &events {
+    for (_, name, data) in &events {
         let event = event_document(name, data);
         let errors: Vec<String> = log_event
             .iter_errors(&event)
@@ -446,7 +413,7 @@ async fn requests_generated_from_the_served_document_get_no_5xx_and_no_refusal_o
             }
         }
         if status.is_success() && content_type.starts_with("text/event-stream") {
-            for (name, data) in events_of(&text) {
+            for (_, name, data) in parse_sse(&text) {
                 let event = event_document(&name, &data);
                 assert!(
                     log_event.is_valid(&event),

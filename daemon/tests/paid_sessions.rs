@@ -12,7 +12,7 @@ use std::time::Duration;
 use orien_protocol::Usdc;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::NodeProcess;
+use support::{NodeProcess, parse_sse};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -59,27 +59,6 @@ async fn offer_of(renter: &NodeProcess, provider: &NodeProcess, tool: &str) -> S
         .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
         .await;
     offers[0]["id"].as_str().unwrap().to_owned()
-}
-
-/// Server-sent events of a finished stream: (id, event, data).
-fn parse_sse(text: &str) -> Vec<(Option<u64>, String, String)> {
-    let mut events = Vec::new();
-    for block in text.split("\n\n") {
-        let (mut id, mut name, mut data) = (None, String::from("message"), Vec::new());
-        for line in block.lines() {
-            if let Some(v) = line.strip_prefix("id:") {
-                id = v.trim().parse().ok();
-            } else if let Some(v) = line.strip_prefix("event:") {
-                name = v.trim().to_owned();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
-            }
-        }
-        if !data.is_empty() {
-            events.push((id, name, data.join("\n")));
-        }
-    }
-    events
 }
 
 async fn logs(

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::PricingView;
 use crate::problem::ApiError;
 use crate::text::{
-    IdText, OfferIdText, PeerIdText, PeerRef, PositiveAmountText, ToolText, parse_peer,
+    IdText, OfferIdText, PeerIdText, PeerRef, PositiveAmountText, ToolText, parse, parse_peer,
 };
 
 /// Longest session a request may ask for: one week.
@@ -27,23 +27,14 @@ pub fn usdc_string(amount: Usdc) -> String {
     amount.decimal().to_string()
 }
 
-fn parse_field<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .parse()
-        .map_err(|e: T::Err| ApiError::field(field, e.to_string()))
-}
-
 /// Parses a session id from a path segment.
 pub fn parse_session_id(value: &str) -> Result<SessionId, ApiError> {
-    parse_field("session", value)
+    parse("session", value)
 }
 
 /// Parses an execution id from a path segment.
 pub fn parse_exec_id(value: &str) -> Result<ExecId, ApiError> {
-    parse_field("execution", value)
+    parse("execution", value)
 }
 
 /// Body of `POST /v1/sessions`: an offer, or a tool (and optionally a provider) whose
@@ -163,9 +154,9 @@ impl TryFrom<OpenSessionBody> for OpenSessionRequest {
 
     fn try_from(body: OpenSessionBody) -> Result<Self, ApiError> {
         let choice = match (body.offer, body.tool, body.provider) {
-            (Some(offer), None, None) => OfferChoice::Offer(parse_field("offer", offer.as_str())?),
+            (Some(offer), None, None) => OfferChoice::Offer(parse("offer", offer.as_str())?),
             (None, Some(tool), provider) => OfferChoice::Tool {
-                tool: parse_field("tool", tool.as_str())?,
+                tool: parse("tool", tool.as_str())?,
                 provider: provider.map(|p| parse_peer("provider", &p)).transpose()?,
             },
             (Some(_), _, _) => {
@@ -181,7 +172,7 @@ impl TryFrom<OpenSessionBody> for OpenSessionRequest {
                 ));
             }
         };
-        let budget: Usdc = parse_field("budget", body.budget.as_str())?;
+        let budget: Usdc = parse("budget", body.budget.as_str())?;
         if budget.is_zero() {
             return Err(ApiError::field("budget", "must be more than zero"));
         }
@@ -492,24 +483,6 @@ pub enum LogEvent {
 }
 
 impl LogEvent {
-    /// The event's name (its `event:` line).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Stdout(_) => "stdout",
-            Self::Stderr(_) => "stderr",
-            Self::Exit(_) => "exit",
-            Self::Error(_) => "error",
-        }
-    }
-
-    /// The event's data (its `data:` lines): text, or JSON for `exit`.
-    pub fn data(&self) -> String {
-        match self {
-            Self::Stdout(text) | Self::Stderr(text) | Self::Error(text) => text.clone(),
-            Self::Exit(view) => serde_json::to_string(view).unwrap_or_default(),
-        }
-    }
-
     /// Reads an event from its name and data; `None` for a name it does not know.
     pub fn parse(name: &str, data: String) -> Result<Option<Self>, serde_json::Error> {
         Ok(Some(match name {

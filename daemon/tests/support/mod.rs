@@ -351,3 +351,24 @@ pub fn init_data_dir() -> tempfile::TempDir {
     run_ok(dir.path(), &["init"]);
     dir
 }
+
+/// Server-sent events of a finished stream: (id, event, data).
+pub fn parse_sse(text: &str) -> Vec<(Option<u64>, String, String)> {
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let (mut id, mut name, mut data) = (None, String::from("message"), Vec::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+            }
+        }
+        if !data.is_empty() {
+            events.push((id, name, data.join("\n")));
+        }
+    }
+    events
+}

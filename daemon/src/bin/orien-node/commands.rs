@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use orien_daemon::client::ApiClient;
+use orien_daemon::client::{ApiClient, encode_component as encode, encode_path};
 use orien_web_api::chain::{SettlementView, WalletView};
 use orien_web_api::sessions::{
     ExecBody, ExecState, ExecutionView, FileView, LogEvent, OpenSessionBody, PaymentKind,
@@ -170,25 +170,6 @@ fn query(pairs: &[(&str, &Option<String>)]) -> String {
     } else {
         format!("?{}", parts.join("&"))
     }
-}
-
-/// Percent-encodes a query value or path segment (ids, tool names and decimals need
-/// little).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-/// Percent-encodes a workspace path, keeping its `/`s.
-fn encode_path(path: &str) -> String {
-    path.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
 /// The API's name of an enum value (its JSON string).
