@@ -43,12 +43,12 @@ impl Sim<'_> {
             ));
         }
         for side in [Side::Provider, Side::Renter] {
-            let sessions = self
+            let head = self
                 .world
                 .store(side)
-                .sessions()
+                .head(&self.session)
                 .map_err(|e| e.to_string())?;
-            if let Some((_, head)) = sessions.iter().find(|(r, _)| r.session == self.session)
+            if let Some(head) = head
                 && !matches!(head.status, SessionStatus::Closed(_))
             {
                 return Err(format!(
