@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::new(Timestamp(1_763_856_000_000));
     let options = StoreOptions {
         clock: Arc::new(clock.clone()),
-        read_only: false,
+        ..StoreOptions::default()
     };
     let provider_ledger = Store::open_with(dir.path().join("provider"), options.clone())?;
     let renter_ledger = Store::open_with(dir.path().join("renter"), options)?;

@@ -24,4 +24,4 @@ pub use settlement::{
     UnsettledVoucher,
 };
 pub use signatures::verify_batch;
-pub use store::{Durable, Ingested, Store, StoreError, StoreOptions};
+pub use store::{Durability, Durable, Ingested, Store, StoreError, StoreOptions};

@@ -156,7 +156,7 @@ async fn chain_settlements_reconcile_into_the_store_and_a_reorg_voids_them() {
         dir.path(),
         StoreOptions {
             clock: Arc::new(clock.clone()),
-            read_only: false,
+            ..StoreOptions::default()
         },
     )
     .unwrap();

@@ -3,8 +3,11 @@
 //! on-disk database and checks that every printed receipt is there, that nothing is
 //! half-applied and that the ledger verifies.
 //!
+//! The same holds for a store opened with `Durability::ProcessCrash` (no fsync), which
+//! the session simulator relies on: a SIGKILL loses nothing the kernel already has.
+//!
 //! `ORIEN_CRASH_TRIALS` sets the number of kills (default 50; the benchmark runs 1,000).
-#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // Tests fail loudly on purpose.
 
 mod support;
 
@@ -36,6 +39,20 @@ fn every_acked_receipt_survives_sigkill_at_random_points() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
+    sigkill_trials("synced", trials);
+}
+
+#[test]
+fn unsynced_commits_survive_sigkill_at_random_points_too() {
+    let trials: u64 = std::env::var("ORIEN_CRASH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    sigkill_trials("unsynced", trials);
+}
+
+/// Kills the writer, of this durability, `trials` times and checks the ledger after each.
+fn sigkill_trials(durability: &str, trials: u64) {
     let seed = std::env::var("ORIEN_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -45,7 +62,9 @@ fn every_acked_receipt_survives_sigkill_at_random_points() {
                 .unwrap()
                 .as_nanos() as u64
         });
-    eprintln!("crash trials: {trials}, seed {seed} (set ORIEN_CRASH_SEED to reproduce)");
+    eprintln!(
+        "crash trials ({durability}): {trials}, seed {seed} (set ORIEN_CRASH_SEED to reproduce)"
+    );
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
     let stderr_path = dir.path().join("writer.stderr");
@@ -66,6 +85,7 @@ fn every_acked_receipt_survives_sigkill_at_random_points() {
             .arg(&data)
             .arg(rng.next().to_string())
             .arg("1000000")
+            .arg(durability)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -117,7 +137,7 @@ fn every_acked_receipt_survives_sigkill_at_random_points() {
         assert!(report.receipts >= acked.values().sum::<u64>());
     }
     eprintln!(
-        "crash trials passed: {trials} SIGKILLs, {total_acked} acks checked, {:.1} s",
+        "crash trials passed ({durability}): {trials} SIGKILLs, {total_acked} acks checked, {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

@@ -1,5 +1,7 @@
-//! `orien-ledger-crash-writer DATA_DIR SEED MAX_RECEIPTS`: the writer process of the
-//! crash-safety harness (`tests/crash.rs`, `scripts/bench.d/ledger`).
+//! `orien-ledger-crash-writer DATA_DIR SEED MAX_RECEIPTS [synced|unsynced]`: the writer
+//! process of the crash-safety harness (`tests/crash.rs`, `scripts/bench.d/ledger`).
+//! The last argument picks the store's durability: `synced` (the default, what a node
+//! runs) or `unsynced` ([`Durability::ProcessCrash`], what the session simulator runs).
 //!
 //! It ingests deterministic dual-signed receipts into the ledger at `DATA_DIR` —
 //! singly, in concurrent pairs and in large groups — and prints `acked SESSION SEQ` for
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use chain::{ChainBuilder, Parties, Rng, escrow, parties, session_record};
-use orien_ledger::{AckedReceipt, Ingested, Store};
+use orien_ledger::{AckedReceipt, Durability, Ingested, Store, StoreOptions};
 use orien_protocol::{LaneId, PaymentLane, SessionId, Usdc};
 
 /// The sessions every run writes to: two ledger-paid, one on an escrow lane.
@@ -33,18 +35,24 @@ fn sessions() -> [(SessionId, Option<LaneId>); 3] {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(dir), Some(seed), Some(max)) = (
+    let durability = match args.get(4).map(String::as_str) {
+        None | Some("synced") => Some(Durability::PowerLoss),
+        Some("unsynced") => Some(Durability::ProcessCrash),
+        Some(_) => None,
+    };
+    let (Some(dir), Some(seed), Some(max), Some(durability)) = (
         args.get(1),
         args.get(2).and_then(|s| s.parse::<u64>().ok()),
         args.get(3).and_then(|s| s.parse::<u64>().ok()),
+        durability,
     ) else {
         let _ = writeln!(
             std::io::stderr(),
-            "usage: orien-ledger-crash-writer DATA_DIR SEED MAX_RECEIPTS"
+            "usage: orien-ledger-crash-writer DATA_DIR SEED MAX_RECEIPTS [synced|unsynced]"
         );
         return ExitCode::from(2);
     };
-    match run(dir, seed, max) {
+    match run(dir, seed, max, durability) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
@@ -53,8 +61,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(dir: &str, seed: u64, max: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Store::open(dir)?;
+fn run(
+    dir: &str,
+    seed: u64,
+    max: u64,
+    durability: Durability,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let options = StoreOptions {
+        durability,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir, options)?;
     let p = parties();
     let mut chains = Vec::new();
     for (session, lane) in sessions() {

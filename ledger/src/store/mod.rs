@@ -174,6 +174,21 @@ pub struct StoreOptions {
     pub clock: Arc<dyn Clock>,
     /// Open without writing anything (inspection, exports, recovery on a full disk).
     pub read_only: bool,
+    /// What a returned commit survives.
+    pub durability: Durability,
+}
+
+/// What a commit has survived once it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The write-ahead log is synced to the disk before a commit returns: the commit
+    /// survives a power loss. Every node runs with this.
+    #[default]
+    PowerLoss,
+    /// The write-ahead log reaches the operating system, not the disk, before a commit
+    /// returns: the commit survives the process being killed but not the machine losing
+    /// power. Only for simulations whose crashes are process crashes.
+    ProcessCrash,
 }
 
 impl Default for StoreOptions {
@@ -181,6 +196,7 @@ impl Default for StoreOptions {
         Self {
             clock: Arc::new(SystemClock::new()),
             read_only: false,
+            durability: Durability::default(),
         }
     }
 }
@@ -189,6 +205,7 @@ impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
             .field("read_only", &self.read_only)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -213,6 +230,7 @@ pub struct Store {
     path: PathBuf,
     clock: Arc<dyn Clock>,
     read_only: bool,
+    durability: Durability,
     sessions: RwLock<HashMap<SessionId, Arc<SessionRecord>>>,
     queue: Mutex<Vec<ingest::Pending>>,
     writer: Mutex<Writer>,
@@ -248,6 +266,19 @@ impl Store {
         db_opts.set_write_buffer_size(8 << 20);
         db_opts.set_max_total_wal_size(64 << 20);
         db_opts.set_keep_log_file_num(4);
+        // Opening reads each column family's table files on the calling thread. RocksDB's
+        // default starts 15 more threads per column family for it (120 per open), which
+        // cost more than a ledger's handful of table files take to read.
+        db_opts.set_max_file_opening_threads(1);
+        // Preallocating the write-ahead log keeps its size fixed so that each sync writes
+        // no metadata; a store that never syncs gains nothing from it, and on a RAM
+        // filesystem it costs a whole allocation each time a log starts.
+        let db_opts = match options.durability {
+            Durability::PowerLoss => db_opts,
+            Durability::ProcessCrash => db_opts
+                .get_options_from_string("allow_fallocate=false")
+                .map_err(open_err)?,
+        };
         let db = if options.read_only {
             DB::open_cf_for_read_only(&db_opts, &path, keys::ALL, false).map_err(open_err)?
         } else {
@@ -259,12 +290,13 @@ impl Store {
             path,
             clock: options.clock,
             read_only: options.read_only,
+            durability: options.durability,
             sessions: RwLock::default(),
             queue: Mutex::default(),
             writer: Mutex::default(),
         };
         store.check_schema()?;
-        info!(path = %store.path.display(), read_only = store.read_only, "ledger opened");
+        info!(path = %store.path.display(), read_only = store.read_only, durability = ?store.durability, "ledger opened");
         Ok(store)
     }
 
@@ -459,7 +491,7 @@ impl Store {
 
     fn write(&self, batch: WriteBatch, op: &'static str) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(self.durability == Durability::PowerLoss);
         self.db
             .write_opt(batch, &options)
             .map_err(|e| StoreError::rocks(op, &self.path, e))

@@ -28,7 +28,7 @@ pub fn open(path: &std::path::Path, clock: &ManualClock) -> Store {
         path,
         StoreOptions {
             clock: Arc::new(clock.clone()),
-            read_only: false,
+            ..StoreOptions::default()
         },
     )
     .unwrap()

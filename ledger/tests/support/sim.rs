@@ -43,7 +43,7 @@ fn open(path: &std::path::Path, clock: &ManualClock) -> Store {
         path,
         StoreOptions {
             clock: Arc::new(clock.clone()),
-            read_only: false,
+            ..StoreOptions::default()
         },
     )
     .unwrap()

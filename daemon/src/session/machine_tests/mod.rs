@@ -49,7 +49,7 @@ fn rig(budget: u64) -> (Rig, P, R) {
     let store = |name: &str| {
         let options = StoreOptions {
             clock: clock.clone(),
-            read_only: false,
+            ..StoreOptions::default()
         };
         Store::open_with(dir.path().join(name), options).unwrap()
     };

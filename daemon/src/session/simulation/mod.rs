@@ -18,6 +18,13 @@
 //!
 //! and at the end of the run both ledgers pass the full audit ([`Store::verify`]:
 //! money is conserved, chains unbroken).
+//!
+//! The crashes are process crashes: a node's ledger is dropped without ceremony and
+//! opened again from disk, while the machine (and its page cache) stays up. So the
+//! ledgers are opened with [`Durability::ProcessCrash`]: every commit reaches the
+//! operating system before it returns, which is all a process crash can test, and the
+//! fsync that only a power loss would need is skipped. Power loss is not simulated;
+//! nodes always run with the default, [`Durability::PowerLoss`].
 
 mod network;
 mod session;
@@ -26,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orien_ledger::{Store, StoreOptions};
+use orien_ledger::{Durability, Store, StoreOptions};
 use orien_protocol::{Clock, ManualClock, NodeKey, Timestamp};
 
 pub use network::{FaultRates, Rng, Schedule};
@@ -123,7 +130,8 @@ impl World {
     fn open(clock: &Arc<ManualClock>, path: PathBuf) -> Result<Store, String> {
         let options = StoreOptions {
             clock: clock.clone() as Arc<dyn Clock>,
-            read_only: false,
+            durability: Durability::ProcessCrash,
+            ..StoreOptions::default()
         };
         Store::open_with(&path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
     }
