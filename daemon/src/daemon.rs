@@ -14,7 +14,7 @@ use orien_ledger::Store;
 use orien_ledger::chain::{Wallet, WalletError};
 use orien_protocol::{Clock, EvmAddress, Millis, NodeKey, OfferId, SystemClock, ToolName};
 use orien_provider::config::ConfigError;
-use orien_provider::{Provider, ProviderConfig, ProviderError, Reaper};
+use orien_provider::{Provider, ProviderConfig, ProviderError, Reaper, Sandbox};
 use orien_web_api::{ApiConfig, BearerToken, TokenError};
 use tokio::task::JoinHandle;
 
@@ -154,9 +154,10 @@ impl std::fmt::Debug for Daemon {
 
 impl Daemon {
     /// Starts the node of `data_dir` (made by `orien-node init`): opens its ledger,
-    /// starts the sandbox and the escrow client it is configured with, joins the
-    /// network, publishes an offer per tool it sells and binds the API (the address is
-    /// written to `api.addr` in the data directory for the CLI).
+    /// starts the sandbox and the escrow client it is configured with, assembles the
+    /// network node from those parts ([`DaemonParts::assemble`]), publishes an offer
+    /// per tool it sells and binds the API (the address is written to `api.addr` in
+    /// the data directory for the CLI).
     pub async fn start(data_dir: &Path, config: DaemonConfig) -> Result<Self, DaemonError> {
         let key = identity::load(data_dir).map_err(|source| DaemonError::Identity {
             dir: data_dir.to_owned(),
@@ -203,31 +204,19 @@ impl Daemon {
             .chain
             .as_ref()
             .map(|s| (s.escrow, s.chain.chain_id, wallet.address()));
-        let node_config = NodeConfig {
-            sessions: Some(SessionServices {
-                store,
-                provider: provider
-                    .clone()
-                    .map(|p| Arc::new(p) as Arc<dyn orien_provider::Sandbox>),
-                config: config.sessions,
-                payments: payments.clone(),
-            }),
-            ..config.node
+        let sells = provider.is_some();
+        let parts = DaemonParts {
+            key,
+            clock: Arc::new(SystemClock::new()),
+            store,
+            sandbox: provider.map(|p| Arc::new(p) as Arc<dyn Sandbox>),
+            payments: payments.clone(),
+            payout,
+            node: config.node,
+            sessions: config.sessions,
         };
-        let offer_ttl = Millis::from_duration(node_config.offer_ttl);
-        let clock = Arc::new(SystemClock::new());
-        let node = Arc::new(Node::start(key, node_config, clock.clone()).await?);
-        let mut offers = Vec::new();
-        if let Some(provider) = &provider {
-            let tools: Vec<ToolName> = provider.tools().map(|t| t.name().clone()).collect();
-            for tool in tools {
-                let offer = provider
-                    .offer(&tool, payout, clock.wall(), offer_ttl)
-                    .ok_or_else(|| DaemonError::Offer(tool.clone()))?;
-                let id = node.publish_offer(OfferSpec::from(offer)).await?;
-                offers.push((tool, id));
-            }
-        }
+        let Assembled { node, offers } = parts.assemble(true).await?;
+        let node = Arc::new(node);
         let listener = tokio::net::TcpListener::bind(config.api)
             .await
             .map_err(|source| DaemonError::ApiBind {
@@ -249,7 +238,7 @@ impl Daemon {
         })?;
         Ok(Self {
             node,
-            settle_on_shutdown: config.settle_on_shutdown && provider.is_some(),
+            settle_on_shutdown: config.settle_on_shutdown && sells,
             payments,
             escrow,
             offers,
@@ -314,6 +303,89 @@ impl Daemon {
             }
         }
         served
+    }
+}
+
+/// What a node is made of, ready to run: what [`Daemon::start`] loads from a data
+/// directory, or what a test or a simulation hands over itself (a modelled sandbox, a
+/// manual clock, faults on its links, its own runtime to crash).
+pub struct DaemonParts {
+    /// The node's identity.
+    pub key: NodeKey,
+    /// The clock its sessions and offers run on.
+    pub clock: Arc<dyn Clock>,
+    /// Its ledger.
+    pub store: Arc<Store>,
+    /// The sandbox of the tools it sells (`None`: it only rents).
+    pub sandbox: Option<Arc<dyn Sandbox>>,
+    /// Escrow payments, when it is connected to a chain.
+    pub payments: Option<Arc<Payments>>,
+    /// Where its earnings are paid (the payout of its offers).
+    pub payout: EvmAddress,
+    /// The network node: listen and bootstrap addresses, tuning, offer lifetime, faults.
+    /// Its `sessions` are replaced by the ones wired from these parts.
+    pub node: NodeConfig,
+    /// Session timings and policies.
+    pub sessions: SessionConfig,
+}
+
+impl std::fmt::Debug for DaemonParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonParts")
+            .field("key", &self.key.node_id())
+            .field("store", &self.store.path())
+            .field("sandbox", &self.sandbox.is_some())
+            .field("payments", &self.payments.is_some())
+            .field("payout", &self.payout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node assembled from its parts.
+pub struct Assembled {
+    /// The network node with its sessions.
+    pub node: Node,
+    /// The offer published for each tool it sells (empty when none were published).
+    pub offers: Vec<(ToolName, OfferId)>,
+}
+
+impl std::fmt::Debug for Assembled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembled")
+            .field("node", &self.node.id())
+            .field("offers", &self.offers)
+            .finish()
+    }
+}
+
+impl DaemonParts {
+    /// Wires the parts into a running network node — the ledger, sandbox and escrow
+    /// lent to its sessions — and, when `publish` is set, publishes an offer of every
+    /// tool the sandbox sells. The one place a node's parts are put together: the
+    /// binary reaches it through [`Daemon::start`], the tests and simulations directly.
+    pub async fn assemble(self, publish: bool) -> Result<Assembled, DaemonError> {
+        let node_config = NodeConfig {
+            sessions: Some(SessionServices {
+                store: self.store,
+                provider: self.sandbox.clone(),
+                config: self.sessions,
+                payments: self.payments,
+            }),
+            ..self.node
+        };
+        let offer_ttl = Millis::from_duration(node_config.offer_ttl);
+        let node = Node::start(self.key, node_config, Arc::clone(&self.clock)).await?;
+        let mut offers = Vec::new();
+        if publish && let Some(sandbox) = &self.sandbox {
+            for tool in sandbox.tool_names() {
+                let offer = sandbox
+                    .offer(&tool, self.payout, self.clock.wall(), offer_ttl)
+                    .ok_or_else(|| DaemonError::Offer(tool.clone()))?;
+                let id = node.publish_offer(OfferSpec::from(offer)).await?;
+                offers.push((tool, id));
+            }
+        }
+        Ok(Assembled { node, offers })
     }
 }
 

@@ -38,7 +38,7 @@ pub mod payments;
 pub mod peer_guard;
 pub mod session;
 
-pub use daemon::{Daemon, DaemonConfig, DaemonError};
+pub use daemon::{Assembled, Daemon, DaemonConfig, DaemonError, DaemonParts};
 pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
 pub use net::{Answer, Inbound, Net, NetError};

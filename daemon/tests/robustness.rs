@@ -205,12 +205,9 @@ async fn one_renter_flooding_its_session_does_not_stall_another_renters_calls() 
     let quiet = loopback::node(
         NodeKey::generate(),
         &[&market.provider],
-        orien_daemon::SessionServices {
-            store: quiet_store,
-            provider: None,
-            config,
-            payments: None,
-        },
+        quiet_store,
+        None,
+        config,
     )
     .await;
     let found = quiet.find_tool(market.tool.clone()).await.unwrap();

@@ -224,6 +224,20 @@ impl ModelSandbox {
 
 #[async_trait]
 impl Sandbox for ModelSandbox {
+    fn tool_names(&self) -> Vec<ToolName> {
+        self.inner.tools.keys().cloned().collect()
+    }
+
+    fn offer(
+        &self,
+        tool: &ToolName,
+        payout: EvmAddress,
+        issued_at: Timestamp,
+        ttl: Millis,
+    ) -> Option<Offer> {
+        ModelSandbox::offer(self, tool, payout, issued_at, ttl)
+    }
+
     async fn open_session(
         &self,
         session: SessionId,

@@ -335,6 +335,20 @@ pub(crate) async fn remove_session_objects(inner: &ProviderInner, session: Sessi
 
 #[async_trait::async_trait]
 impl crate::sandbox::Sandbox for Provider {
+    fn tool_names(&self) -> Vec<ToolName> {
+        self.tools().map(|t| t.name().clone()).collect()
+    }
+
+    fn offer(
+        &self,
+        tool: &ToolName,
+        payout: EvmAddress,
+        issued_at: Timestamp,
+        ttl: Millis,
+    ) -> Option<Offer> {
+        Provider::offer(self, tool, payout, issued_at, ttl)
+    }
+
     async fn open_session(
         &self,
         session: SessionId,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orien_protocol::{Clock, ExecId, SessionId, ToolName};
+use orien_protocol::{Clock, EvmAddress, ExecId, Millis, Offer, SessionId, Timestamp, ToolName};
 
 use crate::error::ProviderError;
 use crate::exec::ExecStream;
@@ -18,6 +18,19 @@ use crate::workspace_path::WorkspacePath;
 /// Opens sandboxed sessions of whitelisted tools.
 #[async_trait]
 pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
+    /// The whitelisted tools' names.
+    fn tool_names(&self) -> Vec<ToolName>;
+
+    /// The (unsigned) offer of `tool`, paid to `payout`, valid for `ttl` from
+    /// `issued_at`; `None` when the tool is not sold here or its image is missing.
+    fn offer(
+        &self,
+        tool: &ToolName,
+        payout: EvmAddress,
+        issued_at: Timestamp,
+        ttl: Millis,
+    ) -> Option<Offer>;
+
     /// Opens a session of `tool`: its workspace and whatever runs its calls. Everything
     /// is removed again if a step fails.
     async fn open_session(

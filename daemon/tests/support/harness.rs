@@ -14,7 +14,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use orien_daemon::payments::{ChainSettings, Payments};
 use orien_daemon::{
-    Fault, Faults, LinkFaults, Node, NodeConfig, OfferSpec, Point, SessionConfig, SessionServices,
+    DaemonParts, Fault, Faults, LinkFaults, Node, NodeConfig, OfferSpec, Point, SessionConfig,
 };
 use orien_ledger::chain::Wallet;
 use orien_ledger::chain::devnet::{Anvil, Deployment};
@@ -359,31 +359,33 @@ impl TestNode {
             }
             None => None,
         };
-        let services = SessionServices {
+        let parts = DaemonParts {
+            key: self.key.clone(),
+            clock: Arc::clone(&self.clock),
             store: Arc::clone(&store),
-            provider: self
+            sandbox: self
                 .sandbox
                 .clone()
                 .map(|s| Arc::new(s) as Arc<dyn orien_provider::Sandbox>),
-            config: self.config.clone(),
             payments,
+            payout: self.payout(),
+            node: NodeConfig {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                bootstrap: self.bootstrap.clone(),
+                offer_book: self.book,
+                faults: Some(Faults::shared(
+                    Arc::clone(&self.rules) as Arc<dyn LinkFaults>
+                )),
+                ..NodeConfig::default()
+            },
+            sessions: self.config.clone(),
         };
-        let config = NodeConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap: self.bootstrap.clone(),
-            sessions: Some(services),
-            offer_book: self.book,
-            faults: Some(Faults::shared(
-                Arc::clone(&self.rules) as Arc<dyn LinkFaults>
-            )),
-            ..NodeConfig::default()
-        };
-        let (key, clock) = (self.key.clone(), Arc::clone(&self.clock));
         let node = runtime
-            .spawn(async move { Node::start(key, config, clock).await })
+            .spawn(parts.assemble(false))
             .await
             .unwrap()
-            .expect("the node starts");
+            .expect("the node starts")
+            .node;
         self.runtime = Some(runtime);
         self.node = Some(Arc::new(node));
         self.store = Some(store);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orien_daemon::{Node, NodeConfig, OfferSpec, SessionConfig, SessionServices};
+use orien_daemon::{DaemonParts, Node, NodeConfig, OfferSpec, SessionConfig};
 use orien_ledger::Store;
 use orien_protocol::{Clock, EvmAddress, Millis, NodeKey, OfferId, SystemClock, ToolName};
 use orien_provider::{Provider, ProviderConfig};
@@ -16,22 +16,37 @@ pub fn example_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml")
 }
 
-/// A node listening on a fresh loopback port, bootstrapped from `bootstrap`, serving
-/// sessions with `services`.
-pub async fn node(key: NodeKey, bootstrap: &[&Node], services: SessionServices) -> Node {
-    let config = NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
-        bootstrap: bootstrap
-            .iter()
-            .map(|n| n.listen_addrs()[0].clone())
-            .collect(),
-        sessions: Some(services),
-        ..NodeConfig::default()
+/// A node listening on a fresh loopback port, bootstrapped from `bootstrap`, with its
+/// ledger `store`, selling the tools of `sandbox` (offers published by the caller).
+pub async fn node(
+    key: NodeKey,
+    bootstrap: &[&Node],
+    store: Arc<Store>,
+    sandbox: Option<Provider>,
+    sessions: SessionConfig,
+) -> Node {
+    let parts = DaemonParts {
+        key,
+        clock: Arc::new(SystemClock::new()),
+        store,
+        sandbox: sandbox.map(|p| Arc::new(p) as Arc<dyn orien_provider::Sandbox>),
+        payments: None,
+        payout: PAYOUT,
+        node: NodeConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            bootstrap: bootstrap
+                .iter()
+                .map(|n| n.listen_addrs()[0].clone())
+                .collect(),
+            ..NodeConfig::default()
+        },
+        sessions,
     };
-    Node::start(key, config, Arc::new(SystemClock::new()))
-        .await
-        .expect("the node starts")
+    parts.assemble(false).await.expect("the node starts").node
 }
+
+/// Where the loopback providers are paid.
+pub const PAYOUT: EvmAddress = EvmAddress::from_bytes([0x42; 20]);
 
 /// A provider with the real Docker sandbox selling the example tools and a renter that
 /// found the provider's offer of one tool, each with a RocksDB ledger in a temporary
@@ -63,32 +78,25 @@ impl Market {
         let store =
             |name: &str| Arc::new(Store::open(dir.path().join(name)).expect("the ledger opens"));
         let (provider_store, renter_store) = (store("provider"), store("renter"));
-        let services = |store: &Arc<Store>, provider: Option<Provider>| SessionServices {
-            store: Arc::clone(store),
-            provider: provider.map(|p| Arc::new(p) as Arc<dyn orien_provider::Sandbox>),
-            config: config.clone(),
-            payments: None,
-        };
         let provider = node(
             provider_key.clone(),
             &[],
-            services(&provider_store, Some(sandbox.clone())),
+            Arc::clone(&provider_store),
+            Some(sandbox.clone()),
+            config.clone(),
         )
         .await;
         let renter = node(
             renter_key.clone(),
             &[&provider],
-            services(&renter_store, None),
+            Arc::clone(&renter_store),
+            None,
+            config,
         )
         .await;
         let tool = ToolName::new(tool).expect("a valid tool name");
         let offer = sandbox
-            .offer(
-                &tool,
-                EvmAddress::from_bytes([0x42; 20]),
-                SystemClock::new().wall(),
-                Millis(3_600_000),
-            )
+            .offer(&tool, PAYOUT, SystemClock::new().wall(), Millis(3_600_000))
             .expect("the tool is in the example config");
         let published = provider
             .publish_offer(OfferSpec::from(offer))
