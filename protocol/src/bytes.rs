@@ -1,5 +1,8 @@
-//! Serde for fixed-size byte strings: hex text in human-readable formats (JSON), a
-//! tuple of bytes in postcard (one byte each, no length prefix).
+//! Serde for byte strings. Fixed-size ones: hex text in human-readable formats (JSON), a
+//! tuple of bytes in postcard (one byte each, no length prefix). Variable-length ones:
+//! serde's byte strings, which postcard writes exactly as a sequence of `u8` (a varint
+//! length, then the bytes) and JSON as an array of numbers, but in one copy instead of
+//! one call per byte.
 
 use std::fmt;
 
@@ -70,4 +73,41 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         }
     }
     deserializer.deserialize_tuple(N, Fixed::<N>(kind))
+}
+
+/// Serializes a variable-length byte string (see the module docs).
+#[allow(clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]
+pub(crate) fn serialize_var<S: Serializer>(
+    bytes: &&[u8],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
+/// Reads what [`serialize_var`] wrote, or a sequence of `u8` (a JSON array of numbers).
+pub(crate) fn deserialize_var<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<u8>, D::Error> {
+    struct Var;
+    impl<'de> Visitor<'de> for Var {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            // The hint comes from the input: never trust it for more than a small start.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(byte) = seq.next_element()? {
+                out.push(byte);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_byte_buf(Var)
 }

@@ -262,6 +262,7 @@ fn signing_bytes(domain: &str, payload: &[u8]) -> Vec<u8> {
 struct Envelope {
     signer: NodeId,
     signature: SignatureBytes,
+    #[serde(deserialize_with = "bytes::deserialize_var")]
     payload: Vec<u8>,
 }
 
@@ -271,6 +272,7 @@ impl<T> Serialize for Signed<T> {
         struct EnvelopeRef<'a> {
             signer: &'a NodeId,
             signature: &'a SignatureBytes,
+            #[serde(serialize_with = "bytes::serialize_var")]
             payload: &'a [u8],
         }
         EnvelopeRef {

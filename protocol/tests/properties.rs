@@ -41,6 +41,16 @@ fn signed_round_trips<T: SignedPayload + PartialEq + std::fmt::Debug>(
             .map_err(|e| TestCaseError::fail(e.to_string()))?,
         value
     );
+    // The envelope's payload is a byte string: a JSON array of numbers, read back whole.
+    let json = serde_json::to_string(&signed).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(
+        json.contains("\"payload\":["),
+        "payload as an array: {}",
+        json
+    );
+    let back: Signed<T> =
+        serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+    prop_assert_eq!(&back, &signed);
     Ok(())
 }
 
