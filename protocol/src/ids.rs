@@ -16,6 +16,9 @@ use crate::bytes::{self, parse_hex};
 use crate::checked_keys;
 use crate::error::InvalidMessage;
 
+/// The multihash prefix of a SHA-256 digest: code `0x12` (sha2-256), length 32.
+const SHA2_256_MULTIHASH: [u8; 2] = [0x12, 0x20];
+
 /// Error returned when an identifier cannot be parsed from text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind}: {reason}")]
@@ -253,9 +256,18 @@ impl ToolName {
         &self.0
     }
 
-    /// The Kademlia key under which providers of this tool are recorded:
-    /// `sha256("orien/tool/" + name)`.
-    pub fn kademlia_key(&self) -> [u8; 32] {
+    /// The Kademlia key under which providers of this tool are recorded: the SHA-256
+    /// multihash (`0x12 0x20 ‖ sha256("orien/tool/" + name)`), the form in which a
+    /// standard libp2p DHT client (or a CID's multihash) names a provider record.
+    pub fn kademlia_key(&self) -> [u8; 34] {
+        let mut key = [0u8; 34];
+        key[..2].copy_from_slice(&SHA2_256_MULTIHASH);
+        key[2..].copy_from_slice(&self.digest());
+        key
+    }
+
+    /// `sha256("orien/tool/" + name)`: the digest inside [`kademlia_key`](Self::kademlia_key).
+    pub fn digest(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(b"orien/tool/");
         hasher.update(self.0.as_bytes());
@@ -469,9 +481,12 @@ mod tests {
     }
 
     #[test]
-    fn tool_kademlia_key_is_sha256_of_prefixed_name() {
+    fn tool_kademlia_key_is_the_sha256_multihash_of_the_prefixed_name() {
         let name = ToolName::new("wc").unwrap();
-        let expected: [u8; 32] = Sha256::digest(b"orien/tool/wc").into();
-        assert_eq!(name.kademlia_key(), expected);
+        let digest: [u8; 32] = Sha256::digest(b"orien/tool/wc").into();
+        let key = name.kademlia_key();
+        assert_eq!(key[..2], [0x12, 0x20], "multihash code sha2-256, length 32");
+        assert_eq!(key[2..], digest);
+        assert_eq!(name.digest(), digest);
     }
 }
