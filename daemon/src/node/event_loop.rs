@@ -106,7 +106,7 @@ impl EventLoop {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
             Command::Offer(id, reply) => {
-                let _ = reply.send(self.book.get(&id).cloned());
+                let _ = reply.send(self.book.resolve(&id).cloned());
             }
             Command::Request {
                 peer,

@@ -12,6 +12,11 @@
 //! full book makes room by evicting from the source holding the most offers, not by
 //! expiry — so a flood through one connection displaces only itself, and the offers
 //! that arrived through other connections stay.
+//!
+//! A provider re-announces an offer by signing it again (a new id, the same terms). The
+//! book lists only the newest, but remembers the ids it replaced until they expire, so
+//! a renter who chose an offer a moment before its re-announcement still opens on it
+//! ([`OfferBook::resolve`]); a change of terms, a withdrawal or an eviction forgets them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -163,6 +168,15 @@ pub struct OfferBook {
     by_expiry: BTreeMap<(Timestamp, OfferId), ()>,
     /// Per source: its offers by expiry, to count shares and evict fairly.
     by_source: HashMap<Source, std::collections::BTreeSet<(Timestamp, OfferId)>>,
+    /// Offers replaced by a re-announcement of the same terms, until they expire.
+    superseded: HashMap<OfferId, Superseded>,
+}
+
+/// An offer replaced by a newer one of the same provider, tool and terms.
+#[derive(Debug, Clone)]
+struct Superseded {
+    key: (NodeId, ToolName),
+    expires_at: Timestamp,
 }
 
 impl OfferBook {
@@ -225,6 +239,21 @@ impl OfferBook {
             }
             None => None,
         };
+        let reannounced = replaced.filter(|old| same_terms(&self.entries[old].offer, &offer));
+        match reannounced {
+            Some(old) if self.superseded.len() < self.limits.capacity => {
+                let expires_at = self.entries[&old].offer.expires_at;
+                self.superseded.insert(
+                    old,
+                    Superseded {
+                        key: key.clone(),
+                        expires_at,
+                    },
+                );
+            }
+            Some(_) => {}
+            None => self.forget_superseded(&key),
+        }
         if replaced.is_none() {
             let listed = self.per_provider.get(&offer.provider).copied().unwrap_or(0);
             if listed >= self.limits.per_provider {
@@ -280,6 +309,7 @@ impl OfferBook {
             }
             self.remove(&held);
         }
+        self.forget_superseded(&key);
         Ok(Admission::Withdrawn {
             withdrawal: id,
             removed: held,
@@ -297,6 +327,7 @@ impl OfferBook {
         for id in &expired {
             self.remove(id);
         }
+        self.superseded.retain(|_, s| s.expires_at > now);
         expired
     }
 
@@ -332,6 +363,25 @@ impl OfferBook {
     /// The offer with this id, if held.
     pub fn get(&self, id: &OfferId) -> Option<&BookEntry> {
         self.entries.get(id)
+    }
+
+    /// The offer to open for `id`: the offer itself, or, when a re-announcement of the
+    /// same terms replaced it, the offer that did (until `id` expires).
+    pub fn resolve(&self, id: &OfferId) -> Option<&BookEntry> {
+        if let Some(entry) = self.entries.get(id) {
+            return Some(entry);
+        }
+        let superseded = self.superseded.get(id)?;
+        self.latest
+            .get(&superseded.key)
+            .and_then(|current| self.entries.get(current))
+    }
+
+    /// Forgets the replaced offers of `key`: its terms changed, or it was withdrawn.
+    fn forget_superseded(&mut self, key: &(NodeId, ToolName)) {
+        if self.superseded.values().any(|s| &s.key == key) {
+            self.superseded.retain(|_, s| &s.key != key);
+        }
     }
 
     /// Number of offers held.
@@ -407,6 +457,7 @@ impl OfferBook {
     }
 
     fn debug_check(&self) {
+        debug_assert!(self.superseded.len() <= self.limits.capacity);
         debug_assert_eq!(self.entries.len(), self.by_expiry.len());
         debug_assert_eq!(self.entries.len(), self.latest.len());
         debug_assert_eq!(
@@ -419,6 +470,17 @@ impl OfferBook {
             self.by_source.values().map(|g| g.len()).sum::<usize>()
         );
     }
+}
+
+/// Whether two offers make the same terms: everything but when they were issued and
+/// when they expire.
+fn same_terms(a: &Offer, b: &Offer) -> bool {
+    let untimed = |o: &Offer| Offer {
+        issued_at: Timestamp(0),
+        expires_at: Timestamp(0),
+        ..o.clone()
+    };
+    untimed(a) == untimed(b)
 }
 
 #[cfg(test)]

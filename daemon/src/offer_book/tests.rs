@@ -258,3 +258,58 @@ fn queries_filter_by_tool_price_and_provider_cheapest_first() {
     );
     assert_eq!(by_b.len(), 2);
 }
+
+#[test]
+fn a_reannounced_offer_still_opens_under_the_id_it_replaced() {
+    let mut book = OfferBook::new(OfferBookLimits::default());
+    let key = NodeKey::generate();
+    let first = signed(&key, &offer(&key, "wc", 999_000, 60_000, 5));
+    let again = signed(&key, &offer(&key, "wc", 999_500, 60_000, 5));
+    let (first_id, again_id) = (first.offer_id(), again.offer_id());
+    book.admit(first, NOW).unwrap();
+    assert_eq!(
+        book.admit(again, NOW).unwrap(),
+        Admission::Replaced {
+            new: again_id,
+            old: first_id
+        }
+    );
+    // Listed once, under the new id; the old id opens the new offer.
+    assert_eq!(book.len(), 1);
+    assert!(book.get(&first_id).is_none());
+    assert_eq!(book.resolve(&first_id).map(|e| e.id), Some(again_id));
+    // Until the replaced offer expires.
+    book.expire(Timestamp(999_000 + 60_000));
+    assert!(book.resolve(&first_id).is_none());
+    assert_eq!(book.resolve(&again_id).map(|e| e.id), Some(again_id));
+}
+
+#[test]
+fn new_terms_or_a_withdrawal_forget_the_replaced_ids() {
+    let mut book = OfferBook::new(OfferBookLimits::default());
+    let key = NodeKey::generate();
+    let first = signed(&key, &offer(&key, "wc", 999_000, 60_000, 5));
+    let same = signed(&key, &offer(&key, "wc", 999_100, 60_000, 5));
+    let dearer = signed(&key, &offer(&key, "wc", 999_200, 60_000, 6));
+    let (first_id, same_id) = (first.offer_id(), same.offer_id());
+    book.admit(first, NOW).unwrap();
+    book.admit(same, NOW).unwrap();
+    assert!(book.resolve(&first_id).is_some());
+    // A price change: who chose the old price is not moved to the new one.
+    book.admit(dearer, NOW).unwrap();
+    assert!(book.resolve(&first_id).is_none());
+    assert!(book.resolve(&same_id).is_none());
+
+    let cheap = signed(&key, &offer(&key, "wc", 999_300, 60_000, 6));
+    let dearer_id = book.query(&OfferQuery::default(), NOW)[0].id;
+    book.admit(cheap, NOW).unwrap();
+    assert!(book.resolve(&dearer_id).is_some(), "same terms: forwarded");
+    // A withdrawal (an offer that has just expired, newer than the held one).
+    let withdrawal = signed(&key, &offer(&key, "wc", 999_400, 1, 6));
+    assert!(matches!(
+        book.admit(withdrawal, NOW).unwrap(),
+        Admission::Withdrawn { .. }
+    ));
+    assert!(book.resolve(&dearer_id).is_none());
+    assert!(book.is_empty());
+}

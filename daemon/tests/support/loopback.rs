@@ -104,12 +104,16 @@ impl Market {
             .expect("the offer is published");
         let found = renter.find_tool(tool.clone()).await.expect("a lookup");
         // The provider re-announces (a newer offer, another id) when the renter joins
-        // the offer topic; what is found is the provider's offer of the tool, either one.
-        assert!(
-            found.iter().any(|e| e.id == published
-                || (e.offer.provider == provider_key.node_id() && e.offer.tool == tool)),
-            "the renter finds the provider's offer: {found:?}"
-        );
+        // the offer topic; what is found is the provider's offer of the tool, either one,
+        // and the market opens the one the renter holds, as a user would.
+        let offer = found
+            .iter()
+            .find(|e| {
+                e.id == published
+                    || (e.offer.provider == provider_key.node_id() && e.offer.tool == tool)
+            })
+            .map(|e| e.id)
+            .unwrap_or_else(|| panic!("the renter finds the provider's offer: {found:?}"));
         Self {
             provider_key,
             renter_key,
@@ -119,7 +123,7 @@ impl Market {
             provider_store,
             renter_store,
             tool,
-            offer: published,
+            offer,
             _dir: dir,
         }
     }
