@@ -103,7 +103,8 @@ async fn close_and_fetch_chains(
     let closed = renter
         .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
         .await;
-    assert_eq!(closed["state"], "closed");
+    assert_eq!(closed["state"], "completed", "{closed}");
+    assert_eq!(closed["close_reason"], "renter_requested", "{closed}");
     let renter_chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
     let provider_chain = provider
         .wait_for(&format!("/v1/receipts?session={id}"), LONG, |c| {
@@ -175,8 +176,13 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
     assert_eq!(replayed["id"], session["id"]);
     let id = session["id"].as_str().unwrap().to_owned();
     assert_eq!(session["role"], "renter");
-    assert_eq!(session["state"], "open");
+    assert_eq!(session["state"], "active");
     assert_eq!(session["tool"], "sha256");
+    for node in [&renter, &provider] {
+        let health = node.get_json("/healthz").await;
+        assert_eq!(health["status"], "ok", "{health}");
+        assert_eq!(health["active_sessions"], 1, "{health}");
+    }
     assert_eq!(
         renter
             .get_json("/v1/sessions")
@@ -265,21 +271,25 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
     let exit: Value = serde_json::from_str(&last_data).unwrap();
     assert_eq!(
         (exit["state"].as_str(), exit["exit_code"].as_i64()),
-        (Some("exited"), Some(0))
+        (Some("completed"), Some(0))
     );
     // Resuming after the first event replays only what followed it.
     let resumed = logs(&renter, &exec_id, events[0].0).await;
     assert_eq!(resumed.len(), events.len() - 1);
     assert_eq!(resumed.last().unwrap().0, last_id);
     let polled = renter.get_json(&location).await;
-    assert_eq!(polled["state"], "exited");
+    assert_eq!(polled["state"], "completed");
     assert!(polled["stdout"].as_str().unwrap().starts_with(&digest));
 
     // Refused arguments are reported and not charged.
     let refused = renter
         .run_to_end(&id, json!({"file": "../etc/passwd"}), LONG)
         .await;
-    assert_eq!(refused["state"], "invalid_arguments", "{refused}");
+    assert_eq!(
+        (refused["state"].as_str(), refused["failure"].as_str()),
+        (Some("failed"), Some("invalid_arguments")),
+        "{refused}"
+    );
 
     // Close: both ledgers hold the same dual-signed chain and the same 90/7/3 totals.
     let (closed, renter_chain, provider_chain) =
@@ -293,7 +303,7 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
     assert!(last["exec_ms"].as_u64().unwrap() > 0);
     let on_provider = provider
         .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
-            s["state"] == "closed"
+            s["state"] != "active"
         })
         .await;
     assert_eq!(on_provider["role"], "provider");
@@ -451,7 +461,7 @@ async fn a_killed_provider_leaves_the_renter_owing_only_what_it_acknowledged() {
     provider.kill();
     let after = renter
         .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
-            s["state"] == "closed"
+            s["state"] != "active"
         })
         .await;
     assert_eq!(after["close_reason"], "disconnected", "{after}");
@@ -501,11 +511,11 @@ async fn a_killed_renter_makes_the_provider_close_and_remove_the_sandbox() {
     );
     renter.kill();
     let after = provider
-        .wait_for(&path, LONG, |s| s["state"] != "open")
+        .wait_for(&path, LONG, |s| s["state"] != "active")
         .await;
     assert_eq!(
         (after["state"].as_str(), after["close_reason"].as_str()),
-        (Some("closed"), Some("ack_timeout")),
+        (Some("failed"), Some("ack_timeout")),
         "{after}"
     );
     let chain = provider
@@ -617,7 +627,7 @@ async fn the_command_line_rents_through_the_local_api() {
     assert_eq!(code, 0);
     let sessions: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(sessions[0]["id"], session.as_str());
-    assert_eq!(sessions[0]["state"], "closed");
+    assert_eq!(sessions[0]["state"], "completed");
     let (code, out, _) = cli(&renter, &["ledger", "balances"]);
     assert_eq!(code, 0);
     assert!(out.contains("fee"), "{out}");
@@ -663,7 +673,7 @@ async fn a_provider_reachable_only_through_a_relay_serves_a_session() {
     let done = renter
         .run_to_end(&id, json!({"file": "missing.txt"}), LONG)
         .await;
-    assert_eq!(done["state"], "exited", "{done}");
+    assert_eq!(done["state"], "completed", "{done}");
     assert_ne!(
         done["exit_code"], 0,
         "sha256sum of a missing file fails: {done}"

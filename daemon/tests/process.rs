@@ -14,6 +14,10 @@ async fn nodes_start_connect_and_answer_through_the_api() {
 
     let health = reqwest::get(format!("{}/healthz", node.api)).await.unwrap();
     assert_eq!(health.status(), 200);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["active_sessions"], 0, "{health}");
+    assert!(health["uptime_secs"].as_u64().is_some(), "{health}");
     let anonymous = reqwest::get(format!("{}/v1/node", node.api)).await.unwrap();
     assert_eq!(anonymous.status(), 401);
     assert_eq!(

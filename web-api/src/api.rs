@@ -20,6 +20,8 @@ use crate::text::{AmountText, PeerIdText, PeerRef, ToolText, parse, parse_peer};
 pub trait NodeApi: Send + Sync + 'static {
     /// Identity and state of the node.
     async fn node_info(&self) -> Result<NodeInfo, ApiError>;
+    /// Liveness: the process answers, with how long it has run and its open sessions.
+    async fn health(&self) -> HealthView;
     /// Whether the node can serve requests (network up, stores open).
     async fn ready(&self) -> bool;
     /// Prometheus text exposition of the node's metrics.
@@ -82,6 +84,27 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn lanes(&self) -> Result<Vec<LaneView>, ApiError>;
     /// Settles every lane not paid in full.
     async fn settle(&self) -> Result<Vec<SettlementView>, ApiError>;
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok`: a node that can answer is alive (readiness is `GET /readyz`).
+    pub status: HealthStatus,
+    /// Version of `orien-node`.
+    pub version: String,
+    /// Seconds since the node started.
+    pub uptime_secs: u64,
+    /// Sessions open now, as renter and as provider.
+    pub active_sessions: usize,
+}
+
+/// The status in [`HealthView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The node process answers.
+    Ok,
 }
 
 /// `GET /v1/node`.

@@ -37,7 +37,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use api::{NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
+pub use api::{HealthStatus, HealthView, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
 pub use auth::{BearerToken, TokenError};
 pub use idempotency::IdempotencyConfig;
 pub use problem::{ApiError, FieldError, ProblemBody};

@@ -202,16 +202,18 @@ pub enum SessionRole {
     Provider,
 }
 
-/// Where a session stands.
+/// Where a session stands. A session that ended says why in `close_reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
-    /// Open and metering.
-    Open,
-    /// Open but not metering (budget spent, an ack missing, or a dispute).
-    Suspended,
-    /// Closed; nothing more is charged.
-    Closed,
+    /// Open; metering unless `suspend_reason` says why not.
+    Active,
+    /// Ended as intended: closed by the renter, or its budget spent.
+    Completed,
+    /// Ended at its longest duration.
+    Expired,
+    /// Ended by a fault: the peer gone or shut down, an ack missing, a dispute, a restart.
+    Failed,
 }
 
 /// Why a session closed.
@@ -256,6 +258,21 @@ impl From<orien_protocol::CloseReason> for CloseReason {
 }
 
 impl CloseReason {
+    /// The state a session that ended for this reason is in.
+    pub fn state(self) -> SessionState {
+        match self {
+            Self::RenterRequested | Self::BudgetExhausted | Self::LaneClosing => {
+                SessionState::Completed
+            }
+            Self::MaxDuration => SessionState::Expired,
+            Self::AckTimeout
+            | Self::Disconnected
+            | Self::ProviderShutdown
+            | Self::Dispute
+            | Self::Restarted => SessionState::Failed,
+        }
+    }
+
     /// What it means, in a sentence.
     pub fn describe(self) -> &'static str {
         match self {
@@ -335,9 +352,9 @@ pub struct SessionView {
     pub tool: Option<String>,
     /// State.
     pub state: SessionState,
-    /// Why it closed (with `state: closed`).
+    /// Why it ended (every state but `active`).
     pub close_reason: Option<CloseReason>,
-    /// Why it is suspended (with `state: suspended`).
+    /// Why an `active` session is not metering, when it is not.
     pub suspend_reason: Option<SuspendReason>,
     /// Why it is suspended or closed, in a sentence.
     pub state_detail: Option<String>,
@@ -365,14 +382,22 @@ pub struct ExecBody {
     pub args: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Where an execution stands.
+/// Where an execution stands. A failed one says why in `failure`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecState {
     /// Still running.
     Running,
-    /// The process exited; see `exit_code`.
-    Exited,
+    /// The process exited; see `exit_code` (which may be non-zero: the tool's own failure).
+    Completed,
+    /// It did not run to its exit; see `failure`.
+    Failed,
+}
+
+/// Why an execution failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecFailure {
     /// Killed at the wall-time limit.
     TimedOut,
     /// Killed at the memory limit.
@@ -394,6 +419,8 @@ pub struct ExecutionView {
     pub session: String,
     /// State.
     pub state: ExecState,
+    /// Why it failed (with `state: failed`).
+    pub failure: Option<ExecFailure>,
     /// Exit code, when the process exited.
     pub exit_code: Option<i32>,
     /// Why arguments were refused or the sandbox failed.
@@ -417,8 +444,9 @@ pub struct ExecutionView {
 impl ExecutionView {
     /// Fills the exit fields from an execution's exit.
     pub fn with_exit(mut self, exit: &ExecExit) -> Self {
-        let (state, detail) = exec_state(&exit.outcome);
+        let (state, failure, detail) = exec_state(&exit.outcome);
         self.state = state;
+        self.failure = failure;
         self.detail = detail;
         self.exit_code = exit.exit_code;
         self.wall_ms = Some(exit.wall.get());
@@ -430,16 +458,23 @@ impl ExecutionView {
     }
 }
 
-/// The API state of an outcome, with its detail.
-pub fn exec_state(outcome: &ExecOutcome) -> (ExecState, Option<String>) {
+/// The API state of an outcome, why it failed, and the detail.
+pub fn exec_state(outcome: &ExecOutcome) -> (ExecState, Option<ExecFailure>, Option<String>) {
+    let failed = |why| (ExecState::Failed, Some(why), None);
     match outcome {
-        ExecOutcome::Exited => (ExecState::Exited, None),
-        ExecOutcome::TimedOut => (ExecState::TimedOut, None),
-        ExecOutcome::OutOfMemory => (ExecState::OutOfMemory, None),
-        ExecOutcome::InvalidArguments { detail } => {
-            (ExecState::InvalidArguments, Some(detail.clone()))
-        }
-        ExecOutcome::SandboxError { detail } => (ExecState::SandboxError, Some(detail.clone())),
+        ExecOutcome::Exited => (ExecState::Completed, None, None),
+        ExecOutcome::TimedOut => failed(ExecFailure::TimedOut),
+        ExecOutcome::OutOfMemory => failed(ExecFailure::OutOfMemory),
+        ExecOutcome::InvalidArguments { detail } => (
+            ExecState::Failed,
+            Some(ExecFailure::InvalidArguments),
+            Some(detail.clone()),
+        ),
+        ExecOutcome::SandboxError { detail } => (
+            ExecState::Failed,
+            Some(ExecFailure::SandboxError),
+            Some(detail.clone()),
+        ),
     }
 }
 

@@ -27,7 +27,7 @@ fn fake_session(id: SessionId) -> SessionView {
         renter: "12D3KooWfake".into(),
         offer: None,
         tool: Some("sha256".into()),
-        state: SessionState::Open,
+        state: SessionState::Active,
         close_reason: None,
         suspend_reason: None,
         state_detail: None,
@@ -58,6 +58,14 @@ impl NodeApi for FakeNode {
             peers: 2,
             offers_known: 0,
         })
+    }
+    async fn health(&self) -> HealthView {
+        HealthView {
+            status: HealthStatus::Ok,
+            version: "0.0.0-test".into(),
+            uptime_secs: 7,
+            active_sessions: 1,
+        }
     }
     async fn ready(&self) -> bool {
         true
@@ -197,7 +205,13 @@ async fn send(
 #[tokio::test]
 async fn health_is_public_and_everything_else_needs_the_token() {
     let (app, token) = app(RateLimit::default());
-    assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
+    let (status, content_type, health) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/json");
+    assert_eq!(
+        health,
+        serde_json::json!({"status": "ok", "version": "0.0.0-test", "uptime_secs": 7, "active_sessions": 1})
+    );
     assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::OK);
     for uri in ["/v1/node", "/v1/offers", "/metrics", "/v1/openapi.json"] {
         let (status, content_type, body) = call(&app, "GET", uri, None).await;

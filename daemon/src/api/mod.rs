@@ -14,7 +14,9 @@ use orien_web_api::sessions::{
     OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState, SessionView,
     SuspendReason, UsageView, usdc_string,
 };
-use orien_web_api::{ApiError, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
+use orien_web_api::{
+    ApiError, HealthStatus, HealthView, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView,
+};
 
 mod errors;
 mod views;
@@ -79,15 +81,15 @@ impl NodeService {
     ) -> SessionView {
         let rented = sessions.rented_session(record.session);
         let (state, close_reason, suspend_reason, state_detail) = match &head.status {
-            SessionStatus::Open => (SessionState::Open, None, None, None),
+            SessionStatus::Open => (SessionState::Active, None, None, None),
             SessionStatus::Suspended(reason) => {
                 let (kind, detail) = suspension(reason);
-                (SessionState::Suspended, None, Some(kind), Some(detail))
+                (SessionState::Active, None, Some(kind), Some(detail))
             }
             SessionStatus::Closed(reason) => {
                 let reason = CloseReason::from(*reason);
                 let detail = reason.describe().to_owned();
-                (SessionState::Closed, Some(reason), None, Some(detail))
+                (reason.state(), Some(reason), None, Some(detail))
             }
         };
         SessionView {
@@ -139,6 +141,18 @@ impl NodeApi for NodeService {
             peers: stats.peers,
             offers_known: stats.offers_known,
         })
+    }
+
+    async fn health(&self) -> HealthView {
+        let active_sessions = self.node.sessions().map_or(0, |s| {
+            s.provided_sessions().len() + s.rented_sessions().len()
+        });
+        HealthView {
+            status: HealthStatus::Ok,
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_secs: self.node.uptime().as_secs(),
+            active_sessions,
+        }
     }
 
     async fn ready(&self) -> bool {

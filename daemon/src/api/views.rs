@@ -1,7 +1,7 @@
 //! The API's views of executions and their logs.
 
 use orien_protocol::{ExecEvent, ExecId, OutputStream};
-use orien_web_api::sessions::{ExecState, ExecutionView, LogEntry, LogKind, LogPage};
+use orien_web_api::sessions::{ExecFailure, ExecState, ExecutionView, LogEntry, LogKind, LogPage};
 
 use crate::session::ExecSnapshot;
 
@@ -12,10 +12,11 @@ pub(super) fn execution_view(exec: ExecId, snapshot: &ExecSnapshot) -> Execution
         id: exec.to_string(),
         session: snapshot.session.to_string(),
         state: if snapshot.session_ended {
-            ExecState::Lost
+            ExecState::Failed
         } else {
             ExecState::Running
         },
+        failure: snapshot.session_ended.then_some(ExecFailure::Lost),
         exit_code: None,
         detail: snapshot
             .session_ended

@@ -117,6 +117,7 @@ pub struct Node {
     metrics: Metrics,
     sessions: Option<Sessions>,
     task: Option<JoinHandle<()>>,
+    started: std::time::Instant,
 }
 
 impl Node {
@@ -225,6 +226,7 @@ impl Node {
             metrics,
             sessions,
             task: Some(task),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -247,6 +249,11 @@ impl Node {
     /// Connected peers and offers known, in one round trip to the node's task.
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         self.ask(Command::Stats).await
+    }
+
+    /// How long ago the node started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// This node's id.

@@ -1,15 +1,17 @@
 //! Liveness, readiness and metrics.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use crate::AppState;
+use crate::api::HealthView;
 
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The node process is alive", body = String)))]
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+/// Liveness: the process answers, with its uptime and the sessions it has open.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The node process is alive", body = HealthView)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<HealthView> {
+    Json(state.node.health().await)
 }
 
 /// Readiness: the node can serve requests.

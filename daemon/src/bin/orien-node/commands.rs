@@ -391,14 +391,19 @@ async fn session(
                 emit_json(&exit)?;
             }
             return Ok(match (exit.state, exit.exit_code) {
-                (ExecState::Exited, Some(code)) => code,
+                (ExecState::Completed, Some(code)) => code,
                 (state, _) => {
                     if !json_out {
+                        let why = exit
+                            .failure
+                            .map_or_else(|| name_of(&state), |f| name_of(&f));
                         eprintln_line(&format!(
-                            "execution {} ended {}: {}",
+                            "execution {} failed ({why}){}",
                             exec.id,
-                            name_of(&state),
-                            exit.detail.as_deref().unwrap_or("")
+                            exit.detail
+                                .as_deref()
+                                .map(|d| format!(": {d}"))
+                                .unwrap_or_default()
                         ));
                     }
                     1
