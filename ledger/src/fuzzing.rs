@@ -6,6 +6,7 @@
 
 use crate::accounts::{Account, Balance};
 use crate::dispute::Evidence;
+use crate::executions::ExecRecord;
 use crate::posting::Posting;
 use crate::receipts::StoredReceipt;
 use crate::record::{self, Record};
@@ -40,6 +41,7 @@ pub const DECODERS: &[(&str, Decoder)] = &[
     ("settlement", stored::<Settlement>),
     ("lane_settlement", stored::<LaneSettlement>),
     ("evidence", stored::<Evidence>),
+    ("execution", stored::<ExecRecord>),
 ];
 
 /// Runs the decoder called `name` on `data`; `false` if there is no such decoder.

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod chain;
 pub mod dispute;
+pub mod executions;
 pub mod fuzzing;
 pub mod meter;
 pub mod posting;
@@ -15,6 +16,9 @@ pub mod store;
 
 pub use accounts::{Account, Balance, LaneKey};
 pub use dispute::{DisputeReason, Evidence};
+pub use executions::{
+    ExecEnd, ExecFailure, ExecPage, ExecQuery, ExecRecord, ExecState, StoredOutput,
+};
 pub use meter::{Meter, MeterConfig, Reading};
 pub use posting::{Cause, Leg, Posting, Side};
 pub use receipts::{AckedReceipt, CheckedReceipt, Countersigner, Issuer};

@@ -1,7 +1,7 @@
 //! Column families and key layouts. Integers in keys are big-endian so that keys sort
 //! in numeric order.
 
-use orien_protocol::{LaneId, SessionId};
+use orien_protocol::{ExecId, LaneId, SessionId, Timestamp};
 
 use crate::posting::Cause;
 use crate::settlement::TxHash;
@@ -21,11 +21,33 @@ pub(crate) const SETTLEMENT: &str = "settlement";
 pub(crate) const EVIDENCE: &str = "evidence";
 /// Meta: `schema_version`.
 pub(crate) const META: &str = "meta";
+/// Execution records: `0 ‖ exec` holds the record, `1 ‖ requested_at ‖ exec` (empty)
+/// orders them by time.
+pub(crate) const EXECUTIONS: &str = "executions";
 
 /// Every column family, in creation order.
-pub(crate) const ALL: [&str; 7] = [
-    SESSIONS, RECEIPTS, POSTINGS, BALANCES, SETTLEMENT, EVIDENCE, META,
+pub(crate) const ALL: [&str; 8] = [
+    SESSIONS, RECEIPTS, POSTINGS, BALANCES, SETTLEMENT, EVIDENCE, META, EXECUTIONS,
 ];
+
+pub(crate) fn execution(exec: &ExecId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[1..].copy_from_slice(exec.as_bytes());
+    k
+}
+
+pub(crate) fn execution_by_time(requested_at: Timestamp, exec: &ExecId) -> [u8; 25] {
+    let mut k = [1u8; 25];
+    k[1..9].copy_from_slice(&requested_at.0.to_be_bytes());
+    k[9..].copy_from_slice(exec.as_bytes());
+    k
+}
+
+/// The execution of a time-index key.
+pub(crate) fn parse_execution_by_time(key: &[u8]) -> Option<ExecId> {
+    let exec: [u8; 16] = key.get(9..25)?.try_into().ok()?;
+    (key.len() == 25 && key[0] == 1).then(|| ExecId::from_bytes(exec))
+}
 
 /// The meta key holding the schema version (u32, big-endian).
 pub(crate) const SCHEMA_VERSION: &[u8] = b"schema_version";

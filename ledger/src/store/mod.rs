@@ -7,6 +7,7 @@
 //! share one synced write (group commit), and each still returns only after its own
 //! receipt is durable.
 
+mod executions;
 mod group;
 mod ingest;
 mod keys;
@@ -29,6 +30,7 @@ use crate::record::{self, Record, RecordError};
 use crate::session::{SessionHead, SessionRecord, SessionStatus};
 use crate::settlement::{LaneSettlement, TxHash};
 
+pub use executions::MAX_EXEC_PAGE;
 pub use ingest::{Durable, Ingested, MAX_GROUP};
 pub use query::{DayEarnings, SessionTotals};
 pub use verify::{VerifyError, VerifyReport};
@@ -90,6 +92,15 @@ pub enum StoreError {
     /// The store was opened read-only.
     #[error("the ledger was opened read-only")]
     ReadOnly,
+    /// An execution record that cannot be written: it breaks its limits, or it would
+    /// move the stored record backwards or change what it records.
+    #[error("execution {exec} cannot be recorded: {detail}")]
+    InvalidExecution {
+        /// The execution.
+        exec: orien_protocol::ExecId,
+        /// What is wrong.
+        detail: String,
+    },
     /// The receipt's payload does not decode.
     #[error("malformed receipt: {0}")]
     Malformed(String),
@@ -280,7 +291,12 @@ impl Store {
                 .map_err(open_err)?,
         };
         let db = if options.read_only {
-            DB::open_cf_for_read_only(&db_opts, &path, keys::ALL, false).map_err(open_err)?
+            // A ledger written by an older build may lack the newer families.
+            let present = DB::list_cf(&db_opts, &path).map_err(open_err)?;
+            let families = keys::ALL
+                .into_iter()
+                .filter(|name| present.iter().any(|p| p == name));
+            DB::open_cf_for_read_only(&db_opts, &path, families, false).map_err(open_err)?
         } else {
             let cfs = keys::ALL.map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
             DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(open_err)?
@@ -464,7 +480,9 @@ impl Store {
     // ---- plumbing shared by the submodules ----
 
     fn cf(&self, name: &'static str) -> &ColumnFamily {
-        // Every family in `keys::ALL` is created (or required) by `open_with`.
+        // Every family in `keys::ALL` is created (or required) by `open_with`; only a
+        // read-only open of an older ledger may lack one, and its readers ask
+        // `has_family` first.
         #[allow(clippy::expect_used)]
         self.db
             .cf_handle(name)
