@@ -255,7 +255,7 @@ pub struct ExecQuery {
     pub session: Option<SessionId>,
     /// Only this tool's.
     pub tool: Option<ToolName>,
-    /// Only records in this state (any failure reason matches `Failed` of that reason).
+    /// Only records in exactly this state (a `Failed` one of exactly this reason).
     pub state: Option<ExecState>,
     /// Only records older than this one (the previous page's `next`).
     pub after: Option<ExecId>,

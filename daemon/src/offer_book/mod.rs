@@ -170,6 +170,9 @@ pub struct OfferBook {
     by_source: HashMap<Source, std::collections::BTreeSet<(Timestamp, OfferId)>>,
     /// Offers replaced by a re-announcement of the same terms, until they expire.
     superseded: HashMap<OfferId, Superseded>,
+    /// The same ids by provider and tool, so forgetting them costs what there is to forget
+    /// (an offer from a new provider forgets nothing, and is admitted in constant time).
+    superseded_by_key: HashMap<(NodeId, ToolName), Vec<OfferId>>,
 }
 
 /// An offer replaced by a newer one of the same provider, tool and terms.
@@ -250,6 +253,10 @@ impl OfferBook {
                         expires_at,
                     },
                 );
+                self.superseded_by_key
+                    .entry(key.clone())
+                    .or_default()
+                    .push(old);
             }
             Some(_) => {}
             None => self.forget_superseded(&key),
@@ -327,7 +334,23 @@ impl OfferBook {
         for id in &expired {
             self.remove(id);
         }
-        self.superseded.retain(|_, s| s.expires_at > now);
+        let gone: Vec<OfferId> = self
+            .superseded
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(superseded) = self.superseded.remove(&id)
+                && let Some(ids) = self.superseded_by_key.get_mut(&superseded.key)
+            {
+                ids.retain(|kept| *kept != id);
+                if ids.is_empty() {
+                    self.superseded_by_key.remove(&superseded.key);
+                }
+            }
+        }
+        self.debug_check();
         expired
     }
 
@@ -379,8 +402,8 @@ impl OfferBook {
 
     /// Forgets the replaced offers of `key`: its terms changed, or it was withdrawn.
     fn forget_superseded(&mut self, key: &(NodeId, ToolName)) {
-        if self.superseded.values().any(|s| &s.key == key) {
-            self.superseded.retain(|_, s| &s.key != key);
+        for id in self.superseded_by_key.remove(key).unwrap_or_default() {
+            self.superseded.remove(&id);
         }
     }
 
@@ -458,6 +481,10 @@ impl OfferBook {
 
     fn debug_check(&self) {
         debug_assert!(self.superseded.len() <= self.limits.capacity);
+        debug_assert_eq!(
+            self.superseded.len(),
+            self.superseded_by_key.values().map(Vec::len).sum::<usize>()
+        );
         debug_assert_eq!(self.entries.len(), self.by_expiry.len());
         debug_assert_eq!(self.entries.len(), self.latest.len());
         debug_assert_eq!(
