@@ -18,12 +18,12 @@ fn assert_send<T: Send>(_: &T) {}
 
 #[tokio::test]
 async fn unreachable_endpoint_fails_with_an_rpc_error_after_retries() {
-    // A port that was free a moment ago: connections are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held by a socket that is bound but never listens: connections are refused,
+    // and no other process (an anvil another test starts on port 0) can be given it while
+    // the socket lives. A port freed before the call could be (CI saw exactly that).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let mut config = ChainConfig::new(format!("http://127.0.0.1:{port}").parse().unwrap(), 31337);
     config.max_attempts = 3;
     config.retry_backoff = Duration::from_millis(10);
@@ -34,6 +34,7 @@ async fn unreachable_endpoint_fails_with_an_rpc_error_after_retries() {
         matches!(error, ChainError::Rpc { attempts: 3, .. }),
         "{error:?}"
     );
+    drop(held);
 }
 
 #[tokio::test]
