@@ -76,17 +76,53 @@ impl StoredOutput {
     /// The record of `bytes`, keeping at most `quota` of them (capped at
     /// [`MAX_KEPT_OUTPUT`]).
     pub fn of(bytes: &[u8], quota: usize) -> Self {
-        let keep = bytes.len().min(quota).min(MAX_KEPT_OUTPUT);
-        Self {
-            sha256: Sha256::digest(bytes).into(),
-            len: bytes.len() as u64,
-            kept: bytes[..keep].to_vec(),
-        }
+        let mut recorder = OutputRecorder::new(quota);
+        recorder.push(bytes);
+        recorder.finish()
     }
 
     /// Whether bytes were left out.
     pub fn truncated(&self) -> bool {
         (self.kept.len() as u64) < self.len
+    }
+}
+
+/// A stream's [`StoredOutput`] built as its chunks arrive: every byte hashed and
+/// counted, the first ones kept up to the quota, nothing else held.
+#[derive(Debug, Clone)]
+pub struct OutputRecorder {
+    hasher: Sha256,
+    len: u64,
+    kept: Vec<u8>,
+    quota: usize,
+}
+
+impl OutputRecorder {
+    /// A recorder keeping at most `quota` bytes (capped at [`MAX_KEPT_OUTPUT`]).
+    pub fn new(quota: usize) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            len: 0,
+            kept: Vec::new(),
+            quota: quota.min(MAX_KEPT_OUTPUT),
+        }
+    }
+
+    /// The next bytes of the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len = self.len.saturating_add(bytes.len() as u64);
+        let room = self.quota.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The stream's record.
+    pub fn finish(self) -> StoredOutput {
+        StoredOutput {
+            sha256: self.hasher.finalize().into(),
+            len: self.len,
+            kept: self.kept,
+        }
     }
 }
 
@@ -167,6 +203,21 @@ impl ExecRecord {
             ended_at: None,
             state: ExecState::Pending,
             end: None,
+        }
+    }
+
+    /// A call started at `now` as soon as it was asked for (the provider's record).
+    pub fn running(
+        exec: ExecId,
+        session: SessionId,
+        tool: ToolName,
+        args_json: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            started_at: Some(now),
+            state: ExecState::Running,
+            ..Self::requested(exec, session, tool, args_json, now)
         }
     }
 
@@ -255,8 +306,8 @@ pub struct ExecQuery {
     pub session: Option<SessionId>,
     /// Only this tool's.
     pub tool: Option<ToolName>,
-    /// Only records in exactly this state (a `Failed` one of exactly this reason).
-    pub state: Option<ExecState>,
+    /// Only records in these states.
+    pub state: Option<StateFilter>,
     /// Only records older than this one (the previous page's `next`).
     pub after: Option<ExecId>,
     /// Most records (at least 1).
@@ -267,7 +318,26 @@ impl ExecQuery {
     pub(crate) fn matches(&self, record: &ExecRecord) -> bool {
         self.session.is_none_or(|s| s == record.session)
             && self.tool.as_ref().is_none_or(|t| t == &record.tool)
-            && self.state.is_none_or(|s| s == record.state)
+            && self.state.is_none_or(|s| s.matches(record.state))
+    }
+}
+
+/// The states an [`ExecQuery`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Exactly this state (a `Failed` one of exactly this reason).
+    Exactly(ExecState),
+    /// Failed, for any reason.
+    AnyFailure,
+}
+
+impl StateFilter {
+    /// Whether `state` passes.
+    pub fn matches(self, state: ExecState) -> bool {
+        match self {
+            Self::Exactly(wanted) => wanted == state,
+            Self::AnyFailure => matches!(state, ExecState::Failed(_)),
+        }
     }
 }
 
@@ -350,5 +420,23 @@ mod tests {
         assert!(out.truncated());
         assert_eq!(out.sha256, <[u8; 32]>::from(Sha256::digest(b"hello")));
         assert!(!StoredOutput::of(b"hi", 3).truncated());
+    }
+
+    #[test]
+    fn a_stream_recorded_in_chunks_is_the_stream_recorded_whole() {
+        let whole: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        for quota in [0, 1, 100, 9_999, 10_000, 20_000] {
+            let mut recorder = OutputRecorder::new(quota);
+            for chunk in whole.chunks(333) {
+                recorder.push(chunk);
+            }
+            assert_eq!(
+                recorder.finish(),
+                StoredOutput::of(&whole, quota),
+                "quota {quota}"
+            );
+        }
+        let capped = StoredOutput::of(&vec![7; MAX_KEPT_OUTPUT + 1], usize::MAX);
+        assert_eq!(capped.kept.len(), MAX_KEPT_OUTPUT);
     }
 }

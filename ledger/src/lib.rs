@@ -17,7 +17,8 @@ pub mod store;
 pub use accounts::{Account, Balance, LaneKey};
 pub use dispute::{DisputeReason, Evidence};
 pub use executions::{
-    ExecEnd, ExecFailure, ExecPage, ExecQuery, ExecRecord, ExecState, StoredOutput,
+    ExecEnd, ExecFailure, ExecPage, ExecQuery, ExecRecord, ExecState, OutputRecorder, StateFilter,
+    StoredOutput,
 };
 pub use meter::{Meter, MeterConfig, Reading};
 pub use posting::{Cause, Leg, Posting, Side};

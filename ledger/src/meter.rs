@@ -249,6 +249,15 @@ impl Meter {
         self.running.len()
     }
 
+    /// The time a running call is charged for if it finishes now: its elapsed time,
+    /// capped at the call cap (`None` once it ended).
+    pub fn charged(&self, timer: &ExecTimer) -> Option<Millis> {
+        let running = self.running.get(&timer.id)?;
+        Some(Millis::from_duration(
+            self.counted(running, self.clock.monotonic()),
+        ))
+    }
+
     /// How long a running call has run so far, uncapped (`None` once it ended).
     pub fn elapsed(&self, timer: &ExecTimer) -> Option<Millis> {
         let running = self.running.get(&timer.id)?;

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use orien_ledger::{
-    ExecEnd, ExecFailure, ExecQuery, ExecRecord, ExecState, Store, StoreError, StoreOptions,
-    StoredOutput,
+    ExecEnd, ExecFailure, ExecQuery, ExecRecord, ExecState, StateFilter, Store, StoreError,
+    StoreOptions, StoredOutput,
 };
 use orien_protocol::{ExecId, Millis, SessionId, Timestamp, ToolName, Usdc};
 
@@ -97,6 +97,9 @@ fn records_list_newest_first_a_page_at_a_time_with_filters() {
             .unwrap();
         if at % 3 == 0 {
             record = record.lost(Timestamp(2_000)).unwrap();
+        } else if at % 7 == 0 {
+            let timed_out = end(ExecState::Failed(ExecFailure::TimedOut), b"");
+            record = record.ended(timed_out, Timestamp(2_000)).unwrap();
         }
         store.record_execution(&record).unwrap();
         written.push(record);
@@ -142,7 +145,7 @@ fn records_list_newest_first_a_page_at_a_time_with_filters() {
     let lost_wc = store
         .executions(&ExecQuery {
             tool: Some(tool("wc")),
-            state: Some(ExecState::Failed(ExecFailure::Lost)),
+            state: Some(StateFilter::Exactly(ExecState::Failed(ExecFailure::Lost))),
             limit: 100,
             ..ExecQuery::default()
         })
@@ -153,6 +156,28 @@ fn records_list_newest_first_a_page_at_a_time_with_filters() {
         .count();
     assert_eq!(lost_wc.records.len(), expected);
     assert!(expected > 0);
+    // Failed for any reason, and running: together every record.
+    let count = |state| {
+        store
+            .executions(&ExecQuery {
+                state: Some(state),
+                limit: 100,
+                ..ExecQuery::default()
+            })
+            .unwrap()
+            .records
+            .len()
+    };
+    let failed = written
+        .iter()
+        .filter(|r| matches!(r.state, ExecState::Failed(_)))
+        .count();
+    assert!(failed > expected, "timed-out records count as failed too");
+    assert_eq!(count(StateFilter::AnyFailure), failed);
+    assert_eq!(
+        count(StateFilter::Exactly(ExecState::Running)),
+        written.len() - failed
+    );
     // A cursor this ledger never saw gives an empty page, not an error.
     let none = store
         .executions(&ExecQuery {
@@ -196,4 +221,38 @@ fn a_ledger_written_before_execution_records_opens_read_only() {
     store
         .record_execution(&requested(SessionId::random(), "wc", 1))
         .unwrap();
+}
+
+#[test]
+fn calls_left_unfinished_by_an_earlier_run_are_marked_lost_and_finished_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("ledger")).unwrap();
+    let session = SessionId::random();
+    let pending = requested(session, "wc", 10);
+    let running = requested(session, "wc", 11).started(Timestamp(12)).unwrap();
+    let done = requested(session, "wc", 13)
+        .started(Timestamp(14))
+        .unwrap()
+        .ended(end(ExecState::Completed, b"ok"), Timestamp(15))
+        .unwrap();
+    // More unfinished records than a page holds, so the sweep pages.
+    let many: Vec<ExecRecord> = (0..orien_ledger::store::MAX_EXEC_PAGE as u64 + 3)
+        .map(|i| requested(session, "sh", 100 + i))
+        .collect();
+    for record in [&pending, &running, &done].into_iter().chain(&many) {
+        store.record_execution(record).unwrap();
+    }
+    let marked = store.lose_unfinished_executions(Timestamp(500)).unwrap();
+    assert_eq!(marked, 2 + many.len());
+    for record in [&pending, &running].into_iter().chain(&many) {
+        let kept = store.execution(&record.exec).unwrap().unwrap();
+        assert_eq!(kept.state, ExecState::Failed(ExecFailure::Lost));
+        assert_eq!(kept.ended_at, Some(Timestamp(500)));
+        assert_eq!(
+            kept.started_at, record.started_at,
+            "the start stays as it was"
+        );
+    }
+    assert_eq!(store.execution(&done.exec).unwrap().unwrap(), done);
+    assert_eq!(store.lose_unfinished_executions(Timestamp(600)).unwrap(), 0);
 }

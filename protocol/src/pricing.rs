@@ -47,6 +47,16 @@ impl Pricing {
         let micros = whole.saturating_add(carry);
         Usdc::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
+
+    /// What `exec` of execution time costs alone, `floor(exec_ms × exec_per_minute /
+    /// 60 000)`: the cost an execution record gives one call. (A session's amount floors
+    /// the sum of all usage, so the calls' costs may add up to a little less.)
+    pub fn exec_amount(&self, exec: Millis) -> Usdc {
+        self.amount_for(Usage {
+            session: Millis::ZERO,
+            exec,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +84,14 @@ mod tests {
         assert_eq!(p.amount_for(usage(60_000, 0)).micros(), 10_000);
         assert_eq!(p.amount_for(usage(0, 60_000)).micros(), 50_000);
         assert_eq!(p.amount_for(usage(60_000, 60_000)).micros(), 60_000);
+    }
+
+    #[test]
+    fn a_call_costs_its_execution_time_alone() {
+        let p = pricing(10_000, 50_000);
+        assert_eq!(p.exec_amount(Millis(60_000)).micros(), 50_000);
+        assert_eq!(p.exec_amount(Millis(1)).micros(), 0, "floored");
+        assert_eq!(p.exec_amount(Millis(1_200)).micros(), 1_000);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Execution records in the store: written synced, read by id, listed newest first.
 
-use orien_protocol::ExecId;
+use orien_protocol::{ExecId, Timestamp};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::{Store, StoreError, keys};
-use crate::executions::{ExecPage, ExecQuery, ExecRecord};
+use crate::executions::{ExecPage, ExecQuery, ExecRecord, ExecState, StateFilter};
 use crate::record;
 
 /// Most records one page holds.
@@ -99,6 +99,36 @@ impl Store {
             page.records.push(record);
         }
         Ok(page)
+    }
+
+    /// Marks every record still pending or running as lost at `now`: called when the
+    /// node starts, since no call of an earlier run can report its exit any more.
+    /// Returns how many it marked.
+    pub fn lose_unfinished_executions(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut lost = 0;
+        for state in [ExecState::Pending, ExecState::Running] {
+            loop {
+                // Each pass rewrites what it found, so the next one starts from the top.
+                let page = self.executions(&ExecQuery {
+                    state: Some(StateFilter::Exactly(state)),
+                    limit: MAX_EXEC_PAGE,
+                    ..ExecQuery::default()
+                })?;
+                if page.records.is_empty() {
+                    break;
+                }
+                for record in page.records {
+                    let exec = record.exec;
+                    let record = record.lost(now).map_err(|e| StoreError::InvalidExecution {
+                        exec,
+                        detail: e.to_string(),
+                    })?;
+                    self.record_execution(&record)?;
+                    lost += 1;
+                }
+            }
+        }
+        Ok(lost)
     }
 
     fn has_family(&self, name: &str) -> bool {
