@@ -169,7 +169,10 @@ async fn a_node_killed_mid_session_restarts_and_nothing_is_stuck() {
             .run_to_end(&session, json!({"file": "nothing-here"}), LONG)
             .await;
         assert_ne!(exec["failure"], "lost", "{exec}");
-        assert_ne!(exec["state"], "running", "{exec}");
+        assert!(
+            exec["state"] == "completed" || exec["state"] == "failed",
+            "{exec}"
+        );
         renter
             .post_json(&format!("/v1/sessions/{session}/close"), json!({}))
             .await;
@@ -232,4 +235,209 @@ async fn a_node_killed_mid_session_restarts_and_nothing_is_stuck() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The execution records of a session, as `GET /v1/executions?session=` lists them.
+async fn records_of(node: &NodeProcess, session: &str) -> Vec<serde_json::Value> {
+    node.get_json(&format!("/v1/executions?session={session}&limit=10"))
+        .await["executions"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(bytes);
+    digest.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A renter killed with `kill -9` in the middle of its history serves every execution
+/// record after the restart, from its ledger: a completed call with its output, cost and
+/// hashes as they read before the kill, a refused one, and the one it was running when
+/// it died ended (completed, or lost) instead of pending forever. The provider keeps an
+/// audit record of each call it ran, with the same output hashes, and the command line
+/// lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_records_outlive_a_kill_on_both_sides() {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string();
+    let bootstrap = NodeProcess::start(&[]);
+    let provider = NodeProcess::start_with(&[&bootstrap], &["--provider-config", &config]);
+    let mut renter = NodeProcess::start(&[&bootstrap]);
+    let body = json!({"tool": "sha256", "provider": provider.id, "budget": "0.5",
+                      "payment": "ledger", "max_duration_secs": 600});
+    let deadline = Instant::now() + LONG;
+    let session = loop {
+        let response = renter
+            .send(
+                reqwest::Method::POST,
+                "/v1/sessions",
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap();
+        if status.is_success() {
+            break answer["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no session: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let input = b"records outlive the process\n";
+    let put = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/sessions/{session}/files/data/in.txt",
+            renter.api
+        ))
+        .bearer_auth(&renter.token)
+        .body(input.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+
+    let done = renter
+        .run_to_end(&session, json!({"file": "data/in.txt"}), LONG)
+        .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let stdout = done["stdout"].as_str().unwrap().to_owned();
+    assert!(stdout.starts_with(&sha256_hex(input)), "{done}");
+    assert_eq!(
+        done["stdout_sha256"],
+        sha256_hex(stdout.as_bytes()),
+        "{done}"
+    );
+    assert_eq!(done["stdout_bytes"], stdout.len());
+    assert_eq!(done["tool"], "sha256");
+    assert!(
+        done["cost"].is_string() && done["ended_at"].is_u64(),
+        "{done}"
+    );
+    let refused = renter
+        .run_to_end(&session, json!({"file": "../etc/passwd"}), LONG)
+        .await;
+    assert_eq!(
+        (&refused["state"], &refused["failure"], &refused["cost"]),
+        (
+            &json!("failed"),
+            &json!("invalid_arguments"),
+            &json!("0.000000")
+        ),
+        "{refused}"
+    );
+    // A call asked for at the moment of the kill.
+    let last = renter
+        .post_json(
+            &format!("/v1/sessions/{session}/executions"),
+            json!({"args": {"file": "data/in.txt"}}),
+        )
+        .await;
+    assert!(
+        last["state"] == "pending" || last["state"] == "running",
+        "{last}"
+    );
+    renter.restart(&[&bootstrap], &[]);
+
+    let after = records_of(&renter, &session).await;
+    let ids: Vec<&str> = after.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [&last["id"], &refused["id"], &done["id"]].map(|id| id.as_str().unwrap()),
+        "every call, newest first"
+    );
+    for (listed, before) in after[1..].iter().zip([&refused, &done]) {
+        assert_eq!(listed, before, "the record reads as the live call did");
+        let one = renter
+            .get_json(&format!(
+                "/v1/executions/{}",
+                listed["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(&one, before);
+    }
+    let last = &after[0];
+    assert!(
+        last["state"] == "completed" || last["failure"] == "lost",
+        "nothing stays pending or running after a restart: {last}"
+    );
+    // Its log, from the record: the output kept, then the exit.
+    let log = renter
+        .get(&format!(
+            "/v1/executions/{}/logs",
+            done["id"].as_str().unwrap()
+        ))
+        .await;
+    let events = support::parse_sse(&log.text().await.unwrap());
+    let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["stdout", "exit"], "{events:?}");
+
+    // The provider's audit records: every call it ran, with the same output hashes.
+    let audit = provider
+        .wait_for(&format!("/v1/executions?session={session}"), LONG, |page| {
+            page["executions"]
+                .as_array()
+                .is_some_and(|e| e.len() == 3 && e.iter().all(|r| r["state"] != "running"))
+        })
+        .await;
+    let audit = audit["executions"].as_array().unwrap();
+    let ran = |id: &serde_json::Value| {
+        audit
+            .iter()
+            .find(|r| &r["id"] == id)
+            .unwrap_or_else(|| panic!("the provider recorded {id}"))
+    };
+    for field in [
+        "state",
+        "stdout_sha256",
+        "stdout_bytes",
+        "stderr_sha256",
+        "tool",
+    ] {
+        assert_eq!(ran(&done["id"])[field], done[field], "{field}");
+    }
+    assert_eq!(ran(&refused["id"])["failure"], "invalid_arguments");
+
+    // The command line lists them.
+    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
+        .arg("--data-dir")
+        .arg(renter.data_dir())
+        .args([
+            "--json",
+            "executions",
+            "--session",
+            &session,
+            "--limit",
+            "2",
+        ])
+        .env("ORIEN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["executions"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next"], refused["id"], "a second page follows");
+    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
+        .arg("--data-dir")
+        .arg(renter.data_dir())
+        .args(["executions", "--state", "failed", "--session", &session])
+        .env("ORIEN_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(refused["id"].as_str().unwrap()) && text.contains("invalid_arguments"),
+        "{text}"
+    );
+    assert!(!text.contains(done["id"].as_str().unwrap()), "{text}");
 }

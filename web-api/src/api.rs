@@ -48,6 +48,12 @@ pub trait NodeApi: Send + Sync + 'static {
     ) -> Result<ExecutionView, ApiError>;
     /// An execution and its output so far.
     async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError>;
+    /// This node's execution records matching `filter`, newest first: the calls it
+    /// rented and the calls it ran as provider, from the ledger (they survive restarts).
+    async fn executions(
+        &self,
+        filter: crate::sessions::ExecutionFilter,
+    ) -> Result<crate::sessions::ExecutionPage, ApiError>;
     /// Log entries of an execution after index `after` (all when `None`), waiting up
     /// to `wait` for new ones when there are none yet.
     async fn execution_log(

@@ -118,6 +118,7 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::sessions::get_session))
         .routes(routes!(routes::sessions::close_session))
         .routes(routes!(routes::executions::start_execution))
+        .routes(routes!(routes::executions::list_executions))
         .routes(routes!(routes::executions::get_execution))
         .routes(routes!(routes::executions::execution_logs))
         .routes(routes!(routes::files::list_files))

@@ -386,6 +386,8 @@ pub struct ExecBody {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecState {
+    /// Asked for; the provider has not confirmed it started.
+    Pending,
     /// Still running.
     Running,
     /// The process exited; see `exit_code` (which may be non-zero: the tool's own failure).
@@ -417,6 +419,8 @@ pub struct ExecutionView {
     pub id: String,
     /// Its session.
     pub session: String,
+    /// The tool it runs.
+    pub tool: String,
     /// State.
     pub state: ExecState,
     /// Why it failed (with `state: failed`).
@@ -435,10 +439,30 @@ pub struct ExecutionView {
     pub stdout: String,
     /// Standard error so far (UTF-8, invalid bytes replaced).
     pub stderr: String,
-    /// Whether stdout was cut at the offer's output cap.
+    /// Whether `stdout` here is not all of it: cut at the offer's output cap, or, when
+    /// the node no longer holds the output (after a restart), at what its execution
+    /// record keeps (`stdout_bytes` and `stdout_sha256` still describe all of it).
     pub stdout_truncated: bool,
-    /// Whether stderr was cut at the offer's output cap.
+    /// The same for `stderr`.
     pub stderr_truncated: bool,
+    /// When it was asked for (by the renter; started, on the provider), ms since the
+    /// Unix epoch.
+    pub requested_at: Option<u64>,
+    /// When the provider confirmed it started, ms since the Unix epoch.
+    pub started_at: Option<u64>,
+    /// When it ended, ms since the Unix epoch.
+    pub ended_at: Option<u64>,
+    /// What the call cost: its metered execution time at the session's execution
+    /// price (USDC; `0` for a call that did not run), once it ended.
+    pub cost: Option<String>,
+    /// SHA-256 of all of standard output (hex), once it ended.
+    pub stdout_sha256: Option<String>,
+    /// SHA-256 of all of standard error (hex), once it ended.
+    pub stderr_sha256: Option<String>,
+    /// Bytes of standard output in all, once it ended.
+    pub stdout_bytes: Option<u64>,
+    /// Bytes of standard error in all, once it ended.
+    pub stderr_bytes: Option<u64>,
 }
 
 impl ExecutionView {
@@ -548,6 +572,82 @@ pub struct FileView {
     pub size: u64,
     /// Whether it is a directory.
     pub is_dir: bool,
+}
+
+/// Query of `GET /v1/executions`: every parameter narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExecutionQuery {
+    /// Only this session's.
+    pub session: Option<IdText>,
+    /// Only this tool's.
+    pub tool: Option<ToolText>,
+    /// Only executions in this state.
+    pub state: Option<ExecState>,
+    /// Only executions that failed for this reason (with a `state` other than
+    /// `failed`, nothing matches both).
+    pub failure: Option<ExecFailure>,
+    /// Only executions older than this one: the previous page's `next`.
+    pub after: Option<IdText>,
+    /// Most executions in the page: 1 to 500, 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// Most executions one page holds.
+pub const MAX_EXECUTION_PAGE: u32 = 500;
+/// Executions in a page when the query does not say.
+pub const DEFAULT_EXECUTION_PAGE: u32 = 50;
+
+/// A validated [`ExecutionQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    /// Only this session's.
+    pub session: Option<SessionId>,
+    /// Only this tool's.
+    pub tool: Option<ToolName>,
+    /// Only this state.
+    pub state: Option<ExecState>,
+    /// Only this reason of failure (with another `state`, nothing matches).
+    pub failure: Option<ExecFailure>,
+    /// Only older than this one.
+    pub after: Option<ExecId>,
+    /// Most executions.
+    pub limit: u32,
+}
+
+impl ExecutionQuery {
+    /// The filter these parameters ask for.
+    pub fn filter(self) -> Result<ExecutionFilter, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_EXECUTION_PAGE);
+        if !(1..=MAX_EXECUTION_PAGE).contains(&limit) {
+            return Err(ApiError::field(
+                "limit",
+                format!("must be 1 to {MAX_EXECUTION_PAGE}"),
+            ));
+        }
+        Ok(ExecutionFilter {
+            session: self
+                .session
+                .map(|s| parse("session", s.as_str()))
+                .transpose()?,
+            tool: self.tool.map(|t| parse("tool", t.as_str())).transpose()?,
+            state: self.state,
+            failure: self.failure,
+            after: self.after.map(|a| parse("after", a.as_str())).transpose()?,
+            limit,
+        })
+    }
+}
+
+/// One page of executions, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionPage {
+    /// The executions.
+    pub executions: Vec<ExecutionView>,
+    /// Pass as `after` for the next page; absent on the last one.
+    pub next: Option<String>,
 }
 
 /// Query of `GET /v1/receipts`.

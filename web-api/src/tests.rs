@@ -101,6 +101,15 @@ impl NodeApi for FakeNode {
     ) -> Result<ExecutionView, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))
     }
+    async fn executions(
+        &self,
+        _filter: crate::sessions::ExecutionFilter,
+    ) -> Result<crate::sessions::ExecutionPage, ApiError> {
+        Ok(crate::sessions::ExecutionPage {
+            executions: Vec::new(),
+            next: None,
+        })
+    }
     async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError> {
         Err(ApiError::NotFound(format!("execution {exec}")))
     }
@@ -246,6 +255,12 @@ async fn bad_input_gets_a_field_level_problem_never_a_5xx() {
         ("/v1/offers?max_price=0.0000001", "max_price"),
         ("/v1/offers?provider=nobody", "provider"),
         ("/v1/offers?unknown=1", "query"),
+        ("/v1/executions?limit=0", "limit"),
+        ("/v1/executions?limit=501", "limit"),
+        ("/v1/executions?after=zz", "after"),
+        ("/v1/executions?session=zz", "session"),
+        ("/v1/executions?tool=Bad%20Tool", "tool"),
+        ("/v1/executions?state=bogus", "query"),
     ] {
         let (status, content_type, body) = call(&app, "GET", uri, Some(token.expose())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");

@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orien_ledger::{SessionStatus, StoreError};
+use orien_ledger::{ExecQuery, ExecRecord, SessionStatus, StoreError};
 use orien_protocol::{ExecId, SessionId, Split};
 use orien_web_api::chain::{
     FundRequest, FundedView, LanePaid, LaneView, SettlementView, WalletView,
 };
 use orien_web_api::sessions::{
-    BalanceView, CloseReason, EarningsView, ExecutionView, FileView, LogPage, OfferChoice,
-    OpenSessionRequest, PaymentKind, ReceiptView, SessionRole, SessionState, SessionView,
-    SuspendReason, UsageView, usdc_string,
+    BalanceView, CloseReason, EarningsView, ExecutionFilter, ExecutionPage, ExecutionView,
+    FileView, LogPage, OfferChoice, OpenSessionRequest, PaymentKind, ReceiptView, SessionRole,
+    SessionState, SessionView, SuspendReason, UsageView, usdc_string,
 };
 use orien_web_api::{
     ApiError, HealthStatus, HealthView, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView,
@@ -23,12 +23,15 @@ mod views;
 
 use errors::{chain_error, ledger_error};
 use orien_web_api::text::PeerRef;
-use views::{execution_view, log_page};
+use views::{execution_view, log_page, record_filter, record_log_page, record_view};
 
 use crate::node::Node;
 use crate::offer_book::OfferQuery;
 use crate::payments::{PaymentError, Payments};
 use crate::session::{PaymentChoice, SessionError, Sessions, blocking as run_blocking};
+
+/// How often the log of a call known only from its record is read again while it runs.
+const RECORD_POLL: Duration = Duration::from_millis(250);
 
 /// Serves the HTTP API from a running node.
 #[derive(Clone)]
@@ -48,6 +51,39 @@ impl NodeService {
                 "this node is not connected to a chain; run it with --chain-rpc, --chain-id and --escrow".into(),
             )
         })
+    }
+
+    /// The durable record of an execution, if this node keeps one.
+    async fn record(&self, exec: ExecId) -> Result<Option<ExecRecord>, ApiError> {
+        let store = self.sessions()?.store().clone();
+        run_blocking(move || store.execution(&exec))
+            .await
+            .map_err(ledger_error)
+    }
+
+    /// The log of an execution from its record, waiting up to `wait` for a running
+    /// one to end.
+    async fn record_log(
+        &self,
+        exec: ExecId,
+        after: Option<u64>,
+        wait: Duration,
+    ) -> Result<LogPage, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let record = self
+                .record(exec)
+                .await?
+                .ok_or_else(|| ApiError::from(SessionError::UnknownExec(exec)))?;
+            let page = record_log_page(&record, after);
+            if !page.entries.is_empty() || page.finished {
+                return Ok(page);
+            }
+            if tokio::time::Instant::now() + RECORD_POLL > deadline {
+                return Ok(page);
+            }
+            tokio::time::sleep(RECORD_POLL).await;
+        }
     }
 
     fn sessions(&self) -> Result<&Sessions, ApiError> {
@@ -283,12 +319,49 @@ impl NodeApi for NodeService {
             ));
         }
         let exec = sessions.exec(session, args_json).await?;
-        Ok(execution_view(exec, &sessions.execution(exec)?))
+        let record = self.record(exec).await?;
+        Ok(execution_view(
+            exec,
+            &sessions.execution(exec)?,
+            record.as_ref(),
+        ))
     }
 
     async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError> {
-        let snapshot = self.sessions()?.execution(exec)?;
-        Ok(execution_view(exec, &snapshot))
+        let sessions = self.sessions()?;
+        let record = self.record(exec).await?;
+        match (sessions.execution(exec), record) {
+            (Ok(snapshot), record) => Ok(execution_view(exec, &snapshot, record.as_ref())),
+            (Err(_), Some(record)) => Ok(record_view(&record)),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
+    async fn executions(&self, filter: ExecutionFilter) -> Result<ExecutionPage, ApiError> {
+        let sessions = self.sessions()?;
+        let failed = orien_web_api::sessions::ExecState::Failed;
+        if filter.failure.is_some() && filter.state.is_some_and(|s| s != failed) {
+            // A reason of failure and another state: nothing is both.
+            return Ok(ExecutionPage {
+                executions: Vec::new(),
+                next: None,
+            });
+        }
+        let query = ExecQuery {
+            session: filter.session,
+            tool: filter.tool,
+            state: record_filter(filter.state, filter.failure),
+            after: filter.after,
+            limit: filter.limit as usize,
+        };
+        let store = sessions.store().clone();
+        let page = run_blocking(move || store.executions(&query))
+            .await
+            .map_err(ledger_error)?;
+        Ok(ExecutionPage {
+            executions: page.records.iter().map(record_view).collect(),
+            next: page.next.map(|e| e.to_string()),
+        })
     }
 
     async fn execution_log(
@@ -298,6 +371,9 @@ impl NodeApi for NodeService {
         wait: Duration,
     ) -> Result<LogPage, ApiError> {
         let sessions = self.sessions()?;
+        if sessions.execution(exec).is_err() {
+            return self.record_log(exec, after, wait).await;
+        }
         let seen = after.map_or(0, |a| a.saturating_add(1)) as usize;
         // Only the events after the reader's cursor are copied.
         let snapshot = if wait.is_zero() {
@@ -306,12 +382,18 @@ impl NodeApi for NodeService {
             sessions.wait_execution(exec, seen, wait).await?
         };
         let ends = snapshot.view.exit.is_some() || snapshot.session_ended;
-        let whole = if ends {
-            Some(sessions.execution(exec)?)
+        let (whole, record) = if ends {
+            (Some(sessions.execution(exec)?), self.record(exec).await?)
         } else {
-            None
+            (None, None)
         };
-        Ok(log_page(exec, &snapshot, whole.as_ref(), after))
+        Ok(log_page(
+            exec,
+            &snapshot,
+            whole.as_ref(),
+            record.as_ref(),
+            after,
+        ))
     }
 
     async fn put_file(

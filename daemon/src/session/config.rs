@@ -62,6 +62,10 @@ pub struct SessionConfig {
     /// Most output of rented sessions' executions a renter keeps in memory, in bytes;
     /// past it the oldest ended sessions' output is forgotten, then new output refused.
     pub max_output_held: u64,
+    /// Bytes of each output stream an execution record keeps (both sides; the stream
+    /// is hashed whole either way), at most
+    /// [`MAX_KEPT_OUTPUT`](orien_ledger::executions::MAX_KEPT_OUTPUT).
+    pub kept_output: usize,
     /// How far the provider's meter may run ahead of the renter's.
     pub tolerance: Tolerance,
     /// How long a renter waits without hearing from its provider (no receipt, no
@@ -81,6 +85,7 @@ impl Default for SessionConfig {
             max_sessions_per_peer: 4,
             ledger_payments: LedgerPayments::EscrowOnly,
             max_output_held: 256 << 20,
+            kept_output: 64 << 10,
             tolerance: Tolerance::default(),
             disconnect_grace: Millis(30_000),
         }

@@ -9,6 +9,7 @@
 
 mod config;
 mod ended;
+mod exec_records;
 mod history;
 #[cfg(test)]
 mod machine_tests;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use orien_ledger::Store;
 use orien_protocol::{
     Clock, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId, RpcErrorCode, SessionId,
-    SessionRequest, SessionResponse, Usdc,
+    SessionRequest, SessionResponse, ToolName, Usdc,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -157,6 +158,8 @@ impl Inner {
 pub struct ExecSnapshot {
     /// The session it ran in.
     pub session: SessionId,
+    /// The session's tool.
+    pub tool: ToolName,
     /// Its output and exit so far (events from `first_event` on).
     pub view: ExecView,
     /// Index of `view.events[0]` among all of the execution's events.
@@ -268,6 +271,7 @@ impl Sessions {
             }),
         };
         let left_open = recovery::left_open(&sessions.inner.store);
+        recovery::lose_unfinished_calls(&sessions.inner.store, sessions.inner.clock.wall());
         tokio::spawn(recovery::close_out(sessions.inner.clone(), left_open));
         sessions
     }
@@ -471,30 +475,30 @@ impl Sessions {
     /// An execution's events from index `from` on (the rest of the snapshot whole): what
     /// a log reader that has seen `from` events needs, without copying those again.
     pub fn execution_from(&self, exec: ExecId, from: usize) -> Result<ExecSnapshot, SessionError> {
-        let (session, logs) = self.logs_of(exec)?;
+        let (session, tool, logs) = self.logs_of(exec)?;
         let view = logs.view_from(exec, from)?;
         let session_ended = !self.inner.rented().contains_key(&session);
         Ok(ExecSnapshot {
             session,
+            tool,
             view,
             first_event: from,
             session_ended,
         })
     }
 
-    /// The session of an execution and its logs, from the history.
-    fn logs_of(&self, exec: ExecId) -> Result<(SessionId, Arc<ExecLogs>), SessionError> {
+    /// The session of an execution, its tool and its logs, from the history.
+    fn logs_of(&self, exec: ExecId) -> Result<(SessionId, ToolName, Arc<ExecLogs>), SessionError> {
         let history = self.inner.history();
         let session = *history
             .execs
             .get(&exec)
             .ok_or(SessionError::UnknownExec(exec))?;
-        let logs = history
+        let (rented, logs) = history
             .sessions
             .get(&session)
-            .map(|(_, logs)| logs.clone())
             .ok_or(SessionError::UnknownExec(exec))?;
-        Ok((session, logs))
+        Ok((session, rented.tool.clone(), logs.clone()))
     }
 
     /// Waits until an execution has more than `seen` events, or has exited, or its
@@ -506,7 +510,7 @@ impl Sessions {
         timeout: Duration,
     ) -> Result<ExecSnapshot, SessionError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let (_, logs) = self.logs_of(exec)?;
+        let (_, _, logs) = self.logs_of(exec)?;
         loop {
             // Registered before the check, so a change between the two is not missed.
             let changed = logs.changed.notified();

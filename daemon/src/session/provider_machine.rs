@@ -18,7 +18,7 @@ use std::time::Duration;
 use orien_ledger::meter::ExecTimer;
 use orien_ledger::{AckedReceipt, CheckedReceipt, Durable, Issuer, Meter, Reading};
 use orien_protocol::{
-    Clock, CloseReason, Exec, ExecExit, ExecId, ExecOutcome, RpcErrorCode, SessionId,
+    Clock, CloseReason, Exec, ExecExit, ExecId, ExecOutcome, Millis, RpcErrorCode, SessionId,
     SessionResponse, Signed, UsageReceipt, Usdc,
 };
 use tracing::{debug, info, warn};
@@ -89,6 +89,17 @@ pub enum ProviderAction<R> {
         exec: ExecId,
         /// Its arguments (JSON, checked by the sandbox against the tool's schema).
         args: serde_json::Value,
+        /// The arguments as the renter sent them.
+        args_json: String,
+    },
+    /// A call reported its exit: record its end (the exit itself came with
+    /// [`ProviderInput::Exited`]).
+    CallEnded {
+        /// The call.
+        exec: ExecId,
+        /// What it cost: its metered time at the execution price (nothing for a call
+        /// that did not run).
+        cost: Usdc,
     },
     /// Remove the sandbox (its running calls end with it).
     CloseSandbox,
@@ -392,6 +403,7 @@ impl<R> ProviderMachine<R> {
         out.push(ProviderAction::StartCall {
             exec: exec.exec,
             args,
+            args_json: exec.args_json,
         });
         SessionResponse::ExecStarted { exec: exec.exec }
     }
@@ -404,12 +416,22 @@ impl<R> ProviderMachine<R> {
         if ran(&exit.outcome) {
             // Metered on the provider's own clock, from the request to the exit it saw
             // (before the renter sees it), capped at the tool's limit.
+            let charged = self.meter.charged(&timer).unwrap_or(Millis::ZERO);
+            let cost = self.meter.config().pricing.exec_amount(charged);
+            out.push(ProviderAction::CallEnded {
+                exec: exit.exec,
+                cost,
+            });
             let reading = self.meter.finish_exec(timer, exit.cpu);
             if self.closing.is_none() {
                 self.issue(&reading, out);
             }
         } else {
             self.meter.abandon_exec(timer);
+            out.push(ProviderAction::CallEnded {
+                exec: exit.exec,
+                cost: Usdc::ZERO,
+            });
         }
     }
 

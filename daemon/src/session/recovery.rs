@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orien_ledger::{SessionHead, SessionRecord, SessionStatus, Store};
-use orien_protocol::{CloseReason, CloseSession, NodeId, SessionId, SessionRequest};
+use orien_protocol::{CloseReason, CloseSession, NodeId, SessionId, SessionRequest, Timestamp};
 use tracing::{debug, info, warn};
 
 use super::{Inner, blocking};
@@ -32,6 +32,19 @@ pub(super) fn left_open(store: &Store) -> Vec<(SessionRecord, SessionHead)> {
             warn!(error = %e, "cannot list the sessions left open by a crash");
             Vec::new()
         }
+    }
+}
+
+/// Marks the calls a crash left pending or running as lost: nothing can report their
+/// exit any more. Done when the node starts, before any new call is recorded.
+pub(super) fn lose_unfinished_calls(store: &Store, now: Timestamp) {
+    match store.lose_unfinished_executions(now) {
+        Ok(0) => {}
+        Ok(lost) => info!(
+            lost,
+            "marked the calls the last run left unfinished as lost"
+        ),
+        Err(e) => warn!(error = %e, "cannot mark the calls the last run left unfinished"),
     }
 }
 

@@ -18,7 +18,7 @@ use orien_ledger::{
 };
 use orien_protocol::{
     Clock, CloseReason, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, RpcErrorCode, SessionId,
-    SessionResponse, Signed, UsageReceipt,
+    SessionResponse, Signed, UsageReceipt, Usdc,
 };
 use tracing::{info, warn};
 
@@ -120,6 +120,9 @@ struct Call {
     /// Where the next chunk of stdout and of stderr must start.
     offsets: [u64; 2],
     exited: bool,
+    /// What the call cost, once it exited: its charged time at the execution price
+    /// (nothing for a call that did not run).
+    cost: Option<Usdc>,
 }
 
 /// The renter's side of one session.
@@ -223,6 +226,7 @@ impl<R> RenterMachine<R> {
                 output_bytes: 0,
                 offsets: [0, 0],
                 exited: false,
+                cost: None,
             },
         );
         Ok(())
@@ -301,21 +305,32 @@ impl<R> RenterMachine<R> {
             }
         }
         if let Some((timer, exit)) = exit {
-            self.on_exit(timer, &exit, &mut out);
+            let cost = self.on_exit(timer, &exit, &mut out);
+            if let Some(call) = self.calls.get_mut(&batch.exec) {
+                call.cost = Some(cost);
+            }
         }
         #[cfg(debug_assertions)]
         self.check_invariants();
         out
     }
 
-    fn on_exit(&mut self, timer: ExecTimer, exit: &ExecExit, out: &mut Vec<RenterAction<R>>) {
+    /// Stops a call's timer at its exit; what the call cost.
+    fn on_exit(
+        &mut self,
+        timer: ExecTimer,
+        exit: &ExecExit,
+        out: &mut Vec<RenterAction<R>>,
+    ) -> Usdc {
         // Only calls that ran are metered (nothing is charged for refused arguments or
         // a failed sandbox), on the renter's own timer, capped at the offer's limit.
         if !ran(&exit.outcome) {
             self.meter.abandon_exec(timer);
-            return;
+            return Usdc::ZERO;
         }
         let measured = self.meter.elapsed(&timer).unwrap_or(Millis::ZERO);
+        let charged = self.meter.charged(&timer).unwrap_or(Millis::ZERO);
+        let cost = self.meter.config().pricing.exec_amount(charged);
         let _ = self.meter.finish_exec(timer, exit.cpu);
         if let Some(reason) = self.implausible(exit, measured) {
             let seq = self.countersigner.last().map_or(0, |r| r.seq);
@@ -326,6 +341,12 @@ impl<R> RenterMachine<R> {
                 evidence: None,
             });
         }
+        cost
+    }
+
+    /// What a call cost, once it exited.
+    pub fn call_cost(&self, exec: ExecId) -> Option<Usdc> {
+        self.calls.get(&exec).and_then(|c| c.cost)
     }
 
     /// Whether an exit's wall time is one the renter could have seen: not past the

@@ -220,7 +220,7 @@ impl NodeProcess {
     }
 
     /// Starts an execution with `args` in `session` and waits (at most `timeout`) until
-    /// it is no longer running; returns the execution document.
+    /// it ended (completed or failed); returns the execution document.
     pub async fn run_to_end(
         &self,
         session: &str,
@@ -234,8 +234,10 @@ impl NodeProcess {
             )
             .await;
         let path = format!("/v1/executions/{}", exec["id"].as_str().unwrap());
-        self.wait_for(&path, timeout, |e| e["state"] != "running")
-            .await
+        self.wait_for(&path, timeout, |e| {
+            e["state"] == "completed" || e["state"] == "failed"
+        })
+        .await
     }
 
     /// Sends SIGKILL: no chance to clean up, as in a crash.

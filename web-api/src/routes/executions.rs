@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 
 use crate::api::NodeApi;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::sessions::{
-    ExecBody, ExecutionView, LogEntry, LogEvent, LogKind, parse_exec_id, parse_session_id,
+    ExecBody, ExecutionPage, ExecutionQuery, ExecutionView, LogEntry, LogEvent, LogKind,
+    parse_exec_id, parse_session_id,
 };
 use crate::{ApiError, AppState};
 
@@ -57,6 +58,23 @@ pub(crate) async fn start_execution(
         Json(view),
     )
         .into_response())
+}
+
+/// This node's executions, newest first, a page at a time: the calls it rented and the
+/// calls it ran as provider, from its ledger (they survive restarts). Output is what
+/// each record keeps (see `stdout_truncated`); `GET /v1/executions/{id}` gives all of
+/// it while the node holds it.
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", security(("bearer" = [])), params(ExecutionQuery),
+    responses(
+        (status = 200, description = "A page of executions", body = ExecutionPage),
+        (status = 400, description = "Malformed filter", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_executions(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ExecutionQuery>,
+) -> Result<Json<ExecutionPage>, ApiError> {
+    Ok(Json(state.node.executions(query.filter()?).await?))
 }
 
 /// An execution: state, exit and output so far.

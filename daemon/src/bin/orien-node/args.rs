@@ -242,6 +242,10 @@ pub(crate) struct Timing {
     /// sessions' output is forgotten first).
     #[arg(long, env = "ORIEN_MAX_OUTPUT_MIB", default_value_t = 256)]
     pub(crate) max_output_mib: u64,
+    /// KiB of each output stream an execution record keeps in the ledger (renter and
+    /// provider; the stream's SHA-256 and length cover all of it), 0 to 1024.
+    #[arg(long, env = "ORIEN_KEPT_OUTPUT_KIB", default_value_t = 64)]
+    pub(crate) kept_output_kib: usize,
 }
 
 impl Timing {
@@ -262,6 +266,11 @@ impl Timing {
             self.max_sessions_per_peer >= 1,
             "--max-sessions-per-peer must be at least 1"
         );
+        anyhow::ensure!(
+            self.kept_output_kib <= orien_ledger::executions::MAX_KEPT_OUTPUT >> 10,
+            "--kept-output-kib must be at most {}",
+            orien_ledger::executions::MAX_KEPT_OUTPUT >> 10
+        );
         let ledger_payments = if self.accept_ledger_payments {
             LedgerPayments::Anyone
         } else if self.ledger_peers.is_empty() {
@@ -276,6 +285,7 @@ impl Timing {
             max_sessions_per_peer: self.max_sessions_per_peer,
             ledger_payments,
             max_output_held: self.max_output_mib.saturating_mul(1 << 20),
+            kept_output: self.kept_output_kib << 10,
             ..SessionConfig::default()
         })
     }

@@ -10,8 +10,8 @@ use clap::Subcommand;
 use orien_daemon::client::{ApiClient, encode_component as encode, encode_path};
 use orien_web_api::chain::{SettlementView, WalletView};
 use orien_web_api::sessions::{
-    ExecBody, ExecState, ExecutionView, FileView, LogEvent, OpenSessionBody, PaymentKind,
-    ReceiptView, SessionView,
+    ExecBody, ExecState, ExecutionPage, ExecutionView, FileView, LogEvent, OpenSessionBody,
+    PaymentKind, ReceiptView, SessionView,
 };
 use orien_web_api::text::{OfferIdText, PeerIdText, PositiveAmountText, ToolText};
 use orien_web_api::{NodeInfo, OfferView};
@@ -44,6 +44,28 @@ pub(crate) enum ClientCommand {
     Session {
         #[command(subcommand)]
         command: SessionCommand,
+    },
+    /// Executions this node rented or ran as provider, newest first, from its ledger
+    /// (they survive restarts): state, exit code, wall time, cost.
+    Executions {
+        /// Only this session's.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only this tool's.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only executions in this state.
+        #[arg(long, value_parser = ["pending", "running", "completed", "failed"])]
+        state: Option<String>,
+        /// Only executions that failed for this reason.
+        #[arg(long, value_parser = ["timed_out", "out_of_memory", "invalid_arguments", "sandbox_error", "lost"])]
+        failure: Option<String>,
+        /// Most executions to list (1 to 500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only executions older than this one (the id `--after` printed last time).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// The dual-signed receipt chain of a session.
     Receipts {
@@ -172,6 +194,25 @@ fn query(pairs: &[(&str, &Option<String>)]) -> String {
     }
 }
 
+/// One execution on one line: id, tool, state (and why it failed), exit code, wall
+/// time, cost.
+fn execution_line(e: &ExecutionView) -> String {
+    let state = match e.failure {
+        Some(failure) => format!("failed: {}", name_of(&failure)),
+        None => name_of(&e.state),
+    };
+    let exit = e.exit_code.map_or("-".into(), |c| c.to_string());
+    let wall = e.wall_ms.map_or("-".into(), |ms| format!("{ms} ms"));
+    let cost = e
+        .cost
+        .as_deref()
+        .map_or("-".into(), |c| format!("{c} USDC"));
+    format!(
+        "{}  {:<12} {:<26} exit {:>4}  {:>10}  {:>16}  session {}",
+        e.id, e.tool, state, exit, wall, cost, e.session
+    )
+}
+
 /// The API's name of an enum value (its JSON string).
 fn name_of(value: &impl Serialize) -> String {
     match serde_json::to_value(value) {
@@ -278,6 +319,39 @@ pub(crate) async fn run(
             }
         }
         ClientCommand::Session { command } => return session(client, command, json_out).await,
+        ClientCommand::Executions {
+            session,
+            tool,
+            state,
+            failure,
+            limit,
+            after,
+        } => {
+            let path = format!(
+                "/v1/executions{}",
+                query(&[
+                    ("session", &session),
+                    ("tool", &tool),
+                    ("state", &state),
+                    ("failure", &failure),
+                    ("limit", &Some(limit.to_string())),
+                    ("after", &after),
+                ])
+            );
+            let page: ExecutionPage = client.get(&path).await?;
+            if json_out {
+                emit_json(&page)?;
+            } else if page.executions.is_empty() {
+                emit("no executions match");
+            } else {
+                for e in &page.executions {
+                    emit(&execution_line(e));
+                }
+                if let Some(next) = &page.next {
+                    emit(&format!("more: --after {next}"));
+                }
+            }
+        }
         ClientCommand::Receipts { session } => {
             let receipts: Vec<ReceiptView> = client
                 .get(&format!("/v1/receipts?session={}", encode(&session)))

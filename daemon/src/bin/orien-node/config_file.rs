@@ -34,6 +34,7 @@ pub(crate) struct FileConfig {
     ledger_peers: Option<Vec<orien_protocol::NodeId>>,
     accept_ledger_payments: Option<bool>,
     max_output_mib: Option<u64>,
+    kept_output_kib: Option<usize>,
     chain_rpc: Option<String>,
     chain_id: Option<u64>,
     escrow: Option<EvmAddress>,
@@ -123,6 +124,11 @@ impl FileConfig {
             self.max_output_mib,
             "max_output_mib",
             run.timing.max_output_mib
+        );
+        layer!(
+            self.kept_output_kib,
+            "kept_output_kib",
+            run.timing.kept_output_kib
         );
         let rpc = self
             .chain_rpc

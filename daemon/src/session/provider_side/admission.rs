@@ -16,6 +16,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{FILE_OPS, Handle, Task, VoucherCheck};
 use crate::metrics::Side;
 use crate::payments::Payments;
+use crate::session::exec_records::ExecRecords;
 use crate::session::provider_machine::{AckCheck, ProviderMachine, ProviderTerms};
 use crate::session::{Inner, blocking};
 
@@ -238,6 +239,9 @@ pub(in crate::session) async fn open(
         payments: escrow.map(|(payments, _, _)| payments),
         lane,
         calls: std::collections::HashMap::new(),
+        tool: offer.tool.clone(),
+        records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
+        finished: std::collections::HashMap::new(),
         receipt_sent: None,
         _slot: slot,
     };

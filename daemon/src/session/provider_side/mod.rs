@@ -9,16 +9,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_ledger::{CheckedReceipt, SessionStatus};
+use orien_ledger::{CheckedReceipt, ExecRecord, SessionStatus, StoredOutput};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
     CloseReason, CloseSession, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId, FileInfo,
-    LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest, SessionResponse, Usdc,
+    LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest, SessionResponse, ToolName, Usdc,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::exec_records::{CallOutput, ExecRecords};
 use super::provider_machine::{
     AckCheck, Delivery, ProviderAction, ProviderInput, ProviderMachine, RETRY,
 };
@@ -44,6 +45,8 @@ pub(super) enum Input {
     },
     ExecDone {
         exit: ExecExit,
+        /// The call's standard output and error, as recorded while they were forwarded.
+        output: (StoredOutput, StoredOutput),
     },
     ReceiptAnswer {
         result: Result<SessionResponse, NetError>,
@@ -97,6 +100,12 @@ struct Task {
     lane_id: Option<LaneId>,
     /// When each running call started, on the session's clock (for the metrics).
     calls: std::collections::HashMap<ExecId, Duration>,
+    /// The tool the session sells.
+    tool: ToolName,
+    /// The audit records of its calls.
+    records: ExecRecords,
+    /// Exits reported by the sandbox, waiting for the machine's cost of the call.
+    finished: std::collections::HashMap<ExecId, (ExecExit, (StoredOutput, StoredOutput))>,
     /// When the receipt in flight was sent, on the session's clock (for the metrics).
     receipt_sent: Option<Duration>,
     _slot: Slot,
@@ -120,9 +129,10 @@ impl Task {
                         Some(input) => input,
                         None => continue,
                     },
-                    Some(Input::ExecDone { exit }) => {
+                    Some(Input::ExecDone { exit, output }) => {
                         self.inner.metrics.execution(&exit.outcome);
                         self.call_ended(exit.exec);
+                        self.finished.insert(exit.exec, (exit.clone(), output));
                         ProviderInput::Exited(exit)
                     }
                     Some(Input::ReceiptAnswer { result }) => {
@@ -198,7 +208,17 @@ impl Task {
                 ProviderAction::Reply(reply, response) => {
                     let _ = reply.send(response);
                 }
-                ProviderAction::StartCall { exec, args } => self.start_call(exec, args),
+                ProviderAction::StartCall {
+                    exec,
+                    args,
+                    args_json,
+                } => self.start_call(exec, args, args_json).await,
+                ProviderAction::CallEnded { exec, cost } => {
+                    if let Some((exit, output)) = self.finished.remove(&exec) {
+                        let now = self.inner.clock.wall();
+                        self.records.exited_with(&exit, cost, output, now).await;
+                    }
+                }
                 ProviderAction::CloseSandbox => {
                     let sandbox = self.sandbox.clone();
                     self.removing = Some(tokio::spawn(async move {
@@ -240,16 +260,27 @@ impl Task {
         None
     }
 
-    fn start_call(&mut self, exec: ExecId, args: serde_json::Value) {
+    /// Starts a call once its audit record is durable.
+    async fn start_call(&mut self, exec: ExecId, args: serde_json::Value, args_json: String) {
+        let now = self.inner.clock.wall();
+        let record = ExecRecord::running(exec, self.session, self.tool.clone(), args_json, now);
+        if let Err(e) = self.records.begin(record).await {
+            // The call runs anyway: the renter was told it started, and its receipts
+            // stand on their own; the ledger's failure shows in the next commit.
+            warn!(%exec, error = %e, "cannot record the execution");
+        }
         self.calls.insert(exec, self.inner.clock.monotonic());
         self.inner.metrics.execution_started(Side::Provider);
         let stream = self.sandbox.exec(exec, args, self.inner.clock.clone());
         let forward = forward_output(
             stream,
             self.inner.net.clone(),
-            self.renter,
-            self.session,
-            exec,
+            Route {
+                renter: self.renter,
+                session: self.session,
+                exec,
+            },
+            CallOutput::new(self.inner.config.kept_output),
             self.input.clone(),
         );
         tokio::spawn(forward.instrument(info_span!("exec", session = %self.session, exec = %exec)));
@@ -278,6 +309,7 @@ impl Task {
         for exec in running {
             self.call_ended(exec);
         }
+        self.records.lose_all(self.inner.clock.wall()).await;
         let store = self.inner.store.clone();
         let session = self.session;
         let status = SessionStatus::Closed(reason);
@@ -349,16 +381,27 @@ impl AckCheck for VoucherCheck {
     }
 }
 
-/// Reports the exit of an execution to the session's task and streams its events to the
-/// renter in ordered, acknowledged batches.
-async fn forward_output(
-    mut stream: ExecStream,
-    net: Net,
+/// Where a call's output goes.
+struct Route {
     renter: NodeId,
     session: SessionId,
     exec: ExecId,
+}
+
+/// Reports the exit of an execution to the session's task, with the record of its
+/// output, and streams its events to the renter in ordered, acknowledged batches.
+async fn forward_output(
+    mut stream: ExecStream,
+    net: Net,
+    route: Route,
+    mut output: CallOutput,
     input: mpsc::Sender<Input>,
 ) {
+    let Route {
+        renter,
+        session,
+        exec,
+    } = route;
     let mut seq = 0u64;
     let mut delivering = true;
     while let Some(first) = stream.recv().await {
@@ -372,6 +415,11 @@ async fn forward_output(
                 _ => break,
             }
         }
+        for event in &events {
+            if let ExecEvent::Output(chunk) = event {
+                output.push(chunk);
+            }
+        }
         let exit = match events.last() {
             Some(ExecEvent::Exit(exit)) => Some(exit.clone()),
             _ => None,
@@ -379,7 +427,11 @@ async fn forward_output(
         // The meter stops at the exit the provider sees, before the renter sees it, so
         // the provider's measure of a call is never longer than the renter's.
         if let Some(exit) = &exit {
-            let _ = input.send(Input::ExecDone { exit: exit.clone() }).await;
+            let done = Input::ExecDone {
+                exit: exit.clone(),
+                output: output.clone().finish(),
+            };
+            let _ = input.send(done).await;
         }
         if delivering {
             let batch = ExecEvents {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_ledger::SessionStatus;
+use orien_ledger::{ExecRecord, SessionStatus};
 use orien_protocol::{
     CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, NodeId,
     OfferId, OutputStream, Pricing, RpcErrorCode, SessionId, SessionRequest, SessionResponse,
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use super::exec_records::ExecRecords;
 use super::renter_machine::{RenterAction, RenterInput, RenterMachine, StartRefused};
 use super::{ExecLog, ExecLogs, Inner, Reply, SessionError, blocking, error, unexpected};
 use crate::metrics::Side;
@@ -78,17 +79,19 @@ pub(super) enum Input {
         request: Box<SessionRequest>,
         reply: Reply,
     },
+    /// A call is about to be asked for: admitted by the machine and recorded durably
+    /// before the reply.
     StartExec {
         exec: ExecId,
+        args_json: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
-    ExecFailed {
-        exec: ExecId,
-    },
+    /// The provider confirmed the call started.
+    ExecStarted { exec: ExecId },
+    /// The provider did not start the call.
+    ExecFailed { exec: ExecId },
     /// Close locally (status recorded) and answer once that is durable.
-    Finish {
-        done: oneshot::Sender<()>,
-    },
+    Finish { done: oneshot::Sender<()> },
 }
 
 impl super::Inbox for Input {
@@ -140,14 +143,25 @@ impl Handle {
 
     pub(super) async fn exec(&self, net: &Net, args_json: String) -> Result<ExecId, SessionError> {
         let exec = ExecId::random();
-        self.ask(|reply| Input::StartExec { exec, reply }).await??;
+        let asked = args_json.clone();
+        self.ask(|reply| Input::StartExec {
+            exec,
+            args_json: asked,
+            reply,
+        })
+        .await??;
         let request = SessionRequest::Exec(Exec {
             session: self.session,
             exec,
             args_json,
         });
         match net.request(self.provider, request).await {
-            Ok(SessionResponse::ExecStarted { exec: started }) if started == exec => Ok(exec),
+            Ok(SessionResponse::ExecStarted { exec: started }) if started == exec => {
+                // Recorded as running when the task gets to it (the session may have
+                // ended meanwhile, and then the call is lost with it).
+                let _ = self.input.send(Input::ExecStarted { exec }).await;
+                Ok(exec)
+            }
             other => {
                 let _ = self.input.send(Input::ExecFailed { exec }).await;
                 Err(match other {
@@ -206,7 +220,11 @@ impl Handle {
 struct Task {
     inner: Arc<Inner>,
     session: SessionId,
+    /// The tool the session rents.
+    tool: ToolName,
     machine: RenterMachine<Reply>,
+    /// The durable records of its calls.
+    records: ExecRecords,
     logs: Arc<ExecLogs>,
     /// The escrow lane, held until the session ends.
     lane: Option<LaneGuard>,
@@ -235,20 +253,37 @@ impl Task {
                 }
             };
             let ended = match input {
-                Input::StartExec { exec, reply } => {
-                    let result = self
-                        .machine
-                        .start_exec(exec)
-                        .map_err(|refused| match refused {
-                            StartRefused::NotRunning => SessionError::NotOpen {
-                                session: self.session,
-                                state: "suspended or closed".into(),
-                            },
-                            StartRefused::TooManyCalls { max } => {
-                                SessionError::TooManyCalls { max }
-                            }
-                            StartRefused::Budget(refused) => SessionError::Budget(refused),
-                        });
+                Input::StartExec {
+                    exec,
+                    args_json,
+                    reply,
+                } => {
+                    let mut result =
+                        self.machine
+                            .start_exec(exec)
+                            .map_err(|refused| match refused {
+                                StartRefused::NotRunning => SessionError::NotOpen {
+                                    session: self.session,
+                                    state: "suspended or closed".into(),
+                                },
+                                StartRefused::TooManyCalls { max } => {
+                                    SessionError::TooManyCalls { max }
+                                }
+                                StartRefused::Budget(refused) => SessionError::Budget(refused),
+                            });
+                    if result.is_ok() {
+                        let record = ExecRecord::requested(
+                            exec,
+                            self.session,
+                            self.tool.clone(),
+                            args_json,
+                            self.inner.clock.wall(),
+                        );
+                        if let Err(e) = self.records.begin(record).await {
+                            self.machine.exec_failed(exec);
+                            result = Err(e.into());
+                        }
+                    }
                     if result.is_ok() {
                         let started = self.inner.clock.monotonic();
                         self.logs.logs().insert(exec, ExecLog::new(started));
@@ -258,8 +293,13 @@ impl Task {
                     let _ = reply.send(result);
                     false
                 }
+                Input::ExecStarted { exec } => {
+                    self.records.started(exec, self.inner.clock.wall()).await;
+                    false
+                }
                 Input::ExecFailed { exec } => {
                     self.machine.exec_failed(exec);
+                    self.records.lost(exec, self.inner.clock.wall()).await;
                     if let Some(log) = self.logs.logs().remove(&exec) {
                         let ran = self.inner.clock.monotonic().saturating_sub(log.started);
                         self.inner.metrics.execution_ended(Side::Renter, ran);
@@ -306,6 +346,7 @@ impl Task {
         }
         self.inner.rented().remove(&self.session);
         // Calls that never reported an exit end with the session.
+        self.records.lose_all(self.inner.clock.wall()).await;
         let now = self.inner.clock.monotonic();
         for log in self.logs.logs().values().filter(|l| l.exit.is_none()) {
             self.inner
@@ -389,6 +430,18 @@ impl Task {
             return;
         }
         let actions = self.machine.accept_events(&batch);
+        // The record of the output and of the exit is durable before the provider hears
+        // the batch was taken.
+        for event in &batch.events {
+            match event {
+                ExecEvent::Output(chunk) => self.records.output(batch.exec, chunk),
+                ExecEvent::Exit(exit) => {
+                    let cost = self.machine.call_cost(exit.exec).unwrap_or(Usdc::ZERO);
+                    let now = self.inner.clock.wall();
+                    self.records.exited(exit, cost, now).await;
+                }
+            }
+        }
         {
             let mut logs = self.logs.logs();
             if let Some(log) = logs.get_mut(&batch.exec) {

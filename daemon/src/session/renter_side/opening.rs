@@ -15,6 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Handle, RentedSession, Task};
 use crate::metrics::Side;
 use crate::payments::RenterLane;
+use crate::session::exec_records::ExecRecords;
 use crate::session::renter_machine::{RenterMachine, RenterTerms};
 use crate::session::{ExecLogs, Inner, PaymentChoice, SessionError, blocking, unexpected};
 
@@ -169,7 +170,9 @@ pub(in crate::session) async fn open(
     let task = Task {
         inner: inner.clone(),
         session: accepted.session,
+        tool: offer.tool.clone(),
         machine,
+        records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
         logs: logs.clone(),
         lane: lane_guard,
     };

@@ -48,6 +48,8 @@ impl Sim<'_> {
                     let at = self.now() + wall;
                     self.queue.at(at, Event::Exit { exec });
                 }
+                // The simulation keeps no execution records.
+                ProviderAction::CallEnded { .. } => {}
                 ProviderAction::CloseSandbox => self.sandbox_closed = true,
                 ProviderAction::Send(receipt) => {
                     self.send(Side::Provider, Msg::Receipt(receipt), Route::Receipt);
