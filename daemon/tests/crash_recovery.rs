@@ -64,12 +64,13 @@ fn session_containers(provider: &str) -> Vec<String> {
         .collect()
 }
 
-/// Opens a session with the provider (retrying while the restarted side comes back) and
-/// returns its id and how long it took.
-async fn open_until(renter: &NodeProcess, provider: &str) -> (String, Duration) {
+/// Opens a session with the provider paid by `payment` (retrying while the restarted
+/// side comes back, or the renter has yet to find the offer) and returns its id and how
+/// long it took.
+async fn open_until(renter: &NodeProcess, provider: &str, payment: &str) -> (String, Duration) {
     let started = Instant::now();
     let body = json!({"tool": "sha256", "provider": provider, "budget": "0.5",
-                      "payment": "escrow", "max_duration_secs": 600});
+                      "payment": payment, "max_duration_secs": 600});
     loop {
         let response = renter
             .send(
@@ -144,7 +145,7 @@ async fn a_node_killed_mid_session_restarts_and_nothing_is_stuck() {
     };
     let mut reopen = Vec::new();
     for trial in 0..trials {
-        let (session, _) = open_until(&renter, &provider_id).await;
+        let (session, _) = open_until(&renter, &provider_id, "escrow").await;
         renter
             .post_json(
                 &format!("/v1/sessions/{session}/executions"),
@@ -163,7 +164,7 @@ async fn a_node_killed_mid_session_restarts_and_nothing_is_stuck() {
         } else {
             provider.restart(&[&bootstrap], &as_str(&provider_args));
         }
-        let (session, took) = open_until(&renter, &provider_id).await;
+        let (session, took) = open_until(&renter, &provider_id, "escrow").await;
         reopen.push(took);
         let exec = renter
             .run_to_end(&session, json!({"file": "nothing-here"}), LONG)
@@ -270,26 +271,7 @@ async fn execution_records_outlive_a_kill_on_both_sides() {
     let bootstrap = NodeProcess::start(&[]);
     let provider = NodeProcess::start_with(&[&bootstrap], &["--provider-config", &config]);
     let mut renter = NodeProcess::start(&[&bootstrap]);
-    let body = json!({"tool": "sha256", "provider": provider.id, "budget": "0.5",
-                      "payment": "ledger", "max_duration_secs": 600});
-    let deadline = Instant::now() + LONG;
-    let session = loop {
-        let response = renter
-            .send(
-                reqwest::Method::POST,
-                "/v1/sessions",
-                Some(body.clone()),
-                &[],
-            )
-            .await;
-        let status = response.status();
-        let answer: serde_json::Value = response.json().await.unwrap();
-        if status.is_success() {
-            break answer["id"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no session: {status} {answer}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (session, _) = open_until(&renter, &provider.id, "ledger").await;
     let input = b"records outlive the process\n";
     let put = reqwest::Client::new()
         .put(format!(
@@ -405,36 +387,19 @@ async fn execution_records_outlive_a_kill_on_both_sides() {
     assert_eq!(ran(&refused["id"])["failure"], "invalid_arguments");
 
     // The command line lists them.
-    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
-        .arg("--data-dir")
-        .arg(renter.data_dir())
-        .args([
-            "--json",
-            "executions",
-            "--session",
-            &session,
-            "--limit",
-            "2",
-        ])
-        .env("ORIEN_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = |args: &[&str]| support::run_ok(renter.data_dir(), args);
+    let listed = cli(&[
+        "--json",
+        "executions",
+        "--session",
+        &session,
+        "--limit",
+        "2",
+    ]);
+    let page: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(page["executions"].as_array().unwrap().len(), 2);
     assert_eq!(page["next"], refused["id"], "a second page follows");
-    let out = Command::new(env!("CARGO_BIN_EXE_orien-node"))
-        .arg("--data-dir")
-        .arg(renter.data_dir())
-        .args(["executions", "--state", "failed", "--session", &session])
-        .env("ORIEN_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = cli(&["executions", "--state", "failed", "--session", &session]);
     assert!(
         text.contains(refused["id"].as_str().unwrap()) && text.contains("invalid_arguments"),
         "{text}"

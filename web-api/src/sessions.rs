@@ -466,6 +466,34 @@ pub struct ExecutionView {
 }
 
 impl ExecutionView {
+    /// An execution in `state` with nothing yet known of its end, times or output.
+    pub fn new(id: String, session: String, tool: String, state: ExecState) -> Self {
+        Self {
+            id,
+            session,
+            tool,
+            state,
+            failure: None,
+            exit_code: None,
+            detail: None,
+            wall_ms: None,
+            cpu_ms: None,
+            peak_memory_bytes: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            requested_at: None,
+            started_at: None,
+            ended_at: None,
+            cost: None,
+            stdout_sha256: None,
+            stderr_sha256: None,
+            stdout_bytes: None,
+            stderr_bytes: None,
+        }
+    }
+
     /// Fills the exit fields from an execution's exit.
     pub fn with_exit(mut self, exit: &ExecExit) -> Self {
         let (state, failure, detail) = exec_state(&exit.outcome);

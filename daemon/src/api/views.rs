@@ -86,30 +86,23 @@ pub(super) fn record_view(record: &ExecRecord) -> ExecutionView {
         (None, Some(ExecFailure::Lost)) => Some(LOST.into()),
         (None, _) => None,
     };
-    let view = ExecutionView {
-        id: record.exec.to_string(),
-        session: record.session.to_string(),
-        tool: record.tool.to_string(),
+    let end = record.end.as_ref();
+    let mut view = ExecutionView::new(
+        record.exec.to_string(),
+        record.session.to_string(),
+        record.tool.to_string(),
         state,
-        failure,
-        exit_code: record.end.as_ref().and_then(|e| e.exit_code),
-        detail,
-        wall_ms: record.end.as_ref().map(|e| e.wall.get()),
-        cpu_ms: record.end.as_ref().map(|e| e.cpu.get()),
-        peak_memory_bytes: record.end.as_ref().map(|e| e.peak_memory_bytes),
-        stdout: text(stdout),
-        stderr: text(stderr),
-        stdout_truncated: stdout.truncated(),
-        stderr_truncated: stderr.truncated(),
-        requested_at: None,
-        started_at: None,
-        ended_at: None,
-        cost: None,
-        stdout_sha256: None,
-        stderr_sha256: None,
-        stdout_bytes: None,
-        stderr_bytes: None,
-    };
+    );
+    view.failure = failure;
+    view.exit_code = end.and_then(|e| e.exit_code);
+    view.detail = detail;
+    view.wall_ms = end.map(|e| e.wall.get());
+    view.cpu_ms = end.map(|e| e.cpu.get());
+    view.peak_memory_bytes = end.map(|e| e.peak_memory_bytes);
+    view.stdout = text(stdout);
+    view.stderr = text(stderr);
+    view.stdout_truncated = stdout.truncated();
+    view.stderr_truncated = stderr.truncated();
     with_record(view, record)
 }
 
@@ -122,36 +115,23 @@ pub(super) fn execution_view(
 ) -> ExecutionView {
     let text = |stream| String::from_utf8_lossy(&snapshot.view.output(stream)).into_owned();
     let pending = record.is_some_and(|r| r.state == orien_ledger::ExecState::Pending);
-    let view = ExecutionView {
-        id: exec.to_string(),
-        session: snapshot.session.to_string(),
-        tool: snapshot.tool.to_string(),
-        state: if snapshot.session_ended {
-            ExecState::Failed
-        } else if pending {
-            ExecState::Pending
-        } else {
-            ExecState::Running
-        },
-        failure: snapshot.session_ended.then_some(ExecFailure::Lost),
-        exit_code: None,
-        detail: snapshot.session_ended.then(|| LOST.into()),
-        wall_ms: None,
-        cpu_ms: None,
-        peak_memory_bytes: None,
-        stdout: text(OutputStream::Stdout),
-        stderr: text(OutputStream::Stderr),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        requested_at: None,
-        started_at: None,
-        ended_at: None,
-        cost: None,
-        stdout_sha256: None,
-        stderr_sha256: None,
-        stdout_bytes: None,
-        stderr_bytes: None,
+    let state = if snapshot.session_ended {
+        ExecState::Failed
+    } else if pending {
+        ExecState::Pending
+    } else {
+        ExecState::Running
     };
+    let mut view = ExecutionView::new(
+        exec.to_string(),
+        snapshot.session.to_string(),
+        snapshot.tool.to_string(),
+        state,
+    );
+    view.failure = snapshot.session_ended.then_some(ExecFailure::Lost);
+    view.detail = snapshot.session_ended.then(|| LOST.into());
+    view.stdout = text(OutputStream::Stdout);
+    view.stderr = text(OutputStream::Stderr);
     let view = match &snapshot.view.exit {
         Some(exit) => view.with_exit(exit),
         None => view,

@@ -27,7 +27,8 @@ fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orien-node"))
 }
 
-fn run_ok(data_dir: &Path, args: &[&str]) -> String {
+/// Runs `orien-node --data-dir DATA_DIR ARGS…`, asserts it succeeded, returns its stdout.
+pub fn run_ok(data_dir: &Path, args: &[&str]) -> String {
     let out = Command::new(binary())
         .arg("--data-dir")
         .arg(data_dir)
