@@ -319,18 +319,18 @@ impl NodeApi for NodeService {
             ));
         }
         let exec = sessions.exec(session, args_json).await?;
+        let snapshot = sessions.execution(exec)?;
         let record = self.record(exec).await?;
-        Ok(execution_view(
-            exec,
-            &sessions.execution(exec)?,
-            record.as_ref(),
-        ))
+        Ok(execution_view(exec, &snapshot, record.as_ref()))
     }
 
     async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError> {
         let sessions = self.sessions()?;
+        // The output first, then the record: a call's end is recorded before its exit
+        // reaches the output, so a snapshot with an exit finds the record ended.
+        let snapshot = sessions.execution(exec);
         let record = self.record(exec).await?;
-        match (sessions.execution(exec), record) {
+        match (snapshot, record) {
             (Ok(snapshot), record) => Ok(execution_view(exec, &snapshot, record.as_ref())),
             (Err(_), Some(record)) => Ok(record_view(&record)),
             (Err(e), None) => Err(e.into()),

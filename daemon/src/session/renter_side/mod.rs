@@ -344,9 +344,10 @@ impl Task {
                 break;
             }
         }
-        self.inner.rented().remove(&self.session);
-        // Calls that never reported an exit end with the session.
+        // Calls that never reported an exit end with the session: recorded before the
+        // session reads as ended, so a reader that sees it ended finds them lost.
         self.records.lose_all(self.inner.clock.wall()).await;
+        self.inner.rented().remove(&self.session);
         let now = self.inner.clock.monotonic();
         for log in self.logs.logs().values().filter(|l| l.exit.is_none()) {
             self.inner
