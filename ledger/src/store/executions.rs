@@ -4,7 +4,7 @@ use orien_protocol::{ExecId, Timestamp};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::{Store, StoreError, keys};
-use crate::executions::{ExecPage, ExecQuery, ExecRecord, ExecState, StateFilter};
+use crate::executions::{ExecPage, ExecQuery, ExecRecord};
 use crate::record;
 
 /// Most records one page holds.
@@ -44,6 +44,12 @@ impl Store {
             keys::execution_by_time(record.requested_at, &record.exec),
             [],
         );
+        let unfinished = keys::unfinished_execution(&record.exec);
+        if record.state.is_final() {
+            batch.delete_cf(cf, unfinished);
+        } else {
+            batch.put_cf(cf, unfinished, []);
+        }
         self.write(batch, "record execution")
     }
 
@@ -103,30 +109,33 @@ impl Store {
 
     /// Marks every record still pending or running as lost at `now`: called when the
     /// node starts, since no call of an earlier run can report its exit any more.
-    /// Returns how many it marked.
+    /// Reads only the unfinished records' markers, never the whole history. Returns how
+    /// many it marked.
     pub fn lose_unfinished_executions(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let mut lost = 0;
-        for state in [ExecState::Pending, ExecState::Running] {
-            loop {
-                // Each pass rewrites what it found, so the next one starts from the top.
-                let page = self.executions(&ExecQuery {
-                    state: Some(StateFilter::Exactly(state)),
-                    limit: MAX_EXEC_PAGE,
-                    ..ExecQuery::default()
-                })?;
-                if page.records.is_empty() {
-                    break;
-                }
-                for record in page.records {
-                    let exec = record.exec;
-                    let record = record.lost(now).map_err(|e| StoreError::InvalidExecution {
-                        exec,
-                        detail: e.to_string(),
-                    })?;
-                    self.record_execution(&record)?;
-                    lost += 1;
-                }
+        if !self.has_family(keys::EXECUTIONS) {
+            return Ok(0);
+        }
+        let start = [3u8];
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut unfinished = Vec::new();
+        for item in self.db.iterator_cf(self.cf(keys::EXECUTIONS), mode) {
+            let (key, _) = item.map_err(|e| StoreError::rocks("scan", &self.path, e))?;
+            match keys::parse_unfinished_execution(&key) {
+                Some(exec) => unfinished.push(exec),
+                None => break,
             }
+        }
+        let mut lost = 0;
+        for exec in unfinished {
+            let Some(record) = self.execution(&exec)? else {
+                continue;
+            };
+            let record = record.lost(now).map_err(|e| StoreError::InvalidExecution {
+                exec,
+                detail: e.to_string(),
+            })?;
+            self.record_execution(&record)?;
+            lost += 1;
         }
         Ok(lost)
     }

@@ -49,6 +49,20 @@ pub(crate) fn parse_execution_by_time(key: &[u8]) -> Option<ExecId> {
     (key.len() == 25 && key[0] == 1).then(|| ExecId::from_bytes(exec))
 }
 
+/// The key marking an execution whose record is not final yet (`3 ‖ exec`): above the
+/// time index, so listing never visits it.
+pub(crate) fn unfinished_execution(exec: &ExecId) -> [u8; 17] {
+    let mut k = [3u8; 17];
+    k[1..].copy_from_slice(exec.as_bytes());
+    k
+}
+
+/// The execution of an unfinished-marker key.
+pub(crate) fn parse_unfinished_execution(key: &[u8]) -> Option<ExecId> {
+    let exec: [u8; 16] = key.get(1..17)?.try_into().ok()?;
+    (key.len() == 17 && key[0] == 3).then(|| ExecId::from_bytes(exec))
+}
+
 /// The meta key holding the schema version (u32, big-endian).
 pub(crate) const SCHEMA_VERSION: &[u8] = b"schema_version";
 
