@@ -405,4 +405,46 @@ async fn execution_records_outlive_a_kill_on_both_sides() {
         "{text}"
     );
     assert!(!text.contains(done["id"].as_str().unwrap()), "{text}");
+
+    // Anyone can check what the provider said the call computed: its signed result
+    // verifies as the provider's and names the SHA-256 of the output received; other
+    // bytes do not match it.
+    let signed = done["signed_result"].as_str().expect("a signed result");
+    let dir = tempfile::tempdir().unwrap();
+    let (held, forged) = (dir.path().join("stdout"), dir.path().join("forged"));
+    std::fs::write(&held, stdout.as_bytes()).unwrap();
+    std::fs::write(&forged, b"something else").unwrap();
+    let held_path = held.to_str().unwrap();
+    let verified = cli(&[
+        "result",
+        "verify",
+        signed,
+        "--provider",
+        &provider.id,
+        "--stdout",
+        held_path,
+    ]);
+    assert!(
+        verified.contains(&format!("signed by   {}", provider.id))
+            && !verified.contains("MISMATCH"),
+        "{verified}"
+    );
+    let mismatch = std::process::Command::new(support::binary())
+        .args([
+            "result",
+            "verify",
+            signed,
+            "--stdout",
+            forged.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(mismatch.status.code(), Some(1), "a mismatch exits 1");
+    assert!(String::from_utf8_lossy(&mismatch.stdout).contains("MISMATCH"));
+    let someone_else = orien_protocol::NodeKey::generate().node_id().to_string();
+    let wrong_signer = std::process::Command::new(support::binary())
+        .args(["result", "verify", signed, "--provider", &someone_else])
+        .output()
+        .unwrap();
+    assert!(!wrong_signer.status.success(), "another signer is refused");
 }

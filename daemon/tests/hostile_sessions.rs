@@ -275,6 +275,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
             amount: Usdc::from_micros(499_999),
             prev: ReceiptHash::GENESIS,
             issued_at: SystemClock::new().wall(),
+            results: orien_protocol::ResultsCommitment::NONE,
         })
         .unwrap();
     refused(

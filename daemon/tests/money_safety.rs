@@ -1,8 +1,9 @@
 //! The loss bound between in-process nodes (real libp2p over loopback, real RocksDB, the
 //! modelled sandbox): a session that runs out of budget ends cleanly on both sides, a
 //! receipt resent after a lost ack is acknowledged again, running calls are paid while
-//! they run, a renter that withholds acks costs the provider at most one ack window, and
-//! a provider that delays an exit cannot charge past the call's limit.
+//! they run, a renter that withholds acks costs the provider at most one ack window, a
+//! provider that delays an exit cannot charge past the call's limit, and a provider that
+//! lies about a call's output hash is caught with its signed claim as evidence.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 #[path = "support/harness.rs"]
@@ -224,6 +225,7 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
                 }),
                 prev,
                 issued_at: SystemClock::new().wall(),
+                results: orien_protocol::ResultsCommitment::NONE,
             })
             .unwrap();
         prev = signed.receipt_hash();
@@ -252,6 +254,19 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
         stdout_truncated: false,
         stderr_truncated: false,
     };
+    // Signed as the protocol asks, so the exit reaches the renter's checks.
+    let result = hostile
+        .key
+        .sign(&orien_protocol::ExecResult {
+            session,
+            seq: 1,
+            tool: tool.name().clone(),
+            args: orien_protocol::ContentHash::of(work(10).as_bytes()),
+            exit: exit.clone(),
+            stdout: orien_protocol::ContentHash::of(b""),
+            stderr: orien_protocol::ContentHash::of(b""),
+        })
+        .unwrap();
     let _ = hostile
         .request(
             renter_id,
@@ -260,6 +275,7 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
                 exec,
                 seq: 0,
                 events: vec![ExecEvent::Exit(exit)],
+                result: Some(result),
             }),
         )
         .await;
@@ -276,4 +292,119 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
         head.exec_time,
         tool.limits().max_exec
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_lies_about_an_output_hash_is_caught() {
+    let mut scripted =
+        ScriptedProvider::start("a provider that lies about its output", fast()).await;
+    let budget = Usdc::from_micros(1_000_000);
+    let session = scripted.open(budget, Millis(200), Millis(10_000)).await;
+    let args = work(10);
+    let exec = scripted.start_call(session, args.clone()).await;
+    let (hostile, renter) = (&scripted.peer, &scripted.renter);
+    let renter_id = renter.key.node_id();
+    let tool = harness::model_tools()[0].name().clone();
+
+    // The provider sends "hello\n" and signs that it sent "bye\n".
+    let exit = ExecExit {
+        exec,
+        outcome: ExecOutcome::Exited,
+        exit_code: Some(0),
+        wall: Millis(5),
+        cpu: Millis(1),
+        peak_memory_bytes: 0,
+        stdout_bytes: 6,
+        stderr_bytes: 0,
+        stdout_truncated: false,
+        stderr_truncated: false,
+    };
+    let claim = ExecResult {
+        session,
+        seq: 1,
+        tool,
+        args: ContentHash::of(args.as_bytes()),
+        exit: exit.clone(),
+        stdout: ContentHash::of(b"bye\n"),
+        stderr: ContentHash::of(b""),
+    };
+    let signed = hostile.key.sign(&claim).unwrap();
+    let output = ExecEvent::Output(OutputChunk {
+        exec,
+        stream: OutputStream::Stdout,
+        offset: 0,
+        data: b"hello\n".to_vec(),
+    });
+    let answer = hostile
+        .request(
+            renter_id,
+            SessionRequest::Events(ExecEvents {
+                session,
+                exec,
+                seq: 0,
+                events: vec![output, ExecEvent::Exit(exit)],
+                result: Some(signed.clone()),
+            }),
+        )
+        .await;
+    assert!(
+        matches!(&answer, Ok(SessionResponse::Disputed { detail }) if detail.contains("stdout hash")),
+        "the renter refuses the batch as a dispute: {answer:?}"
+    );
+
+    // The renter's durable record keeps the evidence: the provider's signed claim beside
+    // the hash of what it received, which anyone can check.
+    let record = renter.store().execution(&exec).unwrap().unwrap();
+    assert_eq!(
+        record.state,
+        orien_ledger::ExecState::Failed(orien_ledger::ExecFailure::Disputed)
+    );
+    let end = record.end.unwrap();
+    assert_eq!(end.result.as_ref(), Some(&signed));
+    assert_eq!(end.stdout.kept, b"hello\n");
+    let said = end.result.unwrap().verify_from(&hostile.id()).unwrap();
+    assert_eq!(said.stdout, ContentHash::of(b"bye\n"));
+    assert_ne!(said.stdout.as_bytes(), &end.stdout.sha256);
+
+    // The session is disputed for it, and no receipt is acknowledged any more.
+    match renter.head(&session).status {
+        SessionStatus::Suspended(orien_ledger::SuspendReason::Dispute { reason, .. }) => {
+            assert!(
+                matches!(
+                    reason,
+                    orien_ledger::DisputeReason::FalseResult {
+                        fault: orien_ledger::ResultFault::Stdout,
+                        ..
+                    }
+                ),
+                "{reason:?}"
+            );
+        }
+        other => panic!("expected a dispute, got {other:?}"),
+    }
+    let receipt = hostile
+        .key
+        .sign(&UsageReceipt {
+            session,
+            seq: 1,
+            session_time: Millis(100),
+            exec_time: Millis(5),
+            cpu_time: Millis(1),
+            amount: work_pricing().amount_for(Usage {
+                session: Millis(100),
+                exec: Millis(5),
+            }),
+            prev: ReceiptHash::GENESIS,
+            issued_at: SystemClock::new().wall(),
+            results: ResultsCommitment::NONE,
+        })
+        .unwrap();
+    let answer = hostile
+        .request(renter_id, SessionRequest::Receipt(receipt))
+        .await;
+    assert!(
+        matches!(answer, Ok(SessionResponse::Disputed { .. })),
+        "{answer:?}"
+    );
+    assert_eq!(renter.head(&session).seq, 0, "nothing acknowledged");
 }

@@ -169,6 +169,7 @@ async fn a_hostile_provider_cannot_grow_the_renters_memory_with_empty_or_replaye
                     exec,
                     seq,
                     events,
+                    result: None,
                 }),
             )
             .await;

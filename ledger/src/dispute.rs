@@ -18,6 +18,8 @@ pub enum Quantity {
     CpuTime,
     /// Amount.
     Amount,
+    /// The count of results committed.
+    Results,
 }
 
 /// Why a receipt was refused.
@@ -108,6 +110,51 @@ pub enum DisputeReason {
         /// The tool's wall-time limit plus the slack a kill takes.
         limit: Millis,
     },
+    /// A call's signed result does not match what the renter asked for or received.
+    #[error("call {exec}: the provider's signed result {fault}")]
+    FalseResult {
+        /// The call.
+        exec: ExecId,
+        /// What is wrong with it.
+        fault: ResultFault,
+    },
+    /// The receipt commits to results the renter never took.
+    #[error("the receipt commits to {claimed} results; the renter holds the first {held}")]
+    ResultsNotHeld {
+        /// The count the receipt claims.
+        claimed: u64,
+        /// The longest run of results the renter holds.
+        held: u64,
+    },
+    /// The receipt's commitment is not the chain of the results the renter took.
+    #[error("the receipt's commitment to the first {count} results is not the renter's")]
+    ResultsMismatch {
+        /// The count committed.
+        count: u64,
+    },
+}
+
+/// What is wrong with a call's signed result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum ResultFault {
+    /// Missing, or not signed by the session's provider.
+    #[error("is missing or not signed by the provider")]
+    Signature,
+    /// Names another session, call, tool or arguments than the renter asked for.
+    #[error("names another session, call, tool or arguments")]
+    WrongCall,
+    /// Its exit is not the exit sent with it.
+    #[error("states another exit than the one sent")]
+    WrongExit,
+    /// Its number was given to an earlier result.
+    #[error("repeats the number of an earlier result")]
+    RepeatedSeq,
+    /// Its standard output hash is not the SHA-256 of the bytes received.
+    #[error("states a stdout hash that is not the SHA-256 of the bytes received")]
+    Stdout,
+    /// Its standard error hash is not the SHA-256 of the bytes received.
+    #[error("states a stderr hash that is not the SHA-256 of the bytes received")]
+    Stderr,
 }
 
 /// A refused receipt, as stored in the `evidence` column family.
@@ -127,6 +174,6 @@ pub struct Evidence {
 
 impl Record for Evidence {
     const KIND: &'static str = "evidence";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const MAX_LEN: usize = 1024;
 }

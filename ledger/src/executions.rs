@@ -6,7 +6,7 @@
 //! session). [`ExecRecord::advance`] enforces that, and the store refuses a write that
 //! would move a stored record backwards or change what it is a record of.
 
-use orien_protocol::{ExecId, Millis, SessionId, Timestamp, ToolName, Usdc};
+use orien_protocol::{ExecId, ExecResult, Millis, SessionId, Signed, Timestamp, ToolName, Usdc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -58,6 +58,9 @@ pub enum ExecFailure {
     SandboxError,
     /// The session ended (or the provider refused the call) before it reported an exit.
     Lost,
+    /// The provider's signed result does not match what the renter asked for or
+    /// received; the record keeps it as evidence, and the session is disputed.
+    Disputed,
 }
 
 /// One output stream of an execution: its SHA-256 and length over every byte, and the
@@ -147,6 +150,9 @@ pub struct ExecEnd {
     pub stderr: StoredOutput,
     /// Why, in the provider's words (refused arguments, a sandbox error).
     pub detail: Option<String>,
+    /// The provider's signed result of the call, as received (on the renter) or as sent
+    /// (on the provider).
+    pub result: Option<Signed<ExecResult>>,
 }
 
 /// A durable record of one execution.
@@ -295,8 +301,12 @@ impl ExecRecord {
 
 impl Record for ExecRecord {
     const KIND: &'static str = "execution";
-    const VERSION: u8 = 1;
-    const MAX_LEN: usize = MAX_ARGS + 2 * MAX_KEPT_OUTPUT + 8 * 1024;
+    // 2: the provider's signed result.
+    const VERSION: u8 = 2;
+    const MAX_LEN: usize = MAX_ARGS
+        + 2 * MAX_KEPT_OUTPUT
+        + 8 * 1024
+        + <ExecResult as orien_protocol::Message>::MAX_ENCODED_LEN;
 }
 
 /// A query of stored execution records; every field narrows it.
@@ -376,6 +386,7 @@ mod tests {
             stdout: StoredOutput::of(b"hello", 3),
             stderr: StoredOutput::of(b"", 3),
             detail: None,
+            result: None,
         }
     }
 

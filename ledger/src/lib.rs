@@ -15,7 +15,7 @@ mod signatures;
 pub mod store;
 
 pub use accounts::{Account, Balance, LaneKey};
-pub use dispute::{DisputeReason, Evidence};
+pub use dispute::{DisputeReason, Evidence, ResultFault};
 pub use executions::{
     ExecEnd, ExecFailure, ExecPage, ExecQuery, ExecRecord, ExecState, OutputRecorder, StateFilter,
     StoredOutput,

@@ -96,6 +96,8 @@ pub struct SessionHead {
     pub amount: Usdc,
     /// Status.
     pub status: SessionStatus,
+    /// How many of the session's results the last receipt commits to.
+    pub results: u64,
 }
 
 impl SessionHead {
@@ -109,6 +111,7 @@ impl SessionHead {
             cpu_time: Millis::ZERO,
             amount: Usdc::ZERO,
             status: SessionStatus::Open,
+            results: 0,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Default for SessionHead {
 
 impl Record for SessionHead {
     const KIND: &'static str = "session head";
-    const VERSION: u8 = 1;
+    // 2: the count of results committed.
+    const VERSION: u8 = 2;
     const MAX_LEN: usize = 512;
 }

@@ -89,6 +89,7 @@ impl Session {
             amount: Usdc::from_micros(self.amount),
             prev: self.prev,
             issued_at: Timestamp(1_763_856_000_000 + self.amount),
+            results: orien_protocol::ResultsCommitment::NONE,
         };
         let receipt = self.provider_key.sign(&receipt).unwrap();
         self.prev = receipt.receipt_hash();

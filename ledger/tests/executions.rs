@@ -7,7 +7,10 @@ use orien_ledger::{
     ExecEnd, ExecFailure, ExecQuery, ExecRecord, ExecState, StateFilter, Store, StoreError,
     StoreOptions, StoredOutput,
 };
-use orien_protocol::{ExecId, Millis, SessionId, Timestamp, ToolName, Usdc};
+use orien_protocol::{
+    ContentHash, ExecExit, ExecId, ExecOutcome, ExecResult, Millis, NodeKey, SessionId, Signed,
+    Timestamp, ToolName, Usdc,
+};
 
 fn tool(name: &str) -> ToolName {
     ToolName::new(name).unwrap()
@@ -34,7 +37,33 @@ fn end(state: ExecState, stdout: &[u8]) -> ExecEnd {
         stdout: StoredOutput::of(stdout, 4),
         stderr: StoredOutput::of(b"", 4),
         detail: None,
+        result: Some(signed_result(stdout)),
     }
+}
+
+/// A provider's signed result of a call that printed `stdout`.
+fn signed_result(stdout: &[u8]) -> Signed<ExecResult> {
+    let result = ExecResult {
+        session: SessionId::from_bytes([1; 16]),
+        seq: 1,
+        tool: tool("wc"),
+        args: ContentHash::of(b"{}"),
+        exit: ExecExit {
+            exec: ExecId::from_bytes([2; 16]),
+            outcome: ExecOutcome::Exited,
+            exit_code: Some(0),
+            wall: Millis(12),
+            cpu: Millis(4),
+            peak_memory_bytes: 1 << 20,
+            stdout_bytes: stdout.len() as u64,
+            stderr_bytes: 0,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        },
+        stdout: ContentHash::of(stdout),
+        stderr: ContentHash::of(b""),
+    };
+    NodeKey::from_secret_bytes([3; 32]).sign(&result).unwrap()
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use orien_ledger::dispute::DisputeReason;
+use orien_ledger::store::SCHEMA_VERSION;
 use orien_ledger::{Account, Store, StoreError};
 use orien_protocol::{PaymentLane, SessionId, Split, Usdc};
 use support::chain::{ChainBuilder, Rng, parties, session_record};
@@ -287,36 +288,55 @@ fn everything_acked_survives_a_reopen() {
     store.ingest(resumed.next(&p, 1)).unwrap();
 }
 
+/// Rewrites the schema version of the closed database at `dir`, as another orien-node would
+/// have written it.
+fn write_schema_version(dir: &std::path::Path, version: u32) {
+    let opts = rocksdb::Options::default();
+    let cfs = rocksdb::DB::list_cf(&opts, dir).unwrap();
+    let db = rocksdb::DB::open_cf(&opts, dir, &cfs).unwrap();
+    let meta = db.cf_handle("meta").unwrap();
+    db.put_cf(meta, b"schema_version", version.to_be_bytes())
+        .unwrap();
+}
+
 #[test]
 fn a_database_of_a_newer_schema_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
-    {
-        // Simulate a newer orien-node having written the database.
-        let opts = rocksdb::Options::default();
-        let cfs = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
-        let db = rocksdb::DB::open_cf(&opts, dir.path(), &cfs).unwrap();
-        let meta = db.cf_handle("meta").unwrap();
-        db.put_cf(meta, b"schema_version", 2u32.to_be_bytes())
-            .unwrap();
-    }
+    write_schema_version(dir.path(), SCHEMA_VERSION + 1);
     let err = Store::open(dir.path()).unwrap_err();
     assert!(
         matches!(
             err,
-            StoreError::NewerSchema {
-                found: 2,
-                supported: 1,
-                ..
-            }
+            StoreError::NewerSchema { found, supported, .. }
+                if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION
         ),
         "{err:?}"
     );
     let message = err.to_string();
     assert!(
-        message.contains("schema version 2") && message.contains("upgrade orien-node"),
+        message.contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+            && message.contains("upgrade orien-node"),
         "{message}"
     );
+}
+
+#[test]
+fn a_database_of_an_older_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    write_schema_version(dir.path(), 1);
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::OlderSchema { found: 1, supported, .. } if supported == SCHEMA_VERSION),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("settle its lanes"), "{err}");
+    // Refused again: the version on disk was not rewritten.
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::OlderSchema { found: 1, .. })
+    ));
 }
 
 #[test]

@@ -122,6 +122,18 @@ pub struct ExecExit {
     pub stderr_truncated: bool,
 }
 
+impl ExecExit {
+    /// Checks the exit's own limits (the length of a failure's detail).
+    pub fn validate(&self) -> Result<(), InvalidMessage> {
+        match &self.outcome {
+            ExecOutcome::InvalidArguments { detail } | ExecOutcome::SandboxError { detail } => {
+                check_len("outcome.detail", detail, crate::session::MAX_DETAIL_LEN)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One event of a running execution, in order: chunks, then exactly one exit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,12 +160,7 @@ impl Message for ExecEvent {
                 ))
             }
             ExecEvent::Output(_) => Ok(()),
-            ExecEvent::Exit(exit) => match &exit.outcome {
-                ExecOutcome::InvalidArguments { detail } | ExecOutcome::SandboxError { detail } => {
-                    check_len("outcome.detail", detail, crate::session::MAX_DETAIL_LEN)
-                }
-                _ => Ok(()),
-            },
+            ExecEvent::Exit(exit) => exit.validate(),
         }
     }
 }

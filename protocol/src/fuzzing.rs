@@ -8,7 +8,7 @@
 use crate::signed::{Signed, SignedPayload};
 use crate::wire::{self, Message};
 use crate::{
-    CloseSession, Exec, ExecEvent, Offer, OpenSession, ReceiptAck, SessionAccepted,
+    CloseSession, Exec, ExecEvent, ExecResult, Offer, OpenSession, ReceiptAck, SessionAccepted,
     SessionRejected, SessionRequest, SessionResponse, ToolName, UsageReceipt, Usdc,
 };
 
@@ -39,6 +39,7 @@ pub const DECODERS: &[(&str, Decoder)] = &[
     ("signed_offer", signed::<Offer>),
     ("signed_receipt", signed::<UsageReceipt>),
     ("signed_receipt_ack", signed::<ReceiptAck>),
+    ("signed_exec_result", signed::<ExecResult>),
     ("open_session", plain::<OpenSession>),
     ("session_accepted", plain::<SessionAccepted>),
     ("session_rejected", plain::<SessionRejected>),

@@ -124,6 +124,15 @@ byte_id!(
     ReceiptHash, 32, "receipt hash", ""
 );
 byte_id!(
+    /// SHA-256 of a signed execution result's signing bytes; a session's results chain
+    /// through it into its receipts.
+    ResultHash, 32, "result hash", ""
+);
+byte_id!(
+    /// SHA-256 of some bytes: an output stream, a call's arguments.
+    ContentHash, 32, "SHA-256", ""
+);
+byte_id!(
     /// A payment lane in the escrow contract (one per renter and provider).
     LaneId, 32, "lane id", "0x"
 );
@@ -131,6 +140,13 @@ byte_id!(
     /// An EVM account address (20 bytes), e.g. a provider's payout address.
     EvmAddress, 20, "EVM address", "0x"
 );
+
+impl ContentHash {
+    /// The SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+}
 
 impl SessionId {
     /// A fresh random session id.

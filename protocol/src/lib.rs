@@ -6,7 +6,9 @@
 //! ledger crates build on these types.
 //!
 //! ```
-//! use orien_protocol::{Millis, NodeKey, ReceiptHash, SessionId, Timestamp, Usdc, UsageReceipt};
+//! use orien_protocol::{
+//!     Millis, NodeKey, ReceiptHash, ResultsCommitment, SessionId, Timestamp, Usdc, UsageReceipt,
+//! };
 //!
 //! let provider = NodeKey::generate();
 //! let receipt = UsageReceipt {
@@ -18,6 +20,7 @@
 //!     amount: Usdc::from_micros(20_000),
 //!     prev: ReceiptHash::GENESIS,
 //!     issued_at: Timestamp(1_700_000_000_000),
+//!     results: ResultsCommitment::NONE,
 //! };
 //! let signed = provider.sign(&receipt)?;
 //! let bytes = signed.to_bytes()?;                       // onto the wire
@@ -42,6 +45,7 @@ pub mod money;
 pub mod offer;
 pub mod pricing;
 pub mod receipt;
+pub mod result;
 pub mod rpc;
 pub mod session;
 pub mod signed;
@@ -54,13 +58,14 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DecodeError, EncodeError, InvalidMessage, VerifyError};
 pub use exec::{Exec, ExecEvent, ExecExit, ExecOutcome, OutputChunk, OutputStream};
 pub use ids::{
-    EvmAddress, ExecId, ImageDigest, LaneId, NodeId, OfferId, ParseIdError, ReceiptHash, SessionId,
-    ToolName,
+    ContentHash, EvmAddress, ExecId, ImageDigest, LaneId, NodeId, OfferId, ParseIdError,
+    ReceiptHash, ResultHash, SessionId, ToolName,
 };
 pub use money::{ParseUsdcError, Usdc};
 pub use offer::{Offer, ResourceLimits};
 pub use pricing::{Pricing, Usage};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
+pub use result::{ExecResult, ResultsCommitment};
 pub use rpc::{ExecEvents, FileInfo, RpcErrorCode, SessionRequest, SessionResponse};
 pub use session::{
     CloseReason, CloseSession, LaneHead, OpenSession, PaymentLane, RejectReason, SessionAccepted,
@@ -73,9 +78,10 @@ pub use verified::Verified;
 pub use wire::Message;
 
 /// Request-response protocol carrying session messages between renter and provider.
-/// Version 2 exchanges the lane head at open ([`LaneHead`]); signed payloads (offers,
-/// receipts, acks) are unchanged from version 1.
-pub const SESSION_PROTOCOL: &str = "/orien/session/2";
+/// Version 2 exchanged the lane head at open ([`LaneHead`]); version 3 carries each
+/// call's signed [`ExecResult`] with its exit, and receipts (`orien/receipt/v2`) commit
+/// to the session's results ([`ResultsCommitment`]).
+pub const SESSION_PROTOCOL: &str = "/orien/session/3";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Kademlia protocol name of the ORIEN DHT (private, not the public IPFS DHT).

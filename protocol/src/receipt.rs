@@ -14,6 +14,7 @@ use crate::bytes;
 use crate::error::InvalidMessage;
 use crate::ids::{LaneId, ReceiptHash, SessionId};
 use crate::money::Usdc;
+use crate::result::ResultsCommitment;
 use crate::signed::{Signed, SignedPayload};
 use crate::time::{Millis, Timestamp};
 use crate::wire::Message;
@@ -37,11 +38,14 @@ pub struct UsageReceipt {
     pub prev: ReceiptHash,
     /// Wall-clock time of issue, for humans.
     pub issued_at: Timestamp,
+    /// The session's results the renter had acknowledged when this was issued (the
+    /// longest run from the first).
+    pub results: ResultsCommitment,
 }
 
 impl Message for UsageReceipt {
     const KIND: &'static str = "UsageReceipt";
-    const MAX_ENCODED_LEN: usize = 128;
+    const MAX_ENCODED_LEN: usize = 176;
 
     fn validate(&self) -> Result<(), InvalidMessage> {
         if self.seq == 0 {
@@ -58,7 +62,7 @@ impl Message for UsageReceipt {
 }
 
 impl SignedPayload for UsageReceipt {
-    const DOMAIN: &'static str = "orien/receipt/v1";
+    const DOMAIN: &'static str = "orien/receipt/v2";
 }
 
 impl Signed<UsageReceipt> {

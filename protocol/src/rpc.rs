@@ -23,6 +23,7 @@ use crate::exec::{Exec, ExecEvent};
 use crate::ids::{ExecId, SessionId, ToolName};
 use crate::offer::Offer;
 use crate::receipt::{ReceiptAck, UsageReceipt};
+use crate::result::ExecResult;
 use crate::session::{CloseSession, OpenSession, SessionAccepted, SessionRejected};
 use crate::signed::Signed;
 use crate::wire::{Message, check_len};
@@ -100,6 +101,9 @@ pub struct ExecEvents {
     pub seq: u64,
     /// The events, in order; an `Exit` is always last.
     pub events: Vec<ExecEvent>,
+    /// The provider's signed result of the call, exactly when the batch ends in its
+    /// `Exit` (whose exit the result repeats).
+    pub result: Option<Signed<ExecResult>>,
 }
 
 /// One entry of a workspace listing.
@@ -140,6 +144,17 @@ impl Message for SessionRequest {
                         "events",
                         "an exit must be the last event",
                     ));
+                }
+                let ends = matches!(batch.events.last(), Some(ExecEvent::Exit(_)));
+                match &batch.result {
+                    Some(result) if ends => result.validate()?,
+                    None if !ends => {}
+                    _ => {
+                        return Err(InvalidMessage::new(
+                            "result",
+                            "a signed result comes with the exit, and only with it",
+                        ));
+                    }
                 }
                 batch.events.iter().try_for_each(Message::validate)
             }

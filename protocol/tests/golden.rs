@@ -1,9 +1,10 @@
-//! Golden vectors: the exact bytes, signatures and splits of protocol v1 (signed
-//! payloads: `orien/offer/v1`, `orien/receipt/v1`, `orien/receipt-ack/v1`) and of the
-//! session messages of `/orien/session/2` (which added the lane head to `OpenSession`
-//! and `SessionAccepted`; nothing signed changed).
+//! Golden vectors: the exact bytes, signatures and splits of the signed payloads
+//! (`orien/offer/v1`, `orien/receipt/v2`, `orien/receipt-ack/v1`,
+//! `orien/exec-result/v1`) and of the session messages of `/orien/session/3` (version 2
+//! added the lane head to `OpenSession` and `SessionAccepted`; version 3 the signed
+//! result of each call and the results a receipt commits to).
 //!
-//! `tests/vectors/v1.json` is committed. If this test fails, the wire format, a
+//! `tests/vectors/session3.json` is committed. If this test fails, the wire format, a
 //! signature or the money rules changed: that breaks every deployed node and every
 //! stored receipt. Only when such a change is deliberate (and versioned), regenerate with
 //! `ORIEN_BLESS=1 cargo test -p orien-protocol --test golden`.
@@ -16,7 +17,7 @@ use orien_protocol::wire::{self, Message};
 use orien_protocol::*;
 use serde_json::{Value, json};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/session3.json");
 
 fn signed_vector<T: SignedPayload + PartialEq + std::fmt::Debug>(
     name: &str,
@@ -89,6 +90,7 @@ fn current_vectors() -> Value {
             signed_vector("offer", &provider, &sample_offer()),
             signed_vector("receipt", &provider, &sample_receipt()),
             signed_vector("receipt_ack", &renter, &sample_ack()),
+            signed_vector("exec_result", &provider, &sample_result()),
         ],
         "plain": [
             plain_vector("open_session", &sample_open()),
@@ -122,7 +124,7 @@ fn wire_format_matches_the_committed_vectors() {
     }
     let committed: Value = serde_json::from_str(
         &std::fs::read_to_string(VECTORS)
-            .expect("tests/vectors/v1.json is missing; it must be committed"),
+            .expect("tests/vectors/session3.json is missing; it must be committed"),
     )
     .unwrap();
     for section in [
@@ -130,7 +132,7 @@ fn wire_format_matches_the_committed_vectors() {
     ] {
         assert_eq!(
             current[section], committed[section],
-            "golden vectors differ in `{section}`: the v1 wire format or money rules changed"
+            "golden vectors differ in `{section}`: the wire format or money rules changed"
         );
     }
     assert_eq!(current, committed);
@@ -162,5 +164,12 @@ fn committed_signed_vectors_verify_and_decode_to_the_samples() {
             .verify()
             .unwrap(),
         sample_ack()
+    );
+    assert_eq!(
+        Signed::<ExecResult>::from_bytes(&envelope(3))
+            .unwrap()
+            .verify()
+            .unwrap(),
+        sample_result()
     );
 }

@@ -410,6 +410,9 @@ pub enum ExecFailure {
     SandboxError,
     /// The session ended before the execution reported its exit.
     Lost,
+    /// The provider's signed result does not match what the renter asked for or
+    /// received (`signed_result` is the evidence); the session is disputed.
+    Disputed,
 }
 
 /// An execution and its output so far.
@@ -463,6 +466,10 @@ pub struct ExecutionView {
     pub stdout_bytes: Option<u64>,
     /// Bytes of standard error in all, once it ended.
     pub stderr_bytes: Option<u64>,
+    /// The provider's signed result of the call (hex of the signed envelope, domain
+    /// `orien/exec-result/v1`), once it ended: anyone can check what the provider said
+    /// it computed with `orien-node result verify`.
+    pub signed_result: Option<String>,
 }
 
 impl ExecutionView {
@@ -491,6 +498,7 @@ impl ExecutionView {
             stderr_sha256: None,
             stdout_bytes: None,
             stderr_bytes: None,
+            signed_result: None,
         }
     }
 

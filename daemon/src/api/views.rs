@@ -26,6 +26,7 @@ fn state_of(state: orien_ledger::ExecState) -> (ExecState, Option<ExecFailure>) 
                 Why::InvalidArguments => ExecFailure::InvalidArguments,
                 Why::SandboxError => ExecFailure::SandboxError,
                 Why::Lost => ExecFailure::Lost,
+                Why::Disputed => ExecFailure::Disputed,
             }),
         ),
     }
@@ -44,6 +45,7 @@ pub(super) fn record_filter(
             ExecFailure::InvalidArguments => Why::InvalidArguments,
             ExecFailure::SandboxError => Why::SandboxError,
             ExecFailure::Lost => Why::Lost,
+            ExecFailure::Disputed => Why::Disputed,
         };
         return Some(StateFilter::Exactly(Is::Failed(why)));
     }
@@ -55,9 +57,14 @@ pub(super) fn record_filter(
     })
 }
 
-/// Fills the record's times, cost and output digests into `view`.
+/// Fills the record's times, cost, output digests and signed result into `view`; a
+/// final record's state is the call's (a disputed result fails a call that exited).
 fn with_record(mut view: ExecutionView, record: &ExecRecord) -> ExecutionView {
     view.tool = record.tool.to_string();
+    if record.state == orien_ledger::ExecState::Failed(orien_ledger::ExecFailure::Disputed) {
+        (view.state, view.failure) = state_of(record.state);
+        view.detail = record.end.as_ref().and_then(|e| e.detail.clone());
+    }
     view.requested_at = Some(record.requested_at.0);
     view.started_at = record.started_at.map(|t| t.0);
     view.ended_at = record.ended_at.map(|t| t.0);
@@ -67,6 +74,11 @@ fn with_record(mut view: ExecutionView, record: &ExecRecord) -> ExecutionView {
         view.stderr_sha256 = Some(hex::encode(end.stderr.sha256));
         view.stdout_bytes = Some(end.stdout.len);
         view.stderr_bytes = Some(end.stderr.len);
+        view.signed_result = end
+            .result
+            .as_ref()
+            .and_then(|r| r.to_bytes().ok())
+            .map(hex::encode);
     }
     view
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use orien_ledger::{
     ExecEnd, ExecFailure, ExecRecord, ExecState, OutputRecorder, Store, StoreError, StoredOutput,
 };
-use orien_protocol::{ExecExit, ExecId, ExecOutcome, OutputChunk, OutputStream, Timestamp, Usdc};
+use orien_protocol::{
+    ExecExit, ExecId, ExecOutcome, ExecResult, OutputChunk, OutputStream, Signed, Timestamp, Usdc,
+};
 use tracing::warn;
 
 use super::blocking;
@@ -44,8 +46,13 @@ impl CallOutput {
 }
 
 /// How a call ended, for its record: the exit's outcome as a state, its measures, its
-/// cost and its output.
-pub(super) fn end_of(exit: &ExecExit, cost: Usdc, output: (StoredOutput, StoredOutput)) -> ExecEnd {
+/// cost, its output and the provider's signed result.
+pub(super) fn end_of(
+    exit: &ExecExit,
+    cost: Usdc,
+    output: (StoredOutput, StoredOutput),
+    result: Option<Signed<ExecResult>>,
+) -> ExecEnd {
     let (state, detail) = match &exit.outcome {
         ExecOutcome::Exited => (ExecState::Completed, None),
         ExecOutcome::TimedOut => (ExecState::Failed(ExecFailure::TimedOut), None),
@@ -69,6 +76,7 @@ pub(super) fn end_of(exit: &ExecExit, cost: Usdc, output: (StoredOutput, StoredO
         stdout: output.0,
         stderr: output.1,
         detail,
+        result,
     }
 }
 
@@ -132,30 +140,23 @@ impl ExecRecords {
         }
     }
 
-    /// A live call's exit, with the output recorded here.
-    pub(super) async fn exited(&mut self, exit: &ExecExit, cost: Usdc, now: Timestamp) {
-        let Some(live) = self.live.remove(&exit.exec) else {
-            return;
-        };
-        let end = end_of(exit, cost, live.output.finish());
-        self.end(live.record, end, now).await;
+    /// The output recorded here of a live call that exited (nothing for a call not
+    /// live).
+    pub(super) fn take_output(&mut self, exec: ExecId) -> (StoredOutput, StoredOutput) {
+        self.live.get_mut(&exec).map_or_else(
+            || CallOutput::new(0).finish(),
+            |live| std::mem::replace(&mut live.output, CallOutput::new(0)).finish(),
+        )
     }
 
-    /// A live call's exit, with output recorded elsewhere (the provider's forwarder).
-    pub(super) async fn exited_with(
-        &mut self,
-        exit: &ExecExit,
-        cost: Usdc,
-        output: (StoredOutput, StoredOutput),
-        now: Timestamp,
-    ) {
-        let Some(live) = self.live.remove(&exit.exec) else {
-            return;
-        };
-        self.end(live.record, end_of(exit, cost, output), now).await;
+    /// A live call ended as `end` says.
+    pub(super) async fn end(&mut self, exec: ExecId, end: ExecEnd, now: Timestamp) {
+        if let Some(live) = self.live.remove(&exec) {
+            self.write_end(live.record, end, now).await;
+        }
     }
 
-    async fn end(&mut self, record: ExecRecord, end: ExecEnd, now: Timestamp) {
+    async fn write_end(&mut self, record: ExecRecord, end: ExecEnd, now: Timestamp) {
         // An exit proves the call started, whether or not its start was heard first.
         let record = match record.state {
             ExecState::Pending => record.clone().started(now).unwrap_or(record),
@@ -250,20 +251,17 @@ mod tests {
         records.output(done, &chunk(OutputStream::Stdout, 3, b"lo\n"));
         records.output(done, &chunk(OutputStream::Stderr, 0, b"!"));
         let cost = Usdc::from_micros(9);
-        records
-            .exited(&exit(done, ExecOutcome::Exited), cost, Timestamp(12))
-            .await;
+        let output = records.take_output(done);
+        let end = end_of(&exit(done, ExecOutcome::Exited), cost, output, None);
+        records.end(done, end, Timestamp(12)).await;
         // The exit of a call whose start was not heard yet still records a start.
-        records
-            .exited(
-                &exit(
-                    refused,
-                    ExecOutcome::invalid_arguments("n must be a number"),
-                ),
-                Usdc::ZERO,
-                Timestamp(13),
-            )
-            .await;
+        let refusal = exit(
+            refused,
+            ExecOutcome::invalid_arguments("n must be a number"),
+        );
+        let output = records.take_output(refused);
+        let end = end_of(&refusal, Usdc::ZERO, output, None);
+        records.end(refused, end, Timestamp(13)).await;
         records.started(refused, Timestamp(14)).await; // late: changes nothing
         records.lose_all(Timestamp(20)).await;
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use orien_ledger::meter::ExecTimer;
 use orien_ledger::{AckedReceipt, CheckedReceipt, Durable, Issuer, Meter, Reading};
 use orien_protocol::{
-    Clock, CloseReason, Exec, ExecExit, ExecId, ExecOutcome, Millis, RpcErrorCode, SessionId,
-    SessionResponse, Signed, UsageReceipt, Usdc,
+    Clock, CloseReason, ContentHash, Exec, ExecExit, ExecId, ExecOutcome, ExecResult, ResultHash,
+    RpcErrorCode, SessionId, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
 };
 use tracing::{debug, info, warn};
 
@@ -60,7 +60,17 @@ pub enum ProviderInput<R> {
     /// The renter asked the chain to close the session's lane.
     LaneClosing,
     /// A call ended in the sandbox, as the provider saw it.
-    Exited(ExecExit),
+    Exited {
+        /// Its exit.
+        exit: ExecExit,
+        /// SHA-256 of its standard output and standard error as sent to the renter.
+        output: [ContentHash; 2],
+    },
+    /// The renter took the batch carrying a call's signed result.
+    ResultDelivered {
+        /// The call.
+        exec: ExecId,
+    },
     /// The outcome of sending the receipt of [`ProviderAction::Send`].
     Delivered(Delivery),
     /// The outcome of [`ProviderAction::Commit`].
@@ -93,13 +103,16 @@ pub enum ProviderAction<R> {
         args_json: String,
     },
     /// A call reported its exit: record its end (the exit itself came with
-    /// [`ProviderInput::Exited`]).
+    /// [`ProviderInput::Exited`]) and send its signed result with the exit; report the
+    /// renter taking it as [`ProviderInput::ResultDelivered`].
     CallEnded {
         /// The call.
         exec: ExecId,
         /// What it cost: its metered time at the execution price (nothing for a call
         /// that did not run).
         cost: Usdc,
+        /// The provider's signed result (none only if it could not be signed).
+        result: Option<Signed<ExecResult>>,
     },
     /// Remove the sandbox (its running calls end with it).
     CloseSandbox,
@@ -121,14 +134,25 @@ pub enum ProviderAction<R> {
 }
 
 /// The fixed terms of a provided session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProviderTerms {
     /// The session.
     pub session: SessionId,
+    /// The tool it sells.
+    pub tool: ToolName,
     /// The tool's `concurrent_execs`.
     pub max_calls: u32,
     /// The session's maximum duration from now.
     pub max_duration: Duration,
+}
+
+/// A call running in the sandbox.
+#[derive(Debug)]
+struct RunningCall {
+    /// Its meter timer.
+    timer: ExecTimer,
+    /// SHA-256 of its arguments as the renter sent them.
+    args: ContentHash,
 }
 
 /// Where the oldest unacknowledged receipt is.
@@ -157,8 +181,10 @@ pub struct ProviderMachine<R> {
     meter: Meter,
     issuer: Issuer,
     check: Option<Box<dyn AckCheck>>,
-    /// Calls running, with their meter timers.
-    calls: HashMap<ExecId, ExecTimer>,
+    /// Calls running.
+    calls: HashMap<ExecId, RunningCall>,
+    /// Results signed and not yet taken by the renter: their numbers and hashes.
+    undelivered: HashMap<ExecId, (u64, ResultHash)>,
     /// Receipts issued and not yet committed, oldest first, with their contents.
     unsent: VecDeque<(UsageReceipt, Signed<UsageReceipt>)>,
     /// The front receipt's acknowledgement, while it is being committed.
@@ -209,6 +235,7 @@ impl<R> ProviderMachine<R> {
             issuer,
             check,
             calls: HashMap::new(),
+            undelivered: HashMap::new(),
             unsent: VecDeque::new(),
             committing: None,
             sending: Sending::Idle,
@@ -302,7 +329,8 @@ impl<R> ProviderMachine<R> {
                 info!("the renter asked to close the lane; ending the session");
                 self.begin_close(CloseReason::LaneClosing, None, &mut out);
             }
-            ProviderInput::Exited(exit) => self.on_exit(&exit, &mut out),
+            ProviderInput::Exited { exit, output } => self.on_exit(exit, output, &mut out),
+            ProviderInput::ResultDelivered { exec } => self.on_delivered(exec),
             ProviderInput::Delivered(delivery) => self.on_delivery(delivery, &mut out),
             ProviderInput::Committed(result) => self.on_committed(result, &mut out),
             ProviderInput::Shutdown => self.end(CloseReason::ProviderShutdown, &mut out),
@@ -399,7 +427,11 @@ impl<R> ProviderMachine<R> {
                 );
             }
         };
-        self.calls.insert(exec.exec, self.meter.start_exec());
+        let call = RunningCall {
+            timer: self.meter.start_exec(),
+            args: ContentHash::of(exec.args_json.as_bytes()),
+        };
+        self.calls.insert(exec.exec, call);
         out.push(ProviderAction::StartCall {
             exec: exec.exec,
             args,
@@ -408,30 +440,59 @@ impl<R> ProviderMachine<R> {
         SessionResponse::ExecStarted { exec: exec.exec }
     }
 
-    fn on_exit(&mut self, exit: &ExecExit, out: &mut Vec<ProviderAction<R>>) {
+    fn on_exit(
+        &mut self,
+        exit: ExecExit,
+        output: [ContentHash; 2],
+        out: &mut Vec<ProviderAction<R>>,
+    ) {
         debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
-        let Some(timer) = self.calls.remove(&exit.exec) else {
+        let exec = exit.exec;
+        let Some(RunningCall { timer, args }) = self.calls.remove(&exec) else {
             return;
         };
-        if ran(&exit.outcome) {
-            // Metered on the provider's own clock, from the request to the exit it saw
-            // (before the renter sees it), capped at the tool's limit.
-            let charged = self.meter.charged(&timer).unwrap_or(Millis::ZERO);
-            let cost = self.meter.config().pricing.exec_amount(charged);
-            out.push(ProviderAction::CallEnded {
-                exec: exit.exec,
-                cost,
-            });
-            let reading = self.meter.finish_exec(timer, exit.cpu);
+        let ran = ran(&exit.outcome);
+        let cpu = exit.cpu;
+        // Metered on the provider's own clock, from the request to the exit it saw
+        // (before the renter sees it), capped at the tool's limit; nothing for a call
+        // that did not run.
+        let cost = match self.meter.charged(&timer) {
+            Some(charged) if ran => self.meter.config().pricing.exec_amount(charged),
+            _ => Usdc::ZERO,
+        };
+        let result = match self
+            .issuer
+            .sign_result(self.terms.tool.clone(), args, exit, output)
+        {
+            Ok(result) => {
+                let (signed, result) = result.into_parts();
+                self.undelivered
+                    .insert(exec, (result.seq, signed.result_hash()));
+                Some(signed)
+            }
+            Err(e) => {
+                warn!(%exec, error = %e, "cannot sign the call's result");
+                None
+            }
+        };
+        out.push(ProviderAction::CallEnded { exec, cost, result });
+        if ran {
+            let reading = self.meter.finish_exec(timer, cpu);
             if self.closing.is_none() {
                 self.issue(&reading, out);
             }
         } else {
             self.meter.abandon_exec(timer);
-            out.push(ProviderAction::CallEnded {
-                exec: exit.exec,
-                cost: Usdc::ZERO,
-            });
+        }
+    }
+
+    /// The renter took a call's signed result: the next receipts commit to it (once
+    /// every earlier result is taken too).
+    fn on_delivered(&mut self, exec: ExecId) {
+        if let Some((seq, hash)) = self.undelivered.remove(&exec)
+            && let Err(e) = self.issuer.result_delivered(seq, hash)
+        {
+            warn!(%exec, error = %e, "a result delivered twice");
         }
     }
 

@@ -14,11 +14,11 @@ use orien_ledger::meter::ExecTimer;
 use orien_ledger::receipts::{Checked, PendingAck};
 use orien_ledger::{
     AckedReceipt, CheckedReceipt, Countersigner, DisputeReason, Durable, Evidence, Meter,
-    SessionStatus, SuspendReason,
+    ResultFault, SessionStatus, SuspendReason,
 };
 use orien_protocol::{
-    Clock, CloseReason, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, RpcErrorCode, SessionId,
-    SessionResponse, Signed, UsageReceipt, Usdc,
+    Clock, CloseReason, ContentHash, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, NodeId,
+    RpcErrorCode, SessionId, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
 };
 use tracing::{info, warn};
 
@@ -31,6 +31,8 @@ use crate::peer_guard::Abuse;
 pub struct RenterTerms {
     /// The session.
     pub session: SessionId,
+    /// The provider, who signs every call's result.
+    pub provider: NodeId,
     /// The offer's `concurrent_execs`.
     pub max_calls: u32,
     /// Most output bytes accepted per call (both streams).
@@ -113,6 +115,10 @@ impl Refused {
 /// One call as the renter follows it.
 #[derive(Debug)]
 struct Call {
+    /// The tool asked for.
+    tool: ToolName,
+    /// SHA-256 of the arguments sent.
+    args: ContentHash,
     /// Its meter timer, until it exits.
     timer: Option<ExecTimer>,
     next_batch: u64,
@@ -120,9 +126,18 @@ struct Call {
     /// Where the next chunk of stdout and of stderr must start.
     offsets: [u64; 2],
     exited: bool,
-    /// What the call cost, once it exited: its charged time at the execution price
-    /// (nothing for a call that did not run).
-    cost: Option<Usdc>,
+    /// How the call ended, once it exited.
+    ended: Option<CallEnd>,
+}
+
+/// How a call ended, as the renter judged its exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEnd {
+    /// Its charged time at the execution price (nothing for a call that did not run).
+    pub cost: Usdc,
+    /// What is wrong with the provider's signed result, if anything: the session is
+    /// disputed for it.
+    pub fault: Option<ResultFault>,
 }
 
 /// The renter's side of one session.
@@ -205,9 +220,14 @@ impl<R> RenterMachine<R> {
         self.silent_until = self.clock.monotonic() + self.terms.grace;
     }
 
-    /// Starts timing a call about to be requested, if one more may run and fits the
-    /// budget.
-    pub fn start_exec(&mut self, exec: ExecId) -> Result<(), StartRefused> {
+    /// Starts timing a call of `tool` with `args_json` about to be requested, if one more
+    /// may run and fits the budget.
+    pub fn start_exec(
+        &mut self,
+        exec: ExecId,
+        tool: ToolName,
+        args_json: &str,
+    ) -> Result<(), StartRefused> {
         if self.ended || !self.meter.is_running() {
             return Err(StartRefused::NotRunning);
         }
@@ -221,12 +241,14 @@ impl<R> RenterMachine<R> {
         self.calls.insert(
             exec,
             Call {
+                tool,
+                args: ContentHash::of(args_json.as_bytes()),
                 timer,
                 next_batch: 0,
                 output_bytes: 0,
                 offsets: [0, 0],
                 exited: false,
-                cost: None,
+                ended: None,
             },
         );
         Ok(())
@@ -284,8 +306,14 @@ impl<R> RenterMachine<R> {
 
     /// Takes a batch that passed [`check_events`](Self::check_events): a call's exit
     /// stops its timer (metered from request to exit, capped), and an exit the renter
-    /// could not have seen suspends the session.
-    pub fn accept_events(&mut self, batch: &ExecEvents) -> Vec<RenterAction<R>> {
+    /// could not have seen suspends the session. With the exit come the provider's signed
+    /// result and `received`, the SHA-256 of each stream (stdout, stderr) as the renter
+    /// received it; a result that does not match suspends the session as a dispute.
+    pub fn accept_events(
+        &mut self,
+        batch: &ExecEvents,
+        received: [ContentHash; 2],
+    ) -> Vec<RenterAction<R>> {
         let mut out = Vec::new();
         let Some(call) = self.calls.get_mut(&batch.exec) else {
             return out;
@@ -306,8 +334,16 @@ impl<R> RenterMachine<R> {
         }
         if let Some((timer, exit)) = exit {
             let cost = self.on_exit(timer, &exit, &mut out);
+            let fault = self.take_result(batch, &exit, received).err();
+            if let Some(fault) = fault {
+                let reason = DisputeReason::FalseResult {
+                    exec: batch.exec,
+                    fault,
+                };
+                self.suspend_for(reason, &mut out);
+            }
             if let Some(call) = self.calls.get_mut(&batch.exec) {
-                call.cost = Some(cost);
+                call.ended = Some(CallEnd { cost, fault });
             }
         }
         #[cfg(debug_assertions)]
@@ -333,20 +369,66 @@ impl<R> RenterMachine<R> {
         let cost = self.meter.config().pricing.exec_amount(charged);
         let _ = self.meter.finish_exec(timer, exit.cpu);
         if let Some(reason) = self.implausible(exit, measured) {
-            let seq = self.countersigner.last().map_or(0, |r| r.seq);
-            self.countersigner.dispute(seq, reason.clone());
-            self.meter.suspend();
-            out.push(RenterAction::Suspend {
-                status: SessionStatus::Suspended(SuspendReason::Dispute { seq, reason }),
-                evidence: None,
-            });
+            self.suspend_for(reason, out);
         }
         cost
     }
 
-    /// What a call cost, once it exited.
-    pub fn call_cost(&self, exec: ExecId) -> Option<Usdc> {
-        self.calls.get(&exec).and_then(|c| c.cost)
+    /// Disputes the session for something the provider said outside a receipt: every
+    /// later receipt is refused, and the meter stops.
+    fn suspend_for(&mut self, reason: DisputeReason, out: &mut Vec<RenterAction<R>>) {
+        if matches!(
+            self.countersigner.suspension(),
+            Some(SuspendReason::Dispute { .. })
+        ) {
+            return; // Disputed already: the first reason stands.
+        }
+        let seq = self.countersigner.last().map_or(0, |r| r.seq);
+        self.countersigner.dispute(seq, reason.clone());
+        self.meter.suspend();
+        out.push(RenterAction::Suspend {
+            status: SessionStatus::Suspended(SuspendReason::Dispute { seq, reason }),
+            evidence: None,
+        });
+    }
+
+    /// Checks the provider's signed result of a call against what the renter asked for
+    /// and received, and holds it for the receipts to commit to.
+    fn take_result(
+        &mut self,
+        batch: &ExecEvents,
+        exit: &ExecExit,
+        received: [ContentHash; 2],
+    ) -> Result<(), ResultFault> {
+        let call = self.calls.get(&batch.exec).ok_or(ResultFault::WrongCall)?;
+        let signed = batch.result.as_ref().ok_or(ResultFault::Signature)?;
+        let result = signed
+            .verify_from(&self.terms.provider)
+            .map_err(|_| ResultFault::Signature)?;
+        if result.session != self.terms.session
+            || result.exit.exec != batch.exec
+            || result.tool != call.tool
+            || result.args != call.args
+        {
+            return Err(ResultFault::WrongCall);
+        }
+        if &result.exit != exit {
+            return Err(ResultFault::WrongExit);
+        }
+        if result.stdout != received[0] {
+            return Err(ResultFault::Stdout);
+        }
+        if result.stderr != received[1] {
+            return Err(ResultFault::Stderr);
+        }
+        self.countersigner
+            .hold_result(result.seq, signed.result_hash())
+            .map_err(|_| ResultFault::RepeatedSeq)
+    }
+
+    /// How a call ended, once it exited.
+    pub fn call_end(&self, exec: ExecId) -> Option<CallEnd> {
+        self.calls.get(&exec).and_then(|c| c.ended)
     }
 
     /// Whether an exit's wall time is one the renter could have seen: not past the

@@ -23,7 +23,7 @@ pub struct NodeProcess {
     pub listen: Vec<String>,
 }
 
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orien-node"))
 }
 

@@ -1,11 +1,12 @@
 //! The renter's side: check each receipt against its own meter, countersign it.
 
 use orien_protocol::{
-    EncodeError, LaneId, Millis, NodeId, NodeKey, Pricing, ReceiptAck, ReceiptHash, SessionId,
-    Signed, Timestamp, Usage, UsageReceipt, Usdc, Voucher,
+    EncodeError, LaneId, Millis, NodeId, NodeKey, Pricing, ReceiptAck, ReceiptHash, ResultHash,
+    SessionId, Signed, Timestamp, Usage, UsageReceipt, Usdc, Voucher,
 };
 use tracing::{debug, warn};
 
+use super::results::{RepeatedResult, ResultChain};
 use super::{AckedReceipt, CheckedReceipt};
 use crate::dispute::{DisputeReason, Evidence, Quantity};
 use crate::meter::Reading;
@@ -121,6 +122,8 @@ pub struct Countersigner {
     prev: ReceiptHash,
     chain: Vec<AckedReceipt>,
     suspended: Option<SuspendReason>,
+    /// The provider's signed results the renter took, for the receipts' commitments.
+    results: ResultChain,
 }
 
 impl std::fmt::Debug for Countersigner {
@@ -155,7 +158,14 @@ impl Countersigner {
             prev: ReceiptHash::GENESIS,
             chain: Vec::new(),
             suspended: None,
+            results: ResultChain::new(),
         }
+    }
+
+    /// The renter took the provider's signed result `seq` (checked, and its record
+    /// durable): later receipts may commit to it.
+    pub fn hold_result(&mut self, seq: u64, hash: ResultHash) -> Result<(), RepeatedResult> {
+        self.results.hold(seq, hash)
     }
 
     /// Attaches a voucher for `lane_base + amount` to every ack (escrow lanes).
@@ -303,11 +313,26 @@ impl Countersigner {
                 (Quantity::ExecTime, r.exec_time.get(), last.exec_time.get()),
                 (Quantity::CpuTime, r.cpu_time.get(), last.cpu_time.get()),
                 (Quantity::Amount, r.amount.micros(), last.amount.micros()),
+                (Quantity::Results, r.results.count, last.results.count),
             ] {
                 if now < before {
                     return Err(DisputeReason::Decreasing { quantity });
                 }
             }
+        }
+        match self.results.at(r.results.count) {
+            None => {
+                return Err(DisputeReason::ResultsNotHeld {
+                    claimed: r.results.count,
+                    held: self.results.longest().count,
+                });
+            }
+            Some(held) if held != r.results => {
+                return Err(DisputeReason::ResultsMismatch {
+                    count: r.results.count,
+                });
+            }
+            Some(_) => {}
         }
         if r.amount > self.budget {
             return Err(DisputeReason::OverBudget {
@@ -355,6 +380,7 @@ impl Countersigner {
         let (acked, receipt, _) = pending.checked.into_parts();
         debug!(session = %self.session, seq = receipt.seq, "receipt countersigned");
         self.prev = durable.receipt();
+        self.results.commit(receipt.results);
         self.last = Some(receipt);
         let ack = acked.ack.clone();
         self.chain.push(acked);

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orien_protocol::{
-    Clock, EncodeError, Millis, NodeId, NodeKey, ReceiptAck, ReceiptHash, SessionId, Signed,
-    UsageReceipt, Verified, VerifyError,
+    Clock, ContentHash, EncodeError, ExecExit, ExecResult, Millis, NodeId, NodeKey, ReceiptAck,
+    ReceiptHash, ResultHash, SessionId, Signed, ToolName, UsageReceipt, Verified, VerifyError,
 };
 use tracing::{debug, warn};
 
+use super::results::{RepeatedResult, ResultChain};
 use super::{AckedReceipt, CheckedReceipt};
 use crate::meter::Reading;
 use crate::session::SuspendReason;
@@ -69,6 +70,10 @@ pub struct Issuer {
     suspended: Option<SuspendReason>,
     /// Monotonic time of the last accepted ack, or of the start.
     last_ack: Duration,
+    /// The number of the last result signed.
+    last_result: u64,
+    /// The results the renter acknowledged, for the receipts' commitments.
+    results: ResultChain,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -103,7 +108,42 @@ impl Issuer {
             outstanding: VecDeque::new(),
             chain: Vec::new(),
             suspended: None,
+            last_result: 0,
+            results: ResultChain::new(),
         }
+    }
+
+    /// Numbers and signs the result of one of the session's calls: the tool, the hash of
+    /// its arguments, its exit and the hashes of the output sent.
+    pub fn sign_result(
+        &mut self,
+        tool: ToolName,
+        args: ContentHash,
+        exit: ExecExit,
+        [stdout, stderr]: [ContentHash; 2],
+    ) -> Result<Verified<ExecResult>, EncodeError> {
+        let result = ExecResult {
+            session: self.session,
+            seq: self.last_result + 1,
+            tool,
+            args,
+            exit,
+            stdout,
+            stderr,
+        };
+        let signed = self.key.sign_verified(&result)?;
+        self.last_result = result.seq;
+        Ok(signed)
+    }
+
+    /// The renter acknowledged result `seq` (the batch carrying it was taken): the next
+    /// receipts commit to it once every earlier result is acknowledged too.
+    pub fn result_delivered(&mut self, seq: u64, hash: ResultHash) -> Result<(), RepeatedResult> {
+        if seq > self.last_result {
+            // Not one this issuer signed.
+            return Err(RepeatedResult { seq });
+        }
+        self.results.hold(seq, hash)
     }
 
     /// Signs the next receipt for a meter reading and starts waiting for its ack.
@@ -117,8 +157,12 @@ impl Issuer {
             amount: reading.amount,
             prev: self.prev,
             issued_at: self.clock.wall(),
+            results: self.results.longest(),
         };
         let verified = self.key.sign_verified(&receipt)?;
+        // Receipts commit to ever longer runs: what this one covers is settled for the
+        // next ones.
+        self.results.commit(receipt.results);
         let signed = verified.signed().clone();
         let hash = signed.receipt_hash();
         debug!(session = %self.session, seq = receipt.seq, amount = %receipt.amount, "receipt issued");
@@ -218,6 +262,11 @@ impl Issuer {
             self.suspended = None;
         }
         self.suspended.is_none()
+    }
+
+    /// How many results this issuer has signed.
+    pub const fn results_signed(&self) -> u64 {
+        self.last_result
     }
 
     /// Receipts issued and not yet acked.

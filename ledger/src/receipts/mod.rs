@@ -1,12 +1,15 @@
 //! The receipt protocol, without transport: the provider issues and chains signed
 //! receipts ([`Issuer`]), the renter checks and countersigns them ([`Countersigner`]).
-//! Both end with the same chain of [`AckedReceipt`]s.
+//! Both end with the same chain of [`AckedReceipt`]s, and each receipt commits to the
+//! session's signed results both sides hold ([`ResultChain`]).
 
 mod countersigner;
 mod issuer;
+mod results;
 
 pub use countersigner::{Checked, Countersigner, PendingAck, Refusal, Tolerance, VoucherSigner};
 pub use issuer::{AckError, DEFAULT_ACK_TIMEOUT, Issuer};
+pub use results::{RepeatedResult, ResultChain};
 
 use orien_protocol::{ReceiptAck, Signed, Timestamp, UsageReceipt, Verified};
 use serde::{Deserialize, Serialize};
@@ -84,7 +87,8 @@ pub struct StoredReceipt {
 
 impl Record for StoredReceipt {
     const KIND: &'static str = "receipt";
-    const VERSION: u8 = 1;
-    // Two envelopes (≤ 128 + 101 and ≤ 192 + 101 bytes) and a timestamp.
-    const MAX_LEN: usize = 1 + 229 + 293 + 10;
+    // 2: receipts commit to the session's results (`orien/receipt/v2`).
+    const VERSION: u8 = 2;
+    // Two envelopes (≤ 176 + 101 and ≤ 192 + 101 bytes) and a timestamp.
+    const MAX_LEN: usize = 1 + 277 + 293 + 10;
 }

@@ -133,6 +133,7 @@ mod tests {
                 ReceiptHash::from_bytes([2; 32])
             },
             issued_at: Timestamp(0),
+            results: orien_protocol::ResultsCommitment::NONE,
         }
     }
 

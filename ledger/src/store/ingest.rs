@@ -470,6 +470,7 @@ impl Store {
             (Quantity::ExecTime, r.exec_time.get(), head.exec_time.get()),
             (Quantity::CpuTime, r.cpu_time.get(), head.cpu_time.get()),
             (Quantity::Amount, r.amount.micros(), head.amount.micros()),
+            (Quantity::Results, r.results.count, head.results),
         ] {
             if now_value < before {
                 return Err(refused(&v, DisputeReason::Decreasing { quantity }));
@@ -594,6 +595,7 @@ impl Store {
             cpu_time: r.cpu_time,
             amount: r.amount,
             status: head.status,
+            results: r.results.count,
         };
         overlay.heads.insert(r.session, new_head);
         if let Some((escrow, state)) = lane_state {

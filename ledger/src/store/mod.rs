@@ -35,8 +35,9 @@ pub use ingest::{Durable, Ingested, MAX_GROUP};
 pub use query::{DayEarnings, SessionTotals};
 pub use verify::{VerifyError, VerifyReport};
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and reads. Version 2: receipts commit to the
+/// session's signed results, and execution records keep them.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A store operation failed. Every variant says what to do next where there is a choice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +61,22 @@ pub enum StoreError {
         /// Version found on disk.
         found: u32,
         /// Newest version this build reads.
+        supported: u32,
+    },
+    /// The database was written by an older orien-node whose receipts this build cannot
+    /// read (they are signed in an older format, so they cannot be rewritten).
+    #[error(
+        "the ledger at {path} has schema version {found}, older than the version {supported} \
+         this orien-node reads; its receipts are signed in an older format that cannot be \
+         converted: settle its lanes with the orien-node that wrote it, then move the \
+         directory aside (the data is untouched)"
+    )]
+    OlderSchema {
+        /// The data directory.
+        path: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// The version this build reads.
         supported: u32,
     },
     /// The disk holding the data directory is full. Nothing acknowledged was lost;
@@ -343,6 +360,13 @@ impl Store {
                 let found = u32::from_be_bytes(bytes);
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                if found < SCHEMA_VERSION {
+                    return Err(StoreError::OlderSchema {
                         path: self.path.clone(),
                         found,
                         supported: SCHEMA_VERSION,

@@ -101,6 +101,7 @@ impl ChainBuilder {
             amount: Usdc::from_micros(self.amount),
             prev: self.prev,
             issued_at: Timestamp(1_700_000_000_000 + self.amount),
+            results: orien_protocol::ResultsCommitment::NONE,
         };
         let receipt = parties.provider.sign(&receipt).expect("receipt encodes");
         let hash = receipt.receipt_hash();

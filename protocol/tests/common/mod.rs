@@ -62,6 +62,31 @@ pub fn sample_receipt() -> UsageReceipt {
         amount: Usdc::from_micros(5_333),
         prev: ReceiptHash::from_bytes([0x77; 32]),
         issued_at: Timestamp(1_763_900_065_000),
+        results: ResultsCommitment {
+            count: 3,
+            digest: ResultHash::from_bytes([0x99; 32]),
+        },
+    }
+}
+
+/// The provider's signed result of [`sample_exit`]'s call.
+pub fn sample_result() -> ExecResult {
+    let ExecEvent::Exit(exit) = sample_exit() else {
+        unreachable!("sample_exit is an exit")
+    };
+    result_of(sample_session(), exit)
+}
+
+/// A result for `exit`, with fixed hashes.
+pub fn result_of(session: SessionId, exit: ExecExit) -> ExecResult {
+    ExecResult {
+        session,
+        seq: 4,
+        tool: ToolName::new("sha256sum").unwrap(),
+        args: ContentHash::of(br#"{"file":"data/input.txt"}"#),
+        exit,
+        stdout: ContentHash::of(b"stdout"),
+        stderr: ContentHash::of(b""),
     }
 }
 
@@ -289,9 +314,10 @@ pub fn receipt() -> impl Strategy<Value = UsageReceipt> {
         usdc(),
         any::<[u8; 32]>(),
         any::<u64>(),
+        (any::<u64>(), any::<[u8; 32]>()),
     )
         .prop_map(
-            |(session, seq, session_time, exec_time, cpu_time, amount, prev, issued)| {
+            |(session, seq, session_time, exec_time, cpu_time, amount, prev, issued, results)| {
                 UsageReceipt {
                     session: SessionId::from_bytes(session),
                     seq,
@@ -307,6 +333,10 @@ pub fn receipt() -> impl Strategy<Value = UsageReceipt> {
                         ReceiptHash::from_bytes(prev)
                     },
                     issued_at: Timestamp(issued),
+                    results: ResultsCommitment {
+                        count: results.0,
+                        digest: ResultHash::from_bytes(results.1),
+                    },
                 }
             },
         )
@@ -524,6 +554,7 @@ pub fn sample_events() -> SessionRequest {
         exec: ExecId::from_bytes([0xe1; 16]),
         seq: 0,
         events: vec![sample_output(), sample_exit()],
+        result: Some(provider_key().sign(&sample_result()).unwrap()),
     })
 }
 
@@ -556,11 +587,22 @@ pub fn session_request() -> impl Strategy<Value = SessionRequest> {
                     .collect();
                 events.retain(|e| !matches!(e, ExecEvent::Exit(_)));
                 events.extend(exits.into_iter().take(1));
+                let session = SessionId::from_bytes(session);
+                // The signed result comes with the exit.
+                let result = match events.last() {
+                    Some(ExecEvent::Exit(exit)) => Some(
+                        provider_key()
+                            .sign(&result_of(session, exit.clone()))
+                            .unwrap(),
+                    ),
+                    _ => None,
+                };
                 SessionRequest::Events(ExecEvents {
-                    session: SessionId::from_bytes(session),
+                    session,
                     exec: ExecId::from_bytes(exec),
                     seq,
                     events,
+                    result,
                 })
             }),
         (node_key(), receipt()).prop_map(|(key, r)| SessionRequest::Receipt(key.sign(&r).unwrap())),

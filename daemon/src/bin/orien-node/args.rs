@@ -58,6 +58,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// A provider's signed result of a call (offline: no node needed).
+    Result {
+        #[command(subcommand)]
+        command: crate::result::ResultCommand,
+    },
     #[command(flatten)]
     Client(commands::ClientCommand),
     /// Show the effective configuration: data directory, files, API, environment.

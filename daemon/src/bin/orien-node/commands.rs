@@ -58,7 +58,7 @@ pub(crate) enum ClientCommand {
         #[arg(long, value_parser = ["pending", "running", "completed", "failed"])]
         state: Option<String>,
         /// Only executions that failed for this reason.
-        #[arg(long, value_parser = ["timed_out", "out_of_memory", "invalid_arguments", "sandbox_error", "lost"])]
+        #[arg(long, value_parser = ["timed_out", "out_of_memory", "invalid_arguments", "sandbox_error", "lost", "disputed"])]
         failure: Option<String>,
         /// Most executions to list (1 to 500).
         #[arg(long, default_value_t = 20)]

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod config_file;
 mod prepare;
+mod result;
 
 use std::time::Duration;
 
@@ -231,6 +232,12 @@ async fn main() -> anyhow::Result<()> {
                     report.accounts,
                     report.total_moved_micros
                 ));
+            }
+        }
+        Command::Result { command } => {
+            let code = result::run(command, cli.json)?;
+            if code != 0 {
+                std::process::exit(code);
             }
         }
         Command::Run(args) => run(&cli.data_dir, *args).await?,

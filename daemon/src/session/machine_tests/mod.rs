@@ -10,9 +10,9 @@ use orien_ledger::{
     Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus, Store, StoreOptions,
 };
 use orien_protocol::{
-    Clock, CloseReason, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome, ManualClock,
-    Millis, NodeKey, OutputChunk, OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId,
-    SessionResponse, Signed, Timestamp, UsageReceipt, Usdc,
+    Clock, CloseReason, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome,
+    ManualClock, Millis, NodeKey, OutputChunk, OutputStream, PaymentLane, Pricing, RpcErrorCode,
+    SessionId, SessionResponse, Signed, Timestamp, ToolName, UsageReceipt, Usdc,
 };
 
 use super::provider_machine::{
@@ -78,6 +78,7 @@ fn rig(budget: u64) -> (Rig, P, R) {
     let p = ProviderMachine::new(
         ProviderTerms {
             session,
+            tool: tool(),
             max_calls: 2,
             max_duration: Duration::from_secs(60),
         },
@@ -95,6 +96,7 @@ fn rig(budget: u64) -> (Rig, P, R) {
     let r = RenterMachine::new(
         RenterTerms {
             session,
+            provider: provider.node_id(),
             max_calls: 2,
             output_cap: 64,
             call_cap: MeterConfig::call_cap_for(MAX_EXEC),
@@ -181,6 +183,76 @@ fn exec(session: SessionId, args: &str) -> Exec {
         exec: ExecId::random(),
         args_json: args.into(),
     }
+}
+
+fn tool() -> ToolName {
+    ToolName::new("wc").unwrap()
+}
+
+/// A call that ran for `wall` and printed `stdout`, as the sandbox reports it.
+fn exit_of(exec: ExecId, wall: Millis, stdout: &[u8]) -> ExecExit {
+    ExecExit {
+        exec,
+        outcome: ExecOutcome::Exited,
+        exit_code: Some(0),
+        wall,
+        cpu: Millis(10),
+        peak_memory_bytes: 0,
+        stdout_bytes: stdout.len() as u64,
+        stderr_bytes: 0,
+        stdout_truncated: false,
+        stderr_truncated: false,
+    }
+}
+
+/// Runs one call through both machines up to its exit: the renter asks, the provider
+/// starts it, the sandbox reports `exit` with `stdout` sent, and the provider signs the
+/// result. Returns the batch the provider sends (output and exit, with the result), and
+/// the receipt it sends at the exit, if it is not waiting for an ack already.
+fn run_call(
+    rig: &Rig,
+    p: &mut P,
+    r: &mut R,
+    exit: impl FnOnce(ExecId) -> ExecExit,
+    stdout: &[u8],
+) -> (ExecEvents, Option<Signed<UsageReceipt>>) {
+    let call = exec(rig.session, "{}");
+    r.start_exec(call.exec, tool(), &call.args_json).unwrap();
+    let started = p.handle(ProviderInput::Exec {
+        exec: call.clone(),
+        reply: 1,
+    });
+    assert!(code(&started).is_none(), "{started:?}");
+    let exit = exit(call.exec);
+    let output = [ContentHash::of(stdout), ContentHash::of(b"")];
+    let ended = p.handle(ProviderInput::Exited {
+        exit: exit.clone(),
+        output,
+    });
+    let receipt = sent(&ended);
+    let result = ended.into_iter().find_map(|a| match a {
+        ProviderAction::CallEnded { result, .. } => result,
+        _ => None,
+    });
+    assert!(result.is_some(), "the provider signs every exit");
+    let mut events = Vec::new();
+    if !stdout.is_empty() {
+        events.push(ExecEvent::Output(OutputChunk {
+            exec: call.exec,
+            stream: OutputStream::Stdout,
+            offset: 0,
+            data: stdout.to_vec(),
+        }));
+    }
+    events.push(ExecEvent::Exit(exit));
+    let batch = ExecEvents {
+        session: rig.session,
+        exec: call.exec,
+        seq: 0,
+        events,
+        result,
+    };
+    (batch, receipt)
 }
 
 fn code(actions: &[ProviderAction<u32>]) -> Option<RpcErrorCode> {

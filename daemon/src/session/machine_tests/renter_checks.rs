@@ -1,5 +1,8 @@
 //! What the renter checks: receipts against its meter, silence, output streams, exits.
 
+use orien_ledger::{DisputeReason, ResultFault, SuspendReason};
+use orien_protocol::ResultsCommitment;
+
 use super::*;
 
 #[test]
@@ -60,14 +63,26 @@ fn batch(session: SessionId, exec: ExecId, seq: u64, events: Vec<ExecEvent>) -> 
         exec,
         seq,
         events,
+        result: None,
     }
+}
+
+/// SHA-256 of each stream of `batch` (stdout, stderr).
+fn received(batch: &ExecEvents) -> [ContentHash; 2] {
+    let mut streams = [Vec::new(), Vec::new()];
+    for event in &batch.events {
+        if let ExecEvent::Output(chunk) = event {
+            streams[chunk.stream as usize].extend_from_slice(&chunk.data);
+        }
+    }
+    streams.map(|bytes| ContentHash::of(&bytes))
 }
 
 #[test]
 fn broken_output_streams_are_refused_as_abuse_and_good_ones_kept() {
     let (rig, _p, mut r) = rig(1_000_000);
     let call = ExecId::random();
-    r.start_exec(call).unwrap();
+    r.start_exec(call, tool(), "{}").unwrap();
     let s = rig.session;
     let empty = r.check_events(&batch(s, call, 0, vec![chunk(call, 0, b"")]));
     assert!(matches!(
@@ -103,32 +118,22 @@ fn broken_output_streams_are_refused_as_abuse_and_good_ones_kept() {
     );
     let good = batch(s, call, 0, vec![chunk(call, 0, b"abc")]);
     assert_eq!(r.check_events(&good).unwrap(), 3);
-    assert!(r.accept_events(&good).is_empty());
+    assert!(r.accept_events(&good, received(&good)).is_empty());
     let next = batch(s, call, 1, vec![chunk(call, 3, b"de")]);
     assert_eq!(r.check_events(&next).unwrap(), 2);
 }
 
 #[test]
 fn an_exit_the_renter_could_not_have_seen_suspends_the_session() {
-    let (rig, _p, mut r) = rig(1_000_000);
-    let call = ExecId::random();
-    r.start_exec(call).unwrap();
-    rig.advance(Duration::from_millis(500));
-    let exit = ExecExit {
-        exec: call,
-        outcome: ExecOutcome::Exited,
-        exit_code: Some(0),
-        wall: Millis(2_900),
-        cpu: Millis(10),
-        peak_memory_bytes: 0,
-        stdout_bytes: 0,
-        stderr_bytes: 0,
-        stdout_truncated: false,
-        stderr_truncated: false,
+    let (rig, mut p, mut r) = rig(1_000_000);
+    // The provider signs an exit of 2.9 s the renter timed at 0.5 s.
+    let late = |exec| {
+        rig.advance(Duration::from_millis(500));
+        exit_of(exec, Millis(2_900), b"")
     };
-    let events = batch(rig.session, call, 0, vec![ExecEvent::Exit(exit)]);
+    let (events, _) = run_call(&rig, &mut p, &mut r, late, b"");
     r.check_events(&events).unwrap();
-    let actions = r.accept_events(&events);
+    let actions = r.accept_events(&events, received(&events));
     match actions.as_slice() {
         [
             RenterAction::Suspend {
@@ -139,4 +144,137 @@ fn an_exit_the_renter_could_not_have_seen_suspends_the_session() {
         other => panic!("expected a suspension, got {other:?}"),
     }
     assert_eq!(r.running_calls(), 0);
+}
+
+/// The dispute a renter machine's actions record, if any.
+fn disputed(actions: &[RenterAction<u32>]) -> Option<DisputeReason> {
+    actions.iter().find_map(|a| match a {
+        RenterAction::Suspend {
+            status: SessionStatus::Suspended(SuspendReason::Dispute { reason, .. }),
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+fn prints(out: &'static [u8]) -> impl FnOnce(ExecId) -> ExecExit {
+    move |exec| exit_of(exec, Millis(5), out)
+}
+
+#[test]
+fn a_provider_that_lies_about_an_output_hash_is_caught() {
+    let (rig, mut p, mut r) = rig(1_000_000);
+    // The provider signs the hash of "hello\n" but the renter receives "hellO\n".
+    let (mut events, receipt) = run_call(&rig, &mut p, &mut r, prints(b"hello\n"), b"hello\n");
+    let ExecEvent::Output(chunk) = &mut events.events[0] else {
+        unreachable!("the batch starts with the output")
+    };
+    chunk.data = b"hellO\n".to_vec();
+    r.check_events(&events).unwrap();
+    let actions = r.accept_events(&events, received(&events));
+    assert_eq!(
+        disputed(&actions),
+        Some(DisputeReason::FalseResult {
+            exec: events.exec,
+            fault: ResultFault::Stdout,
+        })
+    );
+    assert_eq!(
+        r.call_end(events.exec).and_then(|e| e.fault),
+        Some(ResultFault::Stdout)
+    );
+    assert!(!r.meter().is_running(), "the renter stops paying");
+    // Every later receipt is refused for it.
+    let receipt = receipt.unwrap();
+    let actions = r.handle(RenterInput::Receipt { receipt, reply: 9 });
+    assert!(
+        actions.iter().any(|a| matches!(a,
+            RenterAction::Reply(9, SessionResponse::Disputed { detail }) if detail.contains("stdout hash"))),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_result_someone_else_signed_or_for_another_call_is_caught() {
+    let (rig, mut p, mut r) = rig(1_000_000);
+    let (mut events, _) = run_call(&rig, &mut p, &mut r, prints(b"x"), b"x");
+    let claimed = events.result.as_ref().unwrap().claimed().unwrap();
+    events.result = Some(NodeKey::generate().sign(&claimed).unwrap());
+    r.check_events(&events).unwrap();
+    let actions = r.accept_events(&events, received(&events));
+    assert!(matches!(
+        disputed(&actions),
+        Some(DisputeReason::FalseResult {
+            fault: ResultFault::Signature,
+            ..
+        })
+    ));
+
+    // A true result of another call, sent with this one's exit.
+    let (rig, mut p, mut r) = super::rig(1_000_000);
+    let (first, _) = run_call(&rig, &mut p, &mut r, prints(b"x"), b"x");
+    let (mut second, _) = run_call(&rig, &mut p, &mut r, prints(b"x"), b"x");
+    second.result = first.result.clone();
+    r.check_events(&second).unwrap();
+    let actions = r.accept_events(&second, received(&second));
+    assert!(matches!(
+        disputed(&actions),
+        Some(DisputeReason::FalseResult {
+            fault: ResultFault::WrongCall,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn receipts_commit_to_the_results_the_renter_took_and_no_others() {
+    let (rig, mut p, mut r) = rig(1_000_000);
+    let committed = |receipt: &Signed<UsageReceipt>| receipt.claimed().unwrap().results;
+    let (one, first) = run_call(&rig, &mut p, &mut r, prints(b"1"), b"1");
+    let (two, _) = run_call(&rig, &mut p, &mut r, prints(b"2"), b"2");
+    // The second result is taken first: the receipts wait for the first.
+    for batch in [&two, &one] {
+        r.check_events(batch).unwrap();
+        assert!(disputed(&r.accept_events(batch, received(batch))).is_none());
+    }
+    p.handle(ProviderInput::ResultDelivered { exec: two.exec });
+    let first = first.unwrap();
+    assert_eq!(
+        committed(&first),
+        ResultsCommitment::NONE,
+        "issued at the first exit"
+    );
+    // The receipt issued at the second exit waited for the first's ack.
+    let second = sent(&rig.deliver(&mut p, &mut r, first)).unwrap();
+    assert_eq!(committed(&second).count, 0, "result 1 was not taken then");
+    rig.deliver(&mut p, &mut r, second);
+    p.handle(ProviderInput::ResultDelivered { exec: one.exec });
+    rig.advance(Duration::from_millis(1_000));
+    let third = sent(&p.handle(ProviderInput::Tick)).unwrap();
+    let hash = |b: &ExecEvents| b.result.as_ref().unwrap().result_hash();
+    let both = ResultsCommitment::NONE
+        .extend(&hash(&one))
+        .extend(&hash(&two));
+    assert_eq!(
+        committed(&third),
+        both,
+        "both results, in the provider's numbering"
+    );
+    rig.deliver(&mut p, &mut r, third);
+    assert_eq!(r.chain().len(), 3);
+
+    // A provider that commits to a result the renter never took is refused.
+    let (three, at_exit) = run_call(&rig, &mut p, &mut r, prints(b"3"), b"3");
+    rig.deliver(&mut p, &mut r, at_exit.unwrap());
+    p.handle(ProviderInput::ResultDelivered { exec: three.exec });
+    rig.advance(Duration::from_millis(1_000));
+    let receipt = sent(&p.handle(ProviderInput::Tick)).unwrap();
+    let actions = r.handle(RenterInput::Receipt { receipt, reply: 9 });
+    assert!(matches!(
+        disputed(&actions),
+        Some(DisputeReason::ResultsNotHeld {
+            claimed: 3,
+            held: 2
+        })
+    ));
 }

@@ -53,6 +53,15 @@ impl<R> ProviderMachine<R> {
                 "committing without an ack"
             ),
         }
+        for (seq, _) in self.undelivered.values() {
+            assert!(*seq >= 1, "results are numbered from 1");
+        }
+        if let Some(last) = self.unsent.back().map(|(r, _)| r).or(committed) {
+            assert!(
+                last.results.count <= self.issuer.results_signed(),
+                "a receipt commits to results never signed"
+            );
+        }
         if self.ended {
             assert!(self.meter.is_closed(), "an ended session still meters");
         }

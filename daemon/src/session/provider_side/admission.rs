@@ -209,6 +209,7 @@ pub(in crate::session) async fn open(
     let machine = ProviderMachine::new(
         ProviderTerms {
             session,
+            tool: offer.tool.clone(),
             max_calls: offer.limits.concurrent_execs,
             max_duration: open.max_duration.to_duration(),
         },

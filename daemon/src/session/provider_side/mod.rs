@@ -12,14 +12,15 @@ use std::time::Duration;
 use orien_ledger::{CheckedReceipt, ExecRecord, SessionStatus, StoredOutput};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
-    CloseReason, CloseSession, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId, FileInfo,
-    LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest, SessionResponse, ToolName, Usdc,
+    CloseReason, CloseSession, ContentHash, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId,
+    ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest, SessionResponse,
+    Signed, ToolName, Usdc,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::exec_records::{CallOutput, ExecRecords};
+use super::exec_records::{CallOutput, ExecRecords, end_of};
 use super::provider_machine::{
     AckCheck, Delivery, ProviderAction, ProviderInput, ProviderMachine, RETRY,
 };
@@ -47,7 +48,11 @@ pub(super) enum Input {
         exit: ExecExit,
         /// The call's standard output and error, as recorded while they were forwarded.
         output: (StoredOutput, StoredOutput),
+        /// Where the signed result goes (dropped when there is none to send).
+        signed: oneshot::Sender<Signed<ExecResult>>,
     },
+    /// The renter took the batch carrying a call's signed result.
+    ResultDelivered { exec: ExecId },
     ReceiptAnswer {
         result: Result<SessionResponse, NetError>,
     },
@@ -79,6 +84,14 @@ impl Handle {
     }
 }
 
+/// A call's exit as the sandbox reported it, until the machine has costed and signed it.
+struct Finished {
+    exit: ExecExit,
+    output: (StoredOutput, StoredOutput),
+    /// The forwarder waiting to send the signed result with the exit.
+    signed: oneshot::Sender<Signed<ExecResult>>,
+}
+
 /// The driver of a provided session: it feeds the machine the renter's requests, the
 /// sandbox's exits, the answers to receipts and the timers, and does what it asks.
 struct Task {
@@ -104,8 +117,9 @@ struct Task {
     tool: ToolName,
     /// The audit records of its calls.
     records: ExecRecords,
-    /// Exits reported by the sandbox, waiting for the machine's cost of the call.
-    finished: std::collections::HashMap<ExecId, (ExecExit, (StoredOutput, StoredOutput))>,
+    /// The exit reported by the sandbox in the current step, waiting for the machine's
+    /// cost and signed result.
+    finished: std::collections::HashMap<ExecId, Finished>,
     /// When the receipt in flight was sent, on the session's clock (for the metrics).
     receipt_sent: Option<Duration>,
     _slot: Slot,
@@ -129,12 +143,14 @@ impl Task {
                         Some(input) => input,
                         None => continue,
                     },
-                    Some(Input::ExecDone { exit, output }) => {
+                    Some(Input::ExecDone { exit, output, signed }) => {
                         self.inner.metrics.execution(&exit.outcome);
                         self.call_ended(exit.exec);
-                        self.finished.insert(exit.exec, (exit.clone(), output));
-                        ProviderInput::Exited(exit)
+                        let hashes = [&output.0, &output.1].map(|o| ContentHash::from_bytes(o.sha256));
+                        self.finished.insert(exit.exec, Finished { exit: exit.clone(), output, signed });
+                        ProviderInput::Exited { exit, output: hashes }
                     }
+                    Some(Input::ResultDelivered { exec }) => ProviderInput::ResultDelivered { exec },
                     Some(Input::ReceiptAnswer { result }) => {
                         if matches!(result, Ok(SessionResponse::Ack(_))) {
                             self.observe_ack();
@@ -152,7 +168,11 @@ impl Task {
                     ProviderInput::LaneClosing
                 }
             };
-            if let Some((reason, replies)) = self.step(input).await {
+            let ended = self.step(input).await;
+            // An exit the machine did not cost (a call it did not know) gets no result:
+            // its forwarder stops waiting.
+            self.finished.clear();
+            if let Some((reason, replies)) = ended {
                 return self.teardown(reason, replies).await;
             }
         }
@@ -213,10 +233,14 @@ impl Task {
                     args,
                     args_json,
                 } => self.start_call(exec, args, args_json).await,
-                ProviderAction::CallEnded { exec, cost } => {
-                    if let Some((exit, output)) = self.finished.remove(&exec) {
+                ProviderAction::CallEnded { exec, cost, result } => {
+                    if let Some(finished) = self.finished.remove(&exec) {
                         let now = self.inner.clock.wall();
-                        self.records.exited_with(&exit, cost, output, now).await;
+                        let end = end_of(&finished.exit, cost, finished.output, result.clone());
+                        self.records.end(exec, end, now).await;
+                        if let Some(result) = result {
+                            let _ = finished.signed.send(result);
+                        }
                     }
                 }
                 ProviderAction::CloseSandbox => {
@@ -425,13 +449,24 @@ async fn forward_output(
             _ => None,
         };
         // The meter stops at the exit the provider sees, before the renter sees it, so
-        // the provider's measure of a call is never longer than the renter's.
+        // the provider's measure of a call is never longer than the renter's. The exit
+        // goes out with the provider's signed result, or not at all.
+        let mut result = None;
         if let Some(exit) = &exit {
+            let (signed, result_rx) = oneshot::channel();
             let done = Input::ExecDone {
                 exit: exit.clone(),
                 output: output.clone().finish(),
+                signed,
             };
             let _ = input.send(done).await;
+            match result_rx.await {
+                Ok(signed) => result = Some(signed),
+                Err(_) => {
+                    debug!("the session ended before the call's result was signed");
+                    return;
+                }
+            }
         }
         if delivering {
             let batch = ExecEvents {
@@ -439,9 +474,13 @@ async fn forward_output(
                 exec,
                 seq,
                 events,
+                result,
             };
             delivering = deliver(&net, renter, batch).await;
             seq += 1;
+            if delivering && exit.is_some() {
+                let _ = input.send(Input::ResultDelivered { exec }).await;
+            }
         }
         if exit.is_some() {
             return;

@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_ledger::{ExecRecord, SessionStatus};
+use orien_ledger::{ExecFailure, ExecRecord, ExecState, SessionStatus};
 use orien_protocol::{
-    CloseReason, CloseSession, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, NodeId,
-    OfferId, OutputStream, Pricing, RpcErrorCode, SessionId, SessionRequest, SessionResponse,
-    ToolName, Usdc,
+    CloseReason, CloseSession, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis,
+    NodeId, OfferId, OutputStream, Pricing, RpcErrorCode, SessionId, SessionRequest,
+    SessionResponse, ToolName, Usdc,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::exec_records::ExecRecords;
+use super::exec_records::{ExecRecords, end_of};
 use super::renter_machine::{RenterAction, RenterInput, RenterMachine, StartRefused};
 use super::{ExecLog, ExecLogs, Inner, Reply, SessionError, blocking, error, unexpected};
 use crate::metrics::Side;
@@ -258,19 +258,19 @@ impl Task {
                     args_json,
                     reply,
                 } => {
-                    let mut result =
-                        self.machine
-                            .start_exec(exec)
-                            .map_err(|refused| match refused {
-                                StartRefused::NotRunning => SessionError::NotOpen {
-                                    session: self.session,
-                                    state: "suspended or closed".into(),
-                                },
-                                StartRefused::TooManyCalls { max } => {
-                                    SessionError::TooManyCalls { max }
-                                }
-                                StartRefused::Budget(refused) => SessionError::Budget(refused),
-                            });
+                    let mut result = self
+                        .machine
+                        .start_exec(exec, self.tool.clone(), &args_json)
+                        .map_err(|refused| match refused {
+                            StartRefused::NotRunning => SessionError::NotOpen {
+                                session: self.session,
+                                state: "suspended or closed".into(),
+                            },
+                            StartRefused::TooManyCalls { max } => {
+                                SessionError::TooManyCalls { max }
+                            }
+                            StartRefused::Budget(refused) => SessionError::Budget(refused),
+                        });
                     if result.is_ok() {
                         let record = ExecRecord::requested(
                             exec,
@@ -430,18 +430,38 @@ impl Task {
             let _ = reply.send(error(RpcErrorCode::RateLimited, full));
             return;
         }
-        let actions = self.machine.accept_events(&batch);
         // The record of the output and of the exit is durable before the provider hears
         // the batch was taken.
+        let mut exit = None;
         for event in &batch.events {
             match event {
                 ExecEvent::Output(chunk) => self.records.output(batch.exec, chunk),
-                ExecEvent::Exit(exit) => {
-                    let cost = self.machine.call_cost(exit.exec).unwrap_or(Usdc::ZERO);
-                    let now = self.inner.clock.wall();
-                    self.records.exited(exit, cost, now).await;
-                }
+                ExecEvent::Exit(e) => exit = Some(e),
             }
+        }
+        let output = exit.map(|_| self.records.take_output(batch.exec));
+        let received = output
+            .as_ref()
+            .map_or([ContentHash::of(b""); 2], |(out, err)| {
+                [out.sha256, err.sha256].map(ContentHash::from_bytes)
+            });
+        let actions = self.machine.accept_events(&batch, received);
+        let mut answer = SessionResponse::Done;
+        if let (Some(exit), Some(output)) = (exit, output) {
+            let ended = self.machine.call_end(exit.exec);
+            let cost = ended.map_or(Usdc::ZERO, |e| e.cost);
+            let mut end = end_of(exit, cost, output, batch.result.clone());
+            if let Some(fault) = ended.and_then(|e| e.fault) {
+                warn!(exec = %exit.exec, %fault, "the provider's signed result is false; disputing the session");
+                end.state = ExecState::Failed(ExecFailure::Disputed);
+                end.detail = Some(format!("the provider's signed result {fault}"));
+                answer = SessionResponse::Disputed {
+                    detail: orien_protocol::fit_detail(end.detail.clone().unwrap_or_default()),
+                };
+            }
+            self.records
+                .end(exit.exec, end, self.inner.clock.wall())
+                .await;
         }
         {
             let mut logs = self.logs.logs();
@@ -467,7 +487,7 @@ impl Task {
             }
         }
         self.logs.changed.notify_waiters();
-        let _ = reply.send(SessionResponse::Done);
+        let _ = reply.send(answer);
         self.perform(actions).await;
     }
 

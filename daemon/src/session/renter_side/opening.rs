@@ -157,6 +157,7 @@ pub(in crate::session) async fn open(
     let machine = RenterMachine::new(
         RenterTerms {
             session: accepted.session,
+            provider: offer.provider,
             max_calls: offer.limits.concurrent_execs,
             output_cap: offer.limits.output_bytes.saturating_mul(2),
             call_cap,

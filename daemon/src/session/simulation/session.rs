@@ -7,9 +7,9 @@ use std::time::Duration;
 use orien_ledger::receipts::Tolerance;
 use orien_ledger::{Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus};
 use orien_protocol::{
-    Clock, CloseReason, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, OutputChunk,
-    OutputStream, PaymentLane, Pricing, RpcErrorCode, SessionId, SessionResponse, Signed,
-    Timestamp, Usage, UsageReceipt, Usdc,
+    Clock, CloseReason, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis,
+    PaymentLane, Pricing, RpcErrorCode, SessionId, SessionResponse, Signed, Timestamp, ToolName,
+    Usage, UsageReceipt, Usdc,
 };
 
 mod nodes;
@@ -150,6 +150,7 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
     let provider = ProviderMachine::new(
         ProviderTerms {
             session,
+            tool: tool(),
             max_calls: MAX_CALLS,
             max_duration: MAX_DURATION,
         },
@@ -167,6 +168,7 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
     let renter = RenterMachine::new(
         RenterTerms {
             session,
+            provider: world.provider.node_id(),
             max_calls: MAX_CALLS,
             output_cap: 1 << 20,
             call_cap: MeterConfig::call_cap_for(MAX_EXEC),
@@ -218,6 +220,28 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
     sim.check()
 }
 
+/// What every simulated call prints.
+const OUTPUT: &[u8] = b"done\n";
+
+/// The tool of every simulated session.
+fn tool() -> ToolName {
+    // A valid name.
+    #[allow(clippy::expect_used)]
+    ToolName::new("sim").expect("a valid tool name")
+}
+
+/// SHA-256 of each stream as a batch carries it (the simulation sends a call's whole
+/// output in the batch with its exit).
+fn received(batch: &ExecEvents) -> [ContentHash; 2] {
+    let mut streams = [Vec::new(), Vec::new()];
+    for event in &batch.events {
+        if let ExecEvent::Output(chunk) = event {
+            streams[chunk.stream as usize].extend_from_slice(&chunk.data);
+        }
+    }
+    streams.map(|bytes| ContentHash::of(&bytes))
+}
+
 impl Sim<'_> {
     fn now(&self) -> Duration {
         self.world.clock.monotonic()
@@ -259,27 +283,13 @@ impl Sim<'_> {
             Event::Arrive { to, msg, token } => self.arrive(to, msg, token)?,
             Event::Answer { token, response } => self.answer(token, response)?,
             Event::Exit { exec } => {
-                if let Some(exit) = self.sandbox.remove(&exec)
+                // The output goes to the renter with the signed result, once the machine
+                // has signed it ([`ProviderAction::CallEnded`]).
+                if let Some(exit) = self.sandbox.get(&exec).cloned()
                     && !self.sandbox_closed
                 {
-                    self.provider_input(ProviderInput::Exited(exit.clone()))?;
-                    let events = vec![
-                        ExecEvent::Output(OutputChunk {
-                            exec,
-                            stream: OutputStream::Stdout,
-                            offset: 0,
-                            data: b"done\n".to_vec(),
-                        }),
-                        ExecEvent::Exit(exit),
-                    ];
-                    let batch = ExecEvents {
-                        session: self.session,
-                        exec,
-                        seq: 0,
-                        events,
-                    };
-                    let msg = Msg::Events(batch.clone());
-                    self.send(Side::Provider, msg, Route::Events { batch, attempt: 1 });
+                    let output = [ContentHash::of(OUTPUT), ContentHash::of(b"")];
+                    self.provider_input(ProviderInput::Exited { exit, output })?;
                 }
             }
             Event::Agent => self.agent(),
@@ -307,7 +317,7 @@ impl Sim<'_> {
             return;
         }
         let exec = ExecId::from_bytes(rng.id());
-        if renter.start_exec(exec).is_ok() {
+        if renter.start_exec(exec, tool(), "{}").is_ok() {
             self.calls_started += 1;
             let request = Exec {
                 session: self.session,
@@ -430,7 +440,7 @@ impl Sim<'_> {
                     Msg::Events(batch) => {
                         let response = match renter.check_events(&batch) {
                             Ok(_) => {
-                                let actions = renter.accept_events(&batch);
+                                let actions = renter.accept_events(&batch, received(&batch));
                                 self.renter_actions(actions)?;
                                 SessionResponse::Done
                             }
@@ -461,6 +471,11 @@ impl Sim<'_> {
                     None => Delivery::Failed("no answer".into()),
                 };
                 self.provider_input(ProviderInput::Delivered(delivery))
+            }
+            Route::Events { batch, .. }
+                if alive && matches!(response, Some(SessionResponse::Done)) =>
+            {
+                self.provider_input(ProviderInput::ResultDelivered { exec: batch.exec })
             }
             Route::Events { batch, attempt } if alive && attempt < ATTEMPTS => {
                 let busy = matches!(

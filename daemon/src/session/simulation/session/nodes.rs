@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use orien_ledger::{Meter, SessionStatus};
 use orien_protocol::{
-    Clock, CloseReason, ExecExit, ExecOutcome, Millis, ReceiptAck, SessionResponse, Usage,
+    Clock, CloseReason, ExecEvent, ExecEvents, ExecExit, ExecOutcome, Millis, OutputChunk,
+    OutputStream, ReceiptAck, SessionResponse, Usage,
 };
 
 use super::{Account, Event, MAX_EXEC, Msg, Route, Side, Sim, Token};
@@ -48,8 +49,32 @@ impl Sim<'_> {
                     let at = self.now() + wall;
                     self.queue.at(at, Event::Exit { exec });
                 }
-                // The simulation keeps no execution records.
-                ProviderAction::CallEnded { .. } => {}
+                // The simulation keeps no execution records; the exit goes out with its
+                // signed result.
+                ProviderAction::CallEnded { exec, result, .. } => {
+                    if let Some(exit) = self.sandbox.remove(&exec)
+                        && result.is_some()
+                    {
+                        let events = vec![
+                            ExecEvent::Output(OutputChunk {
+                                exec,
+                                stream: OutputStream::Stdout,
+                                offset: 0,
+                                data: super::OUTPUT.to_vec(),
+                            }),
+                            ExecEvent::Exit(exit),
+                        ];
+                        let batch = ExecEvents {
+                            session: self.session,
+                            exec,
+                            seq: 0,
+                            events,
+                            result,
+                        };
+                        let msg = Msg::Events(batch.clone());
+                        self.send(Side::Provider, msg, Route::Events { batch, attempt: 1 });
+                    }
+                }
                 ProviderAction::CloseSandbox => self.sandbox_closed = true,
                 ProviderAction::Send(receipt) => {
                     self.send(Side::Provider, Msg::Receipt(receipt), Route::Receipt);
