@@ -4,6 +4,7 @@ use orien_ledger::{DisputeReason, ResultFault, SuspendReason};
 use orien_protocol::ResultsCommitment;
 
 use super::*;
+use crate::session::simulation::session::received;
 
 #[test]
 fn a_receipt_above_the_renters_meter_is_refused_with_evidence() {
@@ -65,17 +66,6 @@ fn batch(session: SessionId, exec: ExecId, seq: u64, events: Vec<ExecEvent>) -> 
         events,
         result: None,
     }
-}
-
-/// SHA-256 of each stream of `batch` (stdout, stderr).
-fn received(batch: &ExecEvents) -> [ContentHash; 2] {
-    let mut streams = [Vec::new(), Vec::new()];
-    for event in &batch.events {
-        if let ExecEvent::Output(chunk) = event {
-            streams[chunk.stream as usize].extend_from_slice(&chunk.data);
-        }
-    }
-    streams.map(|bytes| ContentHash::of(&bytes))
 }
 
 #[test]

@@ -487,8 +487,9 @@ impl Task {
             }
         }
         self.logs.changed.notify_waiters();
-        let _ = reply.send(answer);
+        // A dispute is recorded before the provider hears of it.
         self.perform(actions).await;
+        let _ = reply.send(answer);
     }
 
     /// Makes room for `bytes` more output within the renter's cap, forgetting the output

@@ -27,7 +27,7 @@
 //! nodes always run with the default, [`Durability::PowerLoss`].
 
 mod network;
-mod session;
+pub(super) mod session;
 
 use std::path::PathBuf;
 use std::sync::Arc;

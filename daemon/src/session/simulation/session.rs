@@ -230,9 +230,9 @@ fn tool() -> ToolName {
     ToolName::new("sim").expect("a valid tool name")
 }
 
-/// SHA-256 of each stream as a batch carries it (the simulation sends a call's whole
-/// output in the batch with its exit).
-fn received(batch: &ExecEvents) -> [ContentHash; 2] {
+/// SHA-256 of each stream as a batch carries it (the simulation and the machine tests
+/// send a call's whole output in the batch with its exit).
+pub(in crate::session) fn received(batch: &ExecEvents) -> [ContentHash; 2] {
     let mut streams = [Vec::new(), Vec::new()];
     for event in &batch.events {
         if let ExecEvent::Output(chunk) = event {
