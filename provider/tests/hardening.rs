@@ -5,12 +5,18 @@
 mod common;
 
 use common::{Harness, sh, stdout};
-use orien_provider::{LABEL_NODE, LABEL_SESSION, LABEL_TOOL};
+use orien_provider::{LABEL_NODE, LABEL_SESSION, LABEL_TOOL, SessionSandbox};
 
 #[tokio::test]
 async fn live_container_carries_every_hardening_setting() {
     let h = Harness::start().await;
     let s = h.open("sh").await;
+    assert_hardened(&h, &s).await;
+    s.close().await.unwrap();
+}
+
+/// `docker inspect` of `s`'s container and workspace, and what a process inside sees.
+async fn assert_hardened(h: &Harness, s: &SessionSandbox) {
     let docker = bollard::Docker::connect_with_socket_defaults().unwrap();
     let c = docker
         .inspect_container(s.container_name(), None)
@@ -91,7 +97,7 @@ async fn live_container_carries_every_hardening_setting() {
 
     // And from inside: who the process is, what it may do, what it sees.
     let r = sh(
-        &s,
+        s,
         "id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; \
          ulimit -n; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /dev",
     )
@@ -111,7 +117,6 @@ async fn live_container_carries_every_hardening_setting() {
     for dev in ["sda", "vda", "nvme0", "mem", "kmsg"] {
         assert!(!lines.contains(&dev), "device {dev} visible: {out}");
     }
-    s.close().await.unwrap();
 }
 
 #[tokio::test]
