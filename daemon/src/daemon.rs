@@ -139,6 +139,8 @@ pub struct Daemon {
     token: BearerToken,
     settle_on_shutdown: bool,
     _reaper: Option<Reaper>,
+    /// The sandbox it sells from, to stop its warm pool at shutdown.
+    provider: Option<Provider>,
     _background: Vec<JoinHandle<()>>,
 }
 
@@ -209,7 +211,7 @@ impl Daemon {
             key,
             clock: Arc::new(SystemClock::new()),
             store,
-            sandbox: provider.map(|p| Arc::new(p) as Arc<dyn Sandbox>),
+            sandbox: provider.clone().map(|p| Arc::new(p) as Arc<dyn Sandbox>),
             payments: payments.clone(),
             payout,
             node: config.node,
@@ -247,6 +249,7 @@ impl Daemon {
             api_addr_file,
             token,
             _reaper: reaper,
+            provider,
             _background: background,
         })
     }
@@ -301,6 +304,9 @@ impl Daemon {
             Err(_) => {
                 tracing::warn!("API connections still open; stopping without withdrawing offers")
             }
+        }
+        if let Some(provider) = &self.provider {
+            provider.shutdown().await;
         }
         served
     }

@@ -50,16 +50,26 @@ async fn not_closed(node: &NodeProcess) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Containers the engine still holds for the provider's sessions.
-fn session_containers(provider: &str) -> Vec<String> {
+/// Containers the engine still holds for the provider's sessions (not its warm
+/// sandboxes, which no session has taken: their ids name no session of its ledger).
+async fn session_containers(provider: &NodeProcess) -> Vec<String> {
+    let sessions: std::collections::HashSet<String> = provider
+        .get_json("/v1/sessions")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
     let out = Command::new("docker")
         .args(["ps", "-a", "--filter"])
-        .arg(format!("label=orien.node={provider}"))
-        .args(["--format", "{{.Names}}"])
+        .arg(format!("label=orien.node={}", provider.id))
+        .args(["--format", "{{.Label \"orien.session\"}}"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|session| sessions.contains(*session))
         .map(str::to_owned)
         .collect()
 }
@@ -214,11 +224,11 @@ async fn a_node_killed_mid_session_restarts_and_nothing_is_stuck() {
         }
     }
     let deadline = Instant::now() + LONG;
-    while !session_containers(&provider_id).is_empty() {
+    while !session_containers(&provider).await.is_empty() {
         assert!(
             Instant::now() < deadline,
             "containers left: {:?}",
-            session_containers(&provider_id)
+            session_containers(&provider).await
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -10,7 +10,9 @@
 //! * a trivial call (`true`) through `SessionSandbox::exec` vs a raw bollard exec
 //!   (create, start, read to the end, inspect) in the same container;
 //! * `Provider::open_session` vs a raw create + start of the same container (its
-//!   configuration read back with inspect, without the workspace volume);
+//!   configuration read back with inspect, without the workspace volume), with no warm
+//!   pool (`open_session`) and with one warm sandbox per tool (`open`, the pool refilled
+//!   between opens);
 //! * the design alternative, one hardened container per call (create, start, wait,
 //!   remove), vs the warm-container exec per call that the provider uses.
 //!
@@ -34,6 +36,7 @@ use serde_json::json;
 const CONFIG: &str = r#"
 [engine]
 connect_attempts = 3
+warm_pool = 0
 
 [tools.noop]
 description = "Does nothing: measures the cost of a call."
@@ -302,6 +305,39 @@ async fn main() {
             .unwrap();
     }
 
+    // Session open from a warm pool (refilled, untimed, before each open) vs the same
+    // raw create + start. Another node, so neither provider reaps the other's sandboxes.
+    let warm_node = NodeKey::generate().node_id();
+    let _warm_cleanup = Cleanup(warm_node);
+    let (mut warm_config, warm_tools) =
+        ProviderConfig::parse(CONFIG, Path::new("bench.toml")).unwrap();
+    warm_config.engine.warm_pool = 1;
+    let warm_provider = Provider::start(&warm_config.engine, warm_tools, warm_node)
+        .await
+        .unwrap();
+    let (mut warm_opens, mut warm_raw) = (Vec::new(), Vec::new());
+    for _ in 0..OPENS {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while warm_provider.warm_sandboxes().get(&noop).copied() != Some(1) {
+            assert!(Instant::now() < give_up, "the pool never refilled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        let s = warm_provider.open(&noop).await.unwrap();
+        warm_opens.push(ms(started.elapsed()));
+        s.close().await.unwrap();
+        let (took, id) = raw_create_start(&docker, &spec).await;
+        warm_raw.push(ms(took));
+        docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await
+            .unwrap();
+    }
+    warm_provider.shutdown().await;
+
     // The design question: one container per call vs an exec in a warm container.
     let session = provider
         .open_session(SessionId::random(), &noop)
@@ -356,6 +392,18 @@ async fn main() {
             baseline: percentile(&mut warm, 95.0),
             goal: "informational: baseline is the warm exec per call the provider uses",
         },
+        Row {
+            name: "session open with a warm pool p50",
+            value: percentile(&mut warm_opens, 50.0),
+            baseline: percentile(&mut warm_raw, 50.0),
+            goal: "ratio <= 0.5",
+        },
+        Row {
+            name: "session open with a warm pool p95",
+            value: percentile(&mut warm_opens, 95.0),
+            baseline: percentile(&mut warm_raw, 95.0),
+            goal: "ratio <= 1.0",
+        },
     ];
     let json_rows: Vec<_> = rows
         .iter()
@@ -386,7 +434,10 @@ async fn main() {
          leaves behind, are killed under the cgroup freezer.\n\n\
          Session open is measured against a raw create + start of the very container the provider \
          creates (its configuration read back with inspect), without the workspace volume; the \
-         provider adds the tmpfs volume and an inspect of the container's cgroup. Absolute figures \
+         provider adds the tmpfs volume and an inspect of the container's cgroup. With a warm \
+         pool (one sandbox per tool, refilled before each open, as between sessions that do not \
+         arrive back to back) the session takes a sandbox created, started and probed ahead of \
+         it; a burst of opens beyond the pool opens cold. Absolute figures \
          depend on the machine's load (other builds ran beside this one); the ratios compare \
          interleaved samples.\n\n\
          The provider's overhead over a raw bollard exec is argument validation, cgroup metering \

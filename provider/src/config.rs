@@ -153,7 +153,15 @@ pub struct EngineConfig {
     /// Seconds between two passes of the reaper.
     #[serde(default = "EngineConfig::default_reap_interval_secs")]
     pub reap_interval_secs: u64,
+    /// Hardened sandboxes kept created and started per tool, ready for the next
+    /// sessions (0 turns the pool off; at most [`MAX_WARM_POOL`]). Each serves one
+    /// session and is removed with it; the pool refills behind it.
+    #[serde(default = "EngineConfig::default_warm_pool")]
+    pub warm_pool: usize,
 }
+
+/// Most warm sandboxes kept per tool.
+pub const MAX_WARM_POOL: usize = 8;
 
 impl EngineConfig {
     fn default_socket() -> PathBuf {
@@ -168,6 +176,9 @@ impl EngineConfig {
     fn default_reap_interval_secs() -> u64 {
         60
     }
+    fn default_warm_pool() -> usize {
+        1
+    }
 }
 
 impl Default for EngineConfig {
@@ -177,6 +188,7 @@ impl Default for EngineConfig {
             timeout_secs: Self::default_timeout_secs(),
             connect_attempts: Self::default_connect_attempts(),
             reap_interval_secs: Self::default_reap_interval_secs(),
+            warm_pool: Self::default_warm_pool(),
         }
     }
 }
@@ -343,6 +355,16 @@ impl ProviderConfig {
                 key: e.path().to_string(),
                 message: e.inner().to_string().trim().to_owned(),
             })?;
+        if config.engine.warm_pool > MAX_WARM_POOL {
+            return Err(ConfigError::Syntax {
+                file: file.to_owned(),
+                key: "engine.warm_pool".to_owned(),
+                message: format!(
+                    "{} warm sandboxes per tool; at most {MAX_WARM_POOL} (0 turns the pool off)",
+                    config.engine.warm_pool
+                ),
+            });
+        }
         let mut tools = Vec::with_capacity(config.tools.len());
         for (name, tool) in &config.tools {
             let invalid = |key: &str, message: String| ConfigError::Invalid {

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use orien_protocol::{ExecId, NodeKey, SessionId, SystemClock, ToolName};
+//! use orien_protocol::{ExecId, NodeKey, SystemClock, ToolName};
 //! use orien_provider::{Provider, ProviderConfig, WorkspacePath};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,7 +15,7 @@
 //! let provider = Provider::start(&config.engine, tools, NodeKey::generate().node_id()).await?;
 //! let _reaper = provider.spawn_reaper();
 //!
-//! let session = provider.open_session(SessionId::random(), &ToolName::new("sha256")?).await?;
+//! let session = provider.open(&ToolName::new("sha256")?).await?; // warm if one is ready
 //! session.upload(&WorkspacePath::new("data.txt")?, b"hello\n").await?;
 //! let result = session
 //!     .exec(ExecId::random(), serde_json::json!({"file": "data.txt"}), Arc::new(SystemClock::new()))
@@ -23,6 +23,7 @@
 //!     .await;
 //! println!("{:?}: {}", result.exit.outcome, String::from_utf8_lossy(&result.stdout));
 //! session.close().await?;
+//! provider.shutdown().await; // removes the warm sandboxes
 //! # Ok(()) }
 //! ```
 //!
@@ -36,6 +37,7 @@ pub mod error;
 mod exec;
 pub mod images;
 pub mod model;
+mod pool;
 mod provider;
 mod reaper;
 mod sandbox;

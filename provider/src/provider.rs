@@ -18,6 +18,7 @@ use crate::config::EngineConfig;
 use crate::container::{self, LABEL_NODE, LABEL_SESSION, SessionNames};
 use crate::engine::{Engine, EngineError, EngineInfo};
 use crate::error::{MissingImage, ProviderError};
+use crate::pool::WarmPool;
 use crate::reaper::{ReapReport, Reaper};
 use crate::session::SessionSandbox;
 use crate::tool::Tool;
@@ -29,6 +30,8 @@ use crate::tool::Tool;
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub(crate) inner: Arc<ProviderInner>,
+    /// Warm sandboxes (held here, not in `inner`, which every sandbox points to).
+    pool: Arc<WarmPool>,
 }
 
 #[derive(Debug)]
@@ -98,13 +101,19 @@ impl Provider {
                     cgroup_root: PathBuf::from("/sys/fs/cgroup"),
                     reap_interval: Duration::from_secs(engine_config.reap_interval_secs.max(1)),
                 }),
+                pool: Arc::new(WarmPool::new(engine_config.warm_pool)),
             };
             let report = provider.reap().await?;
             info!(
                 tools = provider.inner.tools.len(),
                 reaped = report.containers,
+                warm_pool = engine_config.warm_pool,
                 "provider ready"
             );
+            let names: Vec<ToolName> = provider.inner.tools.keys().cloned().collect();
+            for tool in &names {
+                provider.refill(tool);
+            }
             Ok(provider)
         }
         .instrument(span)
@@ -149,76 +158,100 @@ impl Provider {
         Some(tool.offer(self.inner.node, digest, payout, issued_at, ttl))
     }
 
-    /// Sessions open right now.
+    /// Sessions open right now (not the warm sandboxes waiting for one).
     pub fn live_sessions(&self) -> Vec<SessionId> {
-        self.inner.live().iter().copied().collect()
+        let live: Vec<SessionId> = self.inner.live().iter().copied().collect();
+        live.into_iter().filter(|id| !self.pool.holds(id)).collect()
     }
 
-    /// Opens a session: creates its workspace volume and its hardened container and
-    /// starts it. The session is live (safe from the reaper) from the first step, and
-    /// everything is removed again if a later step fails.
+    /// Opens the session `session`: creates its workspace volume and hardened
+    /// container and starts it. The session is live (safe from the reaper) from the first
+    /// step, and everything is removed again if a later step fails.
     pub async fn open_session(
         &self,
         session: SessionId,
         tool: &ToolName,
     ) -> Result<SessionSandbox, ProviderError> {
-        let tool = self
-            .inner
+        let tool = self.known(tool)?;
+        make_sandbox(&self.inner, session, tool).await
+    }
+
+    /// Opens a session of `tool` under an id of the provider's choosing (its
+    /// [`SessionSandbox::id`]): a warm sandbox's, made ahead of the session, when one is
+    /// ready, else a fresh one as [`open_session`](Self::open_session) makes. The tool's
+    /// pool refills behind it.
+    pub async fn open(&self, tool: &ToolName) -> Result<SessionSandbox, ProviderError> {
+        let tool = self.known(tool)?;
+        let warm = self.pool.take(tool.name());
+        self.refill(tool.name());
+        match warm {
+            Some(sandbox) => {
+                info!(session = %sandbox.id(), tool = %tool.name(), "session takes a warm sandbox");
+                Ok(sandbox)
+            }
+            None => make_sandbox(&self.inner, SessionId::random(), tool).await,
+        }
+    }
+
+    fn known(&self, tool: &ToolName) -> Result<Arc<Tool>, ProviderError> {
+        self.inner
             .tools
             .get(tool)
             .cloned()
-            .ok_or_else(|| ProviderError::UnknownTool(tool.clone()))?;
-        if !self.inner.live().insert(session) {
-            return Err(ProviderError::SessionExists(session));
-        }
-        let span = info_span!("session", session = %session, tool = %tool.name());
-        let result = self
-            .create_sandbox(session, &tool)
-            .instrument(span.clone())
-            .await;
-        match result {
-            Ok(()) => SessionSandbox::attach(self.inner.clone(), session, tool, span).await,
-            Err(e) => {
-                self.inner.live().remove(&session);
-                remove_session_objects(&self.inner, session)
-                    .instrument(span)
-                    .await;
-                Err(e)
-            }
-        }
+            .ok_or_else(|| ProviderError::UnknownTool(tool.clone()))
     }
 
-    async fn create_sandbox(&self, session: SessionId, tool: &Tool) -> Result<(), ProviderError> {
-        let engine = &self.inner.engine;
-        let docker = engine.docker();
-        let names = SessionNames::new(&self.inner.node, &session);
-        let labels = container::labels(&self.inner.node, &session, tool);
-        docker
-            .create_volume(container::workspace_volume(
-                &names.volume,
-                tool,
-                labels.clone(),
-            ))
-            .await
-            .map_err(|e| engine.error("create volume", e))?;
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&names.container)
-            .build();
-        docker
-            .create_container(
-                Some(options),
-                container::session_container(&names.volume, tool, labels),
-            )
-            .await
-            .map_err(|e| engine.error("create container", e))?;
-        docker
-            .start_container(&names.container, None)
-            .await
-            .map_err(|e| engine.error("start container", e))?;
-        info!(container = %names.container, "session sandbox started");
-        Ok(())
+    /// Starts filling `tool`'s warm pool in the background, unless it is full, off or
+    /// filling already.
+    fn refill(&self, tool: &ToolName) {
+        let (inner, pool) = (self.inner.clone(), self.pool.clone());
+        let Some(tool) = inner.tools.get(tool).cloned() else {
+            return;
+        };
+        let name = tool.name().clone();
+        self.pool.fill_with(&name, move || {
+            tokio::spawn(async move {
+                while pool.wanted(tool.name()).is_some_and(|n| n > 0) {
+                    let id = pool.making();
+                    match make_sandbox(&inner, id, tool.clone()).await {
+                        Ok(sandbox) => {
+                            if let Err(sandbox) = pool.keep(sandbox) {
+                                let _ = sandbox.close().await; // Closed meanwhile.
+                            }
+                        }
+                        Err(e) => {
+                            pool.failed(id);
+                            // The next session opens cold, and refills again.
+                            warn!(tool = %tool.name(), error = %e, "cannot warm a sandbox");
+                            return;
+                        }
+                    }
+                }
+            })
+        });
     }
 
+    /// Warm sandboxes ready now, by tool.
+    pub fn warm_sandboxes(&self) -> std::collections::HashMap<ToolName, usize> {
+        self.pool.ready()
+    }
+
+    /// Stops keeping warm sandboxes: waits for the fills under way, then removes every
+    /// warm sandbox. Sessions keep theirs. Call it before the node stops (what it
+    /// misses, the next start's reap removes).
+    pub async fn shutdown(&self) {
+        let (fills, ready) = self.pool.close();
+        for fill in fills {
+            let _ = fill.await;
+        }
+        // A fill that finished after the close handed its sandbox back and removed it.
+        for sandbox in ready {
+            let _ = sandbox.close().await;
+        }
+    }
+}
+
+impl Provider {
     /// Removes every container and workspace volume labelled with this node whose
     /// session is not live. Run at start and by [`Provider::spawn_reaper`].
     pub async fn reap(&self) -> Result<ReapReport, EngineError> {
@@ -304,6 +337,65 @@ impl Provider {
     }
 }
 
+/// Creates, starts and probes a sandbox of `tool` under `id`: live from the first step,
+/// removed again if a step fails.
+async fn make_sandbox(
+    inner: &Arc<ProviderInner>,
+    id: SessionId,
+    tool: Arc<Tool>,
+) -> Result<SessionSandbox, ProviderError> {
+    if !inner.live().insert(id) {
+        return Err(ProviderError::SessionExists(id));
+    }
+    let span = info_span!("session", session = %id, tool = %tool.name());
+    let result = create_sandbox(inner, id, &tool)
+        .instrument(span.clone())
+        .await;
+    match result {
+        Ok(()) => SessionSandbox::attach(inner.clone(), id, tool, span).await,
+        Err(e) => {
+            inner.live().remove(&id);
+            remove_session_objects(inner, id).instrument(span).await;
+            Err(e)
+        }
+    }
+}
+
+async fn create_sandbox(
+    inner: &ProviderInner,
+    session: SessionId,
+    tool: &Tool,
+) -> Result<(), ProviderError> {
+    let engine = &inner.engine;
+    let docker = engine.docker();
+    let names = SessionNames::new(&inner.node, &session);
+    let labels = container::labels(&inner.node, &session, tool);
+    docker
+        .create_volume(container::workspace_volume(
+            &names.volume,
+            tool,
+            labels.clone(),
+        ))
+        .await
+        .map_err(|e| engine.error("create volume", e))?;
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&names.container)
+        .build();
+    docker
+        .create_container(
+            Some(options),
+            container::session_container(&names.volume, tool, labels),
+        )
+        .await
+        .map_err(|e| engine.error("create container", e))?;
+    docker
+        .start_container(&names.container, None)
+        .await
+        .map_err(|e| engine.error("start container", e))?;
+    info!(container = %names.container, "session sandbox started");
+    Ok(())
+}
+
 /// Removes a session's container and volume, tolerating their absence. Best effort:
 /// what fails here is left to the reaper.
 pub(crate) async fn remove_session_objects(inner: &ProviderInner, session: SessionId) {
@@ -356,5 +448,13 @@ impl crate::sandbox::Sandbox for Provider {
     ) -> Result<Box<dyn crate::sandbox::SandboxSession>, ProviderError> {
         let sandbox = Provider::open_session(self, session, tool).await?;
         Ok(Box::new(sandbox))
+    }
+
+    async fn open(
+        &self,
+        tool: &ToolName,
+    ) -> Result<(SessionId, Box<dyn crate::sandbox::SandboxSession>), ProviderError> {
+        let sandbox = Provider::open(self, tool).await?;
+        Ok((sandbox.id(), Box::new(sandbox)))
     }
 }

@@ -38,6 +38,16 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
         session: SessionId,
         tool: &ToolName,
     ) -> Result<Box<dyn SandboxSession>, ProviderError>;
+
+    /// Opens a session of `tool` under an id the sandbox chooses, which becomes the
+    /// session's (a warm sandbox made ahead of the session already carries its own).
+    async fn open(
+        &self,
+        tool: &ToolName,
+    ) -> Result<(SessionId, Box<dyn SandboxSession>), ProviderError> {
+        let session = SessionId::random();
+        Ok((session, self.open_session(session, tool).await?))
+    }
 }
 
 /// One open session of one tool.

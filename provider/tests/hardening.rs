@@ -1,5 +1,6 @@
 //! `docker inspect` of a live session container shows every hardening setting, and the
-//! process inside sees them too.
+//! process inside sees them too, whether the container was made for the session or
+//! taken warm from the pool.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
@@ -13,6 +14,68 @@ async fn live_container_carries_every_hardening_setting() {
     let s = h.open("sh").await;
     assert_hardened(&h, &s).await;
     s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn warm_sandboxes_carry_every_hardening_setting_and_serve_one_session_each() {
+    let h = Harness::start_warm(1).await;
+    let tool = orien_protocol::ToolName::new("sh").unwrap();
+    let warmed = |h: &Harness| h.provider.warm_sandboxes().get(&tool).copied() == Some(1);
+    assert!(
+        eventually(|| warmed(&h)).await,
+        "the pool warms a sandbox of each tool"
+    );
+    let docker = bollard::Docker::connect_with_socket_defaults().unwrap();
+
+    // A session takes the warm sandbox (whose id becomes the session's), and the pool
+    // refills behind it with another container.
+    let s = h.provider.open(&tool).await.unwrap();
+    assert_eq!(
+        h.provider.warm_sandboxes().get(&tool).copied(),
+        Some(0),
+        "the warm sandbox was taken"
+    );
+    assert_eq!(h.provider.live_sessions(), vec![s.id()]);
+    assert_hardened(&h, &s).await;
+    assert!(eventually(|| warmed(&h)).await, "the pool refills");
+    let first = s.container_name().to_owned();
+    s.close().await.unwrap();
+    assert!(
+        docker.inspect_container(&first, None).await.is_err(),
+        "a warm sandbox is removed with its session, never handed to another"
+    );
+    let next = h.open("sh").await;
+    assert_ne!(next.container_name(), first);
+    assert_hardened(&h, &next).await;
+    next.close().await.unwrap();
+
+    // Shutting the pool down removes the warm sandboxes; nothing of the node is left.
+    h.provider.shutdown().await;
+    assert!(h.provider.warm_sandboxes().values().all(|n| *n == 0));
+    let node = format!("{LABEL_NODE}={}", h.node);
+    let filters = std::collections::HashMap::from([("label", vec![node.as_str()])]);
+    let left = docker
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Polls `check` for up to a minute (the engine may be slow on a busy machine).
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::time::Instant::now() < give_up {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check()
 }
 
 /// `docker inspect` of `s`'s container and workspace, and what a process inside sees.

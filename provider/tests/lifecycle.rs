@@ -292,9 +292,11 @@ async fn provider_killed_mid_call_leaves_nothing_after_restart() {
         "the call's container outlived its provider"
     );
 
-    // Restart: the same node starts again and its start-up reap removes the orphan.
-    let (config, tools) =
+    // Restart: the same node starts again and its start-up reap removes the orphan (and
+    // the child's warm sandboxes). No pool of its own: nothing of the node may be left.
+    let (mut config, tools) =
         ProviderConfig::parse(&common::config_text(), Path::new("t.toml")).unwrap();
+    config.engine.warm_pool = 0;
     let restarted = Provider::start(&config.engine, tools, node).await.unwrap();
     assert!(
         docker.inspect_container(container, None).await.is_err(),

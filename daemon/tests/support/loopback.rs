@@ -134,5 +134,7 @@ impl Market {
             renter.shutdown().await;
         }
         self.provider.shutdown().await;
+        // The warm sandboxes go with the node (the sessions' went with them).
+        self.sandbox.shutdown().await;
     }
 }

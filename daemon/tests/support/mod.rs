@@ -264,7 +264,33 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
-        self.kill();
+        // A graceful stop removes a provider's warm sandboxes; a node that is gone
+        // already (killed by the test) is not signalled again.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+        // What the killed node held in the engine (a provider's warm sandboxes, a session
+        // a test left open) goes with it.
+        for (kind, list, remove) in [
+            ("container", ["ps", "-aq"], ["rm", "-f"]),
+            ("volume", ["volume", "ls"], ["volume", "rm"]),
+        ] {
+            let mut args: Vec<String> = list.iter().map(|a| (*a).to_owned()).collect();
+            if kind == "volume" {
+                args.push("-q".into());
+            }
+            args.extend(["--filter".into(), format!("label=orien.node={}", self.id)]);
+            let Ok(listed) = Command::new("docker").args(&args).output() else {
+                return; // No engine: nothing to remove.
+            };
+            let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(remove).args(&ids).output();
+            }
+        }
     }
 }
 

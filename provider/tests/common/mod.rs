@@ -102,17 +102,29 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A provider with no warm pool: each test creates exactly what it opens.
     pub async fn start() -> Harness {
         Self::start_as(NodeKey::generate().node_id()).await
     }
 
     pub async fn start_as(node: NodeId) -> Harness {
+        Self::start_with(node, 0).await
+    }
+
+    /// A provider keeping `warm` sandboxes per tool; call `provider.shutdown()` before
+    /// the end of the test, so no fill is under way when the harness reaps.
+    pub async fn start_warm(warm: usize) -> Harness {
+        Self::start_with(NodeKey::generate().node_id(), warm).await
+    }
+
+    async fn start_with(node: NodeId, warm: usize) -> Harness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let (config, tools) =
+        let (mut config, tools) =
             ProviderConfig::parse(&config_text(), Path::new("test.toml")).expect("test config");
+        config.engine.warm_pool = warm;
         let provider = match Provider::start(&config.engine, tools, node).await {
             Ok(p) => p,
             Err(e @ ProviderError::Engine(_)) => panic!(

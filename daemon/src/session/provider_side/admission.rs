@@ -147,7 +147,16 @@ pub(in crate::session) async fn open(
             }
         }
     };
-    let session = SessionId::random();
+    // The sandbox names the session: a warm one, made ahead of it, carries its id.
+    let opening = info_span!("session", role = "provider", peer = %peer);
+    let (session, sandbox) = match provider.open(&offer.tool).instrument(opening.clone()).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            warn!(parent: &opening, error = %e, "cannot create the sandbox");
+            let detail = orien_protocol::fit_detail(e.to_string());
+            return reject(RejectReason::SandboxUnavailable { detail });
+        }
+    };
     let span = info_span!("session", session = %session, role = "provider", peer = %peer);
     let lane_head = match &escrow {
         Some(escrow) => match resync(&inner, peer, session, &open, escrow)
@@ -155,21 +164,12 @@ pub(in crate::session) async fn open(
             .await
         {
             Ok(head) => head,
-            Err(reason) => return reject(reason),
+            Err(reason) => {
+                let _ = sandbox.close().await;
+                return reject(reason);
+            }
         },
         None => LaneHead::default(),
-    };
-    let sandbox = match provider
-        .open_session(session, &offer.tool)
-        .instrument(span.clone())
-        .await
-    {
-        Ok(sandbox) => sandbox,
-        Err(e) => {
-            warn!(parent: &span, error = %e, "cannot create the sandbox");
-            let detail = orien_protocol::fit_detail(e.to_string());
-            return reject(RejectReason::SandboxUnavailable { detail });
-        }
     };
     let record = SessionRecord {
         session,
