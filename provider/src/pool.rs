@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use orien_protocol::{SessionId, ToolName};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::session::SessionSandbox;
@@ -23,13 +24,17 @@ pub(crate) struct WarmPool {
     /// Sandboxes kept per tool.
     per_tool: usize,
     state: Mutex<PoolState>,
+    /// Woken when a sandbox is kept or a fill ends.
+    changed: Notify,
 }
 
 #[derive(Debug, Default)]
 struct PoolState {
     ready: HashMap<ToolName, Vec<SessionSandbox>>,
-    /// The fill running for a tool, at most one each.
+    /// The fills started, by tool, to wait for at shutdown.
     filling: HashMap<ToolName, JoinHandle<()>>,
+    /// Tools whose fill runs (at most one each); a fill leaves it as its last step.
+    active: HashSet<ToolName>,
     /// Ids of the sandboxes being made for the pool.
     making: HashSet<SessionId>,
     /// Shut down: nothing is filled or handed out any more.
@@ -41,6 +46,7 @@ impl WarmPool {
         Self {
             per_tool,
             state: Mutex::new(PoolState::default()),
+            changed: Notify::new(),
         }
     }
 
@@ -65,6 +71,41 @@ impl WarmPool {
         (!state.closed && self.per_tool > ready).then(|| self.per_tool - ready)
     }
 
+    /// A warm sandbox of `tool`: one ready, or the one a fill under way is making
+    /// (sooner than a new one, and without a second creation competing with it), waiting
+    /// at most `patience`. `None` when there is none and no fill runs.
+    pub(crate) async fn take_or_wait(
+        &self,
+        tool: &ToolName,
+        patience: std::time::Duration,
+    ) -> Option<SessionSandbox> {
+        let give_up = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before the checks, so a keep between them is not missed.
+            let changed = self.changed.notified();
+            if let Some(sandbox) = self.take(tool) {
+                return Some(sandbox);
+            }
+            if !self.filling(tool) {
+                return None;
+            }
+            if tokio::time::timeout_at(give_up, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn filling(&self, tool: &ToolName) -> bool {
+        let state = self.state();
+        !state.closed && state.active.contains(tool)
+    }
+
+    /// `tool`'s fill ended (its sandboxes are kept, or it failed): waiters look again.
+    pub(crate) fn fill_ended(&self, tool: &ToolName) {
+        self.state().active.remove(tool);
+        self.changed.notify_waiters();
+    }
+
     /// A fresh id for a sandbox about to be made for the pool.
     pub(crate) fn making(&self) -> SessionId {
         let id = SessionId::random();
@@ -87,6 +128,8 @@ impl WarmPool {
         }
         let tool = sandbox.tool().name().clone();
         state.ready.entry(tool).or_default().push(sandbox);
+        drop(state);
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -96,7 +139,7 @@ impl WarmPool {
             return;
         }
         let mut state = self.state();
-        if state.closed || state.filling.get(tool).is_some_and(|f| !f.is_finished()) {
+        if state.closed || !state.active.insert(tool.clone()) {
             return;
         }
         state.filling.insert(tool.clone(), fill());
@@ -109,6 +152,8 @@ impl WarmPool {
         state.closed = true;
         let fills = state.filling.drain().map(|(_, f)| f).collect();
         let ready = state.ready.drain().flat_map(|(_, s)| s).collect();
+        drop(state);
+        self.changed.notify_waiters();
         (fills, ready)
     }
 

@@ -23,6 +23,10 @@ use crate::reaper::{ReapReport, Reaper};
 use crate::session::SessionSandbox;
 use crate::tool::Tool;
 
+/// Longest a session waits for the warm sandbox a fill is making, before it makes its
+/// own.
+const WAIT_FOR_FILL: Duration = Duration::from_secs(10);
+
 /// The provider side of ORIEN on one machine: the whitelisted tools, the engine that
 /// runs them, and the sessions open right now.
 ///
@@ -182,7 +186,7 @@ impl Provider {
     /// pool refills behind it.
     pub async fn open(&self, tool: &ToolName) -> Result<SessionSandbox, ProviderError> {
         let tool = self.known(tool)?;
-        let warm = self.pool.take(tool.name());
+        let warm = self.pool.take_or_wait(tool.name(), WAIT_FOR_FILL).await;
         self.refill(tool.name());
         match warm {
             Some(sandbox) => {
@@ -223,10 +227,11 @@ impl Provider {
                             pool.failed(id);
                             // The next session opens cold, and refills again.
                             warn!(tool = %tool.name(), error = %e, "cannot warm a sandbox");
-                            return;
+                            break;
                         }
                     }
                 }
+                pool.fill_ended(tool.name());
             })
         });
     }
