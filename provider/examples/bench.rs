@@ -119,6 +119,19 @@ async fn session_spec(docker: &Docker, container: &str) -> ContainerCreateBody {
     }
 }
 
+/// A raw create + start of `spec`, timed, then the container removed (not timed).
+async fn raw_open(docker: &Docker, spec: &ContainerCreateBody) -> Duration {
+    let (took, id) = raw_create_start(docker, spec).await;
+    docker
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await
+        .unwrap();
+    took
+}
+
 async fn raw_create_start(docker: &Docker, spec: &ContainerCreateBody) -> (Duration, String) {
     let started = Instant::now();
     let created = docker.create_container(None, spec.clone()).await.unwrap();
@@ -294,15 +307,7 @@ async fn main() {
             .unwrap();
         opens.push(ms(started.elapsed()));
         s.close().await.unwrap();
-        let (took, id) = raw_create_start(&docker, &spec).await;
-        raw_opens.push(ms(took));
-        docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-            )
-            .await
-            .unwrap();
+        raw_opens.push(ms(raw_open(&docker, &spec).await));
     }
 
     // Session open from a warm pool (refilled, untimed, before each open) vs the same
@@ -326,15 +331,7 @@ async fn main() {
         let s = warm_provider.open(&noop).await.unwrap();
         warm_opens.push(ms(started.elapsed()));
         s.close().await.unwrap();
-        let (took, id) = raw_create_start(&docker, &spec).await;
-        warm_raw.push(ms(took));
-        docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-            )
-            .await
-            .unwrap();
+        warm_raw.push(ms(raw_open(&docker, &spec).await));
     }
     warm_provider.shutdown().await;
 
