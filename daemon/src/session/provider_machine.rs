@@ -71,6 +71,14 @@ pub enum ProviderInput<R> {
         /// The call.
         exec: ExecId,
     },
+    /// The renter refused a call's signed result as false: it refuses every later
+    /// receipt, so the session ends now.
+    ResultDisputed {
+        /// The call.
+        exec: ExecId,
+        /// What the renter said.
+        detail: String,
+    },
     /// The outcome of sending the receipt of [`ProviderAction::Send`].
     Delivered(Delivery),
     /// The outcome of [`ProviderAction::Commit`].
@@ -331,6 +339,9 @@ impl<R> ProviderMachine<R> {
             }
             ProviderInput::Exited { exit, output } => self.on_exit(exit, output, &mut out),
             ProviderInput::ResultDelivered { exec } => self.on_delivered(exec),
+            ProviderInput::ResultDisputed { exec, detail } => {
+                self.on_result_disputed(exec, &detail);
+            }
             ProviderInput::Delivered(delivery) => self.on_delivery(delivery, &mut out),
             ProviderInput::Committed(result) => self.on_committed(result, &mut out),
             ProviderInput::Shutdown => self.end(CloseReason::ProviderShutdown, &mut out),
@@ -596,6 +607,25 @@ impl<R> ProviderMachine<R> {
                 self.begin_close(CloseReason::ProviderShutdown, None, out);
             }
         }
+    }
+
+    /// The renter disputes a call's result: no receipt will be acknowledged any more,
+    /// so nothing more is sent (an ack being committed stands) and the session ends.
+    fn on_result_disputed(&mut self, exec: ExecId, detail: &str) {
+        warn!(%exec, %detail, "the renter disputes a call's result; closing the session");
+        self.undelivered.remove(&exec);
+        if self.sending == Sending::Committing {
+            self.unsent.truncate(1);
+        } else {
+            self.unsent.clear();
+            self.sending = Sending::Idle;
+            self.retry_at = None;
+        }
+        let replies = self.closing.take().map(|c| c.replies).unwrap_or_default();
+        self.closing = Some(Closing {
+            reason: CloseReason::Dispute,
+            replies,
+        });
     }
 
     /// The renter refused a receipt, or its ack does not pay: nothing more is sent.

@@ -268,3 +268,30 @@ fn receipts_commit_to_the_results_the_renter_took_and_no_others() {
         })
     ));
 }
+
+#[test]
+fn a_disputed_result_ends_the_provider_side_at_once() {
+    let (rig, mut p, mut r) = rig(1_000_000);
+    // The receipt sent at the exit is in flight when the renter disputes the result.
+    let (mut events, receipt) = run_call(&rig, &mut p, &mut r, prints(b"ok\n"), b"ok\n");
+    assert!(receipt.is_some());
+    let ExecEvent::Output(chunk) = &mut events.events[0] else {
+        unreachable!("the batch starts with the output")
+    };
+    chunk.data = b"no\n".to_vec();
+    r.check_events(&events).unwrap();
+    assert!(disputed(&r.accept_events(&events, received(&events))).is_some());
+    let actions = p.handle(ProviderInput::ResultDisputed {
+        exec: events.exec,
+        detail: "the provider's signed result states a stdout hash …".into(),
+    });
+    assert_eq!(ended(&actions), Some(CloseReason::Dispute), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, ProviderAction::CloseSandbox)),
+        "the sandbox goes with it"
+    );
+    assert!(p.has_ended());
+    assert!(r.chain().is_empty(), "nothing was acknowledged");
+}

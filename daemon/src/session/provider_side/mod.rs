@@ -53,6 +53,8 @@ pub(super) enum Input {
     },
     /// The renter took the batch carrying a call's signed result.
     ResultDelivered { exec: ExecId },
+    /// The renter refused a call's signed result as false.
+    ResultDisputed { exec: ExecId, detail: String },
     ReceiptAnswer {
         result: Result<SessionResponse, NetError>,
     },
@@ -151,6 +153,9 @@ impl Task {
                         ProviderInput::Exited { exit, output: hashes }
                     }
                     Some(Input::ResultDelivered { exec }) => ProviderInput::ResultDelivered { exec },
+                    Some(Input::ResultDisputed { exec, detail }) => {
+                        ProviderInput::ResultDisputed { exec, detail }
+                    }
                     Some(Input::ReceiptAnswer { result }) => {
                         if matches!(result, Ok(SessionResponse::Ack(_))) {
                             self.observe_ack();
@@ -476,10 +481,17 @@ async fn forward_output(
                 events,
                 result,
             };
-            delivering = deliver(&net, renter, batch).await;
+            let delivered = deliver(&net, renter, batch).await;
+            delivering = delivered == Delivered::Taken;
             seq += 1;
-            if delivering && exit.is_some() {
-                let _ = input.send(Input::ResultDelivered { exec }).await;
+            match delivered {
+                Delivered::Taken if exit.is_some() => {
+                    let _ = input.send(Input::ResultDelivered { exec }).await;
+                }
+                Delivered::Disputed(detail) => {
+                    let _ = input.send(Input::ResultDisputed { exec, detail }).await;
+                }
+                _ => {}
             }
         }
         if exit.is_some() {
@@ -551,14 +563,26 @@ async fn file_op(sandbox: &dyn SandboxSession, request: SessionRequest) -> Sessi
     }
 }
 
-/// Sends one batch, retrying a few times; `false` when the renter is gone.
-async fn deliver(net: &Net, renter: NodeId, batch: ExecEvents) -> bool {
+/// What became of a batch of output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delivered {
+    /// The renter took it.
+    Taken,
+    /// The renter refused the call's signed result as false.
+    Disputed(String),
+    /// The renter refused it otherwise, or could not be reached.
+    Gone,
+}
+
+/// Sends one batch, retrying a few times while the renter is busy or unreachable.
+async fn deliver(net: &Net, renter: NodeId, batch: ExecEvents) -> Delivered {
     for attempt in 0..5 {
         match net
             .request(renter, SessionRequest::Events(batch.clone()))
             .await
         {
-            Ok(SessionResponse::Done) => return true,
+            Ok(SessionResponse::Done) => return Delivered::Taken,
+            Ok(SessionResponse::Disputed { detail }) => return Delivered::Disputed(detail),
             Ok(SessionResponse::Error {
                 code: RpcErrorCode::RateLimited,
                 ..
@@ -568,7 +592,7 @@ async fn deliver(net: &Net, renter: NodeId, batch: ExecEvents) -> bool {
             }
             Ok(other) => {
                 debug!(answer = ?other, "the renter refused an output batch");
-                return false;
+                return Delivered::Gone;
             }
             Err(e) => {
                 debug!(attempt, error = %e, "output batch not delivered; retrying");
@@ -576,5 +600,5 @@ async fn deliver(net: &Net, renter: NodeId, batch: ExecEvents) -> bool {
             }
         }
     }
-    false
+    Delivered::Gone
 }
