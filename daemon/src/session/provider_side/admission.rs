@@ -242,7 +242,7 @@ pub(in crate::session) async fn open(
         calls: std::collections::HashMap::new(),
         tool: offer.tool.clone(),
         records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
-        finished: std::collections::HashMap::new(),
+        finished: None,
         receipt_sent: None,
         _slot: slot,
     };

@@ -121,7 +121,7 @@ struct Task {
     records: ExecRecords,
     /// The exit reported by the sandbox in the current step, waiting for the machine's
     /// cost and signed result.
-    finished: std::collections::HashMap<ExecId, Finished>,
+    finished: Option<Finished>,
     /// When the receipt in flight was sent, on the session's clock (for the metrics).
     receipt_sent: Option<Duration>,
     _slot: Slot,
@@ -149,7 +149,7 @@ impl Task {
                         self.inner.metrics.execution(&exit.outcome);
                         self.call_ended(exit.exec);
                         let hashes = [&output.0, &output.1].map(|o| ContentHash::from_bytes(o.sha256));
-                        self.finished.insert(exit.exec, Finished { exit: exit.clone(), output, signed });
+                        self.finished = Some(Finished { exit: exit.clone(), output, signed });
                         ProviderInput::Exited { exit, output: hashes }
                     }
                     Some(Input::ResultDelivered { exec }) => ProviderInput::ResultDelivered { exec },
@@ -176,7 +176,7 @@ impl Task {
             let ended = self.step(input).await;
             // An exit the machine did not cost (a call it did not know) gets no result:
             // its forwarder stops waiting.
-            self.finished.clear();
+            self.finished = None;
             if let Some((reason, replies)) = ended {
                 return self.teardown(reason, replies).await;
             }
@@ -239,7 +239,7 @@ impl Task {
                     args_json,
                 } => self.start_call(exec, args, args_json).await,
                 ProviderAction::CallEnded { exec, cost, result } => {
-                    if let Some(finished) = self.finished.remove(&exec) {
+                    if let Some(finished) = self.finished.take_if(|f| f.exit.exec == exec) {
                         let now = self.inner.clock.wall();
                         let end = end_of(&finished.exit, cost, finished.output, result.clone());
                         self.records.end(exec, end, now).await;
