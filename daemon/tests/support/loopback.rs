@@ -134,7 +134,15 @@ impl Market {
             renter.shutdown().await;
         }
         self.provider.shutdown().await;
-        // The warm sandboxes go with the node (the sessions' went with them).
+        // The warm sandboxes go with the node, and so do the sandboxes of sessions a test
+        // left open: a provider of the same node with no session reaps them at its start.
         self.sandbox.shutdown().await;
+        let engine = orien_provider::EngineConfig {
+            warm_pool: 0,
+            ..orien_provider::EngineConfig::default()
+        };
+        Provider::start(&engine, Vec::new(), self.sandbox.node())
+            .await
+            .expect("the engine reaps the node's sandboxes");
     }
 }
