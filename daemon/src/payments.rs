@@ -8,10 +8,13 @@
 //! the receipt it pays for, and settles the latest voucher of each lane on chain —
 //! periodically and on request.
 //!
-//! One escrow session runs on a lane at a time: a voucher names the lane's cumulative
-//! total, which two sessions acking side by side could not agree on.
+//! Several sessions may run on one lane at once. A voucher names the lane's whole
+//! cumulative total, so the renter signs them one at a time: each session's driver takes
+//! the lane's [turn](LaneGuard::turn) from reading the lane's total to the durable commit
+//! of the receipt the voucher pays for. A deposit check counts the budgets of the lane's
+//! other open sessions as already spent.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -57,19 +60,19 @@ const SETTLE_CHECK: Duration = Duration::from_secs(10);
 pub enum PaymentError {
     /// The lane's unspent deposit does not cover the session.
     #[error(
-        "the lane to {payout} can still pay {available} but this session needs {needed}; fund it (`orien-node wallet fund`) or run with --auto-fund <cap> (a cap of at least {needed})"
+        "the lane to {payout} can still pay {available} but this session needs {needed} (with {held} held for the lane's other open sessions); fund it (`orien-node wallet fund`) or run with --auto-fund <cap> (a cap of at least {needed})"
     )]
     InsufficientDeposit {
         /// The provider's payout address.
         payout: EvmAddress,
         /// Unspent deposit minus what is acknowledged and unsettled.
         available: Usdc,
-        /// Acknowledged on the lane so far plus the new budget.
+        /// Acknowledged on the lane so far, the other open sessions' budgets, and the new
+        /// budget: what the deposit must hold.
         needed: Usdc,
+        /// The budgets of the lane's other open sessions.
+        held: Usdc,
     },
-    /// A session on the same lane is open.
-    #[error("a session on the lane to {0} is open; close it first (one escrow session per lane)")]
-    LaneBusy(EvmAddress),
     /// The chain failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
@@ -87,7 +90,8 @@ pub struct Payments {
     wallet: Wallet,
     store: Arc<Store>,
     auto_fund_cap: Option<Usdc>,
-    busy: Mutex<HashSet<LaneId>>,
+    /// The lanes with open sessions.
+    in_use: Mutex<HashMap<LaneId, LaneUse>>,
     reconciler: tokio::sync::Mutex<Reconciler>,
     /// The escrow's thaw window: how long a lane stays payable after a close request.
     thaw: Duration,
@@ -106,16 +110,67 @@ impl std::fmt::Debug for Payments {
     }
 }
 
-/// A lane reserved for one session; released on drop.
+/// The open sessions of one lane.
+#[derive(Debug)]
+struct LaneUse {
+    sessions: u32,
+    /// Their budgets.
+    held: Usdc,
+    /// Taken from reading the lane's total to the commit of a receipt whose voucher
+    /// counts from it (renter).
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One open session's place on a lane, with its budget counted against the lane's
+/// deposit; released on drop.
 #[derive(Debug)]
 pub struct LaneGuard {
     payments: Arc<Payments>,
     lane: LaneId,
+    budget: Usdc,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Budgets of the lane's other sessions, and how many, when this one took its place.
+    others: (u32, Usdc),
+}
+
+impl LaneGuard {
+    /// The lane's turn: hold it from reading the lane's acknowledged total to the
+    /// durable commit of the receipt whose voucher counts from that total.
+    pub fn turn(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.turn.clone()
+    }
+
+    /// The lane.
+    pub const fn lane(&self) -> LaneId {
+        self.lane
+    }
+
+    /// The node's payments (to read the lane's total).
+    pub fn payments(&self) -> Arc<Payments> {
+        self.payments.clone()
+    }
+
+    /// Whether no other session was open on the lane when this one took its place.
+    pub const fn was_idle(&self) -> bool {
+        self.others.0 == 0
+    }
+
+    /// The budgets of the lane's other open sessions when this one took its place.
+    pub const fn held_by_others(&self) -> Usdc {
+        self.others.1
+    }
 }
 
 impl Drop for LaneGuard {
     fn drop(&mut self) {
-        self.payments.busy().remove(&self.lane);
+        let mut in_use = self.payments.in_use();
+        if let Some(use_) = in_use.get_mut(&self.lane) {
+            use_.sessions = use_.sessions.saturating_sub(1);
+            use_.held = use_.held.saturating_sub(self.budget);
+            if use_.sessions == 0 {
+                in_use.remove(&self.lane);
+            }
+        }
     }
 }
 
@@ -153,7 +208,7 @@ impl Payments {
             wallet: wallet.clone(),
             store,
             auto_fund_cap: settings.auto_fund_cap,
-            busy: Mutex::new(HashSet::new()),
+            in_use: Mutex::new(HashMap::new()),
             thaw,
             closing: tokio::sync::watch::Sender::new(std::collections::HashMap::new()),
         }))
@@ -177,8 +232,8 @@ impl Payments {
         self.closing.subscribe()
     }
 
-    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<LaneId>> {
-        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
+    fn in_use(&self) -> std::sync::MutexGuard<'_, HashMap<LaneId, LaneUse>> {
+        self.in_use.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The escrow client (this node's wallet).
@@ -191,22 +246,32 @@ impl Payments {
         self.escrow.wallet_address()
     }
 
-    fn reserve(
-        self: &Arc<Self>,
-        lane: LaneId,
-        payout: EvmAddress,
-    ) -> Result<LaneGuard, PaymentError> {
-        if !self.busy().insert(lane) {
-            return Err(PaymentError::LaneBusy(payout));
-        }
-        Ok(LaneGuard {
+    /// Takes a place on `lane` for a session of `budget`.
+    fn reserve(self: &Arc<Self>, lane: LaneId, budget: Usdc) -> LaneGuard {
+        let mut in_use = self.in_use();
+        let use_ = in_use.entry(lane).or_insert_with(|| LaneUse {
+            sessions: 0,
+            held: Usdc::ZERO,
+            turn: Arc::default(),
+        });
+        let others = (use_.sessions, use_.held);
+        use_.sessions += 1;
+        use_.held = use_.held.checked_add(budget).unwrap_or(Usdc::MAX);
+        LaneGuard {
             payments: self.clone(),
             lane,
-        })
+            budget,
+            turn: use_.turn.clone(),
+            others,
+        }
     }
 
-    fn acked_on(&self, lane: LaneId) -> Result<Usdc, StoreError> {
-        Ok(self.lane_head(lane)?.acked)
+    /// Provider: what the lane's deposit already owes, as far as this ledger knows: its
+    /// acknowledged total, or a voucher above it whose receipts are still on their way.
+    fn owed_on(&self, lane: LaneId) -> Result<Usdc, StoreError> {
+        let acked = self.lane_head(lane)?.acked;
+        let ahead = self.store.ahead_voucher(&lane)?.map(|v| v.cumulative);
+        Ok(ahead.map_or(acked, |a| a.max(acked)))
     }
 
     /// What this node's ledger has acknowledged on an escrow lane, with the latest
@@ -240,18 +305,24 @@ impl Payments {
         budget: Usdc,
     ) -> Result<RenterLane, PaymentError> {
         let lane = self.escrow.lane_id(self.wallet(), payout);
-        let guard = self.reserve(lane, payout)?;
+        let guard = self.reserve(lane, budget);
         let head = self.lane_head(lane)?;
-        let base = head.acked;
-        let needed = base.checked_add(budget).unwrap_or(Usdc::MAX);
+        let held = guard.held_by_others();
+        let needed = head
+            .acked
+            .checked_add(held)
+            .and_then(|n| n.checked_add(budget))
+            .unwrap_or(Usdc::MAX);
         let state = self.escrow.lane(lane).await?;
         if state.deposit < needed {
-            let available = Usdc::from_micros(state.deposit.micros().saturating_sub(base.micros()));
+            let available =
+                Usdc::from_micros(state.deposit.micros().saturating_sub(head.acked.micros()));
             if self.auto_fund_cap.is_none_or(|cap| needed > cap) {
                 return Err(PaymentError::InsufficientDeposit {
                     payout,
                     available,
                     needed,
+                    held,
                 });
             }
             let top_up = Usdc::from_micros(needed.micros() - state.deposit.micros());
@@ -281,8 +352,9 @@ impl Payments {
     }
 
     /// Provider: checks a renter's escrow terms for a session of `budget` and at most
-    /// `max_duration` paid to `payout`, and holds the lane. `Err` carries the rejection
-    /// to send. A lane with a close request, or an escrow whose thaw window would end
+    /// `max_duration` paid to `payout`, and takes a place on the lane: the deposit must
+    /// hold what the lane owes, the budgets of its other open sessions and this budget.
+    /// `Err` carries the rejection to send. A lane with a close request, or an escrow whose thaw window would end
     /// before the session's longest end plus [`SETTLE_MARGIN`], is refused: the renter
     /// could take the deposit back before the provider settles.
     pub async fn provider_lane(
@@ -316,12 +388,8 @@ impl Payments {
         if max_duration > longest {
             return Err(RejectReason::DurationTooLong { max: longest });
         }
-        let guard = self
-            .reserve(*lane, payout)
-            .map_err(|_| RejectReason::InvalidRequest {
-                detail: "a session on this lane is open; close it first".into(),
-            })?;
-        let acked = self.acked_on(*lane).map_err(|e| {
+        let guard = self.reserve(*lane, budget);
+        let owed = self.owed_on(*lane).map_err(|e| {
             warn!(error = %e, "cannot read the lane from the ledger");
             RejectReason::SandboxUnavailable {
                 detail: "the provider's ledger is unavailable".into(),
@@ -336,15 +404,33 @@ impl Payments {
         if state.close_requested_at.is_some() {
             return Err(RejectReason::LaneClosing);
         }
-        let available = Usdc::from_micros(state.deposit.micros().saturating_sub(acked.micros()));
+        let committed = owed
+            .checked_add(guard.held_by_others())
+            .unwrap_or(Usdc::MAX);
+        let available =
+            Usdc::from_micros(state.deposit.micros().saturating_sub(committed.micros()));
         if available < budget {
             return Err(RejectReason::InsufficientDeposit { available });
         }
         Ok(guard)
     }
 
+    /// Provider: checks that `voucher` is the renter's, for the lane `renter_wallet →
+    /// payout`, before the receipt it comes with is committed. (The ledger then checks
+    /// that the lane's vouchers cover its acknowledged total: vouchers of sessions sharing
+    /// the lane arrive in any order.)
+    pub fn check_voucher(
+        &self,
+        voucher: &Voucher,
+        renter_wallet: EvmAddress,
+        payout: EvmAddress,
+    ) -> Result<(), orien_ledger::chain::VoucherError> {
+        self.escrow.domain().verify(voucher, renter_wallet, payout)
+    }
+
     /// Provider: checks that `voucher` pays the lane `renter_wallet → payout` at least
-    /// `acknowledged`, signed by the renter, before the receipt it pays for is committed.
+    /// `acknowledged` and no less than its latest voucher, signed by the renter (the
+    /// lane's total a renter proves when a session opens).
     pub fn verify_voucher(
         &self,
         voucher: &Voucher,

@@ -5,6 +5,8 @@
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/hostile.rs"]
+mod hostile;
 
 use std::time::Duration;
 
@@ -317,4 +319,222 @@ async fn a_renter_holds_at_most_the_providers_cap_of_sessions_at_once() {
     pair.open(budget)
         .await
         .expect("a closed session frees its place");
+}
+
+/// The session an ack a node receives acknowledges, if the point is one.
+fn ack_in_of(point: &orien_daemon::Point<'_>) -> Option<SessionId> {
+    match point {
+        orien_daemon::Point::InboundResponse {
+            response: SessionResponse::Ack(ack),
+            ..
+        } => ack.verify().ok().map(|a| a.session),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_at_once_on_one_lane_settle_to_the_micro_usdc() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, renter) = paid_pair(&chain, dir.path(), fast()).await;
+    let offer = fresh_offer(&renter, provider.key.node_id(), Timestamp(0)).await;
+
+    // Two sessions with one provider: one escrow lane, both open at once. The first
+    // session's acks reach the provider late, so the second opens while the renter's
+    // total is ahead of the provider's (nothing is lost: no gap may be recorded), and its
+    // vouchers, which count the first's receipts, overtake them.
+    let first = open_escrow(&renter, offer).await.unwrap();
+    provider.rules.add(move |point| {
+        (ack_in_of(point) == Some(first)).then_some(Fault::Delay(Duration::from_millis(700)))
+    });
+    assert!(
+        eventually(PATIENCE, || renter.head(&first).seq >= 2).await,
+        "the first session runs"
+    );
+    let second = open_escrow(&renter, offer).await.unwrap();
+    let (wallet, settings) = renter.chain.clone().unwrap();
+    let escrow = EscrowClient::connect(settings.chain.clone(), &wallet, settings.escrow)
+        .await
+        .unwrap();
+    let lane = escrow.lane_id(wallet.address(), provider.payout());
+    // The deposit holds both budgets (auto-funded), and a third session whose budget the
+    // cap cannot add on top of the two open ones is refused before the provider is asked.
+    assert!(escrow.lane(lane).await.unwrap().deposit.micros() >= USDC);
+    let greedy = renter
+        .on(move |node| async move {
+            node.sessions()
+                .unwrap()
+                .open_paid(
+                    offer,
+                    Usdc::from_micros(9 * USDC + USDC / 2),
+                    Millis(600_000),
+                    PaymentChoice::Escrow,
+                )
+                .await
+        })
+        .await;
+    match greedy {
+        Err(SessionError::Payment(orien_daemon::payments::PaymentError::InsufficientDeposit {
+            held,
+            ..
+        })) => assert_eq!(held.micros(), USDC, "the two open budgets are held"),
+        other => panic!("expected a refusal for the deposit, got {other:?}"),
+    }
+    for session in [first, second] {
+        renter
+            .on(move |node| async move {
+                node.sessions()
+                    .unwrap()
+                    .exec(session, harness::work(400))
+                    .await
+            })
+            .await
+            .unwrap();
+    }
+    assert!(
+        eventually(PATIENCE, || provider
+            .store()
+            .ahead_voucher(&lane)
+            .unwrap()
+            .is_some())
+        .await,
+        "a voucher reaches the provider before a receipt it pays for"
+    );
+    assert!(
+        eventually(PATIENCE, || provider.head(&first).seq >= 4
+            && provider.head(&second).seq >= 8)
+        .await,
+        "both sessions run side by side"
+    );
+    provider.rules.clear();
+    for session in [first, second] {
+        renter
+            .on(move |node| async move { node.sessions().unwrap().close(session).await })
+            .await
+            .unwrap();
+        provider.closed(&session).await;
+    }
+
+    // Each session's chain is the same on both sides, and the lane's total is the sum of
+    // both sessions on both ledgers, with the latest voucher for exactly that.
+    let total = renter.head(&first).amount.micros() + renter.head(&second).amount.micros();
+    for session in [first, second] {
+        assert_eq!(provider.chain(&session), renter.chain(&session));
+    }
+    for side in [&provider, &renter] {
+        let state = side.store().lane_settlement(&lane).unwrap().unwrap();
+        assert_eq!(state.acked.micros(), total);
+        assert_eq!(
+            state.latest_voucher.map(|v| v.cumulative.micros()),
+            Some(total)
+        );
+        side.store().verify().unwrap();
+    }
+    assert_eq!(provider.store().ahead_voucher(&lane).unwrap(), None);
+    for side in [&provider, &renter] {
+        let postings = side.store().postings().unwrap();
+        assert!(
+            !postings
+                .iter()
+                .any(|p| matches!(p.cause, Cause::LaneGap { .. })),
+            "no receipt was lost, so no gap is recorded"
+        );
+    }
+
+    // Settled on chain: the lane, the provider's earnings, the fee and the reserve are the
+    // ledger's split of the total to the micro-USDC.
+    let payments = provider
+        .on(|node| async move { node.sessions().unwrap().payments().cloned() })
+        .await
+        .unwrap();
+    payments.settle().await.unwrap();
+    let split = Split::of(Usdc::from_micros(total));
+    assert_eq!(escrow.lane(lane).await.unwrap().settled.micros(), total);
+    assert_eq!(
+        escrow.earnings(provider.payout()).await.unwrap().balance,
+        split.provider()
+    );
+    assert_eq!(
+        escrow.protocol_balances().await.unwrap(),
+        (split.fee(), split.reserve())
+    );
+    let settled = provider
+        .store()
+        .lane_settlement(&lane)
+        .unwrap()
+        .unwrap()
+        .settled;
+    assert_eq!(
+        settled.micros(),
+        total,
+        "the provider's ledger saw the settlement"
+    );
+    provider.store().verify().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_counts_every_open_session_of_a_lane_against_its_deposit() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider_chain = chain.wallet(Usdc::ZERO, None).await;
+    let provider = TestNode::provider_paid(dir.path(), fast(), Some(provider_chain)).await;
+    let offer = provider.publish(&work_tool()).await;
+    // A renter that skips its own deposit check: a scripted peer whose wallet put one
+    // half-USDC session's worth on the lane.
+    let peer = hostile::HostilePeer::start(NodeKey::generate()).await;
+    let (wallet, settings) = chain.wallet(Usdc::from_micros(2 * USDC), None).await;
+    let escrow = EscrowClient::connect(settings.chain.clone(), &wallet, settings.escrow)
+        .await
+        .unwrap();
+    escrow
+        .fund(provider.payout(), Usdc::from_micros(USDC / 2))
+        .await
+        .unwrap();
+    let open = |budget: u64| {
+        SessionRequest::Open(OpenSession {
+            offer,
+            renter: peer.id(),
+            budget: Usdc::from_micros(budget),
+            max_duration: Millis(600_000),
+            payment: PaymentLane::Escrow {
+                chain_id: settings.chain.chain_id,
+                contract: settings.escrow,
+                lane: escrow.lane_id(wallet.address(), provider.payout()),
+                renter_wallet: wallet.address(),
+            },
+            lane: LaneHead::default(),
+        })
+    };
+    let addr = provider.node().listen_addrs()[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(
+            provider.key.node_id().to_peer_id(),
+        ));
+    peer.dial(addr).await;
+    let provider_id = provider.key.node_id();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let first = loop {
+        match peer.request(provider_id, open(USDC / 2)).await {
+            Ok(answer) => break answer,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the provider never answers: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        matches!(first, SessionResponse::Accepted(_)),
+        "the deposit holds one budget: {first:?}"
+    );
+    // The same lane again while the first session is open: its budget is held.
+    match peer.request(provider_id, open(USDC / 4)).await.unwrap() {
+        SessionResponse::Rejected(rejected) => assert_eq!(
+            rejected.reason,
+            RejectReason::InsufficientDeposit {
+                available: Usdc::ZERO
+            }
+        ),
+        other => panic!("expected a refusal for the deposit, got {other:?}"),
+    }
 }

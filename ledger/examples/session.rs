@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         let receipt = issuer.issue(&reading)?; // provider → renter
         let Checked::New(pending) =
-            countersigner.check(&receipt, &renter_meter.current(), clock.wall())?
+            countersigner.check(&receipt, &renter_meter.current(), clock.wall(), Usdc::ZERO)?
         else {
             unreachable!("every receipt here is new");
         };

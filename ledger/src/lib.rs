@@ -22,10 +22,10 @@ pub use executions::{
 };
 pub use meter::{Meter, MeterConfig, Reading};
 pub use posting::{Cause, Leg, Posting, Side};
-pub use receipts::{AckedReceipt, CheckedReceipt, Countersigner, Issuer};
+pub use receipts::{AckedReceipt, CheckedReceipt, Countersigner, Issuer, VoucherRule};
 pub use session::{SessionHead, SessionRecord, SessionStatus, SuspendReason};
 pub use settlement::{
-    LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
+    AheadVoucher, LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
     UnsettledVoucher,
 };
 pub use signatures::verify_batch;

@@ -125,7 +125,9 @@ pub struct LaneSettlement {
     pub key: LaneKey,
     /// Total acknowledged on the lane (the lane account's balance).
     pub acked: Usdc,
-    /// The latest voucher received with an ack, for `acked`.
+    /// The largest voucher received for at most `acked`: what the lane settles. (A
+    /// voucher above `acked`, for receipts of another session on the lane still on their
+    /// way, waits as the lane's [`AheadVoucher`].)
     pub latest_voucher: Option<Voucher>,
     /// Cumulative amount the chain has paid (confirmed settlements).
     pub settled: Usdc,
@@ -164,6 +166,25 @@ pub enum SkipKind {
     Stale,
     /// The lane's deposit is fully settled: nothing pays until the renter funds it again.
     Exhausted,
+}
+
+/// A provider's largest voucher of a lane above what its ledger acknowledged on it.
+///
+/// The renter signs the vouchers of the sessions sharing a lane one at a time, each for
+/// the lane's whole total; their acks reach the provider over separate streams, so a
+/// voucher may arrive before a receipt it pays for. It waits here until the lane's total
+/// reaches it (then it becomes the lane's latest), or until the next session on an idle
+/// lane records the receipts that never arrived as a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AheadVoucher {
+    /// The voucher.
+    pub voucher: Voucher,
+}
+
+impl Record for AheadVoucher {
+    const KIND: &'static str = "ahead voucher";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 256;
 }
 
 /// A lane's voucher that the escrow skipped: not submitted again until a newer voucher

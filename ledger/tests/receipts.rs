@@ -243,14 +243,18 @@ fn a_receipt_sent_again_gets_the_same_ack_again() {
     let receipt = sim.issuer.issue(&reading).unwrap();
     let own = sim.renter_meter.current();
     let Ok(orien_ledger::receipts::Checked::New(pending)) =
-        sim.countersigner.check(&receipt, &own, sim.clock.wall())
+        sim.countersigner
+            .check(&receipt, &own, sim.clock.wall(), Usdc::ZERO)
     else {
         panic!("a new receipt");
     };
     let durable = sim.renter.store.ingest(pending.acked().clone()).unwrap();
     let ack = sim.countersigner.release(pending, &durable);
     // The ack is lost; the provider sends the same receipt again.
-    match sim.countersigner.check(&receipt, &own, sim.clock.wall()) {
+    match sim
+        .countersigner
+        .check(&receipt, &own, sim.clock.wall(), Usdc::ZERO)
+    {
         Ok(orien_ledger::receipts::Checked::Again(again)) => assert_eq!(again, ack),
         other => panic!("expected the same ack again, got {other:?}"),
     }
@@ -267,7 +271,7 @@ fn a_receipt_sent_again_gets_the_same_ack_again() {
     let stranger = other_issuer.issue(&forged).unwrap();
     assert!(
         sim.countersigner
-            .check(&stranger, &own, sim.clock.wall())
+            .check(&stranger, &own, sim.clock.wall(), Usdc::ZERO)
             .is_err()
     );
 }
@@ -285,7 +289,8 @@ fn receipts_checked_on_their_way_in_commit_on_both_sides_without_a_second_check(
     let receipt = sim.issuer.issue(&reading).unwrap();
     let own = sim.renter_meter.current();
     let Ok(orien_ledger::receipts::Checked::New(pending)) =
-        sim.countersigner.check(&receipt, &own, sim.clock.wall())
+        sim.countersigner
+            .check(&receipt, &own, sim.clock.wall(), Usdc::ZERO)
     else {
         panic!("an honest receipt is countersigned");
     };
@@ -326,7 +331,8 @@ fn a_checked_receipt_is_refused_by_a_session_whose_parties_did_not_sign_it() {
     let receipt = sim.issuer.issue(&reading).unwrap();
     let own = sim.renter_meter.close();
     let Ok(orien_ledger::receipts::Checked::New(pending)) =
-        sim.countersigner.check(&receipt, &own, sim.clock.wall())
+        sim.countersigner
+            .check(&receipt, &own, sim.clock.wall(), Usdc::ZERO)
     else {
         panic!("an honest receipt is countersigned");
     };

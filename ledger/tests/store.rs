@@ -588,3 +588,177 @@ fn a_lane_already_at_the_other_sides_total_records_nothing() {
     assert_eq!(gap, usdc(0));
     assert_eq!(t.store.postings().unwrap().len(), 1);
 }
+
+/// Two sessions on one escrow lane, with the renter's vouchers for the lane's whole total
+/// (signed A1, B1, A2, B2: 100, 150, 180, 200) given the chain of each session.
+struct SharedLane {
+    lane: orien_protocol::LaneId,
+    a: SessionId,
+    b: SessionId,
+    receipts: [orien_ledger::AckedReceipt; 4],
+}
+
+fn shared_lane(t: &support::TempStore) -> SharedLane {
+    let p = parties();
+    let lane = orien_protocol::LaneId::from_bytes([0x5e; 32]);
+    let (a, b) = (SessionId::random(), SessionId::random());
+    for s in [a, b] {
+        t.store
+            .open_session(session_record(
+                s,
+                &p,
+                support::chain::escrow(lane),
+                usdc(1_000),
+            ))
+            .unwrap();
+    }
+    let (mut ca, mut cb) = (
+        ChainBuilder::new(a, Some(lane)),
+        ChainBuilder::new(b, Some(lane)),
+    );
+    // A voucher is the lane's total when the renter signed it: the other session's
+    // amount then, plus this one's.
+    let a1 = ca.next(&p, 100);
+    cb.lane_base = 100;
+    let b1 = cb.next(&p, 50);
+    ca.lane_base = 50;
+    let a2 = ca.next(&p, 30);
+    cb.lane_base = 130;
+    let b2 = cb.next(&p, 20);
+    SharedLane {
+        lane,
+        a,
+        b,
+        receipts: [a1, b1, a2, b2],
+    }
+}
+
+fn voucher_of(acked: &orien_ledger::AckedReceipt) -> orien_protocol::Voucher {
+    acked.ack.verify().unwrap().voucher.unwrap()
+}
+
+#[test]
+fn vouchers_of_sessions_sharing_a_lane_may_arrive_in_any_order_and_the_lane_ends_exact() {
+    let t = temp_store();
+    let shared = shared_lane(&t);
+    let [a1, b1, a2, b2] = shared.receipts.clone();
+    let state = |t: &support::TempStore| {
+        let s = t.store.lane_settlement(&shared.lane).unwrap().unwrap();
+        let ahead = t.store.ahead_voucher(&shared.lane).unwrap();
+        (
+            s.acked.micros(),
+            s.latest_voucher.map(|v| v.cumulative.micros()),
+            ahead.map(|v| v.cumulative.micros()),
+        )
+    };
+    // The provider hears B first: its vouchers pay for A's receipts it has not seen.
+    t.store.ingest(b1).unwrap();
+    assert_eq!(state(&t), (50, None, Some(150)));
+    assert!(
+        t.store.unsettled_vouchers().unwrap().is_empty(),
+        "nothing above the acked total is ever settled"
+    );
+    t.store.ingest(b2).unwrap();
+    assert_eq!(state(&t), (70, None, Some(200)));
+    t.store.ingest(a1.clone()).unwrap();
+    assert_eq!(state(&t), (170, Some(100), Some(200)));
+    let unsettled = t.store.unsettled_vouchers().unwrap();
+    assert_eq!(unsettled.len(), 1);
+    assert_eq!(unsettled[0].voucher, voucher_of(&a1));
+    t.store.ingest(a2).unwrap();
+    assert_eq!(state(&t), (200, Some(200), None));
+    // After a restart the caches are rebuilt from disk alike.
+    let t = support::reopen(t);
+    assert_eq!(state(&t), (200, Some(200), None));
+    t.store.verify().unwrap();
+    let split = Split::of(usdc(200));
+    assert_eq!(
+        t.store
+            .balance(&Account::ProtocolFee)
+            .unwrap()
+            .net(&Account::ProtocolFee),
+        i128::from(split.fee().micros())
+    );
+    assert_eq!(
+        t.store.session_totals(&shared.a).unwrap().amount.micros()
+            + t.store.session_totals(&shared.b).unwrap().amount.micros(),
+        200
+    );
+}
+
+#[test]
+fn a_voucher_that_leaves_the_lanes_total_unpaid_is_refused_and_changes_nothing() {
+    let t = temp_store();
+    let p = parties();
+    let shared = shared_lane(&t);
+    let [a1, ..] = shared.receipts.clone();
+    t.store.ingest(a1).unwrap();
+    // B's first receipt with a voucher for less than the lane's total after it (150).
+    let mut cb = ChainBuilder::new(shared.b, Some(shared.lane));
+    cb.lane_base = 99;
+    let short = cb.next(&p, 50);
+    assert!(
+        matches!(t.store.ingest(short), Err(StoreError::BadAck { .. })),
+        "a voucher of 149 for a lane total of 150"
+    );
+    let s = t.store.lane_settlement(&shared.lane).unwrap().unwrap();
+    assert_eq!(
+        (s.acked, s.latest_voucher.map(|v| v.cumulative)),
+        (usdc(100), Some(usdc(100)))
+    );
+    assert_eq!(t.store.head(&shared.b).unwrap().unwrap().seq, 0);
+}
+
+#[test]
+fn the_renter_commits_only_a_voucher_for_exactly_its_lanes_total() {
+    let t = temp_store();
+    let p = parties();
+    let shared = shared_lane(&t);
+    let [a1, b1, ..] = shared.receipts.clone();
+    let countersigned = |acked: orien_ledger::AckedReceipt| {
+        orien_ledger::CheckedReceipt::countersigned(
+            acked
+                .receipt
+                .into_verified_from(&p.provider.node_id())
+                .unwrap(),
+            acked.ack.into_verified_from(&p.renter.node_id()).unwrap(),
+        )
+    };
+    // B1's voucher (150) counts A1, which this renter ledger has not committed: a turn
+    // of the lane was skipped, and the ledger says so rather than keep a wrong total.
+    assert!(matches!(
+        t.store.ingest_checked(countersigned(b1.clone())),
+        Err(StoreError::BadAck { .. })
+    ));
+    t.store.ingest_checked(countersigned(a1)).unwrap();
+    t.store.ingest_checked(countersigned(b1)).unwrap();
+    let s = t.store.lane_settlement(&shared.lane).unwrap().unwrap();
+    assert_eq!(
+        (s.acked, s.latest_voucher.map(|v| v.cumulative)),
+        (usdc(150), Some(usdc(150)))
+    );
+}
+
+#[test]
+fn resyncing_an_idle_lane_to_its_ahead_voucher_settles_what_never_arrived() {
+    let t = temp_store();
+    let shared = shared_lane(&t);
+    let [_, b1, ..] = shared.receipts.clone();
+    // A1's ack never reached the provider; B1's voucher covers it.
+    t.store.ingest(b1.clone()).unwrap();
+    let key = t.store.session(&shared.b).unwrap().unwrap().lane();
+    let ahead = t.store.ahead_voucher(&shared.lane).unwrap().unwrap();
+    assert_eq!(ahead, voucher_of(&b1));
+    let gap = t
+        .store
+        .resync_lane(key, SessionId::random(), ahead.cumulative, Some(ahead))
+        .unwrap();
+    assert_eq!(gap, usdc(100));
+    let s = t.store.lane_settlement(&shared.lane).unwrap().unwrap();
+    assert_eq!((s.acked, s.latest_voucher), (usdc(150), Some(ahead)));
+    assert_eq!(t.store.ahead_voucher(&shared.lane).unwrap(), None);
+    assert_eq!(t.store.unsettled_vouchers().unwrap()[0].voucher, ahead);
+    let t = support::reopen(t);
+    assert_eq!(t.store.ahead_voucher(&shared.lane).unwrap(), None);
+    t.store.verify().unwrap();
+}

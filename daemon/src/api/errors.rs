@@ -55,7 +55,6 @@ impl From<SessionError> for ApiError {
             )),
             SessionError::Ledger(e) => ledger_error(e),
             SessionError::Payment(PaymentError::InsufficientDeposit { .. })
-            | SessionError::Payment(PaymentError::LaneBusy(_))
             | SessionError::NoChain => ApiError::Conflict(error.to_string()),
             SessionError::Payment(PaymentError::Ledger(e)) => ledger_error(e),
             SessionError::Payment(e) => ApiError::BadGateway(format!("the chain: {e}")),

@@ -57,6 +57,10 @@ pub enum RenterInput<R> {
         receipt: Signed<UsageReceipt>,
         /// Who waits for the answer.
         reply: R,
+        /// What the renter's ledger holds acknowledged on the session's escrow lane,
+        /// read under the lane's turn, which the driver keeps until the receipt is
+        /// committed (zero on ledger-paid lanes): its voucher counts from it.
+        lane_acked: Usdc,
     },
     /// The provider ended the session.
     Closed {
@@ -481,9 +485,13 @@ impl<R> RenterMachine<R> {
                     self.end(reason, &mut out);
                 }
             }
-            RenterInput::Receipt { receipt, reply } => {
+            RenterInput::Receipt {
+                receipt,
+                reply,
+                lane_acked,
+            } => {
                 self.heard();
-                self.on_receipt(&receipt, reply, &mut out);
+                self.on_receipt(&receipt, reply, lane_acked, &mut out);
             }
             RenterInput::Closed { reason, reply } => {
                 self.heard();
@@ -512,6 +520,7 @@ impl<R> RenterMachine<R> {
         &mut self,
         receipt: &Signed<UsageReceipt>,
         reply: R,
+        lane_acked: Usdc,
         out: &mut Vec<RenterAction<R>>,
     ) {
         if self.committing.is_some() {
@@ -523,7 +532,10 @@ impl<R> RenterMachine<R> {
         let own = self.meter.current();
         // Running calls' time in `own` is now seen: a call abandoned later keeps it.
         self.meter.witnessed();
-        match self.countersigner.check(receipt, &own, self.clock.wall()) {
+        match self
+            .countersigner
+            .check(receipt, &own, self.clock.wall(), lane_acked)
+        {
             // Sent again because the provider lost the ack: the ack was durable already.
             Ok(Checked::Again(ack)) => {
                 out.push(RenterAction::Reply(reply, SessionResponse::Ack(ack)))

@@ -105,8 +105,6 @@ impl PendingAck {
 struct Vouchers {
     signer: Box<dyn VoucherSigner>,
     lane: LaneId,
-    /// What the lane had acked before this session.
-    base: Usdc,
 }
 
 /// Checks and countersigns the receipts of one session.
@@ -168,30 +166,29 @@ impl Countersigner {
         self.results.hold(seq, hash)
     }
 
-    /// Attaches a voucher for `lane_base + amount` to every ack (escrow lanes).
-    /// `lane_base` is what the lane had acked before this session.
-    pub fn with_vouchers(
-        mut self,
-        signer: Box<dyn VoucherSigner>,
-        lane: LaneId,
-        lane_base: Usdc,
-    ) -> Self {
-        self.vouchers = Some(Vouchers {
-            signer,
-            lane,
-            base: lane_base,
-        });
+    /// Attaches a voucher to every ack (escrow lanes): for the lane's whole total once
+    /// the receipt is committed, that is the lane's total given to
+    /// [`check`](Self::check) plus what the receipt adds to this session's amount.
+    pub fn with_vouchers(mut self, signer: Box<dyn VoucherSigner>, lane: LaneId) -> Self {
+        self.vouchers = Some(Vouchers { signer, lane });
         self
     }
 
     /// Checks `receipt` against the renter's own meter `own`, then countersigns it. A
     /// receipt identical to one already acknowledged gets the same ack again. On refusal
     /// the session is suspended; keep the evidence.
+    ///
+    /// `lane_acked` is what the renter's ledger holds acknowledged on the session's
+    /// escrow lane, every session on it included (ignored on ledger-paid lanes). Several
+    /// sessions share a lane, so the caller reads it under the lane's turn and keeps the
+    /// turn until this receipt is committed or refused: the voucher signed here is then
+    /// exactly the lane's total after the commit.
     pub fn check(
         &mut self,
         receipt: &Signed<UsageReceipt>,
         own: &Reading,
         now: Timestamp,
+        lane_acked: Usdc,
     ) -> Result<Checked, Refusal> {
         if let Some(done) = self
             .chain
@@ -234,7 +231,10 @@ impl Countersigner {
         let voucher = match &self.vouchers {
             None => None,
             Some(v) => {
-                let cumulative = v.base.checked_add(r.amount).unwrap_or(Usdc::MAX);
+                let added = r
+                    .amount
+                    .saturating_sub(self.last.as_ref().map_or(Usdc::ZERO, |l| l.amount));
+                let cumulative = lane_acked.checked_add(added).unwrap_or(Usdc::MAX);
                 match v.signer.sign_voucher(v.lane, cumulative) {
                     Ok(voucher) => Some(voucher),
                     Err(detail) => {
@@ -265,7 +265,7 @@ impl Countersigner {
             )
         })?;
         Ok(Checked::New(Box::new(PendingAck {
-            checked: CheckedReceipt::new(verified, ack),
+            checked: CheckedReceipt::countersigned(verified, ack),
         })))
     }
 
@@ -377,7 +377,7 @@ impl Countersigner {
             durable.receipt(),
             "release() with another receipt's proof"
         );
-        let (acked, receipt, _) = pending.checked.into_parts();
+        let (acked, receipt, ..) = pending.checked.into_parts();
         debug!(session = %self.session, seq = receipt.seq, "receipt countersigned");
         self.prev = durable.receipt();
         self.results.commit(receipt.results);

@@ -35,18 +35,58 @@ pub struct CheckedReceipt {
     acked: AckedReceipt,
     receipt: UsageReceipt,
     ack: ReceiptAck,
+    rule: VoucherRule,
+}
+
+/// How the ledger holds an escrow ack's voucher against the lane's acknowledged total.
+///
+/// Several sessions may share one escrow lane. The renter signs their vouchers one at a
+/// time, each for the lane's whole total, so its own ledger's total always equals the
+/// voucher it just signed. The provider receives the acks of those sessions over separate
+/// streams, in any order: a voucher signed after a receipt the provider has not seen yet
+/// is above its total, and one signed before is below its largest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoucherRule {
+    /// The renter signed it for its own ledger's total after this receipt: it must be
+    /// exactly that total.
+    Exact,
+    /// Received from the renter: the largest voucher the lane holds must cover the lane's
+    /// total after this receipt; one above it is kept aside until the receipts it pays
+    /// for arrive.
+    Covering,
 }
 
 impl CheckedReceipt {
-    /// Joins a checked receipt and its checked ack.
+    /// Joins a checked receipt and an ack received from the renter (the provider's side:
+    /// [`VoucherRule::Covering`]).
     pub fn new(receipt: Verified<UsageReceipt>, ack: Verified<ReceiptAck>) -> Self {
+        Self::with_rule(receipt, ack, VoucherRule::Covering)
+    }
+
+    /// Joins a checked receipt and the ack this node signed for it (the renter's side:
+    /// [`VoucherRule::Exact`]).
+    pub fn countersigned(receipt: Verified<UsageReceipt>, ack: Verified<ReceiptAck>) -> Self {
+        Self::with_rule(receipt, ack, VoucherRule::Exact)
+    }
+
+    fn with_rule(
+        receipt: Verified<UsageReceipt>,
+        ack: Verified<ReceiptAck>,
+        rule: VoucherRule,
+    ) -> Self {
         let (receipt, receipt_value) = receipt.into_parts();
         let (ack, ack_value) = ack.into_parts();
         Self {
             acked: AckedReceipt { receipt, ack },
             receipt: receipt_value,
             ack: ack_value,
+            rule,
         }
+    }
+
+    /// How its voucher is held against the lane's total.
+    pub const fn rule(&self) -> VoucherRule {
+        self.rule
     }
 
     /// The dual-signed envelopes, as stored and sent.
@@ -65,8 +105,8 @@ impl CheckedReceipt {
     }
 
     /// The envelopes and both contents.
-    pub fn into_parts(self) -> (AckedReceipt, UsageReceipt, ReceiptAck) {
-        (self.acked, self.receipt, self.ack)
+    pub fn into_parts(self) -> (AckedReceipt, UsageReceipt, ReceiptAck, VoucherRule) {
+        (self.acked, self.receipt, self.ack, self.rule)
     }
 }
 

@@ -86,6 +86,7 @@ impl Feed {
 #[derive(Default)]
 pub(super) struct GroupWrites {
     puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    deletes: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl GroupWrites {
@@ -93,8 +94,13 @@ impl GroupWrites {
         self.puts.push((cf, key.as_ref().to_vec(), value));
     }
 
+    /// Deletes `key`; a key is either put or deleted in one group, never both.
+    pub(super) fn delete(&mut self, cf: &'static str, key: impl AsRef<[u8]>) {
+        self.deletes.push((cf, key.as_ref().to_vec()));
+    }
+
     pub(super) fn is_empty(&self) -> bool {
-        self.puts.is_empty()
+        self.puts.is_empty() && self.deletes.is_empty()
     }
 
     /// The batch, sorted by column family and key. The sort is stable: were a key
@@ -105,6 +111,9 @@ impl GroupWrites {
         let mut batch = rocksdb::WriteBatch::default();
         for (cf, key, value) in self.puts {
             batch.put_cf(store.cf(cf), key, value);
+        }
+        for (cf, key) in self.deletes {
+            batch.delete_cf(store.cf(cf), key);
         }
         batch
     }

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use orien_protocol::{
-    LaneId, PaymentLane, ReceiptAck, ReceiptHash, SessionId, Timestamp, UsageReceipt, Usdc, wire,
+    LaneId, PaymentLane, ReceiptAck, ReceiptHash, SessionId, Timestamp, UsageReceipt, Usdc,
+    Voucher, wire,
 };
 use tracing::{debug, debug_span, warn};
 
@@ -13,10 +14,10 @@ use super::{FastMap, Store, StoreError, Writer, keys};
 use crate::accounts::{Account, Balance};
 use crate::dispute::{DisputeReason, Evidence, Quantity};
 use crate::posting::{Posting, Side};
-use crate::receipts::{AckedReceipt, CheckedReceipt, StoredReceipt};
+use crate::receipts::{AckedReceipt, CheckedReceipt, StoredReceipt, VoucherRule};
 use crate::record;
 use crate::session::{SessionHead, SessionRecord, SessionStatus};
-use crate::settlement::LaneSettlement;
+use crate::settlement::{AheadVoucher, LaneSettlement};
 use crate::signatures::{self, Claim};
 
 /// Most receipts written by one synced `WriteBatch`.
@@ -65,6 +66,7 @@ pub(crate) struct Prepared {
     ack: ReceiptAck,
     hash: ReceiptHash,
     session: Arc<SessionRecord>,
+    rule: VoucherRule,
 }
 
 type Slot = Arc<Mutex<Option<Ingested>>>;
@@ -80,6 +82,7 @@ struct Overlay {
     heads: FastMap<SessionId, SessionHead>,
     balances: FastMap<Account, Balance>,
     lanes: FastMap<LaneId, LaneSettlement>,
+    aheads: FastMap<LaneId, Option<Voucher>>,
     receipts: FastMap<(SessionId, u64), ReceiptHash>,
 }
 
@@ -122,7 +125,7 @@ impl Store {
     /// the ones who signed.
     pub fn ingest_checked(&self, checked: CheckedReceipt) -> Ingested {
         self.writable()?;
-        let (acked, receipt, ack) = checked.into_parts();
+        let (acked, receipt, ack, rule) = checked.into_parts();
         let item = self
             .session(&receipt.session)
             .and_then(|session| session.ok_or(StoreError::UnknownSession(receipt.session)))
@@ -133,6 +136,7 @@ impl Store {
                     receipt,
                     ack,
                     session,
+                    rule,
                 };
                 if prepared.acked.receipt.signer() != &prepared.session.provider {
                     return Err(refused(&prepared, bad_signature("receipt")));
@@ -293,12 +297,15 @@ impl Store {
             .session(&receipt.session)?
             .ok_or(StoreError::UnknownSession(receipt.session))?;
         let hash = acked.receipt.receipt_hash();
+        // A dual-signed receipt from outside (an import, a replay): its voucher is held
+        // like one received from the renter.
         Ok(Prepared {
             acked,
             receipt,
             ack,
             hash,
             session,
+            rule: VoucherRule::Covering,
         })
     }
 
@@ -350,6 +357,7 @@ impl Store {
                 writer.heads.extend(overlay.heads);
                 writer.balances.extend(overlay.balances);
                 writer.lanes.extend(overlay.lanes);
+                writer.aheads.extend(overlay.aheads);
                 for (slot, outcome) in outcomes {
                     fill(&slot, outcome);
                 }
@@ -378,6 +386,16 @@ impl Store {
         }
         for (lane, state) in &overlay.lanes {
             batch.put(keys::SETTLEMENT, keys::lane(lane), encode(state)?);
+        }
+        for (lane, ahead) in &overlay.aheads {
+            match ahead {
+                Some(voucher) => batch.put(
+                    keys::SETTLEMENT,
+                    keys::ahead(lane),
+                    encode(&AheadVoucher { voucher: *voucher })?,
+                ),
+                None => batch.delete(keys::SETTLEMENT, keys::ahead(lane)),
+            }
         }
         Ok(())
     }
@@ -530,14 +548,11 @@ impl Store {
             }
             (PaymentLane::Escrow { lane: escrow, .. }, voucher) => {
                 if let Some(voucher) = voucher
-                    && (voucher.lane != *escrow || voucher.cumulative != lane_after)
+                    && voucher.lane != *escrow
                 {
                     return Err(bad_ack(
                         &v,
-                        &format!(
-                            "voucher for {} on lane {} does not match the lane's acked total {lane_after} on {escrow}",
-                            voucher.cumulative, voucher.lane
-                        ),
+                        &format!("a voucher for lane {} on {escrow}", voucher.lane),
                     ));
                 }
                 let mut state = match overlay.lanes.get(escrow) {
@@ -550,11 +565,47 @@ impl Store {
                         last_confirmed: None,
                     }),
                 };
+                let ahead = match overlay.aheads.get(escrow) {
+                    Some(a) => *a,
+                    None => self.cached_ahead(writer, escrow)?,
+                };
                 state.acked = lane_after;
-                if voucher.is_some() {
-                    state.latest_voucher = voucher;
-                }
-                Some((*escrow, state))
+                let ahead = match (v.rule, voucher) {
+                    (_, None) => ahead,
+                    (VoucherRule::Exact, Some(voucher)) => {
+                        if voucher.cumulative != lane_after {
+                            return Err(bad_ack(
+                                &v,
+                                &format!(
+                                    "voucher for {} does not match the lane's acked total {lane_after} on {escrow}",
+                                    voucher.cumulative
+                                ),
+                            ));
+                        }
+                        state.latest_voucher = Some(voucher);
+                        None
+                    }
+                    (VoucherRule::Covering, Some(voucher)) => {
+                        let held = [state.latest_voucher, ahead, Some(voucher)];
+                        let largest = held.iter().flatten().map(|v| v.cumulative).max();
+                        if largest < Some(lane_after) {
+                            return Err(bad_ack(
+                                &v,
+                                &format!(
+                                    "the renter's vouchers pay at most {} on {escrow}, less than the lane's acked total {lane_after}",
+                                    largest.unwrap_or(Usdc::ZERO)
+                                ),
+                            ));
+                        }
+                        let (at_or_below, above): (Vec<Voucher>, Vec<Voucher>) = held
+                            .into_iter()
+                            .flatten()
+                            .partition(|v| v.cumulative <= lane_after);
+                        state.latest_voucher = at_or_below.into_iter().max_by_key(|v| v.cumulative);
+                        above.into_iter().max_by_key(|v| v.cumulative)
+                    }
+                };
+                Some((*escrow, state, ahead))
             }
         };
 
@@ -598,8 +649,9 @@ impl Store {
             results: r.results.count,
         };
         overlay.heads.insert(r.session, new_head);
-        if let Some((escrow, state)) = lane_state {
+        if let Some((escrow, state, ahead)) = lane_state {
             overlay.lanes.insert(escrow, state);
+            overlay.aheads.insert(escrow, ahead);
         }
         overlay.receipts.insert((r.session, r.seq), v.hash);
         let stored = StoredReceipt {

@@ -130,6 +130,13 @@ pub(crate) fn skipped(id: &LaneId) -> [u8; 33] {
     k
 }
 
+/// A lane's voucher above its acknowledged total: `3 ‖ lane` in the settlement family.
+pub(crate) fn ahead(id: &LaneId) -> [u8; 33] {
+    let mut k = lane(id);
+    k[0] = 3;
+    k
+}
+
 /// The meta key holding the next block reconciliation scans (u64, big-endian).
 pub(crate) const RECONCILE_CURSOR: &[u8] = b"reconcile_cursor";
 

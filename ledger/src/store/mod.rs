@@ -245,6 +245,8 @@ struct Writer {
     balances: FastMap<Account, Balance>,
     heads: FastMap<SessionId, SessionHead>,
     lanes: FastMap<LaneId, LaneSettlement>,
+    /// Each lane's voucher above its total, once read (`None`: it has none).
+    aheads: FastMap<LaneId, Option<orien_protocol::Voucher>>,
 }
 
 /// The maps on the commit path: hashed with foldhash (randomly seeded per map, so keys a
@@ -661,6 +663,31 @@ impl Store {
             writer.lanes.insert(*lane, l);
         }
         Ok(found)
+    }
+
+    fn cached_ahead(
+        &self,
+        writer: &mut Writer,
+        lane: &LaneId,
+    ) -> Result<Option<orien_protocol::Voucher>, StoreError> {
+        if let Some(ahead) = writer.aheads.get(lane) {
+            return Ok(*ahead);
+        }
+        let found = self
+            .get::<crate::settlement::AheadVoucher>(keys::SETTLEMENT, &keys::ahead(lane))?
+            .map(|a| a.voucher);
+        writer.aheads.insert(*lane, found);
+        Ok(found)
+    }
+
+    /// Provider: the largest voucher of `lane` above what this ledger acknowledged on it
+    /// (see [`AheadVoucher`](crate::AheadVoucher)), if any.
+    pub fn ahead_voucher(
+        &self,
+        lane: &LaneId,
+    ) -> Result<Option<orien_protocol::Voucher>, StoreError> {
+        let mut writer = self.lock_writer();
+        self.cached_ahead(&mut writer, lane)
     }
 }
 

@@ -95,17 +95,30 @@ impl Store {
             if voucher.is_some() {
                 state.latest_voucher = voucher;
             }
+            // A voucher that waited above the old total is now within the new one.
+            let mut ahead = self.cached_ahead(&mut writer, &escrow)?;
+            if let Some(waiting) = ahead.filter(|a| a.cumulative <= to) {
+                if state
+                    .latest_voucher
+                    .is_none_or(|l| l.cumulative < waiting.cumulative)
+                {
+                    state.latest_voucher = Some(waiting);
+                }
+                batch.delete_cf(self.cf(keys::SETTLEMENT), keys::ahead(&escrow));
+                ahead = None;
+            }
             batch.put_cf(
                 self.cf(keys::SETTLEMENT),
                 keys::lane(&escrow),
                 encode(&state)?,
             );
-            lane_state = Some((escrow, state));
+            lane_state = Some((escrow, state, ahead));
         }
         self.write(batch, "record lane gap")?;
         writer.balances.extend(touched);
-        if let Some((escrow, state)) = lane_state {
+        if let Some((escrow, state, ahead)) = lane_state {
             writer.lanes.insert(escrow, state);
+            writer.aheads.insert(escrow, ahead);
         }
         let gap = Usdc::from_micros(to.micros() - before.micros());
         warn!(%lane, %session, %before, %to, %gap, "lane resynced: receipts this ledger never committed");

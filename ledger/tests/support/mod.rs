@@ -33,3 +33,11 @@ pub fn open(path: &std::path::Path, clock: &ManualClock) -> Store {
     )
     .unwrap()
 }
+
+/// The same store closed and opened again (its caches rebuilt from disk).
+pub fn reopen(t: TempStore) -> TempStore {
+    let TempStore { store, clock, dir } = t;
+    drop(store);
+    let store = open(dir.path(), &clock);
+    TempStore { store, clock, dir }
+}

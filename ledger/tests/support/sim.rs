@@ -137,7 +137,10 @@ impl Sim {
     pub fn exchange(&mut self, reading: Reading, renter_crashes_before_ack: bool) -> bool {
         let receipt = self.issuer.issue(&reading).unwrap();
         let own = self.renter_meter.current();
-        let pending = match self.countersigner.check(&receipt, &own, self.clock.wall()) {
+        let pending = match self
+            .countersigner
+            .check(&receipt, &own, self.clock.wall(), Usdc::ZERO)
+        {
             Ok(orien_ledger::receipts::Checked::New(p)) => p,
             Ok(orien_ledger::receipts::Checked::Again(_)) => unreachable!("receipts are new"),
             Err(refusal) => {

@@ -147,7 +147,11 @@ impl Rig {
     }
 
     fn renter_acks(&self, r: &mut R, receipt: Signed<UsageReceipt>) -> SessionResponse {
-        let actions = r.handle(RenterInput::Receipt { receipt, reply: 7 });
+        let actions = r.handle(RenterInput::Receipt {
+            receipt,
+            reply: 7,
+            lane_acked: Usdc::ZERO,
+        });
         match actions.as_slice() {
             [RenterAction::Commit(acked)] => {
                 let durable = self.renter_store.ingest_checked(*acked.clone()).unwrap();

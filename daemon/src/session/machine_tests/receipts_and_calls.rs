@@ -75,6 +75,7 @@ fn a_resent_receipt_is_acked_again_without_a_second_commit() {
     let again = r.handle(RenterInput::Receipt {
         receipt: first,
         reply: 8,
+        lane_acked: Usdc::ZERO,
     });
     match again.as_slice() {
         [RenterAction::Reply(8, response)] => assert_eq!(response, &ack),
@@ -91,6 +92,7 @@ fn the_renter_releases_no_ack_when_its_commit_fails() {
     let actions = r.handle(RenterInput::Receipt {
         receipt: first,
         reply: 1,
+        lane_acked: Usdc::ZERO,
     });
     assert!(
         matches!(actions.as_slice(), [RenterAction::Commit(_)]),

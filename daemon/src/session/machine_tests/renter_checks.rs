@@ -17,7 +17,11 @@ fn a_receipt_above_the_renters_meter_is_refused_with_evidence() {
     });
     rig.advance(Duration::from_millis(2_500));
     let receipt = sent(&p.handle(ProviderInput::Tick)).unwrap();
-    let actions = r.handle(RenterInput::Receipt { receipt, reply: 2 });
+    let actions = r.handle(RenterInput::Receipt {
+        receipt,
+        reply: 2,
+        lane_acked: Usdc::ZERO,
+    });
     match actions.as_slice() {
         [
             RenterAction::Suspend {
@@ -176,7 +180,11 @@ fn a_provider_that_lies_about_an_output_hash_is_caught() {
     assert!(!r.meter().is_running(), "the renter stops paying");
     // Every later receipt is refused for it.
     let receipt = receipt.unwrap();
-    let actions = r.handle(RenterInput::Receipt { receipt, reply: 9 });
+    let actions = r.handle(RenterInput::Receipt {
+        receipt,
+        reply: 9,
+        lane_acked: Usdc::ZERO,
+    });
     assert!(
         actions.iter().any(|a| matches!(a,
             RenterAction::Reply(9, SessionResponse::Disputed { detail }) if detail.contains("stdout hash"))),
@@ -259,7 +267,11 @@ fn receipts_commit_to_the_results_the_renter_took_and_no_others() {
     p.handle(ProviderInput::ResultDelivered { exec: three.exec });
     rig.advance(Duration::from_millis(1_000));
     let receipt = sent(&p.handle(ProviderInput::Tick)).unwrap();
-    let actions = r.handle(RenterInput::Receipt { receipt, reply: 9 });
+    let actions = r.handle(RenterInput::Receipt {
+        receipt,
+        reply: 9,
+        lane_acked: Usdc::ZERO,
+    });
     assert!(matches!(
         disputed(&actions),
         Some(DisputeReason::ResultsNotHeld {

@@ -15,7 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{FILE_OPS, Handle, Task, VoucherCheck};
 use crate::metrics::Side;
-use crate::payments::Payments;
+use crate::payments::{LaneGuard, Payments};
 use crate::session::exec_records::ExecRecords;
 use crate::session::provider_machine::{AckCheck, ProviderMachine, ProviderTerms};
 use crate::session::{Inner, blocking};
@@ -159,9 +159,15 @@ pub(in crate::session) async fn open(
     };
     let span = info_span!("session", session = %session, role = "provider", peer = %peer);
     let lane_head = match &escrow {
-        Some(escrow) => match resync(&inner, peer, session, &open, escrow)
-            .instrument(span.clone())
-            .await
+        Some(escrow) => match resync(
+            &inner,
+            (peer, session),
+            &open,
+            escrow,
+            lane.as_ref().is_some_and(LaneGuard::was_idle),
+        )
+        .instrument(span.clone())
+        .await
         {
             Ok(head) => head,
             Err(reason) => {
@@ -262,16 +268,21 @@ pub(in crate::session) async fn open(
     SessionResponse::Accepted(accepted)
 }
 
-/// Agrees with the renter on the escrow lane's total before the session's first voucher:
-/// the larger of the two ledgers' totals. A renter ahead proves its total with its
-/// voucher, and this ledger records the gap (receipts it never committed); a renter
-/// behind gets this node's latest voucher, its own signature, as proof.
+/// Agrees with the renter on the escrow lane's total when a session opens.
+///
+/// On a lane with no other open session here (`idle`), receipts the renter acknowledged
+/// and this ledger never committed (an ack lost at the end of a session) will not arrive
+/// any more: the ledger moves up to the larger of the renter's total, proved by its
+/// voucher, and a voucher of its own that waited above its total, and records the
+/// difference as a gap. While other sessions share the lane, their acks are on their way
+/// and nothing is recorded. A renter behind this ledger gets this node's latest voucher,
+/// its own signature, as proof.
 async fn resync(
     inner: &Arc<Inner>,
-    renter: NodeId,
-    session: SessionId,
+    (renter, session): (NodeId, SessionId),
     open: &OpenSession,
     (payments, renter_wallet, payout): &(Arc<Payments>, EvmAddress, EvmAddress),
+    idle: bool,
 ) -> Result<LaneHead, RejectReason> {
     let unavailable = |e: orien_ledger::StoreError| {
         warn!(error = %e, "cannot read or resync the lane");
@@ -282,15 +293,43 @@ async fn resync(
     let PaymentLane::Escrow { lane, .. } = open.payment else {
         return Ok(LaneHead::default());
     };
-    let ours = {
-        let payments = payments.clone();
-        blocking(move || payments.lane_head(lane))
-            .await
-            .map_err(unavailable)?
+    let (ours, ahead) = {
+        let (payments, store) = (payments.clone(), inner.store.clone());
+        blocking(move || {
+            Ok::<_, orien_ledger::StoreError>((
+                payments.lane_head(lane)?,
+                store.ahead_voucher(&lane)?,
+            ))
+        })
+        .await
+        .map_err(unavailable)?
     };
     let theirs = open.lane;
-    if theirs.acked <= ours.acked {
-        // Equal, or the renter is behind: its own voucher tells it what it acknowledged.
+    let proven = if theirs.acked > ours.acked {
+        let Some(voucher) = theirs.voucher else {
+            return Err(RejectReason::InvalidRequest {
+                detail: "the lane's total comes without the renter's voucher for it".into(),
+            });
+        };
+        if let Err(e) = payments.verify_voucher(&voucher, *renter_wallet, *payout, theirs.acked) {
+            return Err(RejectReason::InvalidRequest {
+                detail: orien_protocol::fit_detail(format!(
+                    "the renter's voucher for the lane: {e}"
+                )),
+            });
+        }
+        Some(voucher)
+    } else {
+        None
+    };
+    let largest = [proven, ahead]
+        .into_iter()
+        .flatten()
+        .max_by_key(|v| v.cumulative)
+        .filter(|v| idle && v.cumulative > ours.acked);
+    let Some(voucher) = largest else {
+        // Equal, the renter behind (its own voucher tells it what it acknowledged), or
+        // other sessions' acks on their way.
         let voucher = (theirs.acked < ours.acked)
             .then_some(ours.voucher)
             .flatten();
@@ -298,28 +337,18 @@ async fn resync(
             acked: ours.acked,
             voucher,
         });
-    }
-    let Some(voucher) = theirs.voucher else {
-        return Err(RejectReason::InvalidRequest {
-            detail: "the lane's total comes without the renter's voucher for it".into(),
-        });
     };
-    if let Err(e) = payments.verify_voucher(&voucher, *renter_wallet, *payout, theirs.acked) {
-        return Err(RejectReason::InvalidRequest {
-            detail: orien_protocol::fit_detail(format!("the renter's voucher for the lane: {e}")),
-        });
-    }
     let key = LaneKey {
         renter,
         provider: inner.key.node_id(),
         escrow: Some(lane),
     };
     let store = inner.store.clone();
-    blocking(move || store.resync_lane(key, session, theirs.acked, Some(voucher)))
+    blocking(move || store.resync_lane(key, session, voucher.cumulative, Some(voucher)))
         .await
         .map_err(unavailable)?;
     Ok(LaneHead {
-        acked: theirs.acked,
-        voucher: None,
+        acked: voucher.cumulative,
+        voucher: (voucher.cumulative > theirs.acked).then_some(voucher),
     })
 }

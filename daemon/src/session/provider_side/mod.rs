@@ -14,7 +14,7 @@ use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
     CloseReason, CloseSession, ContentHash, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId,
     ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest, SessionResponse,
-    Signed, ToolName, Usdc,
+    Signed, ToolName,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
@@ -388,9 +388,8 @@ impl Task {
     }
 }
 
-/// Vets an escrow ack: a voucher signed by the renter's wallet for this lane, not below
-/// the last one. (The ledger then checks that it names the lane's acknowledged total
-/// exactly.)
+/// Vets an escrow ack: a voucher signed by the renter's wallet for this lane. (The
+/// ledger then checks that the lane's vouchers cover its acknowledged total.)
 struct VoucherCheck {
     payments: Arc<Payments>,
     renter_wallet: EvmAddress,
@@ -405,7 +404,7 @@ impl AckCheck for VoucherCheck {
             .as_ref()
             .ok_or("an ack on an escrow lane without a voucher")?;
         self.payments
-            .verify_voucher(voucher, self.renter_wallet, self.payout, Usdc::ZERO)
+            .check_voucher(voucher, self.renter_wallet, self.payout)
             .map_err(|e| e.to_string())
     }
 }

@@ -9,7 +9,7 @@ use orien_ledger::{ExecFailure, ExecRecord, ExecState, SessionStatus};
 use orien_protocol::{
     CloseReason, CloseSession, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis,
     NodeId, OfferId, OutputStream, Pricing, RpcErrorCode, SessionId, SessionRequest,
-    SessionResponse, ToolName, Usdc,
+    SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -314,9 +314,7 @@ impl Task {
                             self.on_events(batch, reply).await;
                             false
                         }
-                        SessionRequest::Receipt(receipt) => {
-                            self.step(RenterInput::Receipt { receipt, reply }).await
-                        }
+                        SessionRequest::Receipt(receipt) => self.on_receipt(receipt, reply).await,
                         SessionRequest::Close(close) => {
                             self.step(RenterInput::Closed {
                                 reason: close.reason,
@@ -355,6 +353,43 @@ impl Task {
                 .execution_ended(Side::Renter, now.saturating_sub(log.started));
         }
         self.logs.changed.notify_waiters();
+    }
+
+    /// A receipt: on an escrow lane, checked and committed under the lane's turn, so
+    /// its voucher is exactly the lane's total with every session on it; whether the
+    /// session ended.
+    async fn on_receipt(&mut self, receipt: Signed<UsageReceipt>, reply: Reply) -> bool {
+        let Some(lane) = &self.lane else {
+            let lane_acked = Usdc::ZERO;
+            return self
+                .step(RenterInput::Receipt {
+                    receipt,
+                    reply,
+                    lane_acked,
+                })
+                .await;
+        };
+        let turn = lane.turn();
+        let _turn = turn.lock().await;
+        let (payments, id) = (lane.payments(), lane.lane());
+        let lane_acked = match blocking(move || payments.lane_head(id)).await {
+            Ok(head) => head.acked,
+            Err(e) => {
+                // Not acknowledged: the provider sends it again or suspends.
+                warn!(error = %e, "cannot read the lane's total; not acknowledging the receipt");
+                let _ = reply.send(error(
+                    RpcErrorCode::Internal,
+                    "the renter could not read its ledger",
+                ));
+                return false;
+            }
+        };
+        self.step(RenterInput::Receipt {
+            receipt,
+            reply,
+            lane_acked,
+        })
+        .await
     }
 
     /// Runs one input through the machine and does what it asks; whether the session

@@ -80,22 +80,10 @@ pub(in crate::session) async fn open(
             "the provider accepted other terms than asked".into(),
         ));
     }
-    let base = match resync(
-        &inner,
-        lane_key,
-        accepted.session,
-        head,
-        accepted.lane,
-        &escrow,
-    )
-    .await
-    {
-        Ok(base) => base,
-        Err(e) => {
-            close_quietly(&inner, offer.provider, accepted.session).await;
-            return Err(e);
-        }
-    };
+    if let Err(e) = resync(&inner, lane_key, accepted.session, accepted.lane, &escrow).await {
+        close_quietly(&inner, offer.provider, accepted.session).await;
+        return Err(e);
+    }
     let record = SessionRecord {
         session: accepted.session,
         provider: offer.provider,
@@ -140,7 +128,7 @@ pub(in crate::session) async fn open(
     );
     let mut lane_guard = None;
     if let (Some(escrow), Some(payments)) = (escrow, &inner.payments) {
-        countersigner = countersigner.with_vouchers(payments.signer(), escrow.lane, base);
+        countersigner = countersigner.with_vouchers(payments.signer(), escrow.lane);
         lane_guard = Some(escrow.guard);
     }
     let (input, inbox) = mpsc::channel(64);
@@ -200,36 +188,36 @@ pub(in crate::session) async fn open(
     Ok(rented)
 }
 
-/// Agrees on the lane total the session's vouchers count from: the provider answers the
-/// larger of both sides' totals. When it is the provider's, it must come with this node's
-/// own voucher for it (escrow lanes), and this ledger records the gap; a provider that
-/// answers less than this node's total did not resync and is refused.
+/// Checks the provider's lane total against this ledger's. A provider behind is normal
+/// when other sessions share the lane (their acks are on their way) and otherwise records
+/// the gap itself; a provider ahead must prove it with this node's own voucher, and this
+/// ledger then records the receipts it never committed. Read under the lane's turn, so
+/// no receipt of another session on the lane commits in between.
 async fn resync(
     inner: &Inner,
     key: LaneKey,
     session: SessionId,
-    ours: LaneHead,
     theirs: LaneHead,
     escrow: &Option<RenterLane>,
-) -> Result<Usdc, SessionError> {
+) -> Result<(), SessionError> {
     let (Some(escrow), Some(payments)) = (escrow, &inner.payments) else {
         // A ledger lane: nothing is paid from its total, so there is nothing to agree on.
-        return Ok(Usdc::ZERO);
+        return Ok(());
     };
-    if theirs.acked < ours.acked {
-        return Err(SessionError::Remote(format!(
-            "the provider counts {} on the lane where this node acknowledged {}",
-            theirs.acked, ours.acked
-        )));
-    }
-    if theirs.acked == ours.acked {
-        return Ok(ours.acked);
+    let turn = escrow.guard.turn();
+    let _turn = turn.lock().await;
+    let ours = {
+        let (payments, lane) = (payments.clone(), escrow.lane);
+        blocking(move || payments.lane_head(lane)).await?
+    };
+    if theirs.acked <= ours.acked {
+        return Ok(());
     }
     match theirs.voucher {
         Some(voucher) if payments.is_own_voucher(&voucher, escrow.payout, theirs.acked) => {
             let store = inner.store.clone();
             blocking(move || store.resync_lane(key, session, theirs.acked, Some(voucher))).await?;
-            Ok(theirs.acked)
+            Ok(())
         }
         _ => Err(SessionError::Remote(format!(
             "the provider counts {} on the lane without this node's voucher for it",

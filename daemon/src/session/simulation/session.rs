@@ -432,6 +432,7 @@ impl Sim<'_> {
                     Msg::Receipt(receipt) => self.renter_input(RenterInput::Receipt {
                         receipt,
                         reply: token,
+                        lane_acked: Usdc::ZERO,
                     }),
                     Msg::Close(reason) => self.renter_input(RenterInput::Closed {
                         reason,
