@@ -14,14 +14,14 @@ use orien_ledger::Store;
 use orien_ledger::chain::{Wallet, WalletError};
 use orien_protocol::{Clock, EvmAddress, Millis, NodeKey, OfferId, SystemClock, ToolName};
 use orien_provider::config::ConfigError;
-use orien_provider::{Provider, ProviderConfig, ProviderError, Reaper, Sandbox};
+use orien_provider::{ProfileConfig, Provider, ProviderConfig, ProviderError, Reaper, Sandbox};
 use orien_web_api::{ApiConfig, BearerToken, TokenError};
 use tokio::task::JoinHandle;
 
 use crate::api::NodeService;
 use crate::identity::{self, IdentityError};
 use crate::payments::{ChainSettings, PaymentError, Payments, RECONCILE_EVERY};
-use crate::{Node, NodeConfig, NodeError, OfferSpec, SessionConfig, SessionServices};
+use crate::{Node, NodeConfig, NodeError, OfferSpec, ProfileText, SessionConfig, SessionServices};
 
 /// The payout wallet's key file in the data directory.
 pub const WALLET_FILE: &str = "wallet.key";
@@ -174,9 +174,12 @@ impl Daemon {
             path: ledger.clone(),
             source,
         })?);
-        let provider = match &config.provider {
-            Some(path) => Some(start_provider(path, &key).await?),
-            None => None,
+        let (provider, profile) = match &config.provider {
+            Some(path) => {
+                let (provider, profile) = start_provider(path, &key).await?;
+                (Some(provider), profile)
+            }
+            None => (None, ProfileConfig::default()),
         };
         let reaper = provider.as_ref().map(Provider::spawn_reaper);
         let wallet_file = data_dir.join(WALLET_FILE);
@@ -214,7 +217,13 @@ impl Daemon {
             sandbox: provider.clone().map(|p| Arc::new(p) as Arc<dyn Sandbox>),
             payments: payments.clone(),
             payout,
-            node: config.node,
+            node: NodeConfig {
+                profile: ProfileText {
+                    display_name: profile.name,
+                    description: profile.description,
+                },
+                ..config.node
+            },
             sessions: config.sessions,
         };
         let Assembled { node, offers } = parts.assemble(true).await?;
@@ -395,14 +404,19 @@ impl DaemonParts {
     }
 }
 
-/// Loads the provider configuration at `path` and starts its sandbox.
-async fn start_provider(path: &Path, key: &NodeKey) -> Result<Provider, DaemonError> {
+/// Loads the provider configuration at `path` and starts its sandbox; returns it with
+/// what the provider says of itself in its profile.
+async fn start_provider(
+    path: &Path,
+    key: &NodeKey,
+) -> Result<(Provider, ProfileConfig), DaemonError> {
     let (config, tools) =
         ProviderConfig::load(path).map_err(|source| DaemonError::ProviderConfig {
             path: path.to_owned(),
             source,
         })?;
-    Ok(Provider::start(&config.engine, tools, key.node_id()).await?)
+    let provider = Provider::start(&config.engine, tools, key.node_id()).await?;
+    Ok((provider, config.profile))
 }
 
 /// Settles what this provider is owed before it stops (bounded in time).

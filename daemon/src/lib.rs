@@ -36,6 +36,7 @@ pub mod offer_book;
 mod own_offers;
 pub mod payments;
 pub mod peer_guard;
+pub mod profile_book;
 pub mod session;
 
 pub use daemon::{Assembled, Daemon, DaemonConfig, DaemonError, DaemonParts};
@@ -43,7 +44,9 @@ pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
 pub use net::{Answer, Inbound, Net, NetError};
 pub use network::TransportKind;
-pub use node::{Faults, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec};
+pub use node::{
+    Faults, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec, ProfileText,
+};
 pub use offer_book::{BookEntry, OfferBook, OfferBookLimits, OfferQuery};
 pub use session::{
     ExecSnapshot, ExecView, LedgerPayments, PaymentChoice, RentedSession, SessionConfig,

@@ -268,6 +268,39 @@ async fn requests_generated_from_the_served_document_get_no_5xx_and_no_refusal_o
         .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
         .await;
     let offer = offers[0]["id"].as_str().unwrap().to_owned();
+    // The provider's signed profile reached the renter, which started after it.
+    let providers = renter
+        .wait_for("/v1/providers?tool=sha256", LONG, |p| {
+            p["providers"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(providers["providers"][0]["id"], provider.id.as_str());
+    assert_eq!(
+        providers["providers"][0]["display_name"],
+        "An example provider"
+    );
+    let one = renter
+        .get_json(&format!("/v1/providers/{}", provider.id))
+        .await;
+    assert!(
+        one["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tool"] == "sha256"),
+        "{one}"
+    );
+    // The same through the CLI: one line per provider, and one in full.
+    let listed = support::run_ok(renter.data_dir(), &["providers", "--tool", "sha256"]);
+    assert!(
+        listed.contains(&provider.id) && listed.contains("An example provider"),
+        "{listed}"
+    );
+    let full = support::run_ok(renter.data_dir(), &["providers", "--id", &provider.id]);
+    assert!(
+        full.contains("sha256") && full.contains("completed sessions"),
+        "{full}"
+    );
 
     // A live session with a file and a finished execution, for ids that exist.
     let session = renter

@@ -415,6 +415,25 @@ async fn two_sessions_at_once_on_one_lane_settle_to_the_micro_usdc() {
         provider.closed(&session).await;
     }
 
+    // The provider's profile counts both sessions, as the renter's own ledger does.
+    let provider_id = provider.key.node_id();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counted = renter
+            .on(move |node| async move { node.provider(provider_id).await })
+            .await
+            .unwrap()
+            .map(|e| e.profile.sessions_completed);
+        if counted == Some(2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the profile counts {counted:?} completed sessions"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Each session's chain is the same on both sides, and the lane's total is the sum of
     // both sessions on both ledgers, with the latest voucher for exactly that.
     let total = renter.head(&first).amount.micros() + renter.head(&second).amount.micros();

@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub;
 use orien_daemon::network::{NetworkTuning, TransportKind, build_swarm};
-use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec};
+use orien_daemon::profile_book::{ProfileQuery, ProfileSort};
+use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec, ProfileText};
 use orien_protocol::*;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -153,6 +154,88 @@ async fn a_late_joiner_finds_a_tool_through_the_dht() {
     assert_eq!(found[0].offer.provider, provider.id());
 
     for node in [late, provider, bootstrap] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_profile_reaches_a_late_joiner_and_goes_when_it_withdraws() {
+    let bootstrap = start(&[], Duration::from_secs(3600)).await;
+    let provider = Node::start(
+        NodeKey::generate(),
+        NodeConfig {
+            profile: ProfileText {
+                display_name: Some("Ada's workstation".into()),
+                description: "text tools, quietly".into(),
+            },
+            ..config(&[&bootstrap], Duration::from_secs(3600))
+        },
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .unwrap();
+    eventually("the provider is connected", || async {
+        !provider.connected_peers().await.unwrap().is_empty()
+    })
+    .await;
+    provider.publish_offer(spec("wc", 2_000)).await.unwrap();
+    provider.publish_offer(spec("grep", 1_000)).await.unwrap();
+
+    // Joins after the profile was gossiped: it hears it when the provider re-announces
+    // on its joining the topic.
+    let late = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    let everyone = ProfileQuery {
+        limit: 10,
+        ..ProfileQuery::default()
+    };
+    eventually("the late node holds the provider's profile", || async {
+        late.provider(provider.id())
+            .await
+            .unwrap()
+            .is_some_and(|e| e.profile.tools.len() == 2)
+    })
+    .await;
+    let entry = late.provider(provider.id()).await.unwrap().unwrap();
+    let profile = &entry.profile;
+    assert_eq!(profile.display_name, "Ada's workstation");
+    assert_eq!(profile.description, "text tools, quietly");
+    assert_eq!(profile.payout, EvmAddress::from_bytes([0x42; 20]));
+    let tools: Vec<&str> = profile.tools.iter().map(|t| t.tool.as_str()).collect();
+    assert_eq!(tools, ["grep", "wc"]);
+    assert_eq!(
+        profile
+            .price_of(&ToolName::new("wc").unwrap())
+            .unwrap()
+            .exec_per_minute,
+        Usdc::from_micros(2_000)
+    );
+    assert_eq!(profile.sessions_completed, 0);
+    assert!(profile.software.starts_with("orien-node "));
+    assert!(profile.online_since <= profile.issued_at);
+    let selling_sed = ProfileQuery {
+        tool: Some(ToolName::new("sed").unwrap()),
+        ..everyone.clone()
+    };
+    assert_eq!(late.providers(selling_sed).await.unwrap().total, 0);
+    let by_price = ProfileQuery {
+        tool: Some(ToolName::new("grep").unwrap()),
+        sort: ProfileSort::Price,
+        ..everyone.clone()
+    };
+    assert_eq!(
+        late.providers(by_price).await.unwrap().profiles[0]
+            .profile
+            .provider,
+        provider.id()
+    );
+
+    // The provider shuts down and withdraws: its profile goes before its hour is up.
+    provider.shutdown().await;
+    eventually("the withdrawn profile is dropped", || async {
+        late.providers(everyone.clone()).await.unwrap().total == 0
+    })
+    .await;
+    for node in [late, bootstrap] {
         node.shutdown().await;
     }
 }

@@ -151,6 +151,7 @@ async fn every_documented_route_refuses_bad_callers_with_a_4xx_problem() {
                 || path == "/v1/tools"
                 || path == "/v1/node"
                 || path == "/v1/offers"
+                || path == "/v1/providers"
                 || path == "/v1/executions" && method == "get"
                 || path == "/v1/settlements" && method == "get")
             {

@@ -8,8 +8,9 @@
 use crate::signed::{Signed, SignedPayload};
 use crate::wire::{self, Message};
 use crate::{
-    CloseSession, Exec, ExecEvent, ExecResult, Offer, OpenSession, ReceiptAck, SessionAccepted,
-    SessionRejected, SessionRequest, SessionResponse, ToolName, UsageReceipt, Usdc,
+    CloseSession, Exec, ExecEvent, ExecResult, Offer, OpenSession, ProviderProfile, ReceiptAck,
+    SessionAccepted, SessionRejected, SessionRequest, SessionResponse, ToolName, UsageReceipt,
+    Usdc,
 };
 
 fn plain<T: Message + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -40,6 +41,7 @@ pub const DECODERS: &[(&str, Decoder)] = &[
     ("signed_receipt", signed::<UsageReceipt>),
     ("signed_receipt_ack", signed::<ReceiptAck>),
     ("signed_exec_result", signed::<ExecResult>),
+    ("signed_provider_profile", signed::<ProviderProfile>),
     ("open_session", plain::<OpenSession>),
     ("session_accepted", plain::<SessionAccepted>),
     ("session_rejected", plain::<SessionRejected>),

@@ -44,6 +44,7 @@ pub mod ids;
 pub mod money;
 pub mod offer;
 pub mod pricing;
+pub mod profile;
 pub mod receipt;
 pub mod result;
 pub mod rpc;
@@ -64,6 +65,7 @@ pub use ids::{
 pub use money::{ParseUsdcError, Usdc};
 pub use offer::{Offer, ResourceLimits};
 pub use pricing::{Pricing, Usage};
+pub use profile::{ProviderProfile, ToolPrice};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
 pub use result::{ExecResult, ResultsCommitment};
 pub use rpc::{ExecEvents, FileInfo, RpcErrorCode, SessionRequest, SessionResponse};
@@ -84,5 +86,7 @@ pub use wire::Message;
 pub const SESSION_PROTOCOL: &str = "/orien/session/3";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
+/// Gossipsub topic on which providers publish their signed [`ProviderProfile`].
+pub const PROFILES_TOPIC: &str = "orien/profiles/1";
 /// Kademlia protocol name of the ORIEN DHT (private, not the public IPFS DHT).
 pub const KAD_PROTOCOL: &str = "/orien/kad/1.0.0";

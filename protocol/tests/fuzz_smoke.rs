@@ -49,6 +49,11 @@ fn seeds() -> Vec<Vec<u8>> {
             .unwrap()
             .to_bytes()
             .unwrap(),
+        provider_key()
+            .sign(&sample_profile())
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
         wire::encode(&sample_open()).unwrap(),
         wire::encode(&sample_accepted()).unwrap(),
         wire::encode(&sample_rejected()).unwrap(),

@@ -91,6 +91,7 @@ fn current_vectors() -> Value {
             signed_vector("receipt", &provider, &sample_receipt()),
             signed_vector("receipt_ack", &renter, &sample_ack()),
             signed_vector("exec_result", &provider, &sample_result()),
+            signed_vector("provider_profile", &provider, &sample_profile()),
         ],
         "plain": [
             plain_vector("open_session", &sample_open()),

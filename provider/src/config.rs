@@ -132,9 +132,25 @@ pub struct ProviderConfig {
     /// How to reach the Docker engine.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// What the provider says of itself in the profile it publishes.
+    #[serde(default)]
+    pub profile: ProfileConfig,
     /// The tool whitelist, by tool name. Nothing outside it runs.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolConfig>,
+}
+
+/// What a provider says of itself in its signed profile (the node adds its tools,
+/// prices, payout address and counters).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// The name people see, at most 64 bytes (absent: "orien provider" and the end of
+    /// the node id).
+    pub name: Option<String>,
+    /// What the provider offers, at most 1024 bytes.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// How to reach the Docker engine and how to treat it.
@@ -365,6 +381,39 @@ impl ProviderConfig {
                 ),
             });
         }
+        let profile_error = |key: &str, message: String| ConfigError::Syntax {
+            file: file.to_owned(),
+            key: format!("profile.{key}"),
+            message,
+        };
+        if let Some(name) = &config.profile.name {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                return Err(profile_error(
+                    "name",
+                    "must not be empty or hold control characters".into(),
+                ));
+            }
+            if name.len() > orien_protocol::profile::MAX_DISPLAY_NAME_LEN {
+                return Err(profile_error(
+                    "name",
+                    format!(
+                        "{} bytes; at most {}",
+                        name.len(),
+                        orien_protocol::profile::MAX_DISPLAY_NAME_LEN
+                    ),
+                ));
+            }
+        }
+        if config.profile.description.len() > orien_protocol::profile::MAX_PROFILE_DESCRIPTION_LEN {
+            return Err(profile_error(
+                "description",
+                format!(
+                    "{} bytes; at most {}",
+                    config.profile.description.len(),
+                    orien_protocol::profile::MAX_PROFILE_DESCRIPTION_LEN
+                ),
+            ));
+        }
         let mut tools = Vec::with_capacity(config.tools.len());
         for (name, tool) in &config.tools {
             let invalid = |key: &str, message: String| ConfigError::Invalid {
@@ -466,5 +515,38 @@ mod tests {
         assert!("-1".parse::<ByteSize>().is_err());
         assert!("99999999999999GiB".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
+    }
+
+    #[test]
+    fn a_profile_is_read_and_held_to_the_protocols_limits() {
+        let file = Path::new("p.toml");
+        let (config, _) = ProviderConfig::parse(
+            "[profile]\nname = \"Ada\"\ndescription = \"text tools\"\n",
+            file,
+        )
+        .unwrap();
+        assert_eq!(config.profile.name.as_deref(), Some("Ada"));
+        assert_eq!(config.profile.description, "text tools");
+        let (config, _) = ProviderConfig::parse("", file).unwrap();
+        assert_eq!(config.profile.name, None);
+        for (text, key) in [
+            ("[profile]\nname = \"  \"\n", "profile.name"),
+            (
+                &format!("[profile]\nname = \"{}\"\n", "x".repeat(65)),
+                "profile.name",
+            ),
+            (
+                &format!("[profile]\ndescription = \"{}\"\n", "x".repeat(1025)),
+                "profile.description",
+            ),
+            ("[profile]\nnick = \"Ada\"\n", "profile"),
+        ] {
+            match ProviderConfig::parse(text, file) {
+                Err(ConfigError::Syntax { key: found, .. }) => {
+                    assert!(found.starts_with(key), "{found} for {text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 }

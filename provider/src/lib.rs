@@ -46,7 +46,7 @@ pub mod tool;
 mod workspace;
 pub mod workspace_path;
 
-pub use config::{ByteSize, EngineConfig, ProviderConfig, ToolConfig};
+pub use config::{ByteSize, EngineConfig, ProfileConfig, ProviderConfig, ToolConfig};
 pub use container::{LABEL_NODE, LABEL_SESSION, LABEL_TOOL, SANDBOX_USER};
 pub use engine::{Engine, EngineError, EngineInfo};
 pub use error::{MissingImage, ProviderError};

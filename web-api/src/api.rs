@@ -30,6 +30,16 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn offers(&self, filter: OfferFilter) -> Result<Vec<OfferView>, ApiError>;
     /// The tools this node sells, as it offers them.
     async fn tools(&self) -> Result<Vec<OfferView>, ApiError>;
+    /// The providers this node has heard of, a page of them.
+    async fn providers(
+        &self,
+        filter: crate::providers::ProviderFilter,
+    ) -> Result<crate::providers::ProviderPage, ApiError>;
+    /// One provider's profile (`NotFound` when none is known).
+    async fn provider(
+        &self,
+        provider: orien_protocol::NodeId,
+    ) -> Result<crate::providers::ProviderView, ApiError>;
 
     /// Opens a session as renter; answers once the provider accepted it.
     async fn open_session(&self, request: OpenSessionRequest) -> Result<SessionView, ApiError>;

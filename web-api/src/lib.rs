@@ -22,6 +22,7 @@ pub mod chain;
 pub mod extract;
 pub mod idempotency;
 pub mod problem;
+pub mod providers;
 pub mod rate_limit;
 mod routes;
 pub mod sessions;
@@ -82,7 +83,7 @@ pub(crate) struct AppState {
         ProblemBody, FieldError, sessions::LogEvent, sessions::CloseReason,
         sessions::SuspendReason, text::IdText, text::OfferIdText, text::AddressText, text::ToolText,
         text::PeerIdText, text::AmountText, text::PositiveAmountText, text::PathText,
-        text::IdempotencyKeyText, sessions::EarningsPeriod
+        text::IdempotencyKeyText, sessions::EarningsPeriod, providers::ProviderSort
     )),
     modifiers(&BearerAuth)
 )]
@@ -111,6 +112,8 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::node::get_node))
         .routes(routes!(routes::offers::list_offers))
         .routes(routes!(routes::tools::list_tools))
+        .routes(routes!(routes::providers::list_providers))
+        .routes(routes!(routes::providers::get_provider))
         .routes(routes!(
             routes::sessions::open_session,
             routes::sessions::list_sessions

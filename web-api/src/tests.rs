@@ -80,6 +80,25 @@ impl NodeApi for FakeNode {
     async fn tools(&self) -> Result<Vec<OfferView>, ApiError> {
         Ok(vec![])
     }
+    async fn providers(
+        &self,
+        filter: crate::providers::ProviderFilter,
+    ) -> Result<crate::providers::ProviderPage, ApiError> {
+        assert!(filter.limit >= 1);
+        Ok(crate::providers::ProviderPage {
+            providers: vec![],
+            total: 0,
+            next_offset: None,
+        })
+    }
+    async fn provider(
+        &self,
+        provider: orien_protocol::NodeId,
+    ) -> Result<crate::providers::ProviderView, ApiError> {
+        Err(ApiError::NotFound(format!(
+            "a profile of provider {provider}"
+        )))
+    }
     async fn open_session(&self, request: OpenSessionRequest) -> Result<SessionView, ApiError> {
         assert!(!request.budget.is_zero());
         let n = self.opened.fetch_add(1, Ordering::SeqCst) as u128;

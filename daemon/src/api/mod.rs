@@ -28,7 +28,9 @@ use views::{execution_view, log_page, record_filter, record_log_page, record_vie
 use crate::node::Node;
 use crate::offer_book::OfferQuery;
 use crate::payments::{PaymentError, Payments};
+use crate::profile_book::{ProfileQuery, ProfileSort};
 use crate::session::{PaymentChoice, SessionError, Sessions, blocking as run_blocking};
+use orien_web_api::providers::{ProviderFilter, ProviderPage, ProviderSort, ProviderView};
 
 /// How often the log of a call known only from its record is read again while it runs.
 const RECORD_POLL: Duration = Duration::from_millis(250);
@@ -210,6 +212,43 @@ impl NodeApi for NodeService {
             .iter()
             .map(|e| OfferView::new(e.id, &e.offer))
             .collect())
+    }
+
+    async fn providers(&self, filter: ProviderFilter) -> Result<ProviderPage, ApiError> {
+        let query = ProfileQuery {
+            tool: filter.tool,
+            max_price: filter.max_price,
+            min_uptime: filter.min_uptime,
+            sort: match filter.sort {
+                ProviderSort::Uptime => ProfileSort::Uptime,
+                ProviderSort::Price => ProfileSort::Price,
+                ProviderSort::Sessions => ProfileSort::Sessions,
+                ProviderSort::Name => ProfileSort::Name,
+            },
+            offset: usize::try_from(filter.offset).unwrap_or(usize::MAX),
+            limit: filter.limit as usize,
+        };
+        let page = self.node.providers(query).await?;
+        let shown = filter.offset.saturating_add(page.profiles.len() as u64);
+        let total = page.total as u64;
+        Ok(ProviderPage {
+            providers: page
+                .profiles
+                .iter()
+                .map(|e| ProviderView::new(&e.profile))
+                .collect(),
+            total,
+            next_offset: (shown < total).then_some(shown),
+        })
+    }
+
+    async fn provider(&self, provider: orien_protocol::NodeId) -> Result<ProviderView, ApiError> {
+        match self.node.provider(provider).await? {
+            Some(entry) => Ok(ProviderView::new(&entry.profile)),
+            None => Err(ApiError::NotFound(format!(
+                "a profile of provider {provider}: none has reached this node (providers gossip theirs beside their offers)"
+            ))),
+        }
     }
 
     async fn tools(&self) -> Result<Vec<OfferView>, ApiError> {

@@ -20,7 +20,7 @@ use libp2p::{
     StreamProtocol, Swarm, SwarmBuilder, Transport, autonat, dcutr, gossipsub, identify, kad,
     noise, ping, relay, request_response, tcp, yamux,
 };
-use orien_protocol::{KAD_PROTOCOL, NodeKey, OFFERS_TOPIC, SESSION_PROTOCOL};
+use orien_protocol::{KAD_PROTOCOL, NodeKey, OFFERS_TOPIC, PROFILES_TOPIC, SESSION_PROTOCOL};
 use sha2::{Digest, Sha256};
 
 use self::codec::SessionCodec;
@@ -140,23 +140,29 @@ fn gossipsub_behaviour(
     let mut behaviour =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
             .map_err(|e| BuildError::Behaviour(format!("gossipsub: {e}")))?;
-    let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
-    let (params, thresholds) = peer_scoring(&topic);
+    let topics = [
+        gossipsub::IdentTopic::new(OFFERS_TOPIC),
+        gossipsub::IdentTopic::new(PROFILES_TOPIC),
+    ];
+    let (params, thresholds) = peer_scoring(&topics);
     behaviour
         .with_peer_score(params, thresholds)
         .map_err(|e| BuildError::Behaviour(format!("peer scoring: {e}")))?;
-    behaviour
-        .subscribe(&topic)
-        .map_err(|e| BuildError::Behaviour(format!("subscribe: {e}")))?;
+    for topic in &topics {
+        behaviour
+            .subscribe(topic)
+            .map_err(|e| BuildError::Behaviour(format!("subscribe: {e}")))?;
+    }
     Ok(behaviour)
 }
 
-/// Peer scoring: an invalid offer (forged, garbage, from the future) costs its sender
+/// Peer scoring, alike on the offer and profile topics: an invalid offer or profile
+/// (forged, garbage, from the future) costs its sender
 /// far more than a graylisting threshold; honest but quiet peers are not penalised, since
 /// offers are infrequent. Loopback is exempt from the IP-colocation penalty so local
 /// networks and tests, where every peer shares 127.0.0.1, behave like real ones.
 fn peer_scoring(
-    topic: &gossipsub::IdentTopic,
+    topics: &[gossipsub::IdentTopic],
 ) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let topic_params = gossipsub::TopicScoreParams {
         topic_weight: 1.0,
@@ -176,7 +182,9 @@ fn peer_scoring(
         ]),
         ..gossipsub::PeerScoreParams::default()
     };
-    params.topics.insert(topic.hash(), topic_params);
+    for topic in topics {
+        params.topics.insert(topic.hash(), topic_params.clone());
+    }
     (params, gossipsub::PeerScoreThresholds::default())
 }
 

@@ -37,6 +37,18 @@ pub struct NodeConfig {
     /// Faults injected into the session protocol (tests and simulations; `None` for
     /// nodes people run).
     pub faults: Option<Faults>,
+    /// What a provider says of itself in the profile it publishes beside its offers.
+    pub profile: ProfileText,
+}
+
+/// What a provider says of itself in its [`ProviderProfile`](orien_protocol::ProviderProfile);
+/// the rest (tools, prices, payout, counters) the node fills in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileText {
+    /// The name people see (`None`: "orien provider" and the start of the node id).
+    pub display_name: Option<String>,
+    /// What the provider offers, for humans and agents.
+    pub description: String,
 }
 
 /// A shared [`LinkFaults`], as a node's configuration holds it.
@@ -78,6 +90,7 @@ impl Default for NodeConfig {
             offer_book: OfferBookLimits::default(),
             sessions: None,
             faults: None,
+            profile: ProfileText::default(),
         }
     }
 }

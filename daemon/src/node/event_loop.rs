@@ -7,7 +7,7 @@ use libp2p::kad::{self, QueryResult};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify};
-use orien_protocol::OFFERS_TOPIC;
+use orien_protocol::{OFFERS_TOPIC, PROFILES_TOPIC};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -59,6 +59,10 @@ impl EventLoop {
                     self.announce_due = None;
                     self.reannounce();
                 }
+                _ = wait_until(self.profile_due) => {
+                    self.profile_due = None;
+                    self.publish_profile();
+                }
                 _ = sweep.tick() => {
                     self.expire_bans();
                     let expired = self.book.expire(self.clock.wall());
@@ -68,6 +72,8 @@ impl EventLoop {
                     for id in expired {
                         let _ = self.events.send(OfferEvent::Removed { id });
                     }
+                    self.profiles.expire(self.clock.wall());
+                    self.refresh_profile();
                 }
             }
         }
@@ -108,6 +114,18 @@ impl EventLoop {
             Command::Offer(id, reply) => {
                 let _ = reply.send(self.book.resolve(&id).cloned());
             }
+            Command::Providers(query, reply) => {
+                let _ = reply.send(self.profiles.query(&query, self.clock.wall()));
+            }
+            Command::Provider(provider, reply) => {
+                let now = self.clock.wall();
+                let found = self
+                    .profiles
+                    .get(&provider)
+                    .filter(|e| !e.profile.is_expired(now))
+                    .cloned();
+                let _ = reply.send(found);
+            }
             Command::Request {
                 peer,
                 request,
@@ -142,14 +160,22 @@ impl EventLoop {
                 propagation_source,
                 message_id,
                 message,
+            })) if message.topic == gossipsub::IdentTopic::new(PROFILES_TOPIC).hash() => {
+                self.on_profile_gossip(propagation_source, message_id, &message);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
             })) => self.on_gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
                 peer_id,
                 topic,
-            })) if topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash()
+            })) if (topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash()
+                || topic == gossipsub::IdentTopic::new(PROFILES_TOPIC).hash())
                 && !self.own_offers.is_empty() =>
             {
-                debug!(peer = %peer_id, "peer joined the offer topic; re-announcing soon");
+                debug!(peer = %peer_id, "peer joined the offer or profile topic; re-announcing soon");
                 self.announce_due
                     .get_or_insert(tokio::time::Instant::now() + self.announce_debounce);
             }

@@ -8,6 +8,7 @@ mod discovery;
 mod event_loop;
 mod gossip;
 mod guard;
+mod profiles;
 mod publishing;
 mod relay;
 mod routing;
@@ -35,12 +36,13 @@ use crate::network::{self, Behaviour};
 use crate::offer_book::{BookEntry, OfferBook, OfferQuery};
 use crate::own_offers::OwnOffers;
 use crate::peer_guard::{Abuse, GuardConfig, PeerGuard};
+use crate::profile_book::{ProfileBook, ProfileEntry, ProfilePage, ProfileQuery};
 use crate::session::Sessions;
 
 use self::discovery::Find;
 use self::relay::is_direct;
 
-pub use config::{Faults, NodeConfig, NodeError, OfferSpec};
+pub use config::{Faults, NodeConfig, NodeError, OfferSpec, ProfileText};
 
 /// A change to a node's offer book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +87,8 @@ enum Command {
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     Stats(oneshot::Sender<NodeStats>),
     Offer(OfferId, oneshot::Sender<Option<BookEntry>>),
+    Providers(ProfileQuery, oneshot::Sender<ProfilePage>),
+    Provider(NodeId, oneshot::Sender<Option<ProfileEntry>>),
     Request {
         peer: PeerId,
         request: SessionRequest,
@@ -178,8 +182,13 @@ impl Node {
         let event_loop = EventLoop {
             swarm,
             key,
+            online_since: clock.wall(),
             clock,
             book: OfferBook::new(config.offer_book),
+            profiles: ProfileBook::default(),
+            profile_text: config.profile,
+            profile_due: None,
+            profile_completed: 0,
             own_offers: own_offers.clone(),
             offer_ttl: config.offer_ttl,
             announce_debounce: config.tuning.announce_debounce,
@@ -313,6 +322,16 @@ impl Node {
         self.ask(|tx| Command::Find(tool, provider, tx)).await
     }
 
+    /// The provider profiles this node knows that match `query`, one page of them.
+    pub async fn providers(&self, query: ProfileQuery) -> Result<ProfilePage, NodeError> {
+        self.ask(|tx| Command::Providers(query, tx)).await
+    }
+
+    /// One provider's profile, if this node knows it.
+    pub async fn provider(&self, provider: NodeId) -> Result<Option<ProfileEntry>, NodeError> {
+        self.ask(|tx| Command::Provider(provider, tx)).await
+    }
+
     /// The gossip score of a peer, if it is known.
     pub async fn peer_score(&self, peer: NodeId) -> Result<Option<f64>, NodeError> {
         self.ask(|tx| Command::PeerScore(peer.to_peer_id(), tx))
@@ -370,6 +389,16 @@ struct EventLoop {
     key: NodeKey,
     clock: Arc<dyn Clock>,
     book: OfferBook,
+    /// Providers' profiles, this node's own included.
+    profiles: ProfileBook,
+    /// What this node says of itself in its profile.
+    profile_text: config::ProfileText,
+    /// When this node's profile is published next (debounced after offers).
+    profile_due: Option<tokio::time::Instant>,
+    /// When this node started: its profile's `online_since`.
+    online_since: orien_protocol::Timestamp,
+    /// The completed sessions its last published profile counted.
+    profile_completed: u64,
     /// The offers this node publishes (shared with the sessions, which open them).
     own_offers: OwnOffers,
     offer_ttl: Duration,

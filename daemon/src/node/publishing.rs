@@ -47,6 +47,9 @@ impl EventLoop {
         self.own_offers
             .announce(spec, signed, offer, self.clock.wall());
         info!(%tool, offer = %id, "offer published");
+        // The profile follows the offers it summarises, once for a burst of them.
+        self.profile_due
+            .get_or_insert(tokio::time::Instant::now() + super::profiles::PROFILE_DEBOUNCE);
         Ok(id)
     }
 
@@ -59,6 +62,8 @@ impl EventLoop {
     }
 
     pub(super) fn withdraw_all(&mut self) {
+        self.withdraw_profile();
+        self.profile_due = None;
         for spec in self.own_offers.withdraw_all() {
             let tool = spec.tool.clone();
             // A newer offer that has already expired supersedes the live one everywhere.

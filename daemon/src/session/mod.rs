@@ -21,7 +21,7 @@ mod renter_side;
 pub mod simulation;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -136,6 +136,9 @@ struct Inner {
     peer_slots: Mutex<HashMap<NodeId, usize>>,
     /// Output bytes of rented sessions' executions held in memory (history included).
     held: AtomicU64,
+    /// Sessions this node provided that ended normally, over its whole ledger (its
+    /// profile's counter).
+    completed_provided: AtomicU64,
 }
 
 impl Inner {
@@ -268,12 +271,26 @@ impl Sessions {
                 slots: std::sync::atomic::AtomicUsize::new(0),
                 peer_slots: Mutex::new(HashMap::new()),
                 held: AtomicU64::new(0),
+                completed_provided: AtomicU64::new(0),
             }),
         };
-        let left_open = recovery::left_open(&sessions.inner.store);
-        recovery::lose_unfinished_calls(&sessions.inner.store, sessions.inner.clock.wall());
-        tokio::spawn(recovery::close_out(sessions.inner.clone(), left_open));
+        let survey = recovery::survey(&sessions.inner.store, &sessions.inner.key.node_id());
         sessions
+            .inner
+            .completed_provided
+            .store(survey.completed_provided, Ordering::Relaxed);
+        recovery::lose_unfinished_calls(&sessions.inner.store, sessions.inner.clock.wall());
+        tokio::spawn(recovery::close_out(
+            sessions.inner.clone(),
+            survey.left_open,
+        ));
+        sessions
+    }
+
+    /// Sessions this node provided that ended normally (closed by the renter, budget or
+    /// duration reached, lane closing), over its whole ledger.
+    pub fn completed_provided(&self) -> u64 {
+        self.inner.completed_provided.load(Ordering::Relaxed)
     }
 
     /// Routes one request from a peer to the session it concerns, never waiting on a

@@ -20,19 +20,54 @@ use crate::net::Net;
 const NOTICE_FOR: Duration = Duration::from_secs(120);
 const NOTICE_EVERY: Duration = Duration::from_secs(2);
 
-/// The sessions the ledger lists as open or suspended: taken when the node starts,
-/// before any new session can open.
-pub(super) fn left_open(store: &Store) -> Vec<(SessionRecord, SessionHead)> {
+/// What the ledger says when the node starts, before any new session can open.
+pub(super) struct Survey {
+    /// The sessions listed as open or suspended.
+    pub(super) left_open: Vec<(SessionRecord, SessionHead)>,
+    /// Sessions this node provided that ended normally.
+    pub(super) completed_provided: u64,
+}
+
+/// Reads the session list once, for [`Survey`].
+pub(super) fn survey(store: &Store, me: &NodeId) -> Survey {
     match store.sessions() {
-        Ok(listed) => listed
-            .into_iter()
-            .filter(|(_, head)| !matches!(head.status, SessionStatus::Closed(_)))
-            .collect(),
+        Ok(listed) => {
+            let completed_provided = listed
+                .iter()
+                .filter(|(record, head)| {
+                    record.provider == *me
+                        && matches!(head.status, SessionStatus::Closed(reason) if ended_normally(reason))
+                })
+                .count() as u64;
+            let left_open = listed
+                .into_iter()
+                .filter(|(_, head)| !matches!(head.status, SessionStatus::Closed(_)))
+                .collect();
+            Survey {
+                left_open,
+                completed_provided,
+            }
+        }
         Err(e) => {
             warn!(error = %e, "cannot list the sessions left open by a crash");
-            Vec::new()
+            Survey {
+                left_open: Vec::new(),
+                completed_provided: 0,
+            }
         }
     }
+}
+
+/// Whether a session that ended for `reason` completed (closed by the renter, its budget
+/// spent, its duration reached, its lane closing) rather than failed.
+pub(crate) fn ended_normally(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::RenterRequested
+            | CloseReason::BudgetExhausted
+            | CloseReason::MaxDuration
+            | CloseReason::LaneClosing
+    )
 }
 
 /// Marks the calls a crash left pending or running as lost: nothing can report their
@@ -48,7 +83,7 @@ pub(super) fn lose_unfinished_calls(store: &Store, now: Timestamp) {
     }
 }
 
-/// Closes out `sessions` (from [`left_open`]) and tells each peer.
+/// Closes out `sessions` (from [`survey`]) and tells each peer.
 pub(super) async fn close_out(inner: Arc<Inner>, sessions: Vec<(SessionRecord, SessionHead)>) {
     let me = inner.key.node_id();
     for (record, head) in sessions {

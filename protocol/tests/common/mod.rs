@@ -48,6 +48,33 @@ pub fn sample_offer() -> Offer {
     }
 }
 
+pub fn sample_profile() -> ProviderProfile {
+    ProviderProfile {
+        provider: provider_key().node_id(),
+        display_name: "Ada's workstation".into(),
+        description: "Checksums and text tools on a quiet 8-core machine".into(),
+        payout: EvmAddress::from_bytes([0x11; 20]),
+        tools: vec![
+            ToolPrice {
+                tool: ToolName::new("grep").unwrap(),
+                pricing: Pricing {
+                    session_per_minute: Usdc::from_micros(500),
+                    exec_per_minute: Usdc::from_micros(30_000),
+                },
+            },
+            ToolPrice {
+                tool: ToolName::new("sha256sum").unwrap(),
+                pricing: sample_offer().pricing,
+            },
+        ],
+        software: "orien-node 0.1.0".into(),
+        sessions_completed: 42,
+        online_since: Timestamp(1_763_800_000_000),
+        issued_at: Timestamp(1_763_900_000_000),
+        expires_at: Timestamp(1_763_903_600_000),
+    }
+}
+
 pub fn sample_session() -> SessionId {
     SessionId::from_bytes([0x5e; 16])
 }

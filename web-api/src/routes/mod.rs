@@ -8,5 +8,6 @@ pub(crate) mod health;
 pub(crate) mod ledger;
 pub(crate) mod node;
 pub(crate) mod offers;
+pub(crate) mod providers;
 pub(crate) mod sessions;
 pub(crate) mod tools;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use orien_daemon::client::{ApiClient, encode_component as encode, encode_path};
 use orien_web_api::chain::{SettlementView, WalletView};
+use orien_web_api::providers::{ProviderPage, ProviderView};
 use orien_web_api::sessions::{
     ExecBody, ExecState, ExecutionPage, ExecutionView, FileView, LogEvent, OpenSessionBody,
     PaymentKind, ReceiptView, SessionView,
@@ -39,6 +40,32 @@ pub(crate) enum ClientCommand {
         /// Only this provider (peer id).
         #[arg(long)]
         provider: Option<String>,
+    },
+    /// Providers this node has heard of, from their signed profiles: name, tools,
+    /// cheapest prices, uptime, completed sessions (`--id` shows one in full).
+    Providers {
+        /// Show this provider (peer id) in full.
+        #[arg(long, conflicts_with_all = ["tool", "max_price", "min_uptime_secs", "sort", "offset"])]
+        id: Option<String>,
+        /// Only providers selling this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only providers whose per-minute prices (of --tool, or of every tool) are at
+        /// most this USDC.
+        #[arg(long)]
+        max_price: Option<String>,
+        /// Only providers up at least this many seconds.
+        #[arg(long)]
+        min_uptime_secs: Option<u64>,
+        /// Order.
+        #[arg(long, value_parser = ["uptime", "price", "sessions", "name"])]
+        sort: Option<String>,
+        /// Most providers to list (1 to 500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Skip this many (the offset printed last time).
+        #[arg(long)]
+        offset: Option<u64>,
     },
     /// Rent: open a session, run a tool in it, close it.
     Session {
@@ -182,6 +209,17 @@ fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seconds as the largest whole unit or two (`3d 4h`, `5m 2s`).
+fn duration_text(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 fn query(pairs: &[(&str, &Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
@@ -314,6 +352,83 @@ pub(crate) async fn run(
                     emit(&format!(
                         "{}  {:<10} {:>10} USDC/exec-min  by {}",
                         o.id, o.tool, o.pricing.exec_per_minute, o.provider
+                    ));
+                }
+            }
+        }
+        ClientCommand::Providers { id: Some(id), .. } => {
+            let p: ProviderView = client
+                .get(&format!("/v1/providers/{}", encode(&id)))
+                .await?;
+            if json_out {
+                emit_json(&p)?;
+            } else {
+                emit(&format!("{}  {}", p.display_name, p.id));
+                if !p.description.is_empty() {
+                    emit(&p.description);
+                }
+                emit(&format!("software  {}", p.software));
+                emit(&format!("payout    {}", p.payout));
+                emit(&format!(
+                    "uptime    {} (when it signed)  completed sessions {}",
+                    duration_text(p.uptime_secs),
+                    p.sessions_completed
+                ));
+                for t in &p.tools {
+                    emit(&format!(
+                        "  {:<12} {:>10} USDC/exec-min {:>10} USDC/session-min",
+                        t.tool, t.pricing.exec_per_minute, t.pricing.session_per_minute
+                    ));
+                }
+            }
+        }
+        ClientCommand::Providers {
+            id: None,
+            tool,
+            max_price,
+            min_uptime_secs,
+            sort,
+            limit,
+            offset,
+        } => {
+            let path = format!(
+                "/v1/providers{}",
+                query(&[
+                    ("tool", &tool),
+                    ("max_price", &max_price),
+                    ("min_uptime_secs", &min_uptime_secs.map(|s| s.to_string())),
+                    ("sort", &sort),
+                    ("limit", &Some(limit.to_string())),
+                    ("offset", &offset.map(|o| o.to_string())),
+                ])
+            );
+            let page: ProviderPage = client.get(&path).await?;
+            if json_out {
+                emit_json(&page)?;
+            } else if page.providers.is_empty() {
+                emit("no providers match");
+            } else {
+                for p in &page.providers {
+                    let tools: Vec<&str> = p.tools.iter().map(|t| t.tool.as_str()).collect();
+                    let cheapest = p.cheapest.as_ref().map_or_else(
+                        || "-".to_owned(),
+                        |c| format!("from {} USDC/exec-min", c.exec_per_minute),
+                    );
+                    emit(&format!(
+                        "{}  {:<24} up {:>8}  {:>5} sessions  {}  [{}]",
+                        p.id,
+                        p.display_name,
+                        duration_text(p.uptime_secs),
+                        p.sessions_completed,
+                        cheapest,
+                        tools.join(", ")
+                    ));
+                }
+                if let Some(next) = page.next_offset {
+                    emit(&format!(
+                        "{} of {}; more with --offset {next}",
+                        page.providers.len(),
+                        page.total
                     ));
                 }
             }

@@ -384,6 +384,11 @@ impl Task {
             });
         }
         self.inner.metrics.session_closed(Side::Provider, reason);
+        if super::recovery::ended_normally(reason) {
+            self.inner
+                .completed_provided
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         info!(?reason, "session ended");
     }
 }
