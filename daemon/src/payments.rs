@@ -92,6 +92,8 @@ pub struct Payments {
     auto_fund_cap: Option<Usdc>,
     /// The lanes with open sessions.
     in_use: Mutex<HashMap<LaneId, LaneUse>>,
+    /// Each lane's turn (kept while the node runs: one per lane it ever used).
+    turns: Mutex<HashMap<LaneId, Arc<tokio::sync::Mutex<()>>>>,
     reconciler: tokio::sync::Mutex<Reconciler>,
     /// The escrow's thaw window: how long a lane stays payable after a close request.
     thaw: Duration,
@@ -116,13 +118,10 @@ struct LaneUse {
     sessions: u32,
     /// Their budgets.
     held: Usdc,
-    /// Taken from reading the lane's total to the commit of a receipt whose voucher
-    /// counts from it (renter).
-    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One open session's place on a lane, with its budget counted against the lane's
-/// deposit; released on drop.
+/// deposit; released on drop (or by [`release`](Self::release)).
 #[derive(Debug)]
 pub struct LaneGuard {
     payments: Arc<Payments>,
@@ -131,11 +130,13 @@ pub struct LaneGuard {
     turn: Arc<tokio::sync::Mutex<()>>,
     /// Budgets of the lane's other sessions, and how many, when this one took its place.
     others: (u32, Usdc),
+    released: bool,
 }
 
 impl LaneGuard {
-    /// The lane's turn: hold it from reading the lane's acknowledged total to the
-    /// durable commit of the receipt whose voucher counts from that total.
+    /// The lane's turn: on a renter, hold it from reading the lane's acknowledged total
+    /// to the durable commit of the receipt whose voucher counts from that total; on a
+    /// provider, while moving the lane's total up to what the renter proved.
     pub fn turn(&self) -> Arc<tokio::sync::Mutex<()>> {
         self.turn.clone()
     }
@@ -159,18 +160,33 @@ impl LaneGuard {
     pub const fn held_by_others(&self) -> Usdc {
         self.others.1
     }
+
+    /// Leaves the lane; whether no session is open on it any more.
+    pub fn release(mut self) -> bool {
+        self.leave()
+    }
+
+    fn leave(&mut self) -> bool {
+        if std::mem::replace(&mut self.released, true) {
+            return false;
+        }
+        let mut in_use = self.payments.in_use();
+        let Some(use_) = in_use.get_mut(&self.lane) else {
+            return true;
+        };
+        use_.sessions = use_.sessions.saturating_sub(1);
+        use_.held = use_.held.saturating_sub(self.budget);
+        if use_.sessions == 0 {
+            in_use.remove(&self.lane);
+            return true;
+        }
+        false
+    }
 }
 
 impl Drop for LaneGuard {
     fn drop(&mut self) {
-        let mut in_use = self.payments.in_use();
-        if let Some(use_) = in_use.get_mut(&self.lane) {
-            use_.sessions = use_.sessions.saturating_sub(1);
-            use_.held = use_.held.saturating_sub(self.budget);
-            if use_.sessions == 0 {
-                in_use.remove(&self.lane);
-            }
-        }
+        self.leave();
     }
 }
 
@@ -209,6 +225,7 @@ impl Payments {
             store,
             auto_fund_cap: settings.auto_fund_cap,
             in_use: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             thaw,
             closing: tokio::sync::watch::Sender::new(std::collections::HashMap::new()),
         }))
@@ -246,13 +263,28 @@ impl Payments {
         self.escrow.wallet_address()
     }
 
+    /// The turn of `lane` (see [`LaneGuard::turn`]).
+    pub fn turn(&self, lane: LaneId) -> Arc<tokio::sync::Mutex<()>> {
+        self.turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(lane)
+            .or_default()
+            .clone()
+    }
+
+    /// How many sessions are open on `lane`.
+    pub fn sessions_on(&self, lane: &LaneId) -> u32 {
+        self.in_use().get(lane).map_or(0, |u| u.sessions)
+    }
+
     /// Takes a place on `lane` for a session of `budget`.
     fn reserve(self: &Arc<Self>, lane: LaneId, budget: Usdc) -> LaneGuard {
+        let turn = self.turn(lane);
         let mut in_use = self.in_use();
         let use_ = in_use.entry(lane).or_insert_with(|| LaneUse {
             sessions: 0,
             held: Usdc::ZERO,
-            turn: Arc::default(),
         });
         let others = (use_.sessions, use_.held);
         use_.sessions += 1;
@@ -261,8 +293,9 @@ impl Payments {
             payments: self.clone(),
             lane,
             budget,
-            turn: use_.turn.clone(),
+            turn,
             others,
+            released: false,
         }
     }
 

@@ -557,3 +557,92 @@ async fn a_provider_counts_every_open_session_of_a_lane_against_its_deposit() {
         other => panic!("expected a refusal for the deposit, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_of_a_shared_lane_whose_acks_were_lost_are_paid_once_the_lane_is_idle() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, renter) = paid_pair(&chain, dir.path(), fast()).await;
+    let offer = fresh_offer(&renter, provider.key.node_id(), Timestamp(0)).await;
+    let first = open_escrow(&renter, offer).await.unwrap();
+    let second = open_escrow(&renter, offer).await.unwrap();
+    assert!(
+        eventually(PATIENCE, || provider.head(&first).seq >= 2
+            && provider.head(&second).seq >= 2)
+        .await,
+        "both sessions run"
+    );
+    // From now on the provider never hears the first session's acks: the renter commits
+    // a receipt the provider does not, and the second session's vouchers count it.
+    provider
+        .rules
+        .add(move |point| (ack_in_of(point) == Some(first)).then_some(Fault::Drop));
+    let committed = provider.head(&first).seq;
+    assert!(
+        eventually(PATIENCE, || renter.head(&first).seq > committed).await,
+        "the renter commits a receipt the provider never hears acknowledged"
+    );
+    let ended = provider.closed(&first).await;
+    assert_eq!(ended.status, SessionStatus::Closed(CloseReason::AckTimeout));
+    let (wallet, _) = renter.chain.clone().unwrap();
+    let lane = provider
+        .store()
+        .lanes()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| s.key.renter == renter.key.node_id())
+        .map(|(id, _)| *id)
+        .unwrap();
+    assert!(
+        eventually(PATIENCE, || provider
+            .store()
+            .ahead_voucher(&lane)
+            .unwrap()
+            .is_some())
+        .await,
+        "the second session's vouchers wait above the provider's total"
+    );
+    let running = provider.head(&second).seq;
+    assert!(eventually(PATIENCE, || provider.head(&second).seq >= running + 2).await);
+    renter
+        .on(move |node| async move { node.sessions().unwrap().close(second).await })
+        .await
+        .unwrap();
+    provider.closed(&second).await;
+    renter.closed(&first).await;
+
+    // The lane went idle: what the lost ack's receipt was worth is the provider's gap, and
+    // both ledgers hold the same total with a voucher for exactly it.
+    let total = renter.head(&first).amount.micros() + renter.head(&second).amount.micros();
+    let missed = renter.head(&first).amount.micros() - provider.head(&first).amount.micros();
+    assert!(missed > 0);
+    for side in [&provider, &renter] {
+        let state = side.store().lane_settlement(&lane).unwrap().unwrap();
+        assert_eq!(state.acked.micros(), total);
+        assert_eq!(
+            state.latest_voucher.map(|v| v.cumulative.micros()),
+            Some(total)
+        );
+        side.store().verify().unwrap();
+    }
+    assert_eq!(provider.store().ahead_voucher(&lane).unwrap(), None);
+    let gap: u64 = provider
+        .store()
+        .postings()
+        .unwrap()
+        .iter()
+        .filter(|p| matches!(p.cause, Cause::LaneGapAtEnd { .. }))
+        .map(|p| u64::try_from(p.lane_debit()).unwrap())
+        .sum();
+    assert_eq!(gap, missed, "the gap is what the provider never committed");
+    let payments = provider
+        .on(|node| async move { node.sessions().unwrap().payments().cloned() })
+        .await
+        .unwrap();
+    payments.settle().await.unwrap();
+    let (_, settings) = renter.chain.clone().unwrap();
+    let escrow = EscrowClient::connect(settings.chain.clone(), &wallet, settings.escrow)
+        .await
+        .unwrap();
+    assert_eq!(escrow.lane(lane).await.unwrap().settled.micros(), total);
+}

@@ -73,6 +73,14 @@ pub enum Cause {
         /// The session at whose opening the gap was found.
         session: SessionId,
     },
+    /// What the lane's largest voucher pays beyond this ledger's total when the last
+    /// session open on the lane ended: receipts of the lane's sessions whose acks never
+    /// arrived (the voucher of a later ack of another session counted them), paid as
+    /// they would have been.
+    LaneGapAtEnd {
+        /// The session whose end left the lane idle.
+        session: SessionId,
+    },
 }
 
 impl Cause {
@@ -136,8 +144,20 @@ impl Posting {
         after: Usdc,
         at: Timestamp,
     ) -> Result<Self, SplitError> {
+        Self::gap(Cause::LaneGap { session }, session, lane, before, after, at)
+    }
+
+    /// A lane gap (`LaneGap` or `LaneGapAtEnd`) from `before` to `after`.
+    pub(crate) fn gap(
+        cause: Cause,
+        session: SessionId,
+        lane: LaneKey,
+        before: Usdc,
+        after: Usdc,
+        at: Timestamp,
+    ) -> Result<Self, SplitError> {
         let mut posting = Self::receipt(session, 0, lane, before, after, at)?;
-        posting.cause = Cause::LaneGap { session };
+        posting.cause = cause;
         Ok(posting)
     }
 

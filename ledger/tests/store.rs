@@ -762,3 +762,30 @@ fn resyncing_an_idle_lane_to_its_ahead_voucher_settles_what_never_arrived() {
     assert_eq!(t.store.ahead_voucher(&shared.lane).unwrap(), None);
     t.store.verify().unwrap();
 }
+
+#[test]
+fn closing_an_idle_lanes_gap_moves_it_up_to_its_ahead_voucher_once() {
+    let t = temp_store();
+    let shared = shared_lane(&t);
+    let [_, b1, ..] = shared.receipts.clone();
+    t.store.ingest(b1.clone()).unwrap();
+    let key = t.store.session(&shared.b).unwrap().unwrap().lane();
+    assert_eq!(t.store.close_lane_gap(key, shared.b), Ok(usdc(100)));
+    let s = t.store.lane_settlement(&shared.lane).unwrap().unwrap();
+    assert_eq!((s.acked, s.latest_voucher), (usdc(150), Some(voucher_of(&b1))));
+    assert_eq!(t.store.ahead_voucher(&shared.lane).unwrap(), None);
+    assert_eq!(
+        t.store.close_lane_gap(key, shared.b),
+        Ok(usdc(0)),
+        "nothing waits above the total any more"
+    );
+    let gaps: Vec<_> = t
+        .store
+        .postings()
+        .unwrap()
+        .into_iter()
+        .filter(|p| matches!(p.cause, orien_ledger::Cause::LaneGapAtEnd { .. }))
+        .collect();
+    assert_eq!(gaps.len(), 1);
+    t.store.verify().unwrap();
+}

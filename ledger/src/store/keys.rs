@@ -106,6 +106,7 @@ pub(crate) fn posting(cause: &Cause) -> Vec<u8> {
             [&[4u8][..], &tx.0, &round.to_be_bytes()].concat()
         }
         Cause::LaneGap { session } => [&[5u8][..], session.as_bytes()].concat(),
+        Cause::LaneGapAtEnd { session } => [&[6u8][..], session.as_bytes()].concat(),
     }
 }
 

@@ -239,6 +239,7 @@ impl Store {
                     format!("settlement voided {tx} (again, {round})")
                 }
                 Cause::LaneGap { session } => format!("lane gap at the opening of {session}"),
+                Cause::LaneGapAtEnd { session } => format!("lane gap at the end of {session}"),
             };
             for leg in &posting.legs {
                 rows.push(ExportRow {

@@ -39,8 +39,53 @@ impl Store {
     ) -> Result<Usdc, StoreError> {
         self.writable()?;
         let mut writer = self.lock_writer();
+        self.record_gap(
+            &mut writer,
+            lane,
+            session,
+            Cause::LaneGap { session },
+            to,
+            voucher,
+        )
+    }
+
+    /// Provider, when the last session open on an escrow lane ended (`session`): the
+    /// receipts the lane's [`AheadVoucher`](crate::AheadVoucher) pays for beyond this
+    /// ledger's total will not arrive any more (their acks were lost), so the lane moves
+    /// up to that voucher, recorded as a [`Cause::LaneGapAtEnd`] posting, and settles it.
+    /// Returns the gap (zero without an ahead voucher). The caller holds the lane's turn
+    /// and has checked that no session is open on the lane.
+    pub fn close_lane_gap(&self, lane: LaneKey, session: SessionId) -> Result<Usdc, StoreError> {
+        self.writable()?;
+        let Some(escrow) = lane.escrow else {
+            return Ok(Usdc::ZERO);
+        };
+        let mut writer = self.lock_writer();
+        let Some(ahead) = self.cached_ahead(&mut writer, &escrow)? else {
+            return Ok(Usdc::ZERO);
+        };
+        let cause = Cause::LaneGapAtEnd { session };
+        self.record_gap(
+            &mut writer,
+            lane,
+            session,
+            cause,
+            ahead.cumulative,
+            Some(ahead),
+        )
+    }
+
+    fn record_gap(
+        &self,
+        writer: &mut super::Writer,
+        lane: LaneKey,
+        session: SessionId,
+        cause: Cause,
+        to: Usdc,
+        voucher: Option<Voucher>,
+    ) -> Result<Usdc, StoreError> {
         let lane_account = Account::Lane(lane);
-        let balance = self.cached_balance(&mut writer, &lane_account)?;
+        let balance = self.cached_balance(writer, &lane_account)?;
         let before = balance
             .debited
             .checked_sub(balance.credited)
@@ -54,7 +99,6 @@ impl Store {
                 detail: "the resync voucher is not for the lane's new total",
             });
         }
-        let cause = Cause::LaneGap { session };
         if self
             .db
             .get_cf(self.cf(keys::POSTINGS), keys::posting(&cause))
@@ -67,14 +111,14 @@ impl Store {
             });
         }
         let now = self.clock.wall();
-        let posting = Posting::lane_gap(session, lane, before, to, now).map_err(|_| {
+        let posting = Posting::gap(cause, session, lane, before, to, now).map_err(|_| {
             StoreError::InvalidSession {
                 session,
                 detail: "the lane's new total does not split",
             }
         })?;
         let mut batch = WriteBatch::default();
-        let touched = self.stage_posting(&mut writer, &mut batch, &posting, || {
+        let touched = self.stage_posting(writer, &mut batch, &posting, || {
             StoreError::InvalidSession {
                 session,
                 detail: "the lane's new total overflows",
@@ -83,7 +127,7 @@ impl Store {
         let mut lane_state = None;
         if let Some(escrow) = lane.escrow {
             let mut state = self
-                .cached_lane(&mut writer, &escrow)?
+                .cached_lane(writer, &escrow)?
                 .unwrap_or(LaneSettlement {
                     key: lane,
                     acked: Usdc::ZERO,
@@ -96,7 +140,7 @@ impl Store {
                 state.latest_voucher = voucher;
             }
             // A voucher that waited above the old total is now within the new one.
-            let mut ahead = self.cached_ahead(&mut writer, &escrow)?;
+            let mut ahead = self.cached_ahead(writer, &escrow)?;
             if let Some(waiting) = ahead.filter(|a| a.cumulative <= to) {
                 if state
                     .latest_voucher

@@ -110,7 +110,7 @@ impl Store {
                 Cause::Receipt { session, seq } => {
                     receipt_postings.insert((session, seq), posting);
                 }
-                Cause::LaneGap { .. } => gaps.push(posting),
+                Cause::LaneGap { .. } | Cause::LaneGapAtEnd { .. } => gaps.push(posting),
                 _ => {}
             }
         }

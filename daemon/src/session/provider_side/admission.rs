@@ -293,6 +293,9 @@ async fn resync(
     let PaymentLane::Escrow { lane, .. } = open.payment else {
         return Ok(LaneHead::default());
     };
+    // Serialized with the gap a session's end records on the lane.
+    let turn = payments.turn(lane);
+    let _turn = turn.lock().await;
     let (ours, ahead) = {
         let (payments, store) = (payments.clone(), inner.store.clone());
         blocking(move || {

@@ -350,7 +350,10 @@ impl Task {
         }
         // The lane is free before the renter hears of the close, so its next session on
         // the lane is not refused as overlapping this one.
-        drop(self.lane);
+        let idle = self.lane.is_some_and(LaneGuard::release);
+        if idle && let (Some(payments), Some(lane)) = (&self.payments, self.lane_id) {
+            close_lane_gap(&self.inner, payments, lane, self.renter, session).await;
+        }
         // A lane whose renter is leaving is settled as soon as its session ends.
         if let (Some(payments), Some(lane)) = (&self.payments, self.lane_id)
             && payments.is_closing(&lane)
@@ -390,6 +393,39 @@ impl Task {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         info!(?reason, "session ended");
+    }
+}
+
+/// On a lane this session's end left idle: a voucher above the lane's total (a later
+/// ack of another session counted receipts whose acks were lost) will not be matched by
+/// those receipts any more, so the lane moves up to it and can settle it. Under the lane's
+/// turn, and only while no session opened on the lane meanwhile (its opening resyncs).
+async fn close_lane_gap(
+    inner: &Arc<Inner>,
+    payments: &Arc<Payments>,
+    lane: LaneId,
+    renter: NodeId,
+    session: SessionId,
+) {
+    let turn = payments.turn(lane);
+    let _turn = turn.lock().await;
+    if payments.sessions_on(&lane) > 0 {
+        return;
+    }
+    let key = orien_ledger::LaneKey {
+        renter,
+        provider: inner.key.node_id(),
+        escrow: Some(lane),
+    };
+    let store = inner.store.clone();
+    match blocking(move || store.close_lane_gap(key, session)).await {
+        Ok(gap) if gap.is_zero() => {}
+        Ok(gap) => {
+            info!(%lane, %gap, "the lane's voucher pays receipts whose acks never arrived; recorded as its gap")
+        }
+        Err(e) => {
+            warn!(%lane, error = %e, "cannot record the lane's gap; the next session on it resyncs")
+        }
     }
 }
 
