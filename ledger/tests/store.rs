@@ -772,7 +772,10 @@ fn closing_an_idle_lanes_gap_moves_it_up_to_its_ahead_voucher_once() {
     let key = t.store.session(&shared.b).unwrap().unwrap().lane();
     assert_eq!(t.store.close_lane_gap(key, shared.b), Ok(usdc(100)));
     let s = t.store.lane_settlement(&shared.lane).unwrap().unwrap();
-    assert_eq!((s.acked, s.latest_voucher), (usdc(150), Some(voucher_of(&b1))));
+    assert_eq!(
+        (s.acked, s.latest_voucher),
+        (usdc(150), Some(voucher_of(&b1)))
+    );
     assert_eq!(t.store.ahead_voucher(&shared.lane).unwrap(), None);
     assert_eq!(
         t.store.close_lane_gap(key, shared.b),

@@ -9,7 +9,7 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
     ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
-use orien_protocol::{NodeId, SessionId};
+use orien_protocol::{NodeId, SessionId, ToolName};
 
 use crate::tool::Tool;
 use crate::workspace_path::WORKSPACE_MOUNT;
@@ -32,11 +32,23 @@ pub(crate) struct SessionNames {
 }
 
 impl SessionNames {
+    /// The names of a session's first container (of the tool it opened on) and its
+    /// workspace.
     pub(crate) fn new(node: &NodeId, session: &SessionId) -> Self {
         let node = hex_prefix(node.as_bytes());
         Self {
             container: format!("orien-{node}-{session}"),
             volume: format!("orien-ws-{node}-{session}"),
+        }
+    }
+
+    /// The names of the container running `tool` in a session opened on another tool:
+    /// the same workspace.
+    pub(crate) fn for_tool(node: &NodeId, session: &SessionId, tool: &ToolName) -> Self {
+        let first = Self::new(node, session);
+        Self {
+            container: format!("{}-{tool}", first.container),
+            volume: first.volume,
         }
     }
 }

@@ -226,6 +226,15 @@ pub(crate) async fn run(
     call.send(ExecEvent::Exit(exit)).await;
 }
 
+/// Ends a call that never started with one exit of `outcome` (its tool unknown, its
+/// container not made).
+pub(crate) async fn refuse(exec: ExecId, outcome: ExecOutcome, tx: mpsc::Sender<ExecEvent>) {
+    let mut call = Call::new(exec, tx, 0);
+    let exit = call.exit(outcome, None, Millis::ZERO);
+    info!(outcome = ?exit.outcome, "call refused");
+    call.send(ExecEvent::Exit(exit)).await;
+}
+
 async fn run_call(
     session: &Session,
     call: &mut Call,

@@ -331,16 +331,24 @@ impl ModelSession {
     }
 }
 
-#[async_trait]
-impl SandboxSession for ModelSession {
-    fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream {
+impl ModelSession {
+    /// A call of `tool` (the session's, or another tool the sandbox sells: the model
+    /// runs it over the same workspace; calls of every tool share the session's
+    /// concurrency slots).
+    fn call(
+        &self,
+        exec: ExecId,
+        tool: &Arc<Tool>,
+        args: serde_json::Value,
+        clock: Arc<dyn Clock>,
+    ) -> ExecStream {
         let (tx, rx) = mpsc::channel(32);
-        let call = Call::new(exec, tx, self.tool.limits().output_bytes);
+        let call = Call::new(exec, tx, tool.limits().output_bytes);
         let run = if self.closed.load(Ordering::SeqCst) {
             Err("the session is closed".to_owned())
         } else {
-            match self.tool.render_argv(&args) {
-                Ok(_) => Ok(self.sandbox.model.run(&self.tool, &args)),
+            match tool.render_argv(&args) {
+                Ok(_) => Ok(self.sandbox.model.run(tool, &args)),
                 Err(e) => Err(e.0),
             }
         };
@@ -351,9 +359,38 @@ impl SandboxSession for ModelSession {
             session: self.id,
             exec,
         };
-        let limit = self.tool.limits().max_exec.to_duration();
+        let limit = tool.limits().max_exec.to_duration();
         tokio::spawn(run_call(call, run, limit, slot, clock));
         ExecStream::new(rx)
+    }
+}
+
+#[async_trait]
+impl SandboxSession for ModelSession {
+    fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream {
+        self.call(exec, &self.tool.clone(), args, clock)
+    }
+
+    fn exec_tool(
+        &self,
+        exec: ExecId,
+        tool: &ToolName,
+        args: serde_json::Value,
+        clock: Arc<dyn Clock>,
+    ) -> ExecStream {
+        match self.sandbox.tools.get(tool).cloned() {
+            Some(tool) => self.call(exec, &tool, args, clock),
+            None => {
+                let (tx, rx) = mpsc::channel(1);
+                let detail = format!("`{tool}` is not a tool this provider sells");
+                tokio::spawn(crate::exec::refuse(
+                    exec,
+                    orien_protocol::ExecOutcome::InvalidArguments { detail },
+                    tx,
+                ));
+                ExecStream::new(rx)
+            }
+        }
     }
 
     async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError> {

@@ -401,21 +401,78 @@ async fn create_sandbox(
     Ok(())
 }
 
-/// Removes a session's container and volume, tolerating their absence. Best effort:
-/// what fails here is left to the reaper.
+/// Makes and starts the container of `tool` in a session opened on another tool,
+/// mounting the session's workspace; removed again if it cannot be started.
+pub(crate) async fn create_tool_container(
+    inner: &ProviderInner,
+    session: SessionId,
+    tool: &Tool,
+    names: &SessionNames,
+) -> Result<(), ProviderError> {
+    let engine = &inner.engine;
+    let docker = engine.docker();
+    let labels = container::labels(&inner.node, &session, tool);
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&names.container)
+        .build();
+    docker
+        .create_container(
+            Some(options),
+            container::session_container(&names.volume, tool, labels),
+        )
+        .await
+        .map_err(|e| engine.error("create container", e))?;
+    if let Err(e) = docker.start_container(&names.container, None).await {
+        let _ = docker
+            .remove_container(
+                &names.container,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await;
+        return Err(engine.error("start container", e).into());
+    }
+    Ok(())
+}
+
+/// Removes a session's containers (of every tool it ran) and its volume, tolerating
+/// their absence. Best effort: what fails here is left to the reaper.
 pub(crate) async fn remove_session_objects(inner: &ProviderInner, session: SessionId) {
     let docker = inner.engine.docker();
     let names = SessionNames::new(&inner.node, &session);
-    match docker
-        .remove_container(
-            &names.container,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
+    let (node, id) = (
+        format!("{LABEL_NODE}={}", inner.node),
+        format!("{LABEL_SESSION}={session}"),
+    );
+    let filters = std::collections::HashMap::from([("label", vec![node.as_str(), id.as_str()])]);
+    let containers: Vec<String> = match docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
         .await
     {
-        Ok(()) => {}
-        Err(e) if EngineError::is_not_found(&e) => {}
-        Err(e) => warn!(error = %e, "could not remove the session container; the reaper will"),
+        Ok(listed) => listed.into_iter().filter_map(|c| c.id).collect(),
+        Err(e) => {
+            warn!(error = %e, "could not list the session's containers; removing the first by name");
+            vec![names.container.clone()]
+        }
+    };
+    for container in &containers {
+        match docker
+            .remove_container(
+                container,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if EngineError::is_not_found(&e) => {}
+            Err(e) => {
+                warn!(error = %e, %container, "could not remove a session container; the reaper will")
+            }
+        }
     }
     match docker
         .remove_volume(

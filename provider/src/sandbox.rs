@@ -50,13 +50,24 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// One open session of one tool.
+/// One open session: its workspace and the calls of the tools it runs.
 #[async_trait]
 pub trait SandboxSession: Send + Sync + std::fmt::Debug + 'static {
     /// Starts a call with JSON `args`. Returns at once; the stream yields the call's
     /// output chunks, then exactly one `ExecEvent::Exit`. Every failure is reported in
     /// that exit, never as an error or a panic.
     fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream;
+
+    /// Starts a call of `tool` (any tool the sandbox sells) over the session's workspace;
+    /// like [`exec`](Self::exec) otherwise. A tool not sold here ends the call as
+    /// invalid arguments.
+    fn exec_tool(
+        &self,
+        exec: ExecId,
+        tool: &ToolName,
+        args: serde_json::Value,
+        clock: Arc<dyn Clock>,
+    ) -> ExecStream;
 
     /// Writes one file into the workspace, replacing any file of that name.
     async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::{KillContainerOptionsBuilder, WaitContainerOptionsBuilder};
 use futures_util::StreamExt;
-use orien_protocol::{Clock, ExecId, SessionId};
+use orien_protocol::{Clock, ExecId, ExecOutcome, SessionId, ToolName};
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::{Instrument, Span, debug, info, warn};
 
@@ -16,7 +16,7 @@ use crate::container::SessionNames;
 use crate::engine::EngineError;
 use crate::error::ProviderError;
 use crate::exec::{self, ExecStream};
-use crate::provider::{ProviderInner, remove_session_objects};
+use crate::provider::{ProviderInner, create_tool_container, remove_session_objects};
 use crate::tool::Tool;
 use crate::workspace::{self, WorkspaceEntry};
 use crate::workspace_path::WorkspacePath;
@@ -24,14 +24,76 @@ use crate::workspace_path::WorkspacePath;
 /// Events buffered per call before the call waits for its reader; bounds memory.
 const EVENT_BUFFER: usize = 32;
 
-/// One open session: a warm, hardened container running the session's tool, and its
-/// workspace at `/workspace`. Each call is an exec in that container.
+/// One open session: its workspace at `/workspace` and a warm, hardened container per
+/// tool it runs, each mounting that workspace. The container of the tool the session
+/// opened on is made with it (or taken warm); another whitelisted tool's is made on the
+/// session's first call of it. Each call is an exec in its tool's container.
 ///
 /// Close it with [`SessionSandbox::close`]. Dropping it without closing marks the
 /// session dead, so the reaper removes what is left.
 #[derive(Debug)]
 pub struct SessionSandbox {
+    /// The container of the tool the session opened on; workspace files go through it.
     pub(crate) inner: Arc<Session>,
+    /// The containers of the other tools it ran.
+    others: Arc<OtherTools>,
+}
+
+/// The containers of a session's other tools, by tool, made on first use.
+#[derive(Debug, Default)]
+struct OtherTools {
+    containers: Mutex<std::collections::HashMap<ToolName, Arc<Session>>>,
+}
+
+impl OtherTools {
+    /// The container of `tool` in the session whose first container is `first`, made
+    /// and started now if the session has none yet. `Err` is the exit of a call that
+    /// cannot run.
+    async fn container(
+        &self,
+        first: &Arc<Session>,
+        tool: &ToolName,
+    ) -> Result<Arc<Session>, ExecOutcome> {
+        let Some(known) = first.provider.tools.get(tool).cloned() else {
+            return Err(ExecOutcome::InvalidArguments {
+                detail: format!("`{tool}` is not a tool this provider sells"),
+            });
+        };
+        let closed = || ExecOutcome::SandboxError {
+            detail: "the session is closed".to_owned(),
+        };
+        first.ensure_open().map_err(|_| closed())?;
+        let mut containers = self.containers.lock().await;
+        if let Some(session) = containers.get(tool) {
+            return Ok(session.clone());
+        }
+        let names = SessionNames::for_tool(&first.provider.node, &first.id, tool);
+        let span = tracing::info_span!(parent: &first.span, "tool", tool = %tool);
+        let made = async {
+            create_tool_container(&first.provider, first.id, &known, &names).await?;
+            Session::attach(first.provider.clone(), first.id, known, names, span.clone()).await
+        }
+        .instrument(span.clone())
+        .await;
+        let session = match made {
+            Ok(session) => session,
+            Err(e) => {
+                warn!(parent: &span, error = %e, "cannot make the tool's container");
+                return Err(ExecOutcome::SandboxError {
+                    detail: format!("the container of `{tool}` could not be made: {e}"),
+                });
+            }
+        };
+        if first.closed.load(Ordering::SeqCst) {
+            // Closed while the container was made: it goes with the session's objects.
+            session.closed.store(true, Ordering::SeqCst);
+            remove_session_objects(&first.provider, first.id).await;
+            return Err(closed());
+        }
+        info!(parent: &span, container = %session.names.container, "tool container started");
+        containers.insert(tool.clone(), session.clone());
+        Ok(session)
+    }
 }
 
 #[derive(Debug)]
@@ -245,14 +307,16 @@ async fn kill_all_but(cgroup: &Cgroup, keep: &[i32]) -> bool {
     false
 }
 
-impl SessionSandbox {
+impl Session {
+    /// Attaches to a started container of the session: finds its cgroup and idle
+    /// processes.
     pub(crate) async fn attach(
         provider: Arc<ProviderInner>,
         id: SessionId,
         tool: Arc<Tool>,
+        names: SessionNames,
         span: Span,
-    ) -> Result<Self, ProviderError> {
-        let names = SessionNames::new(&provider.node, &id);
+    ) -> Result<Arc<Self>, ProviderError> {
         let permits = Semaphore::new(tool.limits().concurrent_execs as usize);
         let session = Arc::new(Session {
             provider,
@@ -269,16 +333,35 @@ impl SessionSandbox {
             }),
             closed: AtomicBool::new(false),
         });
-        let probed = session.probe().instrument(session.span.clone()).await;
-        match probed {
-            Ok(state) => *session.state.lock().await = state,
+        let state = session
+            .probe()
+            .instrument(session.span.clone())
+            .await
+            .map_err(ProviderError::from)?;
+        *session.state.lock().await = state;
+        Ok(session)
+    }
+}
+
+impl SessionSandbox {
+    pub(crate) async fn attach(
+        provider: Arc<ProviderInner>,
+        id: SessionId,
+        tool: Arc<Tool>,
+        span: Span,
+    ) -> Result<Self, ProviderError> {
+        let names = SessionNames::new(&provider.node, &id);
+        match Session::attach(provider.clone(), id, tool, names, span.clone()).await {
+            Ok(inner) => Ok(Self {
+                inner,
+                others: Arc::default(),
+            }),
             Err(e) => {
-                let sandbox = SessionSandbox { inner: session };
-                sandbox.close_inner().await;
-                return Err(e.into());
+                remove_session_objects(&provider, id).instrument(span).await;
+                provider.live().remove(&id);
+                Err(e)
             }
         }
-        Ok(SessionSandbox { inner: session })
     }
 
     /// The session's id.
@@ -301,17 +384,59 @@ impl SessionSandbox {
         &self.inner.names.volume
     }
 
-    /// Starts a call with JSON `args`. Returns at once; the stream yields the call's
-    /// output chunks, then exactly one `ExecEvent::Exit`. Every failure — invalid
-    /// arguments, timeout, OOM, an engine failure — is reported in that exit, never as
-    /// an error or a panic. Wall time is read from `clock`; the timeout is enforced
-    /// on the runtime's real clock. Calls beyond `concurrent_execs` wait for a slot.
+    /// Starts a call of the session's tool with JSON `args`. Returns at once; the stream
+    /// yields the call's output chunks, then exactly one `ExecEvent::Exit`. Every
+    /// failure — invalid arguments, timeout, OOM, an engine failure — is reported in
+    /// that exit, never as an error or a panic. Wall time is read from `clock`; the
+    /// timeout is enforced on the runtime's real clock. Calls beyond
+    /// `concurrent_execs` wait for a slot.
     pub fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let session = self.inner.clone();
         let span = tracing::info_span!(parent: &self.inner.span, "exec", session = %self.inner.id, exec = %exec);
         tokio::spawn(exec::run(session, exec, args, clock, tx).instrument(span));
         ExecStream::new(rx)
+    }
+
+    /// Starts a call of `tool`, any tool this provider sells, over the session's
+    /// workspace: in the tool's own container, made on the session's first call of it
+    /// (with every hardening setting of the first). Otherwise as [`exec`](Self::exec);
+    /// a tool not sold here ends the call as invalid arguments, a container that cannot
+    /// be made as a sandbox error.
+    pub fn exec_tool(
+        &self,
+        exec: ExecId,
+        tool: &ToolName,
+        args: serde_json::Value,
+        clock: Arc<dyn Clock>,
+    ) -> ExecStream {
+        if tool == self.inner.tool.name() {
+            return self.exec(exec, args, clock);
+        }
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let (first, others, tool) = (self.inner.clone(), self.others.clone(), tool.clone());
+        let span = tracing::info_span!(parent: &self.inner.span, "exec", session = %self.inner.id, exec = %exec, tool = %tool);
+        tokio::spawn(
+            async move {
+                match others.container(&first, &tool).await {
+                    Ok(session) => exec::run(session, exec, args, clock, tx).await,
+                    Err(outcome) => exec::refuse(exec, outcome, tx).await,
+                }
+            }
+            .instrument(span),
+        );
+        ExecStream::new(rx)
+    }
+
+    /// The names of the containers of the other tools the session ran.
+    pub async fn tool_containers(&self) -> Vec<String> {
+        self.others
+            .containers
+            .lock()
+            .await
+            .values()
+            .map(|s| s.names.container.clone())
+            .collect()
     }
 
     /// Writes one file into the workspace (parent directories are created), replacing
@@ -360,6 +485,9 @@ impl SessionSandbox {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        for other in self.others.containers.lock().await.values() {
+            other.closed.store(true, Ordering::SeqCst);
+        }
         let span = self.inner.span.clone();
         async {
             remove_session_objects(&self.inner.provider, self.inner.id).await;
@@ -375,6 +503,16 @@ impl SessionSandbox {
 impl crate::sandbox::SandboxSession for SessionSandbox {
     fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream {
         SessionSandbox::exec(self, exec, args, clock)
+    }
+
+    fn exec_tool(
+        &self,
+        exec: ExecId,
+        tool: &ToolName,
+        args: serde_json::Value,
+        clock: Arc<dyn Clock>,
+    ) -> ExecStream {
+        SessionSandbox::exec_tool(self, exec, tool, args, clock)
     }
 
     async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError> {

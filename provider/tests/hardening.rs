@@ -1,12 +1,17 @@
 //! `docker inspect` of a live session container shows every hardening setting, and the
-//! process inside sees them too, whether the container was made for the session or
-//! taken warm from the pool.
+//! process inside sees them too, whether the container was made for the session, taken
+//! warm from the pool, or made for another tool the session runs over its workspace.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::{Harness, sh, stdout};
-use orien_provider::{LABEL_NODE, LABEL_SESSION, LABEL_TOOL, SessionSandbox};
+use orien_protocol::{ExecId, ExecOutcome, SystemClock, ToolName};
+use orien_provider::{LABEL_NODE, LABEL_SESSION, LABEL_TOOL, SessionSandbox, WorkspacePath};
+use serde_json::json;
 
 #[tokio::test]
 async fn live_container_carries_every_hardening_setting() {
@@ -80,15 +85,46 @@ async fn eventually(mut check: impl FnMut() -> bool) -> bool {
 
 /// `docker inspect` of `s`'s container and workspace, and what a process inside sees.
 async fn assert_hardened(h: &Harness, s: &SessionSandbox) {
+    assert_container_hardened(h, s, s.container_name(), s.tool()).await;
+
+    // And from inside: who the process is, what it may do, what it sees.
+    let r = sh(
+        s,
+        "id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; \
+         ulimit -n; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /dev",
+    )
+    .await;
+    let out = stdout(&r);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(&lines[..2], ["65534", "65534"], "{out}");
+    assert!(lines.contains(&"CapEff:\t0000000000000000"), "{out}");
+    assert!(lines.contains(&"CapBnd:\t0000000000000000"), "{out}");
+    assert!(lines.contains(&"NoNewPrivs:\t1"), "{out}");
+    assert!(lines.contains(&"256"), "{out}");
+    assert!(lines.contains(&"lo"), "{out}");
+    assert!(
+        !out.contains("eth0"),
+        "no network interface but loopback: {out}"
+    );
+    for dev in ["sda", "vda", "nvme0", "mem", "kmsg"] {
+        assert!(!lines.contains(&dev), "device {dev} visible: {out}");
+    }
+}
+
+/// `docker inspect` of one of `s`'s containers, running `tool`, and of the workspace it
+/// mounts (the session's, sized by the tool the session opened on).
+async fn assert_container_hardened(
+    h: &Harness,
+    s: &SessionSandbox,
+    container: &str,
+    tool: &orien_provider::Tool,
+) {
     let docker = bollard::Docker::connect_with_socket_defaults().unwrap();
-    let c = docker
-        .inspect_container(s.container_name(), None)
-        .await
-        .unwrap();
+    let c = docker.inspect_container(container, None).await.unwrap();
     assert_eq!(c.state.as_ref().unwrap().running, Some(true));
     let config = c.config.unwrap();
     let host = c.host_config.unwrap();
-    let limits = *s.tool().limits();
+    let limits = *tool.limits();
 
     assert_eq!(config.user.as_deref(), Some("65534:65534"), "non-root user");
     assert_eq!(config.network_disabled, Some(true));
@@ -138,7 +174,7 @@ async fn assert_hardened(h: &Harness, s: &SessionSandbox) {
     let labels = config.labels.unwrap();
     assert_eq!(labels[LABEL_NODE], h.node.to_string());
     assert_eq!(labels[LABEL_SESSION], s.id().to_string());
-    assert_eq!(labels[LABEL_TOOL], "sh");
+    assert_eq!(labels[LABEL_TOOL], tool.name().as_str());
     let mounts = c.mounts.unwrap();
     let ws = mounts
         .iter()
@@ -153,33 +189,10 @@ async fn assert_hardened(h: &Harness, s: &SessionSandbox) {
         "workspace lives in a size-capped tmpfs"
     );
     assert!(
-        opts["o"].contains(&format!("size={}", limits.workspace_bytes)),
+        opts["o"].contains(&format!("size={}", s.tool().limits().workspace_bytes)),
         "{opts:?}"
     );
     assert_eq!(volume.labels[LABEL_SESSION], s.id().to_string());
-
-    // And from inside: who the process is, what it may do, what it sees.
-    let r = sh(
-        s,
-        "id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; \
-         ulimit -n; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /dev",
-    )
-    .await;
-    let out = stdout(&r);
-    let lines: Vec<&str> = out.lines().map(str::trim).collect();
-    assert_eq!(&lines[..2], ["65534", "65534"], "{out}");
-    assert!(lines.contains(&"CapEff:\t0000000000000000"), "{out}");
-    assert!(lines.contains(&"CapBnd:\t0000000000000000"), "{out}");
-    assert!(lines.contains(&"NoNewPrivs:\t1"), "{out}");
-    assert!(lines.contains(&"256"), "{out}");
-    assert!(lines.contains(&"lo"), "{out}");
-    assert!(
-        !out.contains("eth0"),
-        "no network interface but loopback: {out}"
-    );
-    for dev in ["sda", "vda", "nvme0", "mem", "kmsg"] {
-        assert!(!lines.contains(&dev), "device {dev} visible: {out}");
-    }
 }
 
 #[tokio::test]
@@ -198,5 +211,75 @@ async fn engine_security_options_are_reported() {
         has_seccomp,
         !findings.iter().any(|f| f.contains("seccomp")),
         "{findings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_runs_other_tools_over_its_workspace_each_in_a_hardened_container() {
+    let h = Harness::start().await;
+    let s = h.open("sh").await;
+    let file = WorkspacePath::new("data/words.txt").unwrap();
+    s.upload(&file, b"alpha\nbeta\ngamma beta\n").await.unwrap();
+    let run = |tool: &str, args: serde_json::Value| {
+        let stream = s.exec_tool(
+            ExecId::random(),
+            &ToolName::new(tool).unwrap(),
+            args,
+            Arc::new(SystemClock::new()),
+        );
+        async move {
+            tokio::time::timeout(Duration::from_secs(120), stream.collect_output())
+                .await
+                .expect("a call ends")
+        }
+    };
+    // Three tools of the provider over the one workspace, the session's own included.
+    let wc = run("wc", json!({"mode": "-l", "file": "data/words.txt"})).await;
+    assert_eq!(wc.exit.outcome, ExecOutcome::Exited, "{:?}", wc.exit);
+    assert_eq!(stdout(&wc).split_whitespace().next(), Some("3"));
+    let grep = run("grep", json!({"pattern": "beta", "file": "data/words.txt"})).await;
+    assert_eq!(stdout(&grep), "beta\ngamma beta\n");
+    let own = run("sh", json!({"script": "cat data/words.txt | wc -c"})).await;
+    assert_eq!(stdout(&own).trim(), "22");
+    // A second call of a tool reuses its container.
+    let again = run("wc", json!({"file": "data/words.txt"})).await;
+    assert_eq!(again.exit.exit_code, Some(0));
+    let containers = s.tool_containers().await;
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    let tools = h.provider.tools().collect::<Vec<_>>();
+    for name in &containers {
+        let tool = tools
+            .iter()
+            .find(|t| name.ends_with(&format!("-{}", t.name())))
+            .unwrap();
+        assert_container_hardened(&h, &s, name, tool).await;
+    }
+    // What a tool writes, the others read: the workspace is the session's, not the tool's.
+    let written = run("sh", json!({"script": "echo from-sh > data/out.txt"})).await;
+    assert_eq!(written.exit.exit_code, Some(0));
+    let read = run("grep", json!({"pattern": "from", "file": "data/out.txt"})).await;
+    assert_eq!(stdout(&read), "from-sh\n");
+    // A tool this provider does not sell never runs.
+    let unknown = run("curl", json!({})).await;
+    assert!(
+        matches!(unknown.exit.outcome, ExecOutcome::InvalidArguments { .. }),
+        "{:?}",
+        unknown.exit
+    );
+
+    // Closing removes every container of the session and its workspace.
+    let docker = bollard::Docker::connect_with_socket_defaults().unwrap();
+    let volume = s.volume_name().to_owned();
+    let first = s.container_name().to_owned();
+    s.close().await.unwrap();
+    for name in containers.iter().chain([&first]) {
+        assert!(
+            docker.inspect_container(name, None).await.is_err(),
+            "{name} left"
+        );
+    }
+    assert!(
+        docker.inspect_volume(&volume).await.is_err(),
+        "workspace left"
     );
 }
