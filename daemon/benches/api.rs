@@ -150,7 +150,7 @@ async fn main() {
         let api_ms = ms(t.elapsed());
         assert!(log.contains("event: exit"), "{log}");
         let t = Instant::now();
-        let exec = sessions.exec(session, call.into()).await.unwrap();
+        let exec = sessions.exec(session, None, call.into()).await.unwrap();
         let view = sessions
             .wait_exec(session, exec, Duration::from_secs(60))
             .await

@@ -79,7 +79,7 @@ async fn main() {
     for i in 0..calls + 3 {
         let t = Instant::now();
         let exec = sessions
-            .exec(rented.session, call_args.to_string())
+            .exec(rented.session, None, call_args.to_string())
             .await
             .unwrap();
         let view = sessions

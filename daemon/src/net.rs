@@ -2,7 +2,7 @@
 //! answers, and [`Net`], through which it sends its own.
 
 use libp2p::PeerId;
-use orien_protocol::{NodeId, OfferId, SessionRequest, SessionResponse};
+use orien_protocol::{NodeId, OfferId, SessionRequest, SessionResponse, ToolName};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::offer_book::BookEntry;
@@ -73,6 +73,8 @@ pub(crate) enum NetCommand {
     },
     /// Look up an offer in the book.
     Offer(OfferId, oneshot::Sender<Option<BookEntry>>),
+    /// Find `tool`'s offers of `provider`: the book, else the DHT and the provider.
+    Find(ToolName, NodeId, oneshot::Sender<Vec<BookEntry>>),
 }
 
 impl std::fmt::Debug for NetCommand {
@@ -80,6 +82,7 @@ impl std::fmt::Debug for NetCommand {
         match self {
             Self::Request { peer, .. } => write!(f, "Request(to {peer})"),
             Self::Offer(id, _) => write!(f, "Offer({id})"),
+            Self::Find(tool, provider, _) => write!(f, "Find({tool} of {provider})"),
         }
     }
 }
@@ -106,6 +109,17 @@ impl Net {
             .await
             .map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// `provider`'s offers of `tool`: from the book, else asked of the DHT and the
+    /// provider itself.
+    pub async fn find(&self, tool: ToolName, provider: NodeId) -> Result<Vec<BookEntry>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(NetCommand::Find(tool, provider, reply))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
     }
 
     /// A verified offer from the book, if known.

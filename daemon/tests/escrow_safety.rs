@@ -385,7 +385,7 @@ async fn two_sessions_at_once_on_one_lane_settle_to_the_micro_usdc() {
             .on(move |node| async move {
                 node.sessions()
                     .unwrap()
-                    .exec(session, harness::work(400))
+                    .exec(session, None, harness::work(400))
                     .await
             })
             .await

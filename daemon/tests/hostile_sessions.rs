@@ -198,6 +198,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
         session: honest,
         exec: ExecId::random(),
         args_json: r#"{"file":"data/in.txt"}"#.into(),
+        offer: None,
     });
     refused(
         ask(&mut hostile, provider_peer, exec).await,
@@ -272,6 +273,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
             session_time: Millis(1),
             exec_time: Millis(0),
             cpu_time: Millis(0),
+            exec_amount: Usdc::ZERO,
             amount: Usdc::from_micros(499_999),
             prev: ReceiptHash::GENESIS,
             issued_at: SystemClock::new().wall(),
@@ -352,7 +354,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
 
     // The honest session is untouched and still works.
     let exec = sessions
-        .exec(honest, r#"{"file":"data/in.txt"}"#.into())
+        .exec(honest, None, r#"{"file":"data/in.txt"}"#.into())
         .await
         .unwrap();
     let view = sessions

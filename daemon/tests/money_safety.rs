@@ -219,10 +219,10 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
                 session_time,
                 exec_time,
                 cpu_time: Millis::ZERO,
-                amount: pricing.amount_for(Usage {
-                    session: session_time,
-                    exec: exec_time,
-                }),
+                exec_amount: pricing.exec_amount(exec_time),
+                amount: pricing
+                    .session_amount(session_time)
+                    .saturating_add(pricing.exec_amount(exec_time)),
                 prev,
                 issued_at: SystemClock::new().wall(),
                 results: orien_protocol::ResultsCommitment::NONE,
@@ -390,10 +390,10 @@ async fn a_provider_that_lies_about_an_output_hash_is_caught() {
             session_time: Millis(100),
             exec_time: Millis(5),
             cpu_time: Millis(1),
-            amount: work_pricing().amount_for(Usage {
-                session: Millis(100),
-                exec: Millis(5),
-            }),
+            exec_amount: work_pricing().exec_amount(Millis(5)),
+            amount: work_pricing()
+                .session_amount(Millis(100))
+                .saturating_add(work_pricing().exec_amount(Millis(5))),
             prev: ReceiptHash::GENESIS,
             issued_at: SystemClock::new().wall(),
             results: ResultsCommitment::NONE,

@@ -744,3 +744,111 @@ async fn offers_from_two_providers_reach_renters_and_expire_when_their_provider_
             .output();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_runs_three_tools_of_its_provider_with_identical_receipts_on_both_sides() {
+    let bootstrap = NodeProcess::start(&[]);
+    let provider = provider(&bootstrap, 10_000);
+    let renter = renter(&bootstrap, 30_000);
+    let offer = offer_of(&renter, &provider, "sha256").await;
+    let session = renter
+        .post_json(
+            "/v1/sessions",
+            json!({"offer": offer, "budget": "0.5", "max_duration_secs": 600}),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let put = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/sessions/{id}/files/data/words.txt",
+            renter.api
+        ))
+        .bearer_auth(&renter.token)
+        .body(b"alpha\nbeta\ngamma beta\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+
+    // The session's own tool, then two other tools of its provider over the same
+    // workspace, each at its own offer's execution price.
+    let calls = [
+        (None, json!({"file": "data/words.txt"}), "sha256"),
+        (
+            Some("wc"),
+            json!({"mode": "-l", "file": "data/words.txt"}),
+            "wc",
+        ),
+        (
+            Some("grep"),
+            json!({"pattern": "beta", "file": "data/words.txt"}),
+            "grep",
+        ),
+    ];
+    let mut outputs = Vec::new();
+    for (tool, args, name) in calls {
+        let mut body = json!({ "args": args });
+        if let Some(tool) = tool {
+            body["tool"] = json!(tool);
+        }
+        let exec = renter
+            .post_json(&format!("/v1/sessions/{id}/executions"), body)
+            .await;
+        assert_eq!(exec["tool"], name, "{exec}");
+        let done = renter
+            .wait_for(
+                &format!("/v1/executions/{}", exec["id"].as_str().unwrap()),
+                LONG,
+                |e| e["state"] == "completed" || e["state"] == "failed",
+            )
+            .await;
+        assert_eq!(done["state"], "completed", "{done}");
+        outputs.push(done["stdout"].as_str().unwrap().to_owned());
+    }
+    let digest = orien_protocol::ContentHash::of(b"alpha\nbeta\ngamma beta\n").to_string();
+    assert!(
+        outputs[0].starts_with(&digest),
+        "sha256: {} for {digest}",
+        outputs[0]
+    );
+    assert_eq!(outputs[1].split_whitespace().next(), Some("3"), "wc");
+    assert_eq!(outputs[2], "beta\ngamma beta\n", "grep");
+    // A tool the provider does not sell is refused before anything is asked of it.
+    let refused = renter
+        .send(
+            Method::POST,
+            &format!("/v1/sessions/{id}/executions"),
+            Some(json!({"args": {}, "tool": "curl"})),
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status(), 404);
+
+    let (closed, renter_chain, provider_chain) =
+        close_and_fetch_chains(&renter, &provider, &id).await;
+    assert_eq!(renter_chain, provider_chain, "identical receipt chains");
+    let last = renter_chain.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["amount"], closed["amount"], "{last} {closed}");
+    // The provider's audit records name each call's tool.
+    let records = provider
+        .get_json(&format!("/v1/executions?session={id}&limit=10"))
+        .await;
+    let mut tools: Vec<&str> = records["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["tool"].as_str().unwrap())
+        .collect();
+    tools.sort_unstable();
+    assert_eq!(tools, ["grep", "sha256", "wc"]);
+    // Every container of the session went with it.
+    let deadline = std::time::Instant::now() + LONG;
+    while !containers_of(&id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            containers_of(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

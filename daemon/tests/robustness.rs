@@ -231,7 +231,7 @@ async fn one_renter_flooding_its_session_does_not_stall_another_renters_calls() 
         async move {
             let started = Instant::now();
             let exec = sessions
-                .exec(quiet_session, r#"{"file":"in.txt"}"#.into())
+                .exec(quiet_session, None, r#"{"file":"in.txt"}"#.into())
                 .await
                 .unwrap();
             let view = sessions

@@ -49,7 +49,7 @@ async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
     );
 
     let exec = sessions
-        .exec(session, r#"{"file":"data/hello.txt"}"#.into())
+        .exec(session, None, r#"{"file":"data/hello.txt"}"#.into())
         .await
         .unwrap();
     let view = sessions
@@ -73,7 +73,7 @@ async fn a_renter_runs_a_tool_and_both_ledgers_hold_the_same_receipts() {
 
     // A refused argument is reported, not run, and costs nothing.
     let refused = sessions
-        .exec(session, r#"{"file":"../etc/passwd"}"#.into())
+        .exec(session, None, r#"{"file":"../etc/passwd"}"#.into())
         .await
         .unwrap();
     let refused = sessions

@@ -20,6 +20,8 @@ pub enum Quantity {
     Amount,
     /// The count of results committed.
     Results,
+    /// The price of the execution time.
+    ExecAmount,
 }
 
 /// Why a receipt was refused.
@@ -126,6 +128,17 @@ pub enum DisputeReason {
         /// The longest run of results the renter holds.
         held: u64,
     },
+    /// The provider prices the execution above what the renter's own meter prices it
+    /// at (each call at its tool's price), beyond the tolerance.
+    #[error("execution priced at {claimed}, measured {measured} (tolerance {tolerance})")]
+    ExecAmountAboveOwnMeter {
+        /// The provider's execution amount.
+        claimed: Usdc,
+        /// The renter's.
+        measured: Usdc,
+        /// Slack allowed.
+        tolerance: Usdc,
+    },
     /// The receipt's commitment is not the chain of the results the renter took.
     #[error("the receipt's commitment to the first {count} results is not the renter's")]
     ResultsMismatch {
@@ -174,6 +187,6 @@ pub struct Evidence {
 
 impl Record for Evidence {
     const KIND: &'static str = "evidence";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
     const MAX_LEN: usize = 1024;
 }

@@ -11,10 +11,13 @@
 //! interval ([`Meter::poll`]), after each call ([`Meter::finish_exec`]) and at close
 //! ([`Meter::close`]). Every reading includes the time of the calls still running, so a
 //! renter pays for a long call while it runs, interval by interval, and a provider never
-//! has more than one interval of a call's work unacknowledged. The amount is
-//! `Pricing::amount_for` the cumulative usage, capped at the budget; when the budget is
-//! reached the meter suspends itself and the reading says so, and the provider ends the
-//! session.
+//! has more than one interval of a call's work unacknowledged.
+//!
+//! Each call is priced at its own [`CallRate`] (its tool's execution price and call
+//! cap; [`Meter::start_exec`] takes the session's own tool's). The amount is the session
+//! time at the session's price plus the execution amount, `floor(Σ ms × price / 60 000)`
+//! over the calls' prices, capped at the budget; when the budget is reached the meter
+//! suspends itself and the reading says so, and the provider ends the session.
 //!
 //! Readings never decrease: a running call's contribution only grows, a finished call
 //! keeps at least what a reading already reported, and a call that never ran
@@ -22,6 +25,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::collections::BTreeMap;
 
 use orien_protocol::{Clock, Millis, Pricing, Usage, Usdc};
 
@@ -76,6 +81,39 @@ impl MeterConfig {
     }
 }
 
+/// How one call is metered: its tool's price per minute of execution and the most it is
+/// metered (its tool's `max_exec` plus [`CALL_SLACK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallRate {
+    /// Price of one minute of this call's execution.
+    pub exec_per_minute: Usdc,
+    /// The most this call is metered.
+    pub cap: Millis,
+}
+
+impl MeterConfig {
+    /// The rate of a call of the session's own tool.
+    pub const fn own_rate(&self) -> CallRate {
+        CallRate {
+            exec_per_minute: self.pricing.exec_per_minute,
+            cap: self.call_cap,
+        }
+    }
+}
+
+/// `floor(Σ ms × price / 60 000)` over durations by price (µUSDC per minute), exact.
+fn exec_amount_of(by_price: impl IntoIterator<Item = (Usdc, Duration)>) -> Usdc {
+    let mut whole: u128 = 0;
+    let mut rest: u128 = 0;
+    for (price, duration) in by_price {
+        let value = u128::from(Millis::from_duration(duration).get()) * u128::from(price.micros());
+        whole = whole.saturating_add(value / 60_000);
+        rest += value % 60_000;
+    }
+    let micros = whole.saturating_add(rest / 60_000);
+    Usdc::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+}
+
 /// A call refused because its worst case does not fit the budget left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -110,7 +148,10 @@ pub struct Reading {
     pub exec_time: Millis,
     /// CPU time reported by the sandbox.
     pub cpu_time: Millis,
-    /// Price of the usage, capped at the budget.
+    /// Price of the execution time, each call at its own rate.
+    pub exec_amount: Usdc,
+    /// Price of the usage (session time at the session's price plus `exec_amount`),
+    /// capped at the budget.
     pub amount: Usdc,
     /// Whether the amount has reached the budget (the meter is then suspended).
     pub budget_reached: bool,
@@ -131,6 +172,7 @@ struct Running {
     started: Duration,
     /// What the last reading counted of it.
     reported: Duration,
+    rate: CallRate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +191,8 @@ pub struct Meter {
     config: MeterConfig,
     state: State,
     session_time: Duration,
-    /// Finished calls (and closed-out running ones).
-    exec_time: Duration,
+    /// Finished calls (and closed-out running ones), by their price per minute.
+    exec_time: BTreeMap<Usdc, Duration>,
     running: std::collections::BTreeMap<u64, Running>,
     next_timer: u64,
     cpu_time: Millis,
@@ -183,7 +225,7 @@ impl Meter {
             config,
             state: State::Running { since: now },
             session_time: Duration::ZERO,
-            exec_time: Duration::ZERO,
+            exec_time: BTreeMap::new(),
             running: std::collections::BTreeMap::new(),
             next_timer: 0,
             cpu_time: Millis::ZERO,
@@ -229,8 +271,14 @@ impl Meter {
         }
     }
 
-    /// Starts timing a call; it counts in every reading until it is finished.
+    /// Starts timing a call of the session's own tool; it counts in every reading until
+    /// it is finished.
     pub fn start_exec(&mut self) -> ExecTimer {
+        self.start_exec_at(self.config.own_rate())
+    }
+
+    /// Starts timing a call metered at `rate` (another tool's).
+    pub fn start_exec_at(&mut self, rate: CallRate) -> ExecTimer {
         let id = self.next_timer;
         self.next_timer += 1;
         let now = self.clock.monotonic();
@@ -239,9 +287,14 @@ impl Meter {
             Running {
                 started: now,
                 reported: Duration::ZERO,
+                rate,
             },
         );
         ExecTimer { id }
+    }
+
+    fn add_exec(&mut self, rate: CallRate, duration: Duration) {
+        *self.exec_time.entry(rate.exec_per_minute).or_default() += duration;
     }
 
     /// Calls running now.
@@ -266,30 +319,49 @@ impl Meter {
         ))
     }
 
-    /// Whether one more call fits the budget if it and every running call run to the
-    /// call cap, with session time going on meanwhile.
+    /// Whether one more call of the session's own tool fits the budget if it and every
+    /// running call run to their caps, with session time going on meanwhile.
     pub fn call_fits(&self) -> Result<(), CallDoesNotFit> {
+        self.call_fits_at(self.config.own_rate())
+    }
+
+    /// Whether one more call metered at `rate` fits the budget if it and every running
+    /// call run to their caps, with session time going on meanwhile.
+    pub fn call_fits_at(&self, rate: CallRate) -> Result<(), CallDoesNotFit> {
         let now = self.clock.monotonic();
-        let cap = self.config.call_cap.to_duration();
         let current = self.snapshot(Trigger::Interval);
-        let still_to_run: Duration = self
+        let mut worst_exec = self.exec_time.clone();
+        for r in self.running.values() {
+            *worst_exec.entry(r.rate.exec_per_minute).or_default() += r.rate.cap.to_duration();
+        }
+        *worst_exec.entry(rate.exec_per_minute).or_default() += rate.cap.to_duration();
+        let longest = self
             .running
             .values()
-            .map(|r| cap.saturating_sub(now.saturating_sub(r.started)))
-            .sum();
-        let worst = self.config.pricing.amount_for(Usage {
-            session: current.session_time.saturating_add(self.config.call_cap),
-            exec: current
-                .exec_time
-                .saturating_add(Millis::from_duration(still_to_run))
-                .saturating_add(self.config.call_cap),
-        });
+            .map(|r| {
+                r.rate
+                    .cap
+                    .to_duration()
+                    .saturating_sub(now.saturating_sub(r.started))
+            })
+            .chain([rate.cap.to_duration()])
+            .max()
+            .unwrap_or_default();
+        let worst = self
+            .config
+            .pricing
+            .session_amount(
+                current
+                    .session_time
+                    .saturating_add(Millis::from_duration(longest)),
+            )
+            .saturating_add(exec_amount_of(worst_exec));
         if worst <= self.config.budget {
             return Ok(());
         }
         Err(CallDoesNotFit {
             worst,
-            cap: self.config.call_cap,
+            cap: rate.cap,
             left: self.config.budget.saturating_sub(current.amount),
         })
     }
@@ -300,7 +372,7 @@ impl Meter {
     pub fn finish_exec(&mut self, timer: ExecTimer, cpu: Millis) -> Reading {
         if let Some(running) = self.running.remove(&timer.id) {
             let elapsed = self.counted(&running, self.clock.monotonic());
-            self.exec_time += elapsed;
+            self.add_exec(running.rate, elapsed);
             self.cpu_time = self.cpu_time.saturating_add(cpu);
         }
         self.take(Trigger::AfterExec)
@@ -310,14 +382,15 @@ impl Meter {
     /// charged for it beyond what a reading already counted.
     pub fn abandon_exec(&mut self, timer: ExecTimer) {
         if let Some(running) = self.running.remove(&timer.id) {
-            self.exec_time += running.reported;
+            self.add_exec(running.rate, running.reported);
         }
     }
 
-    /// Adds a call measured elsewhere, capped at the call cap.
+    /// Adds a call of the session's own tool measured elsewhere, capped at the call cap.
     pub fn record_exec(&mut self, duration: Millis, cpu: Millis) -> Reading {
         if !self.is_closed() {
-            self.exec_time += duration.min(self.config.call_cap).to_duration();
+            let rate = self.config.own_rate();
+            self.add_exec(rate, duration.min(rate.cap).to_duration());
             self.cpu_time = self.cpu_time.saturating_add(cpu);
         }
         self.take(Trigger::AfterExec)
@@ -325,7 +398,7 @@ impl Meter {
 
     fn counted(&self, running: &Running, now: Duration) -> Duration {
         now.saturating_sub(running.started)
-            .min(self.config.call_cap.to_duration())
+            .min(running.rate.cap.to_duration())
             .max(running.reported)
     }
 
@@ -350,7 +423,8 @@ impl Meter {
         let now = self.clock.monotonic();
         let running = std::mem::take(&mut self.running);
         for call in running.values() {
-            self.exec_time += self.counted(call, now);
+            let counted = self.counted(call, now);
+            self.add_exec(call.rate, counted);
         }
         self.state = State::Closed;
         self.take(Trigger::Close)
@@ -367,9 +441,10 @@ impl Meter {
     /// [`current`](Self::current)) calls this whenever it acknowledges one.
     pub fn witnessed(&mut self) {
         let now = self.clock.monotonic();
-        let cap = self.config.call_cap.to_duration();
         for running in self.running.values_mut() {
-            let counted = now.saturating_sub(running.started).min(cap);
+            let counted = now
+                .saturating_sub(running.started)
+                .min(running.rate.cap.to_duration());
             running.reported = running.reported.max(counted);
         }
     }
@@ -395,16 +470,22 @@ impl Meter {
             _ => Duration::ZERO,
         };
         let session_time = Millis::from_duration(self.session_time + running);
-        let calls: Duration = self.running.values().map(|r| self.counted(r, now)).sum();
-        let exec_time = Millis::from_duration(self.exec_time + calls);
-        let price = self.config.pricing.amount_for(Usage {
-            session: session_time,
-            exec: exec_time,
-        });
+        let mut by_price = self.exec_time.clone();
+        for r in self.running.values() {
+            *by_price.entry(r.rate.exec_per_minute).or_default() += self.counted(r, now);
+        }
+        let exec_time = Millis::from_duration(by_price.values().sum());
+        let exec_amount = exec_amount_of(by_price);
+        let price = self
+            .config
+            .pricing
+            .session_amount(session_time)
+            .saturating_add(exec_amount);
         Reading {
             session_time,
             exec_time,
             cpu_time: self.cpu_time,
+            exec_amount,
             amount: price.min(self.config.budget),
             budget_reached: price >= self.config.budget,
             trigger,
@@ -432,6 +513,66 @@ mod tests {
         let clock = ManualClock::new(Timestamp(1_700_000_000_000));
         let meter = Meter::start(c, Arc::new(clock.clone()));
         (clock, meter)
+    }
+
+    #[test]
+    fn each_call_is_priced_at_its_own_rate_and_capped_at_its_own_cap() {
+        // Session 600 µUSDC/min; the own tool 60,000/min; another tool 6,000/min with a
+        // 1 s cap.
+        let (clock, mut meter) = setup(config(600, 60_000, u64::MAX));
+        let other = CallRate {
+            exec_per_minute: Usdc::from_micros(6_000),
+            cap: Millis(1_000),
+        };
+        let own = meter.start_exec();
+        let cheap = meter.start_exec_at(other);
+        clock.advance(Duration::from_millis(1_500));
+        let r = meter.current();
+        // 1,500 ms at 60,000/min = 1,500; 1,000 ms (capped) at 6,000/min = 100.
+        assert_eq!(r.exec_time, Millis(2_500));
+        assert_eq!(r.exec_amount, Usdc::from_micros(1_600));
+        // Session: 1,500 ms at 600/min = 15.
+        assert_eq!(r.amount, Usdc::from_micros(1_615));
+        let _ = meter.finish_exec(cheap, Millis::ZERO);
+        clock.advance(Duration::from_millis(500));
+        let r = meter.finish_exec(own, Millis::ZERO);
+        assert_eq!(r.exec_amount, Usdc::from_micros(2_000 + 100));
+        assert_eq!(r.amount, Usdc::from_micros(2_100 + 20));
+    }
+
+    #[test]
+    fn the_exec_amount_floors_the_sum_of_the_calls_not_each_call() {
+        let (clock, mut meter) = setup(config(0, 1, u64::MAX));
+        let rate = |micros| CallRate {
+            exec_per_minute: Usdc::from_micros(micros),
+            cap: Millis(u64::MAX),
+        };
+        // 30 s at 1/min and 30 s at 3/min: 0.5 + 1.5 = 2, where flooring each gives 1.
+        let a = meter.start_exec_at(rate(1));
+        let b = meter.start_exec_at(rate(3));
+        clock.advance(Duration::from_secs(30));
+        let _ = meter.finish_exec(a, Millis::ZERO);
+        let r = meter.finish_exec(b, Millis::ZERO);
+        assert_eq!(r.exec_amount, Usdc::from_micros(2));
+    }
+
+    #[test]
+    fn a_dear_call_is_refused_where_a_cheap_one_fits() {
+        let (_clock, meter) = setup(config(0, 60_000, 10_000));
+        let cheap = CallRate {
+            exec_per_minute: Usdc::from_micros(60_000),
+            cap: Millis(5_000),
+        };
+        let dear = CallRate {
+            exec_per_minute: Usdc::from_micros(600_000),
+            cap: Millis(5_000),
+        };
+        assert!(
+            meter.call_fits_at(cheap).is_ok(),
+            "5 s at 60,000/min is 5,000"
+        );
+        let refused = meter.call_fits_at(dear).unwrap_err();
+        assert_eq!(refused.worst, Usdc::from_micros(50_000));
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Session {
             session_time: Millis(self.amount),
             exec_time: Millis(self.amount / 2),
             cpu_time: Millis(self.amount / 4),
+            exec_amount: Usdc::from_micros(self.amount / 2),
             amount: Usdc::from_micros(self.amount),
             prev: self.prev,
             issued_at: Timestamp(1_763_856_000_000 + self.amount),

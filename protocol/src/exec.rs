@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidMessage;
-use crate::ids::{ExecId, SessionId};
+use crate::ids::{ExecId, OfferId, SessionId};
 use crate::time::Millis;
 use crate::wire::{Message, check_json_object, check_len};
 
@@ -25,11 +25,14 @@ pub struct Exec {
     pub exec: ExecId,
     /// Arguments: a JSON object, as text.
     pub args_json: String,
+    /// Another tool of the provider to run, by its offer (whose execution price and
+    /// limits the call takes); `None`: the tool the session opened on.
+    pub offer: Option<OfferId>,
 }
 
 impl Message for Exec {
     const KIND: &'static str = "Exec";
-    const MAX_ENCODED_LEN: usize = MAX_ARGS_LEN + 64;
+    const MAX_ENCODED_LEN: usize = MAX_ARGS_LEN + 96;
 
     fn validate(&self) -> Result<(), InvalidMessage> {
         check_json_object("args_json", &self.args_json, MAX_ARGS_LEN)

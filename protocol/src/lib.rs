@@ -17,6 +17,7 @@
 //!     session_time: Millis(60_000),
 //!     exec_time: Millis(12_000),
 //!     cpu_time: Millis(9_000),
+//!     exec_amount: Usdc::from_micros(12_000),
 //!     amount: Usdc::from_micros(20_000),
 //!     prev: ReceiptHash::GENESIS,
 //!     issued_at: Timestamp(1_700_000_000_000),
@@ -81,9 +82,11 @@ pub use wire::Message;
 
 /// Request-response protocol carrying session messages between renter and provider.
 /// Version 2 exchanged the lane head at open ([`LaneHead`]); version 3 carries each
-/// call's signed [`ExecResult`] with its exit, and receipts (`orien/receipt/v2`) commit
-/// to the session's results ([`ResultsCommitment`]).
-pub const SESSION_PROTOCOL: &str = "/orien/session/3";
+/// call's signed [`ExecResult`] with its exit, and receipts commit to the session's
+/// results ([`ResultsCommitment`]); version 4's receipts (`orien/receipt/v3`) carry the
+/// execution amount, each call priced at its own tool's price, and an [`Exec`] may name
+/// another tool of the provider (by its offer).
+pub const SESSION_PROTOCOL: &str = "/orien/session/4";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Gossipsub topic on which providers publish their signed [`ProviderProfile`].

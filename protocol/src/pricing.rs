@@ -48,6 +48,16 @@ impl Pricing {
         Usdc::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 
+    /// What `session` of session time costs alone, `floor(session_ms ×
+    /// session_per_minute / 60 000)`: a receipt's amount is this plus its execution
+    /// amount, each call priced at its own tool's execution price.
+    pub fn session_amount(&self, session: Millis) -> Usdc {
+        self.amount_for(Usage {
+            session,
+            exec: Millis::ZERO,
+        })
+    }
+
     /// What `exec` of execution time costs alone, `floor(exec_ms × exec_per_minute /
     /// 60 000)`: the cost an execution record gives one call. (A session's amount floors
     /// the sum of all usage, so the calls' costs may add up to a little less.)

@@ -32,7 +32,12 @@ pub struct UsageReceipt {
     pub exec_time: Millis,
     /// Cumulative CPU time reported by the sandbox.
     pub cpu_time: Millis,
-    /// Cumulative amount owed: `Pricing::amount_for` of the usage, capped at the budget.
+    /// Cumulative price of the execution time, each call at its own tool's price per
+    /// minute of execution (`floor(Σ ms × price / 60 000)` over the session's prices).
+    pub exec_amount: Usdc,
+    /// Cumulative amount owed: the session time at the session's price
+    /// ([`Pricing::session_amount`](crate::Pricing::session_amount)) plus `exec_amount`,
+    /// capped at the budget.
     pub amount: Usdc,
     /// Hash of the previous receipt, or [`ReceiptHash::GENESIS`] for `seq == 1`.
     pub prev: ReceiptHash,
@@ -45,7 +50,7 @@ pub struct UsageReceipt {
 
 impl Message for UsageReceipt {
     const KIND: &'static str = "UsageReceipt";
-    const MAX_ENCODED_LEN: usize = 176;
+    const MAX_ENCODED_LEN: usize = 192;
 
     fn validate(&self) -> Result<(), InvalidMessage> {
         if self.seq == 0 {
@@ -62,7 +67,7 @@ impl Message for UsageReceipt {
 }
 
 impl SignedPayload for UsageReceipt {
-    const DOMAIN: &'static str = "orien/receipt/v2";
+    const DOMAIN: &'static str = "orien/receipt/v3";
 }
 
 impl Signed<UsageReceipt> {

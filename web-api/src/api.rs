@@ -54,6 +54,7 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn start_execution(
         &self,
         session: SessionId,
+        tool: Option<ToolName>,
         args: serde_json::Value,
     ) -> Result<ExecutionView, ApiError>;
     /// An execution and its output so far.

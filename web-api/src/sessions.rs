@@ -380,6 +380,10 @@ pub struct ExecBody {
     /// offer's `args_schema`); at most 64 KiB of JSON.
     #[schema(value_type = Object)]
     pub args: serde_json::Map<String, serde_json::Value>,
+    /// Another tool of the session's provider to run, over the same workspace, at its
+    /// own offer's execution price (absent: the tool the session opened on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolText>,
 }
 
 /// Where an execution stands. A failed one says why in `failure`.
@@ -706,7 +710,10 @@ pub struct ReceiptView {
     pub exec_ms: u64,
     /// Cumulative CPU time, ms.
     pub cpu_ms: u64,
-    /// Cumulative amount.
+    /// Cumulative price of the execution time, each call at its own tool's price.
+    pub exec_amount: String,
+    /// Cumulative amount: the session time at the session's price plus `exec_amount`,
+    /// capped at the budget.
     pub amount: String,
     /// Hash of this receipt (hex).
     pub hash: String,

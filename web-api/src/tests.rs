@@ -116,6 +116,7 @@ impl NodeApi for FakeNode {
     async fn start_execution(
         &self,
         session: SessionId,
+        _tool: Option<orien_protocol::ToolName>,
         _args: serde_json::Value,
     ) -> Result<ExecutionView, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))

@@ -22,7 +22,9 @@ impl From<SessionError> for ApiError {
         match error {
             SessionError::UnknownSession(s) => ApiError::NotFound(format!("session {s}")),
             SessionError::UnknownExec(e) => ApiError::NotFound(format!("execution {e}")),
-            SessionError::UnknownOffer(_) => ApiError::NotFound(error.to_string()),
+            SessionError::UnknownOffer(_) | SessionError::NoSuchTool(_) => {
+                ApiError::NotFound(error.to_string())
+            }
             SessionError::Rejected(_)
             | SessionError::OwnOffer(_)
             | SessionError::NotOpen { .. }

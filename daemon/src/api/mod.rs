@@ -336,6 +336,7 @@ impl NodeApi for NodeService {
     async fn start_execution(
         &self,
         session: SessionId,
+        tool: Option<orien_protocol::ToolName>,
         args: serde_json::Value,
     ) -> Result<ExecutionView, ApiError> {
         let sessions = self.sessions()?;
@@ -357,7 +358,7 @@ impl NodeApi for NodeService {
                 ),
             ));
         }
-        let exec = sessions.exec(session, args_json).await?;
+        let exec = sessions.exec(session, tool, args_json).await?;
         let snapshot = sessions.execution(exec)?;
         let record = self.record(exec).await?;
         Ok(execution_view(exec, &snapshot, record.as_ref()))
@@ -497,6 +498,7 @@ impl NodeApi for NodeService {
                     session_ms: receipt.session_time.get(),
                     exec_ms: receipt.exec_time.get(),
                     cpu_ms: receipt.cpu_time.get(),
+                    exec_amount: usdc_string(receipt.exec_amount),
                     amount: usdc_string(receipt.amount),
                     hash: s.acked.receipt.receipt_hash().to_string(),
                     prev: receipt.prev.to_string(),

@@ -259,6 +259,7 @@ impl From<NetCommand> for Command {
                 faulted: false,
             },
             NetCommand::Offer(id, reply) => Command::Offer(id, reply),
+            NetCommand::Find(tool, provider, reply) => Command::Find(tool, Some(provider), reply),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! requests leave through [`Net`]. Ledger commits run on the blocking pool, and an ack
 //! is sent (renter) or accepted (provider) only with the store's `Durable` proof.
 
+pub mod call_terms;
 mod config;
 mod ended;
 mod exec_records;
@@ -108,6 +109,12 @@ pub enum SessionError {
         /// The offer's `concurrent_execs`.
         max: u32,
     },
+    /// The session's provider offers no such tool (none reached this node, and the
+    /// provider did not list one).
+    #[error(
+        "the session's provider offers no tool `{0}`; its tools are in `GET /v1/providers/{{id}}`"
+    )]
+    NoSuchTool(ToolName),
 }
 
 /// The session manager of a node.
@@ -395,14 +402,30 @@ impl Sessions {
         self.inner.payments.as_ref()
     }
 
-    /// Starts one execution with JSON arguments; its output is read with
-    /// [`exec_view`](Self::exec_view) or awaited with [`wait_exec`](Self::wait_exec).
+    /// Starts one execution with JSON arguments, of `tool` (any tool of the session's
+    /// provider; `None`: the tool the session opened on) at that tool's offer's
+    /// execution price; its output is read with [`exec_view`](Self::exec_view) or
+    /// awaited with [`wait_exec`](Self::wait_exec).
     pub async fn exec(
         &self,
         session: SessionId,
+        tool: Option<ToolName>,
         args_json: String,
     ) -> Result<ExecId, SessionError> {
-        self.rented(session)?.exec(&self.inner.net, args_json).await
+        let handle = self.rented(session)?;
+        let call = match tool {
+            Some(tool) if tool != handle.tool => {
+                let found = self.inner.net.find(tool.clone(), handle.provider).await?;
+                // The newest offer of the tool (the book lists a provider's newest).
+                let entry = found
+                    .into_iter()
+                    .find(|e| e.offer.provider == handle.provider && e.offer.tool == tool)
+                    .ok_or(SessionError::NoSuchTool(tool))?;
+                Some((entry.id, call_terms::CallTerms::of_offer(&entry.offer)))
+            }
+            _ => None,
+        };
+        handle.exec(&self.inner.net, call, args_json).await
     }
 
     /// What an execution has produced so far.

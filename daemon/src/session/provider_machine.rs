@@ -25,7 +25,20 @@ use tracing::{debug, info, warn};
 
 mod invariants;
 
+use super::call_terms::CallTerms;
 use super::error;
+
+/// What `charged` of a call's execution costs at its rate (its execution record's cost).
+pub(crate) fn exec_cost(
+    rate: orien_ledger::meter::CallRate,
+    charged: orien_protocol::Millis,
+) -> Usdc {
+    orien_protocol::Pricing {
+        session_per_minute: Usdc::ZERO,
+        exec_per_minute: rate.exec_per_minute,
+    }
+    .exec_amount(charged)
+}
 
 /// Pause before resending a receipt the renter did not take.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -46,6 +59,8 @@ pub enum ProviderInput<R> {
     Exec {
         /// The call.
         exec: Exec,
+        /// Its tool and how it is metered (the offer it names, or the session's own).
+        terms: CallTerms,
         /// Who waits for the answer.
         reply: R,
     },
@@ -105,6 +120,8 @@ pub enum ProviderAction<R> {
     StartCall {
         /// The call's id.
         exec: ExecId,
+        /// Its tool.
+        tool: ToolName,
         /// Its arguments (JSON, checked by the sandbox against the tool's schema).
         args: serde_json::Value,
         /// The arguments as the renter sent them.
@@ -161,6 +178,8 @@ struct RunningCall {
     timer: ExecTimer,
     /// SHA-256 of its arguments as the renter sent them.
     args: ContentHash,
+    /// Its tool and rate.
+    terms: CallTerms,
 }
 
 /// Where the oldest unacknowledged receipt is.
@@ -317,8 +336,8 @@ impl<R> ProviderMachine<R> {
         }
         match input {
             ProviderInput::Tick => self.on_timer(&mut out),
-            ProviderInput::Exec { exec, reply } => {
-                let response = self.exec(exec, &mut out);
+            ProviderInput::Exec { exec, terms, reply } => {
+                let response = self.exec(exec, terms, &mut out);
                 out.push(ProviderAction::Reply(reply, response));
             }
             ProviderInput::Close {
@@ -407,7 +426,12 @@ impl<R> ProviderMachine<R> {
         }
     }
 
-    fn exec(&mut self, exec: Exec, out: &mut Vec<ProviderAction<R>>) -> SessionResponse {
+    fn exec(
+        &mut self,
+        exec: Exec,
+        terms: CallTerms,
+        out: &mut Vec<ProviderAction<R>>,
+    ) -> SessionResponse {
         if self.closing.is_some() || !self.meter.is_running() {
             return error(
                 RpcErrorCode::BadRequest,
@@ -426,7 +450,7 @@ impl<R> ProviderMachine<R> {
                 ),
             );
         }
-        if let Err(refused) = self.meter.call_fits() {
+        if let Err(refused) = self.meter.call_fits_at(terms.rate) {
             return error(RpcErrorCode::BadRequest, &refused.to_string());
         }
         let args = match serde_json::from_str(&exec.args_json) {
@@ -439,12 +463,14 @@ impl<R> ProviderMachine<R> {
             }
         };
         let call = RunningCall {
-            timer: self.meter.start_exec(),
+            timer: self.meter.start_exec_at(terms.rate),
             args: ContentHash::of(exec.args_json.as_bytes()),
+            terms: terms.clone(),
         };
         self.calls.insert(exec.exec, call);
         out.push(ProviderAction::StartCall {
             exec: exec.exec,
+            tool: terms.tool,
             args,
             args_json: exec.args_json,
         });
@@ -459,7 +485,7 @@ impl<R> ProviderMachine<R> {
     ) {
         debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
         let exec = exit.exec;
-        let Some(RunningCall { timer, args }) = self.calls.remove(&exec) else {
+        let Some(RunningCall { timer, args, terms }) = self.calls.remove(&exec) else {
             return;
         };
         let ran = ran(&exit.outcome);
@@ -468,13 +494,10 @@ impl<R> ProviderMachine<R> {
         // (before the renter sees it), capped at the tool's limit; nothing for a call
         // that did not run.
         let cost = match self.meter.charged(&timer) {
-            Some(charged) if ran => self.meter.config().pricing.exec_amount(charged),
+            Some(charged) if ran => exec_cost(terms.rate, charged),
             _ => Usdc::ZERO,
         };
-        let result = match self
-            .issuer
-            .sign_result(self.terms.tool.clone(), args, exit, output)
-        {
+        let result = match self.issuer.sign_result(terms.tool, args, exit, output) {
             Ok(result) => {
                 let (signed, result) = result.into_parts();
                 self.undelivered

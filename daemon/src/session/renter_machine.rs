@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orien_ledger::meter::ExecTimer;
+use orien_ledger::meter::{CallRate, ExecTimer};
 use orien_ledger::receipts::{Checked, PendingAck};
 use orien_ledger::{
     AckedReceipt, CheckedReceipt, Countersigner, DisputeReason, Durable, Evidence, Meter,
@@ -18,12 +18,13 @@ use orien_ledger::{
 };
 use orien_protocol::{
     Clock, CloseReason, ContentHash, ExecEvent, ExecEvents, ExecExit, ExecId, Millis, NodeId,
-    RpcErrorCode, SessionId, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
+    RpcErrorCode, SessionId, SessionResponse, Signed, UsageReceipt, Usdc,
 };
 use tracing::{info, warn};
 
+use super::call_terms::CallTerms;
 use super::error;
-use super::provider_machine::ran;
+use super::provider_machine::{exec_cost, ran};
 use crate::peer_guard::Abuse;
 
 /// The fixed terms of a rented session.
@@ -35,10 +36,6 @@ pub struct RenterTerms {
     pub provider: NodeId,
     /// The offer's `concurrent_execs`.
     pub max_calls: u32,
-    /// Most output bytes accepted per call (both streams).
-    pub output_cap: u64,
-    /// The most one call is paid: the offer's `max_exec` plus the kill slack.
-    pub call_cap: Millis,
     /// How long the provider may stay silent before the session counts as disconnected.
     pub grace: Duration,
     /// How much longer than the renter's own timer an exit's wall time may be.
@@ -119,8 +116,8 @@ impl Refused {
 /// One call as the renter follows it.
 #[derive(Debug)]
 struct Call {
-    /// The tool asked for.
-    tool: ToolName,
+    /// The tool asked for, its rate and output cap.
+    terms: CallTerms,
     /// SHA-256 of the arguments sent.
     args: ContentHash,
     /// Its meter timer, until it exits.
@@ -224,12 +221,12 @@ impl<R> RenterMachine<R> {
         self.silent_until = self.clock.monotonic() + self.terms.grace;
     }
 
-    /// Starts timing a call of `tool` with `args_json` about to be requested, if one more
-    /// may run and fits the budget.
+    /// Starts timing a call on `terms` (its tool, rate and output cap) with `args_json`
+    /// about to be requested, if one more may run and fits the budget.
     pub fn start_exec(
         &mut self,
         exec: ExecId,
-        tool: ToolName,
+        terms: CallTerms,
         args_json: &str,
     ) -> Result<(), StartRefused> {
         if self.ended || !self.meter.is_running() {
@@ -240,12 +237,15 @@ impl<R> RenterMachine<R> {
                 max: self.terms.max_calls,
             });
         }
-        self.meter.call_fits().map_err(StartRefused::Budget)?;
-        let timer = Some(self.meter.start_exec());
+        self.meter
+            .call_fits_at(terms.rate)
+            .map_err(StartRefused::Budget)?;
+        let timer = Some(self.meter.start_exec_at(terms.rate));
+        self.countersigner.price_call(terms.rate.exec_per_minute);
         self.calls.insert(
             exec,
             Call {
-                tool,
+                terms,
                 args: ContentHash::of(args_json.as_bytes()),
                 timer,
                 next_batch: 0,
@@ -301,7 +301,7 @@ impl<R> RenterMachine<R> {
                 bytes += chunk.data.len() as u64;
             }
         }
-        if call.output_bytes.saturating_add(bytes) > self.terms.output_cap {
+        if call.output_bytes.saturating_add(bytes) > call.terms.output_cap {
             let cap = "more output than the offer's cap";
             return Err(Refused::new(cap, Some(Abuse::BrokenOutput)));
         }
@@ -337,7 +337,8 @@ impl<R> RenterMachine<R> {
             }
         }
         if let Some((timer, exit)) = exit {
-            let cost = self.on_exit(timer, &exit, &mut out);
+            let rate = call.terms.rate;
+            let cost = self.on_exit(timer, rate, &exit, &mut out);
             let fault = self.take_result(batch, &exit, received).err();
             if let Some(fault) = fault {
                 let reason = DisputeReason::FalseResult {
@@ -359,6 +360,7 @@ impl<R> RenterMachine<R> {
     fn on_exit(
         &mut self,
         timer: ExecTimer,
+        rate: CallRate,
         exit: &ExecExit,
         out: &mut Vec<RenterAction<R>>,
     ) -> Usdc {
@@ -370,9 +372,9 @@ impl<R> RenterMachine<R> {
         }
         let measured = self.meter.elapsed(&timer).unwrap_or(Millis::ZERO);
         let charged = self.meter.charged(&timer).unwrap_or(Millis::ZERO);
-        let cost = self.meter.config().pricing.exec_amount(charged);
+        let cost = exec_cost(rate, charged);
         let _ = self.meter.finish_exec(timer, exit.cpu);
-        if let Some(reason) = self.implausible(exit, measured) {
+        if let Some(reason) = self.implausible(exit, rate.cap, measured) {
             self.suspend_for(reason, out);
         }
         cost
@@ -411,7 +413,7 @@ impl<R> RenterMachine<R> {
             .map_err(|_| ResultFault::Signature)?;
         if result.session != self.terms.session
             || result.exit.exec != batch.exec
-            || result.tool != call.tool
+            || result.tool != call.terms.tool
             || result.args != call.args
         {
             return Err(ResultFault::WrongCall);
@@ -437,8 +439,7 @@ impl<R> RenterMachine<R> {
 
     /// Whether an exit's wall time is one the renter could have seen: not past the
     /// offer's limit, and not longer than the renter's own timer (plus its tolerance).
-    fn implausible(&self, exit: &ExecExit, measured: Millis) -> Option<DisputeReason> {
-        let cap = self.terms.call_cap;
+    fn implausible(&self, exit: &ExecExit, cap: Millis, measured: Millis) -> Option<DisputeReason> {
         if exit.wall <= cap && exit.wall <= measured.saturating_add(self.terms.slack) {
             return None;
         }
@@ -613,7 +614,7 @@ impl<R> RenterMachine<R> {
         );
         for call in self.calls.values() {
             assert!(
-                call.output_bytes <= self.terms.output_cap,
+                call.output_bytes <= call.terms.output_cap,
                 "output over the cap"
             );
             assert_eq!(

@@ -616,7 +616,7 @@ impl Pair {
         args: String,
     ) -> Result<orien_protocol::ExecId, orien_daemon::SessionError> {
         self.renter
-            .on(move |node| async move { node.sessions().unwrap().exec(session, args).await })
+            .on(move |node| async move { node.sessions().unwrap().exec(session, None, args).await })
             .await
     }
 

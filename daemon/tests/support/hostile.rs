@@ -322,9 +322,9 @@ impl ScriptedProvider {
         session: orien_protocol::SessionId,
         args: String,
     ) -> orien_protocol::ExecId {
-        let calling = self
-            .renter
-            .spawn(move |node| async move { node.sessions().unwrap().exec(session, args).await });
+        let calling = self.renter.spawn(move |node| async move {
+            node.sessions().unwrap().exec(session, None, args).await
+        });
         let exec = self.peer.next(super::harness::PATIENCE).await;
         let SessionRequest::Exec(call) = exec.request.clone() else {
             panic!("expected an exec, got {:?}", exec.request);

@@ -2,7 +2,7 @@
 
 use orien_protocol::{
     EncodeError, LaneId, Millis, NodeId, NodeKey, Pricing, ReceiptAck, ReceiptHash, ResultHash,
-    SessionId, Signed, Timestamp, Usage, UsageReceipt, Usdc, Voucher,
+    SessionId, Signed, Timestamp, UsageReceipt, Usdc, Voucher,
 };
 use tracing::{debug, warn};
 
@@ -40,6 +40,18 @@ impl Tolerance {
     pub fn allowed(&self, measured: Millis) -> Millis {
         let relative = Millis(measured.get() / 100 * u64::from(self.percent));
         Millis(self.slack.get().max(relative.get()))
+    }
+
+    /// How far above a `measured` execution amount a claim may be: the slack priced at
+    /// `rate`, the dearest execution price of the session's calls, or the percentage.
+    pub fn allowed_amount(&self, measured: Usdc, rate: Usdc) -> Usdc {
+        let slack = orien_protocol::Pricing {
+            session_per_minute: Usdc::ZERO,
+            exec_per_minute: rate,
+        }
+        .exec_amount(self.slack);
+        let relative = Usdc::from_micros(measured.micros() / 100 * u64::from(self.percent));
+        slack.max(relative)
     }
 }
 
@@ -115,6 +127,8 @@ pub struct Countersigner {
     pricing: Pricing,
     budget: Usdc,
     tolerance: Tolerance,
+    /// The dearest execution price among the session's calls (for the tolerance).
+    dearest_rate: Usdc,
     vouchers: Option<Vouchers>,
     last: Option<UsageReceipt>,
     prev: ReceiptHash,
@@ -151,6 +165,7 @@ impl Countersigner {
             pricing,
             budget,
             tolerance,
+            dearest_rate: pricing.exec_per_minute,
             vouchers: None,
             last: None,
             prev: ReceiptHash::GENESIS,
@@ -158,6 +173,12 @@ impl Countersigner {
             suspended: None,
             results: ResultChain::new(),
         }
+    }
+
+    /// A call of the session runs at `exec_per_minute` (another tool's price): the
+    /// tolerance on the execution amount allows for it.
+    pub fn price_call(&mut self, exec_per_minute: Usdc) {
+        self.dearest_rate = self.dearest_rate.max(exec_per_minute);
     }
 
     /// The renter took the provider's signed result `seq` (checked, and its record
@@ -313,6 +334,11 @@ impl Countersigner {
                 (Quantity::ExecTime, r.exec_time.get(), last.exec_time.get()),
                 (Quantity::CpuTime, r.cpu_time.get(), last.cpu_time.get()),
                 (Quantity::Amount, r.amount.micros(), last.amount.micros()),
+                (
+                    Quantity::ExecAmount,
+                    r.exec_amount.micros(),
+                    last.exec_amount.micros(),
+                ),
                 (Quantity::Results, r.results.count, last.results.count),
             ] {
                 if now < before {
@@ -342,10 +368,8 @@ impl Countersigner {
         }
         let price = self
             .pricing
-            .amount_for(Usage {
-                session: r.session_time,
-                exec: r.exec_time,
-            })
+            .session_amount(r.session_time)
+            .saturating_add(r.exec_amount)
             .min(self.budget);
         if r.amount != price {
             return Err(DisputeReason::WrongAmount {
@@ -366,6 +390,16 @@ impl Countersigner {
                     tolerance,
                 });
             }
+        }
+        let tolerance = self
+            .tolerance
+            .allowed_amount(own.exec_amount, self.dearest_rate);
+        if r.exec_amount > own.exec_amount.saturating_add(tolerance) {
+            return Err(DisputeReason::ExecAmountAboveOwnMeter {
+                claimed: r.exec_amount,
+                measured: own.exec_amount,
+                tolerance,
+            });
         }
         Ok(())
     }

@@ -154,6 +154,7 @@ impl Issuer {
             session_time: reading.session_time,
             exec_time: reading.exec_time,
             cpu_time: reading.cpu_time,
+            exec_amount: reading.exec_amount,
             amount: reading.amount,
             prev: self.prev,
             issued_at: self.clock.wall(),

@@ -127,8 +127,9 @@ pub struct StoredReceipt {
 
 impl Record for StoredReceipt {
     const KIND: &'static str = "receipt";
-    // 2: receipts commit to the session's results (`orien/receipt/v2`).
-    const VERSION: u8 = 2;
-    // Two envelopes (≤ 176 + 101 and ≤ 192 + 101 bytes) and a timestamp.
-    const MAX_LEN: usize = 1 + 277 + 293 + 10;
+    // 2: receipts commit to the session's results (`orien/receipt/v2`); 3: they carry
+    // the execution amount (`orien/receipt/v3`).
+    const VERSION: u8 = 3;
+    // Two envelopes (≤ 192 + 101 and ≤ 192 + 101 bytes) and a timestamp.
+    const MAX_LEN: usize = 1 + 293 + 293 + 10;
 }

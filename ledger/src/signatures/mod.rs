@@ -126,6 +126,7 @@ mod tests {
             session_time: Millis(seq),
             exec_time: Millis(0),
             cpu_time: Millis(0),
+            exec_amount: Usdc::ZERO,
             amount: Usdc::from_micros(seq),
             prev: if seq == 1 {
                 ReceiptHash::GENESIS

@@ -36,8 +36,9 @@ pub use query::{DayEarnings, SessionTotals};
 pub use verify::{VerifyError, VerifyReport};
 
 /// The schema version this build writes and reads. Version 2: receipts commit to the
-/// session's signed results, and execution records keep them.
-pub const SCHEMA_VERSION: u32 = 2;
+/// session's signed results, and execution records keep them. Version 3: receipts carry
+/// the execution amount, each call priced at its own tool's price.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A store operation failed. Every variant says what to do next where there is a choice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

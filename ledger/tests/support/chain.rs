@@ -98,6 +98,7 @@ impl ChainBuilder {
             session_time: Millis(self.amount),
             exec_time: Millis(self.amount / 2),
             cpu_time: Millis(self.amount / 4),
+            exec_amount: Usdc::from_micros(self.amount / 2),
             amount: Usdc::from_micros(self.amount),
             prev: self.prev,
             issued_at: Timestamp(1_700_000_000_000 + self.amount),

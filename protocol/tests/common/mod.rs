@@ -86,6 +86,7 @@ pub fn sample_receipt() -> UsageReceipt {
         session_time: Millis(65_000),
         exec_time: Millis(4_250),
         cpu_time: Millis(3_900),
+        exec_amount: Usdc::from_micros(4_250),
         amount: Usdc::from_micros(5_333),
         prev: ReceiptHash::from_bytes([0x77; 32]),
         issued_at: Timestamp(1_763_900_065_000),
@@ -182,6 +183,7 @@ pub fn sample_exec() -> Exec {
         session: sample_session(),
         exec: ExecId::from_bytes([0xe1; 16]),
         args_json: r#"{"file":"data/input.txt"}"#.into(),
+        offer: Some(OfferId::from_bytes([0x0f; 32])),
     }
 }
 
@@ -351,6 +353,7 @@ pub fn receipt() -> impl Strategy<Value = UsageReceipt> {
                     session_time,
                     exec_time,
                     cpu_time,
+                    exec_amount: amount,
                     amount,
                     prev: if seq == 1 {
                         ReceiptHash::GENESIS
@@ -489,6 +492,7 @@ pub fn exec() -> impl Strategy<Value = Exec> {
             session: SessionId::from_bytes(session),
             exec: ExecId::from_bytes(exec),
             args_json: serde_json::json!({ key: value }).to_string(),
+            offer: None,
         })
 }
 

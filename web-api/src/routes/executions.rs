@@ -46,9 +46,13 @@ pub(crate) async fn start_execution(
     ApiJson(body): ApiJson<ExecBody>,
 ) -> Result<Response, ApiError> {
     let session = parse_session_id(&id)?;
+    let tool = body
+        .tool
+        .map(|t| crate::text::parse("tool", t.as_str()))
+        .transpose()?;
     let view = state
         .node
-        .start_execution(session, serde_json::Value::Object(body.args))
+        .start_execution(session, tool, serde_json::Value::Object(body.args))
         .await?;
     let location = HeaderValue::from_str(&format!("/v1/executions/{}", view.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -145,11 +145,15 @@ pub(crate) enum SessionCommand {
         #[arg(long, value_parser = ["auto", "ledger", "escrow"], default_value = "auto")]
         payment: String,
     },
-    /// Upload files, run the session's tool with JSON arguments, and print its output
-    /// as it comes; exits with the tool's exit code.
+    /// Upload files, run the session's tool (or --tool, another of its provider's) with
+    /// JSON arguments, and print its output as it comes; exits with the tool's exit code.
     Exec {
         /// The session id.
         session: String,
+        /// Another tool of the session's provider, over the same workspace, at its own
+        /// price (`orien-node providers --id P` lists them).
+        #[arg(long)]
+        tool: Option<String>,
         /// Arguments as a JSON object, e.g. '{"file":"data/in.txt"}'.
         #[arg(long, default_value = "{}")]
         args: String,
@@ -550,6 +554,7 @@ async fn session(
         }
         SessionCommand::Exec {
             session,
+            tool,
             args,
             uploads,
         } => {
@@ -572,7 +577,10 @@ async fn session(
             let exec: ExecutionView = client
                 .post(
                     &format!("/v1/sessions/{}/executions", encode(&session)),
-                    &ExecBody { args },
+                    &ExecBody {
+                        args,
+                        tool: tool.map(ToolText),
+                    },
                 )
                 .await?;
             let exit = follow_logs(client, &exec.id, json_out).await?;

@@ -187,6 +187,7 @@ fn a_dispute_ends_the_session_and_nothing_follows() {
     assert_eq!(ended(&actions), Some(CloseReason::Dispute));
     let late = p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{}"),
+        terms: terms(),
         reply: 4,
     });
     assert_eq!(

@@ -15,6 +15,7 @@ use orien_protocol::{
     SessionId, SessionResponse, Signed, Timestamp, ToolName, UsageReceipt, Usdc,
 };
 
+use super::call_terms::CallTerms;
 use super::provider_machine::{
     Delivery, ProviderAction, ProviderInput, ProviderMachine, ProviderTerms, RETRY,
 };
@@ -22,6 +23,7 @@ use super::renter_machine::{
     Refused, RenterAction, RenterInput, RenterMachine, RenterTerms, StartRefused,
 };
 use crate::peer_guard::Abuse;
+use orien_ledger::meter::CallRate;
 
 const INTERVAL: Millis = Millis(1_000);
 const ACK_TIMEOUT: Millis = Millis(3_000);
@@ -98,8 +100,6 @@ fn rig(budget: u64) -> (Rig, P, R) {
             session,
             provider: provider.node_id(),
             max_calls: 2,
-            output_cap: 64,
-            call_cap: MeterConfig::call_cap_for(MAX_EXEC),
             grace: GRACE,
             slack: Tolerance::default().slack,
         },
@@ -186,11 +186,24 @@ fn exec(session: SessionId, args: &str) -> Exec {
         session,
         exec: ExecId::random(),
         args_json: args.into(),
+        offer: None,
     }
 }
 
 fn tool() -> ToolName {
     ToolName::new("wc").unwrap()
+}
+
+/// A call of the session's own tool: its price, cap and an output cap of 64 bytes.
+fn terms() -> CallTerms {
+    CallTerms {
+        tool: tool(),
+        rate: CallRate {
+            exec_per_minute: PRICING.exec_per_minute,
+            cap: MeterConfig::call_cap_for(MAX_EXEC),
+        },
+        output_cap: 64,
+    }
 }
 
 /// A call that ran for `wall` and printed `stdout`, as the sandbox reports it.
@@ -221,9 +234,10 @@ fn run_call(
     stdout: &[u8],
 ) -> (ExecEvents, Option<Signed<UsageReceipt>>) {
     let call = exec(rig.session, "{}");
-    r.start_exec(call.exec, tool(), &call.args_json).unwrap();
+    r.start_exec(call.exec, terms(), &call.args_json).unwrap();
     let started = p.handle(ProviderInput::Exec {
         exec: call.clone(),
+        terms: terms(),
         reply: 1,
     });
     assert!(code(&started).is_none(), "{started:?}");

@@ -114,6 +114,7 @@ fn calls_are_refused_past_the_limit_with_bad_arguments_or_a_repeated_id() {
     let one = exec(rig.session, "{}");
     let actions = p.handle(ProviderInput::Exec {
         exec: one.clone(),
+        terms: terms(),
         reply: 1,
     });
     assert!(
@@ -123,21 +124,25 @@ fn calls_are_refused_past_the_limit_with_bad_arguments_or_a_repeated_id() {
     );
     let repeated = p.handle(ProviderInput::Exec {
         exec: one,
+        terms: terms(),
         reply: 2,
     });
     assert_eq!(code(&repeated), Some(RpcErrorCode::BadRequest));
     let not_json = p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{"),
+        terms: terms(),
         reply: 3,
     });
     assert_eq!(code(&not_json), Some(RpcErrorCode::BadRequest));
     let two = p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{}"),
+        terms: terms(),
         reply: 4,
     });
     assert_eq!(code(&two), None);
     let three = p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{}"),
+        terms: terms(),
         reply: 5,
     });
     assert_eq!(code(&three), Some(RpcErrorCode::RateLimited));
@@ -151,18 +156,20 @@ fn a_call_whose_worst_case_does_not_fit_the_budget_is_refused() {
     assert!(
         code(&p.handle(ProviderInput::Exec {
             exec: exec(rig.session, "{}"),
+            terms: terms(),
             reply: 1
         }))
         .is_none()
     );
     let second = p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{}"),
+        terms: terms(),
         reply: 2,
     });
     assert_eq!(code(&second), Some(RpcErrorCode::BadRequest));
-    r.start_exec(ExecId::random(), tool(), "{}").unwrap();
+    r.start_exec(ExecId::random(), terms(), "{}").unwrap();
     assert!(matches!(
-        r.start_exec(ExecId::random(), tool(), "{}"),
+        r.start_exec(ExecId::random(), terms(), "{}"),
         Err(StartRefused::Budget(_))
     ));
 }

@@ -13,6 +13,7 @@ fn a_receipt_above_the_renters_meter_is_refused_with_evidence() {
     // renter's meter does not have, beyond its 2 s tolerance.
     p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{}"),
+        terms: terms(),
         reply: 1,
     });
     rig.advance(Duration::from_millis(2_500));
@@ -76,7 +77,7 @@ fn batch(session: SessionId, exec: ExecId, seq: u64, events: Vec<ExecEvent>) -> 
 fn broken_output_streams_are_refused_as_abuse_and_good_ones_kept() {
     let (rig, _p, mut r) = rig(1_000_000);
     let call = ExecId::random();
-    r.start_exec(call, tool(), "{}").unwrap();
+    r.start_exec(call, terms(), "{}").unwrap();
     let s = rig.session;
     let empty = r.check_events(&batch(s, call, 0, vec![chunk(call, 0, b"")]));
     assert!(matches!(
@@ -306,4 +307,85 @@ fn a_disputed_result_ends_the_provider_side_at_once() {
     );
     assert!(p.has_ended());
     assert!(r.chain().is_empty(), "nothing was acknowledged");
+}
+
+/// A call of another tool of the provider, ten times dearer than the session's own.
+fn dear_terms() -> CallTerms {
+    CallTerms {
+        tool: ToolName::new("grep").unwrap(),
+        rate: CallRate {
+            exec_per_minute: Usdc::from_micros(PRICING.exec_per_minute.micros() * 10),
+            cap: MeterConfig::call_cap_for(MAX_EXEC),
+        },
+        output_cap: 64,
+    }
+}
+
+#[test]
+fn calls_of_several_tools_are_each_priced_at_their_own_rate_on_both_sides() {
+    let (rig, mut p, mut r) = rig(10_000_000);
+    let (own, dear) = (exec(rig.session, "{}"), exec(rig.session, "{}"));
+    r.start_exec(own.exec, terms(), "{}").unwrap();
+    r.start_exec(dear.exec, dear_terms(), "{}").unwrap();
+    for (call, terms) in [(own, terms()), (dear, dear_terms())] {
+        let started = p.handle(ProviderInput::Exec {
+            exec: call,
+            terms,
+            reply: 1,
+        });
+        assert!(code(&started).is_none(), "{started:?}");
+    }
+    rig.advance(INTERVAL.to_duration());
+    let receipt = sent(&p.handle(ProviderInput::Tick)).unwrap();
+    let claimed = receipt.verify().unwrap();
+    let per_ms = |rate: Usdc| rate.micros() * INTERVAL.get() / 60_000;
+    assert_eq!(
+        claimed.exec_amount.micros(),
+        per_ms(PRICING.exec_per_minute) + per_ms(dear_terms().rate.exec_per_minute),
+        "one interval of each call at its own price"
+    );
+    assert_eq!(
+        claimed.amount,
+        PRICING
+            .session_amount(claimed.session_time)
+            .saturating_add(claimed.exec_amount)
+    );
+    assert!(matches!(
+        rig.renter_acks(&mut r, receipt),
+        SessionResponse::Ack(_)
+    ));
+}
+
+#[test]
+fn a_provider_pricing_a_cheap_call_dear_is_disputed() {
+    let (rig, mut p, mut r) = rig(10_000_000);
+    // The renter asked for its session's own tool; the provider meters the call at
+    // another tool's price ten times higher.
+    let call = exec(rig.session, "{}");
+    r.start_exec(call.exec, terms(), "{}").unwrap();
+    p.handle(ProviderInput::Exec {
+        exec: call,
+        terms: dear_terms(),
+        reply: 1,
+    });
+    rig.advance(Duration::from_millis(1_500));
+    let receipt = sent(&p.handle(ProviderInput::Tick)).unwrap();
+    let actions = r.handle(RenterInput::Receipt {
+        receipt,
+        reply: 2,
+        lane_acked: Usdc::ZERO,
+    });
+    match actions.as_slice() {
+        [
+            RenterAction::Suspend {
+                status: SessionStatus::Suspended(SuspendReason::Dispute { reason, .. }),
+                evidence: Some(_),
+            },
+            RenterAction::Reply(2, SessionResponse::Disputed { .. }),
+        ] => assert!(
+            matches!(reason, DisputeReason::ExecAmountAboveOwnMeter { .. }),
+            "{reason:?}"
+        ),
+        other => panic!("expected a dispute with evidence, got {other:?}"),
+    }
 }

@@ -16,6 +16,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{FILE_OPS, Handle, Task, VoucherCheck};
 use crate::metrics::Side;
 use crate::payments::{LaneGuard, Payments};
+use crate::session::call_terms::CallTerms;
 use crate::session::exec_records::ExecRecords;
 use crate::session::provider_machine::{AckCheck, ProviderMachine, ProviderTerms};
 use crate::session::{Inner, blocking};
@@ -246,7 +247,7 @@ pub(in crate::session) async fn open(
         payments: escrow.map(|(payments, _, _)| payments),
         lane,
         calls: std::collections::HashMap::new(),
-        tool: offer.tool.clone(),
+        own: CallTerms::of_offer(&offer),
         records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
         finished: None,
         receipt_sent: None,

@@ -20,6 +20,7 @@ use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::call_terms::CallTerms;
 use super::exec_records::{CallOutput, ExecRecords, end_of};
 use super::provider_machine::{
     AckCheck, Delivery, ProviderAction, ProviderInput, ProviderMachine, RETRY,
@@ -115,8 +116,9 @@ struct Task {
     lane_id: Option<LaneId>,
     /// When each running call started, on the session's clock (for the metrics).
     calls: std::collections::HashMap<ExecId, Duration>,
-    /// The tool the session sells.
-    tool: ToolName,
+    /// The terms of a call of the tool the session opened on (a call naming no other
+    /// offer).
+    own: CallTerms,
     /// The audit records of its calls.
     records: ExecRecords,
     /// The exit reported by the sandbox in the current step, waiting for the machine's
@@ -186,7 +188,22 @@ impl Task {
     /// Turns a renter's request into the machine's input, or serves it here (files).
     fn route(&mut self, request: SessionRequest, reply: Reply) -> Option<ProviderInput<Reply>> {
         match request {
-            SessionRequest::Exec(exec) => Some(ProviderInput::Exec { exec, reply }),
+            SessionRequest::Exec(exec) => {
+                let terms = match exec.offer {
+                    None => self.own.clone(),
+                    Some(id) => match self.inner.own_offers.get(&id) {
+                        Some(offer) => CallTerms::of_offer(&offer),
+                        None => {
+                            let unknown = format!(
+                                "offer {id} is not one of this provider's current offers; list its offers again"
+                            );
+                            let _ = reply.send(error(RpcErrorCode::BadRequest, &unknown));
+                            return None;
+                        }
+                    },
+                };
+                Some(ProviderInput::Exec { exec, terms, reply })
+            }
             SessionRequest::Close(close) => Some(ProviderInput::Close {
                 reason: close.reason,
                 reply,
@@ -235,9 +252,10 @@ impl Task {
                 }
                 ProviderAction::StartCall {
                     exec,
+                    tool,
                     args,
                     args_json,
-                } => self.start_call(exec, args, args_json).await,
+                } => self.start_call(exec, tool, args, args_json).await,
                 ProviderAction::CallEnded { exec, cost, result } => {
                     if let Some(finished) = self.finished.take_if(|f| f.exit.exec == exec) {
                         let now = self.inner.clock.wall();
@@ -290,9 +308,15 @@ impl Task {
     }
 
     /// Starts a call once its audit record is durable.
-    async fn start_call(&mut self, exec: ExecId, args: serde_json::Value, args_json: String) {
+    async fn start_call(
+        &mut self,
+        exec: ExecId,
+        tool: ToolName,
+        args: serde_json::Value,
+        args_json: String,
+    ) {
         let now = self.inner.clock.wall();
-        let record = ExecRecord::running(exec, self.session, self.tool.clone(), args_json, now);
+        let record = ExecRecord::running(exec, self.session, tool.clone(), args_json, now);
         if let Err(e) = self.records.begin(record).await {
             // The call runs anyway: the renter was told it started, and its receipts
             // stand on their own; the ledger's failure shows in the next commit.
@@ -300,7 +324,9 @@ impl Task {
         }
         self.calls.insert(exec, self.inner.clock.monotonic());
         self.inner.metrics.execution_started(Side::Provider);
-        let stream = self.sandbox.exec(exec, args, self.inner.clock.clone());
+        let stream = self
+            .sandbox
+            .exec_tool(exec, &tool, args, self.inner.clock.clone());
         let forward = forward_output(
             stream,
             self.inner.net.clone(),

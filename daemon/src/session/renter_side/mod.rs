@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use super::call_terms::CallTerms;
 use super::exec_records::{ExecRecords, end_of};
 use super::renter_machine::{RenterAction, RenterInput, RenterMachine, StartRefused};
 use super::{ExecLog, ExecLogs, Inner, Reply, SessionError, blocking, error, unexpected};
@@ -83,6 +84,8 @@ pub(super) enum Input {
     /// before the reply.
     StartExec {
         exec: ExecId,
+        /// Another tool's terms (`None`: the session's own tool).
+        terms: Option<CallTerms>,
         args_json: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
@@ -111,6 +114,8 @@ impl super::Inbox for Input {
 #[derive(Clone)]
 pub(super) struct Handle {
     pub(super) provider: NodeId,
+    /// The tool the session opened on.
+    pub(super) tool: ToolName,
     session: SessionId,
     input: mpsc::Sender<Input>,
     logs: Arc<ExecLogs>,
@@ -141,11 +146,20 @@ impl Handle {
         rx.await.map_err(|_| ended())
     }
 
-    pub(super) async fn exec(&self, net: &Net, args_json: String) -> Result<ExecId, SessionError> {
+    /// Starts a call: of another tool when `call` names its offer and terms, else of
+    /// the session's own.
+    pub(super) async fn exec(
+        &self,
+        net: &Net,
+        call: Option<(OfferId, CallTerms)>,
+        args_json: String,
+    ) -> Result<ExecId, SessionError> {
         let exec = ExecId::random();
         let asked = args_json.clone();
+        let (offer, terms) = call.unzip();
         self.ask(|reply| Input::StartExec {
             exec,
+            terms,
             args_json: asked,
             reply,
         })
@@ -154,6 +168,7 @@ impl Handle {
             session: self.session,
             exec,
             args_json,
+            offer,
         });
         match net.request(self.provider, request).await {
             Ok(SessionResponse::ExecStarted { exec: started }) if started == exec => {
@@ -220,8 +235,8 @@ impl Handle {
 struct Task {
     inner: Arc<Inner>,
     session: SessionId,
-    /// The tool the session rents.
-    tool: ToolName,
+    /// The terms of a call of the tool the session opened on.
+    own: CallTerms,
     machine: RenterMachine<Reply>,
     /// The durable records of its calls.
     records: ExecRecords,
@@ -255,27 +270,30 @@ impl Task {
             let ended = match input {
                 Input::StartExec {
                     exec,
+                    terms,
                     args_json,
                     reply,
                 } => {
-                    let mut result = self
-                        .machine
-                        .start_exec(exec, self.tool.clone(), &args_json)
-                        .map_err(|refused| match refused {
-                            StartRefused::NotRunning => SessionError::NotOpen {
-                                session: self.session,
-                                state: "suspended or closed".into(),
-                            },
-                            StartRefused::TooManyCalls { max } => {
-                                SessionError::TooManyCalls { max }
-                            }
-                            StartRefused::Budget(refused) => SessionError::Budget(refused),
-                        });
+                    let terms = terms.unwrap_or_else(|| self.own.clone());
+                    let tool = terms.tool.clone();
+                    let mut result =
+                        self.machine
+                            .start_exec(exec, terms, &args_json)
+                            .map_err(|refused| match refused {
+                                StartRefused::NotRunning => SessionError::NotOpen {
+                                    session: self.session,
+                                    state: "suspended or closed".into(),
+                                },
+                                StartRefused::TooManyCalls { max } => {
+                                    SessionError::TooManyCalls { max }
+                                }
+                                StartRefused::Budget(refused) => SessionError::Budget(refused),
+                            });
                     if result.is_ok() {
                         let record = ExecRecord::requested(
                             exec,
                             self.session,
-                            self.tool.clone(),
+                            tool,
                             args_json,
                             self.inner.clock.wall(),
                         );

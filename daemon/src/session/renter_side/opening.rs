@@ -15,6 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Handle, RentedSession, Task};
 use crate::metrics::Side;
 use crate::payments::RenterLane;
+use crate::session::call_terms::CallTerms;
 use crate::session::exec_records::ExecRecords;
 use crate::session::renter_machine::{RenterMachine, RenterTerms};
 use crate::session::{ExecLogs, Inner, PaymentChoice, SessionError, blocking, unexpected};
@@ -147,8 +148,6 @@ pub(in crate::session) async fn open(
             session: accepted.session,
             provider: offer.provider,
             max_calls: offer.limits.concurrent_execs,
-            output_cap: offer.limits.output_bytes.saturating_mul(2),
-            call_cap,
             grace,
             slack: inner.config.tolerance.slack,
         },
@@ -159,7 +158,7 @@ pub(in crate::session) async fn open(
     let task = Task {
         inner: inner.clone(),
         session: accepted.session,
-        tool: offer.tool.clone(),
+        own: CallTerms::of_offer(&offer),
         machine,
         records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
         logs: logs.clone(),
@@ -172,6 +171,7 @@ pub(in crate::session) async fn open(
         accepted.session,
         Handle {
             provider: offer.provider,
+            tool: offer.tool.clone(),
             session: accepted.session,
             input,
             logs,

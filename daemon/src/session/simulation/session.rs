@@ -17,6 +17,7 @@ mod promises;
 
 use super::network::Schedule;
 use super::{Side, World};
+use crate::session::call_terms::CallTerms;
 use crate::session::error;
 use crate::session::provider_machine::{Delivery, ProviderInput, ProviderMachine, ProviderTerms};
 use crate::session::renter_machine::{RenterInput, RenterMachine, RenterTerms};
@@ -170,8 +171,6 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
             session,
             provider: world.provider.node_id(),
             max_calls: MAX_CALLS,
-            output_cap: 1 << 20,
-            call_cap: MeterConfig::call_cap_for(MAX_EXEC),
             grace: GRACE,
             slack: Tolerance::default().slack,
         },
@@ -222,6 +221,18 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
 
 /// What every simulated call prints.
 const OUTPUT: &[u8] = b"done\n";
+
+/// The terms of every simulated call: the session's tool at the session's price.
+fn call_terms() -> CallTerms {
+    CallTerms {
+        tool: tool(),
+        rate: orien_ledger::meter::CallRate {
+            exec_per_minute: PRICING.exec_per_minute,
+            cap: MeterConfig::call_cap_for(MAX_EXEC),
+        },
+        output_cap: 1 << 20,
+    }
+}
 
 /// The tool of every simulated session.
 fn tool() -> ToolName {
@@ -317,12 +328,13 @@ impl Sim<'_> {
             return;
         }
         let exec = ExecId::from_bytes(rng.id());
-        if renter.start_exec(exec, tool(), "{}").is_ok() {
+        if renter.start_exec(exec, call_terms(), "{}").is_ok() {
             self.calls_started += 1;
             let request = Exec {
                 session: self.session,
                 exec,
                 args_json: "{}".into(),
+                offer: None,
             };
             self.send(Side::Renter, Msg::Exec(request), Route::Exec { exec });
         }
@@ -412,9 +424,11 @@ impl Sim<'_> {
                     return Ok(());
                 }
                 match msg {
-                    Msg::Exec(exec) => {
-                        self.provider_input(ProviderInput::Exec { exec, reply: token })
-                    }
+                    Msg::Exec(exec) => self.provider_input(ProviderInput::Exec {
+                        exec,
+                        terms: call_terms(),
+                        reply: token,
+                    }),
                     Msg::Close(reason) => self.provider_input(ProviderInput::Close {
                         reason,
                         reply: token,
