@@ -321,6 +321,35 @@ async fn a_renter_holds_at_most_the_providers_cap_of_sessions_at_once() {
         .expect("a closed session frees its place");
 }
 
+/// Both ledgers hold `total` acknowledged on `lane`, with a voucher for exactly it and
+/// nothing waiting above it, and both verify.
+fn assert_lane_total_on_both_sides(
+    provider: &TestNode,
+    renter: &TestNode,
+    lane: LaneId,
+    total: u64,
+) {
+    for side in [provider, renter] {
+        let state = side.store().lane_settlement(&lane).unwrap().unwrap();
+        assert_eq!(state.acked.micros(), total);
+        assert_eq!(
+            state.latest_voucher.map(|v| v.cumulative.micros()),
+            Some(total)
+        );
+        side.store().verify().unwrap();
+    }
+    assert_eq!(provider.store().ahead_voucher(&lane).unwrap(), None);
+}
+
+/// The provider settles every unpaid voucher now.
+async fn settle_now(provider: &TestNode) {
+    let payments = provider
+        .on(|node| async move { node.sessions().unwrap().payments().cloned() })
+        .await
+        .unwrap();
+    payments.settle().await.unwrap();
+}
+
 /// The session an ack a node receives acknowledges, if the point is one.
 fn ack_in_of(point: &orien_daemon::Point<'_>) -> Option<SessionId> {
     match point {
@@ -440,16 +469,7 @@ async fn two_sessions_at_once_on_one_lane_settle_to_the_micro_usdc() {
     for session in [first, second] {
         assert_eq!(provider.chain(&session), renter.chain(&session));
     }
-    for side in [&provider, &renter] {
-        let state = side.store().lane_settlement(&lane).unwrap().unwrap();
-        assert_eq!(state.acked.micros(), total);
-        assert_eq!(
-            state.latest_voucher.map(|v| v.cumulative.micros()),
-            Some(total)
-        );
-        side.store().verify().unwrap();
-    }
-    assert_eq!(provider.store().ahead_voucher(&lane).unwrap(), None);
+    assert_lane_total_on_both_sides(&provider, &renter, lane, total);
     for side in [&provider, &renter] {
         let postings = side.store().postings().unwrap();
         assert!(
@@ -462,11 +482,7 @@ async fn two_sessions_at_once_on_one_lane_settle_to_the_micro_usdc() {
 
     // Settled on chain: the lane, the provider's earnings, the fee and the reserve are the
     // ledger's split of the total to the micro-USDC.
-    let payments = provider
-        .on(|node| async move { node.sessions().unwrap().payments().cloned() })
-        .await
-        .unwrap();
-    payments.settle().await.unwrap();
+    settle_now(&provider).await;
     let split = Split::of(Usdc::from_micros(total));
     assert_eq!(escrow.lane(lane).await.unwrap().settled.micros(), total);
     assert_eq!(
@@ -616,16 +632,7 @@ async fn receipts_of_a_shared_lane_whose_acks_were_lost_are_paid_once_the_lane_i
     let total = renter.head(&first).amount.micros() + renter.head(&second).amount.micros();
     let missed = renter.head(&first).amount.micros() - provider.head(&first).amount.micros();
     assert!(missed > 0);
-    for side in [&provider, &renter] {
-        let state = side.store().lane_settlement(&lane).unwrap().unwrap();
-        assert_eq!(state.acked.micros(), total);
-        assert_eq!(
-            state.latest_voucher.map(|v| v.cumulative.micros()),
-            Some(total)
-        );
-        side.store().verify().unwrap();
-    }
-    assert_eq!(provider.store().ahead_voucher(&lane).unwrap(), None);
+    assert_lane_total_on_both_sides(&provider, &renter, lane, total);
     let gap: u64 = provider
         .store()
         .postings()
@@ -635,11 +642,7 @@ async fn receipts_of_a_shared_lane_whose_acks_were_lost_are_paid_once_the_lane_i
         .map(|p| u64::try_from(p.lane_debit()).unwrap())
         .sum();
     assert_eq!(gap, missed, "the gap is what the provider never committed");
-    let payments = provider
-        .on(|node| async move { node.sessions().unwrap().payments().cloned() })
-        .await
-        .unwrap();
-    payments.settle().await.unwrap();
+    settle_now(&provider).await;
     let (_, settings) = renter.chain.clone().unwrap();
     let escrow = EscrowClient::connect(settings.chain.clone(), &wallet, settings.escrow)
         .await

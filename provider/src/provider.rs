@@ -376,33 +376,17 @@ async fn create_sandbox(
     let names = SessionNames::new(&inner.node, &session);
     let labels = container::labels(&inner.node, &session, tool);
     docker
-        .create_volume(container::workspace_volume(
-            &names.volume,
-            tool,
-            labels.clone(),
-        ))
+        .create_volume(container::workspace_volume(&names.volume, tool, labels))
         .await
         .map_err(|e| engine.error("create volume", e))?;
-    let options = CreateContainerOptionsBuilder::default()
-        .name(&names.container)
-        .build();
-    docker
-        .create_container(
-            Some(options),
-            container::session_container(&names.volume, tool, labels),
-        )
-        .await
-        .map_err(|e| engine.error("create container", e))?;
-    docker
-        .start_container(&names.container, None)
-        .await
-        .map_err(|e| engine.error("start container", e))?;
+    create_tool_container(inner, session, tool, &names).await?;
     info!(container = %names.container, "session sandbox started");
     Ok(())
 }
 
-/// Makes and starts the container of `tool` in a session opened on another tool,
-/// mounting the session's workspace; removed again if it cannot be started.
+/// Makes and starts the container of `tool` in a session (its first, or another tool's
+/// over the session's workspace), mounting the session's workspace volume; removed
+/// again if it cannot be started.
 pub(crate) async fn create_tool_container(
     inner: &ProviderInner,
     session: SessionId,
