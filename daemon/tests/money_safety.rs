@@ -13,7 +13,10 @@ mod hostile;
 
 use std::time::Duration;
 
-use harness::{PATIENCE, Pair, eventually, fast, is_ack_in, receipt_of, work, work_pricing, worth};
+use harness::{
+    PATIENCE, Pair, TestNode, eventually, fast, is_ack_in, receipt_of, work, work_pricing,
+    work_tool, worth,
+};
 use hostile::ScriptedProvider;
 use orien_daemon::{Fault, SessionConfig};
 use orien_ledger::SessionStatus;
@@ -407,4 +410,83 @@ async fn a_provider_that_lies_about_an_output_hash_is_caught() {
         "{answer:?}"
     );
     assert_eq!(renter.head(&session).seq, 0, "nothing acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_of_another_tool_is_not_charged_for_making_its_container() {
+    let dir = tempfile::tempdir().unwrap();
+    for side in ["provider", "renter"] {
+        std::fs::create_dir_all(dir.path().join(side)).unwrap();
+    }
+    // The provider sells `work` and `dear` (the same model, 100 µUSDC per millisecond of
+    // execution); making `dear` ready in a session takes 3 s, as a slow engine would.
+    let tools_toml = format!(
+        "{}{}",
+        harness::MODEL_TOOLS,
+        harness::MODEL_TOOLS
+            .replace("[tools.work", "[tools.dear")
+            .replace(
+                "exec_per_minute = \"0.600000\"",
+                "exec_per_minute = \"6.000000\""
+            )
+    );
+    let tools = orien_provider::ProviderConfig::parse(&tools_toml, std::path::Path::new("t.toml"))
+        .unwrap()
+        .1;
+    let config = harness::fast();
+    let (provider, sandbox) =
+        TestNode::provider_selling(&dir.path().join("provider"), config.clone(), tools).await;
+    sandbox.set_prepare_delay(Duration::from_secs(3));
+    let renter = TestNode::renter(&dir.path().join("renter"), config, &provider).await;
+    let dear = ToolName::new("dear").unwrap();
+    provider.publish(&work_tool()).await;
+    provider.publish(&dear).await;
+    let provider_id = provider.key.node_id();
+    let session = renter
+        .on(move |node| async move {
+            let found = node
+                .find_offers(work_tool(), Some(provider_id))
+                .await
+                .unwrap();
+            node.sessions()
+                .unwrap()
+                .open(found[0].id, Usdc::from_micros(2_000_000), Millis(600_000))
+                .await
+                .map(|r| r.session)
+        })
+        .await
+        .unwrap();
+    let exec = renter
+        .on(move |node| async move {
+            node.sessions()
+                .unwrap()
+                .exec(session, Some(dear), work(100))
+                .await
+        })
+        .await
+        .unwrap();
+    assert!(
+        eventually(PATIENCE, || provider
+            .store()
+            .execution(&exec)
+            .unwrap()
+            .is_some_and(|r| r.end.is_some()))
+        .await,
+        "the call ends"
+    );
+    let record = provider.store().execution(&exec).unwrap().unwrap();
+    assert_eq!(record.tool.as_str(), "dear");
+    let cost = record.end.unwrap().cost.micros();
+    // 100 ms of work at 100 µUSDC/ms is 10,000; the 3 s of making it ready would add
+    // 300,000. Anything under 1.5 s of execution leaves room for a busy machine.
+    assert!(
+        cost > 0 && cost < 150_000,
+        "charged {cost} µUSDC: the container's making was metered"
+    );
+    renter
+        .on(move |node| async move { node.sessions().unwrap().close(session).await })
+        .await
+        .unwrap();
+    provider.closed(&session).await;
+    assert_eq!(provider.chain(&session), renter.chain(&session));
 }

@@ -101,6 +101,8 @@ struct ModelInner {
     live: Mutex<HashSet<SessionId>>,
     clock: Arc<dyn Clock>,
     work: Mutex<BTreeMap<SessionId, SessionWork>>,
+    /// How long making another tool ready in a session takes (ms), as a container would.
+    prepare_ms: std::sync::atomic::AtomicU64,
 }
 
 impl ModelInner {
@@ -172,8 +174,16 @@ impl ModelSandbox {
                 live: Mutex::new(HashSet::new()),
                 clock,
                 work: Mutex::new(BTreeMap::new()),
+                prepare_ms: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Making another tool ready in a session (its container, in the real sandbox) takes
+    /// `delay` from now on.
+    pub fn set_prepare_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.inner.prepare_ms.store(ms, Ordering::SeqCst);
     }
 
     /// The work a session did, if it was opened here.
@@ -277,6 +287,7 @@ impl Sandbox for ModelSandbox {
             closed: AtomicBool::new(false),
             closed_tx,
             closed_rx,
+            ready: Mutex::new(HashSet::new()),
         }))
     }
 }
@@ -290,6 +301,9 @@ struct ModelSession {
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
     closed_rx: watch::Receiver<bool>,
+    /// Other tools made ready in this session (their first call otherwise waits the
+    /// sandbox's prepare delay, as a container being made).
+    ready: Mutex<HashSet<ToolName>>,
 }
 
 impl std::fmt::Debug for ModelSession {
@@ -342,13 +356,41 @@ impl ModelSession {
         args: serde_json::Value,
         clock: Arc<dyn Clock>,
     ) -> ExecStream {
+        self.call_after(exec, tool, args, clock, Duration::ZERO)
+    }
+
+    /// Whether `tool` is used for the first time in this session (and now marked).
+    fn first_use(&self, tool: &ToolName) -> bool {
+        self.ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tool.clone())
+    }
+
+    fn prepare_delay(&self) -> Duration {
+        Duration::from_millis(self.sandbox.prepare_ms.load(Ordering::SeqCst))
+    }
+
+    /// [`call`](Self::call) whose run first waits `making` (another tool's container).
+    fn call_after(
+        &self,
+        exec: ExecId,
+        tool: &Arc<Tool>,
+        args: serde_json::Value,
+        clock: Arc<dyn Clock>,
+        making: Duration,
+    ) -> ExecStream {
         let (tx, rx) = mpsc::channel(32);
         let call = Call::new(exec, tx, tool.limits().output_bytes);
         let run = if self.closed.load(Ordering::SeqCst) {
             Err("the session is closed".to_owned())
         } else {
             match tool.render_argv(&args) {
-                Ok(_) => Ok(self.sandbox.model.run(tool, &args)),
+                Ok(_) => {
+                    let mut run = self.sandbox.model.run(tool, &args);
+                    run.duration += making;
+                    Ok(run)
+                }
                 Err(e) => Err(e.0),
             }
         };
@@ -371,6 +413,16 @@ impl SandboxSession for ModelSession {
         self.call(exec, &self.tool.clone(), args, clock)
     }
 
+    async fn prepare_tool(&self, tool: &ToolName) -> Result<(), String> {
+        if !self.sandbox.tools.contains_key(tool) {
+            return Err(format!("`{tool}` is not a tool this provider sells"));
+        }
+        if tool != self.tool.name() && self.first_use(tool) {
+            tokio::time::sleep(self.prepare_delay()).await;
+        }
+        Ok(())
+    }
+
     fn exec_tool(
         &self,
         exec: ExecId,
@@ -379,7 +431,11 @@ impl SandboxSession for ModelSession {
         clock: Arc<dyn Clock>,
     ) -> ExecStream {
         match self.sandbox.tools.get(tool).cloned() {
-            Some(tool) => self.call(exec, &tool, args, clock),
+            Some(tool) => {
+                // Not made ready first: the call waits for it, inside its run.
+                let making = self.first_use(tool.name()).then(|| self.prepare_delay());
+                self.call_after(exec, &tool, args, clock, making.unwrap_or_default())
+            }
             None => {
                 let (tx, rx) = mpsc::channel(1);
                 let detail = format!("`{tool}` is not a tool this provider sells");

@@ -69,6 +69,13 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug + 'static {
         clock: Arc<dyn Clock>,
     ) -> ExecStream;
 
+    /// Makes ready what runs `tool`'s calls in this session (another tool's container),
+    /// so a call's metered time does not include it. `Err` says why it cannot be.
+    async fn prepare_tool(&self, tool: &ToolName) -> Result<(), String> {
+        let _ = tool;
+        Ok(())
+    }
+
     /// Writes one file into the workspace, replacing any file of that name.
     async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError>;
 

@@ -428,6 +428,21 @@ impl SessionSandbox {
         ExecStream::new(rx)
     }
 
+    /// Makes and starts `tool`'s container in this session now, if it has none yet (a
+    /// call of it then starts at once). `Err` says why it cannot be made.
+    pub async fn prepare_tool(&self, tool: &ToolName) -> Result<(), String> {
+        if tool == self.inner.tool.name() {
+            return Ok(());
+        }
+        match self.others.container(&self.inner, tool).await {
+            Ok(_) => Ok(()),
+            Err(
+                ExecOutcome::InvalidArguments { detail } | ExecOutcome::SandboxError { detail },
+            ) => Err(detail),
+            Err(other) => Err(format!("{other:?}")),
+        }
+    }
+
     /// The names of the containers of the other tools the session ran.
     pub async fn tool_containers(&self) -> Vec<String> {
         self.others
@@ -513,6 +528,10 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         clock: Arc<dyn Clock>,
     ) -> ExecStream {
         SessionSandbox::exec_tool(self, exec, tool, args, clock)
+    }
+
+    async fn prepare_tool(&self, tool: &ToolName) -> Result<(), String> {
+        SessionSandbox::prepare_tool(self, tool).await
     }
 
     async fn upload(&self, path: &WorkspacePath, bytes: &[u8]) -> Result<(), ProviderError> {

@@ -258,6 +258,28 @@ impl TestNode {
         Self::provider_paid(dir, config, None).await
     }
 
+    /// A provider selling `tools` (modelled) from `dir`; returns its sandbox too.
+    pub async fn provider_selling(
+        dir: &Path,
+        config: SessionConfig,
+        tools: Vec<Tool>,
+    ) -> (Self, ModelSandbox) {
+        let key = NodeKey::generate();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let sandbox = ModelSandbox::with_clock(key.node_id(), tools, model_run, Arc::clone(&clock));
+        let node = Self::start(
+            key,
+            dir,
+            Some(sandbox.clone()),
+            config,
+            Vec::new(),
+            clock,
+            None,
+        )
+        .await;
+        (node, sandbox)
+    }
+
     /// A provider selling the modelled tools from `dir`, paid on chain with `chain`.
     pub async fn provider_paid(
         dir: &Path,

@@ -12,9 +12,9 @@ use std::time::Duration;
 use orien_ledger::{CheckedReceipt, ExecRecord, SessionStatus, StoredOutput};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
-    CloseReason, CloseSession, ContentHash, EvmAddress, ExecEvent, ExecEvents, ExecExit, ExecId,
-    ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest, SessionResponse,
-    Signed, ToolName,
+    CloseReason, CloseSession, ContentHash, EvmAddress, Exec, ExecEvent, ExecEvents, ExecExit,
+    ExecId, ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest,
+    SessionResponse, Signed, ToolName,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
@@ -58,6 +58,13 @@ pub(super) enum Input {
     ResultDisputed { exec: ExecId, detail: String },
     ReceiptAnswer {
         result: Result<SessionResponse, NetError>,
+    },
+    /// A call of another tool whose container is ready now: it starts (and is metered)
+    /// from here.
+    ExecReady {
+        exec: Exec,
+        terms: CallTerms,
+        reply: Reply,
     },
 }
 
@@ -154,6 +161,9 @@ impl Task {
                         self.finished = Some(Finished { exit: exit.clone(), output, signed });
                         ProviderInput::Exited { exit, output: hashes }
                     }
+                    Some(Input::ExecReady { exec, terms, reply }) => {
+                        ProviderInput::Exec { exec, terms, reply }
+                    }
                     Some(Input::ResultDelivered { exec }) => ProviderInput::ResultDelivered { exec },
                     Some(Input::ResultDisputed { exec, detail }) => {
                         ProviderInput::ResultDisputed { exec, detail }
@@ -192,6 +202,25 @@ impl Task {
                 let terms = match exec.offer {
                     None => self.own.clone(),
                     Some(id) => match self.inner.own_offers.get(&id) {
+                        Some(offer) if offer.tool != self.own.tool => {
+                            // Its container is made before the call is metered: the
+                            // renter does not pay for it.
+                            let (sandbox, input) = (self.sandbox.clone(), self.input.clone());
+                            let terms = CallTerms::of_offer(&offer);
+                            tokio::spawn(async move {
+                                match sandbox.prepare_tool(&terms.tool).await {
+                                    Ok(()) => {
+                                        let ready = Input::ExecReady { exec, terms, reply };
+                                        let _ = input.send(ready).await;
+                                    }
+                                    Err(detail) => {
+                                        let detail = orien_protocol::fit_detail(detail);
+                                        let _ = reply.send(error(RpcErrorCode::Internal, &detail));
+                                    }
+                                }
+                            });
+                            return None;
+                        }
                         Some(offer) => CallTerms::of_offer(&offer),
                         None => {
                             let unknown = format!(
