@@ -91,6 +91,14 @@ pub struct CallRate {
     pub cap: Millis,
 }
 
+impl CallRate {
+    /// What `charged` of execution costs at this rate alone, `floor(ms × price /
+    /// 60 000)`: a call's cost in its execution record.
+    pub fn cost(self, charged: Millis) -> Usdc {
+        exec_amount_of([(self.exec_per_minute, charged.to_duration())])
+    }
+}
+
 impl MeterConfig {
     /// The rate of a call of the session's own tool.
     pub const fn own_rate(&self) -> CallRate {

@@ -346,19 +346,6 @@ impl ModelSession {
 }
 
 impl ModelSession {
-    /// A call of `tool` (the session's, or another tool the sandbox sells: the model
-    /// runs it over the same workspace; calls of every tool share the session's
-    /// concurrency slots).
-    fn call(
-        &self,
-        exec: ExecId,
-        tool: &Arc<Tool>,
-        args: serde_json::Value,
-        clock: Arc<dyn Clock>,
-    ) -> ExecStream {
-        self.call_after(exec, tool, args, clock, Duration::ZERO)
-    }
-
     /// Whether `tool` is used for the first time in this session (and now marked).
     fn first_use(&self, tool: &ToolName) -> bool {
         self.ready
@@ -371,7 +358,9 @@ impl ModelSession {
         Duration::from_millis(self.sandbox.prepare_ms.load(Ordering::SeqCst))
     }
 
-    /// [`call`](Self::call) whose run first waits `making` (another tool's container).
+    /// A call of `tool` (the session's, or another tool the sandbox sells: the model
+    /// runs it over the same workspace; calls of every tool share the session's
+    /// concurrency slots), whose run first waits `making` (another tool's container).
     fn call_after(
         &self,
         exec: ExecId,
@@ -410,7 +399,7 @@ impl ModelSession {
 #[async_trait]
 impl SandboxSession for ModelSession {
     fn exec(&self, exec: ExecId, args: serde_json::Value, clock: Arc<dyn Clock>) -> ExecStream {
-        self.call(exec, &self.tool.clone(), args, clock)
+        self.call_after(exec, &self.tool.clone(), args, clock, Duration::ZERO)
     }
 
     async fn prepare_tool(&self, tool: &ToolName) -> Result<(), String> {

@@ -415,11 +415,11 @@ impl Sessions {
         let handle = self.rented(session)?;
         let call = match tool {
             Some(tool) if tool != handle.tool => {
+                // The book holds the provider's newest offer of the tool, found for it.
                 let found = self.inner.net.find(tool.clone(), handle.provider).await?;
-                // The newest offer of the tool (the book lists a provider's newest).
                 let entry = found
                     .into_iter()
-                    .find(|e| e.offer.provider == handle.provider && e.offer.tool == tool)
+                    .next()
                     .ok_or(SessionError::NoSuchTool(tool))?;
                 Some((entry.id, call_terms::CallTerms::of_offer(&entry.offer)))
             }

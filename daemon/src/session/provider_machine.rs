@@ -28,18 +28,6 @@ mod invariants;
 use super::call_terms::CallTerms;
 use super::error;
 
-/// What `charged` of a call's execution costs at its rate (its execution record's cost).
-pub(crate) fn exec_cost(
-    rate: orien_ledger::meter::CallRate,
-    charged: orien_protocol::Millis,
-) -> Usdc {
-    orien_protocol::Pricing {
-        session_per_minute: Usdc::ZERO,
-        exec_per_minute: rate.exec_per_minute,
-    }
-    .exec_amount(charged)
-}
-
 /// Pause before resending a receipt the renter did not take.
 pub const RETRY: Duration = Duration::from_secs(1);
 
@@ -494,7 +482,7 @@ impl<R> ProviderMachine<R> {
         // (before the renter sees it), capped at the tool's limit; nothing for a call
         // that did not run.
         let cost = match self.meter.charged(&timer) {
-            Some(charged) if ran => exec_cost(terms.rate, charged),
+            Some(charged) if ran => terms.rate.cost(charged),
             _ => Usdc::ZERO,
         };
         let result = match self.issuer.sign_result(terms.tool, args, exit, output) {

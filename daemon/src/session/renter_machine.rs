@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use super::call_terms::CallTerms;
 use super::error;
-use super::provider_machine::{exec_cost, ran};
+use super::provider_machine::ran;
 use crate::peer_guard::Abuse;
 
 /// The fixed terms of a rented session.
@@ -372,7 +372,7 @@ impl<R> RenterMachine<R> {
         }
         let measured = self.meter.elapsed(&timer).unwrap_or(Millis::ZERO);
         let charged = self.meter.charged(&timer).unwrap_or(Millis::ZERO);
-        let cost = exec_cost(rate, charged);
+        let cost = rate.cost(charged);
         let _ = self.meter.finish_exec(timer, exit.cpu);
         if let Some(reason) = self.implausible(exit, rate.cap, measured) {
             self.suspend_for(reason, out);

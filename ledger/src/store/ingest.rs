@@ -597,12 +597,15 @@ impl Store {
                                 ),
                             ));
                         }
-                        let (at_or_below, above): (Vec<Voucher>, Vec<Voucher>) = held
-                            .into_iter()
-                            .flatten()
-                            .partition(|v| v.cumulative <= lane_after);
-                        state.latest_voucher = at_or_below.into_iter().max_by_key(|v| v.cumulative);
-                        above.into_iter().max_by_key(|v| v.cumulative)
+                        let largest = |covered: bool| {
+                            held.iter()
+                                .flatten()
+                                .filter(|v| (v.cumulative <= lane_after) == covered)
+                                .max_by_key(|v| v.cumulative)
+                                .copied()
+                        };
+                        state.latest_voucher = largest(true);
+                        largest(false)
                     }
                 };
                 Some((*escrow, state, ahead))
