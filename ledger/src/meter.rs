@@ -35,10 +35,7 @@ pub const DEFAULT_RECEIPT_INTERVAL: Millis = Millis(5_000);
 /// Shortest receipt interval accepted (a receipt is a signature, a round trip and a
 /// synced write on both sides).
 pub const MIN_RECEIPT_INTERVAL: Millis = Millis(100);
-/// How far past its tool's wall-time limit a call may be metered: the engine's latency
-/// to start a call and to kill it at the limit. Both sides cap every call at
-/// `max_exec + CALL_SLACK`, so a provider that reports a later exit is not paid for it.
-pub const CALL_SLACK: Millis = Millis(1_000);
+pub use orien_protocol::pricing::CALL_SLACK;
 
 /// What a session is metered against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

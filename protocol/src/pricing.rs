@@ -8,6 +8,11 @@ use crate::time::Millis;
 /// Milliseconds in a minute: prices are per minute, usage is metered in milliseconds.
 const MS_PER_MINUTE: u128 = 60_000;
 
+/// How far past its tool's wall-time limit a call may be metered: the engine's latency
+/// to start a call and to kill it at the limit. Both sides cap every call at
+/// `max_exec + CALL_SLACK`, so a provider that reports a later exit is not paid for it.
+pub const CALL_SLACK: Millis = Millis(1_000);
+
 /// What a provider charges for one tool, per minute of each metered quantity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
