@@ -15,8 +15,10 @@ use orien_ledger::chain::{Wallet, WalletError};
 use orien_protocol::{Clock, EvmAddress, Millis, NodeKey, OfferId, SystemClock, ToolName};
 use orien_provider::config::ConfigError;
 use orien_provider::{ProfileConfig, Provider, ProviderConfig, ProviderError, Reaper, Sandbox};
+use orien_web_api::mcp::McpConfig;
 use orien_web_api::{ApiConfig, BearerToken, TokenError};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::NodeService;
 use crate::identity::{self, IdentityError};
@@ -50,6 +52,8 @@ pub struct DaemonConfig {
     pub settle_on_shutdown: bool,
     /// Address of the local HTTP API.
     pub api: SocketAddr,
+    /// The MCP endpoint at `/mcp` on the API (`None`: not served).
+    pub mcp: Option<McpConfig>,
 }
 
 /// Why a node could not start.
@@ -138,6 +142,7 @@ pub struct Daemon {
     api_addr_file: PathBuf,
     token: BearerToken,
     settle_on_shutdown: bool,
+    mcp: Option<McpConfig>,
     _reaper: Option<Reaper>,
     /// The sandbox it sells from, to stop its warm pool at shutdown.
     provider: Option<Provider>,
@@ -250,6 +255,7 @@ impl Daemon {
         Ok(Self {
             node,
             settle_on_shutdown: config.settle_on_shutdown && sells,
+            mcp: config.mcp,
             payments,
             escrow,
             offers,
@@ -297,9 +303,20 @@ impl Daemon {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let service = Arc::new(NodeService::new(self.node.clone()));
-        let app = orien_web_api::router(service, ApiConfig::new(self.token.clone()));
+        // Long-lived MCP streams (notifications) end when shutdown begins, so the
+        // graceful shutdown does not wait on them.
+        let streams = CancellationToken::new();
+        let api = ApiConfig {
+            mcp: self.mcp,
+            shutdown: streams.clone(),
+            ..ApiConfig::new(self.token.clone())
+        };
+        let app = orien_web_api::router(service, api);
         let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                streams.cancel();
+            })
             .await;
         let _ = std::fs::remove_file(&self.api_addr_file);
         close_rented_sessions(&self.node).await;

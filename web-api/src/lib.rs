@@ -21,6 +21,7 @@ pub mod auth;
 pub mod chain;
 pub mod extract;
 pub mod idempotency;
+pub mod mcp;
 pub mod problem;
 pub mod providers;
 pub mod rate_limit;
@@ -55,6 +56,10 @@ pub struct ApiConfig {
     pub rate_limit: RateLimit,
     /// `Idempotency-Key` handling of `POST`s.
     pub idempotency: IdempotencyConfig,
+    /// The MCP endpoint at `/mcp` (`None`: not served).
+    pub mcp: Option<mcp::McpConfig>,
+    /// Ends long-lived MCP streams when the server shuts down.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ApiConfig {
@@ -65,6 +70,8 @@ impl ApiConfig {
             body_limit: 64 * 1024,
             rate_limit: RateLimit::default(),
             idempotency: IdempotencyConfig::default(),
+            mcp: Some(mcp::McpConfig::default()),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -154,6 +161,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
     let (public, protected, doc) = documented_routes();
     let doc = Arc::new(doc);
+    let protected = match config.mcp {
+        Some(mcp) => protected.nest_service(
+            "/mcp",
+            mcp::http_service(node.clone(), mcp, config.shutdown.clone()),
+        ),
+        None => protected,
+    };
     let protected = protected
         .route(
             "/v1/openapi.json",

@@ -63,6 +63,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::result::ResultCommand,
     },
+    /// Serve MCP on standard input and output for an agent host that spawns its
+    /// servers (Claude Desktop, Cursor, …): it forwards to the running node's /mcp, whose
+    /// budget policy applies. Add `{"command": "orien-node", "args": ["mcp"]}` to the host.
+    Mcp,
     #[command(flatten)]
     Client(commands::ClientCommand),
     /// Show the effective configuration: data directory, files, API, environment.
@@ -125,6 +129,70 @@ pub(crate) struct RunArgs {
     pub(crate) timing: Timing,
     #[command(flatten)]
     pub(crate) chain: ChainArgs,
+    #[command(flatten)]
+    pub(crate) mcp: McpArgs,
+}
+
+/// What AI agents may spend through the node's MCP endpoint (`/mcp` on the API port,
+/// or `orien-node mcp` over stdio).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Agents (MCP)")]
+pub(crate) struct McpArgs {
+    /// Most one tool call through MCP may cost (USDC).
+    #[arg(
+        long,
+        env = "ORIEN_MCP_MAX_CALL",
+        value_name = "USDC",
+        default_value = "0.5"
+    )]
+    pub(crate) mcp_max_call: Usdc,
+    /// Largest budget of a session opened through MCP (USDC).
+    #[arg(
+        long,
+        env = "ORIEN_MCP_MAX_SESSION",
+        value_name = "USDC",
+        default_value = "2"
+    )]
+    pub(crate) mcp_max_session: Usdc,
+    /// Most this node's rented sessions may cost in a UTC day before MCP opens no more
+    /// (USDC; open sessions count their whole budget).
+    #[arg(
+        long,
+        env = "ORIEN_MCP_MAX_DAY",
+        value_name = "USDC",
+        default_value = "10"
+    )]
+    pub(crate) mcp_max_day: Usdc,
+    /// Do not serve MCP at all.
+    #[arg(long, env = "ORIEN_NO_MCP")]
+    pub(crate) no_mcp: bool,
+}
+
+impl McpArgs {
+    /// The MCP endpoint's settings (`None`: not served); `api` is where the API binds.
+    pub(crate) fn config(
+        &self,
+        api: std::net::SocketAddr,
+    ) -> Option<orien_web_api::mcp::McpConfig> {
+        if self.no_mcp {
+            return None;
+        }
+        // Beyond loopback, requests name the bound address as their `Host`.
+        let extra_hosts = if api.ip().is_loopback() {
+            Vec::new()
+        } else {
+            vec![api.ip().to_string(), api.to_string()]
+        };
+        Some(orien_web_api::mcp::McpConfig {
+            policy: orien_web_api::mcp::BudgetPolicy {
+                per_call: self.mcp_max_call,
+                per_session: self.mcp_max_session,
+                per_day: self.mcp_max_day,
+            },
+            extra_hosts,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]

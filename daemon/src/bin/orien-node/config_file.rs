@@ -42,6 +42,10 @@ pub(crate) struct FileConfig {
     auto_fund: Option<Usdc>,
     settle_every_secs: Option<u64>,
     settle_above: Option<Usdc>,
+    mcp_max_call: Option<Usdc>,
+    mcp_max_session: Option<Usdc>,
+    mcp_max_day: Option<Usdc>,
+    no_mcp: Option<bool>,
 }
 
 impl FileConfig {
@@ -152,6 +156,14 @@ impl FileConfig {
             "settle_above",
             run.chain.settle_above
         );
+        layer!(self.mcp_max_call, "mcp_max_call", run.mcp.mcp_max_call);
+        layer!(
+            self.mcp_max_session,
+            "mcp_max_session",
+            run.mcp.mcp_max_session
+        );
+        layer!(self.mcp_max_day, "mcp_max_day", run.mcp.mcp_max_day);
+        layer!(self.no_mcp, "no_mcp", run.mcp.no_mcp);
         Ok(())
     }
 }
@@ -197,6 +209,12 @@ pub(crate) fn template(role: &str) -> String {
 # settle_every_secs = 3600  # provider
 # settle_above = "5"        # provider
 # payout = "0x..."          # provider: where earnings go (default: this node's wallet)
+
+# AI agents over MCP (/mcp on the API port, or `orien-node mcp`): what they may spend.
+# mcp_max_call = "0.5"      # one tool call
+# mcp_max_session = "2"     # one session's budget
+# mcp_max_day = "10"        # all rented sessions in a UTC day
+# no_mcp = false
 "#
     )
 }

@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod config_file;
+mod mcp_stdio;
 mod prepare;
 mod result;
 
@@ -241,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => run(&cli.data_dir, *args).await?,
+        Command::Mcp => mcp_stdio::serve(&cli.data_dir, cli.api_url.as_deref()).await?,
     }
     Ok(())
 }
@@ -287,6 +289,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
         payout,
         timing,
         chain,
+        mcp,
     } = args;
     if !api.ip().is_loopback() && !api_allow_remote {
         anyhow::bail!(
@@ -311,6 +314,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
         chain: chain.settings()?,
         settle_on_shutdown: !chain.no_settle_on_shutdown,
         api,
+        mcp: mcp.config(api),
     };
     let daemon = Daemon::start(data_dir, config).await?;
     if let Some((escrow, chain_id, wallet)) = daemon.escrow() {

@@ -1,0 +1,398 @@
+//! The MCP endpoint as agents use it: rmcp's own client against `orien-node` processes
+//! (a bootstrap node, a provider running the real Docker sandbox, a renter), over
+//! Streamable HTTP at `/mcp` (the 2026-07-28 stateless protocol and the 2025-11-25 one
+//! with sessions) and over stdio through `orien-node mcp`.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, ClientConfig, ProtocolVersion, ServerNotification, SubscriptionFilter,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use support::NodeProcess;
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn example_config() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string()
+}
+
+fn provider(bootstrap: &NodeProcess) -> NodeProcess {
+    NodeProcess::start_with(
+        &[bootstrap],
+        &[
+            "--provider-config",
+            &example_config(),
+            "--receipt-interval-ms",
+            "500",
+        ],
+    )
+}
+
+/// Counts the tool-list changes a client of the 2025-11-25 protocol hears.
+#[derive(Clone, Default)]
+struct Counting {
+    changes: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for Counting {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn transport(node: &NodeProcess) -> StreamableHttpClientTransport<reqwest::Client> {
+    StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", node.api))
+            .auth_header(node.token.trim().to_owned()),
+    )
+}
+
+/// A client of the current protocol (stateless, `server/discover`).
+async fn modern_client(node: &NodeProcess) -> RunningService<RoleClient, ClientConfig> {
+    ClientConfig::default()
+        .serve_with_lifecycle(
+            transport(node),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn tool_names(
+    client: &RunningService<RoleClient, impl rmcp::Service<RoleClient>>,
+) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn call(name: &str, arguments: Value) -> CallToolRequestParams {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    CallToolRequestParams::new(name.to_owned()).with_arguments(arguments)
+}
+
+/// The renter's rented sessions, as its HTTP API lists them.
+async fn rented(renter: &NodeProcess) -> Vec<Value> {
+    let sessions = renter.get_json("/v1/sessions").await;
+    sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["role"] == "renter")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
+    let bootstrap = NodeProcess::start(&[]);
+    // sha256 may cost up to 0.341 USDC a call (30 s + 1 s at 0.06 + 0.6 per minute),
+    // wc up to 0.186: a per-call limit of 0.2 allows wc and refuses sha256.
+    let renter = NodeProcess::start_with(&[&bootstrap], &["--mcp-max-call", "0.2"]);
+
+    // Both protocol versions listen before any tool is on the market.
+    let modern = modern_client(&renter).await;
+    assert_eq!(
+        tool_names(&modern).await,
+        [
+            "orien_balance",
+            "orien_close_session",
+            "orien_download",
+            "orien_open_session",
+            "orien_providers",
+            "orien_upload"
+        ]
+    );
+    let mut subscription = modern
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await
+        .unwrap();
+    let legacy_handler = Counting::default();
+    let legacy = legacy_handler
+        .clone()
+        .serve_with_lifecycle(transport(&renter), ClientLifecycleMode::Initialize)
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy.peer_info().map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2025_11_25),
+        "the legacy client negotiated the previous version"
+    );
+
+    let provider = provider(&bootstrap);
+    let notified = tokio::time::timeout(LONG, subscription.next())
+        .await
+        .expect("a tool-list change within 90 s")
+        .unwrap()
+        .expect("the subscription is open");
+    assert!(
+        matches!(notified, ServerNotification::ToolListChangedNotification(_)),
+        "{notified:?}"
+    );
+    let mut names = Vec::new();
+    for _ in 0..300 {
+        names = tool_names(&modern).await;
+        if names.iter().any(|n| n == "wc") && names.iter().any(|n| n == "sha256") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(names.contains(&"wc".to_owned()), "{names:?}");
+    assert!(names.contains(&"sha256".to_owned()), "{names:?}");
+    for _ in 0..100 {
+        if legacy_handler.changes.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        legacy_handler.changes.load(Ordering::SeqCst) > 0,
+        "the 2025-11-25 client heard of the change on its session"
+    );
+    subscription.cancel().await.unwrap();
+
+    // The tool as the agent sees it: the provider's schema with the server's options.
+    let tools = modern.list_all_tools().await.unwrap();
+    let wc = tools.iter().find(|t| t.name == "wc").unwrap();
+    assert_eq!(wc.input_schema["required"], json!(["file"]));
+    for option in ["provider", "max_price", "session", "files"] {
+        assert!(
+            wc.input_schema["properties"].get(option).is_some(),
+            "{option}"
+        );
+    }
+    let description = wc.description.as_deref().unwrap();
+    assert!(
+        description.contains("0.300000 USDC per minute"),
+        "{description}"
+    );
+
+    // A call in a session of its own: files in, output, cost and the signed result out,
+    // and the session closed after it.
+    let before = rented(&renter).await.len();
+    let result = modern
+        .call_tool(call(
+            "wc",
+            json!({"file": "in.txt", "mode": "-w", "files": [{"path": "in.txt", "text": "one two three\n"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    let out = result.structured_content.clone().unwrap();
+    assert_eq!(out["state"], "completed", "{out}");
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert!(out["stdout"].as_str().unwrap().starts_with('3'), "{out}");
+    assert_eq!(out["provider"], provider.id.as_str(), "{out}");
+    assert!(out["cost"].as_str().is_some(), "{out}");
+    let session_cost: orien_protocol::Usdc = out["session_cost"].as_str().unwrap().parse().unwrap();
+    assert!(!session_cost.is_zero(), "{out}");
+    assert!(
+        session_cost <= "0.2".parse().unwrap(),
+        "a call's session never costs more than the per-call limit: {out}"
+    );
+    assert_eq!(
+        out["signed_result_sha256"].as_str().unwrap().len(),
+        64,
+        "{out}"
+    );
+    let sessions = rented(&renter).await;
+    assert_eq!(sessions.len(), before + 1);
+    let session = sessions.iter().find(|s| s["id"] == out["session"]).unwrap();
+    assert_ne!(
+        session["state"], "active",
+        "the call's session is closed: {session}"
+    );
+    assert_eq!(session["amount"], out["session_cost"], "{session}");
+    // The signed result verifies offline against the provider's id.
+    let verified = std::process::Command::new(support::binary())
+        .args(["result", "verify", out["signed_result"].as_str().unwrap()])
+        .args(["--provider", provider.id.as_str()])
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+
+    // Beyond the per-call limit: refused before anything is spent, saying why.
+    let refused = modern
+        .call_tool(call(
+            "sha256",
+            json!({"file": "in.txt", "files": [{"path": "in.txt", "text": "hello\n"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    let text = format!("{:?}", refused.content);
+    assert!(text.contains("per-call limit of 0.200000 USDC"), "{text}");
+    assert!(text.contains("mcp_max_call"), "{text}");
+    assert_eq!(rented(&renter).await.len(), before + 1, "no session opened");
+
+    // A kept session: open, upload, two calls in one workspace, download, close.
+    let opened = modern
+        .call_tool(call(
+            "orien_open_session",
+            json!({"tool": "wc", "budget": "0.5"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(opened.is_error, Some(false), "{opened:?}");
+    let handle = opened.structured_content.unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uploaded = modern
+        .call_tool(call(
+            "orien_upload",
+            json!({"session": handle, "path": "notes/a.txt", "text": "a\nb\n"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(uploaded.is_error, Some(false), "{uploaded:?}");
+    for (mode, expected) in [("-l", '2'), ("-c", '4')] {
+        let counted = modern
+            .call_tool(call(
+                "wc",
+                json!({"file": "notes/a.txt", "mode": mode, "session": handle}),
+            ))
+            .await
+            .unwrap();
+        let out = counted.structured_content.unwrap();
+        assert_eq!(out["session"], handle.as_str(), "{out}");
+        assert!(
+            out["stdout"].as_str().unwrap().starts_with(expected),
+            "{out}"
+        );
+        assert_eq!(out["session_cost"], Value::Null, "{out}");
+    }
+    let downloaded = modern
+        .call_tool(call(
+            "orien_download",
+            json!({"session": handle, "path": "notes/a.txt"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(downloaded.structured_content.unwrap()["text"], "a\nb\n");
+    let closed = modern
+        .call_tool(call("orien_close_session", json!({"session": handle})))
+        .await
+        .unwrap();
+    let closed = closed.structured_content.unwrap();
+    assert_ne!(closed["state"], "active", "{closed}");
+    let balance = modern
+        .call_tool(call("orien_balance", json!({})))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    assert_eq!(balance["per_call"], "0.200000", "{balance}");
+    let left: orien_protocol::Usdc = balance["today_left"].as_str().unwrap().parse().unwrap();
+    assert!(
+        left < "10".parse().unwrap(),
+        "today's spending counted: {balance}"
+    );
+
+    // The same market over stdio, through `orien-node mcp` and the running node.
+    let stdio = ()
+        .serve(
+            rmcp::transport::TokioChildProcess::new({
+                let mut command = tokio::process::Command::new(support::binary());
+                command.arg("--data-dir").arg(renter.data_dir()).arg("mcp");
+                command
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let names = tool_names(&stdio).await;
+    assert!(names.contains(&"wc".to_owned()), "{names:?}");
+    let result = stdio
+        .call_tool(call(
+            "wc",
+            json!({"file": "x", "mode": "-c", "files": [{"path": "x", "text": "12345"}]}),
+        ))
+        .await
+        .unwrap();
+    let out = result.structured_content.unwrap();
+    assert!(out["stdout"].as_str().unwrap().starts_with('5'), "{out}");
+    stdio.cancel().await.unwrap();
+
+    legacy.cancel().await.unwrap();
+    modern.cancel().await.unwrap();
+    drop(provider);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_refuses_strangers_web_pages_and_rebound_names() {
+    let node = NodeProcess::start(&[]);
+    let url = format!("{}/mcp", node.api);
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}
+    });
+    let http = reqwest::Client::new();
+    let send = |origin: Option<&str>, host: Option<&str>, token: Option<&str>| {
+        let mut request = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let token = node.token.trim();
+    assert_eq!(send(None, None, None).await.unwrap().status(), 401);
+    assert_eq!(
+        send(None, None, Some("wrong-token-of-enough-length-000000"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        send(Some("https://evil.example"), None, Some(token))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "a web page's request is refused"
+    );
+    assert_eq!(
+        send(None, Some("evil.example:7400"), Some(token))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "a rebound name is refused"
+    );
+    let answered = send(None, None, Some(token)).await.unwrap();
+    assert!(answered.status().is_success(), "{answered:?}");
+}
