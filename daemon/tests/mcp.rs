@@ -396,3 +396,163 @@ async fn the_endpoint_refuses_strangers_web_pages_and_rebound_names() {
     let answered = send(None, None, Some(token)).await.unwrap();
     assert!(answered.status().is_success(), "{answered:?}");
 }
+
+/// A provider configuration selling `sleep`, a call that takes as long as asked.
+fn sleep_config(dir: &std::path::Path) -> String {
+    let path = dir.join("sleep.toml");
+    std::fs::write(
+        &path,
+        r#"
+[engine]
+socket = "/var/run/docker.sock"
+warm_pool = 0
+
+[tools.sleep]
+description = "Waits the given number of seconds."
+version = "busybox-1.37"
+image = "orien/busybox:1"
+argv = ["sleep", "{secs}"]
+schema = '''
+{"type": "object", "additionalProperties": false, "required": ["secs"],
+ "properties": {"secs": {"type": "string", "pattern": "^[0-9]{1,2}$"}}}
+'''
+
+[tools.sleep.limits]
+max_exec_ms = 25_000
+cpus = 0.5
+memory = "32MiB"
+pids = 8
+tmpfs = "1MiB"
+output = "4KiB"
+workspace = "1MiB"
+concurrent_execs = 1
+
+[tools.sleep.pricing]
+session_per_minute = "0.060000"
+exec_per_minute = "0.300000"
+"#,
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// Counts the progress notifications a client hears.
+#[derive(Clone, Default)]
+struct Progressing {
+    notifications: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for Progressing {
+    async fn on_progress(
+        &self,
+        _params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.notifications.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_call_reports_progress_and_cancelling_it_stops_its_meter() {
+    let bootstrap = NodeProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = sleep_config(dir.path());
+    let provider = NodeProcess::start_with(
+        &[&bootstrap],
+        &["--provider-config", &config, "--receipt-interval-ms", "500"],
+    );
+    let renter = NodeProcess::start_with(&[&bootstrap], &["--receipt-interval-ms", "500"]);
+    let handler = Progressing::default();
+    let client = handler
+        .clone()
+        .serve_with_lifecycle(
+            transport(&renter),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap();
+    let mut listed = false;
+    for _ in 0..450 {
+        if tool_names(&client).await.iter().any(|n| n == "sleep") {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(listed, "the provider's sleep tool reached the renter");
+
+    // Progress while a call runs (one notification a second without output).
+    let request = |secs: &str| {
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(call(
+            "sleep",
+            json!({"secs": secs}),
+        )))
+    };
+    let handle = client
+        .send_cancellable_request(
+            request("3"),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let answer = handle.await_response().await.unwrap();
+    assert!(format!("{answer:?}").contains("completed"), "{answer:?}");
+    assert!(
+        handler.notifications.load(Ordering::SeqCst) >= 1,
+        "progress while the 3 s call ran"
+    );
+
+    // A 20 s call cancelled after 2 s: its session ends and the meter stops with it.
+    let before: Vec<Value> = rented(&renter)
+        .await
+        .iter()
+        .map(|s| s["id"].clone())
+        .collect();
+    let started = std::time::Instant::now();
+    let handle = client
+        .send_cancellable_request(
+            request("20"),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let mut session = Value::Null;
+    for _ in 0..300 {
+        if let Some(s) = rented(&renter)
+            .await
+            .into_iter()
+            .find(|s| !before.contains(&s["id"]))
+        {
+            session = s;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = session["id"]
+        .as_str()
+        .expect("the call's session opened")
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cancelled_after = started.elapsed();
+    handle
+        .cancel(Some("the agent changed its mind".into()))
+        .await
+        .unwrap();
+    let ended = renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["state"] != "active"
+        })
+        .await;
+    let exec_ms = ended["usage"]["exec_ms"].as_u64().unwrap();
+    let limit = cancelled_after.as_millis() as u64 + 500 + 2_500;
+    assert!(
+        exec_ms <= limit,
+        "metered {exec_ms} ms of a 20 s call cancelled after {cancelled_after:?} (at most {limit} ms: the time until the cancel, one receipt interval and the engine's slack): {ended}"
+    );
+    assert_eq!(ended["close_reason"], "renter_requested", "{ended}");
+
+    client.cancel().await.unwrap();
+    drop(provider);
+}
