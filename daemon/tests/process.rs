@@ -322,3 +322,39 @@ fn tools_prepare_builds_a_missing_image_with_its_recipe_then_finds_it_ready() {
     assert_eq!(second["prepared"], "ready", "{second}");
     assert_eq!(second["digest"], first["digest"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_operators_controls_of_peers() {
+    let other = NodeProcess::start(&[]);
+    let node = NodeProcess::start_with(
+        &[&other],
+        &[
+            "--deny-renter",
+            &other.id,
+            "--allow-provider",
+            &other.id,
+            "--max-opens-per-minute-per-peer",
+            "7",
+        ],
+    );
+    let status = support::run_ok(node.data_dir(), &["status"]);
+    assert!(
+        status.contains(&format!("renters  anyone; denied: {};", other.id)),
+        "{status}"
+    );
+    assert!(status.contains("7 opens a minute each"), "{status}");
+    assert!(
+        status.contains(&format!("providers only {}; denied: none", other.id)),
+        "{status}"
+    );
+    let info: serde_json::Value = node.get("/v1/node").await.json().await.unwrap();
+    assert_eq!(
+        info["operator"]["deny_renters"][0],
+        other.id.as_str(),
+        "{info}"
+    );
+    assert_eq!(
+        info["operator"]["max_opens_per_minute_per_peer"], 7,
+        "{info}"
+    );
+}

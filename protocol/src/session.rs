@@ -219,6 +219,14 @@ pub enum RejectReason {
         /// Sessions one renter may hold at once.
         max: u32,
     },
+    /// The provider's operator does not serve this renter (a deny list, or an allow
+    /// list without it).
+    NotServed,
+    /// The renter opened as many sessions in the last minute as the provider allows.
+    OpeningTooOften {
+        /// Opens one renter may make in a minute.
+        per_minute: u32,
+    },
 }
 
 /// The provider refuses to open a session.

@@ -137,6 +137,25 @@ pub struct NodeInfo {
     pub peers: usize,
     /// Offers in the offer book.
     pub offers_known: usize,
+    /// The operator's controls of peers (`null` when the node runs no sessions).
+    pub operator: Option<OperatorView>,
+}
+
+/// Which peers the node deals with, and how often one renter may open sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OperatorView {
+    /// Provider: serves only these renters (`null`: anyone not denied).
+    pub allow_renters: Option<Vec<String>>,
+    /// Provider: never serves these renters.
+    pub deny_renters: Vec<String>,
+    /// Renter: rents only from these providers (`null`: anyone not denied).
+    pub allow_providers: Option<Vec<String>>,
+    /// Renter: never rents from these providers (their offers are not listed).
+    pub deny_providers: Vec<String>,
+    /// Provider: sessions one renter may hold at once.
+    pub max_sessions_per_peer: u64,
+    /// Provider: sessions one renter may open in a minute (0: no limit).
+    pub max_opens_per_minute_per_peer: u32,
 }
 
 /// Query of `GET /v1/offers`.

@@ -57,6 +57,7 @@ impl NodeApi for FakeNode {
             listen: vec![],
             peers: 2,
             offers_known: 0,
+            operator: None,
         })
     }
     async fn health(&self) -> HealthView {

@@ -27,6 +27,7 @@ impl From<SessionError> for ApiError {
             }
             SessionError::Rejected(_)
             | SessionError::OwnOffer(_)
+            | SessionError::ProviderNotAllowed(_)
             | SessionError::NotOpen { .. }
             | SessionError::Budget(_)
             | SessionError::TooManyCalls { .. } => ApiError::Conflict(error.to_string()),

@@ -42,6 +42,13 @@ pub struct NodeService {
 }
 
 impl NodeService {
+    /// Whether the operator rents from `provider` (a node that does not rent: anyone).
+    fn rents_from(&self, provider: &orien_protocol::NodeId) -> bool {
+        self.node
+            .sessions()
+            .is_none_or(|s| s.config().operator.providers.permits(provider))
+    }
+
     /// The API of `node`.
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
@@ -178,6 +185,7 @@ impl NodeApi for NodeService {
                 .collect(),
             peers: stats.peers,
             offers_known: stats.offers_known,
+            operator: self.node.sessions().map(|s| operator_view(s.config())),
         })
     }
 
@@ -208,8 +216,10 @@ impl NodeApi for NodeService {
             provider: filter.provider,
         };
         let entries = self.node.offers(query).await?;
+        // Offers of providers the operator does not rent from are not listed.
         Ok(entries
             .iter()
+            .filter(|e| self.rents_from(&e.offer.provider))
             .map(|e| OfferView::new(e.id, &e.offer))
             .collect())
     }
@@ -279,7 +289,11 @@ impl NodeApi for NodeService {
                 // From the book, or when it holds no such offer (not gossiped to us
                 // yet), from the tool's providers in the DHT.
                 let found = self.node.find_offers(tool.clone(), provider).await?;
-                found.first().map(|e| e.id).ok_or_else(|| {
+                if let Some(denied) = provider.filter(|p| !self.rents_from(p)) {
+                    return Err(crate::session::SessionError::ProviderNotAllowed(denied).into());
+                }
+                let permitted = found.iter().find(|e| self.rents_from(&e.offer.provider));
+                permitted.map(|e| e.id).ok_or_else(|| {
                     ApiError::NotFound(format!(
                         "an offer of tool `{tool}`{}",
                         provider.map(|p| format!(" by {p}")).unwrap_or_default()
@@ -657,5 +671,21 @@ fn suspension(reason: &orien_ledger::SuspendReason) -> (SuspendReason, String) {
             SuspendReason::Dispute,
             format!("receipt #{seq} failed the renter's checks: {reason}"),
         ),
+    }
+}
+
+/// The operator's controls as `GET /v1/node` shows them.
+fn operator_view(config: &crate::SessionConfig) -> orien_web_api::api::OperatorView {
+    let ids = |set: &std::collections::BTreeSet<orien_protocol::NodeId>| {
+        set.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let operator = &config.operator;
+    orien_web_api::api::OperatorView {
+        allow_renters: operator.renters.allow.as_ref().map(ids),
+        deny_renters: ids(&operator.renters.deny),
+        allow_providers: operator.providers.allow.as_ref().map(ids),
+        deny_providers: ids(&operator.providers.deny),
+        max_sessions_per_peer: config.max_sessions_per_peer as u64,
+        max_opens_per_minute_per_peer: operator.opens_per_minute,
     }
 }

@@ -1,6 +1,7 @@
 //! What sessions run with: timings, limits, payment policies and the services a node
 //! lends them.
 
+use crate::session::operator::OperatorControls;
 use std::sync::Arc;
 
 use orien_ledger::Store;
@@ -73,6 +74,8 @@ pub struct SessionConfig {
     /// agreed receipt interval). A shorter outage is
     /// ridden out: the provider retries its receipts until its ack timeout.
     pub disconnect_grace: Millis,
+    /// The operator's choice of peers and a renter's rate of opens.
+    pub operator: OperatorControls,
 }
 
 impl Default for SessionConfig {
@@ -88,6 +91,7 @@ impl Default for SessionConfig {
             kept_output: 64 << 10,
             tolerance: Tolerance::default(),
             disconnect_grace: Millis(30_000),
+            operator: OperatorControls::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod exec_records;
 mod history;
 #[cfg(test)]
 mod machine_tests;
+pub mod operator;
 pub mod provider_machine;
 mod provider_side;
 mod recovery;
@@ -34,6 +35,7 @@ use orien_protocol::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use config::{LedgerPayments, PaymentChoice, SessionConfig, SessionServices};
+pub use operator::{OperatorControls, PeerAccess};
 pub use renter_side::{ExecView, RentedSession};
 
 use history::{ExecLog, ExecLogs, History};
@@ -58,6 +60,12 @@ pub enum SessionError {
     /// The offer is this node's own: a node does not rent from itself.
     #[error("offer {0} is this node's own; rent it from another node")]
     OwnOffer(OfferId),
+    /// The operator does not rent from this provider (`deny_providers`, or
+    /// `allow_providers` without it).
+    #[error(
+        "this node does not rent from provider {0} (deny_providers / allow_providers in its config)"
+    )]
+    ProviderNotAllowed(NodeId),
     /// The provider refused to open the session.
     #[error("the provider refused the session: {0:?}")]
     Rejected(orien_protocol::RejectReason),
@@ -141,6 +149,8 @@ struct Inner {
     slots: std::sync::atomic::AtomicUsize,
     /// The same, per renter.
     peer_slots: Mutex<HashMap<NodeId, usize>>,
+    /// Each renter's opens in the last minute.
+    open_rate: Mutex<operator::OpenRate>,
     /// Output bytes of rented sessions' executions held in memory (history included).
     held: AtomicU64,
     /// Sessions this node provided that ended normally, over its whole ledger (its
@@ -277,6 +287,7 @@ impl Sessions {
                 history: Mutex::new(History::default()),
                 slots: std::sync::atomic::AtomicUsize::new(0),
                 peer_slots: Mutex::new(HashMap::new()),
+                open_rate: Mutex::default(),
                 held: AtomicU64::new(0),
                 completed_provided: AtomicU64::new(0),
             }),
@@ -395,6 +406,11 @@ impl Sessions {
         payment: PaymentChoice,
     ) -> Result<RentedSession, SessionError> {
         renter_side::open(self.inner.clone(), offer, budget, max_duration, payment).await
+    }
+
+    /// The sessions' timings, limits and the operator's controls.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
     }
 
     /// The node's escrow payments, when connected to a chain.

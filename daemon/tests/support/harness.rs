@@ -587,11 +587,27 @@ pub struct Pair {
 impl Pair {
     /// Starts both nodes with the same session settings and publishes `work`.
     pub async fn start(config: SessionConfig) -> Self {
+        Self::start_with(config.clone(), config, NodeKey::generate()).await
+    }
+
+    /// Starts a provider with `provider_config` and a renter with `renter_config` and
+    /// `renter_key`, and publishes `work`.
+    pub async fn start_with(
+        provider_config: SessionConfig,
+        renter_config: SessionConfig,
+        renter_key: NodeKey,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("provider")).unwrap();
         std::fs::create_dir_all(dir.path().join("renter")).unwrap();
-        let provider = TestNode::provider(&dir.path().join("provider"), config.clone()).await;
-        let renter = TestNode::renter(&dir.path().join("renter"), config, &provider).await;
+        let provider = TestNode::provider(&dir.path().join("provider"), provider_config).await;
+        let renter = TestNode::renter_with_key(
+            &dir.path().join("renter"),
+            renter_config,
+            &provider,
+            renter_key,
+        )
+        .await;
         let offer = provider.publish(&work_tool()).await;
         let found = renter
             .on(|node| async move { node.find_tool(work_tool()).await })

@@ -474,6 +474,8 @@ pub fn rejected() -> impl Strategy<Value = SessionRejected> {
         Just(RejectReason::EscrowRequired),
         Just(RejectReason::LaneClosing),
         any::<u32>().prop_map(|max| RejectReason::TooManySessions { max }),
+        Just(RejectReason::NotServed),
+        any::<u32>().prop_map(|per_minute| RejectReason::OpeningTooOften { per_minute }),
     ];
     (any::<[u8; 32]>(), reason).prop_map(|(offer, reason)| SessionRejected {
         offer: OfferId::from_bytes(offer),

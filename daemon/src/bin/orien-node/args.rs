@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use orien_daemon::payments::ChainSettings;
+use orien_daemon::session::{OperatorControls, PeerAccess};
 use orien_daemon::{LedgerPayments, SessionConfig};
 use orien_ledger::chain::{ChainConfig, Url};
 use orien_protocol::{EvmAddress, Millis, Usdc};
@@ -319,6 +320,51 @@ pub(crate) struct Timing {
     /// provider; the stream's SHA-256 and length cover all of it), 0 to 1024.
     #[arg(long, env = "ORIEN_KEPT_OUTPUT_KIB", default_value_t = 64)]
     pub(crate) kept_output_kib: usize,
+    /// Provider: serve only these renters (peer ids); repeat for several (default:
+    /// anyone not denied).
+    #[arg(
+        long = "allow-renter",
+        env = "ORIEN_ALLOW_RENTERS",
+        value_delimiter = ','
+    )]
+    pub(crate) allow_renters: Vec<orien_protocol::NodeId>,
+    /// Provider: never serve this renter (peer id); repeat for several.
+    #[arg(
+        long = "deny-renter",
+        env = "ORIEN_DENY_RENTERS",
+        value_delimiter = ','
+    )]
+    pub(crate) deny_renters: Vec<orien_protocol::NodeId>,
+    /// Renter: rent only from these providers (peer ids); repeat for several (default:
+    /// anyone not denied). Others' offers are not listed.
+    #[arg(
+        long = "allow-provider",
+        env = "ORIEN_ALLOW_PROVIDERS",
+        value_delimiter = ','
+    )]
+    pub(crate) allow_providers: Vec<orien_protocol::NodeId>,
+    /// Renter: never rent from this provider (peer id); repeat for several.
+    #[arg(
+        long = "deny-provider",
+        env = "ORIEN_DENY_PROVIDERS",
+        value_delimiter = ','
+    )]
+    pub(crate) deny_providers: Vec<orien_protocol::NodeId>,
+    /// Provider: most sessions one renter may open in a minute (0: no limit).
+    #[arg(
+        long,
+        env = "ORIEN_MAX_OPENS_PER_MINUTE_PER_PEER",
+        default_value_t = 60
+    )]
+    pub(crate) max_opens_per_minute_per_peer: u32,
+}
+
+/// Peers allowed (all when `allow` is empty) and denied.
+fn access(allow: &[orien_protocol::NodeId], deny: &[orien_protocol::NodeId]) -> PeerAccess {
+    PeerAccess {
+        allow: (!allow.is_empty()).then(|| allow.iter().copied().collect()),
+        deny: deny.iter().copied().collect(),
+    }
 }
 
 impl Timing {
@@ -359,6 +405,11 @@ impl Timing {
             ledger_payments,
             max_output_held: self.max_output_mib.saturating_mul(1 << 20),
             kept_output: self.kept_output_kib << 10,
+            operator: OperatorControls {
+                renters: access(&self.allow_renters, &self.deny_renters),
+                providers: access(&self.allow_providers, &self.deny_providers),
+                opens_per_minute: self.max_opens_per_minute_per_peer,
+            },
             ..SessionConfig::default()
         })
     }

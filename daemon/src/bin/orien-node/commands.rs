@@ -299,6 +299,31 @@ pub(crate) async fn run(
                 emit(&format!("api      {}", client.base()));
                 emit(&format!("peers    {}", node.peers));
                 emit(&format!("offers   {} known", node.offers_known));
+                if let Some(op) = &node.operator {
+                    let list = |ids: &[String]| {
+                        if ids.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            ids.join(", ")
+                        }
+                    };
+                    emit(&format!(
+                        "renters  {}; denied: {}; at most {} sessions at once and {} opens a minute each",
+                        op.allow_renters
+                            .as_deref()
+                            .map_or("anyone".to_owned(), |a| format!("only {}", list(a))),
+                        list(&op.deny_renters),
+                        op.max_sessions_per_peer,
+                        op.max_opens_per_minute_per_peer,
+                    ));
+                    emit(&format!(
+                        "providers {}; denied: {}",
+                        op.allow_providers
+                            .as_deref()
+                            .map_or("anyone".to_owned(), |a| format!("only {}", list(a))),
+                        list(&op.deny_providers),
+                    ));
+                }
                 match wallet {
                     Some(w) => emit(&format!(
                         "wallet   {} on chain {}: {} USDC, {} USDC earned",

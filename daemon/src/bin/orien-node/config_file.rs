@@ -32,6 +32,11 @@ pub(crate) struct FileConfig {
     disconnect_grace_ms: Option<u64>,
     max_sessions_per_peer: Option<usize>,
     ledger_peers: Option<Vec<orien_protocol::NodeId>>,
+    allow_renters: Option<Vec<orien_protocol::NodeId>>,
+    deny_renters: Option<Vec<orien_protocol::NodeId>>,
+    allow_providers: Option<Vec<orien_protocol::NodeId>>,
+    deny_providers: Option<Vec<orien_protocol::NodeId>>,
+    max_opens_per_minute_per_peer: Option<u32>,
     accept_ledger_payments: Option<bool>,
     max_output_mib: Option<u64>,
     kept_output_kib: Option<usize>,
@@ -120,6 +125,27 @@ impl FileConfig {
         );
         layer!(self.ledger_peers, "ledger_peers", run.timing.ledger_peers);
         layer!(
+            self.allow_renters,
+            "allow_renters",
+            run.timing.allow_renters
+        );
+        layer!(self.deny_renters, "deny_renters", run.timing.deny_renters);
+        layer!(
+            self.allow_providers,
+            "allow_providers",
+            run.timing.allow_providers
+        );
+        layer!(
+            self.deny_providers,
+            "deny_providers",
+            run.timing.deny_providers
+        );
+        layer!(
+            self.max_opens_per_minute_per_peer,
+            "max_opens_per_minute_per_peer",
+            run.timing.max_opens_per_minute_per_peer
+        );
+        layer!(
             self.accept_ledger_payments,
             "accept_ledger_payments",
             run.timing.accept_ledger_payments
@@ -199,6 +225,15 @@ pub(crate) fn template(role: &str) -> String {
 # receipt_interval_ms = 5000
 # ack_timeout_ms = 10000
 # disconnect_grace_ms = 30000
+
+# Peers (peer ids). A provider serves anyone but deny_renters (only allow_renters when
+# set); a renter rents from anyone but deny_providers (only allow_providers when set).
+# allow_renters = ["12D3KooW..."]
+# deny_renters = []
+# allow_providers = []
+# deny_providers = []
+# max_sessions_per_peer = 4            # provider: sessions one renter holds at once
+# max_opens_per_minute_per_peer = 60   # provider: sessions one renter opens a minute
 
 # On-chain payment (without chain_rpc, sessions are paid through the ledgers only).
 # chain_rpc = "https://rpc.example"

@@ -98,6 +98,19 @@ pub(in crate::session) async fn open(
     if open.renter != peer {
         return invalid(crate::session::IMPERSONATION);
     }
+    let operator = &inner.config.operator;
+    if !operator.renters.permits(&peer) {
+        return reject(RejectReason::NotServed);
+    }
+    let rate = operator.opens_per_minute;
+    let admitted = inner
+        .open_rate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(peer, asked, rate);
+    if !admitted {
+        return reject(RejectReason::OpeningTooOften { per_minute: rate });
+    }
     let Some(offer) = inner.own_offers.get(&open.offer) else {
         return reject(RejectReason::UnknownOffer);
     };

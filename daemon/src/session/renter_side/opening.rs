@@ -39,6 +39,9 @@ pub(in crate::session) async fn open(
     if offer.provider == renter {
         return Err(SessionError::OwnOffer(offer_id));
     }
+    if !inner.config.operator.providers.permits(&offer.provider) {
+        return Err(SessionError::ProviderNotAllowed(offer.provider));
+    }
     let escrow = match (payment, &inner.payments) {
         (PaymentChoice::Ledger, _) | (PaymentChoice::Auto, None) => None,
         (PaymentChoice::Escrow, None) => return Err(SessionError::NoChain),
