@@ -235,6 +235,52 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
         .unwrap();
     assert!(verified.status.success(), "{verified:?}");
 
+    // What the agent may read: the call's receipts as the ledger holds them, balances.
+    let resources: Vec<String> = modern
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert!(
+        resources.contains(&"orien://ledger/balances".to_owned()),
+        "{resources:?}"
+    );
+    let read = |uri: String| {
+        let modern = &modern;
+        async move {
+            let read = modern
+                .read_resource(rmcp::model::ReadResourceRequestParams::new(uri))
+                .await?;
+            let text = match &read.contents[0] {
+                rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+                other => panic!("{other:?}"),
+            };
+            Ok::<Value, rmcp::ServiceError>(serde_json::from_str(&text).unwrap())
+        }
+    };
+    let receipts = read(format!(
+        "orien://sessions/{}/receipts",
+        out["session"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    let over_http = renter
+        .get_json(&format!(
+            "/v1/receipts?session={}",
+            out["session"].as_str().unwrap()
+        ))
+        .await;
+    assert!(!receipts.as_array().unwrap().is_empty(), "{receipts}");
+    assert_eq!(receipts, over_http, "the same receipts as GET /v1/receipts");
+    let balances = read("orien://ledger/balances".into()).await.unwrap();
+    assert!(!balances.as_array().unwrap().is_empty(), "{balances}");
+    assert!(
+        read("orien://nothing/here".into()).await.is_err(),
+        "an unknown resource is an error"
+    );
+
     // Beyond the per-call limit: refused before anything is spent, saying why.
     let refused = modern
         .call_tool(call(

@@ -21,6 +21,7 @@ mod calls;
 mod catalogue;
 mod management;
 pub mod policy;
+mod resources;
 mod server;
 
 use std::sync::Arc;

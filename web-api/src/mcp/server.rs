@@ -5,8 +5,10 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
+    ServerConfig, SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -18,8 +20,8 @@ use crate::api::OfferFilter;
 use crate::mcp::McpConfig;
 use crate::mcp::calls::{CallFailure, MarketCall, Progress};
 use crate::mcp::catalogue::Catalogue;
-use crate::mcp::management;
 use crate::mcp::policy::BudgetPolicy;
+use crate::mcp::{management, resources};
 
 /// What every connection's handler shares.
 struct Shared {
@@ -126,6 +128,7 @@ impl ServerHandler for OrienMcp {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new("orien-node", env!("CARGO_PKG_VERSION")))
@@ -202,6 +205,33 @@ impl ServerHandler for OrienMcp {
             }
         }
         .into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::with_all_items(resources::list()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let contents = resources::read(self.node(), &request.uri).await?;
+        Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
     fn accepted_subscription_filter(

@@ -1,0 +1,105 @@
+//! What an agent may read without spending: the node's balances, sessions, executions
+//! and each session's dual-signed receipts, as MCP resources (JSON, the documents the
+//! HTTP API answers).
+
+use orien_protocol::{ExecId, SessionId};
+use rmcp::ErrorData as McpError;
+use rmcp::model::{Resource, ResourceContents, ResourceTemplate};
+use serde::Serialize;
+
+use crate::NodeApi;
+use crate::problem::ApiError;
+use crate::sessions::ExecutionFilter;
+use crate::text::parse;
+
+const BALANCES: &str = "orien://ledger/balances";
+const SESSIONS: &str = "orien://sessions";
+const EXECUTIONS: &str = "orien://executions";
+/// Executions the list resource shows (the newest).
+const EXECUTIONS_SHOWN: u32 = 100;
+
+/// The fixed resources.
+pub(crate) fn list() -> Vec<Resource> {
+    vec![
+        Resource::new(BALANCES, "balances")
+            .with_description("Every account of the node's double-entry ledger with its balance (USDC).")
+            .with_mime_type("application/json"),
+        Resource::new(SESSIONS, "sessions")
+            .with_description("The node's sessions, rented and provided, newest first: state, usage, amount and split.")
+            .with_mime_type("application/json"),
+        Resource::new(EXECUTIONS, "executions")
+            .with_description("The node's newest 100 executions: tool, state, exit, cost, output hashes and the provider's signed result.")
+            .with_mime_type("application/json"),
+    ]
+}
+
+/// The resources named by an id.
+pub(crate) fn templates() -> Vec<ResourceTemplate> {
+    vec![
+        ResourceTemplate::new("orien://sessions/{id}", "session")
+            .with_description("One session.")
+            .with_mime_type("application/json"),
+        ResourceTemplate::new("orien://sessions/{id}/receipts", "receipts")
+            .with_description("A session's dual-signed receipts in order (hex envelopes, identical on both sides).")
+            .with_mime_type("application/json"),
+        ResourceTemplate::new("orien://executions/{id}", "execution")
+            .with_description("One execution with its output so far.")
+            .with_mime_type("application/json"),
+    ]
+}
+
+/// Reads the resource at `uri`.
+pub(crate) async fn read(node: &dyn NodeApi, uri: &str) -> Result<ResourceContents, McpError> {
+    let missing = || {
+        McpError::resource_not_found(
+            format!("no resource {uri} (resources/list and resources/templates/list show them)"),
+            None,
+        )
+    };
+    let path = uri.strip_prefix("orien://").ok_or_else(missing)?;
+    let parts: Vec<&str> = path.split('/').collect();
+    let document = match parts.as_slice() {
+        ["ledger", "balances"] => json(node.balances().await),
+        ["sessions"] => json(node.sessions().await),
+        ["executions"] => json(
+            node.executions(ExecutionFilter {
+                session: None,
+                tool: None,
+                state: None,
+                failure: None,
+                after: None,
+                limit: EXECUTIONS_SHOWN,
+            })
+            .await,
+        ),
+        ["sessions", id] => json(node.session(session(id)?).await),
+        ["sessions", id, "receipts"] => json(node.receipts(session(id)?).await),
+        ["executions", id] => {
+            let exec: ExecId = parse("id", id).map_err(|e| invalid(&e))?;
+            json(node.execution(exec).await)
+        }
+        _ => return Err(missing()),
+    }?;
+    Ok(ResourceContents::text(document, uri).with_mime_type("application/json"))
+}
+
+fn session(id: &str) -> Result<SessionId, McpError> {
+    parse("id", id).map_err(|e| invalid(&e))
+}
+
+fn invalid(e: &ApiError) -> McpError {
+    McpError::invalid_params(e.to_string(), None)
+}
+
+/// A document as JSON text, or the node's refusal as an MCP error.
+fn json<T: Serialize>(answer: Result<T, ApiError>) -> Result<String, McpError> {
+    match answer {
+        Ok(value) => serde_json::to_string_pretty(&value)
+            .map_err(|e| McpError::internal_error(e.to_string(), None)),
+        Err(ApiError::NotFound(what)) => Err(McpError::resource_not_found(
+            format!("{what} not found"),
+            None,
+        )),
+        Err(e) => Err(McpError::internal_error(e.to_string(), None)),
+    }
+}
