@@ -37,6 +37,7 @@ mod own_offers;
 pub mod payments;
 pub mod peer_guard;
 pub mod profile_book;
+pub mod reputation;
 pub mod session;
 
 pub use daemon::{Assembled, Daemon, DaemonConfig, DaemonError, DaemonParts};

@@ -35,6 +35,8 @@ pub trait NodeApi: Send + Sync + 'static {
         &self,
         filter: crate::providers::ProviderFilter,
     ) -> Result<crate::providers::ProviderPage, ApiError>;
+    /// This node's own evidence of every provider it rented from.
+    async fn reputation(&self) -> Result<Vec<crate::providers::ProviderReputation>, ApiError>;
     /// One provider's profile (`NotFound` when none is known).
     async fn provider(
         &self,

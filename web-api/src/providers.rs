@@ -27,6 +27,43 @@ pub enum ProviderSort {
     Sessions,
     /// By display name.
     Name,
+    /// Best reputation first: this node's own evidence of each provider (calls and
+    /// sessions delivered or failed, disputes); one it never rented from scores 2/3.
+    Reputation,
+}
+
+/// What this node has seen of a provider it rented from: its own evidence, from its own
+/// ledger, never what the provider says of itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReputationView {
+    /// From 0 to 1: the chance it delivers, with the prior of a provider never seen at
+    /// 2/3 (a dispute weighs ten failures).
+    pub score: f64,
+    /// Calls that ran to their exit (any exit code).
+    pub calls_completed: u64,
+    /// Calls that did not, for a reason other than their arguments (timed out, out of
+    /// memory, the sandbox failed, lost, disputed).
+    pub calls_failed: u64,
+    /// Sessions that ended as this node wanted (counted, not scored: calls are what a
+    /// provider delivers).
+    pub sessions_completed: u64,
+    /// Sessions the provider ended early (went silent, shut down).
+    pub sessions_failed: u64,
+    /// Sessions ended by a dispute of its receipts or signed results.
+    pub disputes: u64,
+    /// Median time from a call's request to its start, ms.
+    pub start_p50_ms: Option<u64>,
+    /// 95th percentile of the same, ms.
+    pub start_p95_ms: Option<u64>,
+}
+
+/// A provider's reputation with this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderReputation {
+    /// The provider (peer id).
+    pub provider: String,
+    /// What this node has seen of it.
+    pub reputation: ReputationView,
 }
 
 /// Query of `GET /v1/providers`: every filter narrows the list.
@@ -106,7 +143,7 @@ pub struct ProviderToolView {
 }
 
 /// A provider as its signed profile describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProviderView {
     /// The provider (peer id).
     pub id: String,
@@ -133,6 +170,8 @@ pub struct ProviderView {
     pub issued_at: u64,
     /// When the profile expires, ms since the Unix epoch (it re-announces before).
     pub expires_at: u64,
+    /// What this node has seen of it as renter (`null`: it never rented from it).
+    pub reputation: Option<ReputationView>,
 }
 
 fn pricing_view(pricing: orien_protocol::Pricing) -> PricingView {
@@ -165,12 +204,13 @@ impl ProviderView {
             uptime_secs: profile.uptime().get() / 1_000,
             issued_at: profile.issued_at.0,
             expires_at: profile.expires_at.0,
+            reputation: None,
         }
     }
 }
 
 /// One page of `GET /v1/providers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProviderPage {
     /// The providers.
     pub providers: Vec<ProviderView>,

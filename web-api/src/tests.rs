@@ -92,6 +92,9 @@ impl NodeApi for FakeNode {
             next_offset: None,
         })
     }
+    async fn reputation(&self) -> Result<Vec<crate::providers::ProviderReputation>, ApiError> {
+        Ok(Vec::new())
+    }
     async fn provider(
         &self,
         provider: orien_protocol::NodeId,

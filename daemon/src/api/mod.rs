@@ -30,7 +30,9 @@ use crate::offer_book::OfferQuery;
 use crate::payments::{PaymentError, Payments};
 use crate::profile_book::{ProfileQuery, ProfileSort};
 use crate::session::{PaymentChoice, SessionError, Sessions, blocking as run_blocking};
-use orien_web_api::providers::{ProviderFilter, ProviderPage, ProviderSort, ProviderView};
+use orien_web_api::providers::{
+    ProviderFilter, ProviderPage, ProviderReputation, ProviderSort, ProviderView, ReputationView,
+};
 
 /// How often the log of a call known only from its record is read again while it runs.
 const RECORD_POLL: Duration = Duration::from_millis(250);
@@ -42,6 +44,12 @@ pub struct NodeService {
 }
 
 impl NodeService {
+    /// What this node has seen of `provider` as renter.
+    fn reputation_of(&self, provider: &orien_protocol::NodeId) -> Option<ReputationView> {
+        let evidence = self.node.sessions()?.reputation().of(provider)?;
+        Some(reputation_view(&evidence))
+    }
+
     /// Whether the operator rents from `provider` (a node that does not rent: anyone).
     fn rents_from(&self, provider: &orien_protocol::NodeId) -> bool {
         self.node
@@ -225,36 +233,80 @@ impl NodeApi for NodeService {
     }
 
     async fn providers(&self, filter: ProviderFilter) -> Result<ProviderPage, ApiError> {
+        let by_reputation = filter.sort == ProviderSort::Reputation;
         let query = ProfileQuery {
             tool: filter.tool,
             max_price: filter.max_price,
             min_uptime: filter.min_uptime,
             sort: match filter.sort {
-                ProviderSort::Uptime => ProfileSort::Uptime,
+                ProviderSort::Uptime | ProviderSort::Reputation => ProfileSort::Uptime,
                 ProviderSort::Price => ProfileSort::Price,
                 ProviderSort::Sessions => ProfileSort::Sessions,
                 ProviderSort::Name => ProfileSort::Name,
             },
-            offset: usize::try_from(filter.offset).unwrap_or(usize::MAX),
-            limit: filter.limit as usize,
+            // Sorted here by reputation, so every match is read first.
+            offset: if by_reputation {
+                0
+            } else {
+                usize::try_from(filter.offset).unwrap_or(usize::MAX)
+            },
+            limit: if by_reputation {
+                usize::MAX
+            } else {
+                filter.limit as usize
+            },
         };
         let page = self.node.providers(query).await?;
-        let shown = filter.offset.saturating_add(page.profiles.len() as u64);
         let total = page.total as u64;
+        let mut providers: Vec<ProviderView> = page
+            .profiles
+            .iter()
+            .map(|e| {
+                let mut view = ProviderView::new(&e.profile);
+                view.reputation = self.reputation_of(&e.profile.provider);
+                view
+            })
+            .collect();
+        if by_reputation {
+            // Stable: equal scores keep the longest uptime first.
+            providers.sort_by(|a, b| score(b).total_cmp(&score(a)));
+            let offset = usize::try_from(filter.offset).unwrap_or(usize::MAX);
+            providers = providers
+                .into_iter()
+                .skip(offset)
+                .take(filter.limit as usize)
+                .collect();
+        }
+        let shown = filter.offset.saturating_add(providers.len() as u64);
         Ok(ProviderPage {
-            providers: page
-                .profiles
-                .iter()
-                .map(|e| ProviderView::new(&e.profile))
-                .collect(),
+            providers,
             total,
             next_offset: (shown < total).then_some(shown),
         })
     }
 
+    async fn reputation(&self) -> Result<Vec<ProviderReputation>, ApiError> {
+        let Some(sessions) = self.node.sessions() else {
+            return Ok(Vec::new());
+        };
+        Ok(sessions
+            .reputation()
+            .all()
+            .iter()
+            .map(|(provider, evidence)| ProviderReputation {
+                provider: provider.to_string(),
+                reputation: reputation_view(evidence),
+            })
+            .collect())
+    }
+
     async fn provider(&self, provider: orien_protocol::NodeId) -> Result<ProviderView, ApiError> {
         match self.node.provider(provider).await? {
-            Some(entry) => Ok(ProviderView::new(&entry.profile)),
+            Some(entry) => {
+                let mut view = ProviderView::new(&entry.profile);
+                view.reputation = self.reputation_of(&provider);
+                Ok(view)
+            }
             None => Err(ApiError::NotFound(format!(
                 "a profile of provider {provider}: none has reached this node (providers gossip theirs beside their offers)"
             ))),
@@ -687,5 +739,28 @@ fn operator_view(config: &crate::SessionConfig) -> orien_web_api::api::OperatorV
         deny_providers: ids(&operator.providers.deny),
         max_sessions_per_peer: config.max_sessions_per_peer as u64,
         max_opens_per_minute_per_peer: operator.opens_per_minute,
+    }
+}
+
+/// A provider's score for sorting: its reputation, or the prior of one never seen.
+fn score(view: &ProviderView) -> f64 {
+    view.reputation.as_ref().map_or_else(
+        || crate::reputation::Evidence::default().score(),
+        |r| r.score,
+    )
+}
+
+/// The API's view of this node's evidence of a provider.
+fn reputation_view(evidence: &crate::reputation::Evidence) -> ReputationView {
+    let latency = evidence.start_latency();
+    ReputationView {
+        score: evidence.score(),
+        calls_completed: evidence.calls_completed,
+        calls_failed: evidence.calls_failed,
+        sessions_completed: evidence.sessions_completed,
+        sessions_failed: evidence.sessions_failed,
+        disputes: evidence.disputes,
+        start_p50_ms: latency.map(|(p50, _)| p50.get()),
+        start_p95_ms: latency.map(|(_, p95)| p95.get()),
     }
 }

@@ -3,6 +3,7 @@
 //! a crash. Both sides keep them: the renter a record of what it asked for and
 //! received, the provider an audit record of every call it ran.
 
+use crate::reputation::Reputation;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use orien_ledger::{
     ExecEnd, ExecFailure, ExecRecord, ExecState, OutputRecorder, Store, StoreError, StoredOutput,
 };
 use orien_protocol::{
-    ExecExit, ExecId, ExecOutcome, ExecResult, OutputChunk, OutputStream, Signed, Timestamp, Usdc,
+    ExecExit, ExecId, ExecOutcome, ExecResult, NodeId, OutputChunk, OutputStream, Signed,
+    Timestamp, Usdc,
 };
 use tracing::warn;
 
@@ -92,6 +94,8 @@ pub(super) struct ExecRecords {
     store: Arc<Store>,
     quota: usize,
     live: HashMap<ExecId, Live>,
+    /// A renter's: the provider's reputation learns how each call ended.
+    observer: Option<(Arc<Reputation>, NodeId)>,
 }
 
 impl ExecRecords {
@@ -101,6 +105,19 @@ impl ExecRecords {
             store,
             quota,
             live: HashMap::new(),
+            observer: None,
+        }
+    }
+
+    /// The same, telling `reputation` how each of `provider`'s calls ended.
+    pub(super) fn observed_by(mut self, reputation: Arc<Reputation>, provider: NodeId) -> Self {
+        self.observer = Some((reputation, provider));
+        self
+    }
+
+    fn observe(&self, record: &ExecRecord) {
+        if let Some((reputation, provider)) = &self.observer {
+            reputation.record_call(*provider, record);
         }
     }
 
@@ -163,7 +180,10 @@ impl ExecRecords {
             _ => record,
         };
         match record.ended(end, now) {
-            Ok(ended) => self.write_or_warn(ended).await,
+            Ok(ended) => {
+                self.observe(&ended);
+                self.write_or_warn(ended).await;
+            }
             Err(e) => warn!(error = %e, "an execution's end does not follow its record"),
         }
     }
@@ -173,6 +193,7 @@ impl ExecRecords {
         if let Some(live) = self.live.remove(&exec)
             && let Ok(lost) = live.record.lost(now)
         {
+            self.observe(&lost);
             self.write_or_warn(lost).await;
         }
     }

@@ -156,6 +156,8 @@ struct Inner {
     /// Sessions this node provided that ended normally, over its whole ledger (its
     /// profile's counter).
     completed_provided: AtomicU64,
+    /// What this node has seen of the providers it rented from.
+    reputation: Arc<crate::reputation::Reputation>,
 }
 
 impl Inner {
@@ -290,8 +292,13 @@ impl Sessions {
                 open_rate: Mutex::default(),
                 held: AtomicU64::new(0),
                 completed_provided: AtomicU64::new(0),
+                reputation: Arc::default(),
             }),
         };
+        sessions
+            .inner
+            .reputation
+            .learn_from_ledger(&sessions.inner.store, &sessions.inner.key.node_id());
         let survey = recovery::survey(&sessions.inner.store, &sessions.inner.key.node_id());
         sessions
             .inner
@@ -406,6 +413,11 @@ impl Sessions {
         payment: PaymentChoice,
     ) -> Result<RentedSession, SessionError> {
         renter_side::open(self.inner.clone(), offer, budget, max_duration, payment).await
+    }
+
+    /// What this node has seen of the providers it rented from (its own evidence).
+    pub fn reputation(&self) -> &Arc<crate::reputation::Reputation> {
+        &self.inner.reputation
     }
 
     /// The sessions' timings, limits and the operator's controls.

@@ -94,6 +94,17 @@ pub fn work_tool() -> ToolName {
     ToolName::new("work").unwrap()
 }
 
+/// The modelled tools, `work` at `exec_per_minute` USDC per minute of execution.
+pub fn model_tools_priced(exec_per_minute: &str) -> Vec<Tool> {
+    let config = MODEL_TOOLS.replace(
+        r#"exec_per_minute = "0.600000""#,
+        &format!(r#"exec_per_minute = "{exec_per_minute}""#),
+    );
+    ProviderConfig::parse(&config, Path::new("harness.toml"))
+        .expect("the modelled tools parse")
+        .1
+}
+
 /// The modelled tools.
 pub fn model_tools() -> Vec<Tool> {
     ProviderConfig::parse(MODEL_TOOLS, Path::new("harness.toml"))
@@ -278,6 +289,19 @@ impl TestNode {
         )
         .await;
         (node, sandbox)
+    }
+
+    /// A provider selling `tools` from `dir`, each call behaving as `model` says.
+    pub async fn provider_modelled(
+        dir: &Path,
+        config: SessionConfig,
+        tools: Vec<Tool>,
+        model: impl orien_provider::model::CallModel,
+    ) -> Self {
+        let key = NodeKey::generate();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let sandbox = ModelSandbox::with_clock(key.node_id(), tools, model, Arc::clone(&clock));
+        Self::start(key, dir, Some(sandbox), config, Vec::new(), clock, None).await
     }
 
     /// A provider selling the modelled tools from `dir`, paid on chain with `chain`.

@@ -2,6 +2,7 @@
 //! the budget policy (or use the agent's), write the files, run, report progress, and
 //! close the session the call opened, whatever happens.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use orien_protocol::{ExecId, Millis, SessionId, ToolName, Usdc};
@@ -16,6 +17,7 @@ use crate::api::OfferFilter;
 use crate::mcp::catalogue::{CONTROL_ARGS, MarketOffer};
 use crate::mcp::policy::{BudgetPolicy, PolicyRefusal};
 use crate::problem::ApiError;
+use crate::providers::ProviderReputation;
 use crate::sessions::{
     ExecState, ExecutionView, OfferChoice, OpenSessionRequest, PaymentKind, SessionRole,
     SessionState, SessionView,
@@ -228,9 +230,11 @@ impl MarketCall<'_> {
             })
     }
 
-    /// Opens a session for this call on the cheapest offer the policy allows.
+    /// Opens a session for this call on the best offer the policy allows: by the
+    /// provider's reputation with this node, then by price.
     async fn open_for_call(&self, options: &Options) -> Result<SessionView, CallFailure> {
         let candidates = matching(self.offers, options.provider.as_deref(), options.max_price);
+        let candidates = by_reputation(candidates, &self.node.reputation().await?);
         let Some(cheapest) = candidates.first() else {
             return Err(CallFailure::NoOffer(no_offer(self.tool, options)));
         };
@@ -328,6 +332,32 @@ fn matching<'a>(
         .filter(|o| max_price.is_none_or(|max| o.pricing.exec_per_minute <= max))
         .collect()
 }
+
+/// `offers` (cheapest first) ordered by their providers' reputation with this node, a
+/// tenth of the score at a time, then as they were: a provider that fails half its calls
+/// (about 0.5) comes after one never tried (2/3), which comes after one that delivers
+/// (near 1); providers of like reputation compete on price.
+pub(crate) fn by_reputation<'a>(
+    mut offers: Vec<&'a MarketOffer>,
+    reputation: &[ProviderReputation],
+) -> Vec<&'a MarketOffer> {
+    let scores: HashMap<&str, f64> = reputation
+        .iter()
+        .map(|r| (r.provider.as_str(), r.reputation.score))
+        .collect();
+    let band = |offer: &MarketOffer| {
+        let score = scores
+            .get(offer.view.provider.as_str())
+            .copied()
+            .unwrap_or(UNKNOWN_SCORE);
+        -((score * 10.0).floor() as i64)
+    };
+    offers.sort_by_key(|o| band(o));
+    offers
+}
+
+/// The score of a provider this node never rented from (the prior's mean).
+const UNKNOWN_SCORE: f64 = 2.0 / 3.0;
 
 fn no_offer(tool: &str, options: &Options) -> String {
     let mut message = format!("no offer of `{tool}`");

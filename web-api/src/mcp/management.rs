@@ -10,7 +10,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
-use crate::mcp::calls::now_ms;
+use crate::mcp::calls::{by_reputation, now_ms};
 use crate::mcp::catalogue::{MarketOffer, names};
 use crate::mcp::server::OrienMcp;
 use crate::problem::ApiError;
@@ -188,12 +188,16 @@ async fn open_session(server: &OrienMcp, args: &JsonObject) -> Result<Value, Str
     let offers = catalogue
         .offers(tool)
         .ok_or_else(|| format!("no tool `{tool}` on the market now (tools/list shows what is)"))?;
-    let offer: &MarketOffer = offers
+    let node = server.node();
+    let matching: Vec<&MarketOffer> = offers
         .iter()
         .filter(|o| provider.is_none_or(|p| o.view.provider == p))
-        .find(|o| max_price.is_none_or(|max| o.pricing.exec_per_minute <= max))
+        .filter(|o| max_price.is_none_or(|max| o.pricing.exec_per_minute <= max))
+        .collect();
+    let ranked = by_reputation(matching, &node.reputation().await.map_err(api)?);
+    let offer = ranked
+        .first()
         .ok_or_else(|| format!("no offer of `{tool}` matches `provider` and `max_price`"))?;
-    let node = server.node();
     let day_left = server
         .policy()
         .day_left(&node.sessions().await.map_err(api)?, now_ms());

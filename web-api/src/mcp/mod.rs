@@ -5,8 +5,8 @@
 //! one tool per tool name on the market (its arguments, plus `provider`, `max_price`,
 //! `session` and `files`) and the management tools `orien_open_session`,
 //! `orien_close_session`, `orien_upload`, `orien_download`, `orien_balance` and
-//! `orien_providers`. A call picks the cheapest provider whose price fits the
-//! [`BudgetPolicy`], opens a session for it (or runs in one the agent opened), runs,
+//! `orien_providers`. A call picks the provider with the best reputation with this node
+//! (its own evidence), then the cheapest, whose price fits the [`BudgetPolicy`], opens a session for it (or runs in one the agent opened), runs,
 //! and answers with the output, the exit, the cost and the provider's signed result;
 //! a call the policy does not allow is refused before anything is spent.
 //!

@@ -57,8 +57,8 @@ pub(crate) enum ClientCommand {
         /// Only providers up at least this many seconds.
         #[arg(long)]
         min_uptime_secs: Option<u64>,
-        /// Order.
-        #[arg(long, value_parser = ["uptime", "price", "sessions", "name"])]
+        /// Order (`reputation`: this node's own evidence of each provider, best first).
+        #[arg(long, value_parser = ["uptime", "price", "sessions", "name", "reputation"])]
         sort: Option<String>,
         /// Most providers to list (1 to 500).
         #[arg(long, default_value_t = 20)]
@@ -443,13 +443,25 @@ pub(crate) async fn run(
                         || "-".to_owned(),
                         |c| format!("from {} USDC/exec-min", c.exec_per_minute),
                     );
+                    let seen = p.reputation.as_ref().map_or_else(
+                        || "not rented from".to_owned(),
+                        |r| {
+                            format!(
+                                "score {:.2} ({} of {} calls ok)",
+                                r.score,
+                                r.calls_completed,
+                                r.calls_completed + r.calls_failed
+                            )
+                        },
+                    );
                     emit(&format!(
-                        "{}  {:<24} up {:>8}  {:>5} sessions  {}  [{}]",
+                        "{}  {:<24} up {:>8}  {:>5} sessions  {}  {}  [{}]",
                         p.id,
                         p.display_name,
                         duration_text(p.uptime_secs),
                         p.sessions_completed,
                         cheapest,
+                        seen,
                         tools.join(", ")
                     ));
                 }

@@ -235,6 +235,8 @@ impl Handle {
 struct Task {
     inner: Arc<Inner>,
     session: SessionId,
+    /// The provider it rents from.
+    provider: NodeId,
     /// The terms of a call of the tool the session opened on.
     own: CallTerms,
     machine: RenterMachine<Reply>,
@@ -457,6 +459,7 @@ impl Task {
                         warn!(error = %e, "cannot record the session's close");
                     }
                     self.inner.metrics.session_closed(Side::Renter, reason);
+                    self.inner.reputation.record_session(self.provider, reason);
                     info!(?reason, "session closed");
                     ended = true;
                 }

@@ -163,7 +163,9 @@ pub(in crate::session) async fn open(
         session: accepted.session,
         own: CallTerms::of_offer(&offer),
         machine,
-        records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
+        provider: offer.provider,
+        records: ExecRecords::new(inner.store.clone(), inner.config.kept_output)
+            .observed_by(inner.reputation.clone(), offer.provider),
         logs: logs.clone(),
         lane: lane_guard,
     };
