@@ -30,7 +30,8 @@ pub struct OperatorControls {
     pub renters: PeerAccess,
     /// Renter: the providers it rents from.
     pub providers: PeerAccess,
-    /// Provider: most sessions one renter may open in a minute (0: no limit).
+    /// Provider: most sessions one renter may open in a minute (0, the default: no
+    /// limit; `orien-node run` sets 120).
     pub opens_per_minute: u32,
 }
 
@@ -39,7 +40,7 @@ impl Default for OperatorControls {
         Self {
             renters: PeerAccess::default(),
             providers: PeerAccess::default(),
-            opens_per_minute: 60,
+            opens_per_minute: 0,
         }
     }
 }

@@ -354,7 +354,7 @@ pub(crate) struct Timing {
     #[arg(
         long,
         env = "ORIEN_MAX_OPENS_PER_MINUTE_PER_PEER",
-        default_value_t = 60
+        default_value_t = 120
     )]
     pub(crate) max_opens_per_minute_per_peer: u32,
 }

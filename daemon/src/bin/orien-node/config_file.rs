@@ -233,7 +233,7 @@ pub(crate) fn template(role: &str) -> String {
 # allow_providers = []
 # deny_providers = []
 # max_sessions_per_peer = 4            # provider: sessions one renter holds at once
-# max_opens_per_minute_per_peer = 60   # provider: sessions one renter opens a minute
+# max_opens_per_minute_per_peer = 120  # provider: sessions one renter opens a minute
 
 # On-chain payment (without chain_rpc, sessions are paid through the ledgers only).
 # chain_rpc = "https://rpc.example"
