@@ -24,7 +24,7 @@ impl PeerAccess {
 }
 
 /// The operator's controls of a node's sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OperatorControls {
     /// Provider: the renters it serves.
     pub renters: PeerAccess,
@@ -33,16 +33,6 @@ pub struct OperatorControls {
     /// Provider: most sessions one renter may open in a minute (0, the default: no
     /// limit; `orien-node run` sets 120).
     pub opens_per_minute: u32,
-}
-
-impl Default for OperatorControls {
-    fn default() -> Self {
-        Self {
-            renters: PeerAccess::default(),
-            providers: PeerAccess::default(),
-            opens_per_minute: 0,
-        }
-    }
 }
 
 /// How long an open counts against a renter's rate.
