@@ -148,6 +148,30 @@ async fn a_provider_failing_half_its_calls_sinks_and_the_chooser_stops_picking_i
         .or(trusted)
         .unwrap();
     assert!(trusted.score > sunk.score, "{trusted:?} vs {sunk:?}");
+
+    // The offer book: cheapest first by default, the provider that delivers first by
+    // reputation.
+    let offers = |sort| {
+        let api = &api;
+        async move {
+            api.offers(orien_web_api::OfferFilter {
+                tool: Some(work_tool()),
+                sort,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.provider)
+            .collect::<Vec<_>>()
+        }
+    };
+    use orien_web_api::api::OfferSort;
+    assert_eq!(offers(OfferSort::Price).await[0], flaky_id.to_string());
+    assert_eq!(
+        offers(OfferSort::Reputation).await[0],
+        reliable_id.to_string()
+    );
     assert!(trusted.start_p50_ms.is_some(), "{trusted:?}");
     client.cancel().await.unwrap();
 }

@@ -171,6 +171,20 @@ pub struct OfferQueryParams {
     pub max_price: Option<AmountText>,
     /// Only this provider (peer id).
     pub provider: Option<PeerIdText>,
+    /// Order (default `price`).
+    pub sort: Option<OfferSort>,
+}
+
+/// How `GET /v1/offers` sorts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferSort {
+    /// Cheapest execution price first.
+    #[default]
+    Price,
+    /// Best reputation of the provider with this node first (its own evidence; a
+    /// provider never rented from scores 2/3), then cheapest.
+    Reputation,
 }
 
 /// A validated [`OfferQueryParams`].
@@ -182,6 +196,8 @@ pub struct OfferFilter {
     pub max_price: Option<Usdc>,
     /// Only this provider.
     pub provider: Option<NodeId>,
+    /// Order.
+    pub sort: OfferSort,
 }
 
 impl OfferQueryParams {
@@ -204,6 +220,7 @@ impl OfferQueryParams {
                 .map(|p| parse("max_price", p.as_str()))
                 .transpose()?,
             provider,
+            sort: self.sort.unwrap_or_default(),
         }))
     }
 }

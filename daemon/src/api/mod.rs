@@ -16,6 +16,7 @@ use orien_web_api::sessions::{
 };
 use orien_web_api::{
     ApiError, HealthStatus, HealthView, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView,
+    api::OfferSort,
 };
 
 mod errors;
@@ -225,9 +226,20 @@ impl NodeApi for NodeService {
         };
         let entries = self.node.offers(query).await?;
         // Offers of providers the operator does not rent from are not listed.
-        Ok(entries
+        let mut entries: Vec<_> = entries
             .iter()
             .filter(|e| self.rents_from(&e.offer.provider))
+            .collect();
+        if filter.sort == OfferSort::Reputation {
+            // Stable: equal scores stay cheapest first.
+            let unknown = crate::reputation::Evidence::default().score();
+            let score = |provider: &orien_protocol::NodeId| {
+                self.reputation_of(provider).map_or(unknown, |r| r.score)
+            };
+            entries.sort_by(|a, b| score(&b.offer.provider).total_cmp(&score(&a.offer.provider)));
+        }
+        Ok(entries
+            .iter()
             .map(|e| OfferView::new(e.id, &e.offer))
             .collect())
     }

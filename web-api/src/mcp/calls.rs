@@ -216,6 +216,7 @@ impl MarketCall<'_> {
             tool: Some(parse("tool", self.tool)?),
             max_price: None,
             provider: Some(parse("provider", provider)?),
+            ..OfferFilter::default()
         };
         self.node
             .offers(filter)

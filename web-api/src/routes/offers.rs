@@ -7,7 +7,8 @@ use crate::api::{OfferQueryParams, OfferView};
 use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
-/// Offers this node knows, cheapest execution price first.
+/// Offers this node knows, cheapest execution price first (or, with
+/// `sort=reputation`, best provider reputation with this node first).
 #[utoipa::path(get, path = "/v1/offers", tag = "offers", security(("bearer" = [])), params(OfferQueryParams), responses(
     (status = 200, description = "Matching offers", body = [OfferView]),
     (status = 400, description = "Invalid filter", body = crate::ProblemBody, content_type = "application/problem+json"),
