@@ -90,7 +90,8 @@ pub(crate) struct AppState {
         ProblemBody, FieldError, sessions::LogEvent, sessions::CloseReason,
         sessions::SuspendReason, text::IdText, text::OfferIdText, text::AddressText, text::ToolText,
         text::PeerIdText, text::AmountText, text::PositiveAmountText, text::PathText,
-        text::IdempotencyKeyText, sessions::EarningsPeriod, providers::ProviderSort
+        text::IdempotencyKeyText, sessions::EarningsPeriod, providers::ProviderSort,
+        api::OfferSort
     )),
     modifiers(&BearerAuth)
 )]
