@@ -384,6 +384,114 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
     assert!(out["stdout"].as_str().unwrap().starts_with('5'), "{out}");
     stdio.cancel().await.unwrap();
 
+    // A client with its own token and a day of 0.2 USDC: its first call runs, a session
+    // it keeps open counts its whole budget, so a call that may cost 0.186 no longer
+    // fits; the owner's sessions are not its own, and its token dies with its removal.
+    let added = support::run_ok(
+        renter.data_dir(),
+        &[
+            "--json",
+            "mcp",
+            "client",
+            "add",
+            "agent",
+            "--max-day",
+            "0.2",
+        ],
+    );
+    let added: Value = serde_json::from_str(&added).unwrap();
+    let agent_token = added["token"].as_str().unwrap().to_owned();
+    let agent = ClientConfig::default()
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", renter.api))
+                    .auth_header(agent_token.clone()),
+            ),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap();
+    let first = agent
+        .call_tool(call(
+            "wc",
+            json!({"file": "x", "files": [{"path": "x", "text": "a b"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.is_error, Some(false), "{first:?}");
+    // An open session counts its whole budget against the day.
+    let kept = agent
+        .call_tool(call(
+            "orien_open_session",
+            json!({"tool": "wc", "budget": "0.1"}),
+        ))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    let kept = kept["session"].as_str().unwrap().to_owned();
+    let second = agent
+        .call_tool(call(
+            "wc",
+            json!({"file": "x", "files": [{"path": "x", "text": "a b"}]}),
+        ))
+        .await
+        .unwrap();
+    let text = format!("{:?}", second.content);
+    assert_eq!(second.is_error, Some(true), "{text}");
+    assert!(text.contains("of today's 0.200000 USDC is left"), "{text}");
+    let owners = modern
+        .call_tool(call(
+            "orien_open_session",
+            json!({"tool": "wc", "budget": "0.3"}),
+        ))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    let owners = owners["session"].as_str().unwrap().to_owned();
+    let borrowed = agent
+        .call_tool(call("orien_close_session", json!({"session": owners})))
+        .await
+        .unwrap();
+    let text = format!("{:?}", borrowed.content);
+    assert!(
+        text.contains("not opened with this client's token"),
+        "{text}"
+    );
+    let agent_balance = agent
+        .call_tool(call("orien_balance", json!({})))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    assert_eq!(agent_balance["per_day"], "0.200000", "{agent_balance}");
+    let closed = agent
+        .call_tool(call("orien_close_session", json!({"session": kept})))
+        .await
+        .unwrap();
+    assert_eq!(closed.is_error, Some(false), "its own session: {closed:?}");
+    modern
+        .call_tool(call("orien_close_session", json!({"session": owners})))
+        .await
+        .unwrap();
+    support::run_ok(renter.data_dir(), &["mcp", "client", "remove", "agent"]);
+    agent.cancel().await.unwrap();
+    let refused = reqwest::Client::new()
+        .post(format!("{}/mcp", renter.api))
+        .bearer_auth(&agent_token)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        401,
+        "a removed client's token opens nothing"
+    );
+
     legacy.cancel().await.unwrap();
     modern.cancel().await.unwrap();
     drop(provider);

@@ -130,21 +130,53 @@ fn bearer_credentials(value: &str) -> Option<&str> {
         .then(|| token.trim_start_matches(' '))
 }
 
+/// The token of a request's `Authorization: Bearer` header.
+fn presented(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_credentials)
+}
+
 /// Middleware: rejects requests without the right `Authorization: Bearer` header.
 pub(crate) async fn require_bearer(
     State(token): State<BearerToken>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_credentials);
-    match presented {
+    match presented(&request) {
         Some(presented) if token.matches(presented) => Ok(next.run(request).await),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// Who may open `/mcp`: the API token, or an MCP client's own token.
+#[derive(Clone)]
+pub(crate) struct McpAuth {
+    pub(crate) token: BearerToken,
+    pub(crate) clients: Option<Arc<crate::mcp::clients::Clients>>,
+}
+
+/// Middleware of `/mcp`: the API token is the owner, a client's token that client
+/// (marked on the request for the MCP server); anything else is refused.
+pub(crate) async fn require_mcp_bearer(
+    State(auth): State<McpAuth>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    use crate::mcp::clients::Caller;
+    let caller = match presented(&request) {
+        Some(presented) if auth.token.matches(presented) => Caller::Owner,
+        Some(presented) => auth
+            .clients
+            .as_ref()
+            .and_then(|clients| clients.caller(presented))
+            .ok_or(ApiError::Unauthorized)?,
+        None => return Err(ApiError::Unauthorized),
+    };
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
 }
 
 #[cfg(test)]

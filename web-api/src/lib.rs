@@ -162,12 +162,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
     let (public, protected, doc) = documented_routes();
     let doc = Arc::new(doc);
-    let protected = match config.mcp {
-        Some(mcp) => protected.nest_service(
-            "/mcp",
-            mcp::http_service(node.clone(), mcp, config.shutdown.clone()),
-        ),
-        None => protected,
+    // `/mcp` takes the API token or an MCP client's own token.
+    let agents = match config.mcp {
+        Some(mcp) => {
+            let auth = auth::McpAuth {
+                token: config.token.clone(),
+                clients: mcp.clients.clone(),
+            };
+            Router::new()
+                .nest_service(
+                    "/mcp",
+                    mcp::http_service(node.clone(), mcp, config.shutdown.clone()),
+                )
+                .route_layer(middleware::from_fn_with_state(
+                    auth,
+                    auth::require_mcp_bearer,
+                ))
+        }
+        None => Router::new(),
     };
     let protected = protected
         .route(
@@ -184,6 +196,7 @@ pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
         ));
     public
         .merge(protected)
+        .merge(agents)
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(config.body_limit))

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::NodeApi;
 use crate::api::OfferFilter;
+use crate::mcp::budget::Budget;
 use crate::mcp::catalogue::{CONTROL_ARGS, MarketOffer};
-use crate::mcp::policy::{BudgetPolicy, PolicyRefusal};
+use crate::mcp::policy::PolicyRefusal;
 use crate::problem::ApiError;
 use crate::providers::ProviderReputation;
 use crate::sessions::{
@@ -87,8 +88,8 @@ struct Options {
 pub(crate) struct MarketCall<'a> {
     /// The node.
     pub(crate) node: &'a dyn NodeApi,
-    /// The budget policy.
-    pub(crate) policy: &'a BudgetPolicy,
+    /// What the request may spend.
+    pub(crate) budget: &'a Budget<'a>,
     /// The tool.
     pub(crate) tool: &'a str,
     /// Its offers, cheapest first.
@@ -190,6 +191,9 @@ impl MarketCall<'_> {
 
     /// The agent's session, when it may run this call.
     async fn kept_session(&self, session: SessionId) -> Result<SessionView, CallFailure> {
+        if !self.budget.may_use(&session, now_ms()) {
+            return Err(CallFailure::Invalid(Budget::not_yours(&session)));
+        }
         let view = self.node.session(session).await?;
         if view.role != SessionRole::Renter || view.state != SessionState::Active {
             return Err(CallFailure::Invalid(format!(
@@ -205,7 +209,8 @@ impl MarketCall<'_> {
             Some(offer) => offer.clone(),
             None => self.offer_of(&view.provider).await?,
         };
-        self.policy
+        self.budget
+            .policy()
             .check_call(self.tool, offer.metered, offer.ceiling(false))?;
         Ok(view)
     }
@@ -239,15 +244,11 @@ impl MarketCall<'_> {
         let Some(cheapest) = candidates.first() else {
             return Err(CallFailure::NoOffer(no_offer(self.tool, options)));
         };
-        let day_left = self.policy.day_left(&self.node.sessions().await?, now_ms());
+        let day_left = self.budget.day_left(&self.node.sessions().await?, now_ms());
+        let policy = self.budget.policy();
         let mut refusal = None;
         for offer in &candidates {
-            match self.policy.budget_for_call(
-                self.tool,
-                offer.metered,
-                offer.ceiling(true),
-                day_left,
-            ) {
+            match policy.budget_for_call(self.tool, offer.metered, offer.ceiling(true), day_left) {
                 Ok(budget) => {
                     let request = OpenSessionRequest {
                         choice: OfferChoice::Offer(parse("offer", &offer.view.id)?),
@@ -255,7 +256,9 @@ impl MarketCall<'_> {
                         max_duration: Millis(offer.metered.get() + SESSION_MARGIN.get()),
                         payment: PaymentKind::Auto,
                     };
-                    return Ok(self.node.open_session(request).await?);
+                    let view = self.node.open_session(request).await?;
+                    self.budget.opened(&view, now_ms());
+                    return Ok(view);
                 }
                 Err(e) => {
                     refusal.get_or_insert(e);

@@ -10,6 +10,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde_json::{Value, json};
 
+use crate::mcp::budget::Budget;
 use crate::mcp::calls::{by_reputation, now_ms};
 use crate::mcp::catalogue::{MarketOffer, names};
 use crate::mcp::server::OrienMcp;
@@ -106,15 +107,16 @@ fn tool(name: &'static str, description: &'static str, schema: Value, read_only:
 /// Runs the management tool `name`; `None` when there is none of that name.
 pub(crate) async fn call(
     server: &OrienMcp,
+    budget: &Budget<'_>,
     name: &str,
     args: &JsonObject,
 ) -> Result<Option<CallToolResult>, McpError> {
     let answer = match name {
-        names::OPEN_SESSION => open_session(server, args).await,
-        names::CLOSE_SESSION => close_session(server, args).await,
-        names::UPLOAD => upload(server, args).await,
-        names::DOWNLOAD => return Ok(Some(download(server, args).await)),
-        names::BALANCE => balance(server).await,
+        names::OPEN_SESSION => open_session(server, budget, args).await,
+        names::CLOSE_SESSION => close_session(server, budget, args).await,
+        names::UPLOAD => upload(server, budget, args).await,
+        names::DOWNLOAD => return Ok(Some(download(server, budget, args).await)),
+        names::BALANCE => balance(server, budget).await,
         names::PROVIDERS => providers(server, args).await,
         _ => return Ok(None),
     };
@@ -141,6 +143,16 @@ fn session_arg(args: &JsonObject) -> Result<SessionId, String> {
     parse::<SessionId>("session", required(args, "session")?).map_err(api)
 }
 
+/// The `session` argument, when the caller may use that session.
+fn own_session(budget: &Budget<'_>, args: &JsonObject) -> Result<SessionId, String> {
+    let session = session_arg(args)?;
+    if budget.may_use(&session, now_ms()) {
+        Ok(session)
+    } else {
+        Err(Budget::not_yours(&session))
+    }
+}
+
 fn api(e: ApiError) -> String {
     e.to_string()
 }
@@ -158,7 +170,11 @@ fn session_summary(view: &SessionView) -> Value {
     })
 }
 
-async fn open_session(server: &OrienMcp, args: &JsonObject) -> Result<Value, String> {
+async fn open_session(
+    server: &OrienMcp,
+    budget_of: &Budget<'_>,
+    args: &JsonObject,
+) -> Result<Value, String> {
     let tool = required(args, "tool")?;
     let budget = text(args, "budget")?
         .map(|b| parse::<Usdc>("budget", b))
@@ -198,10 +214,8 @@ async fn open_session(server: &OrienMcp, args: &JsonObject) -> Result<Value, Str
     let offer = ranked
         .first()
         .ok_or_else(|| format!("no offer of `{tool}` matches `provider` and `max_price`"))?;
-    let day_left = server
-        .policy()
-        .day_left(&node.sessions().await.map_err(api)?, now_ms());
-    let budget = server
+    let day_left = budget_of.day_left(&node.sessions().await.map_err(api)?, now_ms());
+    let budget = budget_of
         .policy()
         .session_budget(budget, day_left)
         .map_err(|e| format!("refused by this node's budget policy, nothing spent: {e}"))?;
@@ -214,17 +228,26 @@ async fn open_session(server: &OrienMcp, args: &JsonObject) -> Result<Value, Str
         })
         .await
         .map_err(api)?;
+    budget_of.opened(&view, now_ms());
     Ok(session_summary(&view))
 }
 
-async fn close_session(server: &OrienMcp, args: &JsonObject) -> Result<Value, String> {
-    let session = session_arg(args)?;
+async fn close_session(
+    server: &OrienMcp,
+    budget: &Budget<'_>,
+    args: &JsonObject,
+) -> Result<Value, String> {
+    let session = own_session(budget, args)?;
     let view = server.node().close_session(session).await.map_err(api)?;
     Ok(session_summary(&view))
 }
 
-async fn upload(server: &OrienMcp, args: &JsonObject) -> Result<Value, String> {
-    let session = session_arg(args)?;
+async fn upload(
+    server: &OrienMcp,
+    budget: &Budget<'_>,
+    args: &JsonObject,
+) -> Result<Value, String> {
+    let session = own_session(budget, args)?;
     let path = required(args, "path")?;
     let content = match (text(args, "text")?, text(args, "base64")?) {
         (Some(text), None) => text.as_bytes().to_vec(),
@@ -241,9 +264,9 @@ async fn upload(server: &OrienMcp, args: &JsonObject) -> Result<Value, String> {
     Ok(json!({"path": file.path, "size": file.size}))
 }
 
-async fn download(server: &OrienMcp, args: &JsonObject) -> CallToolResult {
+async fn download(server: &OrienMcp, budget: &Budget<'_>, args: &JsonObject) -> CallToolResult {
     let read = async {
-        let session = session_arg(args)?;
+        let session = own_session(budget, args)?;
         let path = required(args, "path")?;
         let bytes = server
             .node()
@@ -269,10 +292,10 @@ async fn download(server: &OrienMcp, args: &JsonObject) -> CallToolResult {
     }
 }
 
-async fn balance(server: &OrienMcp) -> Result<Value, String> {
+async fn balance(server: &OrienMcp, budget: &Budget<'_>) -> Result<Value, String> {
     let node = server.node();
-    let policy = server.policy();
-    let left = policy.day_left(&node.sessions().await.map_err(api)?, now_ms());
+    let policy = budget.policy();
+    let left = budget.day_left(&node.sessions().await.map_err(api)?, now_ms());
     // A node that pays through the ledgers only has no wallet to show.
     let wallet = node
         .wallet()

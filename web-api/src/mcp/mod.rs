@@ -17,8 +17,10 @@
 //! request that carries an `Origin` with 403: the endpoint is for local agents, not for
 //! web pages.
 
+mod budget;
 mod calls;
 mod catalogue;
+pub mod clients;
 mod management;
 pub mod policy;
 mod resources;
@@ -51,6 +53,9 @@ pub struct McpConfig {
     /// How often the tool list is compared with the offer book (a change is notified
     /// to listening clients).
     pub refresh: Duration,
+    /// Clients with their own tokens and limits (`mcp_clients.toml`; `None`: only the
+    /// API token opens `/mcp`).
+    pub clients: Option<Arc<clients::Clients>>,
 }
 
 impl Default for McpConfig {
@@ -59,6 +64,7 @@ impl Default for McpConfig {
             policy: BudgetPolicy::default(),
             extra_hosts: Vec::new(),
             refresh: Duration::from_secs(1),
+            clients: None,
         }
     }
 }

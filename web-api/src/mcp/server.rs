@@ -18,8 +18,10 @@ use tracing::Instrument;
 use crate::NodeApi;
 use crate::api::OfferFilter;
 use crate::mcp::McpConfig;
+use crate::mcp::budget::Budget;
 use crate::mcp::calls::{CallFailure, MarketCall, Progress};
 use crate::mcp::catalogue::Catalogue;
+use crate::mcp::clients::{Caller, Clients};
 use crate::mcp::policy::BudgetPolicy;
 use crate::mcp::{management, resources};
 
@@ -32,6 +34,8 @@ struct Shared {
     catalogue: watch::Sender<Option<Arc<Catalogue>>>,
     /// The task that keeps the catalogue current, started on first use.
     refresher: OnceLock<()>,
+    /// Clients with their own tokens and limits.
+    clients: Option<Arc<Clients>>,
 }
 
 /// The MCP server of a node. Cheap to clone: every connection gets one.
@@ -50,6 +54,7 @@ impl OrienMcp {
                 refresh: config.refresh,
                 catalogue: watch::Sender::new(None),
                 refresher: OnceLock::new(),
+                clients: config.clients,
             }),
         }
     }
@@ -89,6 +94,17 @@ impl OrienMcp {
             tokio::spawn(refresh(Arc::downgrade(&self.shared)));
         });
     }
+}
+
+/// Who sent the request: the API's authentication marks a client's token; the owner
+/// otherwise.
+fn caller(context: &RequestContext<RoleServer>) -> Caller {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .cloned()
+        .unwrap_or(Caller::Owner)
 }
 
 async fn load(shared: &Shared) -> Result<Catalogue, crate::ApiError> {
@@ -161,7 +177,12 @@ impl ServerHandler for OrienMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
-        if let Some(result) = management::call(self, &request.name, &args).await? {
+        let budget = Budget::new(
+            self.policy(),
+            caller(&context),
+            self.shared.clients.as_deref(),
+        );
+        if let Some(result) = management::call(self, &budget, &request.name, &args).await? {
             return Ok(result.into());
         }
         let catalogue = self.catalogue().await?;
@@ -180,7 +201,7 @@ impl ServerHandler for OrienMcp {
             .map(|token| Progress::new(context.peer.clone(), token));
         let call = MarketCall {
             node: self.node(),
-            policy: self.policy(),
+            budget: &budget,
             tool: &request.name,
             offers,
         };

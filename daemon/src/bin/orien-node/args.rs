@@ -67,7 +67,14 @@ pub(crate) enum Command {
     /// Serve MCP on standard input and output for an agent host that spawns its
     /// servers (Claude Desktop, Cursor, …): it forwards to the running node's /mcp, whose
     /// budget policy applies. Add `{"command": "orien-node", "args": ["mcp"]}` to the host.
-    Mcp,
+    /// `mcp client …` gives an agent host its own token and limits.
+    Mcp {
+        /// Use this client's token and limits (from `orien-node mcp client add`).
+        #[arg(long)]
+        client: Option<String>,
+        #[command(subcommand)]
+        command: Option<McpCommand>,
+    },
     #[command(flatten)]
     Client(commands::ClientCommand),
     /// Show the effective configuration: data directory, files, API, environment.
@@ -79,6 +86,41 @@ pub(crate) enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpCommand {
+    /// MCP clients with their own token and limits (within the node's).
+    Client {
+        #[command(subcommand)]
+        command: McpClientCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpClientCommand {
+    /// Add a client: prints its token and the config to give its host. The running node
+    /// picks it up at once.
+    Add {
+        /// Its name (letters, digits, `-`, `_`).
+        name: String,
+        /// Most one of its calls may cost (USDC).
+        #[arg(long, value_name = "USDC", default_value = "0.5")]
+        max_call: Usdc,
+        /// Largest budget of a session it opens (USDC).
+        #[arg(long, value_name = "USDC", default_value = "2")]
+        max_session: Usdc,
+        /// Most its sessions may cost in a UTC day (USDC).
+        #[arg(long, value_name = "USDC", default_value = "10")]
+        max_day: Usdc,
+    },
+    /// List the clients and their limits.
+    List,
+    /// Remove a client: its token stops working at once.
+    Remove {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -170,10 +212,12 @@ pub(crate) struct McpArgs {
 }
 
 impl McpArgs {
-    /// The MCP endpoint's settings (`None`: not served); `api` is where the API binds.
+    /// The MCP endpoint's settings (`None`: not served); `api` is where the API binds,
+    /// `data_dir` holds the clients.
     pub(crate) fn config(
         &self,
         api: std::net::SocketAddr,
+        data_dir: &std::path::Path,
     ) -> Option<orien_web_api::mcp::McpConfig> {
         if self.no_mcp {
             return None;
@@ -191,6 +235,9 @@ impl McpArgs {
                 per_day: self.mcp_max_day,
             },
             extra_hosts,
+            clients: Some(orien_web_api::mcp::clients::Clients::new(
+                data_dir.to_owned(),
+            )),
             ..Default::default()
         })
     }

@@ -208,7 +208,7 @@ pub(crate) fn emit(line: &str) {
 }
 
 /// Prints an API document as JSON (`--json`).
-fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
     emit(&serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -13,7 +13,7 @@ mod result;
 use std::time::Duration;
 
 use anyhow::Context;
-use args::{Cli, Command, ConfigCommand, LedgerCommand, RunArgs, WalletCommand};
+use args::{Cli, Command, ConfigCommand, LedgerCommand, McpCommand, RunArgs, WalletCommand};
 use orien_daemon::daemon::{LEDGER_DIR, WALLET_FILE};
 use orien_daemon::{Daemon, DaemonConfig, NodeConfig, identity};
 use orien_ledger::chain::Wallet;
@@ -242,7 +242,16 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => run(&cli.data_dir, *args).await?,
-        Command::Mcp => mcp_stdio::serve(&cli.data_dir, cli.api_url.as_deref()).await?,
+        Command::Mcp {
+            client,
+            command: None,
+        } => {
+            mcp_stdio::serve(&cli.data_dir, cli.api_url.as_deref(), client.as_deref()).await?;
+        }
+        Command::Mcp {
+            command: Some(McpCommand::Client { command }),
+            ..
+        } => mcp_stdio::clients(&cli.data_dir, command, cli.json)?,
     }
     Ok(())
 }
@@ -314,7 +323,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
         chain: chain.settings()?,
         settle_on_shutdown: !chain.no_settle_on_shutdown,
         api,
-        mcp: mcp.config(api),
+        mcp: mcp.config(api, data_dir),
     };
     let daemon = Daemon::start(data_dir, config).await?;
     if let Some((escrow, chain_id, wallet)) = daemon.escrow() {

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use orien_daemon::client::{API_ADDR_FILE, DEFAULT_API_URL};
+use orien_web_api::mcp::clients;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientConfig, Implementation, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ServerConfig,
@@ -22,19 +23,36 @@ use rmcp::{
 };
 use tokio::sync::broadcast;
 
+use crate::args::McpClientCommand;
+
 /// Serves MCP on stdio, forwarding to the node of `data_dir` (or `url`), until the
 /// host closes standard input.
-pub(crate) async fn serve(data_dir: &Path, url: Option<&str>) -> anyhow::Result<()> {
-    let token_path = data_dir.join(orien_web_api::auth::TOKEN_FILE);
-    let token = std::fs::read_to_string(&token_path)
-        .with_context(|| {
-            format!(
-                "reading the API token {} (run `orien-node init` first)",
-                token_path.display()
-            )
-        })?
-        .trim()
-        .to_owned();
+pub(crate) async fn serve(
+    data_dir: &Path,
+    url: Option<&str>,
+    client: Option<&str>,
+) -> anyhow::Result<()> {
+    let token = match client {
+        None => {
+            let token_path = data_dir.join(orien_web_api::auth::TOKEN_FILE);
+            std::fs::read_to_string(&token_path)
+                .with_context(|| {
+                    format!(
+                        "reading the API token {} (run `orien-node init` first)",
+                        token_path.display()
+                    )
+                })?
+                .trim()
+                .to_owned()
+        }
+        Some(name) => clients::load(data_dir)?
+            .into_iter()
+            .find(|c| c.name == name)
+            .map(|c| c.token)
+            .with_context(|| {
+                format!("no MCP client `{name}`; add it with `orien-node mcp client add {name}`")
+            })?,
+    };
     let base = match url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => std::fs::read_to_string(data_dir.join(API_ADDR_FILE))
@@ -85,6 +103,79 @@ pub(crate) async fn serve(data_dir: &Path, url: Option<&str>) -> anyhow::Result<
     let _ = downstream.set(server.peer().clone());
     server.waiting().await?;
     listening.abort();
+    Ok(())
+}
+
+/// `orien-node mcp client …`: adds, lists and removes clients (no running node needed:
+/// the node reads the file again when it changes).
+pub(crate) fn clients(
+    data_dir: &Path,
+    command: McpClientCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        McpClientCommand::Add {
+            name,
+            max_call,
+            max_session,
+            max_day,
+        } => {
+            let added = clients::add(
+                data_dir,
+                &name,
+                orien_web_api::mcp::BudgetPolicy {
+                    per_call: max_call,
+                    per_session: max_session,
+                    per_day: max_day,
+                },
+            )?;
+            if json {
+                crate::commands::emit_json(&added)?;
+            } else {
+                crate::commands::emit(&format!(
+                    "client {name}: at most {} USDC a call, {} a session, {} a day (within the node's own limits)",
+                    added.per_call.decimal(),
+                    added.per_session.decimal(),
+                    added.per_day.decimal()
+                ));
+                crate::commands::emit(&format!("token: {}", added.token));
+                crate::commands::emit(&format!(
+                    "over HTTP: url http://<api>/mcp with header \"Authorization: Bearer {}\"",
+                    added.token
+                ));
+                crate::commands::emit(&format!(
+                    "over stdio: {{\"command\": \"orien-node\", \"args\": [\"--data-dir\", \"{}\", \"mcp\", \"--client\", \"{name}\"]}}",
+                    data_dir.display()
+                ));
+            }
+        }
+        McpClientCommand::List => {
+            let listed = clients::load(data_dir)?;
+            if json {
+                crate::commands::emit_json(&listed)?;
+            } else if listed.is_empty() {
+                crate::commands::emit(
+                    "no MCP clients (the API token opens /mcp with the node's limits)",
+                );
+            } else {
+                for c in &listed {
+                    crate::commands::emit(&format!(
+                        "{:<20} {} USDC a call, {} a session, {} a day",
+                        c.name,
+                        c.per_call.decimal(),
+                        c.per_session.decimal(),
+                        c.per_day.decimal()
+                    ));
+                }
+            }
+        }
+        McpClientCommand::Remove { name } => {
+            clients::remove(data_dir, &name)?;
+            crate::commands::emit(&format!(
+                "removed client {name}: its token no longer opens /mcp"
+            ));
+        }
+    }
     Ok(())
 }
 
