@@ -477,6 +477,29 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
         .call_tool(call("orien_close_session", json!({"session": owners})))
         .await
         .unwrap();
+    // Over stdio with the client's token: its own limits.
+    let stdio_agent = ()
+        .serve(
+            rmcp::transport::TokioChildProcess::new({
+                let mut command = tokio::process::Command::new(support::binary());
+                command
+                    .arg("--data-dir")
+                    .arg(renter.data_dir())
+                    .args(["mcp", "--client", "agent"]);
+                command
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let over_stdio = stdio_agent
+        .call_tool(call("orien_balance", json!({})))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    assert_eq!(over_stdio["per_day"], "0.200000", "{over_stdio}");
+    stdio_agent.cancel().await.unwrap();
     support::run_ok(renter.data_dir(), &["mcp", "client", "remove", "agent"]);
     agent.cancel().await.unwrap();
     let refused = reqwest::Client::new()
