@@ -461,6 +461,31 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
         text.contains("not opened with this client's token"),
         "{text}"
     );
+    assert!(
+        agent
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+                "orien://sessions/{owners}/receipts"
+            )))
+            .await
+            .is_err(),
+        "the owner's receipts are not the client's to read"
+    );
+    let listed = agent
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "orien://sessions",
+        ))
+        .await
+        .unwrap();
+    let rmcp::model::ResourceContents::TextResourceContents { text, .. } = &listed.contents[0]
+    else {
+        panic!("{listed:?}")
+    };
+    let theirs: Vec<Value> = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        theirs.len(),
+        2,
+        "the client sees its two sessions only: {text}"
+    );
     let agent_balance = agent
         .call_tool(call("orien_balance", json!({})))
         .await

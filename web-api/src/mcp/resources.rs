@@ -8,6 +8,8 @@ use rmcp::model::{Resource, ResourceContents, ResourceTemplate};
 use serde::Serialize;
 
 use crate::NodeApi;
+use crate::mcp::budget::Budget;
+use crate::mcp::calls::now_ms;
 use crate::problem::ApiError;
 use crate::sessions::ExecutionFilter;
 use crate::text::parse;
@@ -48,8 +50,18 @@ pub(crate) fn templates() -> Vec<ResourceTemplate> {
     ]
 }
 
-/// Reads the resource at `uri`.
-pub(crate) async fn read(node: &dyn NodeApi, uri: &str) -> Result<ResourceContents, McpError> {
+/// Reads the resource at `uri`, as far as `budget`'s caller may see: a client only its
+/// own sessions and their executions and receipts.
+pub(crate) async fn read(
+    node: &dyn NodeApi,
+    budget: &Budget<'_>,
+    uri: &str,
+) -> Result<ResourceContents, McpError> {
+    let now = now_ms();
+    let mine = |id: &str| {
+        id.parse::<SessionId>()
+            .is_ok_and(|s| budget.may_use(&s, now))
+    };
     let missing = || {
         McpError::resource_not_found(
             format!("no resource {uri} (resources/list and resources/templates/list show them)"),
@@ -60,7 +72,11 @@ pub(crate) async fn read(node: &dyn NodeApi, uri: &str) -> Result<ResourceConten
     let parts: Vec<&str> = path.split('/').collect();
     let document = match parts.as_slice() {
         ["ledger", "balances"] => json(node.balances().await),
-        ["sessions"] => json(node.sessions().await),
+        ["sessions"] => json(
+            node.sessions()
+                .await
+                .map(|all| all.into_iter().filter(|s| mine(&s.id)).collect::<Vec<_>>()),
+        ),
         ["executions"] => json(
             node.executions(ExecutionFilter {
                 session: None,
@@ -70,13 +86,20 @@ pub(crate) async fn read(node: &dyn NodeApi, uri: &str) -> Result<ResourceConten
                 after: None,
                 limit: EXECUTIONS_SHOWN,
             })
-            .await,
+            .await
+            .map(|mut page| {
+                page.executions.retain(|e| mine(&e.session));
+                page
+            }),
         ),
-        ["sessions", id] => json(node.session(session(id)?).await),
-        ["sessions", id, "receipts"] => json(node.receipts(session(id)?).await),
+        ["sessions", id] if mine(id) => json(node.session(session(id)?).await),
+        ["sessions", id, "receipts"] if mine(id) => json(node.receipts(session(id)?).await),
         ["executions", id] => {
             let exec: ExecId = parse("id", id).map_err(|e| invalid(&e))?;
-            json(node.execution(exec).await)
+            match node.execution(exec).await {
+                Ok(view) if !mine(&view.session) => return Err(missing()),
+                answer => json(answer),
+            }
         }
         _ => return Err(missing()),
     }?;

@@ -249,9 +249,14 @@ impl ServerHandler for OrienMcp {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let contents = resources::read(self.node(), &request.uri).await?;
+        let budget = Budget::new(
+            self.policy(),
+            caller(&context),
+            self.shared.clients.as_deref(),
+        );
+        let contents = resources::read(self.node(), &budget, &request.uri).await?;
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
