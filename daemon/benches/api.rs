@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use orien_daemon::api::NodeService;
 use orien_protocol::*;
 use orien_web_api::{ApiConfig, BearerToken};
-use support::{flag, market, ms, percentile as p};
+use support::{call_over_api, flag, market, ms, percentile as p};
 
 /// Resident memory (kB) and CPU ticks (user + system) of a process.
 fn sample(pid: u32) -> (u64, u64) {
@@ -125,30 +125,9 @@ async fn main() {
     let (mut through_api, mut through_library) = (Vec::new(), Vec::new());
     for i in 0..calls + 3 {
         let t = Instant::now();
-        let started: serde_json::Value = http
-            .post(format!("{base}/v1/sessions/{session}/executions"))
-            .bearer_auth(token.expose())
-            .json(&serde_json::json!({"args": serde_json::from_str::<serde_json::Value>(call).unwrap()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let log = http
-            .get(format!(
-                "{base}/v1/executions/{}/logs",
-                started["id"].as_str().unwrap()
-            ))
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let args = serde_json::from_str(call).unwrap();
+        call_over_api(&http, &base, token.expose(), session, &args).await;
         let api_ms = ms(t.elapsed());
-        assert!(log.contains("event: exit"), "{log}");
         let t = Instant::now();
         let exec = sessions.exec(session, None, call.into()).await.unwrap();
         let view = sessions

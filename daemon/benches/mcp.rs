@@ -6,6 +6,8 @@
 //! Usage: `cargo bench -p orien-daemon --bench mcp -- [--calls N] [--out FILE]`.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // A benchmark reports loudly.
 
+#[path = "../tests/support/mcp_client.rs"]
+mod mcp_client;
 mod support;
 
 use std::sync::Arc;
@@ -14,12 +16,9 @@ use std::time::Instant;
 use orien_daemon::api::NodeService;
 use orien_protocol::*;
 use orien_web_api::{ApiConfig, BearerToken};
-use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientLifecycleMode, ClientServiceExt};
+use rmcp::model::CallToolRequestParams;
 use serde_json::json;
-use support::{flag, market, ms, percentile as p};
+use support::{call_over_api, flag, market, ms, percentile as p};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -38,18 +37,7 @@ async fn main() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = reqwest::Client::new();
-    let client = ClientConfig::default()
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(
-                StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"))
-                    .auth_header(token.expose().to_owned()),
-            ),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    let client = mcp_client::connect(format!("{base}/mcp"), token.expose().to_owned()).await;
     // The catalogue holds the tool once the book does.
     for _ in 0..100 {
         let tools = client.list_all_tools().await.unwrap();
@@ -88,30 +76,8 @@ async fn main() {
         assert_eq!(structured["exit_code"], 0, "{structured}");
 
         let t = Instant::now();
-        let started: serde_json::Value = http
-            .post(format!("{base}/v1/sessions/{session}/executions"))
-            .bearer_auth(token.expose())
-            .json(&json!({ "args": args }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let log = http
-            .get(format!(
-                "{base}/v1/executions/{}/logs",
-                started["id"].as_str().unwrap()
-            ))
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        call_over_api(&http, &base, token.expose(), session, &args).await;
         let api_ms = ms(t.elapsed());
-        assert!(log.contains("event: exit"), "{log}");
         if i >= 3 {
             over_mcp.push(mcp_ms);
             over_api.push(api_ms);

@@ -63,15 +63,7 @@ fn transport(node: &NodeProcess) -> StreamableHttpClientTransport<reqwest::Clien
 
 /// A client of the current protocol (stateless, `server/discover`).
 async fn modern_client(node: &NodeProcess) -> RunningService<RoleClient, ClientConfig> {
-    ClientConfig::default()
-        .serve_with_lifecycle(
-            transport(node),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap()
+    support::mcp_client::connect(format!("{}/mcp", node.api), node.token.trim().to_owned()).await
 }
 
 async fn tool_names(
@@ -401,18 +393,8 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
     );
     let added: Value = serde_json::from_str(&added).unwrap();
     let agent_token = added["token"].as_str().unwrap().to_owned();
-    let agent = ClientConfig::default()
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(
-                StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", renter.api))
-                    .auth_header(agent_token.clone()),
-            ),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    let agent =
+        support::mcp_client::connect(format!("{}/mcp", renter.api), agent_token.clone()).await;
     let first = agent
         .call_tool(call(
             "wc",

@@ -6,6 +6,8 @@
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/mcp_client.rs"]
+mod mcp_client;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,10 +17,7 @@ use harness::{TestNode, fast, model_run, model_tools_priced, work_tool};
 use orien_daemon::api::NodeService;
 use orien_provider::model::ModelRun;
 use orien_web_api::{ApiConfig, BearerToken, NodeApi};
-use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientLifecycleMode, ClientServiceExt};
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,18 +69,7 @@ async fn a_provider_failing_half_its_calls_sinks_and_the_chooser_stops_picking_i
             base
         })
         .await;
-    let client = ClientConfig::default()
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_config(
-                StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"))
-                    .auth_header(token.expose().to_owned()),
-            ),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    let client = mcp_client::connect(format!("{base}/mcp"), token.expose().to_owned()).await;
     let mut listed = false;
     for _ in 0..100 {
         let tools = client.list_all_tools().await.unwrap();

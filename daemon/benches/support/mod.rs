@@ -37,6 +37,40 @@ pub fn percentile(samples: &mut [f64], q: f64) -> f64 {
     samples[((q / 100.0) * (samples.len() - 1) as f64).round() as usize]
 }
 
+/// One call through a node's HTTP API end to end: POST the execution with `args`, read
+/// its server-sent log to the exit. Panics when the log does not reach `exit`.
+pub async fn call_over_api(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    session: orien_protocol::SessionId,
+    args: &serde_json::Value,
+) {
+    let started: serde_json::Value = http
+        .post(format!("{base}/v1/sessions/{session}/executions"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "args": args }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let log = http
+        .get(format!(
+            "{base}/v1/executions/{}/logs",
+            started["id"].as_str().unwrap()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("event: exit"), "{log}");
+}
+
 /// Starts the market for `tool` (one of configs/provider.example.toml).
 pub async fn market(tool: &str) -> Market {
     Market::start(tool, SessionConfig::default()).await

@@ -3,6 +3,8 @@
 //! panics), so no process outlives its test.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod mcp_client;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -69,6 +69,15 @@ impl OrienMcp {
         &self.shared.policy
     }
 
+    /// What the request of `context` may spend and see.
+    fn budget(&self, context: &RequestContext<RoleServer>) -> Budget<'_> {
+        Budget::new(
+            self.policy(),
+            caller(context),
+            self.shared.clients.as_deref(),
+        )
+    }
+
     /// The current catalogue, read from the book the first time.
     pub(crate) async fn catalogue(&self) -> Result<Arc<Catalogue>, McpError> {
         self.start_refresher();
@@ -177,11 +186,7 @@ impl ServerHandler for OrienMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
-        let budget = Budget::new(
-            self.policy(),
-            caller(&context),
-            self.shared.clients.as_deref(),
-        );
+        let budget = self.budget(&context);
         if let Some(result) = management::call(self, &budget, &request.name, &args).await? {
             return Ok(result.into());
         }
@@ -251,11 +256,7 @@ impl ServerHandler for OrienMcp {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let budget = Budget::new(
-            self.policy(),
-            caller(&context),
-            self.shared.clients.as_deref(),
-        );
+        let budget = self.budget(&context);
         let contents = resources::read(self.node(), &budget, &request.uri).await?;
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
