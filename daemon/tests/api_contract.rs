@@ -11,7 +11,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use proptest::strategy::{Union, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{NodeProcess, parse_sse};
+use support::{NodeProcess, example_config, parse_sse};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -242,13 +241,6 @@ fn event_document(name: &str, data: &str) -> Value {
         Value::String(data.to_owned())
     };
     json!({"event": name, "data": data})
-}
-
-fn example_config() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/provider.example.toml")
-        .display()
-        .to_string()
 }
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,16 +18,9 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use support::NodeProcess;
+use support::{NodeProcess, example_config};
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn example_config() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/provider.example.toml")
-        .display()
-        .to_string()
-}
 
 fn provider(bootstrap: &NodeProcess) -> NodeProcess {
     NodeProcess::start_with(

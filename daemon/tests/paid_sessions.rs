@@ -5,23 +5,15 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use orien_protocol::Usdc;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{NodeProcess, parse_sse};
+use support::{NodeProcess, example_config, parse_sse};
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn example_config() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/provider.example.toml")
-        .display()
-        .to_string()
-}
 
 /// A provider selling the example tools, with short session timings.
 fn provider(bootstrap: &NodeProcess, ack_timeout_ms: u64) -> NodeProcess {

@@ -25,6 +25,14 @@ pub struct NodeProcess {
     pub listen: Vec<String>,
 }
 
+/// The example provider configuration of the repository (Docker tools).
+pub fn example_config() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string()
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orien-node"))
 }
