@@ -51,6 +51,9 @@ pub struct Evidence {
     /// From a call's request to the provider's confirmation that it started, the
     /// newest first.
     starts: VecDeque<Millis>,
+    /// From a session's request to the provider's acceptance (sandbox up), the newest
+    /// first; in memory only (the ledger does not keep when an open was asked).
+    opens: VecDeque<Millis>,
 }
 
 impl Evidence {
@@ -64,13 +67,12 @@ impl Evidence {
 
     /// The p50 and p95 of call start latency, once any call started.
     pub fn start_latency(&self) -> Option<(Millis, Millis)> {
-        if self.starts.is_empty() {
-            return None;
-        }
-        let mut sorted: Vec<Millis> = self.starts.iter().copied().collect();
-        sorted.sort_unstable();
-        let at = |q: usize| sorted[(q * (sorted.len() - 1)).div_ceil(100)];
-        Some((at(50), at(95)))
+        percentiles(&self.starts)
+    }
+
+    /// The p50 and p95 of session open latency, once any open was accepted in this run.
+    pub fn open_latency(&self) -> Option<(Millis, Millis)> {
+        percentiles(&self.opens)
     }
 
     fn weight(&self) -> u64 {
@@ -105,6 +107,17 @@ impl Evidence {
     }
 }
 
+/// The p50 and p95 of `samples` (`None` when empty).
+fn percentiles(samples: &VecDeque<Millis>) -> Option<(Millis, Millis)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Millis> = samples.iter().copied().collect();
+    sorted.sort_unstable();
+    let at = |q: usize| sorted[(q * (sorted.len() - 1)).div_ceil(100)];
+    Some((at(50), at(95)))
+}
+
 /// Every provider's evidence, bounded.
 #[derive(Debug, Default)]
 pub struct Reputation {
@@ -116,6 +129,14 @@ impl Reputation {
     /// nothing).
     pub fn record_call(&self, provider: NodeId, record: &ExecRecord) {
         self.update(provider, |e| e.record_call(record));
+    }
+
+    /// `provider` accepted a session `took` after it was asked.
+    pub fn record_open(&self, provider: NodeId, took: Millis) {
+        self.update(provider, |e| {
+            e.opens.push_front(took);
+            e.opens.truncate(LATENCIES);
+        });
     }
 
     /// A session rented from `provider` ended for `reason`.

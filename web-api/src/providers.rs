@@ -55,6 +55,10 @@ pub struct ReputationView {
     pub start_p50_ms: Option<u64>,
     /// 95th percentile of the same, ms.
     pub start_p95_ms: Option<u64>,
+    /// Median time from a session's request to its acceptance, ms (this run only).
+    pub open_p50_ms: Option<u64>,
+    /// 95th percentile of the same, ms.
+    pub open_p95_ms: Option<u64>,
 }
 
 /// A provider's reputation with this node.

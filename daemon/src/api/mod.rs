@@ -765,6 +765,7 @@ fn score(view: &ProviderView) -> f64 {
 /// The API's view of this node's evidence of a provider.
 fn reputation_view(evidence: &crate::reputation::Evidence) -> ReputationView {
     let latency = evidence.start_latency();
+    let opens = evidence.open_latency();
     ReputationView {
         score: evidence.score(),
         calls_completed: evidence.calls_completed,
@@ -774,5 +775,7 @@ fn reputation_view(evidence: &crate::reputation::Evidence) -> ReputationView {
         disputes: evidence.disputes,
         start_p50_ms: latency.map(|(p50, _)| p50.get()),
         start_p95_ms: latency.map(|(_, p95)| p95.get()),
+        open_p50_ms: opens.map(|(p50, _)| p50.get()),
+        open_p95_ms: opens.map(|(_, p95)| p95.get()),
     }
 }

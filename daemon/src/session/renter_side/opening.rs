@@ -65,12 +65,19 @@ pub(in crate::session) async fn open(
         payment: payment_lane,
         lane: head,
     };
+    let requested = inner.clock.monotonic();
     let accepted = match inner
         .net
         .request(offer.provider, SessionRequest::Open(request))
         .await?
     {
-        SessionResponse::Accepted(accepted) => accepted,
+        SessionResponse::Accepted(accepted) => {
+            let took = inner.clock.monotonic().saturating_sub(requested);
+            inner
+                .reputation
+                .record_open(offer.provider, Millis::from_duration(took));
+            accepted
+        }
         SessionResponse::Rejected(rejected) => return Err(SessionError::Rejected(rejected.reason)),
         other => return Err(unexpected(other)),
     };
