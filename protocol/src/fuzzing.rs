@@ -8,9 +8,9 @@
 use crate::signed::{Signed, SignedPayload};
 use crate::wire::{self, Message};
 use crate::{
-    CloseSession, Exec, ExecEvent, ExecResult, Offer, OpenSession, ProviderProfile, ReceiptAck,
-    SessionAccepted, SessionRejected, SessionRequest, SessionResponse, ToolName, UsageReceipt,
-    Usdc,
+    Attestation, CloseSession, Exec, ExecEvent, ExecResult, Offer, OpenSession, ProviderProfile,
+    ReceiptAck, SessionAccepted, SessionRejected, SessionRequest, SessionResponse, ToolName,
+    UsageReceipt, Usdc,
 };
 
 fn plain<T: Message + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -42,6 +42,7 @@ pub const DECODERS: &[(&str, Decoder)] = &[
     ("signed_receipt_ack", signed::<ReceiptAck>),
     ("signed_exec_result", signed::<ExecResult>),
     ("signed_provider_profile", signed::<ProviderProfile>),
+    ("signed_attestation", signed::<Attestation>),
     ("open_session", plain::<OpenSession>),
     ("session_accepted", plain::<SessionAccepted>),
     ("session_rejected", plain::<SessionRejected>),

@@ -35,6 +35,7 @@
 //! protocol version, never reordered; internally tagged or untagged serde enums are not
 //! used (postcard cannot decode them).
 
+pub mod attestation;
 mod bytes;
 mod checked_keys;
 pub mod clock;
@@ -56,6 +57,7 @@ pub mod time;
 pub mod verified;
 pub mod wire;
 
+pub use attestation::{Attestation, Payment, PaymentProof, ProviderRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DecodeError, EncodeError, InvalidMessage, VerifyError};
 pub use exec::{Exec, ExecEvent, ExecExit, ExecOutcome, OutputChunk, OutputStream};
@@ -91,5 +93,7 @@ pub const SESSION_PROTOCOL: &str = "/orien/session/4";
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Gossipsub topic on which providers publish their signed [`ProviderProfile`].
 pub const PROFILES_TOPIC: &str = "orien/profiles/1";
+/// Gossipsub topic on which renters publish their signed [`Attestation`]s.
+pub const ATTESTATIONS_TOPIC: &str = "orien/attestations/1";
 /// Kademlia protocol name of the ORIEN DHT (private, not the public IPFS DHT).
 pub const KAD_PROTOCOL: &str = "/orien/kad/1.0.0";

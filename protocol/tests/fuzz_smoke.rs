@@ -54,6 +54,11 @@ fn seeds() -> Vec<Vec<u8>> {
             .unwrap()
             .to_bytes()
             .unwrap(),
+        renter_key()
+            .sign(&sample_attestation())
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
         wire::encode(&sample_open()).unwrap(),
         wire::encode(&sample_accepted()).unwrap(),
         wire::encode(&sample_rejected()).unwrap(),

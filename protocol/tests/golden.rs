@@ -1,6 +1,6 @@
 //! Golden vectors: the exact bytes, signatures and splits of the signed payloads
 //! (`orien/offer/v1`, `orien/receipt/v2`, `orien/receipt-ack/v1`,
-//! `orien/exec-result/v1`) and of the session messages of `/orien/session/3` (version 2
+//! `orien/exec-result/v1`, `orien/attestation/v1`) and of the session messages of `/orien/session/3` (version 2
 //! added the lane head to `OpenSession` and `SessionAccepted`; version 3 the signed
 //! result of each call and the results a receipt commits to).
 //!
@@ -92,6 +92,7 @@ fn current_vectors() -> Value {
             signed_vector("receipt_ack", &renter, &sample_ack()),
             signed_vector("exec_result", &provider, &sample_result()),
             signed_vector("provider_profile", &provider, &sample_profile()),
+            signed_vector("attestation", &renter, &sample_attestation()),
         ],
         "plain": [
             plain_vector("open_session", &sample_open()),
@@ -172,5 +173,12 @@ fn committed_signed_vectors_verify_and_decode_to_the_samples() {
             .verify()
             .unwrap(),
         sample_result()
+    );
+    assert_eq!(
+        Signed::<Attestation>::from_bytes(&envelope(5))
+            .unwrap()
+            .verify()
+            .unwrap(),
+        sample_attestation()
     );
 }

@@ -118,6 +118,31 @@ pub fn result_of(session: SessionId, exit: ExecExit) -> ExecResult {
     }
 }
 
+/// The renter's attestation of the provider, with its payment of the sample receipt.
+pub fn sample_attestation() -> Attestation {
+    let receipt = provider_key().sign(&sample_receipt()).unwrap();
+    let ack = renter_key()
+        .sign(&ReceiptAck {
+            session: sample_session(),
+            seq: 2,
+            receipt: receipt.receipt_hash(),
+            voucher: None,
+        })
+        .unwrap();
+    Attestation {
+        attester: renter_key().node_id(),
+        issued_at: Timestamp(1_700_000_100_000),
+        providers: vec![ProviderRecord {
+            provider: provider_key().node_id(),
+            calls_completed: 41,
+            calls_failed: 2,
+            sessions_failed: 1,
+            disputes: 0,
+        }],
+        payments: vec![PaymentProof { receipt, ack }],
+    }
+}
+
 pub fn sample_ack() -> ReceiptAck {
     ReceiptAck {
         session: sample_session(),
