@@ -32,13 +32,25 @@ pub enum ProviderSort {
     Reputation,
 }
 
-/// What this node has seen of a provider it rented from: its own evidence, from its own
-/// ledger, never what the provider says of itself.
+/// What this node has seen of a provider it rented from (its own evidence, from its own
+/// ledger, never what the provider says of itself) and what other renters attest of it,
+/// weighed by what they verifiably paid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReputationView {
     /// From 0 to 1: the chance it delivers, with the prior of a provider never seen at
-    /// 2/3 (a dispute weighs ten failures).
+    /// 2/3 (a dispute weighs ten failures), over this node's own evidence and the
+    /// weighted attestations.
     pub score: f64,
+    /// The same over this node's own evidence alone.
+    pub own_score: f64,
+    /// Other renters whose attestations of it weigh here (fresh keys weigh nothing).
+    pub attesters: u32,
+    /// The sum of their weights, each from 0 to 1 (by what the attester paid providers
+    /// this node paid too).
+    pub attested_weight: f64,
+    /// Share of this node's pings of it that were answered (while connected; not
+    /// scored).
+    pub uptime: Option<f64>,
     /// Calls that ran to their exit (any exit code).
     pub calls_completed: u64,
     /// Calls that did not, for a reason other than their arguments (timed out, out of

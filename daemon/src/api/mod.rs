@@ -47,7 +47,7 @@ pub struct NodeService {
 impl NodeService {
     /// What this node has seen of `provider` as renter.
     fn reputation_of(&self, provider: &orien_protocol::NodeId) -> Option<ReputationView> {
-        let evidence = self.node.sessions()?.reputation().of(provider)?;
+        let evidence = self.node.sessions()?.reputation().standing(provider)?;
         Some(reputation_view(&evidence))
     }
 
@@ -303,7 +303,7 @@ impl NodeApi for NodeService {
         };
         Ok(sessions
             .reputation()
-            .all()
+            .standings()
             .iter()
             .map(|(provider, evidence)| ProviderReputation {
                 provider: provider.to_string(),
@@ -762,12 +762,17 @@ fn score(view: &ProviderView) -> f64 {
     )
 }
 
-/// The API's view of this node's evidence of a provider.
-fn reputation_view(evidence: &crate::reputation::Evidence) -> ReputationView {
+/// The API's view of a provider's standing here.
+fn reputation_view(standing: &crate::reputation::Standing) -> ReputationView {
+    let evidence = &standing.own;
     let latency = evidence.start_latency();
     let opens = evidence.open_latency();
     ReputationView {
-        score: evidence.score(),
+        score: standing.score(),
+        own_score: evidence.score(),
+        attesters: standing.shared.attesters,
+        attested_weight: standing.shared.weight,
+        uptime: evidence.uptime(),
         calls_completed: evidence.calls_completed,
         calls_failed: evidence.calls_failed,
         sessions_completed: evidence.sessions_completed,

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `identify`, `ping` | learn peers' addresses and protocols, keep connections honest |
 //! | `kad` on `/orien/kad/1.0.0` | the private DHT: bootstrap, provider records per tool |
-//! | `gossipsub` on `orien/offers/1` | signed offers, strictly validated, peers scored |
+//! | `gossipsub` on `orien/offers/1`, `orien/profiles/1`, `orien/attestations/1` | signed offers, profiles and renters' attestations, strictly validated, peers scored |
 //! | `session` on `/orien/session/1` | request-response with a postcard codec ([`codec`]) |
 //! | `autonat`, `relay_client`, `dcutr` | reachability behind home NAT |
 
@@ -20,7 +20,9 @@ use libp2p::{
     StreamProtocol, Swarm, SwarmBuilder, Transport, autonat, dcutr, gossipsub, identify, kad,
     noise, ping, relay, request_response, tcp, yamux,
 };
-use orien_protocol::{KAD_PROTOCOL, NodeKey, OFFERS_TOPIC, PROFILES_TOPIC, SESSION_PROTOCOL};
+use orien_protocol::{
+    ATTESTATIONS_TOPIC, KAD_PROTOCOL, NodeKey, OFFERS_TOPIC, PROFILES_TOPIC, SESSION_PROTOCOL,
+};
 use sha2::{Digest, Sha256};
 
 use self::codec::SessionCodec;
@@ -143,6 +145,7 @@ fn gossipsub_behaviour(
     let topics = [
         gossipsub::IdentTopic::new(OFFERS_TOPIC),
         gossipsub::IdentTopic::new(PROFILES_TOPIC),
+        gossipsub::IdentTopic::new(ATTESTATIONS_TOPIC),
     ];
     let (params, thresholds) = peer_scoring(&topics);
     behaviour
@@ -156,7 +159,7 @@ fn gossipsub_behaviour(
     Ok(behaviour)
 }
 
-/// Peer scoring, alike on the offer and profile topics: an invalid offer or profile
+/// Peer scoring, alike on the offer, profile and attestation topics: an invalid message
 /// (forged, garbage, from the future) costs its sender
 /// far more than a graylisting threshold; honest but quiet peers are not penalised, since
 /// offers are infrequent. Loopback is exempt from the IP-colocation penalty so local

@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub faults: Option<Faults>,
     /// What a provider says of itself in the profile it publishes beside its offers.
     pub profile: ProfileText,
+    /// How often a node that rents publishes its signed attestation of the providers it
+    /// rented from (only once it has paid someone: the payments give it weight).
+    pub attestation_interval: Duration,
 }
 
 /// What a provider says of itself in its [`ProviderProfile`](orien_protocol::ProviderProfile);
@@ -91,6 +94,7 @@ impl Default for NodeConfig {
             sessions: None,
             faults: None,
             profile: ProfileText::default(),
+            attestation_interval: Duration::from_secs(600),
         }
     }
 }

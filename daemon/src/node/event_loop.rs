@@ -7,7 +7,7 @@ use libp2p::kad::{self, QueryResult};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify};
-use orien_protocol::{OFFERS_TOPIC, PROFILES_TOPIC};
+use orien_protocol::{ATTESTATIONS_TOPIC, OFFERS_TOPIC, PROFILES_TOPIC};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -38,6 +38,8 @@ impl EventLoop {
         let mut reannounce =
             tokio::time::interval((self.offer_ttl / 3).max(Duration::from_millis(100)));
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut attest =
+            tokio::time::interval(self.attestation_interval.max(Duration::from_millis(100)));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -55,6 +57,7 @@ impl EventLoop {
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = reannounce.tick() => self.reannounce(),
+                _ = attest.tick() => self.attest(),
                 _ = wait_until(self.announce_due) => {
                     self.announce_due = None;
                     self.reannounce();
@@ -74,6 +77,9 @@ impl EventLoop {
                     }
                     self.profiles.expire(self.clock.wall());
                     self.refresh_profile();
+                    if let Some(sessions) = &self.sessions {
+                        sessions.reputation().expire_attestations(self.clock.wall());
+                    }
                 }
             }
         }
@@ -149,6 +155,7 @@ impl EventLoop {
                 request,
                 channel,
             } => self.serve(peer, request, channel),
+            Command::Attest(signed) => self.gossip_attestation(&signed),
             Command::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }
@@ -163,6 +170,14 @@ impl EventLoop {
             })) if message.topic == gossipsub::IdentTopic::new(PROFILES_TOPIC).hash() => {
                 self.on_profile_gossip(propagation_source, message_id, &message);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) if message.topic == gossipsub::IdentTopic::new(ATTESTATIONS_TOPIC).hash() => {
+                self.on_attestation_gossip(propagation_source, message_id, &message);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.on_ping(&event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

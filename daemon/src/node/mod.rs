@@ -3,6 +3,7 @@
 //! [`crate::net::Net`], and peers' session requests go from the task straight to their
 //! session.
 
+mod attestations;
 mod config;
 mod discovery;
 mod event_loop;
@@ -103,6 +104,8 @@ enum Command {
         /// The fault policy has already seen it (it was delayed).
         faulted: bool,
     },
+    /// This node's attestation, signed off the loop, to gossip.
+    Attest(orien_protocol::Signed<orien_protocol::Attestation>),
     /// A peer's request that the fault policy delayed, to serve now.
     Serve {
         peer: PeerId,
@@ -206,6 +209,8 @@ impl Node {
             commands: commands.clone(),
             relays: HashMap::new(),
             faults: config.faults,
+            attestation_interval: config.attestation_interval,
+            attestation_budget: attestations::VerifyBudget::default(),
         };
         let mut event_loop = event_loop;
         let sessions = match config.sessions {
@@ -427,4 +432,8 @@ struct EventLoop {
     relays: HashMap<PeerId, Multiaddr>,
     /// Faults injected into the session protocol.
     faults: Option<Faults>,
+    /// How often this node publishes its attestation.
+    attestation_interval: Duration,
+    /// Attestation verifications left this second.
+    attestation_budget: attestations::VerifyBudget,
 }

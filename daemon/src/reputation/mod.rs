@@ -16,6 +16,17 @@
 //! The score is the mean of a Beta posterior with the optimistic prior Beta(2, 1): a
 //! provider never seen scores 2/3, so a newcomer is tried before a provider that fails
 //! half its calls (about 1/2) and after one that always delivers (near 1).
+//!
+//! Other renters' signed [`attestations`] add to the posterior, each weighed by what its
+//! attester verifiably paid to providers this node paid too ([`Standing`]); a provider's
+//! own evidence here is never replaced by hearsay. Pings of providers (libp2p ping on
+//! open connections) give an uptime, reported beside the score and not scored: a
+//! connection this node did not keep says little of the provider.
+
+pub mod attestations;
+mod own_attestation;
+
+pub use own_attestation::payment_proofs;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -23,8 +34,13 @@ use std::sync::{Mutex, PoisonError};
 use orien_ledger::executions::{ExecFailure, ExecQuery, ExecRecord, ExecState};
 use orien_ledger::store::MAX_EXEC_PAGE;
 use orien_ledger::{SessionStatus, Store};
-use orien_protocol::{CloseReason, Millis, NodeId};
+use orien_protocol::attestation::MAX_ATTESTED_PROVIDERS;
+use orien_protocol::{
+    Attestation, CloseReason, Millis, NodeId, ProviderRecord, ReceiptHash, Signed, Timestamp, Usdc,
+};
 use tracing::warn;
+
+use self::attestations::{AttestationBook, AttestationRejection, Shared};
 
 /// How many failures a dispute weighs.
 pub const DISPUTE_WEIGHT: u64 = 10;
@@ -48,6 +64,12 @@ pub struct Evidence {
     pub sessions_failed: u64,
     /// Sessions ended by a dispute of the provider's receipts or results.
     pub disputes: u64,
+    /// What this node acknowledged owing the provider over the sessions it rented.
+    pub paid: Usdc,
+    /// Pings of the provider answered (in memory only).
+    pub pings_answered: u64,
+    /// Pings of the provider that failed (in memory only).
+    pub pings_failed: u64,
     /// From a call's request to the provider's confirmation that it started, the
     /// newest first.
     starts: VecDeque<Millis>,
@@ -59,9 +81,7 @@ pub struct Evidence {
 impl Evidence {
     /// The score in (0, 1): the Beta(2, 1)-prior posterior mean of delivering.
     pub fn score(&self) -> f64 {
-        let good = self.calls_completed;
-        let bad =
-            self.calls_failed + self.sessions_failed + self.disputes.saturating_mul(DISPUTE_WEIGHT);
+        let (good, bad) = self.events();
         (good as f64 + 2.0) / ((good + bad) as f64 + 3.0)
     }
 
@@ -73,6 +93,30 @@ impl Evidence {
     /// The p50 and p95 of session open latency, once any open was accepted in this run.
     pub fn open_latency(&self) -> Option<(Millis, Millis)> {
         percentiles(&self.opens)
+    }
+
+    /// The share of pings answered, once any was sent.
+    pub fn uptime(&self) -> Option<f64> {
+        let sent = self.pings_answered + self.pings_failed;
+        (sent > 0).then(|| self.pings_answered as f64 / sent as f64)
+    }
+
+    /// Events that count for and against the provider.
+    fn events(&self) -> (u64, u64) {
+        let bad =
+            self.calls_failed + self.sessions_failed + self.disputes.saturating_mul(DISPUTE_WEIGHT);
+        (self.calls_completed, bad)
+    }
+
+    /// What this node attests of the provider.
+    fn record(&self, provider: NodeId) -> ProviderRecord {
+        ProviderRecord {
+            provider,
+            calls_completed: self.calls_completed,
+            calls_failed: self.calls_failed,
+            sessions_failed: self.sessions_failed,
+            disputes: self.disputes,
+        }
     }
 
     fn weight(&self) -> u64 {
@@ -118,10 +162,49 @@ fn percentiles(samples: &VecDeque<Millis>) -> Option<(Millis, Millis)> {
     Some((at(50), at(95)))
 }
 
-/// Every provider's evidence, bounded.
+/// A provider's standing here: this node's own evidence and what attesters say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Standing {
+    /// This node's own evidence.
+    pub own: Evidence,
+    /// Other renters' attestations, weighed.
+    pub shared: Shared,
+}
+
+impl Standing {
+    /// The score in (0, 1): the Beta(2, 1)-prior posterior mean over the own events and
+    /// the weighted attested ones.
+    pub fn score(&self) -> f64 {
+        let (good, bad) = self.own.events();
+        let good = good as f64 + self.shared.good;
+        let bad = bad as f64 + self.shared.bad;
+        (good + 2.0) / (good + bad + 3.0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    providers: HashMap<NodeId, Evidence>,
+    attestations: AttestationBook,
+}
+
+impl State {
+    fn paid(&self, provider: &NodeId) -> Usdc {
+        self.providers.get(provider).map_or(Usdc::ZERO, |e| e.paid)
+    }
+
+    fn standing(&self, provider: &NodeId) -> Standing {
+        Standing {
+            own: self.providers.get(provider).cloned().unwrap_or_default(),
+            shared: self.attestations.shared(provider, &|p| self.paid(p)),
+        }
+    }
+}
+
+/// Every provider's evidence and other renters' attestations, bounded.
 #[derive(Debug, Default)]
 pub struct Reputation {
-    providers: Mutex<HashMap<NodeId, Evidence>>,
+    state: Mutex<State>,
 }
 
 impl Reputation {
@@ -139,19 +222,120 @@ impl Reputation {
         });
     }
 
-    /// A session rented from `provider` ended for `reason`.
-    pub fn record_session(&self, provider: NodeId, reason: CloseReason) {
-        self.update(provider, |e| e.record_session(reason));
+    /// A session rented from `provider` ended for `reason`, `paid` acknowledged owing.
+    pub fn record_session(&self, provider: NodeId, reason: CloseReason, paid: Usdc) {
+        self.update(provider, |e| {
+            e.record_session(reason);
+            e.paid = e.paid.saturating_add(paid);
+        });
+    }
+
+    /// A ping of `provider` was answered or failed.
+    pub fn record_ping(&self, provider: NodeId, answered: bool) {
+        self.update(provider, |e| {
+            if answered {
+                e.pings_answered += 1;
+            } else {
+                e.pings_failed += 1;
+            }
+        });
     }
 
     /// What this node has seen of `provider` (`None`: nothing yet).
     pub fn of(&self, provider: &NodeId) -> Option<Evidence> {
-        self.lock().get(provider).cloned()
+        self.lock().providers.get(provider).cloned()
     }
 
     /// Every provider's evidence.
     pub fn all(&self) -> Vec<(NodeId, Evidence)> {
-        self.lock().iter().map(|(p, e)| (*p, e.clone())).collect()
+        self.lock()
+            .providers
+            .iter()
+            .map(|(p, e)| (*p, e.clone()))
+            .collect()
+    }
+
+    /// `provider`'s standing (`None`: nothing seen or heard of it).
+    pub fn standing(&self, provider: &NodeId) -> Option<Standing> {
+        let state = self.lock();
+        let standing = state.standing(provider);
+        (state.providers.contains_key(provider) || standing.shared.attesters > 0)
+            .then_some(standing)
+    }
+
+    /// The standing of every provider seen here or attested by an attester of weight.
+    pub fn standings(&self) -> Vec<(NodeId, Standing)> {
+        let state = self.lock();
+        let mut providers: Vec<NodeId> = state.providers.keys().copied().collect();
+        providers.extend(
+            state
+                .attestations
+                .subjects()
+                .filter(|p| !state.providers.contains_key(p)),
+        );
+        providers
+            .into_iter()
+            .map(|p| (p, state.standing(&p)))
+            .filter(|(p, s)| state.providers.contains_key(p) || s.shared.attesters > 0)
+            .collect()
+    }
+
+    /// Verifies and keeps another renter's attestation (node `me` keeps none of its own).
+    pub fn admit_attestation(
+        &self,
+        signed: &Signed<Attestation>,
+        now: Timestamp,
+        me: &NodeId,
+    ) -> Result<NodeId, AttestationRejection> {
+        let mut state = self.lock();
+        let State {
+            providers,
+            attestations,
+        } = &mut *state;
+        let paid = |p: &NodeId| providers.get(p).map_or(Usdc::ZERO, |e| e.paid);
+        attestations.admit(signed, now, me, &paid)
+    }
+
+    /// The weight here of `attester`'s word on `subject`, in [0, 1].
+    pub fn attester_weight(&self, attester: &NodeId, subject: &NodeId) -> f64 {
+        let state = self.lock();
+        state
+            .attestations
+            .weight(attester, subject, &|p| state.paid(p))
+    }
+
+    /// How many attesters' attestations are held.
+    pub fn attesters_held(&self) -> usize {
+        self.lock().attestations.len()
+    }
+
+    /// Forgets attestations too old at `now`.
+    pub fn expire_attestations(&self, now: Timestamp) {
+        self.lock().attestations.expire(now);
+    }
+
+    /// What this node attests: its own record of the providers with the most evidence
+    /// (at most [`MAX_ATTESTED_PROVIDERS`]), sorted by provider.
+    pub fn own_records(&self) -> Vec<ProviderRecord> {
+        let state = self.lock();
+        let mut records: Vec<(&NodeId, &Evidence)> = state
+            .providers
+            .iter()
+            .filter(|(_, e)| e.events() != (0, 0))
+            .collect();
+        records.sort_by_key(|(p, e)| (std::cmp::Reverse(e.weight()), **p));
+        let mut records: Vec<ProviderRecord> = records
+            .into_iter()
+            .take(MAX_ATTESTED_PROVIDERS)
+            .map(|(p, e)| e.record(*p))
+            .collect();
+        records.sort_by_key(|r| r.provider);
+        records
+    }
+
+    /// Node `me` presented `receipts` in its own attestation.
+    pub fn claim_own(&self, me: &NodeId, receipts: impl IntoIterator<Item = ReceiptHash>) {
+        self.lock().attestations.claim_own(me, receipts);
     }
 
     /// Learns what the ledger of node `me` holds: how the sessions it rented ended and
@@ -170,8 +354,13 @@ impl Reputation {
             if record.renter != *me {
                 continue;
             }
-            if let SessionStatus::Closed(reason) = head.status {
-                self.record_session(record.provider, reason);
+            match head.status {
+                SessionStatus::Closed(reason) => {
+                    self.record_session(record.provider, reason, head.amount);
+                }
+                _ => self.update(record.provider, |e| {
+                    e.paid = e.paid.saturating_add(head.amount)
+                }),
             }
             rented.insert(record.session, record.provider);
         }
@@ -204,14 +393,13 @@ impl Reputation {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Evidence>> {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn update(&self, provider: NodeId, change: impl FnOnce(&mut Evidence)) {
-        let mut providers = self.lock();
+        let mut state = self.lock();
+        let providers = &mut state.providers;
         if providers.len() >= PROVIDERS
             && !providers.contains_key(&provider)
             && let Some(least) = providers
@@ -286,17 +474,17 @@ mod tests {
             &record(ExecState::Failed(ExecFailure::InvalidArguments), None),
         );
         reputation.record_call(p, &record(ExecState::Running, None));
-        reputation.record_session(p, CloseReason::AckTimeout);
-        reputation.record_session(p, CloseReason::Restarted);
+        reputation.record_session(p, CloseReason::AckTimeout, Usdc::ZERO);
+        reputation.record_session(p, CloseReason::Restarted, Usdc::ZERO);
         assert_eq!(reputation.of(&p).unwrap_or_default(), Evidence::default());
-        reputation.record_session(p, CloseReason::RenterRequested);
+        reputation.record_session(p, CloseReason::RenterRequested, Usdc::ZERO);
         let closed = reputation.of(&p).unwrap();
         assert_eq!(closed.sessions_completed, 1);
         assert!(
             (closed.score() - 2.0 / 3.0).abs() < 1e-9,
             "a normal close adds nothing"
         );
-        reputation.record_session(p, CloseReason::Dispute);
+        reputation.record_session(p, CloseReason::Dispute, Usdc::ZERO);
         let disputed = reputation.of(&p).unwrap();
         assert_eq!(disputed.disputes, 1);
         assert!((disputed.score() - 2.0 / 13.0).abs() < 1e-9);

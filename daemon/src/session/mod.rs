@@ -420,6 +420,16 @@ impl Sessions {
         &self.inner.reputation
     }
 
+    /// This node's attestation of the providers it rented from, its newest payments as
+    /// proofs; `None` when it has nothing to say or has paid no one yet.
+    pub async fn attestation(&self) -> Option<orien_protocol::Attestation> {
+        let (store, me) = (self.inner.store.clone(), self.inner.key.node_id());
+        let proofs = blocking(move || crate::reputation::payment_proofs(&store, &me)).await;
+        self.inner
+            .reputation
+            .own_attestation(&me, self.inner.clock.wall(), proofs)
+    }
+
     /// The sessions' timings, limits and the operator's controls.
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config

@@ -422,6 +422,8 @@ impl TestNode {
                 faults: Some(Faults::shared(
                     Arc::clone(&self.rules) as Arc<dyn LinkFaults>
                 )),
+                // Renters that paid attest every second, so tests hear them soon.
+                attestation_interval: Duration::from_secs(1),
                 ..NodeConfig::default()
             },
             sessions: self.config.clone(),

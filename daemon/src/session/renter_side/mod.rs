@@ -455,11 +455,22 @@ impl Task {
                 RenterAction::Ended(reason) => {
                     let (store, session) = (self.inner.store.clone(), self.session);
                     let status = SessionStatus::Closed(reason);
-                    if let Err(e) = blocking(move || store.set_status(&session, status)).await {
-                        warn!(error = %e, "cannot record the session's close");
-                    }
+                    let closed = blocking(move || {
+                        store.set_status(&session, status)?;
+                        store.head(&session)
+                    })
+                    .await;
+                    let paid = match closed {
+                        Ok(head) => head.map_or(Usdc::ZERO, |h| h.amount),
+                        Err(e) => {
+                            warn!(error = %e, "cannot record the session's close");
+                            Usdc::ZERO
+                        }
+                    };
                     self.inner.metrics.session_closed(Side::Renter, reason);
-                    self.inner.reputation.record_session(self.provider, reason);
+                    self.inner
+                        .reputation
+                        .record_session(self.provider, reason, paid);
                     info!(?reason, "session closed");
                     ended = true;
                 }
