@@ -324,6 +324,57 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
         .await
         .unwrap();
     assert_eq!(downloaded.structured_content.unwrap()["text"], "a\nb\n");
+
+    // Inputs by resource link, each into a session of its own: the kept session's file
+    // and the first call's whole standard output.
+    let linked = modern
+        .call_tool(call(
+            "wc",
+            json!({"file": "in.txt", "mode": "-l", "files": [{"path": "in.txt", "uri": format!("orien://sessions/{handle}/files/notes/a.txt")}]}),
+        ))
+        .await
+        .unwrap();
+    let linked = linked.structured_content.unwrap();
+    assert!(
+        linked["stdout"].as_str().unwrap().starts_with('2'),
+        "{linked}"
+    );
+    assert_ne!(linked["session"], handle.as_str(), "{linked}");
+    let first_stdout = out["stdout"].as_str().unwrap();
+    let piped = modern
+        .call_tool(call(
+            "wc",
+            json!({"file": "prev.txt", "mode": "-c", "files": [{"path": "prev.txt", "uri": format!("orien://executions/{}/stdout", out["exec"].as_str().unwrap())}]}),
+        ))
+        .await
+        .unwrap();
+    let piped = piped.structured_content.unwrap();
+    assert!(
+        piped["stdout"]
+            .as_str()
+            .unwrap()
+            .starts_with(&first_stdout.len().to_string()),
+        "{piped} of {first_stdout:?}"
+    );
+    let read = modern
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+            "orien://sessions/{handle}/files/notes/a.txt"
+        )))
+        .await
+        .unwrap();
+    let blob = serde_json::to_value(&read.contents[0]).unwrap();
+    assert_eq!(blob["blob"], "YQpiCg==", "{blob}");
+    // A link to nothing spends nothing.
+    let before_bad = rented(&renter).await.len();
+    let bad = modern
+        .call_tool(call(
+            "wc",
+            json!({"file": "x", "files": [{"path": "x", "uri": format!("orien://sessions/{handle}/files/missing.txt")}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(bad.is_error, Some(true), "{bad:?}");
+    assert_eq!(rented(&renter).await.len(), before_bad, "no session opened");
     let closed = modern
         .call_tool(call("orien_close_session", json!({"session": handle})))
         .await

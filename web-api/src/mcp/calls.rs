@@ -17,6 +17,7 @@ use crate::api::OfferFilter;
 use crate::mcp::budget::Budget;
 use crate::mcp::catalogue::{CONTROL_ARGS, MarketOffer};
 use crate::mcp::policy::PolicyRefusal;
+use crate::mcp::resources;
 use crate::problem::ApiError;
 use crate::providers::ProviderReputation;
 use crate::sessions::{
@@ -82,6 +83,8 @@ struct Options {
     max_price: Option<Usdc>,
     session: Option<SessionId>,
     files: Vec<(String, Vec<u8>)>,
+    /// Files given by link: their workspace path and the resource's URI.
+    links: Vec<(String, String)>,
 }
 
 /// A call of one market tool.
@@ -105,7 +108,19 @@ impl MarketCall<'_> {
         progress: Option<Progress>,
         cancel: CancellationToken,
     ) -> Result<Value, CallFailure> {
-        let options = self.options(&mut args)?;
+        let mut options = self.options(&mut args)?;
+        // Linked inputs are read before anything is opened: a bad link spends nothing.
+        for (path, uri) in std::mem::take(&mut options.links) {
+            let content = resources::bytes(self.node, self.budget, &uri)
+                .await
+                .map_err(|e| CallFailure::Invalid(format!("a file of `files` ({path}): {}", e.message)))?
+                .ok_or_else(|| {
+                    CallFailure::Invalid(format!(
+                        "a file of `files` ({path}): {uri} is not file content; link orien://sessions/{{id}}/files/{{path}} or orien://executions/{{id}}/stdout"
+                    ))
+                })?;
+            options.files.push((path, content));
+        }
         let tool: ToolName = parse("tool", self.tool)?;
         let (session, own) = match options.session {
             Some(session) => (self.kept_session(session).await?, false),
@@ -164,28 +179,37 @@ impl MarketCall<'_> {
         let session = text("session", take(CONTROL_ARGS[2]))?
             .map(|s| parse::<SessionId>("session", &s))
             .transpose()?;
-        let files = match take(CONTROL_ARGS[3]) {
+        let given = match take(CONTROL_ARGS[3]) {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(files)) => {
-                files.iter().map(file_content).collect::<Result<_, _>>()?
-            }
+            Some(Value::Array(files)) => files
+                .iter()
+                .map(file_content)
+                .collect::<Result<Vec<_>, _>>()?,
             Some(other) => {
                 return Err(CallFailure::Invalid(format!(
-                    "`files` must be an array of {{path, text | base64}}, not {other}"
+                    "`files` must be an array of {{path, text | base64 | uri}}, not {other}"
                 )));
             }
         };
-        if files.len() > MAX_FILES {
+        if given.len() > MAX_FILES {
             return Err(CallFailure::Invalid(format!(
                 "{} files given, at most {MAX_FILES} per call; upload more with `orien_upload`",
-                files.len()
+                given.len()
             )));
+        }
+        let (mut files, mut links) = (Vec::new(), Vec::new());
+        for (path, content) in given {
+            match content {
+                FileContent::Inline(bytes) => files.push((path, bytes)),
+                FileContent::Link(uri) => links.push((path, uri)),
+            }
         }
         Ok(Options {
             provider,
             max_price,
             session,
             files,
+            links,
         })
     }
 
@@ -378,19 +402,40 @@ fn no_offer(tool: &str, options: &Options) -> String {
     message
 }
 
-/// A file of the `files` option: its path and decoded content.
-fn file_content(file: &Value) -> Result<(String, Vec<u8>), CallFailure> {
+/// What a file of the `files` option holds.
+#[derive(Debug, PartialEq, Eq)]
+enum FileContent {
+    /// Given inline, decoded.
+    Inline(Vec<u8>),
+    /// A resource of this server, read when the call runs.
+    Link(String),
+}
+
+/// A file of the `files` option: its path and its content or link.
+fn file_content(file: &Value) -> Result<(String, FileContent), CallFailure> {
     use base64::Engine as _;
     let invalid = |why: &str| CallFailure::Invalid(format!("a file of `files`: {why}"));
     let path = file["path"]
         .as_str()
         .ok_or_else(|| invalid("`path` (a string) is missing"))?;
-    let content = match (file["text"].as_str(), file["base64"].as_str()) {
-        (Some(text), None) => text.as_bytes().to_vec(),
-        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+    let content = match (
+        file["text"].as_str(),
+        file["base64"].as_str(),
+        file["uri"].as_str(),
+    ) {
+        (Some(text), None, None) => text.as_bytes().to_vec(),
+        (None, Some(encoded), None) => base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|e| invalid(&format!("`base64` of {path} does not decode: {e}")))?,
-        _ => return Err(invalid("give exactly one of `text` and `base64`")),
+        (None, None, Some(uri)) => {
+            if !uri.starts_with("orien://") {
+                return Err(invalid(&format!(
+                    "{path}: {uri} is not a resource of this server (orien://…)"
+                )));
+            }
+            return Ok((path.to_owned(), FileContent::Link(uri.to_owned())));
+        }
+        _ => return Err(invalid("give exactly one of `text`, `base64` and `uri`")),
     };
     if content.len() > MAX_FILE_BYTES {
         return Err(invalid(&format!(
@@ -398,7 +443,7 @@ fn file_content(file: &Value) -> Result<(String, Vec<u8>), CallFailure> {
             content.len()
         )));
     }
-    Ok((path.to_owned(), content))
+    Ok((path.to_owned(), FileContent::Inline(content)))
 }
 
 /// The structured result of a call that ran.
@@ -442,16 +487,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inline_files_take_text_or_base64_and_refuse_the_rest() {
+    fn inline_files_take_text_or_base64_links_take_a_uri_and_the_rest_is_refused() {
         let (path, content) = file_content(&json!({"path": "a.txt", "text": "hi"})).unwrap();
-        assert_eq!((path.as_str(), content.as_slice()), ("a.txt", &b"hi"[..]));
+        assert_eq!(path, "a.txt");
+        assert_eq!(content, FileContent::Inline(b"hi".to_vec()));
         let (_, content) = file_content(&json!({"path": "b", "base64": "AAEC"})).unwrap();
-        assert_eq!(content, [0, 1, 2]);
+        assert_eq!(content, FileContent::Inline(vec![0, 1, 2]));
+        let uri = "orien://sessions/00112233445566778899aabbccddeeff/files/out.txt";
+        let (_, content) = file_content(&json!({"path": "in.txt", "uri": uri})).unwrap();
+        assert_eq!(content, FileContent::Link(uri.into()));
         for bad in [
             json!({"text": "no path"}),
             json!({"path": "both", "text": "a", "base64": "AA=="}),
+            json!({"path": "link and text", "text": "a", "uri": uri}),
             json!({"path": "neither"}),
             json!({"path": "bad", "base64": "!!"}),
+            json!({"path": "local", "uri": "file:///etc/passwd"}),
         ] {
             assert!(
                 matches!(file_content(&bad), Err(CallFailure::Invalid(_))),

@@ -206,14 +206,15 @@ fn control_properties() -> [(String, Value); 4] {
             json!({
                 "type": "array",
                 "maxItems": 16,
-                "description": "Files written into the workspace before the call (at most 512 KiB each).",
+                "description": "Files written into the workspace before the call: inline (at most 512 KiB each) or linked to a resource of this server (a file of another open session, orien://sessions/{id}/files/{path}, or a call's whole output, orien://executions/{id}/stdout).",
                 "items": {
                     "type": "object",
                     "required": ["path"],
                     "properties": {
                         "path": {"type": "string", "description": "Workspace-relative path."},
                         "text": {"type": "string", "description": "The content as text."},
-                        "base64": {"type": "string", "description": "The content, base64."}
+                        "base64": {"type": "string", "description": "The content, base64."},
+                        "uri": {"type": "string", "pattern": "^orien://", "description": "A resource link: the content of this orien:// resource."}
                     },
                     "additionalProperties": false
                 }
