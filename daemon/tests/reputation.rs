@@ -172,6 +172,7 @@ async fn a_provider_failing_half_its_calls_sinks_and_the_chooser_stops_picking_i
     );
     assert!(trusted.start_p50_ms.is_some(), "{trusted:?}");
     assert!(trusted.open_p50_ms.is_some(), "{trusted:?}");
+    assert!(trusted.first_output_p50_ms.is_some(), "{trusted:?}");
     client.cancel().await.unwrap();
 }
 

@@ -67,6 +67,10 @@ pub struct ReputationView {
     pub start_p50_ms: Option<u64>,
     /// 95th percentile of the same, ms.
     pub start_p95_ms: Option<u64>,
+    /// Median time from a call's request to its first output, ms (this run only).
+    pub first_output_p50_ms: Option<u64>,
+    /// 95th percentile of the same, ms.
+    pub first_output_p95_ms: Option<u64>,
     /// Median time from a session's request to its acceptance, ms (this run only).
     pub open_p50_ms: Option<u64>,
     /// 95th percentile of the same, ms.

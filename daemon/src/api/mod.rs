@@ -767,6 +767,7 @@ fn reputation_view(standing: &crate::reputation::Standing) -> ReputationView {
     let evidence = &standing.own;
     let latency = evidence.start_latency();
     let opens = evidence.open_latency();
+    let first = evidence.first_output_latency();
     ReputationView {
         score: standing.score(),
         own_score: evidence.score(),
@@ -780,6 +781,8 @@ fn reputation_view(standing: &crate::reputation::Standing) -> ReputationView {
         disputes: evidence.disputes,
         start_p50_ms: latency.map(|(p50, _)| p50.get()),
         start_p95_ms: latency.map(|(_, p95)| p95.get()),
+        first_output_p50_ms: first.map(|(p50, _)| p50.get()),
+        first_output_p95_ms: first.map(|(_, p95)| p95.get()),
         open_p50_ms: opens.map(|(p50, _)| p50.get()),
         open_p95_ms: opens.map(|(_, p95)| p95.get()),
     }

@@ -76,6 +76,8 @@ pub struct Evidence {
     /// From a session's request to the provider's acceptance (sandbox up), the newest
     /// first; in memory only (the ledger does not keep when an open was asked).
     opens: VecDeque<Millis>,
+    /// From a call's request to its first output, the newest first; in memory only.
+    first_outputs: VecDeque<Millis>,
 }
 
 impl Evidence {
@@ -93,6 +95,12 @@ impl Evidence {
     /// The p50 and p95 of session open latency, once any open was accepted in this run.
     pub fn open_latency(&self) -> Option<(Millis, Millis)> {
         percentiles(&self.opens)
+    }
+
+    /// The p50 and p95 of the time to a call's first output, once any call answered in
+    /// this run.
+    pub fn first_output_latency(&self) -> Option<(Millis, Millis)> {
+        percentiles(&self.first_outputs)
     }
 
     /// The share of pings answered, once any was sent.
@@ -227,6 +235,14 @@ impl Reputation {
         self.update(provider, |e| {
             e.record_session(reason);
             e.paid = e.paid.saturating_add(paid);
+        });
+    }
+
+    /// A call rented from `provider` gave its first output `took` after it was asked.
+    pub fn record_first_output(&self, provider: NodeId, took: Millis) {
+        self.update(provider, |e| {
+            e.first_outputs.push_front(took);
+            e.first_outputs.truncate(LATENCIES);
         });
     }
 

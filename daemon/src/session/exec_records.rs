@@ -87,6 +87,8 @@ struct Live {
     record: ExecRecord,
     /// Its output so far, on the side that records it here (the renter's).
     output: CallOutput,
+    /// Whether any output arrived yet.
+    heard: bool,
 }
 
 /// The records of one session's calls that have not ended.
@@ -130,6 +132,7 @@ impl ExecRecords {
             Live {
                 record,
                 output: CallOutput::new(self.quota),
+                heard: false,
             },
         );
         Ok(())
@@ -150,10 +153,17 @@ impl ExecRecords {
         self.write_or_warn(started).await;
     }
 
-    /// Output of a live call, recorded as it passes.
-    pub(super) fn output(&mut self, exec: ExecId, chunk: &OutputChunk) {
+    /// Output of a live call, recorded as it passes at `now`; the first tells the
+    /// provider's reputation how long the call took to answer.
+    pub(super) fn output(&mut self, exec: ExecId, chunk: &OutputChunk, now: Timestamp) {
         if let Some(live) = self.live.get_mut(&exec) {
             live.output.push(chunk);
+            if !live.heard {
+                live.heard = true;
+                if let Some((reputation, provider)) = &self.observer {
+                    reputation.record_first_output(*provider, now.since(live.record.requested_at));
+                }
+            }
         }
     }
 
@@ -268,9 +278,13 @@ mod tests {
             ExecState::Pending
         );
         records.started(done, Timestamp(11)).await;
-        records.output(done, &chunk(OutputStream::Stdout, 0, b"hel"));
-        records.output(done, &chunk(OutputStream::Stdout, 3, b"lo\n"));
-        records.output(done, &chunk(OutputStream::Stderr, 0, b"!"));
+        records.output(done, &chunk(OutputStream::Stdout, 0, b"hel"), Timestamp(12));
+        records.output(
+            done,
+            &chunk(OutputStream::Stdout, 3, b"lo\n"),
+            Timestamp(12),
+        );
+        records.output(done, &chunk(OutputStream::Stderr, 0, b"!"), Timestamp(12));
         let cost = Usdc::from_micros(9);
         let output = records.take_output(done);
         let end = end_of(&exit(done, ExecOutcome::Exited), cost, output, None);

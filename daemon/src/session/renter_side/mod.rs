@@ -500,9 +500,10 @@ impl Task {
         // The record of the output and of the exit is durable before the provider hears
         // the batch was taken.
         let mut exit = None;
+        let now = self.inner.clock.wall();
         for event in &batch.events {
             match event {
-                ExecEvent::Output(chunk) => self.records.output(batch.exec, chunk),
+                ExecEvent::Output(chunk) => self.records.output(batch.exec, chunk, now),
                 ExecEvent::Exit(e) => exit = Some(e),
             }
         }
