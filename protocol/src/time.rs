@@ -82,8 +82,54 @@ impl Timestamp {
     }
 }
 
+/// `YYYY-MM-DD` of a count of days since 1970-01-01 (proleptic Gregorian).
+pub fn civil_date(days: u64) -> String {
+    // Howard Hinnant's days_from_civil inverse, for non-negative day counts.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+impl Timestamp {
+    /// `YYYY-MM-DD HH:MM:SS UTC`, for people.
+    pub fn utc(self) -> String {
+        let secs = self.0 / 1000;
+        let (days, in_day) = (secs / 86_400, secs % 86_400);
+        format!(
+            "{} {:02}:{:02}:{:02} UTC",
+            civil_date(days),
+            in_day / 3600,
+            in_day % 3600 / 60,
+            in_day % 60
+        )
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ms since epoch", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_and_utc_text() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(19_723), "2024-01-01");
+        assert_eq!(civil_date(20_415), "2025-11-23");
+        assert_eq!(
+            Timestamp(1_764_979_199_000).utc(),
+            "2025-12-05 23:59:59 UTC"
+        );
     }
 }

@@ -180,7 +180,7 @@ impl Store {
         Ok(days
             .into_iter()
             .map(|(day, earned_micros)| DayEarnings {
-                day: civil_date(day),
+                day: orien_protocol::time::civil_date(day),
                 earned_micros,
             })
             .collect())
@@ -265,33 +265,5 @@ fn csv_field(text: &str) -> String {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_owned()
-    }
-}
-
-/// `YYYY-MM-DD` of a count of days since 1970-01-01 (proleptic Gregorian).
-fn civil_date(days: u64) -> String {
-    // Howard Hinnant's days_from_civil inverse, for non-negative day counts.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(19_723), "2024-01-01");
-        assert_eq!(civil_date(20_415), "2025-11-23");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
     }
 }
