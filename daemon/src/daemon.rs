@@ -202,9 +202,11 @@ impl Daemon {
                     .map_err(DaemonError::Escrow)?;
                 background.push(payments.spawn_reconciler(RECONCILE_EVERY));
                 if provider.is_some() {
-                    background.extend(
-                        payments.spawn_settler(settings.settle_every, settings.settle_above),
-                    );
+                    background.extend(payments.spawn_settler(
+                        settings.settle_every,
+                        settings.settle_above,
+                        settings.withdraw_above,
+                    ));
                 }
                 Some(payments)
             }

@@ -43,6 +43,9 @@ pub struct ChainSettings {
     /// Provider: settle as soon as this much is acknowledged and unsettled (`None`: no
     /// threshold).
     pub settle_above: Option<Usdc>,
+    /// Provider: withdraw its earnings to its wallet whenever what it can withdraw
+    /// reaches this (`None`: only when asked), so using them never means stopping.
+    pub withdraw_above: Option<Usdc>,
 }
 
 /// Time a provider keeps, after a session's longest possible end, to settle its lane
@@ -564,13 +567,16 @@ impl Payments {
     }
 
     /// Provider: settles every `every`, and whenever the unsettled total reaches
-    /// `above`, until the node stops. Failures are logged and retried at the next check.
+    /// `above`; withdraws its earnings whenever what it can withdraw reaches
+    /// `withdraw_above`; until the node stops. Failures are logged and retried at the
+    /// next check.
     pub fn spawn_settler(
         self: &Arc<Self>,
         every: Option<Duration>,
         above: Option<Usdc>,
+        withdraw_above: Option<Usdc>,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        if every.is_none() && above.is_none() {
+        if every.is_none() && above.is_none() && withdraw_above.is_none() {
             return None;
         }
         let payments = Arc::downgrade(self);
@@ -589,15 +595,38 @@ impl Payments {
                     (Some(above), Ok(unsettled)) => !unsettled.is_zero() && unsettled >= above,
                     _ => false,
                 };
-                if !due && !over {
-                    continue;
+                if due || over {
+                    last = tokio::time::Instant::now();
+                    if let Err(e) = payments.settle().await {
+                        warn!(error = %e, "settlement failed; retrying at the next check");
+                    }
                 }
-                last = tokio::time::Instant::now();
-                if let Err(e) = payments.settle().await {
-                    warn!(error = %e, "settlement failed; retrying at the next check");
+                if let Some(threshold) = withdraw_above {
+                    payments.sweep(threshold).await;
                 }
             }
         }))
+    }
+}
+
+impl Payments {
+    /// Withdraws the provider's earnings when what it can withdraw reaches `threshold`.
+    async fn sweep(&self, threshold: Usdc) {
+        let earnings = match self.escrow.earnings(self.wallet()).await {
+            Ok(earnings) => earnings,
+            Err(e) => {
+                return warn!(error = %e, "cannot read the earnings; retrying at the next check");
+            }
+        };
+        if earnings.withdrawable.is_zero() || earnings.withdrawable < threshold {
+            return;
+        }
+        match self.escrow.withdraw_earnings().await {
+            Ok((amount, mined)) => {
+                info!(%amount, tx = %mined.tx, "earnings withdrawn to the wallet (auto-withdraw)");
+            }
+            Err(e) => warn!(error = %e, "auto-withdraw failed; retrying at the next check"),
+        }
     }
 }
 

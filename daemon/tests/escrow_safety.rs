@@ -649,3 +649,56 @@ async fn receipts_of_a_shared_lane_whose_acks_were_lost_are_paid_once_the_lane_i
         .unwrap();
     assert_eq!(escrow.lane(lane).await.unwrap().settled.micros(), total);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_withdraws_its_earnings_on_its_own_once_they_reach_its_threshold() {
+    let chain = Chain::start(Duration::from_secs(24 * 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, renter) = paid_pair(&chain, dir.path(), fast()).await;
+    let offer = fresh_offer(&renter, provider.key.node_id(), Timestamp(0)).await;
+    let session = open_escrow(&renter, offer).await.unwrap();
+    assert!(
+        eventually(PATIENCE, || provider.head(&session).seq >= 2).await,
+        "the session runs"
+    );
+    renter
+        .on(move |node| async move { node.sessions().unwrap().close(session).await })
+        .await
+        .unwrap();
+    let earned = Split::of(provider.closed(&session).await.amount).provider();
+    assert!(!earned.is_zero());
+    let payments = provider
+        .on(|node| async move { node.sessions().unwrap().payments().cloned() })
+        .await
+        .unwrap();
+    let token = payments.escrow().token();
+    assert_eq!(
+        token.balance_of(payments.wallet()).await.unwrap(),
+        Usdc::ZERO
+    );
+
+    // Settle anything unsettled, withdraw from half the earnings up: nobody asks.
+    let settler = payments
+        .spawn_settler(
+            None,
+            Some(Usdc::from_micros(1)),
+            Some(Usdc::from_micros(earned.micros() / 2)),
+        )
+        .expect("a threshold runs the settler");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let withdrawn = loop {
+        let held = token.balance_of(payments.wallet()).await.unwrap();
+        if !held.is_zero() || tokio::time::Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    settler.abort();
+    // The escrow may keep one micro-USDC per lane back (see `Earnings::withdrawable`).
+    assert!(
+        withdrawn <= earned && withdrawn.micros() + 1 >= earned.micros(),
+        "withdrew {withdrawn} of {earned}"
+    );
+    let left = payments.escrow().earnings(payments.wallet()).await.unwrap();
+    assert!(left.withdrawable.is_zero(), "{left:?}");
+}

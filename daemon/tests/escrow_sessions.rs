@@ -1,7 +1,8 @@
 //! Sessions paid from an `OrienEscrow` lane on a real anvil (`orien-devnet`), between
 //! `orien-node` processes driven through their APIs: the renter cannot open beyond its
 //! lane's deposit, every ack carries a voucher the provider verifies, and a provider
-//! that shuts down settles what it is owed on its way out.
+//! that shuts down settles what it is owed on its way out; money comes out: a provider
+//! withdraws its earnings, a renter takes its unspent deposit back after the thaw.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
@@ -130,5 +131,179 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
         micros(&wallet["usdc"]),
         10_000_000 - 1_000_000,
         "the deposit left the wallet, no more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_deposit() {
+    let (renter_dir, provider_dir) = (init_data_dir(), init_data_dir());
+    let (renter_wallet, provider_wallet) =
+        (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
+    let devnet = Devnet::start(&[
+        format!("{renter_wallet}=10"),
+        format!("{provider_wallet}=0"),
+    ]);
+    let chain = devnet.args();
+    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+    let bootstrap = NodeProcess::start(&[]);
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml")
+        .display()
+        .to_string();
+    let mut provider_args = vec![
+        "--provider-config",
+        &config,
+        "--receipt-interval-ms",
+        "500",
+        "--settle-every-secs",
+        "0",
+    ];
+    provider_args.extend(&chain);
+    let provider = NodeProcess::start_in(provider_dir, &[&bootstrap], &provider_args);
+    let renter = NodeProcess::start_in(renter_dir, &[&bootstrap], &chain);
+    let path = format!("/v1/offers?tool=sha256&provider={}", provider.id);
+    let offers = renter
+        .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
+        .await;
+    let (offer, payout) = (
+        offers[0]["id"].as_str().unwrap().to_owned(),
+        offers[0]["payout"].as_str().unwrap().to_owned(),
+    );
+    renter
+        .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "1"}))
+        .await;
+    let session = renter
+        .post_json(
+            "/v1/sessions",
+            json!({"offer": offer, "budget": "0.5", "payment": "escrow"}),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    renter
+        .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
+        .await;
+
+    // While the session is open the deposit cannot be asked back.
+    let busy = renter
+        .send(
+            Method::POST,
+            "/v1/wallet/reclaim",
+            Some(json!({"to": payout})),
+            &[],
+        )
+        .await;
+    assert_eq!(busy.status(), 409);
+    let problem: serde_json::Value = busy.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("close them first"),
+        "{problem}"
+    );
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    let owed = micros(&closed["amount"]);
+    assert!(owed > 0);
+
+    // Nothing to withdraw before the provider settles; the fees are the treasury's.
+    let early = provider
+        .send(Method::POST, "/v1/wallet/withdraw", Some(json!({})), &[])
+        .await;
+    assert_eq!(early.status(), 409);
+    let problem: serde_json::Value = early.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("settle"),
+        "{problem}"
+    );
+    provider
+        .wait_for("/v1/lanes", LONG, |l| {
+            l[0]["acked"]
+                .as_str()
+                .is_some_and(|a| micros(&json!(a)) == owed)
+        })
+        .await;
+    let settled = provider.post_json("/v1/settlements", json!({})).await;
+    assert_eq!(settled.as_array().unwrap().len(), 1, "{settled}");
+    let fees = provider
+        .send(
+            Method::POST,
+            "/v1/wallet/withdraw",
+            Some(json!({"what": "fees"})),
+            &[],
+        )
+        .await;
+    assert_eq!(fees.status(), 409);
+    let problem: serde_json::Value = fees.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("treasury"),
+        "{problem}"
+    );
+
+    // The provider's 90 % goes to its wallet, through the CLI.
+    let provider_share = orien_protocol::Split::of(orien_protocol::Usdc::from_micros(owed))
+        .provider()
+        .micros();
+    let out = support::run_ok(provider.data_dir(), &["--json", "wallet", "withdraw"]);
+    let withdrawn: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(micros(&withdrawn["amount"]), provider_share, "{withdrawn}");
+    assert_eq!(withdrawn["to"], provider_wallet.as_str(), "{withdrawn}");
+    let wallet = provider.get_json("/v1/wallet").await;
+    assert_eq!(micros(&wallet["usdc"]), provider_share, "{wallet}");
+    assert_eq!(micros(&wallet["earnings"]), 0, "{wallet}");
+
+    // The renter's lane: settled in full, the rest refundable.
+    let lanes = renter.get_json("/v1/lanes").await;
+    let lane = &lanes[0];
+    assert_eq!(lane["role"], "renter", "{lane}");
+    assert_eq!(micros(&lane["deposit"]), 1_000_000, "{lane}");
+    assert_eq!(micros(&lane["settled"]), owed, "{lane}");
+    assert_eq!(micros(&lane["owed"]), 0, "{lane}");
+    assert_eq!(micros(&lane["refundable"]), 1_000_000 - owed, "{lane}");
+    assert_eq!(lane["close"], "open", "{lane}");
+    let table = support::run_ok(renter.data_dir(), &["wallet", "lanes"]);
+    assert!(
+        table.contains("renter") && table.contains("open"),
+        "{table}"
+    );
+
+    // Reclaim: finishing before asking is refused, asking starts the thaw, finishing
+    // before it ends is refused with when it ends, after it the rest comes back.
+    let reclaim = |finish: bool| {
+        let path = if finish {
+            "/v1/wallet/reclaim/finish"
+        } else {
+            "/v1/wallet/reclaim"
+        };
+        renter.send(Method::POST, path, Some(json!({"to": payout})), &[])
+    };
+    let unasked = reclaim(true).await;
+    assert_eq!(unasked.status(), 409);
+    let asked = renter
+        .post_json("/v1/wallet/reclaim", json!({"to": payout}))
+        .await;
+    assert!(asked["thaw_ends_at"].as_u64().unwrap() > 0, "{asked}");
+    let lanes = renter.get_json("/v1/lanes").await;
+    assert_eq!(lanes[0]["close"], "thawing", "{lanes}");
+    let early = reclaim(true).await;
+    assert_eq!(early.status(), 409);
+    let problem: serde_json::Value = early.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("thaw window"),
+        "{problem}"
+    );
+    let again = reclaim(false).await;
+    assert_eq!(again.status(), 409, "a close is asked once");
+    devnet.advance(86_400 + 1).await;
+    let refunded = renter
+        .post_json("/v1/wallet/reclaim/finish", json!({"to": payout}))
+        .await;
+    assert_eq!(micros(&refunded["refund"]), 1_000_000 - owed, "{refunded}");
+    let wallet = renter.get_json("/v1/wallet").await;
+    assert_eq!(
+        micros(&wallet["usdc"]),
+        10_000_000 - owed,
+        "all but what was spent is back: {wallet}"
     );
 }

@@ -103,6 +103,23 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn lanes(&self) -> Result<Vec<LaneView>, ApiError>;
     /// Settles every lane not paid in full.
     async fn settle(&self) -> Result<Vec<SettlementView>, ApiError>;
+    /// Withdraws `what` from the escrow to this node's wallet.
+    async fn withdraw(
+        &self,
+        what: crate::chain::WithdrawKind,
+    ) -> Result<crate::chain::WithdrawnView, ApiError>;
+    /// Asks to close this node's lane to `payout` (starts its thaw window).
+    async fn reclaim(
+        &self,
+        payout: orien_protocol::EvmAddress,
+    ) -> Result<crate::chain::ReclaimView, ApiError>;
+    /// After the thaw window, takes the lane's unspent deposit back.
+    async fn finish_reclaim(
+        &self,
+        payout: orien_protocol::EvmAddress,
+    ) -> Result<crate::chain::RefundedView, ApiError>;
+    /// Every escrow lane of this node, ledger and chain side by side.
+    async fn lane_status(&self) -> Result<Vec<crate::chain::LaneStatusView>, ApiError>;
 }
 
 /// `GET /healthz`.

@@ -130,3 +130,139 @@ pub struct SettlementView {
     /// Credited to the reserve.
     pub reserve: String,
 }
+
+/// What `POST /v1/wallet/withdraw` takes out of the escrow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WithdrawKind {
+    /// A provider's earnings, to its wallet (its payout address).
+    #[default]
+    Earnings,
+    /// The network fees (7 %), by the treasury's wallet only.
+    Fees,
+    /// The reserve (3 %), by the reserve's wallet only.
+    Reserve,
+}
+
+/// Body of `POST /v1/wallet/withdraw`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawBody {
+    /// What to withdraw (default `earnings`).
+    #[serde(default)]
+    pub what: WithdrawKind,
+}
+
+/// The answer to `POST /v1/wallet/withdraw`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WithdrawnView {
+    /// What was withdrawn.
+    pub what: WithdrawKind,
+    /// How much USDC.
+    pub amount: String,
+    /// Where it went (this node's wallet).
+    pub to: String,
+    /// The transaction.
+    pub tx: String,
+    /// Its block.
+    pub block: u64,
+}
+
+/// Body of `POST /v1/wallet/reclaim` and `POST /v1/wallet/reclaim/finish`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReclaimBody {
+    /// The payout address of the lane's provider (as for `POST /v1/wallet/fund`).
+    pub to: AddressText,
+}
+
+impl ReclaimBody {
+    /// The provider's payout address.
+    pub fn payout(&self) -> Result<orien_protocol::EvmAddress, ApiError> {
+        self.to
+            .as_str()
+            .parse()
+            .map_err(|e: orien_protocol::ParseIdError| ApiError::field("to", e.to_string()))
+    }
+}
+
+/// The answer to `POST /v1/wallet/reclaim`: the thaw window started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReclaimView {
+    /// The lane.
+    pub lane: String,
+    /// When the unspent deposit can be taken back (`POST /v1/wallet/reclaim/finish`),
+    /// Unix seconds of the chain; until then the provider may still settle what it is
+    /// owed. Funding the lane again cancels the close.
+    pub thaw_ends_at: u64,
+    /// The transaction.
+    pub tx: String,
+    /// Its block.
+    pub block: u64,
+}
+
+/// The answer to `POST /v1/wallet/reclaim/finish`: the unspent deposit refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefundedView {
+    /// The lane.
+    pub lane: String,
+    /// USDC back in this node's wallet.
+    pub refund: String,
+    /// The transaction.
+    pub tx: String,
+    /// Its block.
+    pub block: u64,
+}
+
+/// Where a lane is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LaneClose {
+    /// In use; no close asked.
+    Open,
+    /// The renter asked to close it; the thaw window runs.
+    Thawing,
+    /// The thaw window is over: the renter can take its unspent deposit back.
+    Refundable,
+}
+
+/// This node's side of an escrow lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LaneRole {
+    /// It pays on the lane.
+    Renter,
+    /// It is paid from the lane.
+    Provider,
+}
+
+/// `GET /v1/lanes`: an escrow lane of this node, its ledger and the chain side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LaneStatusView {
+    /// The lane id.
+    pub lane: String,
+    /// This node's side.
+    pub role: LaneRole,
+    /// The renter (peer id).
+    pub renter: String,
+    /// The provider (peer id).
+    pub provider: String,
+    /// USDC deposited on the lane (chain).
+    pub deposit: String,
+    /// Acknowledged by the renter's acks (ledger).
+    pub acked: String,
+    /// Paid to the provider by settlements (chain).
+    pub settled: String,
+    /// Acknowledged and not settled yet: the provider's to claim before the thaw ends.
+    pub owed: String,
+    /// What a reclaim returns to the renter once what is owed is settled (deposit less
+    /// acknowledged).
+    pub refundable: String,
+    /// Sessions open on the lane now.
+    pub sessions_open: u32,
+    /// Its close state.
+    pub close: LaneClose,
+    /// When the thaw window ends, Unix seconds of the chain (with `thawing` or
+    /// `refundable`).
+    pub thaw_ends_at: Option<u64>,
+}

@@ -138,6 +138,10 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::ledger::earnings))
         .routes(routes!(routes::chain::get_wallet))
         .routes(routes!(routes::chain::fund_lane))
+        .routes(routes!(routes::chain::withdraw))
+        .routes(routes!(routes::chain::reclaim))
+        .routes(routes!(routes::chain::finish_reclaim))
+        .routes(routes!(routes::chain::list_lanes))
         .routes(routes!(
             routes::chain::list_settlements,
             routes::chain::settle

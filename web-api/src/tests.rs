@@ -180,6 +180,27 @@ impl NodeApi for FakeNode {
     async fn lanes(&self) -> Result<Vec<crate::chain::LaneView>, ApiError> {
         Ok(vec![])
     }
+    async fn withdraw(
+        &self,
+        _what: crate::chain::WithdrawKind,
+    ) -> Result<crate::chain::WithdrawnView, ApiError> {
+        Err(ApiError::Conflict("no chain".into()))
+    }
+    async fn reclaim(
+        &self,
+        _payout: orien_protocol::EvmAddress,
+    ) -> Result<crate::chain::ReclaimView, ApiError> {
+        Err(ApiError::Conflict("no chain".into()))
+    }
+    async fn finish_reclaim(
+        &self,
+        _payout: orien_protocol::EvmAddress,
+    ) -> Result<crate::chain::RefundedView, ApiError> {
+        Err(ApiError::Conflict("no chain".into()))
+    }
+    async fn lane_status(&self) -> Result<Vec<crate::chain::LaneStatusView>, ApiError> {
+        Ok(Vec::new())
+    }
     async fn settle(&self) -> Result<Vec<crate::chain::SettlementView>, ApiError> {
         Err(ApiError::Conflict("not connected to a chain".into()))
     }

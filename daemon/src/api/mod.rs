@@ -20,6 +20,7 @@ use orien_web_api::{
 };
 
 mod errors;
+mod money_out;
 mod views;
 
 use errors::{chain_error, ledger_error};
@@ -671,6 +672,31 @@ impl NodeApi for NodeService {
                 last_tx: state.last_confirmed.map(|t| t.to_string()),
             })
             .collect())
+    }
+
+    async fn withdraw(
+        &self,
+        what: orien_web_api::chain::WithdrawKind,
+    ) -> Result<orien_web_api::chain::WithdrawnView, ApiError> {
+        money_out::withdraw(self.payments()?, what).await
+    }
+
+    async fn reclaim(
+        &self,
+        payout: orien_protocol::EvmAddress,
+    ) -> Result<orien_web_api::chain::ReclaimView, ApiError> {
+        money_out::reclaim(self.payments()?, payout).await
+    }
+
+    async fn finish_reclaim(
+        &self,
+        payout: orien_protocol::EvmAddress,
+    ) -> Result<orien_web_api::chain::RefundedView, ApiError> {
+        money_out::finish_reclaim(self.payments()?, payout).await
+    }
+
+    async fn lane_status(&self) -> Result<Vec<orien_web_api::chain::LaneStatusView>, ApiError> {
+        money_out::lane_status(self.sessions()?, self.payments()?).await
     }
 
     async fn settle(&self) -> Result<Vec<SettlementView>, ApiError> {

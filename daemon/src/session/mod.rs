@@ -420,6 +420,11 @@ impl Sessions {
         &self.inner.reputation
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> orien_protocol::NodeId {
+        self.inner.key.node_id()
+    }
+
     /// This node's attestation of the providers it rented from, its newest payments as
     /// proofs; `None` when it has nothing to say or has paid no one yet.
     pub async fn attestation(&self) -> Option<orien_protocol::Attestation> {

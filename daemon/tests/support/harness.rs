@@ -239,6 +239,7 @@ impl Chain {
             auto_fund_cap,
             settle_every: None,
             settle_above: None,
+            withdraw_above: None,
         };
         (wallet, settings)
     }

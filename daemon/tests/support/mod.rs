@@ -356,6 +356,29 @@ impl Devnet {
     }
 }
 
+impl Devnet {
+    /// Moves the chain's clock `secs` ahead and mines a block at the new time.
+    pub async fn advance(&self, secs: u64) {
+        let rpc = &self.settings["ORIEN_CHAIN_RPC"];
+        let client = reqwest::Client::new();
+        for (method, params) in [
+            ("evm_increaseTime", serde_json::json!([secs])),
+            ("evm_mine", serde_json::json!([])),
+        ] {
+            let answer: serde_json::Value = client
+                .post(rpc)
+                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(answer.get("error").is_none(), "{method}: {answer}");
+        }
+    }
+}
+
 impl Drop for Devnet {
     fn drop(&mut self) {
         let _ = Command::new("kill")

@@ -258,6 +258,32 @@ pub(crate) enum WalletCommand {
         #[arg(long)]
         amount: String,
     },
+    /// Take earnings out of the escrow into the wallet: a provider's earnings (credited
+    /// when it settles), or with --fees / --reserve the treasury's or reserve's share
+    /// (running node).
+    Withdraw {
+        /// Withdraw the network fees (this wallet must be the escrow's treasury).
+        #[arg(long, conflicts_with = "reserve")]
+        fees: bool,
+        /// Withdraw the reserve (this wallet must be the escrow's reserve).
+        #[arg(long)]
+        reserve: bool,
+    },
+    /// Every escrow lane of this node: deposit, acknowledged, settled, owed, refundable,
+    /// open sessions and close state (running node).
+    Lanes,
+    /// Take a lane's unspent deposit back: asks to close the lane (the thaw window
+    /// starts; the provider may settle what it is owed until it ends), then, with
+    /// --finish after the window, refunds it to the wallet. Funding the lane again
+    /// cancels (running node).
+    Reclaim {
+        /// The provider's payout address (as for `wallet fund`).
+        #[arg(long)]
+        to: EvmAddress,
+        /// Finish: take the deposit back once the thaw window is over.
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +327,10 @@ pub(crate) struct ChainArgs {
     /// Provider: settle as soon as this much USDC is acknowledged and unsettled.
     #[arg(long, env = "ORIEN_SETTLE_ABOVE", value_name = "USDC")]
     pub(crate) settle_above: Option<Usdc>,
+    /// Provider: withdraw earnings to the wallet whenever this much USDC can be
+    /// withdrawn (checked every 10 s; without it only `wallet withdraw` does).
+    #[arg(long, env = "ORIEN_AUTO_WITHDRAW_ABOVE", value_name = "USDC")]
+    pub(crate) auto_withdraw_above: Option<Usdc>,
     /// Provider: do not settle at shutdown.
     #[arg(long, env = "ORIEN_NO_SETTLE_ON_SHUTDOWN")]
     pub(crate) no_settle_on_shutdown: bool,
@@ -326,6 +356,7 @@ impl ChainArgs {
             settle_every: (self.settle_every_secs > 0)
                 .then(|| Duration::from_secs(self.settle_every_secs)),
             settle_above: self.settle_above,
+            withdraw_above: self.auto_withdraw_above,
         }))
     }
 }

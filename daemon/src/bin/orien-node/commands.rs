@@ -207,6 +207,42 @@ pub(crate) fn emit(line: &str) {
     println!("{line}");
 }
 
+/// `GET /v1/lanes` as a table.
+pub(crate) fn print_lanes(lanes: &serde_json::Value) {
+    let lanes = lanes.as_array().map_or(&[][..], Vec::as_slice);
+    if lanes.is_empty() {
+        emit("no escrow lanes (a renter's lane opens with `orien-node wallet fund`)");
+        return;
+    }
+    emit(&format!(
+        "{:<10} {:<8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>4}  close",
+        "lane", "role", "deposit", "acked", "settled", "owed", "refundable", "open"
+    ));
+    let text = |lane: &serde_json::Value, key: &str| lane[key].as_str().unwrap_or("?").to_owned();
+    for lane in lanes {
+        let id = text(lane, "lane");
+        let close = match (lane["close"].as_str(), lane["thaw_ends_at"].as_u64()) {
+            (Some("thawing"), Some(ends)) => format!(
+                "thawing until {}",
+                orien_protocol::Timestamp(ends.saturating_mul(1000)).utc()
+            ),
+            (Some(state), _) => state.replace('_', " "),
+            (None, _) => "?".into(),
+        };
+        emit(&format!(
+            "{:<10} {:<8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>4}  {close}",
+            id.get(..10).unwrap_or(&id),
+            text(lane, "role"),
+            text(lane, "deposit"),
+            text(lane, "acked"),
+            text(lane, "settled"),
+            text(lane, "owed"),
+            text(lane, "refundable"),
+            lane["sessions_open"].as_u64().unwrap_or(0),
+        ));
+    }
+}
+
 /// Prints an API document as JSON (`--json`).
 pub(crate) fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
     emit(&serde_json::to_string_pretty(value)?);

@@ -47,6 +47,7 @@ pub(crate) struct FileConfig {
     auto_fund: Option<Usdc>,
     settle_every_secs: Option<u64>,
     settle_above: Option<Usdc>,
+    auto_withdraw_above: Option<Usdc>,
     mcp_max_call: Option<Usdc>,
     mcp_max_session: Option<Usdc>,
     mcp_max_day: Option<Usdc>,
@@ -181,6 +182,11 @@ impl FileConfig {
             self.settle_above.map(Some),
             "settle_above",
             run.chain.settle_above
+        );
+        layer!(
+            self.auto_withdraw_above.map(Some),
+            "auto_withdraw_above",
+            run.chain.auto_withdraw_above
         );
         layer!(self.mcp_max_call, "mcp_max_call", run.mcp.mcp_max_call);
         layer!(

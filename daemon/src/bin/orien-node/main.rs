@@ -121,6 +121,82 @@ async fn main() -> anyhow::Result<()> {
                 ));
             }
         }
+        Command::Wallet {
+            command: WalletCommand::Withdraw { fees, reserve },
+        } => {
+            let api = client(&cli.data_dir, cli.api_url.as_deref())?;
+            let what = if fees {
+                "fees"
+            } else if reserve {
+                "reserve"
+            } else {
+                "earnings"
+            };
+            let body = serde_json::json!({ "what": what });
+            let withdrawn: serde_json::Value = commands::with_spinner(
+                &format!("withdrawing {what}, waiting for confirmations…"),
+                cli.json,
+                api.post("/v1/wallet/withdraw", &body),
+            )
+            .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&withdrawn)?);
+            } else {
+                emit(&format!(
+                    "{} USDC of {what} withdrawn to {} (tx {})",
+                    withdrawn["amount"].as_str().unwrap_or("?"),
+                    withdrawn["to"].as_str().unwrap_or("?"),
+                    withdrawn["tx"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+        Command::Wallet {
+            command: WalletCommand::Lanes,
+        } => {
+            let lanes: serde_json::Value = client(&cli.data_dir, cli.api_url.as_deref())?
+                .get("/v1/lanes")
+                .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&lanes)?);
+            } else {
+                commands::print_lanes(&lanes);
+            }
+        }
+        Command::Wallet {
+            command: WalletCommand::Reclaim { to, finish },
+        } => {
+            let api = client(&cli.data_dir, cli.api_url.as_deref())?;
+            let body = serde_json::json!({ "to": to.to_string() });
+            let (path, waiting) = if finish {
+                ("/v1/wallet/reclaim/finish", "taking the deposit back")
+            } else {
+                ("/v1/wallet/reclaim", "asking to close the lane")
+            };
+            let answer: serde_json::Value = commands::with_spinner(
+                &format!("{waiting}, waiting for confirmations…"),
+                cli.json,
+                api.post(path, &body),
+            )
+            .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&answer)?);
+            } else if finish {
+                emit(&format!(
+                    "{} USDC back in the wallet from lane {} (tx {})",
+                    answer["refund"].as_str().unwrap_or("?"),
+                    answer["lane"].as_str().unwrap_or("?"),
+                    answer["tx"].as_str().unwrap_or("?")
+                ));
+            } else {
+                let ends = answer["thaw_ends_at"].as_u64().unwrap_or(0);
+                emit(&format!(
+                    "lane {} closes: the provider may settle until {}; then run `orien-node wallet reclaim --to {to} --finish` (tx {})",
+                    answer["lane"].as_str().unwrap_or("?"),
+                    orien_protocol::Timestamp(ends.saturating_mul(1000)).utc(),
+                    answer["tx"].as_str().unwrap_or("?")
+                ));
+            }
+        }
         Command::Ledger {
             command: LedgerCommand::Balances,
         } => {

@@ -1,0 +1,212 @@
+//! Money out of the escrow: a provider's earnings (or the treasury's fees and the
+//! reserve's share) to the node's wallet, and a renter's unspent lane deposit back after
+//! the thaw window; every lane of the node with the ledger and the chain side by side.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use orien_ledger::chain::{ChainError, LaneState};
+use orien_protocol::{EvmAddress, LaneId, Usdc};
+use orien_web_api::ApiError;
+use orien_web_api::chain::{
+    LaneClose, LaneRole, LaneStatusView, ReclaimView, RefundedView, WithdrawKind, WithdrawnView,
+};
+use orien_web_api::sessions::usdc_string;
+use tracing::info;
+
+use super::errors::{chain_error, ledger_error};
+use crate::payments::Payments;
+use crate::session::{Sessions, blocking};
+
+/// Withdraws `what` to this node's wallet.
+pub(super) async fn withdraw(
+    payments: &Payments,
+    what: WithdrawKind,
+) -> Result<WithdrawnView, ApiError> {
+    let escrow = payments.escrow();
+    let taken = match what {
+        WithdrawKind::Earnings => escrow.withdraw_earnings().await,
+        WithdrawKind::Fees => escrow.withdraw_fees().await,
+        WithdrawKind::Reserve => escrow.withdraw_reserve().await,
+    };
+    let (amount, mined) = taken.map_err(|e| withdraw_refused(e, what, payments.wallet()))?;
+    info!(?what, %amount, tx = %mined.tx, "withdrawn from the escrow");
+    Ok(WithdrawnView {
+        what,
+        amount: usdc_string(amount),
+        to: payments.wallet().to_string(),
+        tx: mined.tx.to_string(),
+        block: mined.block,
+    })
+}
+
+fn withdraw_refused(error: ChainError, what: WithdrawKind, wallet: EvmAddress) -> ApiError {
+    let reason = match &error {
+        ChainError::Reverted { reason, .. } => reason.as_str(),
+        _ => return chain_error(error),
+    };
+    if reason.contains("NothingToWithdraw") {
+        return ApiError::Conflict(match what {
+            WithdrawKind::Earnings => "nothing to withdraw: earnings are credited when this provider settles its vouchers (POST /v1/settlements, or wait for the settler)".into(),
+            WithdrawKind::Fees => "no fees are held by the escrow".into(),
+            WithdrawKind::Reserve => "no reserve is held by the escrow".into(),
+        });
+    }
+    if reason.contains("NotPermitted") {
+        let whose = if what == WithdrawKind::Fees {
+            "treasury"
+        } else {
+            "reserve"
+        };
+        return ApiError::Conflict(format!(
+            "this node's wallet {wallet} is not the escrow's {whose}; only the {whose}'s wallet may withdraw it"
+        ));
+    }
+    chain_error(error)
+}
+
+/// Asks to close the lane to `payout`: refused when nothing is deposited, a close was
+/// already asked, or sessions are open on it (none can open while it is asked).
+pub(super) async fn reclaim(
+    payments: &Payments,
+    payout: EvmAddress,
+) -> Result<ReclaimView, ApiError> {
+    let escrow = payments.escrow();
+    let lane = escrow.lane_id(payments.wallet(), payout);
+    let turn = payments.turn(lane);
+    let _turn = turn.lock().await;
+    let state = escrow.lane(lane).await.map_err(chain_error)?;
+    if state.deposit.is_zero() {
+        return Err(ApiError::Conflict(format!(
+            "this wallet has no lane to {payout}: nothing was deposited"
+        )));
+    }
+    if let Some(requested) = state.close_requested_at {
+        return Err(ApiError::Conflict(format!(
+            "a close of lane {lane} was already asked; its deposit is refundable from {} (POST /v1/wallet/reclaim/finish)",
+            chain_time(requested + payments.thaw().as_secs())
+        )));
+    }
+    let open = payments.sessions_on(&lane);
+    if open > 0 {
+        return Err(ApiError::Conflict(format!(
+            "{open} session(s) are open on lane {lane}; close them first"
+        )));
+    }
+    let (thaw_ends_at, mined) = escrow.request_close(payout).await.map_err(chain_error)?;
+    info!(%lane, thaw_ends_at, tx = %mined.tx, "lane close asked");
+    Ok(ReclaimView {
+        lane: lane.to_string(),
+        thaw_ends_at,
+        tx: mined.tx.to_string(),
+        block: mined.block,
+    })
+}
+
+/// After the thaw window, takes the lane's unspent deposit back.
+pub(super) async fn finish_reclaim(
+    payments: &Payments,
+    payout: EvmAddress,
+) -> Result<RefundedView, ApiError> {
+    let escrow = payments.escrow();
+    let lane = escrow.lane_id(payments.wallet(), payout);
+    let state = escrow.lane(lane).await.map_err(chain_error)?;
+    let Some(requested) = state.close_requested_at else {
+        return Err(ApiError::Conflict(format!(
+            "no close of lane {lane} was asked; ask with POST /v1/wallet/reclaim (`orien-node wallet reclaim --to {payout}`) and finish after the thaw window"
+        )));
+    };
+    let ends = requested + payments.thaw().as_secs();
+    let (refund, mined) = escrow.finish_close(payout).await.map_err(|e| match &e {
+        ChainError::Reverted { reason, .. } if reason.contains("ThawNotOver") => {
+            ApiError::Conflict(format!(
+                "the thaw window of lane {lane} ends at {}; until then the provider may settle what it is owed; finish after it",
+                chain_time(ends)
+            ))
+        }
+        _ => chain_error(e),
+    })?;
+    info!(%lane, %refund, tx = %mined.tx, "lane deposit refunded");
+    Ok(RefundedView {
+        lane: lane.to_string(),
+        refund: usdc_string(refund),
+        tx: mined.tx.to_string(),
+        block: mined.block,
+    })
+}
+
+/// Every escrow lane in the ledger with its state on chain.
+pub(super) async fn lane_status(
+    sessions: &Sessions,
+    payments: &Payments,
+) -> Result<Vec<LaneStatusView>, ApiError> {
+    let store = sessions.store().clone();
+    let lanes = blocking(move || store.lanes())
+        .await
+        .map_err(ledger_error)?;
+    let me = sessions.node_id();
+    let mut views = Vec::with_capacity(lanes.len());
+    for (lane, ledger) in lanes {
+        let chain = payments.escrow().lane(lane).await.map_err(chain_error)?;
+        views.push(status_view(
+            lane,
+            &ledger,
+            &chain,
+            payments,
+            ledger.key.renter == me,
+        ));
+    }
+    Ok(views)
+}
+
+fn status_view(
+    lane: LaneId,
+    ledger: &orien_ledger::LaneSettlement,
+    chain: &LaneState,
+    payments: &Payments,
+    renter: bool,
+) -> LaneStatusView {
+    let minus = |a: Usdc, b: Usdc| Usdc::from_micros(a.micros().saturating_sub(b.micros()));
+    let thaw_ends_at = chain
+        .close_requested_at
+        .map(|at| at + payments.thaw().as_secs());
+    let close = match thaw_ends_at {
+        None => LaneClose::Open,
+        Some(ends) if unix_now() >= ends => LaneClose::Refundable,
+        Some(_) => LaneClose::Thawing,
+    };
+    LaneStatusView {
+        lane: lane.to_string(),
+        role: if renter {
+            LaneRole::Renter
+        } else {
+            LaneRole::Provider
+        },
+        renter: ledger.key.renter.to_string(),
+        provider: ledger.key.provider.to_string(),
+        deposit: usdc_string(chain.deposit),
+        acked: usdc_string(ledger.acked),
+        settled: usdc_string(chain.settled),
+        owed: usdc_string(minus(ledger.acked, chain.settled)),
+        refundable: usdc_string(minus(chain.deposit, ledger.acked.max(chain.settled))),
+        sessions_open: payments.sessions_on(&lane),
+        close,
+        thaw_ends_at,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A chain time (Unix seconds) for people: UTC, and how far off it is.
+fn chain_time(at: u64) -> String {
+    let now = unix_now();
+    let when = orien_protocol::Timestamp(at.saturating_mul(1000)).utc();
+    if at > now {
+        format!("{when} (in {} s)", at - now)
+    } else {
+        format!("{when} (passed)")
+    }
+}
