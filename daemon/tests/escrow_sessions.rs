@@ -112,7 +112,7 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
 
     // Every ack carried a voucher for the lane's total: the provider's ledger holds it.
     let lanes = provider
-        .wait_for("/v1/settlements", LONG, |l| {
+        .wait_for("/v1/lanes", LONG, |l| {
             l[0]["voucher"]
                 .as_str()
                 .is_some_and(|v| micros(&json!(v)) == owed)
@@ -226,6 +226,30 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         .await;
     let settled = provider.post_json("/v1/settlements", json!({})).await;
     assert_eq!(settled.as_array().unwrap().len(), 1, "{settled}");
+    // The history: the transaction, what it paid and its 90 / 7 / 3 parts.
+    let history = provider.get_json("/v1/settlements").await;
+    let record = &history[0];
+    assert_eq!(record["tx"], settled[0]["tx"], "{history}");
+    assert_eq!(record["state"], "confirmed", "{record}");
+    assert_eq!(micros(&record["paid"]), owed, "{record}");
+    assert_eq!(micros(&record["paid_up_to"]), owed, "{record}");
+    let parts = orien_protocol::Split::of(orien_protocol::Usdc::from_micros(owed));
+    assert_eq!(
+        micros(&record["provider_part"]),
+        parts.provider().micros(),
+        "{record}"
+    );
+    assert_eq!(
+        micros(&record["fee_part"]),
+        parts.fee().micros(),
+        "{record}"
+    );
+    assert_eq!(
+        micros(&record["reserve_part"]),
+        parts.reserve().micros(),
+        "{record}"
+    );
+    assert!(record["decided_at"].as_u64().is_some(), "{record}");
     let fees = provider
         .send(
             Method::POST,

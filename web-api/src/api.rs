@@ -8,7 +8,7 @@ use orien_protocol::{ExecId, NodeId, Offer, OfferId, SessionId, ToolName, Usdc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::chain::{FundRequest, FundedView, LaneView, SettlementView, WalletView};
+use crate::chain::{FundRequest, FundedView, SettlementRecordView, SettlementView, WalletView};
 use crate::problem::ApiError;
 use crate::sessions::{
     BalanceView, ExecutionView, FileView, LogPage, OpenSessionRequest, ReceiptView, SessionView,
@@ -99,8 +99,8 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn wallet(&self) -> Result<WalletView, ApiError>;
     /// Adds USDC to the lane to a provider.
     async fn fund_lane(&self, request: FundRequest) -> Result<FundedView, ApiError>;
-    /// Escrow lanes in the ledger.
-    async fn lanes(&self) -> Result<Vec<LaneView>, ApiError>;
+    /// Every settlement transaction in the ledger, newest first.
+    async fn settlements(&self) -> Result<Vec<SettlementRecordView>, ApiError>;
     /// Settles every lane not paid in full.
     async fn settle(&self) -> Result<Vec<SettlementView>, ApiError>;
     /// Withdraws `what` from the escrow to this node's wallet.

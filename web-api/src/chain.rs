@@ -82,23 +82,48 @@ pub struct FundedView {
     pub block: u64,
 }
 
-/// An escrow lane as this node's ledger knows it.
+/// Where a settlement transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SettlementState {
+    /// Sent, not confirmed yet.
+    Submitted,
+    /// Confirmed: it paid `paid`.
+    Confirmed,
+    /// Reverted, dropped or reorganised away: it paid nothing.
+    Voided,
+}
+
+/// `GET /v1/settlements`: one settlement transaction of one lane, in this node's ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct LaneView {
-    /// The lane id.
+pub struct SettlementRecordView {
+    /// The transaction.
+    pub tx: String,
+    /// The lane it paid from.
     pub lane: String,
     /// The renter (peer id).
     pub renter: String,
     /// The provider (peer id).
     pub provider: String,
-    /// Acknowledged on the lane.
-    pub acked: String,
-    /// Cumulative amount of the latest voucher.
-    pub voucher: Option<String>,
-    /// Paid by the chain (confirmed).
-    pub settled: String,
-    /// The latest confirmed settlement transaction.
-    pub last_tx: Option<String>,
+    /// Where it stands.
+    pub state: SettlementState,
+    /// The voucher it submitted (cumulative on the lane).
+    pub voucher: String,
+    /// What it paid from the lane (confirmed; `0` otherwise).
+    pub paid: String,
+    /// The provider's 90 % of `paid` (the change of its share of the lane's settled
+    /// total; it can be `-0.000001` on a one micro-USDC step).
+    pub provider_part: String,
+    /// The network fee's 7 %.
+    pub fee_part: String,
+    /// The reserve's 3 %.
+    pub reserve_part: String,
+    /// The lane's settled total after it (confirmed).
+    pub paid_up_to: Option<String>,
+    /// When it was submitted (or first seen), ms since the Unix epoch.
+    pub submitted_at: u64,
+    /// When it was confirmed or voided, ms since the Unix epoch.
+    pub decided_at: Option<u64>,
 }
 
 /// One lane paid by a settlement.
@@ -260,6 +285,10 @@ pub struct LaneStatusView {
     pub refundable: String,
     /// Sessions open on the lane now.
     pub sessions_open: u32,
+    /// The latest voucher for the lane (cumulative; the provider's side settles it).
+    pub voucher: Option<String>,
+    /// The latest confirmed settlement transaction.
+    pub last_tx: Option<String>,
     /// Its close state.
     pub close: LaneClose,
     /// When the thaw window ends, Unix seconds of the chain (with `thawing` or

@@ -177,7 +177,7 @@ impl NodeApi for FakeNode {
     ) -> Result<crate::chain::FundedView, ApiError> {
         Err(ApiError::Conflict("not connected to a chain".into()))
     }
-    async fn lanes(&self) -> Result<Vec<crate::chain::LaneView>, ApiError> {
+    async fn settlements(&self) -> Result<Vec<crate::chain::SettlementRecordView>, ApiError> {
         Ok(vec![])
     }
     async fn withdraw(

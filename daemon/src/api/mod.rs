@@ -6,9 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orien_ledger::{ExecQuery, ExecRecord, SessionStatus, StoreError};
 use orien_protocol::{ExecId, SessionId, Split};
-use orien_web_api::chain::{
-    FundRequest, FundedView, LanePaid, LaneView, SettlementView, WalletView,
-};
+use orien_web_api::chain::{FundRequest, FundedView, LanePaid, SettlementView, WalletView};
 use orien_web_api::sessions::{
     BalanceView, CloseReason, EarningsView, ExecutionFilter, ExecutionPage, ExecutionView,
     FileView, LogPage, OfferChoice, OpenSessionRequest, PaymentKind, ReceiptView, SessionRole,
@@ -655,23 +653,10 @@ impl NodeApi for NodeService {
         })
     }
 
-    async fn lanes(&self) -> Result<Vec<LaneView>, ApiError> {
-        let store = self.sessions()?.store().clone();
-        let lanes = run_blocking(move || store.lanes())
-            .await
-            .map_err(ledger_error)?;
-        Ok(lanes
-            .into_iter()
-            .map(|(lane, state)| LaneView {
-                lane: lane.to_string(),
-                renter: state.key.renter.to_string(),
-                provider: state.key.provider.to_string(),
-                acked: usdc_string(state.acked),
-                voucher: state.latest_voucher.map(|v| usdc_string(v.cumulative)),
-                settled: usdc_string(state.settled),
-                last_tx: state.last_confirmed.map(|t| t.to_string()),
-            })
-            .collect())
+    async fn settlements(
+        &self,
+    ) -> Result<Vec<orien_web_api::chain::SettlementRecordView>, ApiError> {
+        money_out::settlements(self.sessions()?).await
     }
 
     async fn withdraw(

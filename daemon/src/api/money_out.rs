@@ -4,11 +4,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use orien_ledger::SettlementStatus;
 use orien_ledger::chain::{ChainError, LaneState};
-use orien_protocol::{EvmAddress, LaneId, Usdc};
+use orien_protocol::{EvmAddress, LaneId, Split, Usdc};
 use orien_web_api::ApiError;
 use orien_web_api::chain::{
-    LaneClose, LaneRole, LaneStatusView, ReclaimView, RefundedView, WithdrawKind, WithdrawnView,
+    LaneClose, LaneRole, LaneStatusView, ReclaimView, RefundedView, SettlementRecordView,
+    SettlementState, WithdrawKind, WithdrawnView,
 };
 use orien_web_api::sessions::usdc_string;
 use tracing::info;
@@ -189,9 +191,75 @@ fn status_view(
         owed: usdc_string(minus(ledger.acked, chain.settled)),
         refundable: usdc_string(minus(chain.deposit, ledger.acked.max(chain.settled))),
         sessions_open: payments.sessions_on(&lane),
+        voucher: ledger.latest_voucher.map(|v| usdc_string(v.cumulative)),
+        last_tx: ledger.last_confirmed.map(|t| t.to_string()),
         close,
         thaw_ends_at,
     }
+}
+
+/// Every settlement transaction in the ledger, newest first.
+pub(super) async fn settlements(
+    sessions: &Sessions,
+) -> Result<Vec<SettlementRecordView>, ApiError> {
+    let store = sessions.store().clone();
+    let mut records = blocking(move || {
+        let mut records = Vec::new();
+        for (lane, state) in store.lanes()? {
+            for settlement in store.settlements(&lane)? {
+                records.push((state.key, settlement));
+            }
+        }
+        Ok::<_, orien_ledger::StoreError>(records)
+    })
+    .await
+    .map_err(ledger_error)?;
+    records.sort_by_key(|r| std::cmp::Reverse(r.1.submitted_at));
+    Ok(records
+        .into_iter()
+        .map(|(key, s)| {
+            let (state, range, decided_at) = match s.status {
+                SettlementStatus::Submitted => (SettlementState::Submitted, None, None),
+                SettlementStatus::Confirmed {
+                    paid_up_to,
+                    previous,
+                    ..
+                } => (
+                    SettlementState::Confirmed,
+                    Some((previous, paid_up_to)),
+                    Some(s.updated_at),
+                ),
+                SettlementStatus::Voided => (SettlementState::Voided, None, Some(s.updated_at)),
+            };
+            // The escrow splits cumulative totals: a payment's parts are the change of
+            // the split of the lane's settled total (the provider's may be −1 µUSDC).
+            let split = range.and_then(|(before, after)| Split::delta(before, after).ok());
+            let paid = split.map_or(Usdc::ZERO, |d| d.total());
+            SettlementRecordView {
+                tx: s.tx.to_string(),
+                lane: s.lane.to_string(),
+                renter: key.renter.to_string(),
+                provider: key.provider.to_string(),
+                state,
+                voucher: usdc_string(s.cumulative),
+                paid: usdc_string(paid),
+                provider_part: signed_usdc(split.map_or(0, |d| d.provider_micros())),
+                fee_part: usdc_string(split.map_or(Usdc::ZERO, |d| d.fee())),
+                reserve_part: usdc_string(split.map_or(Usdc::ZERO, |d| d.reserve())),
+                paid_up_to: range.map(|(_, after)| usdc_string(after)),
+                submitted_at: s.submitted_at.unix_millis(),
+                decided_at: decided_at.map(|t| t.unix_millis()),
+            }
+        })
+        .collect())
+}
+
+/// Signed micro-USDC as USDC text (`-0.000001`).
+fn signed_usdc(micros: i128) -> String {
+    let text = usdc_string(Usdc::from_micros(
+        u64::try_from(micros.unsigned_abs()).unwrap_or(u64::MAX),
+    ));
+    if micros < 0 { format!("-{text}") } else { text }
 }
 
 fn unix_now() -> u64 {

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::chain::{
-    FundBody, FundRequest, FundedView, LaneStatusView, LaneView, ReclaimBody, ReclaimView,
-    RefundedView, SettlementView, WalletView, WithdrawBody, WithdrawnView,
+    FundBody, FundRequest, FundedView, LaneStatusView, ReclaimBody, ReclaimView, RefundedView,
+    SettlementRecordView, SettlementView, WalletView, WithdrawBody, WithdrawnView,
 };
 use crate::extract::ApiJson;
 use crate::{ApiError, AppState};
@@ -43,15 +43,16 @@ pub(crate) async fn fund_lane(
     Ok(Json(state.node.fund_lane(request).await?))
 }
 
-/// Escrow lanes in this node's ledger: acknowledged, vouched and settled amounts.
+/// The settlement history in this node's ledger, newest first: each transaction with its
+/// lane, state, the voucher it submitted, what it paid and its 90 / 7 / 3 parts.
 #[utoipa::path(get, path = "/v1/settlements", tag = "chain", security(("bearer" = [])), responses(
-    (status = 200, description = "Lanes", body = [LaneView]),
+    (status = 200, description = "Settlements", body = [SettlementRecordView]),
     (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn list_settlements(
     State(state): State<AppState>,
-) -> Result<Json<Vec<LaneView>>, ApiError> {
-    Ok(Json(state.node.lanes().await?))
+) -> Result<Json<Vec<SettlementRecordView>>, ApiError> {
+    Ok(Json(state.node.settlements().await?))
 }
 
 /// Settles now: submits the latest voucher of every lane not paid in full, and answers
