@@ -250,6 +250,12 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         "{record}"
     );
     assert!(record["decided_at"].as_u64().is_some(), "{record}");
+    let table = support::run_ok(provider.data_dir(), &["wallet", "settlements"]);
+    let tx = record["tx"].as_str().unwrap();
+    assert!(
+        table.contains(&tx[..12]) && table.contains("confirmed"),
+        "{table}"
+    );
     let fees = provider
         .send(
             Method::POST,

@@ -272,6 +272,9 @@ pub(crate) enum WalletCommand {
     /// Every escrow lane of this node: deposit, acknowledged, settled, owed, refundable,
     /// open sessions and close state (running node).
     Lanes,
+    /// The settlement history, newest first: each transaction with what it paid and its
+    /// 90 / 7 / 3 parts (running node).
+    Settlements,
     /// Take a lane's unspent deposit back: asks to close the lane (the thaw window
     /// starts; the provider may settle what it is owed until it ends), then, with
     /// --finish after the window, refunds it to the wallet. Funding the lane again

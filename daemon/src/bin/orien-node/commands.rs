@@ -207,6 +207,38 @@ pub(crate) fn emit(line: &str) {
     println!("{line}");
 }
 
+/// `GET /v1/settlements` as a table.
+pub(crate) fn print_settlements(history: &serde_json::Value) {
+    let records = history.as_array().map_or(&[][..], Vec::as_slice);
+    if records.is_empty() {
+        emit(
+            "no settlements yet (a provider settles its vouchers with `orien-node settle`, on its timer, or at shutdown)",
+        );
+        return;
+    }
+    emit(&format!(
+        "{:<23} {:<12} {:<9} {:>12} {:>12} {:>12} {:>12}",
+        "when", "tx", "state", "paid", "provider", "fee", "reserve"
+    ));
+    let text = |r: &serde_json::Value, key: &str| r[key].as_str().unwrap_or("?").to_owned();
+    for record in records {
+        let when = record["decided_at"]
+            .as_u64()
+            .or(record["submitted_at"].as_u64())
+            .map_or_else(|| "?".into(), |ms| orien_protocol::Timestamp(ms).utc());
+        let tx = text(record, "tx");
+        emit(&format!(
+            "{when:<23} {:<12} {:<9} {:>12} {:>12} {:>12} {:>12}",
+            tx.get(..12).unwrap_or(&tx),
+            text(record, "state"),
+            text(record, "paid"),
+            text(record, "provider_part"),
+            text(record, "fee_part"),
+            text(record, "reserve_part"),
+        ));
+    }
+}
+
 /// `GET /v1/lanes` as a table.
 pub(crate) fn print_lanes(lanes: &serde_json::Value) {
     let lanes = lanes.as_array().map_or(&[][..], Vec::as_slice);

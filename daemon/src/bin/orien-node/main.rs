@@ -163,6 +163,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Wallet {
+            command: WalletCommand::Settlements,
+        } => {
+            let history: serde_json::Value = client(&cli.data_dir, cli.api_url.as_deref())?
+                .get("/v1/settlements")
+                .await?;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&history)?);
+            } else {
+                commands::print_settlements(&history);
+            }
+        }
+        Command::Wallet {
             command: WalletCommand::Reclaim { to, finish },
         } => {
             let api = client(&cli.data_dir, cli.api_url.as_deref())?;
