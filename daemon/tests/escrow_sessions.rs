@@ -25,46 +25,75 @@ fn micros(value: &serde_json::Value) -> u64 {
         .micros()
 }
 
+/// A devnet, a bootstrap node, a provider selling the example tools over escrow (500 ms
+/// receipts, no settlement timer) with an empty wallet, a renter with 10 USDC, and the
+/// provider's `sha256` offer as the renter found it.
+struct EscrowMarket {
+    renter: NodeProcess,
+    provider: NodeProcess,
+    _bootstrap: NodeProcess,
+    /// Last: the nodes stop before the chain.
+    devnet: Devnet,
+    provider_wallet: String,
+    offer: String,
+    payout: String,
+}
+
+impl EscrowMarket {
+    async fn start() -> Self {
+        // Data directories first: the devnet funds their wallets.
+        let (renter_dir, provider_dir) = (init_data_dir(), init_data_dir());
+        let (renter_wallet, provider_wallet) =
+            (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
+        let devnet = Devnet::start(&[
+            format!("{renter_wallet}=10"),
+            format!("{provider_wallet}=0"),
+        ]);
+        let chain = devnet.args();
+        let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+        let bootstrap = NodeProcess::start(&[]);
+        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs/provider.example.toml")
+            .display()
+            .to_string();
+        let mut provider_args = vec![
+            "--provider-config",
+            &config,
+            "--receipt-interval-ms",
+            "500",
+            "--settle-every-secs",
+            "0",
+        ];
+        provider_args.extend(&chain);
+        let provider = NodeProcess::start_in(provider_dir, &[&bootstrap], &provider_args);
+        let renter = NodeProcess::start_in(renter_dir, &[&bootstrap], &chain);
+        let path = format!("/v1/offers?tool=sha256&provider={}", provider.id);
+        let offers = renter
+            .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
+            .await;
+        let (offer, payout) = (
+            offers[0]["id"].as_str().unwrap().to_owned(),
+            offers[0]["payout"].as_str().unwrap().to_owned(),
+        );
+        Self {
+            renter,
+            provider,
+            _bootstrap: bootstrap,
+            devnet,
+            provider_wallet,
+            offer,
+            payout,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
-    // Data directories first: the devnet funds their wallets.
-    let (renter_dir, provider_dir) = (init_data_dir(), init_data_dir());
-    let (renter_wallet, provider_wallet) =
-        (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
-    let devnet = Devnet::start(&[
-        format!("{renter_wallet}=10"),
-        format!("{provider_wallet}=0"),
-    ]);
-    let chain = devnet.args();
-    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
-
-    let bootstrap = NodeProcess::start(&[]);
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/provider.example.toml")
-        .display()
-        .to_string();
-    let mut provider_args = vec![
-        "--provider-config",
-        &config,
-        "--receipt-interval-ms",
-        "500",
-        "--settle-every-secs",
-        "0",
-    ];
-    provider_args.extend(&chain);
-    let mut provider = NodeProcess::start_in(provider_dir, &[&bootstrap], &provider_args);
-    let renter = NodeProcess::start_in(renter_dir, &[&bootstrap], &chain);
-
-    let path = format!("/v1/offers?tool=sha256&provider={}", provider.id);
-    let offers = renter
-        .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
-        .await;
-    let (offer, payout) = (
-        offers[0]["id"].as_str().unwrap().to_owned(),
-        offers[0]["payout"].as_str().unwrap().to_owned(),
-    );
+    let market = EscrowMarket::start().await;
+    let (renter, mut provider) = (&market.renter, market.provider);
+    let (offer, payout) = (&market.offer, &market.payout);
     assert_eq!(
-        payout, provider_wallet,
+        payout, &market.provider_wallet,
         "earnings go to the provider's wallet"
     );
 
@@ -136,39 +165,9 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_deposit() {
-    let (renter_dir, provider_dir) = (init_data_dir(), init_data_dir());
-    let (renter_wallet, provider_wallet) =
-        (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
-    let devnet = Devnet::start(&[
-        format!("{renter_wallet}=10"),
-        format!("{provider_wallet}=0"),
-    ]);
-    let chain = devnet.args();
-    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
-    let bootstrap = NodeProcess::start(&[]);
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/provider.example.toml")
-        .display()
-        .to_string();
-    let mut provider_args = vec![
-        "--provider-config",
-        &config,
-        "--receipt-interval-ms",
-        "500",
-        "--settle-every-secs",
-        "0",
-    ];
-    provider_args.extend(&chain);
-    let provider = NodeProcess::start_in(provider_dir, &[&bootstrap], &provider_args);
-    let renter = NodeProcess::start_in(renter_dir, &[&bootstrap], &chain);
-    let path = format!("/v1/offers?tool=sha256&provider={}", provider.id);
-    let offers = renter
-        .wait_for(&path, LONG, |o| o.as_array().is_some_and(|a| !a.is_empty()))
-        .await;
-    let (offer, payout) = (
-        offers[0]["id"].as_str().unwrap().to_owned(),
-        offers[0]["payout"].as_str().unwrap().to_owned(),
-    );
+    let market = EscrowMarket::start().await;
+    let (renter, provider, devnet) = (&market.renter, &market.provider, &market.devnet);
+    let (offer, payout, provider_wallet) = (&market.offer, &market.payout, &market.provider_wallet);
     renter
         .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "1"}))
         .await;
