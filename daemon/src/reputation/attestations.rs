@@ -2,11 +2,14 @@
 //!
 //! An attestation's counts are its attester's word; what gives them weight is what the
 //! attester has verifiably paid, and only the part this node can vouch for: the
-//! payments to providers this node has paid itself, each provider's credit capped at
-//! what this node paid it. Keys that only paid each other (a Sybil cluster) carry
-//! receipts among themselves that no honest node can vouch for, and weigh nothing;
-//! buying weight costs real payments to providers the reader pays, and an attester's
-//! say of a provider is bounded ([`ATTESTER_EVENTS`]) however much it paid.
+//! payments to providers this node has paid itself. What a provider lends is capped at
+//! what this node paid it, across all attesters together (when the attesters held
+//! present more payments to it than that, each one's credit through it is scaled
+//! down): a provider this node paid cannot mint weight by signing receipts for any
+//! number of fresh keys. Keys that only paid each other (a Sybil cluster) carry receipts
+//! among themselves that no honest node can vouch for, and weigh nothing; buying weight
+//! costs real payments to providers the reader pays, and an attester's say of a provider
+//! is bounded ([`ATTESTER_EVENTS`]) however much it paid.
 //!
 //! A receipt does not name its renter, so a key that saw another's proof could
 //! countersign the same receipt: a receipt ever presented by two attesters (or by this
@@ -109,6 +112,8 @@ pub struct AttestationBook {
     claim_order: VecDeque<ReceiptHash>,
     /// The attesters that speak of each provider.
     speakers: HashMap<NodeId, HashSet<NodeId>>,
+    /// What the attesters held present as paid to each provider, in all.
+    presented: HashMap<NodeId, Usdc>,
 }
 
 impl AttestationBook {
@@ -172,6 +177,8 @@ impl AttestationBook {
         }
         for payment in &payments {
             self.claim(payment.receipt, attester);
+            let sum = self.presented.entry(payment.provider).or_default();
+            *sum = sum.saturating_add(payment.amount);
         }
         for record in &attestation.providers {
             self.speakers
@@ -315,17 +322,39 @@ impl AttestationBook {
             let sum = per_provider.entry(payment.provider).or_default();
             *sum = sum.saturating_add(payment.amount);
         }
-        let credit = per_provider
+        // Through each provider: at most what this node paid it, shared by every
+        // attester presenting payments to it in proportion to what each presented.
+        let credit: f64 = per_provider
             .iter()
-            .map(|(provider, amount)| (*amount).min(paid(provider)).micros())
-            .fold(0u64, u64::saturating_add);
-        (credit as f64 / FULL_WEIGHT_PAID.micros() as f64).min(1.0)
+            .map(|(provider, amount)| {
+                let paid = paid(provider).micros() as f64;
+                let presented = self
+                    .presented
+                    .get(provider)
+                    .map_or(0, |u| u.micros())
+                    .max(amount.micros()) as f64;
+                if presented > paid {
+                    amount.micros() as f64 * paid / presented
+                } else {
+                    amount.micros() as f64
+                }
+            })
+            .sum();
+        (credit / FULL_WEIGHT_PAID.micros() as f64).min(1.0)
     }
 
     fn remove(&mut self, attester: &NodeId) {
         let Some(held) = self.held.remove(attester) else {
             return;
         };
+        for payment in &held.payments {
+            if let Some(sum) = self.presented.get_mut(&payment.provider) {
+                *sum = sum.saturating_sub(payment.amount);
+                if sum.is_zero() {
+                    self.presented.remove(&payment.provider);
+                }
+            }
+        }
         for record in &held.attestation.providers {
             if let Some(who) = self.speakers.get_mut(&record.provider) {
                 who.remove(attester);
@@ -489,14 +518,17 @@ mod tests {
             "hearsay is not evidence"
         );
 
-        // Paying the reader's provider more than the reader did buys no more weight.
+        // What `known` lends (the 0.5 USDC the reader paid it) is shared in proportion
+        // to what each attester presented: one that paid it far more takes nearly all.
         let rich = NodeKey::generate();
         let signed = says(&rich, flaky, 0, 10, vec![paid(&known, &rich, 900_000_000)]);
         reputation.admit_attestation(&signed, NOW, &me).unwrap();
         assert!((reputation.attester_weight(&rich.node_id(), &flaky) - 1.0).abs() < 1e-9);
+        let diluted = reputation.attester_weight(&honest.node_id(), &flaky);
+        assert!(diluted > 0.0 && diluted < 0.001, "{diluted}");
         let both = reputation.standing(&flaky).unwrap().shared;
         assert_eq!(both.attesters, 2);
-        assert!((both.weight - 1.5).abs() < 1e-9, "each weight capped at 1");
+        assert!((both.weight - 1.0 - diluted).abs() < 1e-9, "{both:?}");
     }
 
     #[test]
@@ -541,6 +573,27 @@ mod tests {
             reputation.attester_weight(&fan.node_id(), &target.node_id()),
             0.0
         );
+    }
+
+    #[test]
+    fn a_provider_the_reader_paid_lends_at_most_that_across_every_key_it_signs_for() {
+        let known = NodeKey::generate(); // the reader paid it 0.5 USDC
+        let (reputation, me) = reader(&known);
+        let subject = NodeKey::generate().node_id();
+        let fresh: Vec<NodeKey> = (0..10).map(|_| NodeKey::generate()).collect();
+        for key in &fresh {
+            // `known` signs a 1 USDC receipt for each fresh key.
+            let signed = says(key, subject, 100, 0, vec![paid(&known, key, 1_000_000)]);
+            reputation.admit_attestation(&signed, NOW, &me).unwrap();
+        }
+        let total: f64 = fresh
+            .iter()
+            .map(|k| reputation.attester_weight(&k.node_id(), &subject))
+            .sum();
+        // 0.5 USDC lent in all: five full weights' worth, not ten.
+        assert!((total - 5.0).abs() < 1e-9, "{total}");
+        let shared = reputation.standing(&subject).unwrap().shared;
+        assert!((shared.weight - 5.0).abs() < 1e-9, "{shared:?}");
     }
 
     #[test]
