@@ -358,3 +358,65 @@ async fn status_shows_the_operators_controls_of_peers() {
         "{info}"
     );
 }
+
+#[test]
+fn doctor_checks_the_provider_host_and_says_how_to_fix_what_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/provider.example.toml");
+    // This machine: the engine answers and the example tools' images are built.
+    let report = support::run_ok(
+        dir.path(),
+        &["doctor", "--provider-config", example.to_str().unwrap()],
+    );
+    for line in ["ok   engine", "ok   images", "disk"] {
+        assert!(report.contains(line), "{line}: {report}");
+    }
+    let json = support::run_ok(
+        dir.path(),
+        &[
+            "--json",
+            "doctor",
+            "--provider-config",
+            example.to_str().unwrap(),
+        ],
+    );
+    let findings: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let checks: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    for check in ["engine", "seccomp", "cgroup freezer", "images", "disk"] {
+        assert!(checks.contains(&check), "{check}: {checks:?}");
+    }
+    for finding in findings.as_array().unwrap() {
+        assert!(
+            finding["severity"] == "ok" || finding["fix"].is_string(),
+            "every problem has a fix: {finding}"
+        );
+    }
+
+    // An engine that is not there: the provider cannot run, and the fix says why.
+    let broken = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("/var/run/docker.sock", "/nonexistent/docker.sock");
+    std::fs::write(&broken, text).unwrap();
+    let out = std::process::Command::new(support::binary())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["doctor", "--provider-config", broken.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a failed check fails the command");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL engine"), "{stdout}");
+    assert!(stdout.contains("fix: start the engine"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 check(s) failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

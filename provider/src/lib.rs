@@ -32,6 +32,7 @@
 mod cgroup;
 pub mod config;
 mod container;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 mod exec;

@@ -77,6 +77,15 @@ pub(crate) enum Command {
     },
     #[command(flatten)]
     Client(commands::ClientCommand),
+    /// Check what a provider host needs (the engine and its confinement, the cgroup
+    /// freezer, free disk, the tools' images) and print each problem with its fix;
+    /// exits non-zero when one stops the provider. Changes nothing.
+    Doctor {
+        /// The provider config whose engine socket and tools to check (default: the
+        /// engine at /var/run/docker.sock, no tools).
+        #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]
+        provider_config: Option<PathBuf>,
+    },
     /// Show the effective configuration: data directory, files, API, environment.
     Config {
         #[command(subcommand)]

@@ -207,6 +207,22 @@ pub(crate) fn emit(line: &str) {
     println!("{line}");
 }
 
+/// `orien-node doctor`'s findings, one a line, each problem with its fix.
+pub(crate) fn print_findings(findings: &[orien_provider::doctor::Finding]) {
+    use orien_provider::doctor::Severity;
+    for finding in findings {
+        let mark = match finding.severity {
+            Severity::Ok => "ok  ",
+            Severity::Warn => "warn",
+            Severity::Fail => "FAIL",
+        };
+        emit(&format!("{mark} {:<16} {}", finding.check, finding.detail));
+        if let Some(fix) = &finding.fix {
+            emit(&format!("     {:<16} fix: {fix}", ""));
+        }
+    }
+}
+
 /// `GET /v1/settlements` as a table.
 pub(crate) fn print_settlements(history: &serde_json::Value) {
     let records = history.as_array().map_or(&[][..], Vec::as_slice);

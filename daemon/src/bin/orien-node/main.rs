@@ -271,6 +271,26 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(code);
             }
         }
+        Command::Doctor { provider_config } => {
+            let (engine, tools) = match &provider_config {
+                Some(path) => {
+                    let (config, tools) = orien_provider::ProviderConfig::load(path)?;
+                    (config.engine, tools)
+                }
+                None => (orien_provider::EngineConfig::default(), Vec::new()),
+            };
+            let findings = orien_provider::doctor::check_host(&engine, &cli.data_dir, &tools).await;
+            if cli.json {
+                emit(&serde_json::to_string_pretty(&findings)?);
+            } else {
+                commands::print_findings(&findings);
+            }
+            let failed = findings
+                .iter()
+                .filter(|f| f.severity == orien_provider::doctor::Severity::Fail)
+                .count();
+            anyhow::ensure!(failed == 0, "{failed} check(s) failed; the fixes are above");
+        }
         Command::Config {
             command: ConfigCommand::Show,
         } => {

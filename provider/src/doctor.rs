@@ -1,0 +1,277 @@
+//! What a provider host needs, checked: the engine and its confinement, the cgroup
+//! freezer that ends a call, free disk for the ledger and the tools' images; each
+//! problem with the fix. Nothing here changes the host.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::EngineConfig;
+use crate::engine::{Engine, EngineError};
+use crate::images;
+use crate::tool::Tool;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// As it should be.
+    Ok,
+    /// Works, degraded or less safe than it could be.
+    Warn,
+    /// The provider cannot work this way.
+    Fail,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What was checked (`engine`, `seccomp`, …).
+    pub check: &'static str,
+    /// How it came out.
+    pub severity: Severity,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it (a problem always has one).
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(check: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            check,
+            severity: Severity::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn problem(
+        check: &'static str,
+        severity: Severity,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            check,
+            severity,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Free space under which the data directory's filesystem is a warning, and a failure.
+const DISK_WARN: u64 = 2 << 30;
+const DISK_FAIL: u64 = 256 << 20;
+
+/// Checks the host for a provider reaching the engine as `engine` says, keeping its
+/// data in `data_dir` and selling `tools`.
+pub async fn check_host(engine: &EngineConfig, data_dir: &Path, tools: &[Tool]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let once = EngineConfig {
+        connect_attempts: 1,
+        ..engine.clone()
+    };
+    match Engine::connect(&once).await {
+        Ok(connected) => {
+            let info = connected.info().clone();
+            findings.push(Finding::ok(
+                "engine",
+                format!(
+                    "Docker {} (API {}) on {}, cgroup v{}",
+                    info.server_version,
+                    info.api_version,
+                    engine.socket.display(),
+                    info.cgroup_version
+                ),
+            ));
+            findings.extend(confinement(&info.security_options));
+            findings.push(freezer(&info.cgroup_version));
+            findings.extend(tool_images(&connected, tools).await);
+        }
+        Err(e) => findings.push(engine_unreachable(&e, &engine.socket)),
+    }
+    findings.push(disk(data_dir));
+    findings
+}
+
+fn engine_unreachable(error: &EngineError, socket: &Path) -> Finding {
+    let text = error.to_string();
+    let fix = if text.contains("ermission denied") {
+        format!(
+            "let this user use the engine's socket: `usermod -aG docker $USER` (then log in again), or run the node as the service user of configs/orien-node.service; socket {}",
+            socket.display()
+        )
+    } else {
+        format!(
+            "start the engine (`systemctl start docker`, or `dockerd &`; Debian: `apt-get install docker.io`), or set [engine] socket in the provider config to where it listens (now {})",
+            socket.display()
+        )
+    };
+    Finding::problem("engine", Severity::Fail, text, fix)
+}
+
+/// seccomp, AppArmor or SELinux, user namespaces: what the engine applies to every
+/// container.
+fn confinement(options: &[String]) -> Vec<Finding> {
+    let has = |name: &str| options.iter().any(|o| o.contains(&format!("name={name}")));
+    let mut findings = Vec::new();
+    findings.push(if has("seccomp") {
+        Finding::ok("seccomp", "the engine filters containers' syscalls")
+    } else {
+        Finding::problem(
+            "seccomp",
+            Severity::Warn,
+            "the engine applies no seccomp profile: a tool can call every syscall the kernel offers",
+            "use an engine built with seccomp (Debian's docker.io is) on a kernel with CONFIG_SECCOMP_FILTER, and do not start dockerd with an unconfined default profile",
+        )
+    });
+    findings.push(if has("apparmor") || has("selinux") {
+        Finding::ok("confinement", "AppArmor or SELinux confines containers")
+    } else {
+        Finding::problem(
+            "confinement",
+            Severity::Warn,
+            "the engine applies neither AppArmor nor SELinux",
+            "install and enable AppArmor (`apt-get install apparmor`, boot with `apparmor=1 security=apparmor`) and restart the engine",
+        )
+    });
+    findings.push(if has("userns") {
+        Finding::ok("user namespaces", "containers' users are remapped")
+    } else {
+        Finding::problem(
+            "user namespaces",
+            Severity::Warn,
+            "user namespaces are off: the sandbox user 65534 is the host's uid 65534",
+            "optional hardening: start dockerd with `--userns-remap=default`",
+        )
+    });
+    findings
+}
+
+/// Ending a call freezes its container's cgroup, which needs root beside the engine.
+fn freezer(cgroup_version: &str) -> Finding {
+    let file = if cgroup_version == "2" {
+        "cgroup.freeze"
+    } else {
+        "freezer.state"
+    };
+    if effective_uid() == Some(0) {
+        Finding::ok(
+            "cgroup freezer",
+            format!(
+                "running as root: a timed-out call is ended by freezing its cgroup ({file}), the workspace kept"
+            ),
+        )
+    } else {
+        Finding::problem(
+            "cgroup freezer",
+            Severity::Warn,
+            format!(
+                "not running as root: the node cannot write {file}, so a timed-out call is ended by restarting its container, which empties the session's workspace"
+            ),
+            "run the node as root beside the engine (drop `User=orien` from configs/orien-node.service: the unit's other settings still confine it), or accept that a timed-out call loses its session's files",
+        )
+    }
+}
+
+/// Whether each tool's image is in the engine.
+async fn tool_images(engine: &Engine, tools: &[Tool]) -> Vec<Finding> {
+    let mut missing = Vec::new();
+    for tool in tools {
+        match images::present(engine, tool.image()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => missing.push(format!("{} ({})", tool.name(), tool.image())),
+            Err(e) => missing.push(format!("{} ({}: {e})", tool.name(), tool.image())),
+        }
+    }
+    if tools.is_empty() {
+        return Vec::new();
+    }
+    vec![if missing.is_empty() {
+        Finding::ok(
+            "images",
+            format!(
+                "the image of each of the {} tools is in the engine",
+                tools.len()
+            ),
+        )
+    } else {
+        Finding::problem(
+            "images",
+            Severity::Fail,
+            format!("missing: {}", missing.join(", ")),
+            "build or pull them: `orien-node tools prepare <provider config>`",
+        )
+    }]
+}
+
+/// Free space on the data directory's filesystem (the ledger grows with every receipt).
+fn disk(data_dir: &Path) -> Finding {
+    // The directory may not exist before `init`: ask about the nearest that does.
+    let existing = data_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    match nix::sys::statvfs::statvfs(existing) {
+        Ok(stat) => {
+            let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+            let text = format!("{} MiB free under {}", free >> 20, existing.display());
+            let fix = "free space on that filesystem or move the data directory (--data-dir) to a larger one";
+            if free < DISK_FAIL {
+                Finding::problem("disk", Severity::Fail, text, fix)
+            } else if free < DISK_WARN {
+                Finding::problem("disk", Severity::Warn, text, fix)
+            } else {
+                Finding::ok("disk", text)
+            }
+        }
+        Err(e) => Finding::problem(
+            "disk",
+            Severity::Warn,
+            format!(
+                "cannot read the free space under {}: {e}",
+                existing.display()
+            ),
+            "check that the data directory is readable",
+        ),
+    }
+}
+
+/// This process's effective uid, from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confinement_reports_what_the_engine_lacks_with_a_fix() {
+        let none = confinement(&[]);
+        assert!(
+            none.iter()
+                .all(|f| f.severity == Severity::Warn && f.fix.is_some())
+        );
+        let all = confinement(&[
+            "name=seccomp,profile=builtin".into(),
+            "name=apparmor".into(),
+            "name=userns".into(),
+        ]);
+        assert!(all.iter().all(|f| f.severity == Severity::Ok), "{all:?}");
+    }
+
+    #[test]
+    fn the_disk_check_reads_the_nearest_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let finding = disk(&dir.path().join("not/yet/created"));
+        assert!(
+            finding.detail.contains(&dir.path().display().to_string()),
+            "{finding:?}"
+        );
+    }
+}
