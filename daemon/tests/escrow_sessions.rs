@@ -229,6 +229,7 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
     let history = provider.get_json("/v1/settlements").await;
     let record = &history[0];
     assert_eq!(record["tx"], settled[0]["tx"], "{history}");
+    assert_eq!(record["block"], settled[0]["block"], "{record}");
     assert_eq!(record["state"], "confirmed", "{record}");
     assert_eq!(micros(&record["paid"]), owed, "{record}");
     assert_eq!(micros(&record["paid_up_to"]), owed, "{record}");

@@ -19,6 +19,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::accounts::LaneKey;
 use crate::record::Record;
 
+/// The block a confirmed settlement was mined in, kept beside it for people (the money
+/// is in [`Settlement`] and its posting; a node that stopped between the two has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinedAt {
+    /// The block number.
+    pub block: u64,
+}
+
+impl Record for MinedAt {
+    const KIND: &'static str = "settlement block";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 16;
+}
+
 /// The hash of an EVM transaction (32 bytes; `0x…` in text).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TxHash(pub [u8; 32]);

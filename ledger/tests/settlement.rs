@@ -259,3 +259,29 @@ fn sessions_sharing_a_lane_accrue_the_split_of_the_lane_total() {
     assert!(t.store.unsettled_vouchers().unwrap().is_empty());
     t.store.verify().unwrap();
 }
+
+#[test]
+fn a_settlements_block_is_kept_beside_it_and_the_ledger_still_verifies() {
+    let t = temp_store();
+    let p = parties();
+    let lane = LaneId::from_bytes([0x21; 32]);
+    let session = SessionId::random();
+    t.store
+        .open_session(session_record(session, &p, escrow(lane), usdc(10_000_000)))
+        .unwrap();
+    let mut chain = ChainBuilder::new(session, Some(lane));
+    t.store.ingest(chain.next(&p, 500)).unwrap();
+    let tx = TxHash([7; 32]);
+    t.store.settlement_confirmed(lane, tx, usdc(500)).unwrap();
+    assert_eq!(t.store.settlement_block(&lane, &tx).unwrap(), None);
+    t.store.settlement_mined_at(lane, tx, 1_234).unwrap();
+    t.store.settlement_mined_at(lane, tx, 1_234).unwrap(); // idempotent
+    assert_eq!(t.store.settlement_block(&lane, &tx).unwrap(), Some(1_234));
+    // A re-mined transaction keeps its new block.
+    t.store.settlement_mined_at(lane, tx, 1_240).unwrap();
+    assert_eq!(t.store.settlement_block(&lane, &tx).unwrap(), Some(1_240));
+    // The block sits beside the settlements: they and the lanes read as before.
+    assert_eq!(t.store.settlements(&lane).unwrap().len(), 1);
+    assert_eq!(t.store.lanes().unwrap().len(), 1);
+    t.store.verify().unwrap();
+}

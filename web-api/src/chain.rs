@@ -101,6 +101,8 @@ pub struct SettlementRecordView {
     pub tx: String,
     /// The lane it paid from.
     pub lane: String,
+    /// The block it was mined in (confirmed; recorded since this version).
+    pub block: Option<u64>,
     /// The renter (peer id).
     pub renter: String,
     /// The provider (peer id).

@@ -207,7 +207,8 @@ pub(super) async fn settlements(
         let mut records = Vec::new();
         for (lane, state) in store.lanes()? {
             for settlement in store.settlements(&lane)? {
-                records.push((state.key, settlement));
+                let block = store.settlement_block(&lane, &settlement.tx)?;
+                records.push((state.key, settlement, block));
             }
         }
         Ok::<_, orien_ledger::StoreError>(records)
@@ -217,7 +218,7 @@ pub(super) async fn settlements(
     records.sort_by_key(|r| std::cmp::Reverse(r.1.submitted_at));
     Ok(records
         .into_iter()
-        .map(|(key, s)| {
+        .map(|(key, s, block)| {
             let (state, range, decided_at) = match s.status {
                 SettlementStatus::Submitted => (SettlementState::Submitted, None, None),
                 SettlementStatus::Confirmed {
@@ -238,6 +239,7 @@ pub(super) async fn settlements(
             SettlementRecordView {
                 tx: s.tx.to_string(),
                 lane: s.lane.to_string(),
+                block: block.filter(|_| state == SettlementState::Confirmed),
                 renter: key.renter.to_string(),
                 provider: key.provider.to_string(),
                 state,

@@ -186,6 +186,7 @@ impl Reconciler {
         let tx = TxHash(batch.mined.tx.0);
         for settled in batch.settled.iter().filter(|s| mine(&s.lane)) {
             store.settlement_confirmed(settled.lane, tx, settled.settled)?;
+            keep_block(store, settled.lane, tx, batch.mined.block);
             self.remember(Seen {
                 block: batch.mined.block,
                 block_hash: batch.mined.block_hash,
@@ -285,6 +286,7 @@ impl Reconciler {
                 }
                 match store.settlement_confirmed(lane, tx, paid_up_to) {
                     Ok(_) => {
+                        keep_block(store, lane, tx, at.block);
                         report.confirmed.push((lane, tx, paid_up_to));
                         self.remember(Seen {
                             block: at.block,
@@ -347,5 +349,13 @@ impl Reconciler {
             self.seen.pop_front();
         }
         self.seen.push_back(seen);
+    }
+}
+
+/// Keeps the block a confirmed settlement was mined in, for its history (the money is
+/// already recorded; a failure here only loses the block number).
+fn keep_block(store: &Store, lane: LaneId, tx: TxHash, block: u64) {
+    if let Err(e) = store.settlement_mined_at(lane, tx, block) {
+        warn!(%lane, %tx, error = %e, "cannot record a settlement's block");
     }
 }

@@ -138,6 +138,13 @@ pub(crate) fn ahead(id: &LaneId) -> [u8; 33] {
     k
 }
 
+/// The block a settlement was mined in: `4 ‖ lane ‖ tx` in the settlement family.
+pub(crate) fn settlement_block(lane: &LaneId, tx: &TxHash) -> [u8; 65] {
+    let mut k = settlement(lane, tx);
+    k[0] = 4;
+    k
+}
+
 /// The meta key holding the next block reconciliation scans (u64, big-endian).
 pub(crate) const RECONCILE_CURSOR: &[u8] = b"reconcile_cursor";
 

@@ -8,7 +8,7 @@ use super::{Store, StoreError, keys};
 use crate::posting::{Cause, Posting};
 use crate::record;
 use crate::settlement::{
-    LaneSettlement, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
+    LaneSettlement, MinedAt, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
     UnsettledVoucher,
 };
 
@@ -241,6 +241,31 @@ impl Store {
             round += 1;
         }
         Ok(round)
+    }
+
+    /// Records the block `tx`, a confirmed settlement of `lane`, was mined in.
+    /// Idempotent; a re-mined transaction records its new block.
+    pub fn settlement_mined_at(
+        &self,
+        lane: LaneId,
+        tx: TxHash,
+        block: u64,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::SETTLEMENT),
+            keys::settlement_block(&lane, &tx),
+            encode(&MinedAt { block })?,
+        );
+        self.write(batch, "record settlement block")
+    }
+
+    /// The block a settlement was mined in, when recorded.
+    pub fn settlement_block(&self, lane: &LaneId, tx: &TxHash) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .get::<MinedAt>(keys::SETTLEMENT, &keys::settlement_block(lane, tx))?
+            .map(|m| m.block))
     }
 
     /// One settlement transaction, if recorded.
