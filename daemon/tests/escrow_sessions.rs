@@ -250,6 +250,10 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         "{record}"
     );
     assert!(record["decided_at"].as_u64().is_some(), "{record}");
+    // It paid for the one session, all of it.
+    assert_eq!(record["sessions"].as_array().unwrap().len(), 1, "{record}");
+    assert_eq!(record["sessions"][0]["session"], id.as_str(), "{record}");
+    assert_eq!(micros(&record["sessions"][0]["amount"]), owed, "{record}");
     let table = support::run_ok(provider.data_dir(), &["wallet", "settlements"]);
     let tx = record["tx"].as_str().unwrap();
     assert!(

@@ -122,10 +122,22 @@ pub struct SettlementRecordView {
     pub reserve_part: String,
     /// The lane's settled total after it (confirmed).
     pub paid_up_to: Option<String>,
+    /// The sessions it paid for and how much of each (confirmed; from this node's
+    /// receipts on the lane, in the order their receipts came).
+    pub sessions: Vec<SessionPaidView>,
     /// When it was submitted (or first seen), ms since the Unix epoch.
     pub submitted_at: u64,
     /// When it was confirmed or voided, ms since the Unix epoch.
     pub decided_at: Option<u64>,
+}
+
+/// What a settlement paid for one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionPaidView {
+    /// The session.
+    pub session: String,
+    /// The part of the payment that was this session's (before the 90/7/3 split).
+    pub amount: String,
 }
 
 /// One lane paid by a settlement.

@@ -17,6 +17,7 @@ use orien_web_api::{
     api::OfferSort,
 };
 
+mod attribution;
 mod errors;
 mod money_out;
 mod views;

@@ -9,12 +9,13 @@ use orien_ledger::chain::{ChainError, LaneState};
 use orien_protocol::{EvmAddress, LaneId, Split, Usdc};
 use orien_web_api::ApiError;
 use orien_web_api::chain::{
-    LaneClose, LaneRole, LaneStatusView, ReclaimView, RefundedView, SettlementRecordView,
-    SettlementState, WithdrawKind, WithdrawnView,
+    LaneClose, LaneRole, LaneStatusView, ReclaimView, RefundedView, SessionPaidView,
+    SettlementRecordView, SettlementState, WithdrawKind, WithdrawnView,
 };
 use orien_web_api::sessions::usdc_string;
 use tracing::info;
 
+use super::attribution;
 use super::errors::{chain_error, ledger_error};
 use crate::payments::Payments;
 use crate::session::{Sessions, blocking};
@@ -206,9 +207,23 @@ pub(super) async fn settlements(
     let mut records = blocking(move || {
         let mut records = Vec::new();
         for (lane, state) in store.lanes()? {
-            for settlement in store.settlements(&lane)? {
+            let settlements = store.settlements(&lane)?;
+            let slices = if settlements.is_empty() {
+                Vec::new()
+            } else {
+                attribution::lane_slices(&store, &lane)?
+            };
+            for settlement in settlements {
                 let block = store.settlement_block(&lane, &settlement.tx)?;
-                records.push((state.key, settlement, block));
+                let sessions = match settlement.status {
+                    SettlementStatus::Confirmed {
+                        paid_up_to,
+                        previous,
+                        ..
+                    } => attribution::paid_per_session(&slices, previous, paid_up_to),
+                    _ => Vec::new(),
+                };
+                records.push((state.key, settlement, block, sessions));
             }
         }
         Ok::<_, orien_ledger::StoreError>(records)
@@ -218,7 +233,7 @@ pub(super) async fn settlements(
     records.sort_by_key(|r| std::cmp::Reverse(r.1.submitted_at));
     Ok(records
         .into_iter()
-        .map(|(key, s, block)| {
+        .map(|(key, s, block, sessions)| {
             let (state, range, decided_at) = match s.status {
                 SettlementStatus::Submitted => (SettlementState::Submitted, None, None),
                 SettlementStatus::Confirmed {
@@ -249,6 +264,13 @@ pub(super) async fn settlements(
                 fee_part: usdc_string(split.map_or(Usdc::ZERO, |d| d.fee())),
                 reserve_part: usdc_string(split.map_or(Usdc::ZERO, |d| d.reserve())),
                 paid_up_to: range.map(|(_, after)| usdc_string(after)),
+                sessions: sessions
+                    .into_iter()
+                    .map(|(session, amount)| SessionPaidView {
+                        session: session.to_string(),
+                        amount: usdc_string(amount),
+                    })
+                    .collect(),
                 submitted_at: s.submitted_at.unix_millis(),
                 decided_at: decided_at.map(|t| t.unix_millis()),
             }
