@@ -54,6 +54,9 @@ pub struct DaemonConfig {
     pub api: SocketAddr,
     /// The MCP endpoint at `/mcp` on the API (`None`: not served).
     pub mcp: Option<McpConfig>,
+    /// Host names the API and dashboard answer to besides IP addresses and
+    /// `localhost` (requests naming any other host are refused: DNS rebinding).
+    pub api_hosts: Vec<String>,
 }
 
 /// Why a node could not start.
@@ -143,6 +146,7 @@ pub struct Daemon {
     token: BearerToken,
     settle_on_shutdown: bool,
     mcp: Option<McpConfig>,
+    api_hosts: Vec<String>,
     _reaper: Option<Reaper>,
     /// The sandbox it sells from, to stop its warm pool at shutdown.
     provider: Option<Provider>,
@@ -258,6 +262,7 @@ impl Daemon {
             node,
             settle_on_shutdown: config.settle_on_shutdown && sells,
             mcp: config.mcp,
+            api_hosts: config.api_hosts,
             payments,
             escrow,
             offers,
@@ -311,6 +316,7 @@ impl Daemon {
         let api = ApiConfig {
             mcp: self.mcp,
             shutdown: streams.clone(),
+            hosts: orien_web_api::HostPolicy::new(self.api_hosts.clone()),
             ..ApiConfig::new(self.token.clone())
         };
         let app = orien_web_api::router(service, api);

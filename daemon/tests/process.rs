@@ -420,3 +420,83 @@ fn doctor_checks_the_provider_host_and_says_how_to_fix_what_fails() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_signs_a_browser_in_with_a_one_time_link_and_refuses_rebound_hosts() {
+    let node = NodeProcess::start_with(&[], &["--api-host", "node.lan"]);
+    let link: serde_json::Value =
+        serde_json::from_str(&support::run_ok(node.data_dir(), &["--json", "dashboard"])).unwrap();
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/login?code=", node.api)),
+        "{link}"
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The page is served to anyone; it holds no data.
+    let page = browser.get(format!("{}/", node.api)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+
+    let signed_in = browser.get(url).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    assert_eq!(
+        browser.get(url).send().await.unwrap().status(),
+        401,
+        "used once"
+    );
+
+    let address = node.api.trim_start_matches("http://").to_owned();
+    let port = address.rsplit_once(':').unwrap().1.to_owned();
+    let node_info = |host: &str| {
+        browser
+            .get(format!("{}/v1/node", node.api))
+            .header("cookie", cookie.clone())
+            .header("host", format!("{host}:{port}"))
+            .send()
+    };
+    let own = browser
+        .get(format!("{}/v1/node", node.api))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(node_info("node.lan").await.unwrap().status(), 200);
+    // DNS rebinding: the same socket under another name.
+    let rebound = node_info("evil.example").await.unwrap();
+    assert_eq!(rebound.status(), 403);
+    let problem: serde_json::Value = rebound.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("api_hosts"),
+        "{problem}"
+    );
+
+    // Another site's page cannot make the browser settle or fund.
+    let forged = browser
+        .post(format!("{}/v1/settlements", node.api))
+        .header("cookie", cookie.clone())
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let own_origin = browser
+        .post(format!("{}/v1/settlements", node.api))
+        .header("cookie", cookie.clone())
+        .header("origin", format!("http://{address}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own_origin.status(), 409, "past the guard: no chain here");
+}

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -14,6 +15,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
+use crate::dashboard::browser::{BrowserSessions, session_cookie};
+use crate::dashboard::guard::{changes_state, same_origin};
 use crate::problem::ApiError;
 
 /// File name of the API token inside the data directory.
@@ -139,16 +142,49 @@ fn presented(request: &Request) -> Option<&str> {
         .and_then(bearer_credentials)
 }
 
-/// Middleware: rejects requests without the right `Authorization: Bearer` header.
-pub(crate) async fn require_bearer(
-    State(token): State<BearerToken>,
-    request: Request,
+/// Who made an API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A client with the API token (`Authorization: Bearer`).
+    Token,
+    /// A browser signed in to the dashboard (session cookie).
+    Browser,
+}
+
+/// What the API accepts as proof: the token, or a dashboard session cookie.
+#[derive(Debug, Clone)]
+pub(crate) struct Credentials {
+    pub(crate) token: BearerToken,
+    pub(crate) browsers: BrowserSessions,
+}
+
+/// Middleware: lets through requests with the API token, and requests of a signed-in
+/// browser (state-changing ones only from the node's own origin); marks each with its
+/// [`Principal`]. A wrong token is refused even when a cookie is present.
+pub(crate) async fn require_credentials(
+    State(credentials): State<Credentials>,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match presented(&request) {
-        Some(presented) if token.matches(presented) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
-    }
+    let principal = match presented(&request) {
+        Some(presented) if credentials.token.matches(presented) => Principal::Token,
+        Some(_) => return Err(ApiError::Unauthorized),
+        None => match session_cookie(request.headers()) {
+            Some(cookie) if credentials.browsers.is_signed_in(cookie, Instant::now()) => {
+                if changes_state(request.method()) && !same_origin(&request) {
+                    return Err(ApiError::Forbidden(
+                        "a browser may change the node's state only from the dashboard's own \
+                         pages (the request's Origin is not this node)"
+                            .into(),
+                    ));
+                }
+                Principal::Browser
+            }
+            _ => return Err(ApiError::Unauthorized),
+        },
+    };
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
 }
 
 /// Who may open `/mcp`: the API token, or an MCP client's own token.

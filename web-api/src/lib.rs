@@ -19,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod chain;
+pub mod dashboard;
 pub mod extract;
 pub mod idempotency;
 pub mod mcp;
@@ -40,10 +41,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use api::{HealthStatus, HealthView, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
-pub use auth::{BearerToken, TokenError};
+pub use auth::{BearerToken, Principal, TokenError};
+pub use dashboard::browser::{BrowserLimits, BrowserSessions};
+pub use dashboard::guard::HostPolicy;
 pub use idempotency::IdempotencyConfig;
 pub use problem::{ApiError, FieldError, ProblemBody};
 pub use rate_limit::RateLimit;
+pub use routes::dashboard::LoginLinkView;
 
 /// Settings of the API.
 #[derive(Debug, Clone)]
@@ -60,6 +64,10 @@ pub struct ApiConfig {
     pub mcp: Option<mcp::McpConfig>,
     /// Ends long-lived MCP streams when the server shuts down.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Host names the node answers to besides IP addresses and `localhost`.
+    pub hosts: HostPolicy,
+    /// The dashboard's sign-in codes and browser sessions.
+    pub browsers: BrowserSessions,
 }
 
 impl ApiConfig {
@@ -72,6 +80,8 @@ impl ApiConfig {
             idempotency: IdempotencyConfig::default(),
             mcp: Some(mcp::McpConfig::default()),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            hosts: HostPolicy::default(),
+            browsers: BrowserSessions::default(),
         }
     }
 }
@@ -80,6 +90,7 @@ impl ApiConfig {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) node: Arc<dyn NodeApi>,
+    pub(crate) browsers: BrowserSessions,
 }
 
 #[derive(OpenApi)]
@@ -142,6 +153,7 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::chain::reclaim))
         .routes(routes!(routes::chain::finish_reclaim))
         .routes(routes!(routes::chain::list_lanes))
+        .routes(routes!(routes::dashboard::create_login_link))
         .routes(routes!(
             routes::chain::list_settlements,
             routes::chain::settle
@@ -195,12 +207,16 @@ pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
             idempotency::idempotent,
         ))
         .route_layer(middleware::from_fn_with_state(
-            config.token.clone(),
-            auth::require_bearer,
+            auth::Credentials {
+                token: config.token.clone(),
+                browsers: config.browsers.clone(),
+            },
+            auth::require_credentials,
         ));
     public
         .merge(protected)
         .merge(agents)
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(config.body_limit))
@@ -208,7 +224,15 @@ pub fn router(node: Arc<dyn NodeApi>, config: ApiConfig) -> Router {
             rate_limit::Limiter::new(config.rate_limit),
             rate_limit::limit_rate,
         ))
-        .with_state(AppState { node })
+        .layer(middleware::from_fn(dashboard::guard::secure_headers))
+        .layer(middleware::from_fn_with_state(
+            config.hosts,
+            dashboard::guard::check_host,
+        ))
+        .with_state(AppState {
+            node,
+            browsers: config.browsers,
+        })
 }
 
 #[cfg(test)]

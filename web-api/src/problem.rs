@@ -42,6 +42,10 @@ pub enum ApiError {
     /// No or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// Authenticated, but this request is not allowed (another site's page, a host
+    /// name the node does not answer to).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -90,6 +94,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
@@ -127,7 +132,7 @@ impl ApiError {
         let (status, slug, title) = self.parts();
         let detail = match self {
             Self::Unauthorized => {
-                "send `Authorization: Bearer <token>`; the token is in the node's data directory (api.token)".into()
+                "send `Authorization: Bearer <token>` (the token is in the node's data directory, api.token), or sign in to the dashboard with the link `orien-node dashboard` prints".into()
             }
             // Internal details go to the log, not to the client.
             Self::Internal(_) => "the node failed unexpectedly; see its log".into(),

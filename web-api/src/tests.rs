@@ -532,3 +532,231 @@ fn the_openapi_document_is_consistent() {
         }
     }
 }
+
+/// A request as a browser at `host` sends it: `Host`, and the cookie when given.
+fn browser_request(
+    method: &str,
+    uri: &str,
+    host: &str,
+    cookie: Option<&str>,
+) -> axum::http::request::Builder {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, host);
+    if let Some(cookie) = cookie {
+        // One cookie per port: the node at another port of the host has its own.
+        let port = host.rsplit_once(':').map_or("", |(_, port)| port);
+        request = request.header(
+            header::COOKIE,
+            format!("theme=dark; orien_dashboard_1={cookie}x; orien_dashboard_{port}={cookie}"),
+        );
+    }
+    request
+}
+
+async fn respond(app: &Router, request: axum::http::request::Builder) -> axum::response::Response {
+    app.clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Signs a browser in as `orien-node dashboard` and the link do: the session cookie.
+async fn sign_in(app: &Router, token: &BearerToken, host: &str) -> String {
+    let (status, _, link) = send(
+        app,
+        "POST",
+        "/v1/dashboard/login-links",
+        Some(token.expose()),
+        &[("host", host)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_eq!(link["expires_in_secs"], 300);
+    let path = link["path"].as_str().unwrap();
+    assert!(path.starts_with("/login?code=") && !path.contains(token.expose()));
+    let response = respond(app, browser_request("GET", path, host, None)).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/");
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let port = host.rsplit_once(':').map_or("", |(_, port)| port);
+    let value = cookie
+        .strip_prefix(&format!("orien_dashboard_{port}="))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    // The link works once.
+    let again = respond(app, browser_request("GET", path, host, None)).await;
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    value
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_a_strict_content_security_policy() {
+    let (app, _) = app(RateLimit::default());
+    let host = "127.0.0.1:7400";
+    let page = respond(&app, browser_request("GET", "/", host, None)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers();
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+    let etag = headers[header::ETAG].clone();
+    let cached = respond(
+        &app,
+        browser_request("GET", "/", host, None).header(header::IF_NONE_MATCH, etag),
+    )
+    .await;
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+
+    for asset in crate::dashboard::ASSETS {
+        let response = respond(
+            &app,
+            browser_request("GET", &format!("/assets/{}", asset.path), host, None),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "{}", asset.path);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], asset.content_type);
+    }
+    for missing in ["/assets/nope.js", "/assets/../Cargo.toml", "/assets/"] {
+        let response = respond(&app, browser_request("GET", missing, host, None)).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{missing}");
+    }
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_with_a_one_time_link_and_acts_only_from_its_own_origin() {
+    let (app, token) = app(RateLimit::default());
+    let host = "127.0.0.1:7400";
+    let cookie = sign_in(&app, &token, host).await;
+
+    // Reading with the cookie works; without it, not.
+    let read = respond(
+        &app,
+        browser_request("GET", "/v1/node", host, Some(&cookie)),
+    )
+    .await;
+    assert_eq!(read.status(), StatusCode::OK);
+    let stranger = respond(
+        &app,
+        browser_request("GET", "/v1/node", host, Some("0123abcd")),
+    )
+    .await;
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+
+    // Changing state needs the node's own Origin: another site's form or fetch is refused.
+    for origin in [
+        None,
+        Some("http://evil.example"),
+        Some("http://127.0.0.1:7401"),
+        Some("null"),
+    ] {
+        let mut request = browser_request("POST", "/v1/settlements", host, Some(&cookie));
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        let response = respond(&app, request).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin:?}");
+    }
+    let own = respond(
+        &app,
+        browser_request("POST", "/v1/settlements", host, Some(&cookie))
+            .header(header::ORIGIN, "http://127.0.0.1:7400"),
+    )
+    .await;
+    // Past the guard: the fake node has no chain.
+    assert_eq!(own.status(), StatusCode::CONFLICT);
+
+    // A browser cannot mint links for others; a wrong token is not saved by a cookie.
+    let mint = respond(
+        &app,
+        browser_request("POST", "/v1/dashboard/login-links", host, Some(&cookie))
+            .header(header::ORIGIN, "http://127.0.0.1:7400"),
+    )
+    .await;
+    assert_eq!(mint.status(), StatusCode::FORBIDDEN);
+    let wrong = respond(
+        &app,
+        browser_request("GET", "/v1/node", host, Some(&cookie)).header(
+            header::AUTHORIZATION,
+            "Bearer wrong-token-wrong-token-wrong-token",
+        ),
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    // Signing out: only from the page's origin, and the cookie stops working.
+    let forged = respond(
+        &app,
+        browser_request("POST", "/logout", host, Some(&cookie)),
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let out = respond(
+        &app,
+        browser_request("POST", "/logout", host, Some(&cookie))
+            .header(header::ORIGIN, "http://127.0.0.1:7400"),
+    )
+    .await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert!(
+        out.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = respond(
+        &app,
+        browser_request("GET", "/v1/node", host, Some(&cookie)),
+    )
+    .await;
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn requests_naming_a_foreign_host_are_refused() {
+    let token = BearerToken::generate();
+    let mut config = ApiConfig::new(token.clone());
+    config.hosts = HostPolicy::new(["node.lan".to_string()]);
+    let app = router(Arc::new(FakeNode::default()), config);
+    let cookie = sign_in(&app, &token, "localhost:7400").await;
+    // A rebound name reaches the same socket, but every route refuses it, even with
+    // the token or a cookie.
+    for uri in [
+        "/",
+        "/assets/app.js",
+        "/login?code=x",
+        "/healthz",
+        "/v1/node",
+    ] {
+        for host in ["evil.example:7400", "127.0.0.1.nip.evil:7400"] {
+            let request = browser_request("GET", uri, host, Some(&cookie))
+                .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
+            let response = respond(&app, request).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{host}{uri}");
+        }
+    }
+    for host in ["node.lan:7400", "127.0.0.1:7400", "[::1]:7400"] {
+        let response = respond(
+            &app,
+            browser_request("GET", "/v1/node", host, Some(&cookie)),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
+}

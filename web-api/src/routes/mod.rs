@@ -2,6 +2,7 @@
 //! [`NodeApi`](crate::NodeApi) does the work, [`ApiError`](crate::ApiError) maps failures.
 
 pub(crate) mod chain;
+pub(crate) mod dashboard;
 pub(crate) mod executions;
 pub(crate) mod files;
 pub(crate) mod health;

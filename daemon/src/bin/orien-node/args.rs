@@ -170,6 +170,11 @@ pub(crate) struct RunArgs {
     /// and holds the token can spend this node's money).
     #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]
     pub(crate) api_allow_remote: bool,
+    /// A host name the API and the dashboard answer to besides IP addresses and
+    /// `localhost` (e.g. `node.lan`); repeat for several. Requests naming any other
+    /// host are refused, so a web page cannot reach the node by DNS rebinding.
+    #[arg(long = "api-host", env = "ORIEN_API_HOSTS", value_delimiter = ',')]
+    pub(crate) api_hosts: Vec<String>,
     /// Sell the tools of this provider configuration
     /// (see configs/provider.example.toml); without it the node only rents.
     #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]

@@ -15,7 +15,7 @@ use orien_web_api::sessions::{
     PaymentKind, ReceiptView, SessionView,
 };
 use orien_web_api::text::{OfferIdText, PeerIdText, PositiveAmountText, ToolText};
-use orien_web_api::{NodeInfo, OfferView};
+use orien_web_api::{LoginLinkView, NodeInfo, OfferView};
 use serde::Serialize;
 
 /// Commands served by the running node.
@@ -101,6 +101,15 @@ pub(crate) enum ClientCommand {
     },
     /// Provider: settle every unpaid voucher on chain now.
     Settle,
+    /// Sign a browser in to the dashboard: prints a link to the node's pages that works
+    /// once, within five minutes (it trades itself for a session cookie; the API token
+    /// never appears in a URL). The link names the API's address, so open it on this
+    /// machine, or through an SSH tunnel to the API port.
+    Dashboard {
+        /// Also open the link in the desktop's browser (`xdg-open`).
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 /// `tools …`.
@@ -370,6 +379,32 @@ pub(crate) async fn run(
     json_out: bool,
 ) -> anyhow::Result<i32> {
     match command {
+        ClientCommand::Dashboard { open } => {
+            let link: LoginLinkView = client
+                .post("/v1/dashboard/login-links", &serde_json::json!({}))
+                .await?;
+            let url = format!("{}{}", client.base().trim_end_matches('/'), link.path);
+            if json_out {
+                emit_json(&serde_json::json!({
+                    "url": url,
+                    "expires_in_secs": link.expires_in_secs,
+                }))?;
+            } else {
+                emit(&format!(
+                    "Open this link in a browser (it works once, within {} minutes):",
+                    link.expires_in_secs.div_ceil(60)
+                ));
+                emit(&url);
+            }
+            if open {
+                std::process::Command::new("xdg-open")
+                    .arg(&url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .context("opening the browser with xdg-open (open the link by hand)")?;
+            }
+        }
         ClientCommand::Status => {
             let node: NodeInfo = client.get("/v1/node").await?;
             let wallet: Option<WalletView> = client.get("/v1/wallet").await.ok();

@@ -25,6 +25,7 @@ pub(crate) struct FileConfig {
     external_addresses: Option<Vec<Multiaddr>>,
     relay_server: Option<bool>,
     api: Option<std::net::SocketAddr>,
+    api_hosts: Option<Vec<String>>,
     provider_config: Option<PathBuf>,
     payout: Option<EvmAddress>,
     receipt_interval_ms: Option<u64>,
@@ -98,6 +99,7 @@ impl FileConfig {
         );
         layer!(self.relay_server, "relay_server", run.relay_server);
         layer!(self.api, "api", run.api);
+        layer!(self.api_hosts, "api_hosts", run.api_hosts);
         layer!(
             self.provider_config.map(Some),
             "provider_config",
@@ -226,6 +228,9 @@ pub(crate) fn template(role: &str) -> String {
 # external_addresses = ["/ip4/203.0.113.7/tcp/4001"]
 # relay_server = false
 # api = "127.0.0.1:7400"
+# Host names the API and the dashboard answer to besides IP addresses and localhost
+# (a request naming another host is refused, against DNS rebinding).
+# api_hosts = ["node.lan"]
 
 # Sessions.
 # receipt_interval_ms = 5000

@@ -402,6 +402,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
         offer_ttl_secs,
         api,
         api_allow_remote,
+        api_hosts,
         provider_config,
         payout,
         timing,
@@ -432,6 +433,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
         settle_on_shutdown: !chain.no_settle_on_shutdown,
         api,
         mcp: mcp.config(api, data_dir),
+        api_hosts,
     };
     let daemon = Daemon::start(data_dir, config).await?;
     if let Some((escrow, chain_id, wallet)) = daemon.escrow() {
