@@ -1,6 +1,6 @@
-# A local market for the scripts that run one (scripts/demo): nodes started from the
-# built orien-node, their logs in $WORK, torn down on exit. The caller sets NODE, WORK,
-# KEEP, PIDS and PROVIDER_ID.
+# A local market for the scripts that run one (scripts/demo, scripts/dashboard-e2e):
+# a chain and nodes started from the built binaries, their logs in $WORK, torn down on
+# exit. The caller sets NODE, DEVNET, WORK, KEEP, PIDS and PROVIDER_ID.
 # shellcheck shell=bash
 
 cleanup() {
@@ -18,7 +18,7 @@ cleanup() {
     docker volume ls -q --filter "label=orien.node=$PROVIDER_ID" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
   fi
   if [ "$status" -ne 0 ]; then
-    printf '\nthe demo failed; logs are in %s\n' "$WORK" >&2
+    printf '\n%s failed; logs are in %s\n' "$(basename "$0")" "$WORK" >&2
   else
     rm -rf "$WORK"
   fi
@@ -54,4 +54,33 @@ api() {
   local args=(-sS --fail-with-body -X "$method" -H "Authorization: Bearer ${!token_var}")
   [ -n "$body" ] && args+=(-H 'content-type: application/json' --data "$body")
   curl "${args[@]}" "${!url_var}$path" || die "$node $method $path failed"
+}
+
+# start_market [DEVNET_ARGS...] — a local chain with the contracts (orien-devnet, given
+# DEVNET_ARGS), a bootstrap node, a provider selling configs/provider.example.toml and
+# a renter with 10 USDC. Sets <NAME>_API, <NAME>_TOKEN, PROVIDER_ID and the chain's
+# ORIEN_CHAIN_* variables.
+start_market() {
+  for name in bootstrap provider renter; do
+    "$NODE" --data-dir "$WORK/$name" init >/dev/null
+  done
+  RENTER_WALLET=$("$NODE" --data-dir "$WORK/renter" wallet address)
+  PROVIDER_WALLET=$("$NODE" --data-dir "$WORK/provider" wallet address)
+  "$DEVNET" up --env-file "$WORK/chain.env" --fund "$RENTER_WALLET=10" --fund "$PROVIDER_WALLET=0" "$@" \
+    >"$WORK/devnet.log" 2>&1 &
+  PIDS+=($!)
+  wait_for_line "$WORK/devnet.log" '^devnet ready' 60 >/dev/null
+  set -a
+  # shellcheck disable=SC1091
+  source "$WORK/chain.env"
+  set +a
+  info "chain $ORIEN_CHAIN_ID at $ORIEN_CHAIN_RPC, escrow $ORIEN_ESCROW"
+
+  start_node bootstrap
+  BOOTSTRAP_ADDR=$(wait_for_line "$WORK/bootstrap.out" '^listening on ' 10 | sed 's/^listening on //')
+  chain_args=(--chain-rpc "$ORIEN_CHAIN_RPC" --chain-id "$ORIEN_CHAIN_ID" --escrow "$ORIEN_ESCROW")
+  start_node provider --bootstrap "$BOOTSTRAP_ADDR" --provider-config configs/provider.example.toml \
+    --receipt-interval-ms 1000 --settle-every-secs 0 "${chain_args[@]}"
+  start_node renter --bootstrap "$BOOTSTRAP_ADDR" "${chain_args[@]}"
+  PROVIDER_ID=$("$NODE" --data-dir "$WORK/provider" id)
 }
