@@ -440,6 +440,9 @@ impl Payments {
         if state.close_requested_at.is_some() {
             return Err(RejectReason::LaneClosing);
         }
+        // A close that ended (refunded, or cancelled by funding again) no longer ends
+        // the lane's sessions.
+        self.forget_close(lane);
         let committed = owed
             .checked_add(guard.held_by_others())
             .unwrap_or(Usdc::MAX);
@@ -539,9 +542,20 @@ impl Payments {
         let mut reconciler = self.reconciler.lock().await;
         let report = reconciler.poll(&self.store).await?;
         for (lane, thaw_ends_at) in &report.close_requested {
-            self.closing.send_modify(|closing| {
-                closing.insert(*lane, *thaw_ends_at);
-            });
+            // The event can be older than the lane: a close since finished or cancelled
+            // must not end the sessions the lane carries now.
+            let still_closing = match self.escrow.lane(*lane).await {
+                Ok(state) => state.close_requested_at.is_some(),
+                Err(e) => {
+                    warn!(%lane, error = %e, "cannot read the closing lane; treating it as closing");
+                    true
+                }
+            };
+            if still_closing {
+                self.closing.send_modify(|closing| {
+                    closing.insert(*lane, *thaw_ends_at);
+                });
+            }
             let provider = self
                 .store
                 .lane_settlement(lane)?
@@ -551,7 +565,26 @@ impl Payments {
                 reconciler.settle_lane(&self.store, *lane).await?;
             }
         }
+        drop(reconciler);
+        let listed: Vec<LaneId> = self.closing.borrow().keys().copied().collect();
+        for lane in listed {
+            if let Ok(state) = self.escrow.lane(lane).await
+                && state.close_requested_at.is_none()
+            {
+                self.forget_close(&lane);
+            }
+        }
         Ok(report)
+    }
+
+    /// Takes `lane` off the closing lanes: its close ended on chain.
+    fn forget_close(&self, lane: &LaneId) {
+        if self
+            .closing
+            .send_if_modified(|closing| closing.remove(lane).is_some())
+        {
+            info!(%lane, "the lane's close ended; it carries sessions again");
+        }
     }
 
     /// Provider: settles one lane now (its renter asked to close it, or a session on it

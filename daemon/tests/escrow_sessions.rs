@@ -340,4 +340,31 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         10_000_000 - owed,
         "all but what was spent is back: {wallet}"
     );
+
+    // The lane is the renter's to use again: funded anew, it carries a whole session
+    // (the provider must not still treat it as closing).
+    renter
+        .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "1"}))
+        .await;
+    // Let the provider's reconciler see the close, the refund and the new funds.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let session = renter
+        .post_json(
+            "/v1/sessions",
+            json!({"offer": offer, "budget": "0.5", "payment": "escrow"}),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    renter
+        .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
+        .await;
+    let view = renter.get_json(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(
+        view["state"], "active",
+        "the session outlives its call: {view}"
+    );
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    assert_eq!(closed["close_reason"], "renter_requested", "{closed}");
 }
