@@ -38,6 +38,13 @@ async fn nodes_start_connect_and_answer_through_the_api() {
         info["peers"].as_u64() >= Some(1),
         "connected to the bootstrap node: {info}"
     );
+    assert!(
+        info["connected"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(bootstrap.id)),
+        "the bootstrap node among the connected peers: {info}"
+    );
 
     let offers: serde_json::Value = node
         .get("/v1/offers?tool=sha256sum")

@@ -154,6 +154,8 @@ pub struct NodeInfo {
     pub listen: Vec<String>,
     /// Connected peers.
     pub peers: usize,
+    /// The connected peers' ids, sorted.
+    pub connected: Vec<String>,
     /// Offers in the offer book.
     pub offers_known: usize,
     /// The operator's controls of peers (`null` when the node runs no sessions).

@@ -56,6 +56,7 @@ impl NodeApi for FakeNode {
             version: "0.1.0".into(),
             listen: vec![],
             peers: 2,
+            connected: vec!["12D3KooWa".into(), "12D3KooWb".into()],
             offers_known: 0,
             operator: None,
         })

@@ -183,6 +183,14 @@ impl NodeService {
 impl NodeApi for NodeService {
     async fn node_info(&self) -> Result<NodeInfo, ApiError> {
         let stats = self.node.stats().await?;
+        let mut connected: Vec<String> = self
+            .node
+            .connected_peers()
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        connected.sort();
         Ok(NodeInfo {
             id: self.node.id().to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -193,6 +201,7 @@ impl NodeApi for NodeService {
                 .map(ToString::to_string)
                 .collect(),
             peers: stats.peers,
+            connected,
             offers_known: stats.offers_known,
             operator: self.node.sessions().map(|s| operator_view(s.config())),
         })

@@ -53,6 +53,9 @@ export async function render(ctx) {
           ['Node id', h('code', { 'data-testid': 'node-id-full' }, info.id)],
           ['Version', `orien-node ${info.version}`],
           ['Listening on', info.listen.length ? h('ul', { class: 'plain' }, info.listen.map((a) => h('li', {}, h('code', {}, a)))) : 'nothing yet'],
+          ['Connected to', info.connected.length
+            ? h('ul', { class: 'plain', 'data-testid': 'connected-peers' }, info.connected.map((p) => h('li', {}, h('code', {}, p))))
+            : 'no peer yet'],
         ])),
       op ? h('section', { class: 'panel', 'aria-labelledby': 'operator-h' },
         h('h2', { id: 'operator-h' }, 'Peers it deals with'),
