@@ -1,6 +1,7 @@
 // How the states of sessions and calls read, the same on every page.
 
-import { badge } from './dom.js';
+import { badge, h } from './dom.js';
+import { usdc, duration, time } from './format.js';
 
 /** A session's state: active (or suspended), completed, expired, failed. */
 export function stateBadge(session) {
@@ -16,4 +17,18 @@ export function execBadge(exec) {
   if (exec.state === 'completed') return badge(`exit ${exec.exit_code ?? '?'}`, exec.exit_code === 0 ? 'ok' : 'warn');
   if (exec.state === 'failed') return badge(`failed: ${(exec.failure ?? 'unknown').replaceAll('_', ' ')}`, 'bad');
   return badge(exec.state, 'info');
+}
+
+/** The columns every list of calls starts with, and a call's cells under them. */
+export const CALL_COLUMNS = [{ label: 'Asked' }, { label: 'Tool' }, { label: 'State' },
+  { label: 'Wall time', num: true }, { label: 'Cost, USDC', num: true }];
+
+export function callCells(exec) {
+  return [
+    time(exec.requested_at ?? exec.started_at),
+    h('code', {}, exec.tool),
+    execBadge(exec),
+    exec.wall_ms != null ? duration(exec.wall_ms) : '—',
+    usdc(exec.cost),
+  ];
 }

@@ -5,7 +5,7 @@
 
 import { get, post, call, query, seg, filePath } from '../lib/api.js';
 import { h, append, replace, table, errorNotice, notice, working, busy, idCode, field, facts } from '../lib/dom.js';
-import { stateBadge, execBadge } from '../lib/states.js';
+import { stateBadge, execBadge, CALL_COLUMNS, callCells } from '../lib/states.js';
 import { usdc, toMicros, fromMicros, percent, duration, time, bytes, shortId } from '../lib/format.js';
 import { schemaFields } from '../lib/schema-form.js';
 
@@ -440,15 +440,11 @@ export async function render(ctx) {
     replace(callsEl, table({
       label: 'Calls in this session',
       testid: 'call-list',
-      columns: [{ label: 'Asked' }, { label: 'Tool' }, { label: 'State' }, { label: 'Wall time', num: true }, { label: 'Cost, USDC', num: true }, { label: 'Log' }],
+      columns: [...CALL_COLUMNS, { label: 'Log' }],
       rows: page.executions.map((x) => ({
         props: { 'data-testid': 'call', 'data-exec-id': x.id },
         cells: [
-          time(x.requested_at ?? x.started_at),
-          h('code', {}, x.tool),
-          execBadge(x),
-          x.wall_ms != null ? duration(x.wall_ms) : '—',
-          usdc(x.cost),
+          ...callCells(x),
           renter ? h('button', { type: 'button', class: 'button-quiet small-button', on: { click: () => follow(x) } }, 'Show', h('span', { class: 'visually-hidden' }, ` the log of ${x.tool} ${x.id}`)) : '',
         ],
       })),

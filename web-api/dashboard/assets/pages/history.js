@@ -4,7 +4,7 @@
 import { get, query, ApiError } from '../lib/api.js';
 import { h, replace, table, errorNotice, working, idCode, tableRow } from '../lib/dom.js';
 import { usdc, duration, time } from '../lib/format.js';
-import { stateBadge, execBadge } from '../lib/states.js';
+import { stateBadge, CALL_COLUMNS, callCells } from '../lib/states.js';
 
 const SESSION_COLUMNS = [
   { label: 'Opened' }, { label: 'Role' }, { label: 'Peer' }, { label: 'Tool' }, { label: 'State' },
@@ -99,16 +99,11 @@ export async function render(ctx) {
   }
 
   function showCalls(page, first) {
-    const columns = [{ label: 'Asked' }, { label: 'Tool' }, { label: 'State' }, { label: 'Wall time', num: true },
-      { label: 'Cost, USDC', num: true }, { label: 'Session' }];
+    const columns = [...CALL_COLUMNS, { label: 'Session' }];
     const rows = page.executions.map((x) => ({
       props: { 'data-testid': 'call-row', 'data-exec-id': x.id },
       cells: [
-        time(x.requested_at ?? x.started_at),
-        h('code', {}, x.tool),
-        execBadge(x),
-        x.wall_ms != null ? duration(x.wall_ms) : '—',
-        usdc(x.cost),
+        ...callCells(x),
         h('a', { href: `#/session/${encodeURIComponent(x.session)}` }, idCode(x.session)),
       ],
     }));
