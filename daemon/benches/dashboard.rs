@@ -21,29 +21,17 @@ use orien_protocol::*;
 mod support;
 use support::flag;
 
+/// A tool that takes one workspace file, priced `price` µUSDC a minute of session.
 fn spec(tool: &str, price: u64) -> OfferSpec {
-    OfferSpec {
-        tool: ToolName::new(tool).unwrap(),
-        version: "1".into(),
-        description: format!("{tool}: a benchmark tool"),
-        image_digest: ImageDigest::from_bytes([3; 32]),
-        args_schema: r#"{"type":"object","properties":{"file":{"type":"string","description":"A workspace file"}},"required":["file"]}"#.into(),
-        pricing: Pricing {
-            session_per_minute: Usdc::from_micros(price),
-            exec_per_minute: Usdc::from_micros(price * 10),
-        },
-        limits: ResourceLimits {
-            max_exec: Millis(10_000),
-            cpu_millis: 1_000,
-            memory_bytes: 1 << 26,
-            pids: 16,
-            tmpfs_bytes: 1 << 20,
-            output_bytes: 1 << 20,
-            workspace_bytes: 1 << 20,
-            concurrent_execs: 1,
-        },
-        payout: EvmAddress::from_bytes([5; 20]),
-    }
+    let mut spec = support::offer_spec(
+        tool,
+        price,
+        price * 10,
+        r#"{"type":"object","properties":{"file":{"type":"string","description":"A workspace file"}},"required":["file"]}"#,
+    );
+    spec.description = format!("{tool}: a benchmark tool");
+    spec.limits.max_exec = Millis(10_000);
+    spec
 }
 
 /// The renter: `orien-node` as users run it, in its own data directory.

@@ -56,28 +56,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn spec(tool: &str) -> OfferSpec {
-    OfferSpec {
-        tool: ToolName::new(tool).unwrap(),
-        version: "1".into(),
-        description: "benchmark tool".into(),
-        image_digest: ImageDigest::from_bytes([3; 32]),
-        args_schema: r#"{"type":"object"}"#.into(),
-        pricing: Pricing {
-            session_per_minute: Usdc::from_micros(1),
-            exec_per_minute: Usdc::from_micros(1),
-        },
-        limits: ResourceLimits {
-            max_exec: Millis(1_000),
-            cpu_millis: 1_000,
-            memory_bytes: 1 << 26,
-            pids: 16,
-            tmpfs_bytes: 1 << 20,
-            output_bytes: 1 << 20,
-            workspace_bytes: 1 << 20,
-            concurrent_execs: 1,
-        },
-        payout: EvmAddress::from_bytes([5; 20]),
-    }
+    support::offer_spec(tool, 1, 1, r#"{"type":"object"}"#)
 }
 
 /// Propagation delays (ms) of offers published by node 1 to every other node.

@@ -26,6 +26,39 @@ pub fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
     default
 }
 
+/// An offer of `tool` at these prices (µUSDC a minute of session and of execution)
+/// with this argument schema, small limits, and a made-up image and payout.
+pub fn offer_spec(
+    tool: &str,
+    session_per_minute: u64,
+    exec_per_minute: u64,
+    args_schema: &str,
+) -> orien_daemon::OfferSpec {
+    use orien_protocol::*;
+    orien_daemon::OfferSpec {
+        tool: ToolName::new(tool).unwrap(),
+        version: "1".into(),
+        description: "benchmark tool".into(),
+        image_digest: ImageDigest::from_bytes([3; 32]),
+        args_schema: args_schema.into(),
+        pricing: Pricing {
+            session_per_minute: Usdc::from_micros(session_per_minute),
+            exec_per_minute: Usdc::from_micros(exec_per_minute),
+        },
+        limits: ResourceLimits {
+            max_exec: Millis(1_000),
+            cpu_millis: 1_000,
+            memory_bytes: 1 << 26,
+            pids: 16,
+            tmpfs_bytes: 1 << 20,
+            output_bytes: 1 << 20,
+            workspace_bytes: 1 << 20,
+            concurrent_execs: 1,
+        },
+        payout: EvmAddress::from_bytes([5; 20]),
+    }
+}
+
 /// Milliseconds, as a float.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
