@@ -201,7 +201,7 @@ impl Daemon {
         let mut background = Vec::new();
         let payments = match &config.chain {
             Some(settings) => {
-                let payments = Payments::connect(settings, &wallet, store.clone())
+                let payments = Payments::connect(settings, &wallet, store.clone(), key.node_id())
                     .await
                     .map_err(DaemonError::Escrow)?;
                 background.push(payments.spawn_reconciler(RECONCILE_EVERY));

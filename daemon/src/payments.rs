@@ -24,7 +24,7 @@ use orien_ledger::chain::{
 };
 use orien_ledger::receipts::VoucherSigner;
 use orien_ledger::{LaneSettlement, Store, StoreError};
-use orien_protocol::{EvmAddress, LaneHead, LaneId, PaymentLane, Usdc, Voucher};
+use orien_protocol::{EvmAddress, LaneHead, LaneId, NodeId, PaymentLane, Usdc, Voucher};
 use tracing::{info, warn};
 
 /// Where the escrow is and how the node uses it.
@@ -98,6 +98,8 @@ pub struct Payments {
     /// Each lane's turn (kept while the node runs: one per lane it ever used).
     turns: Mutex<HashMap<LaneId, Arc<tokio::sync::Mutex<()>>>>,
     reconciler: tokio::sync::Mutex<Reconciler>,
+    /// This node: the provider of the lanes it settles.
+    node: NodeId,
     /// The escrow's thaw window: how long a lane stays payable after a close request.
     thaw: Duration,
     /// Lanes whose renter asked to close them, as the chain reported (unix seconds at
@@ -211,17 +213,21 @@ pub struct RenterLane {
 
 impl Payments {
     /// Connects to the escrow with the node's wallet. Reconciliation resumes where the
-    /// ledger says it stopped, or at the escrow's deployment block the first time.
+    /// ledger says it stopped, or at the escrow's deployment block the first time. `node`
+    /// is this node: it settles only the lanes on which it is the provider (its ledger
+    /// also holds the vouchers it signed as renter, which the escrow would refuse from it).
     pub async fn connect(
         settings: &ChainSettings,
         wallet: &Wallet,
         store: Arc<Store>,
+        node: NodeId,
     ) -> Result<Arc<Self>, PaymentError> {
         let escrow = EscrowClient::connect(settings.chain.clone(), wallet, settings.escrow).await?;
         let reconciler = Reconciler::resume(escrow.clone(), &store).await?;
         let thaw = escrow.thaw_period().await?;
         info!(escrow = %escrow.address(), wallet = %escrow.wallet_address(), chain_id = settings.chain.chain_id, thaw_secs = thaw.as_secs(), "escrow payments ready");
         Ok(Arc::new(Self {
+            node,
             reconciler: tokio::sync::Mutex::new(reconciler),
             escrow,
             wallet: wallet.clone(),
@@ -492,7 +498,7 @@ impl Payments {
     /// Provider: settles every lane whose latest voucher is not paid in full.
     pub async fn settle(&self) -> Result<Vec<BatchSettlement>, PaymentError> {
         let mut reconciler = self.reconciler.lock().await;
-        let batches = reconciler.settle_pending(&self.store).await?;
+        let batches = reconciler.settle_provided(&self.store, &self.node).await?;
         for batch in &batches {
             info!(tx = ?batch.mined.tx, lanes = batch.settled.len(), fee = %batch.fee, reserve = %batch.reserve, "settled on chain");
         }
@@ -505,6 +511,7 @@ impl Payments {
             .store
             .unsettled_vouchers()?
             .iter()
+            .filter(|u| u.key.provider == self.node)
             .map(|u| {
                 u.voucher
                     .cumulative
@@ -559,7 +566,7 @@ impl Payments {
             let provider = self
                 .store
                 .lane_settlement(lane)?
-                .is_some_and(|s| s.latest_voucher.is_some());
+                .is_some_and(|s| s.key.provider == self.node && s.latest_voucher.is_some());
             if provider {
                 info!(%lane, "the renter asked to close the lane; settling it now");
                 reconciler.settle_lane(&self.store, *lane).await?;
@@ -590,6 +597,14 @@ impl Payments {
     /// Provider: settles one lane now (its renter asked to close it, or a session on it
     /// ended while it closes).
     pub async fn settle_lane(&self, lane: LaneId) -> Result<Vec<BatchSettlement>, PaymentError> {
+        // Only the lane's provider settles it (the renter holds the same vouchers).
+        if self
+            .store
+            .lane_settlement(&lane)?
+            .is_none_or(|s| s.key.provider != self.node)
+        {
+            return Ok(Vec::new());
+        }
         let mut reconciler = self.reconciler.lock().await;
         Ok(reconciler.settle_lane(&self.store, lane).await?)
     }

@@ -414,3 +414,47 @@ async fn a_voucher_the_escrow_skips_is_not_sent_again_until_the_lane_is_funded()
     assert_store_matches_chain(&store, &world, &provider, session.key()).await;
     assert_eq!(store.unsettled_vouchers().unwrap(), vec![]);
 }
+
+/// A node that also rents holds the vouchers it signed as renter; settling as provider
+/// leaves them alone (the escrow would skip them as invalid from anyone but the lane's
+/// provider, at the sender's gas), and settles the lanes it provides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_settles_only_the_lanes_it_provides() {
+    let world = World::start().await;
+    let provider = world.actor(0).await;
+    let renter = world.actor(100 * USDC).await;
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(50 * USDC))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut session = Session::open(&store, &world, &renter, &provider);
+    session.receipt(&store, &renter, &provider, 4_321);
+    let deployed_at = world.escrow.block_number().await.unwrap();
+
+    // The renter's side of the same ledger: its own id is the lane's renter.
+    let mut as_renter = Reconciler::new(renter.escrow.clone(), deployed_at.saturating_sub(10));
+    let renters_id = session.key().renter;
+    assert!(
+        as_renter
+            .settle_provided(&store, &renters_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store.settlements(&session.lane).unwrap().is_empty(),
+        "nothing sent"
+    );
+
+    let mut as_provider = Reconciler::new(provider.escrow.clone(), deployed_at.saturating_sub(10));
+    let providers_id = session.key().provider;
+    let batches = as_provider
+        .settle_provided(&store, &providers_id)
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].paid().micros(), 4_321);
+}

@@ -391,9 +391,10 @@ impl TestNode {
         let payments = match self.chain.clone() {
             Some((wallet, settings)) => {
                 let store = Arc::clone(&store);
+                let node = self.key.node_id();
                 let connected = runtime
                     .spawn(async move {
-                        let payments = Payments::connect(&settings, &wallet, store).await;
+                        let payments = Payments::connect(&settings, &wallet, store, node).await;
                         if let Ok(payments) = &payments {
                             payments.spawn_reconciler(Duration::from_millis(200));
                         }

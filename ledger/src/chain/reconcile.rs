@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use orien_protocol::{LaneId, Usdc, Voucher};
+use orien_protocol::{LaneId, NodeId, Usdc, Voucher};
 use tracing::{info, instrument, warn};
 
 use super::bindings::OrienEscrow;
@@ -30,7 +30,7 @@ use super::convert::{b256_to_lane, usdc_from_u128};
 use super::error::ChainError;
 use super::escrow::{EscrowClient, MAX_SETTLE_BATCH};
 use super::outcome::{BatchSettlement, SettlementTx, SkipReason};
-use crate::settlement::{SettlementStatus, SkipKind, TxHash};
+use crate::settlement::{SettlementStatus, SkipKind, TxHash, UnsettledVoucher};
 use crate::store::{Store, StoreError};
 
 /// Blocks scanned per `eth_getLogs` request.
@@ -124,6 +124,18 @@ impl Reconciler {
         self.settle_where(store, |_| true).await
     }
 
+    /// [`settle_pending`](Self::settle_pending) for the lanes on which `provider` is the
+    /// provider: a node that also rents holds the vouchers it signed, which the escrow
+    /// refuses from anyone but the lane's provider.
+    pub async fn settle_provided(
+        &mut self,
+        store: &Store,
+        provider: &NodeId,
+    ) -> Result<Vec<BatchSettlement>, ReconcileError> {
+        self.settle_where(store, |u| u.key.provider == *provider)
+            .await
+    }
+
     /// [`settle_pending`](Self::settle_pending) for one lane only (a lane whose renter
     /// asked to close it).
     pub async fn settle_lane(
@@ -131,18 +143,18 @@ impl Reconciler {
         store: &Store,
         lane: LaneId,
     ) -> Result<Vec<BatchSettlement>, ReconcileError> {
-        self.settle_where(store, |l| *l == lane).await
+        self.settle_where(store, |u| u.lane == lane).await
     }
 
     async fn settle_where(
         &mut self,
         store: &Store,
-        keep: impl Fn(&LaneId) -> bool,
+        keep: impl Fn(&UnsettledVoucher) -> bool,
     ) -> Result<Vec<BatchSettlement>, ReconcileError> {
         let vouchers: Vec<Voucher> = store
             .unsettled_vouchers()?
             .into_iter()
-            .filter(|u| u.pending.is_empty() && keep(&u.lane))
+            .filter(|u| u.pending.is_empty() && keep(u))
             .map(|u| u.voucher)
             .collect();
         let mut batches = Vec::new();
