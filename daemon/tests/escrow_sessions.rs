@@ -37,6 +37,9 @@ struct EscrowMarket {
     provider_wallet: String,
     offer: String,
     payout: String,
+    /// A data directory whose wallet the escrow pays its fee and reserve to (its node
+    /// is started by the test that wants it).
+    treasury_dir: Option<tempfile::TempDir>,
 }
 
 impl EscrowMarket {
@@ -45,10 +48,15 @@ impl EscrowMarket {
         let (renter_dir, provider_dir) = (init_data_dir(), init_data_dir());
         let (renter_wallet, provider_wallet) =
             (wallet_of(renter_dir.path()), wallet_of(provider_dir.path()));
-        let devnet = Devnet::start(&[
-            format!("{renter_wallet}=10"),
-            format!("{provider_wallet}=0"),
-        ]);
+        let treasury_dir = init_data_dir();
+        let treasury = wallet_of(treasury_dir.path());
+        let devnet = Devnet::start_with(
+            &[
+                format!("{renter_wallet}=10"),
+                format!("{provider_wallet}=0"),
+            ],
+            &["--treasury", &treasury, "--reserve", &treasury],
+        );
         let chain = devnet.args();
         let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
         let bootstrap = NodeProcess::start(&[]);
@@ -83,6 +91,7 @@ impl EscrowMarket {
             provider_wallet,
             offer,
             payout,
+            treasury_dir: Some(treasury_dir),
         }
     }
 }
@@ -165,7 +174,8 @@ async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_deposit() {
-    let market = EscrowMarket::start().await;
+    let mut market = EscrowMarket::start().await;
+    let treasury_dir = market.treasury_dir.take().unwrap();
     let (renter, provider, devnet) = (&market.renter, &market.provider, &market.devnet);
     let (offer, payout, provider_wallet) = (&market.offer, &market.payout, &market.provider_wallet);
     renter
@@ -178,6 +188,16 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         )
         .await;
     let id = session["id"].as_str().unwrap().to_owned();
+    // The provider's node tells what its sandbox runs: this session's container.
+    let info = provider.get_json("/v1/node").await;
+    assert!(
+        info["sandbox"]["sessions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(id)),
+        "{info}"
+    );
+    assert!(renter.get_json("/v1/node").await["sandbox"].is_null());
     renter
         .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
         .await;
@@ -274,6 +294,33 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         problem["detail"].as_str().unwrap().contains("treasury"),
         "{problem}"
     );
+    // The treasury's and the reserve's node (one wallet holds both roles here) take
+    // the 7 % and the 3 % out.
+    let chain = devnet.args();
+    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+    let treasury = NodeProcess::start_in(treasury_dir, &[], &chain);
+    let fee = treasury
+        .post_json("/v1/wallet/withdraw", json!({"what": "fees"}))
+        .await;
+    assert_eq!(micros(&fee["amount"]), parts.fee().micros(), "{fee}");
+    let out = support::run_ok(
+        treasury.data_dir(),
+        &["--json", "wallet", "withdraw", "--reserve"],
+    );
+    let reserve: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        micros(&reserve["amount"]),
+        parts.reserve().micros(),
+        "{reserve}"
+    );
+    let wallet = treasury.get_json("/v1/wallet").await;
+    assert_eq!(
+        micros(&wallet["usdc"]),
+        parts.fee().micros() + parts.reserve().micros(),
+        "{wallet}"
+    );
+    assert_eq!(micros(&wallet["fees_held"]), 0, "{wallet}");
+    assert_eq!(micros(&wallet["reserve_held"]), 0, "{wallet}");
 
     // The provider's 90 % goes to its wallet, through the CLI.
     let provider_share = orien_protocol::Split::of(orien_protocol::Usdc::from_micros(owed))
@@ -329,6 +376,27 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
     );
     let again = reclaim(false).await;
     assert_eq!(again.status(), 409, "a close is asked once");
+    // Settling the closing lane is the provider's job: the renter's node, which holds
+    // the vouchers it signed, submits none (the escrow would skip them and the renter
+    // would pay the gas). Its history holds the provider's settlements of its lane only.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let txs = |history: serde_json::Value| -> Vec<String> {
+        let mut txs: Vec<String> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["tx"].as_str().unwrap().to_owned())
+            .collect();
+        txs.sort();
+        txs
+    };
+    let by_provider = txs(provider.get_json("/v1/settlements").await);
+    let seen_by_renter = txs(renter.get_json("/v1/settlements").await);
+    assert!(!by_provider.is_empty());
+    assert_eq!(
+        seen_by_renter, by_provider,
+        "the renter submitted a settlement"
+    );
     devnet.advance(86_400 + 1).await;
     let refunded = renter
         .post_json("/v1/wallet/reclaim/finish", json!({"to": payout}))
@@ -367,4 +435,51 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
         .await;
     assert_eq!(closed["close_reason"], "renter_requested", "{closed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renter_asking_to_close_an_unsettled_lane_leaves_the_settling_to_its_provider() {
+    let market = EscrowMarket::start().await;
+    let (renter, provider) = (&market.renter, &market.provider);
+    let (offer, payout) = (&market.offer, &market.payout);
+    renter
+        .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "1"}))
+        .await;
+    let session = renter
+        .post_json(
+            "/v1/sessions",
+            json!({"offer": offer, "budget": "0.5", "payment": "escrow"}),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    renter
+        .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
+        .await;
+    let closed = renter
+        .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
+        .await;
+    let owed = micros(&closed["amount"]);
+
+    // Asked to close while the provider has settled nothing: the provider settles the
+    // lane at once, and the renter's node, which holds the same vouchers, submits none.
+    renter
+        .post_json("/v1/wallet/reclaim", json!({"to": payout}))
+        .await;
+    let lanes = provider
+        .wait_for("/v1/lanes", LONG, |l| micros(&l[0]["settled"]) == owed)
+        .await;
+    assert_eq!(lanes[0]["close"], "thawing", "{lanes}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let history = renter.get_json("/v1/settlements").await;
+    let provider_history = provider.get_json("/v1/settlements").await;
+    for record in history.as_array().unwrap() {
+        assert!(
+            provider_history
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["tx"] == record["tx"]),
+            "the renter submitted {record}"
+        );
+    }
 }

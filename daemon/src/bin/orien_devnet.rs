@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use orien_ledger::chain::Wallet;
 use orien_ledger::chain::devnet::{Anvil, Deployment};
 use orien_protocol::{EvmAddress, Usdc};
 
@@ -36,6 +37,13 @@ enum Command {
         /// How long a renter waits to reclaim an unused lane deposit.
         #[arg(long, default_value_t = 86_400)]
         thaw_secs: u64,
+        /// Pay the 7 % fee to this address (e.g. a node's wallet, to withdraw it with
+        /// `orien-node wallet withdraw --fees`); default: a fresh one.
+        #[arg(long)]
+        treasury: Option<EvmAddress>,
+        /// Pay the 3 % reserve to this address; default: a fresh one.
+        #[arg(long)]
+        reserve: Option<EvmAddress>,
         /// The anvil binary. Without it: `$ORIEN_ANVIL`, `anvil` on `PATH`, then the
         /// pinned npm package in `node_modules` of this directory or one above it.
         #[arg(long, value_name = "PATH")]
@@ -71,8 +79,10 @@ async fn main() -> anyhow::Result<()> {
             env_file,
             fund,
             thaw_secs,
+            treasury,
+            reserve,
             anvil,
-        } => up(env_file, fund, thaw_secs, anvil).await,
+        } => up(env_file, fund, thaw_secs, (treasury, reserve), anvil).await,
     }
 }
 
@@ -80,21 +90,37 @@ async fn up(
     env_file: PathBuf,
     fund: Vec<(EvmAddress, Usdc)>,
     thaw_secs: u64,
+    (treasury, reserve): (Option<EvmAddress>, Option<EvmAddress>),
     anvil: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let binary = Anvil::find(anvil.as_deref())?;
     let anvil = Anvil::spawn_from(&binary)
         .with_context(|| format!("starting anvil ({})", binary.display()))?;
-    let Deployment {
-        treasury,
-        reserve,
-        usdc,
-        escrow,
-        ..
-    } = anvil
-        .deploy(Duration::from_secs(thaw_secs))
-        .await
-        .context("deploying MockUSDC and OrienEscrow")?;
+    let thaw = Duration::from_secs(thaw_secs);
+    let (treasury, reserve, usdc, escrow) = match (treasury, reserve) {
+        (None, None) => {
+            let Deployment {
+                treasury,
+                reserve,
+                usdc,
+                escrow,
+                ..
+            } = anvil
+                .deploy(thaw)
+                .await
+                .context("deploying MockUSDC and OrienEscrow")?;
+            (treasury.address(), reserve.address(), usdc, escrow)
+        }
+        (treasury, reserve) => {
+            let treasury = treasury.unwrap_or_else(|| Wallet::generate().address());
+            let reserve = reserve.unwrap_or_else(|| Wallet::generate().address());
+            let (_, usdc, escrow) = anvil
+                .deploy_paying(thaw, treasury, reserve)
+                .await
+                .context("deploying MockUSDC and OrienEscrow")?;
+            (treasury, reserve, usdc, escrow)
+        }
+    };
     for (address, amount) in &fund {
         anvil.give_ether(*address, 100).await?;
         if !amount.is_zero() {
@@ -109,8 +135,8 @@ async fn up(
         config.chain_id,
         escrow.address(),
         usdc.address(),
-        treasury.address(),
-        reserve.address()
+        treasury,
+        reserve
     );
     let partial = env_file.with_extension("partial");
     let mut file = std::fs::File::create(&partial)

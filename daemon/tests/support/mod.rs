@@ -313,6 +313,11 @@ pub struct Devnet {
 
 impl Devnet {
     pub fn start(fund: &[String]) -> Self {
+        Self::start_with(fund, &[])
+    }
+
+    /// With `extra` arguments of `orien-devnet up` (`--treasury 0x…`, …).
+    pub fn start_with(fund: &[String], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let env_file = dir.path().join("chain.env");
         let mut command = Command::new(env!("CARGO_BIN_EXE_orien-devnet"));
@@ -324,6 +329,7 @@ impl Devnet {
         for f in fund {
             command.args(["--fund", f]);
         }
+        command.args(extra);
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let ready = BufReader::new(stdout)

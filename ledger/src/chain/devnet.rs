@@ -215,13 +215,18 @@ impl Anvil {
         config
     }
 
-    /// Deploys MockUSDC and an `OrienEscrow` with a `thaw` window, from fresh wallets
-    /// that get gas first.
-    pub async fn deploy(&self, thaw: Duration) -> Result<Deployment, DevnetError> {
-        let (deployer, treasury, reserve) =
-            (Wallet::generate(), Wallet::generate(), Wallet::generate());
-        for wallet in [&deployer, &treasury, &reserve] {
-            self.give_ether(wallet.address(), 100).await?;
+    /// Deploys MockUSDC and an `OrienEscrow` with a `thaw` window that pays its fee to
+    /// `treasury` and its reserve to `reserve` (each given gas), from a fresh deployer:
+    /// the deployer, the token and the escrow.
+    pub async fn deploy_paying(
+        &self,
+        thaw: Duration,
+        treasury: EvmAddress,
+        reserve: EvmAddress,
+    ) -> Result<(Wallet, UsdcClient, EscrowClient), DevnetError> {
+        let deployer = Wallet::generate();
+        for address in [deployer.address(), treasury, reserve] {
+            self.give_ether(address, 100).await?;
         }
         let usdc = UsdcClient::deploy_mock(self.config(), &deployer).await?;
         let escrow = EscrowClient::deploy(
@@ -229,12 +234,22 @@ impl Anvil {
             &deployer,
             EscrowParams {
                 token: usdc.address(),
-                treasury: treasury.address(),
-                reserve: reserve.address(),
+                treasury,
+                reserve,
                 thaw_period: thaw,
             },
         )
         .await?;
+        Ok((deployer, usdc, escrow))
+    }
+
+    /// Deploys MockUSDC and an `OrienEscrow` with a `thaw` window, from fresh wallets
+    /// that get gas first.
+    pub async fn deploy(&self, thaw: Duration) -> Result<Deployment, DevnetError> {
+        let (treasury, reserve) = (Wallet::generate(), Wallet::generate());
+        let (deployer, usdc, escrow) = self
+            .deploy_paying(thaw, treasury.address(), reserve.address())
+            .await?;
         Ok(Deployment {
             deployer,
             treasury,
