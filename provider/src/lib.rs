@@ -54,7 +54,7 @@ pub use error::{MissingImage, ProviderError};
 pub use exec::{ExecResult, ExecStream};
 pub use provider::Provider;
 pub use reaper::{ReapReport, Reaper};
-pub use sandbox::{Sandbox, SandboxSession};
+pub use sandbox::{Sandbox, SandboxLoad, SandboxSession};
 pub use session::SessionSandbox;
 pub use tool::{InvalidArguments, Tool};
 pub use workspace::{EntryKind, MAX_ARCHIVE_ENTRIES, WorkspaceEntry};

@@ -238,6 +238,16 @@ impl Sandbox for ModelSandbox {
         self.inner.tools.keys().cloned().collect()
     }
 
+    fn load(&self) -> crate::sandbox::SandboxLoad {
+        let mut sessions = self.live_sessions();
+        sessions.sort();
+        // The model keeps no warm sandboxes.
+        crate::sandbox::SandboxLoad {
+            sessions,
+            warm: Vec::new(),
+        }
+    }
+
     fn offer(
         &self,
         tool: &ToolName,

@@ -477,6 +477,14 @@ impl crate::sandbox::Sandbox for Provider {
         self.tools().map(|t| t.name().clone()).collect()
     }
 
+    fn load(&self) -> crate::sandbox::SandboxLoad {
+        let mut sessions = self.live_sessions();
+        sessions.sort();
+        let mut warm: Vec<(ToolName, usize)> = self.pool.ready().into_iter().collect();
+        warm.sort();
+        crate::sandbox::SandboxLoad { sessions, warm }
+    }
+
     fn offer(
         &self,
         tool: &ToolName,

@@ -15,11 +15,25 @@ use crate::exec::ExecStream;
 use crate::workspace::WorkspaceEntry;
 use crate::workspace_path::WorkspacePath;
 
+/// What a sandbox runs now: its sessions' sandboxes, and the warm ones waiting for a
+/// session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxLoad {
+    /// Sessions whose sandbox is running (a container each, and one per other tool a
+    /// session called).
+    pub sessions: Vec<orien_protocol::SessionId>,
+    /// Sandboxes started ahead of sessions, ready now, by tool.
+    pub warm: Vec<(ToolName, usize)>,
+}
+
 /// Opens sandboxed sessions of whitelisted tools.
 #[async_trait]
 pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
     /// The whitelisted tools' names.
     fn tool_names(&self) -> Vec<ToolName>;
+
+    /// What runs now.
+    fn load(&self) -> SandboxLoad;
 
     /// The (unsigned) offer of `tool`, paid to `payout`, valid for `ttl` from
     /// `issued_at`; `None` when the tool is not sold here or its image is missing.

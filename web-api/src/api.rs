@@ -160,6 +160,27 @@ pub struct NodeInfo {
     pub offers_known: usize,
     /// The operator's controls of peers (`null` when the node runs no sessions).
     pub operator: Option<OperatorView>,
+    /// What its sandbox runs now (`null` when it sells no tools).
+    pub sandbox: Option<SandboxView>,
+}
+
+/// What a provider's sandbox runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SandboxView {
+    /// Sessions whose containers run now (a container each, and one per other tool the
+    /// session called).
+    pub sessions: Vec<String>,
+    /// Sandboxes started ahead of sessions and ready now, by tool.
+    pub warm: Vec<WarmView>,
+}
+
+/// Warm sandboxes of one tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WarmView {
+    /// The tool.
+    pub tool: String,
+    /// How many are ready.
+    pub ready: usize,
 }
 
 /// Which peers the node deals with, and how often one renter may open sessions.

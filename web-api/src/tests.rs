@@ -59,6 +59,7 @@ impl NodeApi for FakeNode {
             connected: vec!["12D3KooWa".into(), "12D3KooWb".into()],
             offers_known: 0,
             operator: None,
+            sandbox: None,
         })
     }
     async fn health(&self) -> HealthView {

@@ -204,6 +204,24 @@ impl NodeApi for NodeService {
             connected,
             offers_known: stats.offers_known,
             operator: self.node.sessions().map(|s| operator_view(s.config())),
+            sandbox: self
+                .node
+                .sessions()
+                .and_then(|s| s.sandbox())
+                .map(|sandbox| {
+                    let load = sandbox.load();
+                    orien_web_api::api::SandboxView {
+                        sessions: load.sessions.iter().map(ToString::to_string).collect(),
+                        warm: load
+                            .warm
+                            .into_iter()
+                            .map(|(tool, ready)| orien_web_api::api::WarmView {
+                                tool: tool.to_string(),
+                                ready,
+                            })
+                            .collect(),
+                    }
+                }),
         })
     }
 

@@ -440,6 +440,11 @@ impl Sessions {
         &self.inner.config
     }
 
+    /// The sandbox this node sells from (`None`: it only rents).
+    pub fn sandbox(&self) -> Option<&Arc<dyn orien_provider::Sandbox>> {
+        self.inner.provider.as_ref()
+    }
+
     /// The node's escrow payments, when connected to a chain.
     pub fn payments(&self) -> Option<&Arc<Payments>> {
         self.inner.payments.as_ref()

@@ -399,6 +399,11 @@ async function run(browser) {
     const pp = provider.page;
     await pp.goto(`${PROVIDER_URL}/#/node`);
     for (const tool of ['sha256', 'wc', 'base64']) await pp.locator(`[data-testid="own-tool"][data-tool="${tool}"]`).waitFor();
+    // What its sandbox runs: session containers and the warm pool.
+    const containers = await pp.locator('[data-testid="containers"]').textContent({ timeout: 10_000 });
+    if (!/Running for sessions/.test(containers) || !/Warm, ready/.test(containers)) {
+      throw new Error(`the node page shows no containers: ${containers}`);
+    }
     await inspect(pp, 'the provider’s node page', 'node.png');
   });
 

@@ -227,21 +227,24 @@ pub(crate) struct McpArgs {
 
 impl McpArgs {
     /// The MCP endpoint's settings (`None`: not served); `api` is where the API binds,
+    /// `api_hosts` the names it answers to besides addresses and `localhost`,
     /// `data_dir` holds the clients.
     pub(crate) fn config(
         &self,
         api: std::net::SocketAddr,
+        api_hosts: &[String],
         data_dir: &std::path::Path,
     ) -> Option<orien_web_api::mcp::McpConfig> {
         if self.no_mcp {
             return None;
         }
         // Beyond loopback, requests name the bound address as their `Host`.
-        let extra_hosts = if api.ip().is_loopback() {
+        let mut extra_hosts = if api.ip().is_loopback() {
             Vec::new()
         } else {
             vec![api.ip().to_string(), api.to_string()]
         };
+        extra_hosts.extend(api_hosts.iter().cloned());
         Some(orien_web_api::mcp::McpConfig {
             policy: orien_web_api::mcp::BudgetPolicy {
                 per_call: self.mcp_max_call,

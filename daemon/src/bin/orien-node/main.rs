@@ -432,7 +432,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
         chain: chain.settings()?,
         settle_on_shutdown: !chain.no_settle_on_shutdown,
         api,
-        mcp: mcp.config(api, data_dir),
+        mcp: mcp.config(api, &api_hosts, data_dir),
         api_hosts,
     };
     let daemon = Daemon::start(data_dir, config).await?;

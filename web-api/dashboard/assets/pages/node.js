@@ -81,6 +81,16 @@ export async function render(ctx) {
           })),
           empty: 'This node sells no tools: it only rents. Run it with --provider-config to sell some.',
         })),
+      info.sandbox ? h('section', { class: 'panel', 'aria-labelledby': 'containers-h', 'data-testid': 'containers' },
+        h('h2', { id: 'containers-h' }, 'Containers'),
+        facts([
+          ['Running for sessions', info.sandbox.sessions.length
+            ? h('ul', { class: 'plain', 'data-testid': 'container-sessions' }, info.sandbox.sessions.map((id) => h('li', {}, idCode(id))))
+            : 'none (each session runs in containers of its own)'],
+          ['Warm, ready for the next session', info.sandbox.warm.length
+            ? info.sandbox.warm.map((w) => `${w.tool} ${w.ready}`).join(', ')
+            : 'none'],
+        ])) : null,
       h('section', { 'aria-labelledby': 'live-h' },
         h('h2', { id: 'live-h' }, 'Open sessions'),
         table({
