@@ -376,11 +376,22 @@ fn doctor_checks_the_provider_host_and_says_how_to_fix_what_fails() {
     // This machine: the engine answers and the example tools' images are built.
     let report = support::run_ok(
         dir.path(),
-        &["doctor", "--provider-config", example.to_str().unwrap()],
+        &[
+            "doctor",
+            "--provider-config",
+            example.to_str().unwrap(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+        ],
     );
-    for line in ["ok   engine", "ok   images", "disk"] {
+    for line in ["ok   engine", "ok   images", "disk", "ok   ports", "clock"] {
         assert!(report.contains(line), "{line}: {report}");
     }
+    // A port another process holds is named, with how to find the owner.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
     let json = support::run_ok(
         dir.path(),
         &[
@@ -388,6 +399,10 @@ fn doctor_checks_the_provider_host_and_says_how_to_fix_what_fails() {
             "doctor",
             "--provider-config",
             example.to_str().unwrap(),
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+            "--api",
+            "127.0.0.1:0",
         ],
     );
     let findings: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -397,9 +412,31 @@ fn doctor_checks_the_provider_host_and_says_how_to_fix_what_fails() {
         .iter()
         .map(|f| f["check"].as_str().unwrap())
         .collect();
-    for check in ["engine", "seccomp", "cgroup freezer", "images", "disk"] {
+    for check in [
+        "engine",
+        "seccomp",
+        "cgroup freezer",
+        "images",
+        "disk",
+        "clock",
+        "ports",
+    ] {
         assert!(checks.contains(&check), "{check}: {checks:?}");
     }
+    let in_use = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "ports" && f["severity"] == "warn")
+        .unwrap_or_else(|| panic!("the busy port is named: {findings}"));
+    assert!(
+        in_use["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "{in_use}"
+    );
+    drop(busy);
     for finding in findings.as_array().unwrap() {
         assert!(
             finding["severity"] == "ok" || finding["fix"].is_string(),

@@ -1,6 +1,7 @@
 //! What a provider host needs, checked: the engine and its confinement, the cgroup
-//! freezer that ends a call, free disk for the ledger and the tools' images; each
-//! problem with the fix. Nothing here changes the host.
+//! freezer that ends a call, free disk for the ledger and the tools' images, the ports
+//! the node listens on, and whether the clock is kept in time; each problem with the
+//! fix. Nothing here changes the host (a port is bound for an instant and released).
 
 use std::path::Path;
 
@@ -93,6 +94,7 @@ pub async fn check_host(engine: &EngineConfig, data_dir: &Path, tools: &[Tool]) 
         Err(e) => findings.push(engine_unreachable(&e, &engine.socket)),
     }
     findings.push(disk(data_dir));
+    findings.push(clock());
     findings
 }
 
@@ -239,6 +241,73 @@ fn disk(data_dir: &Path) -> Finding {
     }
 }
 
+/// Whether the node can listen where it is told to: each TCP address (peers, then the
+/// API) is bound for an instant. A port in use is a warning (the node itself may be the
+/// one listening); one the process may not bind is a failure.
+pub fn ports(tcp: &[std::net::SocketAddr]) -> Vec<Finding> {
+    tcp.iter()
+        .map(|addr| match std::net::TcpListener::bind(addr) {
+            Ok(_) if addr.port() == 0 => {
+                Finding::ok("ports", format!("{addr}: any free port will do"))
+            }
+            Ok(_) => Finding::ok("ports", format!("{addr} is free")),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Finding::problem(
+                "ports",
+                Severity::Warn,
+                format!("{addr} is in use"),
+                format!(
+                    "if this node runs, that is it (`orien-node status`); otherwise find the \
+                     owner with `ss -ltnp 'sport = :{}'` or listen on another port",
+                    addr.port()
+                ),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Finding::problem(
+                "ports",
+                Severity::Fail,
+                format!("{addr}: this user may not listen there ({e})"),
+                "use a port above 1023, or give the service CAP_NET_BIND_SERVICE",
+            ),
+            Err(e) => Finding::problem(
+                "ports",
+                Severity::Fail,
+                format!("{addr}: cannot listen ({e})"),
+                "listen on an address of this host (`--listen`, `--api`)",
+            ),
+        })
+        .collect()
+}
+
+/// Whether the clock is kept in time: offers, profiles and receipts carry times that
+/// peers accept within five minutes.
+pub fn clock() -> Finding {
+    if Path::new("/run/systemd/timesync/synchronized").exists() {
+        return Finding::ok("clock", "synchronized (systemd-timesyncd)");
+    }
+    let answer = std::process::Command::new("timedatectl")
+        .args(["show", "--property=NTPSynchronized", "--value"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let fix = "run a time client (systemd-timesyncd, chrony or ntpd): peers refuse offers \
+               and profiles more than five minutes off their own clock";
+    match answer.as_deref() {
+        Some("yes") => Finding::ok("clock", "synchronized (timedatectl)"),
+        Some(_) => Finding::problem(
+            "clock",
+            Severity::Warn,
+            "the system clock is not synchronized",
+            fix,
+        ),
+        None => Finding::problem(
+            "clock",
+            Severity::Warn,
+            "cannot tell whether the clock is synchronized (no systemd time service answered)",
+            fix,
+        ),
+    }
+}
+
 /// This process's effective uid, from `/proc/self/status`.
 fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -263,6 +332,38 @@ mod tests {
             "name=userns".into(),
         ]);
         assert!(all.iter().all(|f| f.severity == Severity::Ok), "{all:?}");
+    }
+
+    #[test]
+    fn a_port_in_use_is_named_and_a_free_one_passes() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let found = ports(&[addr, "127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(found[0].severity, Severity::Warn, "{found:?}");
+        assert!(found[0].detail.contains("in use"), "{found:?}");
+        assert!(
+            found[0]
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains(&addr.port().to_string())
+        );
+        assert_eq!(found[1].severity, Severity::Ok, "{found:?}");
+        drop(busy);
+        assert_eq!(ports(&[addr])[0].severity, Severity::Ok);
+        // An address of no interface of this host.
+        let foreign = ports(&["192.0.2.1:4001".parse().unwrap()]);
+        assert_eq!(foreign[0].severity, Severity::Fail, "{foreign:?}");
+    }
+
+    #[test]
+    fn the_clock_check_always_says_something_and_a_problem_has_a_fix() {
+        let finding = clock();
+        assert_eq!(finding.check, "clock");
+        assert!(
+            finding.severity == Severity::Ok || finding.fix.is_some(),
+            "{finding:?}"
+        );
     }
 
     #[test]

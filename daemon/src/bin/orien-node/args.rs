@@ -78,13 +78,21 @@ pub(crate) enum Command {
     #[command(flatten)]
     Client(commands::ClientCommand),
     /// Check what a provider host needs (the engine and its confinement, the cgroup
-    /// freezer, free disk, the tools' images) and print each problem with its fix;
-    /// exits non-zero when one stops the provider. Changes nothing.
+    /// freezer, free disk, the tools' images, the ports to listen on, the clock) and
+    /// print each problem with its fix; exits non-zero when one stops the provider.
+    /// Changes nothing.
     Doctor {
         /// The provider config whose engine socket and tools to check (default: the
         /// engine at /var/run/docker.sock, no tools).
         #[arg(long, env = "ORIEN_PROVIDER_CONFIG")]
         provider_config: Option<PathBuf>,
+        /// Addresses `run` will listen on (default: the config file's `listen`, else
+        /// run's default).
+        #[arg(long = "listen", value_delimiter = ',')]
+        listen: Vec<Multiaddr>,
+        /// Address of the API (default: the config file's `api`, else 127.0.0.1:7400).
+        #[arg(long)]
+        api: Option<SocketAddr>,
     },
     /// Show the effective configuration: data directory, files, API, environment.
     Config {
@@ -521,7 +529,12 @@ fn default_data_dir() -> PathBuf {
     base.join("orien")
 }
 
-fn default_listen() -> Vec<Multiaddr> {
+/// The API's address unless told otherwise.
+pub(crate) const DEFAULT_API: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7400);
+
+/// Where `run` listens for peers unless told otherwise.
+pub(crate) fn default_listen() -> Vec<Multiaddr> {
     ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
         .iter()
         .filter_map(|a| a.parse().ok())

@@ -69,6 +69,11 @@ impl FileConfig {
         toml::from_str(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// The addresses `run` would listen on from this file: peers, and the API.
+    pub(crate) fn addresses(&self) -> (Option<Vec<Multiaddr>>, Option<std::net::SocketAddr>) {
+        (self.listen.clone(), self.api)
+    }
+
     /// Fills every setting of `run` that neither a flag nor the environment gave.
     pub(crate) fn apply(
         self,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use args::{Cli, Command, ConfigCommand, LedgerCommand, McpCommand, RunArgs, WalletCommand};
+use libp2p::Multiaddr;
 use orien_daemon::daemon::{LEDGER_DIR, WALLET_FILE};
 use orien_daemon::{Daemon, DaemonConfig, NodeConfig, identity};
 use orien_ledger::chain::Wallet;
@@ -271,7 +272,11 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(code);
             }
         }
-        Command::Doctor { provider_config } => {
+        Command::Doctor {
+            provider_config,
+            listen,
+            api,
+        } => {
             let (engine, tools) = match &provider_config {
                 Some(path) => {
                     let (config, tools) = orien_provider::ProviderConfig::load(path)?;
@@ -279,7 +284,24 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => (orien_provider::EngineConfig::default(), Vec::new()),
             };
-            let findings = orien_provider::doctor::check_host(&engine, &cli.data_dir, &tools).await;
+            let (path, explicit) = match &cli.config {
+                Some(path) => (path.clone(), true),
+                None => (cli.data_dir.join(config_file::CONFIG_FILE), false),
+            };
+            let (file_listen, file_api) =
+                config_file::FileConfig::load(&path, explicit)?.addresses();
+            let listen = if listen.is_empty() {
+                file_listen.unwrap_or_else(args::default_listen)
+            } else {
+                listen
+            };
+            let api = api.or(file_api).unwrap_or(args::DEFAULT_API);
+            let mut tcp: Vec<std::net::SocketAddr> =
+                listen.iter().filter_map(tcp_address).collect();
+            tcp.push(api);
+            let mut findings =
+                orien_provider::doctor::check_host(&engine, &cli.data_dir, &tools).await;
+            findings.extend(orien_provider::doctor::ports(&tcp));
             if cli.json {
                 emit(&serde_json::to_string_pretty(&findings)?);
             } else {
@@ -460,5 +482,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// The TCP socket address of a `/ip4|ip6/…/tcp/…` listen address (`None` for QUIC,
+/// relays and names).
+fn tcp_address(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    match (parts.next()?, parts.next()) {
+        (Protocol::Tcp(port), None) => Some((ip, port).into()),
+        _ => None,
     }
 }
