@@ -7,6 +7,9 @@ export ORIEN_ROOT
 # A warm target directory outside the clone keeps CI in fresh clones fast.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/orien/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# CI builds each fresh clone once: incremental state (kept per clone path) would only
+# fill the shared target directory.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
