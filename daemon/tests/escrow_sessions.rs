@@ -96,6 +96,25 @@ impl EscrowMarket {
     }
 }
 
+impl EscrowMarket {
+    /// Opens an escrow session on the offer (budget 0.5 USDC) and runs one call to its
+    /// end; the session stays open. Its id.
+    async fn open_and_call(&self) -> String {
+        let session = self
+            .renter
+            .post_json(
+                "/v1/sessions",
+                json!({"offer": &self.offer, "budget": "0.5", "payment": "escrow"}),
+            )
+            .await;
+        let id = session["id"].as_str().unwrap().to_owned();
+        self.renter
+            .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
+            .await;
+        id
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escrow_sessions_are_bounded_by_the_deposit_and_settled_at_shutdown() {
     let market = EscrowMarket::start().await;
@@ -417,16 +436,7 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
         .await;
     // Let the provider's reconciler see the close, the refund and the new funds.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let session = renter
-        .post_json(
-            "/v1/sessions",
-            json!({"offer": offer, "budget": "0.5", "payment": "escrow"}),
-        )
-        .await;
-    let id = session["id"].as_str().unwrap().to_owned();
-    renter
-        .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
-        .await;
+    let id = market.open_and_call().await;
     let view = renter.get_json(&format!("/v1/sessions/{id}")).await;
     assert_eq!(
         view["state"], "active",
@@ -441,21 +451,11 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renter_asking_to_close_an_unsettled_lane_leaves_the_settling_to_its_provider() {
     let market = EscrowMarket::start().await;
-    let (renter, provider) = (&market.renter, &market.provider);
-    let (offer, payout) = (&market.offer, &market.payout);
+    let (renter, provider, payout) = (&market.renter, &market.provider, &market.payout);
     renter
         .post_json("/v1/wallet/fund", json!({"to": payout, "amount": "1"}))
         .await;
-    let session = renter
-        .post_json(
-            "/v1/sessions",
-            json!({"offer": offer, "budget": "0.5", "payment": "escrow"}),
-        )
-        .await;
-    let id = session["id"].as_str().unwrap().to_owned();
-    renter
-        .run_to_end(&id, json!({"file": "nothing-here"}), LONG)
-        .await;
+    let id = market.open_and_call().await;
     let closed = renter
         .post_json(&format!("/v1/sessions/{id}/close"), json!({}))
         .await;
