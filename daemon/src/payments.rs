@@ -339,6 +339,25 @@ impl Payments {
                 .is_ok()
     }
 
+    /// Renter: adds `amount` from this node's wallet to its lane to `payout`, and keeps
+    /// the payout beside the lane (a reclaim names it; the chain keeps only a hash).
+    pub async fn fund(
+        &self,
+        payout: EvmAddress,
+        amount: Usdc,
+    ) -> Result<orien_ledger::chain::Funded, PaymentError> {
+        let funded = self.escrow.fund(payout, amount).await?;
+        self.remember_payout(funded.lane, payout)?;
+        Ok(funded)
+    }
+
+    fn remember_payout(&self, lane: LaneId, payout: EvmAddress) -> Result<(), StoreError> {
+        if self.store.lane_payout(&lane)? != Some(payout) {
+            self.store.lane_payout_funded(lane, payout)?;
+        }
+        Ok(())
+    }
+
     /// Renter: the lane to `payout` for a session of `budget`, funded enough (topped up
     /// when auto-funding is on).
     pub async fn renter_lane(
@@ -347,6 +366,7 @@ impl Payments {
         budget: Usdc,
     ) -> Result<RenterLane, PaymentError> {
         let lane = self.escrow.lane_id(self.wallet(), payout);
+        self.remember_payout(lane, payout)?;
         let guard = self.reserve(lane, budget);
         let head = self.lane_head(lane)?;
         let held = guard.held_by_others();
@@ -369,7 +389,7 @@ impl Payments {
             }
             let top_up = Usdc::from_micros(needed.micros() - state.deposit.micros());
             info!(%payout, %top_up, "auto-funding the lane");
-            self.escrow.fund(payout, top_up).await?;
+            self.fund(payout, top_up).await?;
         }
         Ok(RenterLane {
             payment: PaymentLane::Escrow {

@@ -357,6 +357,11 @@ async fn a_provider_withdraws_its_earnings_and_a_renter_reclaims_its_unspent_dep
     let lanes = renter.get_json("/v1/lanes").await;
     let lane = &lanes[0];
     assert_eq!(lane["role"], "renter", "{lane}");
+    assert_eq!(
+        lane["payout"],
+        payout.as_str(),
+        "what a reclaim names: {lane}"
+    );
     assert_eq!(micros(&lane["deposit"]), 1_000_000, "{lane}");
     assert_eq!(micros(&lane["settled"]), owed, "{lane}");
     assert_eq!(micros(&lane["owed"]), 0, "{lane}");

@@ -33,6 +33,20 @@ impl Record for MinedAt {
     const MAX_LEN: usize = 16;
 }
 
+/// The provider's payout address of a lane this node funded as renter: what a reclaim
+/// names, kept from the funding (the chain keeps only the lane's hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanePayout {
+    /// The address the lane pays.
+    pub payout: orien_protocol::EvmAddress,
+}
+
+impl Record for LanePayout {
+    const KIND: &'static str = "lane payout";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 32;
+}
+
 /// The hash of an EVM transaction (32 bytes; `0x…` in text).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TxHash(pub [u8; 32]);

@@ -284,4 +284,13 @@ fn a_settlements_block_is_kept_beside_it_and_the_ledger_still_verifies() {
     assert_eq!(t.store.settlements(&lane).unwrap().len(), 1);
     assert_eq!(t.store.lanes().unwrap().len(), 1);
     t.store.verify().unwrap();
+
+    // So does the payout of a lane this node funded.
+    let payout = orien_protocol::EvmAddress::from_bytes([0x5a; 20]);
+    assert_eq!(t.store.lane_payout(&lane).unwrap(), None);
+    t.store.lane_payout_funded(lane, payout).unwrap();
+    assert_eq!(t.store.lane_payout(&lane).unwrap(), Some(payout));
+    assert_eq!(t.store.settlements(&lane).unwrap().len(), 1);
+    assert_eq!(t.store.lanes().unwrap().len(), 1);
+    t.store.verify().unwrap();
 }

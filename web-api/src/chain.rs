@@ -286,6 +286,9 @@ pub struct LaneStatusView {
     pub renter: String,
     /// The provider (peer id).
     pub provider: String,
+    /// The provider's payout address, when this node funded or rented on the lane (what
+    /// a reclaim names as `to`).
+    pub payout: Option<String>,
     /// USDC deposited on the lane (chain).
     pub deposit: String,
     /// Acknowledged by the renter's acks (ledger).

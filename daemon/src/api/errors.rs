@@ -66,6 +66,14 @@ impl From<SessionError> for ApiError {
     }
 }
 
+pub(super) fn payment_error(error: PaymentError) -> ApiError {
+    match error {
+        PaymentError::Chain(e) => chain_error(e),
+        PaymentError::Ledger(e) => ledger_error(e),
+        other => ApiError::BadGateway(format!("the chain: {other}")),
+    }
+}
+
 pub(super) fn chain_error(error: orien_ledger::chain::ChainError) -> ApiError {
     ApiError::BadGateway(format!("the chain: {error}"))
 }

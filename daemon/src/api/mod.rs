@@ -22,7 +22,7 @@ mod errors;
 mod money_out;
 mod views;
 
-use errors::{chain_error, ledger_error};
+use errors::{chain_error, ledger_error, payment_error};
 use orien_web_api::text::PeerRef;
 use views::{execution_view, log_page, record_filter, record_log_page, record_view};
 
@@ -669,10 +669,9 @@ impl NodeApi for NodeService {
     async fn fund_lane(&self, request: FundRequest) -> Result<FundedView, ApiError> {
         let funded = self
             .payments()?
-            .escrow()
             .fund(request.to, request.amount)
             .await
-            .map_err(chain_error)?;
+            .map_err(payment_error)?;
         Ok(FundedView {
             lane: funded.lane.to_string(),
             deposit: usdc_string(funded.deposit),

@@ -143,20 +143,22 @@ pub(super) async fn lane_status(
     payments: &Payments,
 ) -> Result<Vec<LaneStatusView>, ApiError> {
     let store = sessions.store().clone();
-    let lanes = blocking(move || store.lanes())
-        .await
-        .map_err(ledger_error)?;
+    let lanes = blocking(move || {
+        store
+            .lanes()?
+            .into_iter()
+            .map(|(lane, ledger)| Ok((lane, store.lane_payout(&lane)?, ledger)))
+            .collect::<Result<Vec<_>, orien_ledger::StoreError>>()
+    })
+    .await
+    .map_err(ledger_error)?;
     let me = sessions.node_id();
     let mut views = Vec::with_capacity(lanes.len());
-    for (lane, ledger) in lanes {
+    for (lane, payout, ledger) in lanes {
         let chain = payments.escrow().lane(lane).await.map_err(chain_error)?;
-        views.push(status_view(
-            lane,
-            &ledger,
-            &chain,
-            payments,
-            ledger.key.renter == me,
-        ));
+        let mut view = status_view(lane, &ledger, &chain, payments, ledger.key.renter == me);
+        view.payout = payout.map(|p| p.to_string());
+        views.push(view);
     }
     Ok(views)
 }
@@ -186,6 +188,7 @@ fn status_view(
         },
         renter: ledger.key.renter.to_string(),
         provider: ledger.key.provider.to_string(),
+        payout: None,
         deposit: usdc_string(chain.deposit),
         acked: usdc_string(ledger.acked),
         settled: usdc_string(chain.settled),

@@ -145,6 +145,13 @@ pub(crate) fn settlement_block(lane: &LaneId, tx: &TxHash) -> [u8; 65] {
     k
 }
 
+/// Where a lane this node funded pays: `5 ‖ lane` in the settlement family.
+pub(crate) fn lane_payout(id: &LaneId) -> [u8; 33] {
+    let mut k = lane(id);
+    k[0] = 5;
+    k
+}
+
 /// The meta key holding the next block reconciliation scans (u64, big-endian).
 pub(crate) const RECONCILE_CURSOR: &[u8] = b"reconcile_cursor";
 

@@ -1,6 +1,6 @@
 //! The settlement API: what the chain client reports back into the ledger.
 
-use orien_protocol::{LaneId, Usdc};
+use orien_protocol::{EvmAddress, LaneId, Usdc};
 use rocksdb::WriteBatch;
 use tracing::info;
 
@@ -8,8 +8,8 @@ use super::{Store, StoreError, keys};
 use crate::posting::{Cause, Posting};
 use crate::record;
 use crate::settlement::{
-    LaneSettlement, MinedAt, Settlement, SettlementStatus, SkipKind, SkippedVoucher, TxHash,
-    UnsettledVoucher,
+    LanePayout, LaneSettlement, MinedAt, Settlement, SettlementStatus, SkipKind, SkippedVoucher,
+    TxHash, UnsettledVoucher,
 };
 
 impl Store {
@@ -259,6 +259,25 @@ impl Store {
             encode(&MinedAt { block })?,
         );
         self.write(batch, "record settlement block")
+    }
+
+    /// Records that `lane`, which this node funded, pays `payout`.
+    pub fn lane_payout_funded(&self, lane: LaneId, payout: EvmAddress) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(keys::SETTLEMENT),
+            keys::lane_payout(&lane),
+            encode(&LanePayout { payout })?,
+        );
+        self.write(batch, "record lane payout")
+    }
+
+    /// The payout address of a lane this node funded (`None`: it funded none such).
+    pub fn lane_payout(&self, lane: &LaneId) -> Result<Option<EvmAddress>, StoreError> {
+        Ok(self
+            .get::<LanePayout>(keys::SETTLEMENT, &keys::lane_payout(lane))?
+            .map(|p| p.payout))
     }
 
     /// The block a settlement was mined in, when recorded.

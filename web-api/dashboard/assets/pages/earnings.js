@@ -232,7 +232,10 @@ export async function render(ctx) {
   }
   ctx.every(1000, tick);
 
-  async function payoutOf(provider) {
+  /** The payout address that names a lane: the node's own record, else the provider's. */
+  async function payoutOf(lane) {
+    if (lane.payout) return lane.payout;
+    const provider = lane.provider;
     if (payouts.has(provider)) return payouts.get(provider);
     let payout = null;
     try {
@@ -253,7 +256,7 @@ export async function render(ctx) {
     replace(reclaimResult);
     try {
       const view = await busy(button, 'Waiting for the chain…', async () =>
-        post('/v1/wallet/reclaim', { to: await payoutOf(lane.provider) }, { idempotent: true }));
+        post('/v1/wallet/reclaim', { to: await payoutOf(lane) }, { idempotent: true }));
       if (!ctx.alive()) return;
       thaw.set(lane.lane, view.thaw_ends_at);
       replace(reclaimResult, notice('ok', h('p', { 'data-testid': 'reclaim-requested', 'data-thaw-ends': String(view.thaw_ends_at) },
@@ -268,7 +271,7 @@ export async function render(ctx) {
     replace(reclaimResult);
     try {
       const view = await busy(button, 'Waiting for the chain…', async () =>
-        post('/v1/wallet/reclaim/finish', { to: await payoutOf(lane.provider) }, { idempotent: true }));
+        post('/v1/wallet/reclaim/finish', { to: await payoutOf(lane) }, { idempotent: true }));
       if (!ctx.alive()) return;
       thaw.delete(lane.lane);
       replace(reclaimResult, notice('ok', h('p', { 'data-testid': 'reclaim-result', 'data-refund': view.refund },
