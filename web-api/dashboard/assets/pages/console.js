@@ -178,32 +178,60 @@ export async function render(ctx) {
 
   async function loadTools() {
     replace(toolPanel, working('Reading the provider’s offers…'));
-    let offers;
+    let byTool;
     try {
-      offers = await get(`/v1/offers${query({ provider: session.provider })}`);
+      byTool = await offersByTool();
     } catch (e) {
       if (ctx.alive() && e.status !== 401) replace(toolPanel, errorNotice(e, 'The tools could not be listed'));
       return;
     }
     if (!ctx.alive()) return;
-    const byTool = new Map();
-    for (const offer of offers) if (!byTool.has(offer.tool)) byTool.set(offer.tool, offer);
     if (!byTool.size) {
       replace(toolPanel, notice('warn', h('p', {}, 'The provider’s offers are not in this node’s offer book now (it may be offline). Its tools show here once its offers arrive again.')));
-      return;
+    } else {
+      showPalette(byTool);
+      choose(byTool.get(ctx.params.get('tool')) ?? byTool.get(session.tool) ?? byTool.values().next().value);
     }
-    const tools = [...byTool.values()].sort((a, b) => a.tool.localeCompare(b.tool));
-    const buttons = tools.map((offer) => h('button', {
-      type: 'button', 'aria-pressed': 'false', 'data-testid': 'palette-tool', 'data-tool': offer.tool,
+    // Offers arrive one by one over the network: the palette takes in the ones that
+    // come later (the provider's profile says which tools to expect), for a minute.
+    let expected = null;
+    let checks = 0;
+    const stop = ctx.every(2000, async () => {
+      checks += 1;
+      expected ??= (await get(`/v1/providers/${seg(session.provider)}`)).tools.map((t) => t.tool);
+      const now = await offersByTool();
+      if (!ctx.alive()) return;
+      if (now.size > byTool.size) {
+        const first = !byTool.size;
+        byTool = now;
+        showPalette(byTool);
+        if (first) choose(byTool.get(session.tool) ?? byTool.values().next().value);
+      }
+      if (expected.every((tool) => byTool.has(tool)) || checks >= 30) stop();
+    });
+  }
+
+  /** The provider's offers in this node's book, one per tool (the newest first listed). */
+  async function offersByTool() {
+    const offers = await get(`/v1/offers${query({ provider: session.provider })}`);
+    const byTool = new Map();
+    for (const offer of offers) if (!byTool.has(offer.tool)) byTool.set(offer.tool, offer);
+    return new Map([...byTool.entries()].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  let paletteButtons = [];
+  function showPalette(byTool) {
+    const pressed = paletteButtons.find((b) => b.getAttribute('aria-pressed') === 'true')?.dataset.tool;
+    paletteButtons = [...byTool.values()].map((offer) => h('button', {
+      type: 'button', 'aria-pressed': String(offer.tool === pressed), 'data-testid': 'palette-tool', 'data-tool': offer.tool,
       on: { click: () => choose(offer) },
     }, offer.tool));
-    replace(palette, buttons.map((b) => h('li', {}, b)));
-    choose(byTool.get(ctx.params.get('tool')) ?? byTool.get(session.tool) ?? tools[0]);
+    replace(palette, paletteButtons.map((b) => h('li', {}, b)));
+  }
 
-    function choose(offer) {
-      for (const b of buttons) b.setAttribute('aria-pressed', String(b.dataset.tool === offer.tool));
-      showToolForm(offer);
-    }
+  function choose(offer) {
+    for (const b of paletteButtons) b.setAttribute('aria-pressed', String(b.dataset.tool === offer.tool));
+    showToolForm(offer);
   }
 
   function showToolForm(offer) {
