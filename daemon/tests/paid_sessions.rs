@@ -198,6 +198,12 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         .await
         .unwrap();
     assert_eq!(put.status(), 201);
+    let written: Value = put.json().await.unwrap();
+    // sha256("hello orien\n"), to check the upload against.
+    assert_eq!(
+        written["sha256"], "48f65f7f50d5a5b5ca780fd1fdfd485c8dc18758c0dee79f16384c838eee25fe",
+        "{written}"
+    );
     let files = renter.get_json(&format!("/v1/sessions/{id}/files")).await;
     assert!(
         files
@@ -211,6 +217,11 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
         .get(&format!("/v1/sessions/{id}/files/data/hello.txt"))
         .await;
     assert_eq!(back.status(), 200);
+    assert_eq!(
+        back.headers()["repr-digest"],
+        "sha-256=:SPZff1DVpbXKeA/R/f1IXI3Bh1jA3uefFjhMg47uJf4=:",
+        "the download's own SHA-256 (RFC 9530)"
+    );
     assert_eq!(back.bytes().await.unwrap().as_ref(), b"hello orien\n");
     let missing = renter
         .get(&format!("/v1/sessions/{id}/files/data/missing.txt"))

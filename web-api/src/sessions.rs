@@ -612,6 +612,9 @@ pub struct FileView {
     pub size: u64,
     /// Whether it is a directory.
     pub is_dir: bool,
+    /// On upload: the SHA-256 (hex) of the bytes this node took in and passed on to the
+    /// provider, to check against the file's own. `null` in listings.
+    pub sha256: Option<String>,
 }
 
 /// Query of `GET /v1/executions`: every parameter narrows the list.

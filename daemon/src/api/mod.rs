@@ -554,6 +554,7 @@ impl NodeApi for NodeService {
             path,
             size,
             is_dir: false,
+            sha256: None,
         })
     }
 
@@ -570,6 +571,7 @@ impl NodeApi for NodeService {
                 path: f.path,
                 size: f.size,
                 is_dir: f.is_dir,
+                sha256: None,
             })
             .collect())
     }

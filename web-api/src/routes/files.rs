@@ -6,6 +6,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use sha2::{Digest, Sha256};
+
 use crate::extract::ApiPath;
 use crate::sessions::{FileView, parse_session_id};
 use crate::{ApiError, AppState};
@@ -52,7 +54,9 @@ pub(crate) async fn put_file(
     let data = axum::body::to_bytes(body, MAX_FILE_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let view = state.node.put_file(session, path, data.to_vec()).await?;
+    let digest = Sha256::digest(&data);
+    let mut view = state.node.put_file(session, path, data.to_vec()).await?;
+    view.sha256 = Some(hex::encode(digest));
     Ok((axum::http::StatusCode::CREATED, Json(view)))
 }
 
@@ -63,7 +67,8 @@ pub(crate) async fn put_file(
         ("path" = crate::text::PathText, Path, description = "Workspace-relative path; may contain `/`"),
     ),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("Repr-Digest" = String, description = "Its SHA-256 (RFC 9530): `sha-256=:<base64>:`"))),
         (status = 400, description = "Invalid path", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such session or file", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -75,7 +80,22 @@ pub(crate) async fn get_file(
     let session = parse_session_id(&id)?;
     let data = state.node.get_file(session, path).await?;
     Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::HeaderName::from_static("repr-digest"),
+                repr_digest(&data),
+            ),
+        ],
         Bytes::from(data),
     ))
+}
+
+/// The `Repr-Digest` of `bytes` (RFC 9530): `sha-256=:<base64>:`, to check a download.
+fn repr_digest(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+    )
 }
