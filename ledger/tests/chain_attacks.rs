@@ -9,7 +9,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolError};
-use chain_support::{Actor, USDC, World, eth};
+use chain_support::{Actor, USDC, World, eth, funded_lane};
 use orien_ledger::chain::bindings::OrienEscrow;
 use orien_ledger::chain::{
     BatchSettlement, ChainError, EscrowClient, EscrowParams, SkipReason, VoucherDomain, Wallet,
@@ -21,19 +21,6 @@ alloy::sol!(
     ReentrantToken,
     "contracts/out/ReentrantToken.json"
 );
-
-/// A world with one provider and one renter whose lane holds 10 USDC.
-async fn funded_lane() -> (World, Actor, Actor) {
-    let world = World::start().await;
-    let provider = world.actor(0).await;
-    let renter = world.actor(100 * USDC).await;
-    renter
-        .escrow
-        .fund(provider.address(), Usdc::from_micros(10 * USDC))
-        .await
-        .unwrap();
-    (world, provider, renter)
-}
 
 fn skipped_reasons(batch: &BatchSettlement) -> Vec<SkipReason> {
     batch.skipped.iter().map(|s| s.reason).collect()
@@ -55,7 +42,7 @@ fn reverted_with(error: &ChainError, name: &str) -> bool {
 
 #[tokio::test]
 async fn replayed_old_voucher_pays_nothing() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let old = renter
         .escrow
         .sign_voucher(provider.address(), Usdc::from_micros(300));
@@ -76,7 +63,7 @@ async fn replayed_old_voucher_pays_nothing() {
 
 #[tokio::test]
 async fn voucher_for_another_lane_pays_nothing() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let other_provider = world.actor(0).await;
     renter
         .escrow
@@ -101,7 +88,7 @@ async fn voucher_for_another_lane_pays_nothing() {
 
 #[tokio::test]
 async fn tampered_amount_pays_nothing() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let mut voucher = renter
         .escrow
         .sign_voucher(provider.address(), Usdc::from_micros(1_000));
@@ -113,7 +100,7 @@ async fn tampered_amount_pays_nothing() {
 
 #[tokio::test]
 async fn high_s_twin_and_zero_signatures_pay_nothing() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let voucher = renter
         .escrow
         .sign_voucher(provider.address(), Usdc::from_micros(1_000));
@@ -165,7 +152,7 @@ async fn high_s_twin_and_zero_signatures_pay_nothing() {
 
 #[tokio::test]
 async fn signature_for_another_chain_or_contract_pays_nothing() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let lane = renter.escrow.lane_id(renter.address(), provider.address());
     let here = renter.escrow.domain();
     let other_chain = VoucherDomain::new(1, here.escrow());
@@ -185,7 +172,7 @@ async fn signature_for_another_chain_or_contract_pays_nothing() {
 
 #[tokio::test]
 async fn settlement_by_a_third_party_pays_nothing() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let thief = world.actor(0).await;
     let voucher = renter
         .escrow
@@ -207,7 +194,7 @@ async fn settlement_by_a_third_party_pays_nothing() {
 
 #[tokio::test]
 async fn renter_cannot_withdraw_before_the_thaw_window_ends() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(10).await;
     let error = renter
         .escrow
         .finish_close(provider.address())

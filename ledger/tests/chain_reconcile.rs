@@ -8,7 +8,7 @@ mod chain_support;
 
 use std::sync::Arc;
 
-use chain_support::{Actor, USDC, World};
+use chain_support::{Actor, USDC, World, funded_lane};
 use orien_ledger::chain::Reconciler;
 use orien_ledger::{Account, AckedReceipt, LaneKey, SessionRecord, Store, StoreOptions};
 use orien_protocol::{
@@ -120,19 +120,6 @@ impl Session {
     }
 }
 
-/// A chain with a provider, and a renter (100 USDC) whose lane to it holds 50 USDC.
-async fn funded_lane() -> (World, Actor, Actor) {
-    let world = World::start().await;
-    let provider = world.actor(0).await;
-    let renter = world.actor(100 * USDC).await;
-    renter
-        .escrow
-        .fund(provider.address(), Usdc::from_micros(50 * USDC))
-        .await
-        .unwrap();
-    (world, provider, renter)
-}
-
 fn settled(store: &Store, account: Account) -> i128 {
     store.balance(&account).unwrap().net(&account)
 }
@@ -157,7 +144,7 @@ async fn assert_store_matches_chain(store: &Store, world: &World, provider: &Act
 
 #[tokio::test]
 async fn chain_settlements_reconcile_into_the_store_and_a_reorg_voids_them() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(50).await;
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp(1_763_856_000_000));
     let store = Store::open_with(
@@ -256,7 +243,7 @@ fn open_store(dir: &std::path::Path) -> Store {
 
 #[tokio::test]
 async fn a_settlement_sent_just_before_a_crash_is_confirmed_exactly_once_after_restart() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(50).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let mut session = Session::open(&store, &world, &renter, &provider);
@@ -317,7 +304,7 @@ async fn a_settlement_sent_just_before_a_crash_is_confirmed_exactly_once_after_r
 
 #[tokio::test]
 async fn a_settlement_recorded_but_never_sent_is_voided_and_sent_again() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(50).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let mut session = Session::open(&store, &world, &renter, &provider);
@@ -412,7 +399,7 @@ async fn a_voucher_the_escrow_skips_is_not_sent_again_until_the_lane_is_funded()
 /// provider, at the sender's gas), and settles the lanes it provides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_settles_only_the_lanes_it_provides() {
-    let (world, provider, renter) = funded_lane().await;
+    let (world, provider, renter) = funded_lane(50).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut session = Session::open(&store, &world, &renter, &provider);

@@ -130,3 +130,17 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A world with one provider, and one renter (100 USDC) whose lane to it holds
+/// `deposit` USDC.
+pub async fn funded_lane(deposit: u64) -> (World, Actor, Actor) {
+    let world = World::start().await;
+    let provider = world.actor(0).await;
+    let renter = world.actor(100 * USDC).await;
+    renter
+        .escrow
+        .fund(provider.address(), Usdc::from_micros(deposit * USDC))
+        .await
+        .unwrap();
+    (world, provider, renter)
+}
