@@ -1,51 +1,19 @@
 //! Bytes on the wire of `/orien/session/1`: one length-prefixed postcard frame per
 //! request and per response.
 //!
-//! A frame is a 4-byte big-endian length followed by that many bytes. The length is
-//! checked against the message type's limit *before* anything is allocated, and the
-//! payload goes through [`orien_protocol::wire::decode`] (canonical, validated).
+//! Frames are [`super::frame`]'s; the writer closes its side after its one frame.
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
-use orien_protocol::wire::{self, Message};
 use orien_protocol::{SessionRequest, SessionResponse};
+
+use super::frame::{read_frame, write_frame};
 
 /// The request-response codec of the session protocol.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionCodec;
-
-async fn read_frame<T: Message, R: AsyncRead + Unpin + Send>(io: &mut R) -> io::Result<T> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > T::MAX_ENCODED_LEN {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} frame of {len} bytes exceeds {}",
-                T::KIND,
-                T::MAX_ENCODED_LEN
-            ),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    wire::decode::<T>(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-async fn write_frame<T: Message, W: AsyncWrite + Unpin + Send>(
-    io: &mut W,
-    value: &T,
-) -> io::Result<()> {
-    let bytes = wire::encode(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(&bytes).await?;
-    io.close().await
-}
 
 impl libp2p::request_response::Codec for SessionCodec {
     type Protocol = StreamProtocol;
@@ -74,7 +42,8 @@ impl libp2p::request_response::Codec for SessionCodec {
         io: &mut T,
         req: SessionRequest,
     ) -> io::Result<()> {
-        write_frame(io, &req).await
+        write_frame(io, &req).await?;
+        io.close().await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -83,47 +52,7 @@ impl libp2p::request_response::Codec for SessionCodec {
         io: &mut T,
         res: SessionResponse,
     ) -> io::Result<()> {
-        write_frame(io, &res).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::io::Cursor;
-    use orien_protocol::ToolName;
-
-    #[tokio::test]
-    async fn frames_round_trip() {
-        let request = SessionRequest::ListOffers {
-            tool: Some(ToolName::new("wc").unwrap()),
-        };
-        let mut buf = Cursor::new(Vec::new());
-        write_frame(&mut buf, &request).await.unwrap();
-        let mut reader = Cursor::new(buf.into_inner());
-        assert_eq!(
-            read_frame::<SessionRequest, _>(&mut reader).await.unwrap(),
-            request
-        );
-    }
-
-    #[tokio::test]
-    async fn an_oversized_length_is_refused_before_allocating() {
-        let mut frame = u32::MAX.to_be_bytes().to_vec();
-        frame.extend_from_slice(&[0; 16]);
-        let err = read_frame::<SessionRequest, _>(&mut Cursor::new(frame))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[tokio::test]
-    async fn garbage_is_invalid_data() {
-        let mut frame = 3u32.to_be_bytes().to_vec();
-        frame.extend_from_slice(&[0xff, 0xff, 0xff]);
-        let err = read_frame::<SessionRequest, _>(&mut Cursor::new(frame))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        write_frame(io, &res).await?;
+        io.close().await
     }
 }

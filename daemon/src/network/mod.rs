@@ -9,6 +9,7 @@
 //! | `autonat`, `relay_client`, `dcutr` | reachability behind home NAT |
 
 pub mod codec;
+pub(crate) mod frame;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
