@@ -406,6 +406,7 @@ impl DaemonParts {
     pub async fn assemble(self, publish: bool) -> Result<Assembled, DaemonError> {
         let node_config = NodeConfig {
             sessions: Some(SessionServices {
+                staging: crate::transfer::staging::beside(self.store.path()),
                 store: self.store,
                 provider: self.sandbox.clone(),
                 config: self.sessions,

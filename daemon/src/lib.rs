@@ -39,6 +39,7 @@ pub mod peer_guard;
 pub mod profile_book;
 pub mod reputation;
 pub mod session;
+pub mod transfer;
 
 pub use daemon::{Assembled, Daemon, DaemonConfig, DaemonError, DaemonParts};
 pub use faults::{Fault, LinkFaults, Point};
@@ -53,3 +54,4 @@ pub use session::{
     ExecSnapshot, ExecView, LedgerPayments, PaymentChoice, RentedSession, SessionConfig,
     SessionError, SessionServices, Sessions,
 };
+pub use transfer::{ByteStream, Download, Stored, TransferError, Transfers};

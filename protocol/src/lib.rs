@@ -54,6 +54,7 @@ pub mod session;
 pub mod signed;
 pub mod split;
 pub mod time;
+pub mod transfer;
 pub mod verified;
 pub mod wire;
 

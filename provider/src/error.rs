@@ -78,6 +78,10 @@ pub enum ProviderError {
     /// A tar archive could not be read or written.
     #[error("archive: {0}")]
     Archive(#[from] std::io::Error),
+    /// A file on the provider's own disk (a transfer's staged copy) could not be
+    /// written or read; a full disk says so.
+    #[error("the provider's disk: {0}")]
+    HostDisk(std::io::Error),
 }
 
 /// A tool whose image is not present in the engine.

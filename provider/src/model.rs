@@ -496,6 +496,14 @@ impl SandboxSession for ModelSession {
             .ok_or_else(|| ProviderError::NotFound(path.as_str().to_owned()))
     }
 
+    fn upload_limit(&self) -> u64 {
+        self.tool.upload_bytes()
+    }
+
+    fn workspace_quota(&self) -> u64 {
+        self.tool.limits().workspace_bytes
+    }
+
     async fn close(&self) -> Result<(), ProviderError> {
         self.shut();
         Ok(())

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orien_protocol::{Clock, EvmAddress, ExecId, Millis, Offer, SessionId, Timestamp, ToolName};
+use orien_protocol::{
+    Clock, ContentHash, EvmAddress, ExecId, Millis, Offer, SessionId, Timestamp, ToolName,
+};
 
 use crate::error::ProviderError;
 use crate::exec::ExecStream;
@@ -98,6 +100,41 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug + 'static {
 
     /// Reads one regular file from the workspace.
     async fn download(&self, path: &WorkspacePath) -> Result<Vec<u8>, ProviderError>;
+
+    /// Largest file one upload may carry.
+    fn upload_limit(&self) -> u64;
+
+    /// Size cap of the workspace.
+    fn workspace_quota(&self) -> u64;
+
+    /// Writes the file at `staged` on the provider's disk into the workspace at `path`,
+    /// replacing any file of that name; an implementation streams it (the default,
+    /// for in-memory workspaces, reads it whole).
+    async fn upload_staged(
+        &self,
+        path: &WorkspacePath,
+        staged: &std::path::Path,
+    ) -> Result<(), ProviderError> {
+        let bytes = tokio::fs::read(staged)
+            .await
+            .map_err(ProviderError::HostDisk)?;
+        self.upload(path, &bytes).await
+    }
+
+    /// Copies one regular file of the workspace into `dest` on the provider's disk
+    /// (created or replaced); returns its size and SHA-256. An implementation streams
+    /// it (the default, for in-memory workspaces, holds it whole).
+    async fn download_to(
+        &self,
+        path: &WorkspacePath,
+        dest: &std::path::Path,
+    ) -> Result<(u64, ContentHash), ProviderError> {
+        let bytes = self.download(path).await?;
+        tokio::fs::write(dest, &bytes)
+            .await
+            .map_err(ProviderError::HostDisk)?;
+        Ok((bytes.len() as u64, ContentHash::of(&bytes)))
+    }
 
     /// Removes the session's workspace and kills its running calls. Idempotent.
     async fn close(&self) -> Result<(), ProviderError>;

@@ -546,6 +546,36 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         SessionSandbox::download(self, path).await
     }
 
+    fn upload_limit(&self) -> u64 {
+        self.inner.tool.upload_bytes()
+    }
+
+    fn workspace_quota(&self) -> u64 {
+        self.inner.tool.limits().workspace_bytes
+    }
+
+    async fn upload_staged(
+        &self,
+        path: &WorkspacePath,
+        staged: &std::path::Path,
+    ) -> Result<(), ProviderError> {
+        self.inner.ensure_open()?;
+        workspace::upload_staged(&self.inner, path, staged)
+            .instrument(self.inner.span.clone())
+            .await
+    }
+
+    async fn download_to(
+        &self,
+        path: &WorkspacePath,
+        dest: &std::path::Path,
+    ) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
+        self.inner.ensure_open()?;
+        workspace::download_to(&self.inner, path, dest)
+            .instrument(self.inner.span.clone())
+            .await
+    }
+
     async fn close(&self) -> Result<(), ProviderError> {
         self.close_inner().await;
         Ok(())

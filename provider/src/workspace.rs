@@ -13,6 +13,7 @@ use bollard::body_full;
 use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tracing::debug;
 
@@ -75,6 +76,22 @@ impl<'a> Upload<'a> {
 
     fn pack(&self) -> Result<Vec<u8>, std::io::Error> {
         let mut builder = tar::Builder::new(Vec::new());
+        self.append_dirs(&mut builder)?;
+        for (path, bytes) in &self.files {
+            let mut header = file_header(bytes.len() as u64);
+            builder.append_data(&mut header, path.as_str(), *bytes)?;
+        }
+        builder.into_inner()
+    }
+
+    /// The directories' entries alone, without the end of the archive.
+    fn pack_headers(&self) -> Result<Vec<u8>, std::io::Error> {
+        let mut builder = tar::Builder::new(Vec::new());
+        self.append_dirs(&mut builder)?;
+        Ok(builder.get_ref().clone())
+    }
+
+    fn append_dirs(&self, builder: &mut tar::Builder<Vec<u8>>) -> Result<(), std::io::Error> {
         for dir in &self.dirs {
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(tar::EntryType::Directory);
@@ -85,17 +102,7 @@ impl<'a> Upload<'a> {
             header.set_mtime(0);
             builder.append_data(&mut header, dir.as_str(), std::io::empty())?;
         }
-        for (path, bytes) in &self.files {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(0o644);
-            header.set_uid(65534);
-            header.set_gid(65534);
-            header.set_size(bytes.len() as u64);
-            header.set_mtime(0);
-            builder.append_data(&mut header, path.as_str(), *bytes)?;
-        }
-        builder.into_inner()
+        Ok(())
     }
 }
 
@@ -220,20 +227,191 @@ impl UploadArchive {
     }
 }
 
-async fn put(session: &Session, tar: Vec<u8>) -> Result<(), ProviderError> {
+/// Bytes read from a staged file per piece of an upload's body.
+const STREAM_PIECE: usize = 256 * 1024;
+
+/// Streams the file at `staged` on the provider's disk into the workspace at `path`:
+/// its tar is made on the fly (the provider's own headers, as for every upload), so
+/// memory stays at a piece or two whatever the size.
+pub(crate) async fn upload_staged(
+    session: &Session,
+    path: &WorkspacePath,
+    staged: &std::path::Path,
+) -> Result<(), ProviderError> {
+    let file = tokio::fs::File::open(staged)
+        .await
+        .map_err(ProviderError::HostDisk)?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(ProviderError::HostDisk)?
+        .len();
+    let limit = session.tool.upload_bytes();
+    if size > limit {
+        return Err(ProviderError::TooLarge {
+            what: "the upload",
+            size,
+            limit,
+        });
+    }
+    let mut upload = Upload::new();
+    upload.add_parents(path);
+    // The headers: parents, then the file's own with its size; its bytes follow.
+    let mut head = upload.pack_headers()?;
+    let mut header = file_header(size);
+    let mut builder = tar::Builder::new(Vec::new());
+    // `append_data` writes a long name's extension record and the header (whose size
+    // is the file's); an empty reader adds no bytes and no padding. The builder is not
+    // finished: the end of the archive follows the file's bytes.
+    builder.append_data(&mut header, path.as_str(), std::io::empty())?;
+    head.extend_from_slice(builder.get_ref());
+    let padding = (512 - size % 512) % 512;
+    let mut tail = vec![0u8; usize::try_from(padding).unwrap_or(0)];
+    tail.extend_from_slice(&[0u8; 1024]);
+    use tokio::io::AsyncReadExt as _;
+    let body = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(tokio_util::io::ReaderStream::with_capacity(
+            file.take(size),
+            STREAM_PIECE,
+        ))
+        .chain(futures_util::stream::once(
+            async move { Ok(Bytes::from(tail)) },
+        ));
+    put_body(session, TarBody::Streamed(Box::pin(body)), size).await
+}
+
+fn file_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_uid(65534);
+    header.set_gid(65534);
+    header.set_size(size);
+    header.set_mtime(0);
+    header
+}
+
+/// Copies one regular file of the workspace into `dest` on the provider's disk,
+/// streamed from the engine's tar: nothing is held but a piece at a time. Returns its
+/// size and SHA-256.
+pub(crate) async fn download_to(
+    session: &Session,
+    path: &WorkspacePath,
+    dest: &std::path::Path,
+) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
     let engine = &session.provider.engine;
-    debug!(bytes = tar.len(), "uploading into the workspace");
+    let options = DownloadFromContainerOptionsBuilder::default()
+        .path(&path.in_container())
+        .build();
+    let mut stream = engine
+        .docker()
+        .download_from_container(&session.names.container, Some(options))
+        .peekable();
+    // A missing path is the stream's first error; later ones are the engine failing.
+    if let Some(Err(e)) = std::pin::Pin::new(&mut stream).peek().await {
+        return Err(if EngineError::is_not_found(e) {
+            ProviderError::NotFound(path.to_string())
+        } else {
+            engine
+                .error(
+                    "download from container",
+                    bollard::errors::Error::IOError {
+                        err: std::io::Error::other(e.to_string()),
+                    },
+                )
+                .into()
+        });
+    }
+    let reader =
+        tokio_util::io::StreamReader::new(stream.map(|piece| piece.map_err(std::io::Error::other)));
+    let limit = session.tool.limits().workspace_bytes;
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let dest = dest.to_owned();
+    let path = path.clone();
+    tokio::task::spawn_blocking(move || extract_one(bridge, &path, &dest, limit))
+        .await
+        .map_err(|e| ProviderError::Archive(std::io::Error::other(e.to_string())))?
+}
+
+/// Reads the first entry of the tar on `reader`, which must be a regular file of at
+/// most `limit` bytes, into `dest`; hashes it on the way.
+fn extract_one(
+    reader: impl Read,
+    path: &WorkspacePath,
+    dest: &std::path::Path,
+    limit: u64,
+) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
+    use sha2::Digest as _;
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = archive.entries()?;
+    let Some(entry) = entries.next() else {
+        return Err(ProviderError::NotFound(path.to_string()));
+    };
+    let mut entry = entry?;
+    match entry.header().entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => {}
+        _ => return Err(ProviderError::NotAFile(path.to_string())),
+    }
+    let size = entry.size();
+    if size > limit {
+        return Err(ProviderError::TooLarge {
+            what: "the file",
+            size,
+            limit,
+        });
+    }
+    let mut out = std::fs::File::create(dest).map_err(ProviderError::HostDisk)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; STREAM_PIECE];
+    let mut copied: u64 = 0;
+    loop {
+        let n = entry.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut out, &buf[..n]).map_err(ProviderError::HostDisk)?;
+        copied += n as u64;
+    }
+    if copied != size {
+        return Err(ProviderError::Archive(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the engine sent {copied} of {size} bytes"),
+        )));
+    }
+    out.sync_data().map_err(ProviderError::HostDisk)?;
+    Ok((
+        size,
+        orien_protocol::ContentHash::from_bytes(hasher.finalize().into()),
+    ))
+}
+
+async fn put(session: &Session, tar: Vec<u8>) -> Result<(), ProviderError> {
+    let len = tar.len() as u64;
+    put_body(session, TarBody::Whole(tar), len).await
+}
+
+/// A tar for the engine: in memory, or streamed from the provider's disk.
+enum TarBody {
+    Whole(Vec<u8>),
+    Streamed(futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>),
+}
+
+/// Sends a tar of `bytes` of contents into the workspace.
+async fn put_body(session: &Session, tar: TarBody, bytes: u64) -> Result<(), ProviderError> {
+    let body = match tar {
+        TarBody::Whole(tar) => body_full(tar.into()),
+        TarBody::Streamed(stream) => bollard::body_try_stream(stream),
+    };
+    let engine = &session.provider.engine;
+    debug!(bytes, "uploading into the workspace");
     let options = UploadToContainerOptionsBuilder::default()
         .path(WORKSPACE_MOUNT)
         .no_overwrite_dir_non_dir("true")
         .build();
     engine
         .docker()
-        .upload_to_container(
-            &session.names.container,
-            Some(options),
-            body_full(tar.into()),
-        )
+        .upload_to_container(&session.names.container, Some(options), body)
         .await
         .map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError { message, .. }

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use std::time::Duration;
 
-use orien_protocol::{ExecId, NodeId, Offer, OfferId, SessionId, ToolName, Usdc};
+use axum::body::Bytes;
+use orien_protocol::{ContentHash, ExecId, NodeId, Offer, OfferId, SessionId, ToolName, Usdc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,6 +15,34 @@ use crate::sessions::{
     BalanceView, ExecutionView, FileView, LogPage, OpenSessionRequest, ReceiptView, SessionView,
 };
 use crate::text::{AmountText, PeerIdText, PeerRef, ToolText, parse, parse_peer};
+
+/// Bytes of a file in transit, in order, or the error that cut them short.
+pub type ByteStream = futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Largest file [`NodeApi::get_file`] reads whole (MCP tools carry files inline).
+pub const MAX_FILE_IN_MEMORY: u64 = 16 << 20;
+
+/// An upload as a request carries it.
+pub struct FileUpload {
+    /// Size of the whole file.
+    pub size: u64,
+    /// The first byte `body` carries (past 0: a resumed upload).
+    pub offset: u64,
+    /// The bytes from `offset` to the end.
+    pub body: ByteStream,
+}
+
+/// A download under way.
+pub struct FileDownload {
+    /// Size of the whole file.
+    pub size: u64,
+    /// The first byte `body` carries.
+    pub offset: u64,
+    /// The SHA-256 of the whole file.
+    pub sha256: ContentHash,
+    /// The bytes from `offset` to the end, each chunk verified.
+    pub body: ByteStream,
+}
 
 /// The node behind the API.
 #[async_trait]
@@ -76,15 +105,59 @@ pub trait NodeApi: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<LogPage, ApiError>;
 
-    /// Writes a file into a rented session's workspace.
+    /// Uploads a file into a rented session's workspace, streamed: the provider
+    /// takes it whole and matching its hash, or not at all.
+    async fn upload_file(
+        &self,
+        session: SessionId,
+        path: String,
+        upload: FileUpload,
+    ) -> Result<FileView, ApiError>;
+    /// Starts a download of a file of a rented session's workspace from `offset`: of
+    /// the copy with hash `expect` the provider holds, or of the file as it is now.
+    async fn download_file(
+        &self,
+        session: SessionId,
+        path: String,
+        offset: u64,
+        expect: Option<ContentHash>,
+    ) -> Result<FileDownload, ApiError>;
+    /// Writes a file held in memory into a rented session's workspace.
     async fn put_file(
         &self,
         session: SessionId,
         path: String,
         data: Vec<u8>,
-    ) -> Result<FileView, ApiError>;
-    /// Reads a file from a rented session's workspace.
-    async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError>;
+    ) -> Result<FileView, ApiError> {
+        let size = data.len() as u64;
+        let body = futures_util::stream::once(async move { Ok(Bytes::from(data)) });
+        let upload = FileUpload {
+            size,
+            offset: 0,
+            body: Box::pin(body),
+        };
+        self.upload_file(session, path, upload).await
+    }
+    /// Reads a file of at most [`MAX_FILE_IN_MEMORY`] bytes from a rented session's
+    /// workspace into memory.
+    async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError> {
+        use futures_util::StreamExt as _;
+        let download = self.download_file(session, path.clone(), 0, None).await?;
+        if download.size > MAX_FILE_IN_MEMORY {
+            return Err(ApiError::TooLarge(format!(
+                "`{path}` is {} bytes, more than the {MAX_FILE_IN_MEMORY} read whole here; download it from GET /v1/sessions/{session}/files/{path}",
+                download.size
+            )));
+        }
+        let mut data = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
+        let mut body = download.body;
+        while let Some(piece) = body.next().await {
+            let piece =
+                piece.map_err(|e| ApiError::BadGateway(format!("the download broke off: {e}")))?;
+            data.extend_from_slice(&piece);
+        }
+        Ok(data)
+    }
     /// Lists a rented session's workspace.
     async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError>;
 

@@ -40,12 +40,15 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use api::{HealthStatus, HealthView, NodeApi, NodeInfo, OfferFilter, OfferView, PricingView};
+pub use api::{
+    ByteStream, FileDownload, FileUpload, HealthStatus, HealthView, MAX_FILE_IN_MEMORY, NodeApi,
+    NodeInfo, OfferFilter, OfferView, PricingView,
+};
 pub use auth::{BearerToken, Principal, TokenError};
 pub use dashboard::browser::{BrowserLimits, BrowserSessions};
 pub use dashboard::guard::HostPolicy;
 pub use idempotency::IdempotencyConfig;
-pub use problem::{ApiError, FieldError, ProblemBody};
+pub use problem::{ApiError, FieldError, ProblemBody, UPLOAD_OFFSET};
 pub use rate_limit::RateLimit;
 pub use routes::dashboard::LoginLinkView;
 

@@ -67,6 +67,33 @@ pub enum ApiError {
     /// The body is larger than the route accepts.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// What the request would store is over a limit (the detail says which).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A file upload without a length: the size is checked against the session's
+    /// cap before any byte is sent.
+    #[error(
+        "send the file's size in Content-Length (or Content-Range: bytes <first>-<last>/<size>)"
+    )]
+    LengthRequired,
+    /// A `Range` outside the file.
+    #[error("the range is outside the file")]
+    RangeNotSatisfiable {
+        /// The file's size, when known (sent as `Content-Range: bytes */<size>`).
+        size: Option<u64>,
+    },
+    /// A resumed upload starts elsewhere than the provider's held bytes end: resend
+    /// from `held` (also in the `Upload-Offset` header).
+    #[error("{detail}")]
+    UploadOffset {
+        /// Bytes the provider holds of the upload.
+        held: u64,
+        /// What to do.
+        detail: String,
+    },
+    /// The provider's disk or the workspace is full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Too many requests; retry later.
     #[error("too many requests")]
     RateLimited,
@@ -107,6 +134,27 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            Self::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            Self::LengthRequired => (
+                StatusCode::LENGTH_REQUIRED,
+                "length-required",
+                "Length required",
+            ),
+            Self::RangeNotSatisfiable { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "Range not satisfiable",
+            ),
+            Self::UploadOffset { .. } => (StatusCode::CONFLICT, "upload-offset", "Upload offset"),
+            Self::InsufficientStorage(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient-storage",
+                "Insufficient storage",
             ),
             Self::RateLimited => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -152,6 +200,9 @@ impl ApiError {
     }
 }
 
+/// The header naming the bytes the provider holds of a resumed upload.
+pub const UPLOAD_OFFSET: header::HeaderName = header::HeaderName::from_static("upload-offset");
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(detail) = &self {
@@ -164,10 +215,20 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RangeNotSatisfiable { size: Some(size) } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, value);
+                }
+            }
+            Self::UploadOffset { held, .. } => {
+                headers.insert(UPLOAD_OFFSET, HeaderValue::from(*held));
+            }
+            _ => {}
         }
         response
     }

@@ -147,15 +147,21 @@ impl NodeApi for FakeNode {
     ) -> Result<LogPage, ApiError> {
         Err(ApiError::NotFound(format!("execution {exec}")))
     }
-    async fn put_file(
+    async fn upload_file(
         &self,
         session: SessionId,
         _path: String,
-        _data: Vec<u8>,
+        _upload: crate::api::FileUpload,
     ) -> Result<FileView, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))
     }
-    async fn get_file(&self, session: SessionId, _path: String) -> Result<Vec<u8>, ApiError> {
+    async fn download_file(
+        &self,
+        session: SessionId,
+        _path: String,
+        _offset: u64,
+        _expect: Option<orien_protocol::ContentHash>,
+    ) -> Result<crate::api::FileDownload, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))
     }
     async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError> {

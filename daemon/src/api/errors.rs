@@ -1,5 +1,6 @@
 //! How the node's errors answer over HTTP.
 
+use crate::transfer::TransferError;
 use orien_ledger::StoreError;
 use orien_protocol::RpcErrorCode;
 use orien_web_api::ApiError;
@@ -62,6 +63,8 @@ impl From<SessionError> for ApiError {
             SessionError::Payment(PaymentError::Ledger(e)) => ledger_error(e),
             SessionError::Payment(e) => ApiError::BadGateway(format!("the chain: {e}")),
             SessionError::Disabled => ApiError::Unavailable(error.to_string()),
+            SessionError::TooLargeInMemory { .. } => ApiError::PayloadTooLarge,
+            SessionError::Transfer(e) => transfer_error(e),
         }
     }
 }
@@ -85,5 +88,36 @@ pub(super) fn ledger_error(error: StoreError) -> ApiError {
             "{error}; free disk space, nothing acknowledged was lost"
         )),
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// What a failed file transfer tells the API's caller.
+pub(super) fn transfer_error(error: TransferError) -> ApiError {
+    use orien_protocol::transfer::TransferRefusal as R;
+    match &error {
+        TransferError::Refused(refusal) => match refusal.code {
+            R::NotFound => ApiError::NotFound(refusal.detail.clone()),
+            R::BadPath | R::Protocol => ApiError::BadRequest {
+                detail: format!("the provider refused the transfer: {}", refusal.detail),
+                errors: Vec::new(),
+            },
+            R::TooLarge => ApiError::TooLarge(refusal.detail.clone()),
+            R::DiskFull => ApiError::InsufficientStorage(refusal.detail.clone()),
+            R::Changed | R::NotAuthorised => ApiError::Conflict(refusal.detail.clone()),
+            R::Busy => ApiError::RateLimited,
+            R::Corrupt | R::Internal => ApiError::BadGateway(error.to_string()),
+            R::OutOfRange => ApiError::RangeNotSatisfiable { size: None },
+        },
+        TransferError::Offset { held, .. } => ApiError::UploadOffset {
+            held: *held,
+            detail: error.to_string(),
+        },
+        TransferError::Source(_) => ApiError::BadRequest {
+            detail: error.to_string(),
+            errors: Vec::new(),
+        },
+        TransferError::Unreachable { .. } | TransferError::Protocol(_) => {
+            ApiError::BadGateway(error.to_string())
+        }
     }
 }

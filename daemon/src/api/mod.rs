@@ -541,26 +541,43 @@ impl NodeApi for NodeService {
         ))
     }
 
-    async fn put_file(
+    async fn upload_file(
         &self,
         session: SessionId,
         path: String,
-        data: Vec<u8>,
+        upload: orien_web_api::FileUpload,
     ) -> Result<FileView, ApiError> {
         check_path(&path)?;
-        let size = data.len() as u64;
-        self.sessions()?.put_file(session, &path, data).await?;
+        let stored = self
+            .sessions()?
+            .upload_file(session, &path, upload.size, upload.offset, upload.body)
+            .await?;
         Ok(FileView {
             path,
-            size,
+            size: stored.size,
             is_dir: false,
-            sha256: None,
+            sha256: Some(stored.sha256.to_string()),
         })
     }
 
-    async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError> {
+    async fn download_file(
+        &self,
+        session: SessionId,
+        path: String,
+        offset: u64,
+        expect: Option<orien_protocol::ContentHash>,
+    ) -> Result<orien_web_api::FileDownload, ApiError> {
         check_path(&path)?;
-        Ok(self.sessions()?.get_file(session, &path).await?)
+        let download = self
+            .sessions()?
+            .download_file(session, &path, offset, expect)
+            .await?;
+        Ok(orien_web_api::FileDownload {
+            size: download.size,
+            offset: download.offset,
+            sha256: download.sha256,
+            body: download.body,
+        })
     }
 
     async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError> {

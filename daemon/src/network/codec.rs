@@ -1,7 +1,9 @@
 //! Bytes on the wire of `/orien/session/1`: one length-prefixed postcard frame per
 //! request and per response.
 //!
-//! Frames are [`super::frame`]'s; the writer closes its side after its one frame.
+//! A frame is a 4-byte big-endian length, then that many bytes of canonical postcard,
+//! read with its type's limit checked before anything is allocated (`network::frame`,
+//! shared with [`crate::transfer`]); the writer closes its side after its one frame.
 
 use std::io;
 

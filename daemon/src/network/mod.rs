@@ -5,7 +5,8 @@
 //! | `identify`, `ping` | learn peers' addresses and protocols, keep connections honest |
 //! | `kad` on `/orien/kad/1.0.0` | the private DHT: bootstrap, provider records per tool |
 //! | `gossipsub` on `orien/offers/1`, `orien/profiles/1`, `orien/attestations/1` | signed offers, profiles and renters' attestations, strictly validated, peers scored |
-//! | `session` on `/orien/session/1` | request-response with a postcard codec ([`codec`]) |
+//! | `session` on `/orien/session/4` | request-response with a postcard codec ([`codec`]) |
+//! | `transfer` on `/orien/files/1` | raw streams of file transfers ([`crate::transfer`]), length-prefixed frames as the session protocol's |
 //! | `autonat`, `relay_client`, `dcutr` | reachability behind home NAT |
 
 pub mod codec;
@@ -86,6 +87,9 @@ mod composed {
         pub gossipsub: gossipsub::Behaviour,
         /// The session protocol.
         pub session: request_response::Behaviour<SessionCodec>,
+        /// Streams of the bulk-data protocol (file transfers), opened and accepted
+        /// through its `Control` outside the swarm's task.
+        pub transfer: libp2p_stream::Behaviour,
     }
 }
 
@@ -240,6 +244,7 @@ fn behaviour(
         kad,
         gossipsub: gossipsub_behaviour(key, tuning)?,
         session,
+        transfer: libp2p_stream::Behaviour::new(),
     })
 }
 

@@ -117,6 +117,9 @@ impl EventLoop {
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::Disconnect(peer, reply) => {
+                let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
+            }
             Command::Offer(id, reply) => {
                 let _ = reply.send(self.book.resolve(&id).cloned());
             }

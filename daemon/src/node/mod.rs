@@ -86,6 +86,7 @@ enum Command {
     Find(ToolName, Option<NodeId>, oneshot::Sender<Vec<BookEntry>>),
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    Disconnect(PeerId, oneshot::Sender<bool>),
     Stats(oneshot::Sender<NodeStats>),
     Offer(OfferId, oneshot::Sender<Option<BookEntry>>),
     Providers(ProfileQuery, oneshot::Sender<ProfilePage>),
@@ -216,10 +217,12 @@ impl Node {
         let sessions = match config.sessions {
             Some(services) => {
                 let net = Net::new(net_commands);
+                let streams = event_loop.swarm.behaviour().transfer.new_control();
                 let sessions = Sessions::start(
                     event_loop.key.clone(),
                     services,
                     net,
+                    streams,
                     own_offers,
                     event_loop.clock.clone(),
                     metrics.clone(),
@@ -346,6 +349,14 @@ impl Node {
     /// Peers with an open connection.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
         self.ask(Command::ConnectedPeers).await
+    }
+
+    /// Closes every connection to `peer` at once, streams and all; whether there was
+    /// one. The peer may connect again (a session's next message or a transfer's
+    /// resume dials it): what an unplugged cable or a restarted router does.
+    pub async fn disconnect(&self, peer: NodeId) -> Result<bool, NodeError> {
+        let peer = peer.to_peer_id();
+        self.ask(|reply| Command::Disconnect(peer, reply)).await
     }
 
     /// Withdraws this node's offers and stops the node.

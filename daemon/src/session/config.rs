@@ -108,6 +108,8 @@ pub struct SessionServices {
     pub config: SessionConfig,
     /// Escrow payments, on nodes connected to a chain.
     pub payments: Option<Arc<Payments>>,
+    /// Where a provider stages file transfers (emptied at start): beside the ledger.
+    pub staging: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for SessionServices {
@@ -117,6 +119,7 @@ impl std::fmt::Debug for SessionServices {
             .field("provider", &self.provider.is_some())
             .field("config", &self.config)
             .field("payments", &self.payments)
+            .field("staging", &self.staging)
             .finish()
     }
 }

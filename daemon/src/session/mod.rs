@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use orien_ledger::Store;
 use orien_protocol::{
-    Clock, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId, RpcErrorCode, SessionId,
-    SessionRequest, SessionResponse, ToolName, Usdc,
+    Clock, ContentHash, ExecId, FileInfo, Millis, NodeId, NodeKey, Offer, OfferId, RpcErrorCode,
+    SessionId, SessionRequest, SessionResponse, ToolName, Usdc,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,6 +44,12 @@ use crate::net::{Answer, Inbound, Net, NetError};
 use crate::own_offers::OwnOffers;
 use crate::payments::{PaymentError, Payments};
 use crate::peer_guard::Abuse;
+use crate::transfer::serve::{Lease, Leases};
+use crate::transfer::staging::Staging;
+use crate::transfer::{ByteStream, Download, Stored, TransferError, Transfers};
+
+/// Largest file [`Sessions::get_file`] reads whole into memory.
+pub const MAX_IN_MEMORY: u64 = 64 << 20;
 
 /// Why a session operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,21 @@ pub enum SessionError {
     /// The call's worst case does not fit the session's remaining budget.
     #[error(transparent)]
     Budget(#[from] orien_ledger::meter::CallDoesNotFit),
+    /// A file transfer failed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// A file too large to hold in memory was asked for whole.
+    #[error(
+        "`{path}` is {size} bytes, more than the {max} bytes read whole; download it as a stream (GET /v1/sessions/{{id}}/files/{{path}})"
+    )]
+    TooLargeInMemory {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The most read whole.
+        max: u64,
+    },
     /// The session has as many file transfers queued as it takes; retry shortly.
     #[error("session {0} is moving files already and has {max} more waiting; retry shortly", max = renter_side::FILE_OPS_WAITING)]
     Busy(SessionId),
@@ -135,6 +156,10 @@ struct Inner {
     key: NodeKey,
     clock: Arc<dyn Clock>,
     net: Net,
+    /// File transfers to providers.
+    transfers: Transfers,
+    /// A provider's staged transfers.
+    staging: Option<Arc<Staging>>,
     store: Arc<Store>,
     provider: Option<Arc<dyn orien_provider::Sandbox>>,
     config: SessionConfig,
@@ -269,15 +294,29 @@ impl Sessions {
         key: NodeKey,
         services: SessionServices,
         net: Net,
+        mut streams: libp2p_stream::Control,
         own_offers: OwnOffers,
         clock: Arc<dyn Clock>,
         metrics: crate::metrics::Metrics,
     ) -> Self {
+        // A provider serves transfers from its staging area; a node that only rents
+        // answers no transfer streams.
+        let staging = services.provider.as_ref().and_then(|_| {
+            match Staging::new(services.staging.clone()) {
+                Ok(staging) => Some(Arc::new(staging)),
+                Err(e) => {
+                    tracing::error!(dir = %services.staging.display(), error = %e, "cannot make the transfer staging area; files cannot move");
+                    None
+                }
+            }
+        });
         let sessions = Self {
             inner: Arc::new(Inner {
                 key,
                 clock,
                 net,
+                transfers: Transfers::new(streams.clone()),
+                staging: staging.clone(),
                 store: services.store,
                 provider: services.provider,
                 config: services.config,
@@ -309,6 +348,17 @@ impl Sessions {
             sessions.inner.clone(),
             survey.left_open,
         ));
+        if let Some(staging) = staging {
+            match streams.accept(libp2p::StreamProtocol::new(
+                orien_protocol::transfer::TRANSFER_PROTOCOL,
+            )) {
+                Ok(incoming) => {
+                    let leases: Arc<dyn Leases> = Arc::new(ProvidedLeases(sessions.inner.clone()));
+                    tokio::spawn(crate::transfer::serve::accept(incoming, leases, staging));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serve file transfers"),
+            }
+        }
         sessions
     }
 
@@ -491,24 +541,63 @@ impl Sessions {
         self.rented(session)?.wait_exec(exec, timeout).await
     }
 
-    /// Writes a file into a rented session's workspace.
+    /// Uploads a file of `size` bytes into a rented session's workspace, streamed
+    /// from `body` (the bytes from `offset` on: past 0 it resumes an upload the
+    /// provider holds exactly that much of). The provider takes it whole and matching
+    /// its hash, or not at all.
+    pub async fn upload_file(
+        &self,
+        session: SessionId,
+        path: &str,
+        size: u64,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<Stored, SessionError> {
+        let handle = self.rented(session)?;
+        let _turn = handle.transfer_turn().await?;
+        Ok(self
+            .inner
+            .transfers
+            .upload(handle.provider, session, path, size, offset, body)
+            .await?)
+    }
+
+    /// Starts downloading a file of a rented session's workspace from `offset`: of the
+    /// copy with hash `expect` the provider holds from an earlier download, or of the
+    /// file as it is now.
+    pub async fn download_file(
+        &self,
+        session: SessionId,
+        path: &str,
+        offset: u64,
+        expect: Option<ContentHash>,
+    ) -> Result<Download, SessionError> {
+        let handle = self.rented(session)?;
+        let turn = handle.transfer_turn().await?;
+        let mut download = self
+            .inner
+            .transfers
+            .download(handle.provider, session, path, offset, expect)
+            .await?;
+        // The turn lasts as long as the body is read.
+        download.body = Box::pin(futures::StreamExt::map(download.body, move |piece| {
+            let _held = &turn;
+            piece
+        }));
+        Ok(download)
+    }
+
+    /// Writes a file held in memory into a rented session's workspace.
     pub async fn put_file(
         &self,
         session: SessionId,
         path: &str,
         data: Vec<u8>,
-    ) -> Result<(), SessionError> {
-        let handle = self.rented(session)?;
-        let _turn = handle.file_turn().await?;
-        let request = SessionRequest::PutFile {
-            session,
-            path: path.to_owned(),
-            data,
-        };
-        match self.inner.net.request(handle.provider, request).await? {
-            SessionResponse::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+    ) -> Result<Stored, SessionError> {
+        let size = data.len() as u64;
+        let body = futures::stream::once(async move { Ok(bytes::Bytes::from(data)) });
+        self.upload_file(session, path, size, 0, Box::pin(body))
+            .await
     }
 
     /// Lists a rented session's workspace.
@@ -526,18 +615,24 @@ impl Sessions {
         }
     }
 
-    /// Reads a file from a rented session's workspace.
+    /// Reads a file of at most [`MAX_IN_MEMORY`] bytes from a rented session's
+    /// workspace into memory.
     pub async fn get_file(&self, session: SessionId, path: &str) -> Result<Vec<u8>, SessionError> {
-        let handle = self.rented(session)?;
-        let _turn = handle.file_turn().await?;
-        let request = SessionRequest::GetFile {
-            session,
-            path: path.to_owned(),
-        };
-        match self.inner.net.request(handle.provider, request).await? {
-            SessionResponse::File { data } => Ok(data),
-            other => Err(unexpected(other)),
+        let download = self.download_file(session, path, 0, None).await?;
+        if download.size > MAX_IN_MEMORY {
+            return Err(SessionError::TooLargeInMemory {
+                path: path.to_owned(),
+                size: download.size,
+                max: MAX_IN_MEMORY,
+            });
         }
+        let mut data = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
+        let mut body = download.body;
+        while let Some(piece) = futures::StreamExt::next(&mut body).await {
+            let piece = piece.map_err(|e| TransferError::Protocol(e.to_string()))?;
+            data.extend_from_slice(&piece);
+        }
+        Ok(data)
     }
 
     /// Closes a rented session: the provider sends its closing receipt, this node
@@ -663,5 +758,38 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The provider's open sessions lend their sandboxes to the renter's transfers.
+struct ProvidedLeases(Arc<Inner>);
+
+impl Leases for ProvidedLeases {
+    fn lease(
+        &self,
+        session: SessionId,
+        peer: NodeId,
+    ) -> Result<Lease, orien_protocol::transfer::Refusal> {
+        use orien_protocol::transfer::{Refusal, TransferRefusal};
+        let provided = self.0.provided();
+        let Some(handle) = provided.get(&session).filter(|h| h.renter == peer) else {
+            return Err(Refusal::new(
+                TransferRefusal::NotAuthorised,
+                format!("no open session {session} of yours here"),
+            ));
+        };
+        let turn = handle.transfers.clone().try_acquire_owned().map_err(|_| {
+            Refusal::new(
+                TransferRefusal::Busy,
+                format!(
+                    "session {session} moves {} files at once already",
+                    provider_side::TRANSFERS
+                ),
+            )
+        })?;
+        Ok(Lease {
+            sandbox: handle.sandbox.clone(),
+            _turn: turn,
+        })
     }
 }

@@ -68,9 +68,14 @@ impl Market {
     /// Starts the market for `tool` (one of configs/provider.example.toml), both sides
     /// with the session settings `config`.
     pub async fn start(tool: &str, config: SessionConfig) -> Self {
+        Self::start_with(&example_config(), tool, config).await
+    }
+
+    /// Starts the market for `tool` of the provider configuration at `provider`.
+    pub async fn start_with(provider: &Path, tool: &str, config: SessionConfig) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (provider_config, tools) =
-            ProviderConfig::load(&example_config()).expect("the example config loads");
+            ProviderConfig::load(provider).expect("the provider config loads");
         let (provider_key, renter_key) = (NodeKey::generate(), NodeKey::generate());
         let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
             .await

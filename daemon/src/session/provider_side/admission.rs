@@ -244,12 +244,13 @@ pub(in crate::session) async fn open(
         check,
         clock,
     );
+    let sandbox: Arc<dyn orien_provider::SandboxSession> = Arc::from(sandbox);
     let task = Task {
         machine,
         inner: inner.clone(),
         session,
         renter: peer,
-        sandbox: Arc::from(sandbox),
+        sandbox: sandbox.clone(),
         input: input.clone(),
         file_ops: Arc::new(tokio::sync::Semaphore::new(FILE_OPS)),
         removing: None,
@@ -271,6 +272,8 @@ pub(in crate::session) async fn open(
         Handle {
             renter: peer,
             input,
+            sandbox,
+            transfers: Arc::new(tokio::sync::Semaphore::new(super::TRANSFERS)),
         },
     );
     tokio::spawn(task.run(inbox).instrument(span));

@@ -39,6 +39,8 @@ pub(super) use admission::open;
 const CLOSE_NOTICES: u32 = 3;
 /// File requests of one session served at once; more answer "rate limited".
 const FILE_OPS: usize = orien_protocol::rpc::FILE_OPS_PER_SESSION;
+/// File transfers of one session under way at once; more are refused as busy.
+pub(super) const TRANSFERS: usize = 2;
 
 pub(super) enum Input {
     Request {
@@ -86,6 +88,10 @@ impl super::Inbox for Input {
 pub(super) struct Handle {
     pub(super) renter: NodeId,
     input: mpsc::Sender<Input>,
+    /// The session's sandbox, lent to its file transfers.
+    pub(super) sandbox: Arc<dyn SandboxSession>,
+    /// Turns of its file transfers.
+    pub(super) transfers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Handle {
@@ -388,6 +394,10 @@ impl Task {
 
     async fn teardown(mut self, reason: CloseReason, replies: Vec<Reply>) {
         self.inner.provided().remove(&self.session);
+        if let Some(staging) = self.inner.staging.clone() {
+            let session = self.session;
+            let _ = tokio::task::spawn_blocking(move || staging.forget(session)).await;
+        }
         // Calls still running end with the sandbox.
         let running: Vec<ExecId> = self.calls.keys().copied().collect();
         for exec in running {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use orien_protocol::SessionId;
 use orien_protocol::rpc::FILE_OPS_PER_SESSION;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::session::SessionError;
 
@@ -18,14 +20,14 @@ pub(crate) const FILE_OPS_WAITING: usize = 16;
 /// The turns of one rented session's file requests.
 #[derive(Debug)]
 pub(crate) struct FileGate {
-    turns: Semaphore,
+    turns: Arc<Semaphore>,
     waiting: AtomicUsize,
 }
 
 impl Default for FileGate {
     fn default() -> Self {
         Self {
-            turns: Semaphore::new(FILE_OPS_PER_SESSION),
+            turns: Arc::new(Semaphore::new(FILE_OPS_PER_SESSION)),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -37,8 +39,8 @@ impl FileGate {
     pub(crate) async fn enter(
         &self,
         session: SessionId,
-    ) -> Result<SemaphorePermit<'_>, SessionError> {
-        if let Ok(turn) = self.turns.try_acquire() {
+    ) -> Result<OwnedSemaphorePermit, SessionError> {
+        if let Ok(turn) = self.turns.clone().try_acquire_owned() {
             return Ok(turn);
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= FILE_OPS_WAITING {
@@ -48,7 +50,8 @@ impl FileGate {
         // Counted out however the wait ends, a dropped request included.
         let _waiter = Waiter(&self.waiting);
         self.turns
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| SessionError::NotOpen {
                 session,

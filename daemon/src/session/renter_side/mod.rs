@@ -121,12 +121,24 @@ pub(super) struct Handle {
     logs: Arc<ExecLogs>,
     /// Turns of the session's file requests.
     files: Arc<FileGate>,
+    /// The turns of its file transfers, apart: a listing does not wait for a
+    /// gigabyte to move.
+    transfers: Arc<FileGate>,
 }
 
 impl Handle {
     /// Waits for the session's turn to send a file request.
-    pub(super) async fn file_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, SessionError> {
+    pub(super) async fn file_turn(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, SessionError> {
         self.files.enter(self.session).await
+    }
+
+    /// Waits for the session's turn to move a file.
+    pub(super) async fn transfer_turn(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, SessionError> {
+        self.transfers.enter(self.session).await
     }
 
     pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {

@@ -188,6 +188,7 @@ pub(in crate::session) async fn open(
             input,
             logs,
             files: Arc::default(),
+            transfers: Arc::default(),
         },
     );
     let span =

@@ -1,0 +1,509 @@
+//! The provider's end of file transfers: it takes verified chunks of uploads into its
+//! staging area and sends chunks of its copies of downloaded files.
+
+use std::io::SeekFrom;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use orien_protocol::transfer::{
+    CHUNK_BYTES, Chunk, DownloadFrame, Refusal, TransferRefusal, TransferReply, TransferRequest,
+    UploadFrame, UploadReply,
+};
+use orien_protocol::{ContentHash, NodeId, SessionId};
+use orien_provider::{ProviderError, SandboxSession, WorkspacePath};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::staging::{Snapshot, Staging, free_bytes};
+use crate::network::frame::{read_frame, write_frame};
+
+/// Streams a provider serves at once, all sessions together; more are reset.
+const MAX_STREAMS: usize = 64;
+/// How long a stream may stay silent before the provider drops it.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// What the provider lends one transfer of an open session.
+pub(crate) struct Lease {
+    /// The session's sandbox.
+    pub(crate) sandbox: Arc<dyn SandboxSession>,
+    /// Its turn among the session's transfers.
+    pub(crate) _turn: OwnedSemaphorePermit,
+}
+
+/// The provider's open sessions, as transfers see them.
+pub(crate) trait Leases: Send + Sync + 'static {
+    /// A turn for `peer` to move files of `session`: refused unless `peer` is the
+    /// renter of that open session and it has a transfer turn free.
+    fn lease(&self, session: SessionId, peer: NodeId) -> Result<Lease, Refusal>;
+}
+
+/// Serves the transfer streams peers open until `incoming` ends (the node stops).
+pub(crate) async fn accept(
+    mut incoming: libp2p_stream::IncomingStreams,
+    leases: Arc<dyn Leases>,
+    staging: Arc<Staging>,
+) {
+    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(turn) = streams.clone().try_acquire_owned() else {
+            debug!(%peer, "too many transfer streams; dropping one");
+            continue;
+        };
+        let Ok(peer) = NodeId::from_peer_id(&peer) else {
+            continue;
+        };
+        let leases = leases.clone();
+        let staging = staging.clone();
+        tokio::spawn(async move {
+            serve(stream, peer, leases.as_ref(), &staging).await;
+            drop(turn);
+        });
+    }
+}
+
+/// Serves one stream: one upload or one download.
+pub(crate) async fn serve<S>(mut stream: S, peer: NodeId, leases: &dyn Leases, staging: &Staging)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let request =
+        match tokio::time::timeout(IDLE, read_frame::<TransferRequest, _>(&mut stream)).await {
+            Ok(Ok(request)) => request,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "unreadable transfer request");
+                let refusal = Refusal::new(TransferRefusal::Protocol, e.to_string());
+                let _ = write_frame(&mut stream, &TransferReply::Refused(refusal)).await;
+                let _ = stream.close().await;
+                return;
+            }
+            Err(_) => return,
+        };
+    let session = match &request {
+        TransferRequest::Put { session, .. } | TransferRequest::Get { session, .. } => *session,
+    };
+    let span = info_span!("transfer", %session, %peer);
+    async {
+        let ended = match request {
+            TransferRequest::Put {
+                path, size, resume, ..
+            } => {
+                let put = Put {
+                    session,
+                    size,
+                    resume,
+                };
+                put.serve(&mut stream, peer, &path, leases, staging).await
+            }
+            TransferRequest::Get {
+                path,
+                offset,
+                expect,
+                ..
+            } => {
+                serve_get(
+                    &mut stream,
+                    peer,
+                    session,
+                    &path,
+                    offset,
+                    expect,
+                    leases,
+                    staging,
+                )
+                .await
+            }
+        };
+        if let Err(e) = ended {
+            debug!(error = %e, "transfer stream ended");
+        }
+        let _ = stream.close().await;
+    }
+    .instrument(span)
+    .await;
+}
+
+/// A refusal as the reason to end a transfer, after it was said to the peer.
+fn refused(code: TransferRefusal, detail: impl Into<String>) -> Refusal {
+    Refusal::new(code, detail)
+}
+
+/// What a sandbox error tells the renter.
+fn refusal_of(error: &ProviderError) -> Refusal {
+    let code = match error {
+        ProviderError::NotFound(_) => TransferRefusal::NotFound,
+        ProviderError::NotAFile(_) | ProviderError::Path(_) => TransferRefusal::BadPath,
+        ProviderError::TooLarge { .. } => TransferRefusal::TooLarge,
+        ProviderError::WorkspaceFull { .. } => TransferRefusal::DiskFull,
+        ProviderError::HostDisk(e) if is_disk_full(e) => TransferRefusal::DiskFull,
+        ProviderError::SessionClosed(_) => TransferRefusal::NotAuthorised,
+        _ => TransferRefusal::Internal,
+    };
+    refused(code, error.to_string())
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+}
+
+fn disk_refusal(e: &std::io::Error) -> Refusal {
+    if is_disk_full(e) {
+        refused(
+            TransferRefusal::DiskFull,
+            format!("the provider's disk is full: {e}"),
+        )
+    } else {
+        refused(
+            TransferRefusal::Internal,
+            format!("the provider's disk: {e}"),
+        )
+    }
+}
+
+/// Why a stream ended early.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("silent for {IDLE:?}")]
+    Idle,
+}
+
+async fn read_within<T, S>(stream: &mut S) -> Result<T, Ended>
+where
+    T: orien_protocol::wire::Message,
+    S: AsyncRead + Unpin + Send,
+{
+    match tokio::time::timeout(IDLE, read_frame::<T, _>(stream)).await {
+        Ok(read) => Ok(read?),
+        Err(_) => Err(Ended::Idle),
+    }
+}
+
+/// Says `refusal` as the first answer and ends.
+async fn refuse_first<S>(stream: &mut S, refusal: Refusal) -> Result<(), Ended>
+where
+    S: AsyncWrite + Unpin + Send,
+{
+    write_frame(stream, &TransferReply::Refused(refusal.clone())).await?;
+    Err(Ended::Refused(refusal))
+}
+
+/// Says `refusal` during an upload and ends.
+async fn fail_upload<S>(stream: &mut S, refusal: Refusal) -> Result<(), Ended>
+where
+    S: AsyncWrite + Unpin + Send,
+{
+    write_frame(stream, &UploadReply::Failed(refusal.clone())).await?;
+    Err(Ended::Refused(refusal))
+}
+
+/// An upload's terms as the renter asked.
+struct Put {
+    session: SessionId,
+    size: u64,
+    resume: bool,
+}
+
+impl Put {
+    async fn serve<S>(
+        &self,
+        stream: &mut S,
+        peer: NodeId,
+        path: &str,
+        leases: &dyn Leases,
+        staging: &Staging,
+    ) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let path = match WorkspacePath::new(path) {
+            Ok(path) => path,
+            Err(e) => {
+                return refuse_first(stream, refused(TransferRefusal::BadPath, e.to_string()))
+                    .await;
+            }
+        };
+        let lease = match leases.lease(self.session, peer) {
+            Ok(lease) => lease,
+            Err(refusal) => return refuse_first(stream, refusal).await,
+        };
+        let (mut file, file_path, mut held, mut hasher) =
+            match self.stage(&path, lease.sandbox.as_ref(), staging).await {
+                Ok(staged) => staged,
+                Err(refusal) => return refuse_first(stream, refusal).await,
+            };
+        let ready = TransferReply::Ready {
+            offset: held,
+            size: self.size,
+            sha256: None,
+        };
+        write_frame(stream, &ready).await?;
+        stream.flush().await?;
+        loop {
+            match read_within::<UploadFrame, _>(stream).await? {
+                UploadFrame::Chunk(chunk) => {
+                    if chunk.offset != held || chunk.end() > self.size {
+                        let detail = format!(
+                            "a chunk at {}..{} of a {}-byte file holding {held}",
+                            chunk.offset,
+                            chunk.end(),
+                            self.size
+                        );
+                        return fail_upload(stream, refused(TransferRefusal::Protocol, detail))
+                            .await;
+                    }
+                    if !chunk.is_intact() {
+                        let detail = format!(
+                            "the chunk at {held} does not match its hash; resume from {held}"
+                        );
+                        return fail_upload(stream, refused(TransferRefusal::Corrupt, detail))
+                            .await;
+                    }
+                    if let Err(e) = file.write_all(&chunk.data).await {
+                        // Nothing past `held` counts: the next attempt starts there.
+                        let _ = file.set_len(held).await;
+                        return fail_upload(stream, disk_refusal(&e)).await;
+                    }
+                    hasher.update(&chunk.data);
+                    held = chunk.end();
+                    write_frame(stream, &UploadReply::Ack { offset: held }).await?;
+                    stream.flush().await?;
+                }
+                UploadFrame::End { sha256 } => {
+                    if held != self.size {
+                        let detail = format!("ended at {held} of {} bytes", self.size);
+                        return fail_upload(stream, refused(TransferRefusal::Protocol, detail))
+                            .await;
+                    }
+                    if let Err(e) = file.sync_data().await {
+                        return fail_upload(stream, disk_refusal(&e)).await;
+                    }
+                    drop(file);
+                    let digest = ContentHash::from_bytes(hasher.finalize().into());
+                    if sha256.is_some_and(|expected| expected != digest) {
+                        let _ = tokio::fs::remove_file(&file_path).await;
+                        let detail = format!(
+                            "the file's SHA-256 is {digest}, not the one sent; send it again from the start"
+                        );
+                        return fail_upload(stream, refused(TransferRefusal::Corrupt, detail))
+                            .await;
+                    }
+                    let stored = lease.sandbox.upload_staged(&path, &file_path).await;
+                    let _ = tokio::fs::remove_file(&file_path).await;
+                    if let Err(e) = stored {
+                        return fail_upload(stream, refusal_of(&e)).await;
+                    }
+                    info!(path = %path, bytes = self.size, sha256 = %digest, "upload stored");
+                    write_frame(stream, &UploadReply::Stored { sha256: digest }).await?;
+                    stream.flush().await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Checks the upload against the session's caps and the disk, and opens its
+    /// staged file at the end of what it holds already (on a resume), with the hash
+    /// of those bytes.
+    async fn stage(
+        &self,
+        path: &WorkspacePath,
+        sandbox: &dyn SandboxSession,
+        staging: &Staging,
+    ) -> Result<(tokio::fs::File, std::path::PathBuf, u64, Sha256), Refusal> {
+        let limit = sandbox.upload_limit().min(sandbox.workspace_quota());
+        if self.size > limit {
+            return Err(refused(
+                TransferRefusal::TooLarge,
+                format!(
+                    "{} bytes is over this session's upload limit of {limit} bytes",
+                    self.size
+                ),
+            ));
+        }
+        let file_path = staging
+            .upload_file(self.session, path, self.size)
+            .map_err(|e| disk_refusal(&e))?;
+        let others = staging.held(self.session, Some(&file_path));
+        let quota = sandbox.workspace_quota();
+        if others.saturating_add(self.size) > quota {
+            return Err(refused(
+                TransferRefusal::TooLarge,
+                format!(
+                    "{} bytes with the {others} bytes of the session's other transfers is over its workspace cap of {quota} bytes",
+                    self.size
+                ),
+            ));
+        }
+        let held = match tokio::fs::metadata(&file_path).await {
+            Ok(meta) if self.resume && meta.len() <= self.size => meta.len(),
+            _ => 0,
+        };
+        if let Some(free) = free_bytes(staging.root())
+            && free < self.size - held
+        {
+            return Err(refused(
+                TransferRefusal::DiskFull,
+                format!(
+                    "the provider's disk has {free} bytes free, not the {} this upload needs",
+                    self.size - held
+                ),
+            ));
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&file_path)
+            .await
+            .map_err(|e| disk_refusal(&e))?;
+        file.set_len(held).await.map_err(|e| disk_refusal(&e))?;
+        let hasher = hash_prefix(&mut file, held)
+            .await
+            .map_err(|e| disk_refusal(&e))?;
+        file.seek(SeekFrom::Start(held))
+            .await
+            .map_err(|e| disk_refusal(&e))?;
+        if held > 0 {
+            debug!(%path, held, size = self.size, "resuming an upload");
+        }
+        Ok((file, file_path, held, hasher))
+    }
+}
+
+/// The hash state after the first `len` bytes of `file`.
+async fn hash_prefix(file: &mut tokio::fs::File, len: u64) -> std::io::Result<Sha256> {
+    let mut hasher = Sha256::new();
+    file.seek(SeekFrom::Start(0)).await?;
+    let mut left = len;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    while left > 0 {
+        let want = usize::try_from(left.min(CHUNK_BYTES as u64)).unwrap_or(CHUNK_BYTES);
+        let n = file.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hasher)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_get<S>(
+    stream: &mut S,
+    peer: NodeId,
+    session: SessionId,
+    path: &str,
+    offset: u64,
+    expect: Option<ContentHash>,
+    leases: &dyn Leases,
+    staging: &Staging,
+) -> Result<(), Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let path = match WorkspacePath::new(path) {
+        Ok(path) => path,
+        Err(e) => {
+            return refuse_first(stream, refused(TransferRefusal::BadPath, e.to_string())).await;
+        }
+    };
+    let lease = match leases.lease(session, peer) {
+        Ok(lease) => lease,
+        Err(refusal) => return refuse_first(stream, refusal).await,
+    };
+    let snapshot = match expect {
+        Some(sha256) => match staging.snapshot(session, &path, sha256) {
+            Some(snapshot) => snapshot,
+            None => {
+                let detail = format!(
+                    "the provider no longer holds the copy of `{path}` with SHA-256 {sha256}; download it again"
+                );
+                return refuse_first(stream, refused(TransferRefusal::Changed, detail)).await;
+            }
+        },
+        None => match take_snapshot(session, &path, lease.sandbox.as_ref(), staging).await {
+            Ok(snapshot) => snapshot,
+            Err(refusal) => return refuse_first(stream, refusal).await,
+        },
+    };
+    if offset > snapshot.size {
+        let detail = format!(
+            "offset {offset} is past the end of the {}-byte file",
+            snapshot.size
+        );
+        return refuse_first(stream, refused(TransferRefusal::OutOfRange, detail)).await;
+    }
+    write_frame(
+        stream,
+        &TransferReply::Ready {
+            offset,
+            size: snapshot.size,
+            sha256: Some(snapshot.sha256),
+        },
+    )
+    .await?;
+    let mut file = match open_at(&snapshot.file, offset).await {
+        Ok(file) => file,
+        Err(e) => {
+            write_frame(stream, &DownloadFrame::Failed(disk_refusal(&e))).await?;
+            return Err(e.into());
+        }
+    };
+    let mut at = offset;
+    while at < snapshot.size {
+        let want =
+            usize::try_from((snapshot.size - at).min(CHUNK_BYTES as u64)).unwrap_or(CHUNK_BYTES);
+        let mut data = vec![0u8; want];
+        if let Err(e) = file.read_exact(&mut data).await {
+            write_frame(stream, &DownloadFrame::Failed(disk_refusal(&e))).await?;
+            return Err(e.into());
+        }
+        let chunk = Chunk::new(at, data);
+        at = chunk.end();
+        write_frame(stream, &DownloadFrame::Chunk(chunk)).await?;
+    }
+    stream.flush().await?;
+    debug!(%path, from = offset, size = snapshot.size, "download sent");
+    Ok(())
+}
+
+async fn open_at(file: &Path, offset: u64) -> std::io::Result<tokio::fs::File> {
+    let mut file = tokio::fs::File::open(file).await?;
+    file.seek(SeekFrom::Start(offset)).await?;
+    Ok(file)
+}
+
+/// Copies `path` out of the workspace into the staging area, hashing it.
+async fn take_snapshot(
+    session: SessionId,
+    path: &WorkspacePath,
+    sandbox: &dyn SandboxSession,
+    staging: &Staging,
+) -> Result<Snapshot, Refusal> {
+    let file = staging
+        .snapshot_file(session, path)
+        .map_err(|e| disk_refusal(&e))?;
+    match sandbox.download_to(path, &file).await {
+        Ok((size, sha256)) => {
+            let snapshot = Snapshot { file, size, sha256 };
+            staging.keep_snapshot(session, path, snapshot.clone(), sandbox.workspace_quota());
+            Ok(snapshot)
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&file).await;
+            if !matches!(e, ProviderError::NotFound(_)) {
+                warn!(%path, error = %e, "cannot copy a file out of the workspace");
+            }
+            Err(refusal_of(&e))
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The provider's end of the transfer protocol, driven frame by frame over an
+//! in-memory pipe, with a modelled sandbox: no sockets, no sleeps.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::AsyncWriteExt as _;
+use orien_protocol::transfer::{
+    CHUNK_BYTES, Chunk, DownloadFrame, Refusal, TransferRefusal, TransferReply, TransferRequest,
+    UploadFrame, UploadReply,
+};
+use orien_protocol::{ContentHash, NodeId, NodeKey, SessionId, ToolName};
+use orien_provider::model::{ModelRun, ModelSandbox};
+use orien_provider::{ProviderConfig, Sandbox, SandboxSession, Tool, WorkspacePath};
+use tokio::sync::Semaphore;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt as _};
+
+use super::serve::{Lease, Leases, serve};
+use super::staging::Staging;
+use crate::network::frame::{read_frame, write_frame};
+
+const TOOLS: &str = r#"
+[tools.store]
+description = "Holds files."
+version = "1"
+image = "orien/model:1"
+argv = ["true"]
+schema = '{"type": "object", "additionalProperties": false}'
+
+[tools.store.limits]
+max_exec_ms = 1_000
+cpus = 0.5
+memory = "64MiB"
+pids = 16
+tmpfs = "8MiB"
+output = "64KiB"
+workspace = "4MiB"
+upload = "2MiB"
+concurrent_execs = 1
+
+[tools.store.pricing]
+session_per_minute = "0.060000"
+exec_per_minute = "0.600000"
+"#;
+
+fn tools() -> Vec<Tool> {
+    ProviderConfig::parse(TOOLS, Path::new("transfer-tests.toml"))
+        .expect("the tools parse")
+        .1
+}
+
+/// One open session of `renter`, with its sandbox.
+struct OneSession {
+    session: SessionId,
+    renter: NodeId,
+    sandbox: Arc<dyn SandboxSession>,
+    turns: Arc<Semaphore>,
+}
+
+impl Leases for OneSession {
+    fn lease(&self, session: SessionId, peer: NodeId) -> Result<Lease, Refusal> {
+        if session != self.session || peer != self.renter {
+            return Err(Refusal::new(TransferRefusal::NotAuthorised, "not yours"));
+        }
+        let turn = self
+            .turns
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::new(TransferRefusal::Busy, "busy"))?;
+        Ok(Lease {
+            sandbox: self.sandbox.clone(),
+            _turn: turn,
+        })
+    }
+}
+
+struct Provider {
+    leases: Arc<OneSession>,
+    staging: Arc<Staging>,
+    _dir: tempfile::TempDir,
+}
+
+async fn provider() -> Provider {
+    let sandbox = ModelSandbox::new(
+        NodeKey::generate().node_id(),
+        tools(),
+        |_: &Tool, _: &serde_json::Value| ModelRun::exits_after(Duration::ZERO, Vec::new()),
+    );
+    let session = SessionId::random();
+    let opened = sandbox
+        .open_session(session, &ToolName::new("store").unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    Provider {
+        leases: Arc::new(OneSession {
+            session,
+            renter: NodeKey::generate().node_id(),
+            sandbox: Arc::from(opened),
+            turns: Arc::new(Semaphore::new(2)),
+        }),
+        staging: Arc::new(Staging::new(dir.path().join("transfers")).unwrap()),
+        _dir: dir,
+    }
+}
+
+impl Provider {
+    /// A stream to the provider, served as from `peer`.
+    fn connect(&self, peer: NodeId) -> Compat<tokio::io::DuplexStream> {
+        let (ours, theirs) = tokio::io::duplex(4 * CHUNK_BYTES);
+        let leases = self.leases.clone();
+        let staging = self.staging.clone();
+        tokio::spawn(async move {
+            serve(theirs.compat(), peer, leases.as_ref(), &staging).await;
+        });
+        ours.compat()
+    }
+
+    fn renter(&self) -> NodeId {
+        self.leases.renter
+    }
+
+    fn put(&self, path: &str, size: u64, resume: bool) -> TransferRequest {
+        TransferRequest::Put {
+            session: self.leases.session,
+            path: path.into(),
+            size,
+            resume,
+        }
+    }
+}
+
+type Pipe = Compat<tokio::io::DuplexStream>;
+
+async fn send<T: orien_protocol::wire::Message>(pipe: &mut Pipe, value: &T) {
+    write_frame(pipe, value).await.unwrap();
+    pipe.flush().await.unwrap();
+}
+
+async fn read<T: orien_protocol::wire::Message>(pipe: &mut Pipe) -> T {
+    read_frame::<T, _>(pipe).await.unwrap()
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn a_corrupt_chunk_is_refused_and_the_upload_resumes_after_the_last_good_one() {
+    let provider = provider().await;
+    let file = data(CHUNK_BYTES * 2 + 100);
+    let size = file.len() as u64;
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("out/big.bin", size, false)).await;
+    let ready: TransferReply = read(&mut pipe).await;
+    assert_eq!(
+        ready,
+        TransferReply::Ready {
+            offset: 0,
+            size,
+            sha256: None
+        }
+    );
+    send(
+        &mut pipe,
+        &UploadFrame::Chunk(Chunk::new(0, file[..CHUNK_BYTES].to_vec())),
+    )
+    .await;
+    assert_eq!(
+        read::<UploadReply>(&mut pipe).await,
+        UploadReply::Ack {
+            offset: CHUNK_BYTES as u64
+        }
+    );
+    let mut bad = Chunk::new(
+        CHUNK_BYTES as u64,
+        file[CHUNK_BYTES..CHUNK_BYTES * 2].to_vec(),
+    );
+    bad.data[7] ^= 0xff;
+    send(&mut pipe, &UploadFrame::Chunk(bad)).await;
+    let UploadReply::Failed(refusal) = read::<UploadReply>(&mut pipe).await else {
+        panic!("a corrupt chunk is refused");
+    };
+    assert_eq!(refusal.code, TransferRefusal::Corrupt);
+
+    // A new stream resumes where the verified bytes end.
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("out/big.bin", size, true)).await;
+    let ready: TransferReply = read(&mut pipe).await;
+    assert_eq!(
+        ready,
+        TransferReply::Ready {
+            offset: CHUNK_BYTES as u64,
+            size,
+            sha256: None
+        }
+    );
+    for start in [CHUNK_BYTES, CHUNK_BYTES * 2] {
+        let end = (start + CHUNK_BYTES).min(file.len());
+        send(
+            &mut pipe,
+            &UploadFrame::Chunk(Chunk::new(start as u64, file[start..end].to_vec())),
+        )
+        .await;
+        assert_eq!(
+            read::<UploadReply>(&mut pipe).await,
+            UploadReply::Ack { offset: end as u64 }
+        );
+    }
+    let sha256 = ContentHash::of(&file);
+    send(
+        &mut pipe,
+        &UploadFrame::End {
+            sha256: Some(sha256),
+        },
+    )
+    .await;
+    assert_eq!(
+        read::<UploadReply>(&mut pipe).await,
+        UploadReply::Stored { sha256 }
+    );
+    let path = WorkspacePath::new("out/big.bin").unwrap();
+    assert_eq!(provider.leases.sandbox.download(&path).await.unwrap(), file);
+    assert_eq!(
+        provider.staging.held(provider.leases.session, None),
+        0,
+        "the staged copy is gone once the file is in the workspace"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_that_misses_its_hash_never_reaches_the_workspace() {
+    let provider = provider().await;
+    let file = data(1000);
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("f", 1000, false)).await;
+    let _: TransferReply = read(&mut pipe).await;
+    send(&mut pipe, &UploadFrame::Chunk(Chunk::new(0, file.clone()))).await;
+    let _: UploadReply = read(&mut pipe).await;
+    send(
+        &mut pipe,
+        &UploadFrame::End {
+            sha256: Some(ContentHash::of(b"other")),
+        },
+    )
+    .await;
+    let UploadReply::Failed(refusal) = read::<UploadReply>(&mut pipe).await else {
+        panic!("refused");
+    };
+    assert_eq!(refusal.code, TransferRefusal::Corrupt);
+    let path = WorkspacePath::new("f").unwrap();
+    assert!(provider.leases.sandbox.download(&path).await.is_err());
+    assert_eq!(provider.staging.held(provider.leases.session, None), 0);
+}
+
+#[tokio::test]
+async fn strangers_oversized_uploads_and_bad_paths_are_refused_before_a_byte() {
+    let provider = provider().await;
+    let refusal = |reply: TransferReply| match reply {
+        TransferReply::Refused(refusal) => refusal.code,
+        other => panic!("not refused: {other:?}"),
+    };
+    // Another peer than the session's renter.
+    let mut pipe = provider.connect(NodeKey::generate().node_id());
+    send(&mut pipe, &provider.put("f", 10, false)).await;
+    assert_eq!(
+        refusal(read(&mut pipe).await),
+        TransferRefusal::NotAuthorised
+    );
+    // Over the tool's upload limit (2 MiB).
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("f", (2 << 20) + 1, false)).await;
+    assert_eq!(refusal(read(&mut pipe).await), TransferRefusal::TooLarge);
+    // Out of the workspace.
+    for path in ["../escape", "/etc/passwd", "a/../../b"] {
+        let mut pipe = provider.connect(provider.renter());
+        send(&mut pipe, &provider.put(path, 10, false)).await;
+        assert_eq!(
+            refusal(read(&mut pipe).await),
+            TransferRefusal::BadPath,
+            "{path}"
+        );
+    }
+    assert_eq!(provider.staging.held(provider.leases.session, None), 0);
+}
+
+#[tokio::test]
+async fn a_download_resumes_from_the_same_copy_and_refuses_a_copy_it_no_longer_holds() {
+    let provider = provider().await;
+    let file = data(CHUNK_BYTES + 10);
+    let path = WorkspacePath::new("r.bin").unwrap();
+    provider.leases.sandbox.upload(&path, &file).await.unwrap();
+    let get = |offset: u64, expect: Option<ContentHash>| TransferRequest::Get {
+        session: provider.leases.session,
+        path: "r.bin".into(),
+        offset,
+        expect,
+    };
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &get(0, None)).await;
+    let sha256 = ContentHash::of(&file);
+    let size = file.len() as u64;
+    assert_eq!(
+        read::<TransferReply>(&mut pipe).await,
+        TransferReply::Ready {
+            offset: 0,
+            size,
+            sha256: Some(sha256)
+        }
+    );
+    let DownloadFrame::Chunk(first) = read::<DownloadFrame>(&mut pipe).await else {
+        panic!("a chunk");
+    };
+    assert!(first.is_intact());
+    drop(pipe);
+
+    // The tool changes the file; the resume still gets the copy's bytes.
+    provider
+        .leases
+        .sandbox
+        .upload(&path, b"changed")
+        .await
+        .unwrap();
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &get(first.end(), Some(sha256))).await;
+    assert_eq!(
+        read::<TransferReply>(&mut pipe).await,
+        TransferReply::Ready {
+            offset: first.end(),
+            size,
+            sha256: Some(sha256)
+        }
+    );
+    let DownloadFrame::Chunk(rest) = read::<DownloadFrame>(&mut pipe).await else {
+        panic!("a chunk");
+    };
+    let mut whole = first.data.clone();
+    whole.extend_from_slice(&rest.data);
+    assert_eq!(whole, file);
+
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &get(0, Some(ContentHash::of(b"never sent")))).await;
+    let TransferReply::Refused(refusal) = read::<TransferReply>(&mut pipe).await else {
+        panic!("refused");
+    };
+    assert_eq!(refusal.code, TransferRefusal::Changed);
+}
