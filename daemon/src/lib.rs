@@ -54,4 +54,4 @@ pub use session::{
     ExecSnapshot, ExecView, LedgerPayments, PaymentChoice, RentedSession, SessionConfig,
     SessionError, SessionServices, Sessions,
 };
-pub use transfer::{ByteStream, Download, Stored, TransferError, Transfers};
+pub use transfer::{ByteStream, Download, Remote, Stored, TransferError, Transfers};

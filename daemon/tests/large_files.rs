@@ -437,3 +437,145 @@ async fn http_ranges_resume_downloads_and_content_ranges_resume_uploads() {
         .unwrap();
     market.shutdown().await;
 }
+
+/// A tar of `entries` written as given (no checks: hostile archives too).
+fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        let raw = name.as_bytes();
+        header.as_gnu_mut().unwrap().name[..raw.len()].copy_from_slice(raw);
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn files_of(tar_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(tar_bytes);
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() == tar::EntryType::Regular {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            files.push((entry.path().unwrap().display().to_string(), data));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_tree_round_trips_as_tar_and_hostile_archives_land_nothing() {
+    let market = Market::start("sha256", config()).await;
+    let (base, token) = serve_api(&market).await;
+    let session = open(&market).await;
+    let http = reqwest::Client::new();
+    let big: Vec<u8> = generated(3, 300 << 10, 1 << 20)
+        .flat_map(|b| b.to_vec())
+        .collect();
+    let tree = tar_of(&[
+        ("a/", tar::EntryType::Directory, b""),
+        ("a/x.txt", tar::EntryType::Regular, b"x\n"),
+        ("a/b/y.bin", tar::EntryType::Regular, &big),
+        ("top.txt", tar::EntryType::Regular, b"top\n"),
+        ("empty/", tar::EntryType::Directory, b""),
+    ]);
+    let put = http
+        .put(format!("{base}/v1/sessions/{session}/files/proj"))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-tar")
+        .body(tree.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{:?}", put.text().await);
+    let view: serde_json::Value = put.json().await.unwrap();
+    assert_eq!(view["sha256"], ContentHash::of(&tree).to_string());
+
+    // The tool sees the files where the archive put them.
+    let sessions = market.renter.sessions().unwrap();
+    let exec = sessions
+        .exec(session, None, r#"{"file":"proj/a/b/y.bin"}"#.into())
+        .await
+        .unwrap();
+    let out = sessions
+        .wait_exec(session, exec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let stdout =
+        String::from_utf8_lossy(&out.output(orien_protocol::OutputStream::Stdout)).into_owned();
+    assert!(
+        stdout.starts_with(&ContentHash::of(&big).to_string()),
+        "{stdout}"
+    );
+
+    let expected = vec![
+        ("a/b/y.bin".to_owned(), big.clone()),
+        ("a/x.txt".to_owned(), b"x\n".to_vec()),
+        ("top.txt".to_owned(), b"top\n".to_vec()),
+    ];
+    let dir = http
+        .get(format!("{base}/v1/sessions/{session}/files/proj"))
+        .bearer_auth(&token)
+        .header("accept", "application/x-tar")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dir.status(), 200);
+    assert_eq!(dir.headers()["content-type"], "application/x-tar");
+    let back = dir.bytes().await.unwrap();
+    assert_eq!(files_of(&back), expected);
+    let names: Vec<String> = tar::Archive::new(back.as_ref())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.trim_end_matches('/') == "empty"),
+        "{names:?}"
+    );
+    // The whole workspace, from its root.
+    let root = http
+        .get(format!("{base}/v1/sessions/{session}/files"))
+        .bearer_auth(&token)
+        .header("accept", "application/x-tar")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 200);
+    let root_files = files_of(&root.bytes().await.unwrap());
+    assert!(root_files.contains(&("proj/top.txt".to_owned(), b"top\n".to_vec())));
+
+    let before = sessions.list_files(session).await.unwrap().len();
+    for (name, kind) in [
+        ("evil", tar::EntryType::Symlink),
+        ("hard", tar::EntryType::Link),
+        ("dev", tar::EntryType::Char),
+        ("../escape.txt", tar::EntryType::Regular),
+        ("/abs.txt", tar::EntryType::Regular),
+    ] {
+        let hostile = tar_of(&[
+            ("fine.txt", tar::EntryType::Regular, b"fine"),
+            (name, kind, b""),
+        ]);
+        let refused = http
+            .put(format!("{base}/v1/sessions/{session}/files"))
+            .bearer_auth(&token)
+            .header("content-type", "application/x-tar")
+            .body(hostile)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{name}: {:?}", refused.text().await);
+    }
+    let after = sessions.list_files(session).await.unwrap();
+    assert_eq!(after.len(), before, "nothing landed: {after:?}");
+    assert!(after.iter().all(|f| f.path != "fine.txt"));
+    sessions.close(session).await.unwrap();
+    market.shutdown().await;
+}

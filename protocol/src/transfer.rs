@@ -53,6 +53,9 @@ pub enum TransferRequest {
         /// Resume an upload of this path and size cut off earlier (`false`: start
         /// over, whatever the provider holds of it).
         resume: bool,
+        /// The bytes are a tar archive to unpack under the directory `path` (empty:
+        /// the workspace itself); regular files and directories only.
+        archive: bool,
     },
     /// Read a file of the session's workspace from `offset`.
     Get {
@@ -66,6 +69,9 @@ pub enum TransferRequest {
         /// sends for the session): refused as [`TransferRefusal::Changed`] when it no
         /// longer holds it. `None`: a new copy of the file as it is now.
         expect: Option<ContentHash>,
+        /// A tar archive of the directory `path` (empty: the workspace itself), with
+        /// its regular files and directories, relative to it.
+        archive: bool,
     },
 }
 
@@ -87,7 +93,9 @@ impl Message for TransferRequest {
 pub enum TransferRefusal {
     /// The stream's peer is not the renter of an open session of that id.
     NotAuthorised,
-    /// The path is not a valid workspace path, or names no regular file.
+    /// The path is not a valid workspace path or names no regular file, or an
+    /// archive holds what a workspace may not (a link, a device, `..`, an absolute
+    /// path, a path both a file and a directory).
     BadPath,
     /// No such file.
     NotFound,
@@ -411,6 +419,7 @@ mod tests {
             path: "a".repeat(MAX_PATH_LEN + 1),
             size: 1,
             resume: false,
+            archive: false,
         };
         assert!(encode(&put).is_err());
     }

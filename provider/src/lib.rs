@@ -29,6 +29,7 @@
 //!
 //! Design notes, measurements and security findings are in the crate's README.
 
+mod archive;
 mod cgroup;
 pub mod config;
 mod container;

@@ -121,6 +121,76 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug + 'static {
         self.upload(path, &bytes).await
     }
 
+    /// Unpacks the tar at `staged` on the provider's disk into the workspace under
+    /// `under` (the workspace itself when `None`): regular files and directories only,
+    /// re-packed with the provider's own headers; a link, device, `..` or absolute path
+    /// refuses the whole archive. The default, for in-memory workspaces, uploads its
+    /// files one by one.
+    async fn upload_archive_staged(
+        &self,
+        under: Option<&WorkspacePath>,
+        staged: &std::path::Path,
+    ) -> Result<(), ProviderError> {
+        let repacked = staged.with_extension("repacked");
+        let limit = self.workspace_quota();
+        crate::archive::repack_upload(staged, &repacked, under, limit)?;
+        let bytes = std::fs::read(&repacked).map_err(ProviderError::HostDisk);
+        let _ = std::fs::remove_file(&repacked);
+        let bytes = bytes?;
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut files = Vec::new();
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if entry.header().entry_type() == tar::EntryType::Regular {
+                let path = WorkspacePath::new(&String::from_utf8_lossy(&entry.path_bytes()))?;
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut data)?;
+                files.push((path, data));
+            }
+        }
+        for (path, data) in files {
+            self.upload(&path, &data).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies the directory `dir` of the workspace (the workspace itself when `None`)
+    /// into a tar at `dest` on the provider's disk, relative to it, with regular files
+    /// and directories only; returns the tar's size and SHA-256. The default, for
+    /// in-memory workspaces, packs its files.
+    async fn download_archive_to(
+        &self,
+        dir: Option<&WorkspacePath>,
+        dest: &std::path::Path,
+    ) -> Result<(u64, ContentHash), ProviderError> {
+        let prefix = dir.map(|d| format!("{d}/"));
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut found = dir.is_none();
+        for entry in self.list().await? {
+            let rest = match &prefix {
+                Some(prefix) => match entry.path.strip_prefix(prefix.as_str()) {
+                    Some(rest) => rest.to_owned(),
+                    None => continue,
+                },
+                None => entry.path.clone(),
+            };
+            found = true;
+            if entry.kind == crate::workspace::EntryKind::File {
+                let data = self.download(&WorkspacePath::new(&entry.path)?).await?;
+                let mut header = crate::workspace::file_header(data.len() as u64);
+                builder.append_data(&mut header, &rest, data.as_slice())?;
+            }
+        }
+        if !found {
+            return Err(ProviderError::NotFound(
+                dir.map(ToString::to_string).unwrap_or_default(),
+            ));
+        }
+        let bytes = builder.into_inner()?;
+        std::fs::write(dest, &bytes).map_err(ProviderError::HostDisk)?;
+        Ok((bytes.len() as u64, ContentHash::of(&bytes)))
+    }
+
     /// Copies one regular file of the workspace into `dest` on the provider's disk
     /// (created or replaced); returns its size and SHA-256. An implementation streams
     /// it (the default, for in-memory workspaces, holds it whole).

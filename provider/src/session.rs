@@ -565,6 +565,28 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
             .await
     }
 
+    async fn upload_archive_staged(
+        &self,
+        under: Option<&WorkspacePath>,
+        staged: &std::path::Path,
+    ) -> Result<(), ProviderError> {
+        self.inner.ensure_open()?;
+        workspace::upload_archive_staged(&self.inner, under, staged)
+            .instrument(self.inner.span.clone())
+            .await
+    }
+
+    async fn download_archive_to(
+        &self,
+        dir: Option<&WorkspacePath>,
+        dest: &std::path::Path,
+    ) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
+        self.inner.ensure_open()?;
+        workspace::download_archive_to(&self.inner, dir, dest)
+            .instrument(self.inner.span.clone())
+            .await
+    }
+
     async fn download_to(
         &self,
         path: &WorkspacePath,

@@ -93,14 +93,7 @@ impl<'a> Upload<'a> {
 
     fn append_dirs(&self, builder: &mut tar::Builder<Vec<u8>>) -> Result<(), std::io::Error> {
         for dir in &self.dirs {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_uid(65534);
-            header.set_gid(65534);
-            header.set_size(0);
-            header.set_mtime(0);
-            builder.append_data(&mut header, dir.as_str(), std::io::empty())?;
+            builder.append_data(&mut dir_header(), dir.as_str(), std::io::empty())?;
         }
         Ok(())
     }
@@ -227,6 +220,98 @@ impl UploadArchive {
     }
 }
 
+/// Unpacks the tar staged at `staged` into the workspace under `under` (the workspace
+/// itself when `None`): re-packed on the provider's disk first (checked entry by entry,
+/// the provider's own headers), then streamed to the engine.
+pub(crate) async fn upload_archive_staged(
+    session: &Session,
+    under: Option<&WorkspacePath>,
+    staged: &std::path::Path,
+) -> Result<(), ProviderError> {
+    let repacked = staged.with_extension("repacked");
+    let (src, dest, under) = (staged.to_owned(), repacked.clone(), under.cloned());
+    let limit = session.tool.limits().workspace_bytes;
+    let packed = tokio::task::spawn_blocking(move || {
+        crate::archive::repack_upload(&src, &dest, under.as_ref(), limit)
+    })
+    .await
+    .map_err(|e| ProviderError::Archive(std::io::Error::other(e.to_string())));
+    let sent = match packed {
+        Ok(Ok(packed)) => match tokio::fs::File::open(&repacked).await {
+            Ok(file) => {
+                let body = tokio_util::io::ReaderStream::with_capacity(file, STREAM_PIECE);
+                put_body(session, TarBody::Streamed(Box::pin(body)), packed.contents).await
+            }
+            Err(e) => Err(ProviderError::HostDisk(e)),
+        },
+        Ok(Err(e)) | Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&repacked).await;
+    sent
+}
+
+/// Copies the directory `dir` of the workspace (the workspace itself when `None`) into
+/// a tar at `dest` on the provider's disk, relative to it: regular files and
+/// directories only, streamed from the engine. Returns the tar's size and SHA-256.
+pub(crate) async fn download_archive_to(
+    session: &Session,
+    dir: Option<&WorkspacePath>,
+    dest: &std::path::Path,
+) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
+    let inside = dir.map_or_else(|| WORKSPACE_MOUNT.to_owned(), WorkspacePath::in_container);
+    let name = dir.map_or_else(String::new, ToString::to_string);
+    let reader = engine_tar(session, &inside, &name).await?;
+    let limit = session.tool.limits().workspace_bytes;
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let dest = dest.to_owned();
+    let (packed, sha256) =
+        tokio::task::spawn_blocking(move || crate::archive::repack_download(bridge, &dest, limit))
+            .await
+            .map_err(|e| ProviderError::Archive(std::io::Error::other(e.to_string())))??;
+    debug!(
+        bytes = packed.bytes,
+        contents = packed.contents,
+        skipped = packed.skipped,
+        "directory copied out of the workspace"
+    );
+    Ok((packed.bytes, sha256))
+}
+
+/// The engine's tar of `inside` (absolute in the container) as a reader; `name` (the
+/// workspace-relative path) names it in a not-found error.
+async fn engine_tar(
+    session: &Session,
+    inside: &str,
+    name: &str,
+) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static, ProviderError> {
+    let engine = &session.provider.engine;
+    let options = DownloadFromContainerOptionsBuilder::default()
+        .path(inside)
+        .build();
+    let mut stream = engine
+        .docker()
+        .download_from_container(&session.names.container, Some(options))
+        .peekable();
+    // A missing path is the stream's first error; later ones are the engine failing.
+    if let Some(Err(e)) = std::pin::Pin::new(&mut stream).peek().await {
+        return Err(if EngineError::is_not_found(e) {
+            ProviderError::NotFound(name.to_owned())
+        } else {
+            engine
+                .error(
+                    "download from container",
+                    bollard::errors::Error::IOError {
+                        err: std::io::Error::other(e.to_string()),
+                    },
+                )
+                .into()
+        });
+    }
+    Ok(tokio_util::io::StreamReader::new(
+        stream.map(|piece| piece.map_err(std::io::Error::other)),
+    ))
+}
+
 /// Bytes read from a staged file per piece of an upload's body.
 const STREAM_PIECE: usize = 256 * 1024;
 
@@ -280,7 +365,21 @@ pub(crate) async fn upload_staged(
     put_body(session, TarBody::Streamed(Box::pin(body)), size).await
 }
 
-fn file_header(size: u64) -> tar::Header {
+/// The provider's header of a directory: owned by the sandbox user, mode 0755.
+pub(crate) fn dir_header() -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_uid(65534);
+    header.set_gid(65534);
+    header.set_size(0);
+    header.set_mtime(0);
+    header
+}
+
+/// The provider's header of a regular file of `size` bytes: owned by the sandbox
+/// user, mode 0644.
+pub(crate) fn file_header(size: u64) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(0o644);
@@ -299,31 +398,7 @@ pub(crate) async fn download_to(
     path: &WorkspacePath,
     dest: &std::path::Path,
 ) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
-    let engine = &session.provider.engine;
-    let options = DownloadFromContainerOptionsBuilder::default()
-        .path(&path.in_container())
-        .build();
-    let mut stream = engine
-        .docker()
-        .download_from_container(&session.names.container, Some(options))
-        .peekable();
-    // A missing path is the stream's first error; later ones are the engine failing.
-    if let Some(Err(e)) = std::pin::Pin::new(&mut stream).peek().await {
-        return Err(if EngineError::is_not_found(e) {
-            ProviderError::NotFound(path.to_string())
-        } else {
-            engine
-                .error(
-                    "download from container",
-                    bollard::errors::Error::IOError {
-                        err: std::io::Error::other(e.to_string()),
-                    },
-                )
-                .into()
-        });
-    }
-    let reader =
-        tokio_util::io::StreamReader::new(stream.map(|piece| piece.map_err(std::io::Error::other)));
+    let reader = engine_tar(session, &path.in_container(), path.as_str()).await?;
     let limit = session.tool.limits().workspace_bytes;
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
     let dest = dest.to_owned();

@@ -75,6 +75,11 @@ impl WorkspacePath {
         format!("{WORKSPACE_MOUNT}/{}", self.0)
     }
 
+    /// `rest` under this directory, within the same limits as any path.
+    pub fn join(&self, rest: &WorkspacePath) -> Result<WorkspacePath, InvalidPath> {
+        Self::new(&format!("{}/{}", self.0, rest.0))
+    }
+
     /// The parent directory, if the path has one.
     pub fn parent(&self) -> Option<WorkspacePath> {
         self.0.rsplit_once('/').map(|(dir, _)| Self(dir.to_owned()))

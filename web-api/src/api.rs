@@ -28,6 +28,8 @@ pub struct FileUpload {
     pub size: u64,
     /// The first byte `body` carries (past 0: a resumed upload).
     pub offset: u64,
+    /// The bytes are a tar archive to unpack under the path, a directory.
+    pub archive: bool,
     /// The bytes from `offset` to the end.
     pub body: ByteStream,
 }
@@ -113,12 +115,14 @@ pub trait NodeApi: Send + Sync + 'static {
         path: String,
         upload: FileUpload,
     ) -> Result<FileView, ApiError>;
-    /// Starts a download of a file of a rented session's workspace from `offset`: of
+    /// Starts a download of a file of a rented session's workspace from `offset` (with
+    /// `archive`, of a tar of the directory at `path`, empty for the workspace): of
     /// the copy with hash `expect` the provider holds, or of the file as it is now.
     async fn download_file(
         &self,
         session: SessionId,
         path: String,
+        archive: bool,
         offset: u64,
         expect: Option<ContentHash>,
     ) -> Result<FileDownload, ApiError>;
@@ -134,6 +138,7 @@ pub trait NodeApi: Send + Sync + 'static {
         let upload = FileUpload {
             size,
             offset: 0,
+            archive: false,
             body: Box::pin(body),
         };
         self.upload_file(session, path, upload).await
@@ -142,7 +147,9 @@ pub trait NodeApi: Send + Sync + 'static {
     /// workspace into memory.
     async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError> {
         use futures_util::StreamExt as _;
-        let download = self.download_file(session, path.clone(), 0, None).await?;
+        let download = self
+            .download_file(session, path.clone(), false, 0, None)
+            .await?;
         if download.size > MAX_FILE_IN_MEMORY {
             return Err(ApiError::TooLarge(format!(
                 "`{path}` is {} bytes, more than the {MAX_FILE_IN_MEMORY} read whole here; download it from GET /v1/sessions/{session}/files/{path}",

@@ -146,7 +146,10 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .routes(routes!(routes::executions::list_executions))
         .routes(routes!(routes::executions::get_execution))
         .routes(routes!(routes::executions::execution_logs))
-        .routes(routes!(routes::files::list_files))
+        .routes(routes!(
+            routes::files::list_files,
+            routes::files::put_workspace
+        ))
         .routes(routes!(routes::ledger::list_receipts))
         .routes(routes!(routes::ledger::balances))
         .routes(routes!(routes::ledger::earnings))

@@ -91,6 +91,9 @@ pub enum ApiError {
         /// What to do.
         detail: String,
     },
+    /// The body's media type is not one the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The provider's disk or the workspace is full.
     #[error("{0}")]
     InsufficientStorage(String),
@@ -151,6 +154,11 @@ impl ApiError {
                 "Range not satisfiable",
             ),
             Self::UploadOffset { .. } => (StatusCode::CONFLICT, "upload-offset", "Upload offset"),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
             Self::InsufficientStorage(_) => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient-storage",

@@ -159,6 +159,7 @@ impl NodeApi for FakeNode {
         &self,
         session: SessionId,
         _path: String,
+        _archive: bool,
         _offset: u64,
         _expect: Option<orien_protocol::ContentHash>,
     ) -> Result<crate::api::FileDownload, ApiError> {

@@ -547,15 +547,24 @@ impl NodeApi for NodeService {
         path: String,
         upload: orien_web_api::FileUpload,
     ) -> Result<FileView, ApiError> {
-        check_path(&path)?;
-        let stored = self
-            .sessions()?
-            .upload_file(session, &path, upload.size, upload.offset, upload.body)
-            .await?;
+        let sessions = self.sessions()?;
+        let stored = if upload.archive {
+            if !path.is_empty() {
+                check_path(&path)?;
+            }
+            sessions
+                .upload_archive(session, &path, upload.size, upload.offset, upload.body)
+                .await?
+        } else {
+            check_path(&path)?;
+            sessions
+                .upload_file(session, &path, upload.size, upload.offset, upload.body)
+                .await?
+        };
         Ok(FileView {
+            is_dir: upload.archive,
             path,
             size: stored.size,
-            is_dir: false,
             sha256: Some(stored.sha256.to_string()),
         })
     }
@@ -564,14 +573,24 @@ impl NodeApi for NodeService {
         &self,
         session: SessionId,
         path: String,
+        archive: bool,
         offset: u64,
         expect: Option<orien_protocol::ContentHash>,
     ) -> Result<orien_web_api::FileDownload, ApiError> {
-        check_path(&path)?;
-        let download = self
-            .sessions()?
-            .download_file(session, &path, offset, expect)
-            .await?;
+        let sessions = self.sessions()?;
+        let download = if archive {
+            if !path.is_empty() {
+                check_path(&path)?;
+            }
+            sessions
+                .download_archive(session, &path, offset, expect)
+                .await?
+        } else {
+            check_path(&path)?;
+            sessions
+                .download_file(session, &path, offset, expect)
+                .await?
+        };
         Ok(orien_web_api::FileDownload {
             size: download.size,
             offset: download.offset,

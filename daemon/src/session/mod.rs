@@ -46,7 +46,7 @@ use crate::payments::{PaymentError, Payments};
 use crate::peer_guard::Abuse;
 use crate::transfer::serve::{Lease, Leases};
 use crate::transfer::staging::Staging;
-use crate::transfer::{ByteStream, Download, Stored, TransferError, Transfers};
+use crate::transfer::{ByteStream, Download, Remote, Stored, TransferError, Transfers};
 
 /// Largest file [`Sessions::get_file`] reads whole into memory.
 pub const MAX_IN_MEMORY: u64 = 64 << 20;
@@ -553,12 +553,45 @@ impl Sessions {
         offset: u64,
         body: ByteStream,
     ) -> Result<Stored, SessionError> {
+        self.upload(session, path, false, size, offset, body).await
+    }
+
+    /// Uploads a tar archive of `size` bytes, unpacked under the directory `dir` of a
+    /// rented session's workspace (empty: the workspace itself); as
+    /// [`upload_file`](Self::upload_file) otherwise. Only regular files and
+    /// directories pass; a link, device, `..` or absolute path refuses the whole.
+    pub async fn upload_archive(
+        &self,
+        session: SessionId,
+        dir: &str,
+        size: u64,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<Stored, SessionError> {
+        self.upload(session, dir, true, size, offset, body).await
+    }
+
+    async fn upload(
+        &self,
+        session: SessionId,
+        path: &str,
+        archive: bool,
+        size: u64,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<Stored, SessionError> {
         let handle = self.rented(session)?;
         let _turn = handle.transfer_turn().await?;
+        let remote = Remote {
+            provider: handle.provider,
+            session,
+            path: path.to_owned(),
+            archive,
+        };
         Ok(self
             .inner
             .transfers
-            .upload(handle.provider, session, path, size, offset, body)
+            .upload(&remote, size, offset, body)
             .await?)
     }
 
@@ -572,12 +605,42 @@ impl Sessions {
         offset: u64,
         expect: Option<ContentHash>,
     ) -> Result<Download, SessionError> {
+        self.download(session, path, false, offset, expect).await
+    }
+
+    /// Starts downloading a tar of the directory `dir` of a rented session's workspace
+    /// (empty: the workspace itself), relative to it, with its regular files and
+    /// directories; as [`download_file`](Self::download_file) otherwise.
+    pub async fn download_archive(
+        &self,
+        session: SessionId,
+        dir: &str,
+        offset: u64,
+        expect: Option<ContentHash>,
+    ) -> Result<Download, SessionError> {
+        self.download(session, dir, true, offset, expect).await
+    }
+
+    async fn download(
+        &self,
+        session: SessionId,
+        path: &str,
+        archive: bool,
+        offset: u64,
+        expect: Option<ContentHash>,
+    ) -> Result<Download, SessionError> {
         let handle = self.rented(session)?;
         let turn = handle.transfer_turn().await?;
+        let remote = Remote {
+            provider: handle.provider,
+            session,
+            path: path.to_owned(),
+            archive,
+        };
         let mut download = self
             .inner
             .transfers
-            .download(handle.provider, session, path, offset, expect)
+            .download(&remote, offset, expect)
             .await?;
         // The turn lasts as long as the body is read.
         download.body = Box::pin(futures::StreamExt::map(download.body, move |piece| {

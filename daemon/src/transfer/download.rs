@@ -1,13 +1,13 @@
 //! The renter's end of a download.
 
 use futures::AsyncWriteExt as _;
+use orien_protocol::ContentHash;
 use orien_protocol::transfer::{DownloadFrame, TransferReply, TransferRequest};
-use orien_protocol::{ContentHash, NodeId, SessionId};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
-use super::{ATTEMPTS, ByteStream, IDLE, OPEN_TIMEOUT, TransferError, Transfers, backoff};
+use super::{ATTEMPTS, ByteStream, IDLE, OPEN_TIMEOUT, Remote, TransferError, Transfers, backoff};
 use crate::network::frame::{read_frame, write_frame};
 
 /// Verified chunks a download holds ahead of its reader.
@@ -40,9 +40,7 @@ impl std::fmt::Debug for Download {
 /// Where a download's stream stands.
 struct Fetch {
     transfers: Transfers,
-    provider: NodeId,
-    session: SessionId,
-    path: String,
+    remote: Remote,
 }
 
 impl Fetch {
@@ -53,12 +51,17 @@ impl Fetch {
         offset: u64,
         expect: Option<ContentHash>,
     ) -> Result<(libp2p::Stream, u64, ContentHash), Result<TransferError, String>> {
-        let mut stream = self.transfers.open(self.provider).await.map_err(Err)?;
+        let mut stream = self
+            .transfers
+            .open(self.remote.provider)
+            .await
+            .map_err(Err)?;
         let get = TransferRequest::Get {
-            session: self.session,
-            path: self.path.clone(),
+            session: self.remote.session,
+            path: self.remote.path.clone(),
             offset,
             expect,
+            archive: self.remote.archive,
         };
         let exchange = async {
             write_frame(&mut stream, &get).await?;
@@ -97,17 +100,13 @@ impl Transfers {
     /// breaks.
     pub async fn download(
         &self,
-        provider: NodeId,
-        session: SessionId,
-        path: &str,
+        remote: &Remote,
         offset: u64,
         expect: Option<ContentHash>,
     ) -> Result<Download, TransferError> {
         let fetch = Fetch {
             transfers: self.clone(),
-            provider,
-            session,
-            path: path.to_owned(),
+            remote: remote.clone(),
         };
         let mut last = String::new();
         let mut opened = None;
@@ -131,7 +130,7 @@ impl Transfers {
             });
         };
         let (tx, rx) = mpsc::channel(AHEAD);
-        let span = info_span!("download", %session, path);
+        let span = info_span!("download", session = %remote.session, path = remote.path);
         let pump = Pump {
             fetch,
             size,

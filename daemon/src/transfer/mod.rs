@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use libp2p::StreamProtocol;
 use orien_protocol::transfer::{Refusal, TRANSFER_PROTOCOL, UPLOAD_WINDOW};
-use orien_protocol::{ContentHash, NodeId};
+use orien_protocol::{ContentHash, NodeId, SessionId};
 
 pub use download::Download;
 
@@ -75,6 +75,19 @@ pub struct Stored {
     pub sha256: ContentHash,
     /// Streams it took beyond the first: resumes after a break or a corrupt chunk.
     pub resumes: u32,
+}
+
+/// What a transfer names at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The provider.
+    pub provider: NodeId,
+    /// The session whose workspace it is.
+    pub session: SessionId,
+    /// The workspace-relative path.
+    pub path: String,
+    /// The bytes are a tar of the directory at `path` (empty: the workspace).
+    pub archive: bool,
 }
 
 /// Opens transfer streams to providers. Cheap to clone.

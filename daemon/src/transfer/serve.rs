@@ -89,32 +89,34 @@ where
     async {
         let ended = match request {
             TransferRequest::Put {
-                path, size, resume, ..
+                path,
+                size,
+                resume,
+                archive,
+                ..
             } => {
                 let put = Put {
                     session,
                     size,
                     resume,
                 };
-                put.serve(&mut stream, peer, &path, leases, staging).await
+                put.serve(&mut stream, peer, &path, archive, leases, staging)
+                    .await
             }
             TransferRequest::Get {
                 path,
                 offset,
                 expect,
+                archive,
                 ..
             } => {
-                serve_get(
-                    &mut stream,
-                    peer,
+                let get = Get {
                     session,
-                    &path,
                     offset,
                     expect,
-                    leases,
-                    staging,
-                )
-                .await
+                };
+                get.serve(&mut stream, peer, &path, archive, leases, staging)
+                    .await
             }
         };
         if let Err(e) = ended {
@@ -126,6 +128,51 @@ where
     .await;
 }
 
+/// Bytes of tar framing an archive upload may carry beyond the workspace cap.
+const ARCHIVE_SLACK: u64 = 4 << 20;
+
+/// What a transfer moves.
+enum Target {
+    /// A regular file.
+    File(WorkspacePath),
+    /// A tar of a directory (`None`: the workspace itself).
+    Dir(Option<WorkspacePath>),
+}
+
+impl Target {
+    fn parse(path: &str, archive: bool) -> Result<Self, Refusal> {
+        let bad = |e: orien_provider::InvalidPath| refused(TransferRefusal::BadPath, e.to_string());
+        if archive {
+            if path.trim_matches(['.', '/']).is_empty() && !path.starts_with('/') {
+                return Ok(Self::Dir(None));
+            }
+            return WorkspacePath::new(path)
+                .map(|p| Self::Dir(Some(p)))
+                .map_err(bad);
+        }
+        WorkspacePath::new(path).map(Self::File).map_err(bad)
+    }
+
+    /// Its name in the staging area, apart for a file and a directory of one path.
+    fn key(&self) -> String {
+        match self {
+            Self::File(path) => format!("file:{path}"),
+            Self::Dir(Some(path)) => format!("dir:{path}"),
+            Self::Dir(None) => "dir:".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "`{path}`"),
+            Self::Dir(Some(path)) => write!(f, "the directory `{path}`"),
+            Self::Dir(None) => f.write_str("the workspace"),
+        }
+    }
+}
+
 /// A refusal as the reason to end a transfer, after it was said to the peer.
 fn refused(code: TransferRefusal, detail: impl Into<String>) -> Refusal {
     Refusal::new(code, detail)
@@ -135,7 +182,10 @@ fn refused(code: TransferRefusal, detail: impl Into<String>) -> Refusal {
 fn refusal_of(error: &ProviderError) -> Refusal {
     let code = match error {
         ProviderError::NotFound(_) => TransferRefusal::NotFound,
-        ProviderError::NotAFile(_) | ProviderError::Path(_) => TransferRefusal::BadPath,
+        ProviderError::NotAFile(_)
+        | ProviderError::Path(_)
+        | ProviderError::UnsafeEntry { .. }
+        | ProviderError::Archive(_) => TransferRefusal::BadPath,
         ProviderError::TooLarge { .. } => TransferRefusal::TooLarge,
         ProviderError::WorkspaceFull { .. } => TransferRefusal::DiskFull,
         ProviderError::HostDisk(e) if is_disk_full(e) => TransferRefusal::DiskFull,
@@ -216,25 +266,23 @@ impl Put {
         stream: &mut S,
         peer: NodeId,
         path: &str,
+        archive: bool,
         leases: &dyn Leases,
         staging: &Staging,
     ) -> Result<(), Ended>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let path = match WorkspacePath::new(path) {
-            Ok(path) => path,
-            Err(e) => {
-                return refuse_first(stream, refused(TransferRefusal::BadPath, e.to_string()))
-                    .await;
-            }
+        let target = match Target::parse(path, archive) {
+            Ok(target) => target,
+            Err(refusal) => return refuse_first(stream, refusal).await,
         };
         let lease = match leases.lease(self.session, peer) {
             Ok(lease) => lease,
             Err(refusal) => return refuse_first(stream, refusal).await,
         };
         let (mut file, file_path, mut held, mut hasher) =
-            match self.stage(&path, lease.sandbox.as_ref(), staging).await {
+            match self.stage(&target, lease.sandbox.as_ref(), staging).await {
                 Ok(staged) => staged,
                 Err(refusal) => return refuse_first(stream, refusal).await,
             };
@@ -294,12 +342,20 @@ impl Put {
                         return fail_upload(stream, refused(TransferRefusal::Corrupt, detail))
                             .await;
                     }
-                    let stored = lease.sandbox.upload_staged(&path, &file_path).await;
+                    let stored = match &target {
+                        Target::File(path) => lease.sandbox.upload_staged(path, &file_path).await,
+                        Target::Dir(dir) => {
+                            lease
+                                .sandbox
+                                .upload_archive_staged(dir.as_ref(), &file_path)
+                                .await
+                        }
+                    };
                     let _ = tokio::fs::remove_file(&file_path).await;
                     if let Err(e) = stored {
                         return fail_upload(stream, refusal_of(&e)).await;
                     }
-                    info!(path = %path, bytes = self.size, sha256 = %digest, "upload stored");
+                    info!(%target, bytes = self.size, sha256 = %digest, "upload stored");
                     write_frame(stream, &UploadReply::Stored { sha256: digest }).await?;
                     stream.flush().await?;
                     return Ok(());
@@ -313,11 +369,14 @@ impl Put {
     /// of those bytes.
     async fn stage(
         &self,
-        path: &WorkspacePath,
+        target: &Target,
         sandbox: &dyn SandboxSession,
         staging: &Staging,
     ) -> Result<(tokio::fs::File, std::path::PathBuf, u64, Sha256), Refusal> {
-        let limit = sandbox.upload_limit().min(sandbox.workspace_quota());
+        let limit = match target {
+            Target::File(_) => sandbox.upload_limit().min(sandbox.workspace_quota()),
+            Target::Dir(_) => sandbox.workspace_quota().saturating_add(ARCHIVE_SLACK),
+        };
         if self.size > limit {
             return Err(refused(
                 TransferRefusal::TooLarge,
@@ -328,7 +387,7 @@ impl Put {
             ));
         }
         let file_path = staging
-            .upload_file(self.session, path, self.size)
+            .upload_file(self.session, &target.key(), self.size)
             .map_err(|e| disk_refusal(&e))?;
         let others = staging.held(self.session, Some(&file_path));
         let quota = sandbox.workspace_quota();
@@ -372,7 +431,7 @@ impl Put {
             .await
             .map_err(|e| disk_refusal(&e))?;
         if held > 0 {
-            debug!(%path, held, size = self.size, "resuming an upload");
+            debug!(%target, held, size = self.size, "resuming an upload");
         }
         Ok((file, file_path, held, hasher))
     }
@@ -396,84 +455,93 @@ async fn hash_prefix(file: &mut tokio::fs::File, len: u64) -> std::io::Result<Sh
     Ok(hasher)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_get<S>(
-    stream: &mut S,
-    peer: NodeId,
+/// A download's terms as the renter asked.
+struct Get {
     session: SessionId,
-    path: &str,
     offset: u64,
     expect: Option<ContentHash>,
-    leases: &dyn Leases,
-    staging: &Staging,
-) -> Result<(), Ended>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let path = match WorkspacePath::new(path) {
-        Ok(path) => path,
-        Err(e) => {
-            return refuse_first(stream, refused(TransferRefusal::BadPath, e.to_string())).await;
-        }
-    };
-    let lease = match leases.lease(session, peer) {
-        Ok(lease) => lease,
-        Err(refusal) => return refuse_first(stream, refusal).await,
-    };
-    let snapshot = match expect {
-        Some(sha256) => match staging.snapshot(session, &path, sha256) {
-            Some(snapshot) => snapshot,
-            None => {
-                let detail = format!(
-                    "the provider no longer holds the copy of `{path}` with SHA-256 {sha256}; download it again"
-                );
-                return refuse_first(stream, refused(TransferRefusal::Changed, detail)).await;
-            }
-        },
-        None => match take_snapshot(session, &path, lease.sandbox.as_ref(), staging).await {
-            Ok(snapshot) => snapshot,
+}
+
+impl Get {
+    async fn serve<S>(
+        &self,
+        stream: &mut S,
+        peer: NodeId,
+        path: &str,
+        archive: bool,
+        leases: &dyn Leases,
+        staging: &Staging,
+    ) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let target = match Target::parse(path, archive) {
+            Ok(target) => target,
             Err(refusal) => return refuse_first(stream, refusal).await,
-        },
-    };
-    if offset > snapshot.size {
-        let detail = format!(
-            "offset {offset} is past the end of the {}-byte file",
-            snapshot.size
-        );
-        return refuse_first(stream, refused(TransferRefusal::OutOfRange, detail)).await;
-    }
-    write_frame(
-        stream,
-        &TransferReply::Ready {
-            offset,
-            size: snapshot.size,
-            sha256: Some(snapshot.sha256),
-        },
-    )
-    .await?;
-    let mut file = match open_at(&snapshot.file, offset).await {
-        Ok(file) => file,
-        Err(e) => {
-            write_frame(stream, &DownloadFrame::Failed(disk_refusal(&e))).await?;
-            return Err(e.into());
+        };
+        let lease = match leases.lease(self.session, peer) {
+            Ok(lease) => lease,
+            Err(refusal) => return refuse_first(stream, refusal).await,
+        };
+        let key = target.key();
+        let snapshot = match self.expect {
+            Some(sha256) => match staging.snapshot(self.session, &key, sha256) {
+                Some(snapshot) => snapshot,
+                None => {
+                    let detail = format!(
+                        "the provider no longer holds the copy of {target} with SHA-256 {sha256}; download it again"
+                    );
+                    return refuse_first(stream, refused(TransferRefusal::Changed, detail)).await;
+                }
+            },
+            None => {
+                match take_snapshot(self.session, &target, lease.sandbox.as_ref(), staging).await {
+                    Ok(snapshot) => snapshot,
+                    Err(refusal) => return refuse_first(stream, refusal).await,
+                }
+            }
+        };
+        let offset = self.offset;
+        if offset > snapshot.size {
+            let detail = format!(
+                "offset {offset} is past the end of the {}-byte file",
+                snapshot.size
+            );
+            return refuse_first(stream, refused(TransferRefusal::OutOfRange, detail)).await;
         }
-    };
-    let mut at = offset;
-    while at < snapshot.size {
-        let want =
-            usize::try_from((snapshot.size - at).min(CHUNK_BYTES as u64)).unwrap_or(CHUNK_BYTES);
-        let mut data = vec![0u8; want];
-        if let Err(e) = file.read_exact(&mut data).await {
-            write_frame(stream, &DownloadFrame::Failed(disk_refusal(&e))).await?;
-            return Err(e.into());
+        write_frame(
+            stream,
+            &TransferReply::Ready {
+                offset,
+                size: snapshot.size,
+                sha256: Some(snapshot.sha256),
+            },
+        )
+        .await?;
+        let mut file = match open_at(&snapshot.file, offset).await {
+            Ok(file) => file,
+            Err(e) => {
+                write_frame(stream, &DownloadFrame::Failed(disk_refusal(&e))).await?;
+                return Err(e.into());
+            }
+        };
+        let mut at = offset;
+        while at < snapshot.size {
+            let want = usize::try_from((snapshot.size - at).min(CHUNK_BYTES as u64))
+                .unwrap_or(CHUNK_BYTES);
+            let mut data = vec![0u8; want];
+            if let Err(e) = file.read_exact(&mut data).await {
+                write_frame(stream, &DownloadFrame::Failed(disk_refusal(&e))).await?;
+                return Err(e.into());
+            }
+            let chunk = Chunk::new(at, data);
+            at = chunk.end();
+            write_frame(stream, &DownloadFrame::Chunk(chunk)).await?;
         }
-        let chunk = Chunk::new(at, data);
-        at = chunk.end();
-        write_frame(stream, &DownloadFrame::Chunk(chunk)).await?;
+        stream.flush().await?;
+        debug!(%target, from = offset, size = snapshot.size, "download sent");
+        Ok(())
     }
-    stream.flush().await?;
-    debug!(%path, from = offset, size = snapshot.size, "download sent");
-    Ok(())
 }
 
 async fn open_at(file: &Path, offset: u64) -> std::io::Result<tokio::fs::File> {
@@ -482,26 +550,31 @@ async fn open_at(file: &Path, offset: u64) -> std::io::Result<tokio::fs::File> {
     Ok(file)
 }
 
-/// Copies `path` out of the workspace into the staging area, hashing it.
+/// Copies `target` out of the workspace into the staging area, hashing it.
 async fn take_snapshot(
     session: SessionId,
-    path: &WorkspacePath,
+    target: &Target,
     sandbox: &dyn SandboxSession,
     staging: &Staging,
 ) -> Result<Snapshot, Refusal> {
+    let key = target.key();
     let file = staging
-        .snapshot_file(session, path)
+        .snapshot_file(session, &key)
         .map_err(|e| disk_refusal(&e))?;
-    match sandbox.download_to(path, &file).await {
+    let copied = match target {
+        Target::File(path) => sandbox.download_to(path, &file).await,
+        Target::Dir(dir) => sandbox.download_archive_to(dir.as_ref(), &file).await,
+    };
+    match copied {
         Ok((size, sha256)) => {
             let snapshot = Snapshot { file, size, sha256 };
-            staging.keep_snapshot(session, path, snapshot.clone(), sandbox.workspace_quota());
+            staging.keep_snapshot(session, &key, snapshot.clone(), sandbox.workspace_quota());
             Ok(snapshot)
         }
         Err(e) => {
             let _ = tokio::fs::remove_file(&file).await;
             if !matches!(e, ProviderError::NotFound(_)) {
-                warn!(%path, error = %e, "cannot copy a file out of the workspace");
+                warn!(%target, error = %e, "cannot copy out of the workspace");
             }
             Err(refusal_of(&e))
         }

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use orien_protocol::{ContentHash, SessionId};
-use orien_provider::WorkspacePath;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
@@ -65,30 +64,26 @@ impl Staging {
         self.root.join(session.to_string())
     }
 
-    /// The staged file of an upload of `size` bytes to `path` (its directory made).
+    /// The staged file of an upload of `size` bytes to `key` (its directory made).
     pub(crate) fn upload_file(
         &self,
         session: SessionId,
-        path: &WorkspacePath,
+        key: &str,
         size: u64,
     ) -> std::io::Result<PathBuf> {
         let dir = self.session_dir(session);
         std::fs::create_dir_all(&dir)?;
-        let mut key = Sha256::new();
-        key.update(path.as_str().as_bytes());
-        key.update(size.to_be_bytes());
-        Ok(dir.join(format!("put-{}", hex::encode(&key.finalize()[..16]))))
+        let mut hash = Sha256::new();
+        hash.update(key.as_bytes());
+        hash.update(size.to_be_bytes());
+        Ok(dir.join(format!("put-{}", hex::encode(&hash.finalize()[..16]))))
     }
 
-    /// Where a new copy of `path` is written before it replaces the old one.
-    pub(crate) fn snapshot_file(
-        &self,
-        session: SessionId,
-        path: &WorkspacePath,
-    ) -> std::io::Result<PathBuf> {
+    /// Where a new copy of `key` is written before it replaces the old one.
+    pub(crate) fn snapshot_file(&self, session: SessionId, key: &str) -> std::io::Result<PathBuf> {
         let dir = self.session_dir(session);
         std::fs::create_dir_all(&dir)?;
-        let key = Sha256::digest(path.as_str().as_bytes());
+        let key = Sha256::digest(key.as_bytes());
         let copy = self.copies.fetch_add(1, Ordering::Relaxed);
         Ok(dir.join(format!("get-{}-{copy}", hex::encode(&key[..16]))))
     }
@@ -106,41 +101,41 @@ impl Staging {
             .sum()
     }
 
-    /// The copy of `path` the session holds, if its hash is `sha256`.
+    /// The copy of `key` the session holds, if its hash is `sha256`.
     pub(crate) fn snapshot(
         &self,
         session: SessionId,
-        path: &WorkspacePath,
+        key: &str,
         sha256: ContentHash,
     ) -> Option<Snapshot> {
         self.snapshots()
             .get(&session)?
             .iter()
             .rev()
-            .find(|(p, s)| p == path.as_str() && s.sha256 == sha256)
+            .find(|(k, s)| k == key && s.sha256 == sha256)
             .map(|(_, s)| s.clone())
     }
 
-    /// Keeps a new copy of `path`; the session's oldest copies are removed while all
-    /// together exceed `quota`, and an older copy of the same path with them.
+    /// Keeps a new copy of `key`; the session's oldest copies are removed while all
+    /// together exceed `quota`, and an older copy of the same key with them.
     pub(crate) fn keep_snapshot(
         &self,
         session: SessionId,
-        path: &WorkspacePath,
+        key: &str,
         snapshot: Snapshot,
         quota: u64,
     ) {
         let mut all = self.snapshots();
         let kept = all.entry(session).or_default();
         let mut removed: Vec<PathBuf> = Vec::new();
-        kept.retain(|(p, s)| {
-            let same = p == path.as_str();
+        kept.retain(|(k, s)| {
+            let same = k == key;
             if same {
                 removed.push(s.file.clone());
             }
             !same
         });
-        kept.push((path.as_str().to_owned(), snapshot));
+        kept.push((key.to_owned(), snapshot));
         while kept.len() > 1 && kept.iter().map(|(_, s)| s.size).sum::<u64>() > quota {
             removed.push(kept.remove(0).1.file);
         }
@@ -195,8 +190,8 @@ pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn path(p: &str) -> WorkspacePath {
-        WorkspacePath::new(p).unwrap()
+    fn path(p: &str) -> &str {
+        p
     }
 
     #[test]
@@ -207,19 +202,13 @@ mod tests {
         std::fs::create_dir_all(root.join("leftover")).unwrap();
         let staging = Staging::new(root.clone()).unwrap();
         assert!(!root.join("leftover").exists());
-        let file = staging.upload_file(session, &path("a/b"), 10).unwrap();
+        let file = staging.upload_file(session, path("a/b"), 10).unwrap();
         std::fs::write(&file, b"12345").unwrap();
         assert_eq!(staging.held(session, None), 5);
         assert_eq!(staging.held(session, Some(&file)), 0);
         // The same path and size find the same file; another size does not.
-        assert_eq!(
-            staging.upload_file(session, &path("a/b"), 10).unwrap(),
-            file
-        );
-        assert_ne!(
-            staging.upload_file(session, &path("a/b"), 11).unwrap(),
-            file
-        );
+        assert_eq!(staging.upload_file(session, path("a/b"), 10).unwrap(), file);
+        assert_ne!(staging.upload_file(session, path("a/b"), 11).unwrap(), file);
         staging.forget(session);
         assert!(!file.exists());
         assert_eq!(staging.held(session, None), 0);
@@ -231,14 +220,14 @@ mod tests {
         let staging = Staging::new(dir.path().join("t")).unwrap();
         let session = SessionId::random();
         let keep = |name: &str, size: u64| {
-            let file = staging.snapshot_file(session, &path(name)).unwrap();
+            let file = staging.snapshot_file(session, path(name)).unwrap();
             std::fs::write(&file, vec![0u8; size as usize]).unwrap();
             let snapshot = Snapshot {
                 file: file.clone(),
                 size,
                 sha256: ContentHash::of(name.as_bytes()),
             };
-            staging.keep_snapshot(session, &path(name), snapshot, 10);
+            staging.keep_snapshot(session, path(name), snapshot, 10);
             file
         };
         let a = keep("a", 4);
@@ -251,10 +240,10 @@ mod tests {
         assert!(!b.exists(), "a new copy of a path replaces the old");
         assert!(b2.exists());
         let sha = ContentHash::of(b"b");
-        assert_eq!(staging.snapshot(session, &path("b"), sha).unwrap().size, 1);
+        assert_eq!(staging.snapshot(session, path("b"), sha).unwrap().size, 1);
         assert!(
             staging
-                .snapshot(session, &path("a"), ContentHash::of(b"a"))
+                .snapshot(session, path("a"), ContentHash::of(b"a"))
                 .is_none()
         );
     }

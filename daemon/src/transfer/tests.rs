@@ -127,6 +127,7 @@ impl Provider {
             path: path.into(),
             size,
             resume,
+            archive: false,
         }
     }
 }
@@ -296,6 +297,7 @@ async fn a_download_resumes_from_the_same_copy_and_refuses_a_copy_it_no_longer_h
         path: "r.bin".into(),
         offset,
         expect,
+        archive: false,
     };
     let mut pipe = provider.connect(provider.renter());
     send(&mut pipe, &get(0, None)).await;

@@ -3,15 +3,17 @@
 use std::collections::VecDeque;
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use orien_protocol::ContentHash;
 use orien_protocol::transfer::{
     CHUNK_BYTES, Chunk, TransferReply, TransferRequest, UPLOAD_WINDOW, UploadFrame, UploadReply,
 };
-use orien_protocol::{ContentHash, NodeId, SessionId};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::{ATTEMPTS, ByteStream, IDLE, OPEN_TIMEOUT, Stored, TransferError, Transfers, backoff};
+use super::{
+    ATTEMPTS, ByteStream, IDLE, OPEN_TIMEOUT, Remote, Stored, TransferError, Transfers, backoff,
+};
 use crate::network::frame::{read_frame, write_frame};
 
 /// What one stream of an upload came to.
@@ -108,13 +110,12 @@ impl Transfers {
     /// is resumed on a new one from the provider's last verified byte.
     pub async fn upload(
         &self,
-        provider: NodeId,
-        session: SessionId,
-        path: &str,
+        remote: &Remote,
         size: u64,
         offset: u64,
         body: ByteStream,
     ) -> Result<Stored, TransferError> {
+        let (session, path) = (remote.session, remote.path.as_str());
         let mut out = Outgoing {
             body,
             pending: Vec::new(),
@@ -131,10 +132,7 @@ impl Transfers {
                 debug!(%session, path, attempt, held = out.first_held(), "resuming the upload");
             }
             let asked = (attempt == 0).then_some(offset);
-            match self
-                .upload_once(provider, session, path, &mut out, asked)
-                .await
-            {
+            match self.upload_once(remote, &mut out, asked).await {
                 Attempt::Stored(sha256) => {
                     if let Some(hasher) = out.hasher.take() {
                         let sent = ContentHash::from_bytes(hasher.finalize().into());
@@ -165,21 +163,20 @@ impl Transfers {
     /// first stream (`None` on a resume of this sender's own).
     async fn upload_once(
         &self,
-        provider: NodeId,
-        session: SessionId,
-        path: &str,
+        remote: &Remote,
         out: &mut Outgoing,
         asked: Option<u64>,
     ) -> Attempt {
-        let mut stream = match self.open(provider).await {
+        let mut stream = match self.open(remote.provider).await {
             Ok(stream) => stream,
             Err(e) => return Attempt::Retry(e),
         };
         let put = TransferRequest::Put {
-            session,
-            path: path.to_owned(),
+            session: remote.session,
+            path: remote.path.clone(),
             size: out.size,
             resume: asked != Some(0),
+            archive: remote.archive,
         };
         let held = match put_ready(&mut stream, &put, out.size).await {
             Ok(held) => held,

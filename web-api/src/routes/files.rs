@@ -12,11 +12,12 @@ use crate::extract::ApiPath;
 use crate::sessions::{FileView, parse_session_id};
 use crate::{ApiError, AppState, ByteStream, FileUpload};
 
-/// Lists the session's workspace.
+/// Lists the session's workspace, or with `Accept: application/x-tar` streams a tar
+/// of all of it (regular files and directories, relative to the workspace).
 #[utoipa::path(get, path = "/v1/sessions/{id}/files", tag = "files", security(("bearer" = [])),
     params(("id" = crate::text::IdText, Path, description = "Session id (hex)")),
     responses(
-        (status = 200, description = "Files and directories", body = [FileView]),
+        (status = 200, description = "Files and directories (or, asked for `application/x-tar`, a tar of the workspace)", body = [FileView]),
         (status = 400, description = "Malformed id", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -24,11 +25,48 @@ use crate::{ApiError, AppState, ByteStream, FileUpload};
 pub(crate) async fn list_files(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Vec<FileView>>, ApiError> {
-    Ok(Json(state.node.list_files(parse_session_id(&id)?).await?))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = parse_session_id(&id)?;
+    if wants_tar(&headers) {
+        return download(&state, session, String::new(), true, &headers).await;
+    }
+    Ok(Json(state.node.list_files(session).await?).into_response())
 }
 
-/// Uploads a file (the raw request body, streamed) into the session's workspace.
+/// Unpacks a tar (the raw request body, `Content-Type: application/x-tar`, streamed)
+/// into the workspace itself; as `PUT /v1/sessions/{id}/files/{dir}` otherwise.
+#[utoipa::path(put, path = "/v1/sessions/{id}/files", tag = "files", security(("bearer" = [])),
+    params(("id" = crate::text::IdText, Path, description = "Session id (hex)")),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses(
+        (status = 201, description = "Unpacked whole; `sha256` is the archive's", body = FileView),
+        (status = 400, description = "An entry the workspace may not hold (a link, a device, `..`, an absolute path), or a malformed range", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 411, description = "No size given", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Over the session's workspace cap; nothing was written", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/x-tar`", body = crate::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn put_workspace(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let session = parse_session_id(&id)?;
+    if !is_tar(&headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "the workspace itself takes a tar archive (Content-Type: application/x-tar); files go to /v1/sessions/{id}/files/{path}".into(),
+        ));
+    }
+    upload(&state, session, String::new(), &headers, body).await
+}
+
+/// Uploads a file (the raw request body, streamed) into the session's workspace;
+/// with `Content-Type: application/x-tar`, a tar unpacked under the directory `path`
+/// (regular files and directories only: a link, a device, `..` or an absolute path
+/// refuses the whole archive, and nothing lands).
 ///
 /// The size comes first, in `Content-Length` (or the total of `Content-Range`), and is
 /// checked against the session's caps before any byte moves. The provider keeps the
@@ -44,7 +82,7 @@ pub(crate) async fn list_files(
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
-        (status = 201, description = "Stored whole; `sha256` is the file's", body = FileView),
+        (status = 201, description = "Stored whole; `sha256` is the file's (or the archive's)", body = FileView),
         (status = 400, description = "Invalid path (absolute, `..`, too long), a malformed range, or a body shorter or longer than announced", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = crate::ProblemBody, content_type = "application/problem+json"),
@@ -61,7 +99,17 @@ pub(crate) async fn put_file(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let session = parse_session_id(&id)?;
-    let length = content_length(&headers)?;
+    upload(&state, session, path, &headers, body).await
+}
+
+async fn upload(
+    state: &AppState,
+    session: orien_protocol::SessionId,
+    path: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<crate::sessions::FileView>), ApiError> {
+    let length = content_length(headers)?;
     let (offset, size) = match headers.get(header::CONTENT_RANGE) {
         Some(range) => {
             let (first, last, size) = parse_content_range(range)?;
@@ -81,13 +129,42 @@ pub(crate) async fn put_file(
     let upload = FileUpload {
         size,
         offset,
+        archive: is_tar(headers),
         body: Box::pin(body),
     };
     let view = state.node.upload_file(session, path, upload).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
-/// Downloads a file of the session's workspace (raw bytes, streamed).
+fn is_tar(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(TAR))
+        })
+}
+
+fn wants_tar(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(TAR))
+            })
+        })
+}
+
+/// The media type of directory archives.
+const TAR: &str = "application/x-tar";
+
+/// Downloads a file of the session's workspace (raw bytes, streamed); with
+/// `Accept: application/x-tar`, a tar of the directory `path`, relative to it.
 ///
 /// `Range: bytes=<first>-` (or `<first>-<last>`) asks for part of it; with
 /// `If-Range: "<sha256>"` (the `ETag` of an earlier answer) the part comes from the
@@ -123,6 +200,17 @@ pub(crate) async fn get_file(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let session = parse_session_id(&id)?;
+    let archive = wants_tar(&headers);
+    download(&state, session, path, archive, &headers).await
+}
+
+async fn download(
+    state: &AppState,
+    session: orien_protocol::SessionId,
+    path: String,
+    archive: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let range = match headers.get(header::RANGE) {
         Some(range) => parse_range(range),
         None => None,
@@ -134,7 +222,7 @@ pub(crate) async fn get_file(
     let (first, last) = range.unwrap_or((0, None));
     let download = state
         .node
-        .download_file(session, path, first, expect)
+        .download_file(session, path, archive, first, expect)
         .await?;
     let size = download.size;
     if range.is_some() && first >= size && size > 0 {
@@ -145,15 +233,15 @@ pub(crate) async fn get_file(
     let body = take_bytes(download.body, len);
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    let media = if archive {
+        TAR
+    } else {
+        "application/octet-stream"
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let hex_hash = download.sha256.to_string();
-    let hex_hash = hex_hash.trim_start_matches("0x");
-    if let Ok(tag) = HeaderValue::from_str(&format!("\"{hex_hash}\"")) {
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{}\"", download.sha256)) {
         headers.insert(header::ETAG, tag);
     }
     if let Ok(digest) = HeaderValue::from_str(&repr_digest(download.sha256.as_bytes())) {
