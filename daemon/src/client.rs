@@ -115,6 +115,36 @@ impl ApiClient {
         self.send(self.http.put(self.url(path)).body(data)).await
     }
 
+    /// `PUT path` with `size` bytes streamed from `body` as `content_type`, decoded.
+    pub async fn put_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<T, ClientError> {
+        let request = self
+            .http
+            .put(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        self.send(request).await
+    }
+
+    /// `GET path` accepting `accept`: the response, its status checked, to stream.
+    pub async fn get_accepting(
+        &self,
+        path: &str,
+        accept: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = self
+            .http
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, accept);
+        self.call(request).await
+    }
+
     /// `GET path` as raw bytes.
     pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let response = self.call(self.http.get(self.url(path))).await?;

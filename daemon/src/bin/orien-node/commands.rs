@@ -170,6 +170,31 @@ pub(crate) enum SessionCommand {
         #[arg(long = "upload", value_parser = parse_upload)]
         uploads: Vec<(PathBuf, String)>,
     },
+    /// Upload a file, or a directory (as a tar, unpacked in place), into a session's
+    /// workspace, streamed with a progress bar; prints the SHA-256 the provider stored.
+    /// Any size up to the tool's caps (`orien-node offers` lists them).
+    Put {
+        /// The session id.
+        session: String,
+        /// The local file or directory.
+        local: PathBuf,
+        /// Where in the workspace: a file's path (default: its name), or the directory
+        /// a directory's contents go under (default: the workspace itself).
+        remote: Option<String>,
+    },
+    /// Download a file, or with --dir a directory (unpacked), from a session's
+    /// workspace, streamed with a progress bar; the SHA-256 is checked.
+    Get {
+        /// The session id.
+        session: String,
+        /// The workspace path (with --dir, empty for the whole workspace).
+        remote: String,
+        /// Where to write it (default: the path's last part in this directory).
+        local: Option<PathBuf>,
+        /// `remote` is a directory: fetch it as a tar and unpack it into `local`.
+        #[arg(long)]
+        dir: bool,
+    },
     /// Close a session; prints what it cost.
     Close {
         /// The session id.
@@ -763,6 +788,17 @@ async fn session(
                 }
             });
         }
+        SessionCommand::Put {
+            session,
+            local,
+            remote,
+        } => crate::files::put(client, &session, &local, remote, json_out).await?,
+        SessionCommand::Get {
+            session,
+            remote,
+            local,
+            dir,
+        } => crate::files::get(client, &session, &remote, local, dir, json_out).await?,
         SessionCommand::Close { session } => {
             let path = format!("/v1/sessions/{}/close", encode(&session));
             let closed: SessionView = with_spinner(

@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod config_file;
+mod files;
 mod mcp_stdio;
 mod prepare;
 mod result;
