@@ -30,8 +30,9 @@ pub const TRANSFER_PROTOCOL: &str = "/orien/files/1";
 /// Bytes in every chunk but a transfer's last.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Chunks an uploader sends ahead of the provider's acknowledgements.
-pub const UPLOAD_WINDOW: usize = 8;
+/// Chunks an uploader sends ahead of the provider's acknowledgements (a provider may
+/// acknowledge a few chunks at once).
+pub const UPLOAD_WINDOW: usize = 16;
 
 /// Longest refusal detail.
 const MAX_DETAIL: usize = 1024;

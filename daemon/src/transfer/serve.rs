@@ -128,6 +128,12 @@ where
     .await;
 }
 
+/// Bytes an upload writes between acknowledgements (each waits for the disk).
+const ACK_EVERY: u64 = 1 << 20;
+// The uploader must be able to send past an acknowledgement's worth.
+const _: () =
+    assert!(2 * ACK_EVERY <= (orien_protocol::transfer::UPLOAD_WINDOW * CHUNK_BYTES) as u64);
+
 /// Bytes of tar framing an archive upload may carry beyond the workspace cap.
 const ARCHIVE_SLACK: u64 = 4 << 20;
 
@@ -286,6 +292,7 @@ impl Put {
                 Ok(staged) => staged,
                 Err(refusal) => return refuse_first(stream, refusal).await,
             };
+        let started = std::time::Instant::now();
         let ready = TransferReply::Ready {
             offset: held,
             size: self.size,
@@ -293,10 +300,12 @@ impl Put {
         };
         write_frame(stream, &ready).await?;
         stream.flush().await?;
+        // Bytes handed to the file; `held` is what is flushed and acknowledged.
+        let mut written = held;
         loop {
             match read_within::<UploadFrame, _>(stream).await? {
                 UploadFrame::Chunk(chunk) => {
-                    if chunk.offset != held || chunk.end() > self.size {
+                    if chunk.offset != written || chunk.end() > self.size {
                         let detail = format!(
                             "a chunk at {}..{} of a {}-byte file holding {held}",
                             chunk.offset,
@@ -307,6 +316,8 @@ impl Put {
                             .await;
                     }
                     if !chunk.is_intact() {
+                        // What was verified before it stands: the resume starts there.
+                        let _ = file.flush().await;
                         let detail = format!(
                             "the chunk at {held} does not match its hash; resume from {held}"
                         );
@@ -319,7 +330,17 @@ impl Put {
                         return fail_upload(stream, disk_refusal(&e)).await;
                     }
                     hasher.update(&chunk.data);
-                    held = chunk.end();
+                    written = chunk.end();
+                    if written - held < ACK_EVERY && written < self.size {
+                        continue;
+                    }
+                    // tokio's file writes in the background: the flush waits for the
+                    // writes and reports their failure, so an ack means written.
+                    if let Err(e) = file.flush().await {
+                        let _ = file.set_len(held).await;
+                        return fail_upload(stream, disk_refusal(&e)).await;
+                    }
+                    held = written;
                     write_frame(stream, &UploadReply::Ack { offset: held }).await?;
                     stream.flush().await?;
                 }
@@ -342,6 +363,7 @@ impl Put {
                         return fail_upload(stream, refused(TransferRefusal::Corrupt, detail))
                             .await;
                     }
+                    let staged = started.elapsed();
                     let stored = match &target {
                         Target::File(path) => lease.sandbox.upload_staged(path, &file_path).await,
                         Target::Dir(dir) => {
@@ -355,7 +377,14 @@ impl Put {
                     if let Err(e) = stored {
                         return fail_upload(stream, refusal_of(&e)).await;
                     }
-                    info!(%target, bytes = self.size, sha256 = %digest, "upload stored");
+                    info!(
+                        %target,
+                        bytes = self.size,
+                        sha256 = %digest,
+                        staged_ms = staged.as_millis(),
+                        into_workspace_ms = (started.elapsed() - staged).as_millis(),
+                        "upload stored"
+                    );
                     write_frame(stream, &UploadReply::Stored { sha256: digest }).await?;
                     stream.flush().await?;
                     return Ok(());
@@ -400,8 +429,13 @@ impl Put {
                 ),
             ));
         }
+        // What a stream cut off left, down to a whole chunk: a write the provider
+        // never acknowledged may have landed in part.
         let held = match tokio::fs::metadata(&file_path).await {
-            Ok(meta) if self.resume && meta.len() <= self.size => meta.len(),
+            Ok(meta) if self.resume && meta.len() == self.size => meta.len(),
+            Ok(meta) if self.resume && meta.len() < self.size => {
+                meta.len() - meta.len() % CHUNK_BYTES as u64
+            }
             _ => 0,
         };
         if let Some(free) = free_bytes(staging.root())
@@ -484,6 +518,7 @@ impl Get {
             Err(refusal) => return refuse_first(stream, refusal).await,
         };
         let key = target.key();
+        let started = std::time::Instant::now();
         let snapshot = match self.expect {
             Some(sha256) => match staging.snapshot(self.session, &key, sha256) {
                 Some(snapshot) => snapshot,
@@ -501,6 +536,7 @@ impl Get {
                 }
             }
         };
+        let copied = started.elapsed();
         let offset = self.offset;
         if offset > snapshot.size {
             let detail = format!(
@@ -539,7 +575,14 @@ impl Get {
             write_frame(stream, &DownloadFrame::Chunk(chunk)).await?;
         }
         stream.flush().await?;
-        debug!(%target, from = offset, size = snapshot.size, "download sent");
+        info!(
+            %target,
+            from = offset,
+            size = snapshot.size,
+            copy_ms = copied.as_millis(),
+            send_ms = (started.elapsed() - copied).as_millis(),
+            "download sent"
+        );
         Ok(())
     }
 }

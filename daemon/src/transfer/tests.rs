@@ -168,12 +168,7 @@ async fn a_corrupt_chunk_is_refused_and_the_upload_resumes_after_the_last_good_o
         &UploadFrame::Chunk(Chunk::new(0, file[..CHUNK_BYTES].to_vec())),
     )
     .await;
-    assert_eq!(
-        read::<UploadReply>(&mut pipe).await,
-        UploadReply::Ack {
-            offset: CHUNK_BYTES as u64
-        }
-    );
+    // Chunks are acknowledged a MiB at a time and at the end, not one by one.
     let mut bad = Chunk::new(
         CHUNK_BYTES as u64,
         file[CHUNK_BYTES..CHUNK_BYTES * 2].to_vec(),
@@ -199,16 +194,14 @@ async fn a_corrupt_chunk_is_refused_and_the_upload_resumes_after_the_last_good_o
     );
     for start in [CHUNK_BYTES, CHUNK_BYTES * 2] {
         let end = (start + CHUNK_BYTES).min(file.len());
-        send(
-            &mut pipe,
-            &UploadFrame::Chunk(Chunk::new(start as u64, file[start..end].to_vec())),
-        )
-        .await;
-        assert_eq!(
-            read::<UploadReply>(&mut pipe).await,
-            UploadReply::Ack { offset: end as u64 }
-        );
+        let chunk = Chunk::new(start as u64, file[start..end].to_vec());
+        send(&mut pipe, &UploadFrame::Chunk(chunk)).await;
     }
+    assert_eq!(
+        read::<UploadReply>(&mut pipe).await,
+        UploadReply::Ack { offset: size },
+        "the last chunk is acknowledged with the rest"
+    );
     let sha256 = ContentHash::of(&file);
     send(
         &mut pipe,
@@ -347,4 +340,101 @@ async fn a_download_resumes_from_the_same_copy_and_refuses_a_copy_it_no_longer_h
         panic!("refused");
     };
     assert_eq!(refusal.code, TransferRefusal::Changed);
+}
+
+/// A tmpfs of `bytes` mounted at a new directory (root only: `None` elsewhere), removed
+/// when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_upload_and_the_session_moves_files_again_once_there_is_room() {
+    let Some(disk) = SmallDisk::mount(2 << 20) else {
+        eprintln!("skipped: mounting a small tmpfs needs root (scripts/test runs as root)");
+        return;
+    };
+    let mut provider = provider().await;
+    provider.staging = Arc::new(Staging::new(disk.dir.path().join("transfers")).unwrap());
+    // Too large for the room left on the disk: refused before a byte.
+    let filler = disk.dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 3 << 19]).unwrap();
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("big", 1 << 20, false)).await;
+    let TransferReply::Refused(refusal) = read::<TransferReply>(&mut pipe).await else {
+        panic!("refused");
+    };
+    assert_eq!(refusal.code, TransferRefusal::DiskFull, "{refusal}");
+    std::fs::remove_file(&filler).unwrap();
+
+    // It fits when it starts; something else fills the disk meanwhile.
+    let file = data(CHUNK_BYTES * 6);
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("mid", file.len() as u64, false)).await;
+    let _: TransferReply = read(&mut pipe).await;
+    let _ = std::fs::write(&filler, vec![0u8; 1 << 20]);
+    for start in (0..file.len()).step_by(CHUNK_BYTES) {
+        let chunk = Chunk::new(start as u64, file[start..start + CHUNK_BYTES].to_vec());
+        // The provider stops reading once it fails.
+        if write_frame(&mut pipe, &UploadFrame::Chunk(chunk))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let _ = pipe.flush().await;
+    }
+    let mut failed = None;
+    while let Ok(reply) = read_frame::<UploadReply, _>(&mut pipe).await {
+        if let UploadReply::Failed(refusal) = reply {
+            failed = Some(refusal);
+            break;
+        }
+    }
+    let refusal = failed.expect("the upload fails on the full disk");
+    assert_eq!(refusal.code, TransferRefusal::DiskFull, "{refusal}");
+
+    // With room again, the same session takes a file.
+    std::fs::remove_file(&filler).unwrap();
+    provider.staging.forget(provider.leases.session);
+    let small = data(1000);
+    let mut pipe = provider.connect(provider.renter());
+    send(&mut pipe, &provider.put("after", 1000, false)).await;
+    let _: TransferReply = read(&mut pipe).await;
+    send(&mut pipe, &UploadFrame::Chunk(Chunk::new(0, small.clone()))).await;
+    let _: UploadReply = read(&mut pipe).await;
+    let sha256 = ContentHash::of(&small);
+    send(
+        &mut pipe,
+        &UploadFrame::End {
+            sha256: Some(sha256),
+        },
+    )
+    .await;
+    assert_eq!(
+        read::<UploadReply>(&mut pipe).await,
+        UploadReply::Stored { sha256 }
+    );
 }
