@@ -137,10 +137,7 @@ fn finish(
 }
 
 /// Reads the uploaded tar at `src` and writes it again at `dest`, every entry under
-/// `under` (the workspace itself when `None`): only regular files and directories with
-/// valid workspace paths, at most `limit` bytes of contents and
-/// [`MAX_ARCHIVE_ENTRIES`] entries; a link, device or fifo refuses the whole archive.
-/// Never panics, whatever the bytes.
+/// `under` (the workspace itself when `None`); see [`repack_entries`].
 pub(crate) fn repack_upload(
     src: &Path,
     dest: &Path,
@@ -148,11 +145,48 @@ pub(crate) fn repack_upload(
     limit: u64,
 ) -> Result<Packed, ProviderError> {
     let input = std::fs::File::open(src).map_err(ProviderError::HostDisk)?;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(256 * 1024, input));
     let mut out = tar::Builder::new(create(dest)?);
+    let contents = repack_entries(
+        BufReader::with_capacity(256 * 1024, input),
+        &mut out,
+        under,
+        limit,
+    )?;
+    let (bytes, _) = finish(out)?;
+    Ok(Packed {
+        contents,
+        bytes,
+        skipped: 0,
+    })
+}
+
+/// The uploaded tar `tar_bytes`, in memory, written again (see [`repack_entries`]);
+/// with the bytes of its file contents.
+pub(crate) fn repack_upload_bytes(
+    tar_bytes: &[u8],
+    limit: u64,
+) -> Result<(Vec<u8>, u64), ProviderError> {
+    let mut out = tar::Builder::new(Vec::new());
+    let contents = repack_entries(tar_bytes, &mut out, None, limit)?;
+    Ok((out.into_inner()?, contents))
+}
+
+/// Writes the entries of the uploaded tar on `input` again into `out`, under `under`:
+/// only regular files and directories with valid workspace paths, at most `limit`
+/// bytes of contents and [`MAX_ARCHIVE_ENTRIES`] entries, with the provider's owner
+/// and modes, parents first; a link, device or fifo refuses the whole archive, and so
+/// does a path both a file and a directory. Returns the bytes of file contents. Never
+/// panics, whatever the bytes.
+fn repack_entries<R: Read, W: Write>(
+    input: R,
+    out: &mut tar::Builder<W>,
+    under: Option<&WorkspacePath>,
+    limit: u64,
+) -> Result<u64, ProviderError> {
+    let mut archive = tar::Archive::new(input);
     let mut tree = Tree::default();
     if let Some(under) = under {
-        tree.dir(&mut out, under)?;
+        tree.dir(out, under)?;
     }
     let place = |raw: &str| -> Result<WorkspacePath, ProviderError> {
         let path = WorkspacePath::new(raw)?;
@@ -184,14 +218,14 @@ pub(crate) fn repack_upload(
                         limit,
                     });
                 }
-                tree.file(&mut out, &path, size, entry)?;
+                tree.file(out, &path, size, entry)?;
             }
             tar::EntryType::Directory => {
                 // `./` and the like name the directory itself.
                 if raw.trim_matches(['.', '/']).is_empty() {
                     continue;
                 }
-                tree.dir(&mut out, &place(&raw)?)?;
+                tree.dir(out, &place(&raw)?)?;
             }
             other => {
                 return Err(ProviderError::UnsafeEntry {
@@ -201,12 +235,7 @@ pub(crate) fn repack_upload(
             }
         }
     }
-    let (bytes, _) = finish(out)?;
-    Ok(Packed {
-        contents,
-        bytes,
-        skipped: 0,
-    })
+    Ok(contents)
 }
 
 /// Re-packs the engine's tar of a directory (`reader`, its entries named
@@ -270,6 +299,32 @@ pub(crate) fn repack_download(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = repack_upload_bytes(&bytes, 1 << 20);
+        }
+
+        #[test]
+        fn accepted_archives_hold_only_workspace_paths(name in "[a-z./]{1,40}", data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut header = tar::Header::new_gnu();
+            let raw = name.as_bytes();
+            header.as_gnu_mut().unwrap().name[..raw.len()].copy_from_slice(raw);
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            let mut builder = tar::Builder::new(Vec::new());
+            builder.append(&header, data.as_slice()).unwrap();
+            let bytes = builder.into_inner().unwrap();
+            if let Ok((repacked, _)) = repack_upload_bytes(&bytes, 1 << 20) {
+                for (path, ..) in entries(&repacked) {
+                    prop_assert!(!path.starts_with('/'));
+                    prop_assert!(path.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+                }
+            }
+        }
+    }
 
     /// A tar with one entry of `kind` named `name` (raw bytes, no checks).
     fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {

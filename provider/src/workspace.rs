@@ -122,102 +122,16 @@ pub(crate) async fn upload_archive(
     session: &Session,
     tar_bytes: &[u8],
 ) -> Result<(), ProviderError> {
-    let contents = UploadArchive::parse(tar_bytes, session.tool.upload_bytes())?;
-    put(session, contents.repack()?).await
-}
-
-/// The validated contents of an uploaded tar archive.
-#[derive(Debug, Default)]
-pub(crate) struct UploadArchive {
-    dirs: Vec<WorkspacePath>,
-    files: Vec<(WorkspacePath, Vec<u8>)>,
-}
-
-impl UploadArchive {
-    /// Reads an uploaded archive: only regular files and directories with valid
-    /// workspace paths, at most `limit` bytes of contents and
-    /// [`MAX_ARCHIVE_ENTRIES`] entries. Never panics, whatever the bytes.
-    pub(crate) fn parse(tar_bytes: &[u8], limit: u64) -> Result<Self, ProviderError> {
-        if tar_bytes.len() as u64 > limit.saturating_add(TAR_SLACK) {
-            return Err(ProviderError::TooLarge {
-                what: "the upload archive",
-                size: tar_bytes.len() as u64,
-                limit,
-            });
-        }
-        let mut parsed = UploadArchive::default();
-        let mut total: u64 = 0;
-        let mut archive = tar::Archive::new(tar_bytes);
-        for (n, entry) in archive.entries()?.enumerate() {
-            if n >= MAX_ARCHIVE_ENTRIES {
-                return Err(ProviderError::TooLarge {
-                    what: "the number of archive entries",
-                    size: n as u64 + 1,
-                    limit: MAX_ARCHIVE_ENTRIES as u64,
-                });
-            }
-            let mut entry = entry?;
-            let raw_path = entry.path_bytes();
-            let raw_path = String::from_utf8_lossy(&raw_path).into_owned();
-            match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let path = WorkspacePath::new(&raw_path)?;
-                    let size = entry.header().size()?;
-                    total = total.saturating_add(size);
-                    if total > limit {
-                        return Err(ProviderError::TooLarge {
-                            what: "the upload",
-                            size: total,
-                            limit,
-                        });
-                    }
-                    // Bounded: the archive itself is at most `limit + TAR_SLACK` bytes.
-                    let mut data = Vec::new();
-                    entry.read_to_end(&mut data)?;
-                    parsed.files.push((path, data));
-                }
-                tar::EntryType::Directory => {
-                    // `./` and the like name the workspace itself.
-                    if raw_path.trim_matches(['.', '/']).is_empty() {
-                        continue;
-                    }
-                    parsed.dirs.push(WorkspacePath::new(&raw_path)?);
-                }
-                other => {
-                    let kind = match other {
-                        tar::EntryType::Symlink => "symbolic link".to_owned(),
-                        tar::EntryType::Link => "hard link".to_owned(),
-                        tar::EntryType::Char | tar::EntryType::Block => "device".to_owned(),
-                        tar::EntryType::Fifo => "fifo".to_owned(),
-                        other => format!("{other:?} entry"),
-                    };
-                    return Err(ProviderError::UnsafeEntry {
-                        path: raw_path.escape_debug().to_string(),
-                        kind,
-                    });
-                }
-            }
-        }
-        Ok(parsed)
+    let limit = session.tool.upload_bytes();
+    if tar_bytes.len() as u64 > limit.saturating_add(TAR_SLACK) {
+        return Err(ProviderError::TooLarge {
+            what: "the upload archive",
+            size: tar_bytes.len() as u64,
+            limit,
+        });
     }
-
-    /// Packs the contents again with the provider's own headers.
-    fn repack(&self) -> Result<Vec<u8>, ProviderError> {
-        let mut upload = Upload::new();
-        for dir in &self.dirs {
-            upload.add_parents(dir);
-            upload.dirs.insert(dir.clone());
-        }
-        for (path, data) in &self.files {
-            upload.add_parents(path);
-            upload.files.push((path.clone(), data));
-        }
-        // A path both a directory and a file would make the engine fail half-way.
-        if let Some((path, _)) = upload.files.iter().find(|(p, _)| upload.dirs.contains(p)) {
-            return Err(ProviderError::NotAFile(path.to_string()));
-        }
-        Ok(upload.pack()?)
-    }
+    let (repacked, _) = crate::archive::repack_upload_bytes(tar_bytes, limit)?;
+    put(session, repacked).await
 }
 
 /// Unpacks the tar staged at `staged` into the workspace under `under` (the workspace
@@ -615,33 +529,6 @@ pub(crate) async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-            let _ = UploadArchive::parse(&bytes, 1 << 20);
-        }
-
-        #[test]
-        fn accepted_archives_hold_only_workspace_paths(name in "[a-z./]{1,40}", data in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let mut header = tar::Header::new_gnu();
-            let raw = name.as_bytes();
-            header.as_gnu_mut().unwrap().name[..raw.len()].copy_from_slice(raw);
-            header.set_size(data.len() as u64);
-            header.set_cksum();
-            let mut builder = tar::Builder::new(Vec::new());
-            builder.append(&header, data.as_slice()).unwrap();
-            let bytes = builder.into_inner().unwrap();
-            if let Ok(parsed) = UploadArchive::parse(&bytes, 1 << 20) {
-                for (path, _) in &parsed.files {
-                    prop_assert!(!path.as_str().starts_with('/'));
-                    prop_assert!(path.as_str().split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
-                }
-                prop_assert!(parsed.repack().is_ok() || parsed.files.is_empty());
-            }
-        }
-    }
 
     #[test]
     fn packed_uploads_carry_parents_owner_and_modes() {
