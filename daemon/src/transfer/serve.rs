@@ -179,6 +179,18 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// What a transfer of `path` names, and its session's lease for `peer`.
+fn authorise(
+    path: &str,
+    archive: bool,
+    session: SessionId,
+    peer: NodeId,
+    leases: &dyn Leases,
+) -> Result<(Target, Lease), Refusal> {
+    let target = Target::parse(path, archive)?;
+    Ok((target, leases.lease(session, peer)?))
+}
+
 /// A refusal as the reason to end a transfer, after it was said to the peer.
 fn refused(code: TransferRefusal, detail: impl Into<String>) -> Refusal {
     Refusal::new(code, detail)
@@ -279,12 +291,8 @@ impl Put {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let target = match Target::parse(path, archive) {
-            Ok(target) => target,
-            Err(refusal) => return refuse_first(stream, refusal).await,
-        };
-        let lease = match leases.lease(self.session, peer) {
-            Ok(lease) => lease,
+        let (target, lease) = match authorise(path, archive, self.session, peer, leases) {
+            Ok(leased) => leased,
             Err(refusal) => return refuse_first(stream, refusal).await,
         };
         let (mut file, file_path, mut held, mut hasher) =
@@ -509,12 +517,8 @@ impl Get {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let target = match Target::parse(path, archive) {
-            Ok(target) => target,
-            Err(refusal) => return refuse_first(stream, refusal).await,
-        };
-        let lease = match leases.lease(self.session, peer) {
-            Ok(lease) => lease,
+        let (target, lease) = match authorise(path, archive, self.session, peer, leases) {
+            Ok(leased) => leased,
             Err(refusal) => return refuse_first(stream, refusal).await,
         };
         let key = target.key();
