@@ -10,7 +10,6 @@ import { usdc, toMicros, fromMicros, percent, duration, time, bytes, shortId } f
 import { schemaFields } from '../lib/schema-form.js';
 
 /** Largest upload the node takes in one PUT. */
-const MAX_UPLOAD = 768 * 1024;
 /** Characters of output the page keeps in the log view. */
 const MAX_LOG_CHARS = 1_000_000;
 
@@ -392,7 +391,7 @@ export async function render(ctx) {
     });
     const form = h('form', { novalidate: true, 'data-testid': 'upload-form', 'aria-label': 'Upload a file' },
       h('div', { class: 'row' },
-        field({ id: 'up-file', label: 'File', input: fileInput, required: true, help: 'At most 768 KiB.' }),
+        field({ id: 'up-file', label: 'File', input: fileInput, required: true, help: 'Streamed to the provider, up to the tool’s upload cap; it keeps the file only whole and matching its SHA-256.' }),
         field({ id: 'up-path', label: 'Save as', input: pathInput, help: 'A path in the workspace; folders are made as needed.' })),
       button);
     form.addEventListener('submit', async (event) => {
@@ -401,14 +400,13 @@ export async function render(ctx) {
       const f = fileInput.files?.[0];
       const path = (pathInput.value.trim() || f?.name || '').replace(/^\/+/, '');
       if (!f) return replace(uploadResult, notice('error', h('p', {}, 'Choose a file to upload.')));
-      if (f.size > MAX_UPLOAD) return replace(uploadResult, notice('error', h('p', {}, `${f.name} is ${bytes(f.size)}; the node takes files of at most 768 KiB in one upload.`)));
       if (!path || path.split('/').some((part) => part === '..' || part === '.')) {
         return replace(uploadResult, notice('error', h('p', {}, 'Give a path inside the workspace, without “..”, such as data/input.txt.')));
       }
       try {
         const view = await busy(button, 'Uploading…', () => call('PUT', `${base}/files/${filePath(path)}`, { body: f }));
         if (!ctx.alive()) return;
-        replace(uploadResult, notice('ok', h('p', { 'data-testid': 'upload-result' }, `Uploaded ${view.path} (${bytes(view.size)}).`)));
+        replace(uploadResult, notice('ok', h('p', { 'data-testid': 'upload-result' }, `Uploaded ${view.path} (${bytes(view.size)}), SHA-256 ${view.sha256}.`)));
         form.reset();
         refreshFiles();
       } catch (e) {
