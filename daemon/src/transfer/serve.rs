@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::staging::{Snapshot, Staging, free_bytes};
+use super::staging::{Snapshot, Staging, Writing, free_bytes};
 use crate::network::frame::{read_frame, write_frame};
 
 /// Streams a provider serves at once, all sessions together; more are reset.
@@ -271,6 +271,18 @@ where
     Err(Ended::Refused(refusal))
 }
 
+/// An upload's staged file, open at the end of what it holds.
+struct Staged<'s> {
+    file: tokio::fs::File,
+    path: std::path::PathBuf,
+    /// Bytes it holds (verified and written).
+    held: u64,
+    /// The hash of those bytes.
+    hasher: Sha256,
+    /// This stream is its one writer.
+    _writing: Writing<'s>,
+}
+
 /// An upload's terms as the renter asked.
 struct Put {
     session: SessionId,
@@ -295,11 +307,16 @@ impl Put {
             Ok(leased) => leased,
             Err(refusal) => return refuse_first(stream, refusal).await,
         };
-        let (mut file, file_path, mut held, mut hasher) =
-            match self.stage(&target, lease.sandbox.as_ref(), staging).await {
-                Ok(staged) => staged,
-                Err(refusal) => return refuse_first(stream, refusal).await,
-            };
+        let Staged {
+            mut file,
+            path: file_path,
+            mut held,
+            mut hasher,
+            _writing,
+        } = match self.stage(&target, lease.sandbox.as_ref(), staging).await {
+            Ok(staged) => staged,
+            Err(refusal) => return refuse_first(stream, refusal).await,
+        };
         let started = std::time::Instant::now();
         let ready = TransferReply::Ready {
             offset: held,
@@ -404,12 +421,12 @@ impl Put {
     /// Checks the upload against the session's caps and the disk, and opens its
     /// staged file at the end of what it holds already (on a resume), with the hash
     /// of those bytes.
-    async fn stage(
+    async fn stage<'s>(
         &self,
         target: &Target,
         sandbox: &dyn SandboxSession,
-        staging: &Staging,
-    ) -> Result<(tokio::fs::File, std::path::PathBuf, u64, Sha256), Refusal> {
+        staging: &'s Staging,
+    ) -> Result<Staged<'s>, Refusal> {
         let limit = match target {
             Target::File(_) => sandbox.upload_limit().min(sandbox.workspace_quota()),
             Target::Dir(_) => sandbox.workspace_quota().saturating_add(ARCHIVE_SLACK),
@@ -426,13 +443,19 @@ impl Put {
         let file_path = staging
             .upload_file(self.session, &target.key(), self.size)
             .map_err(|e| disk_refusal(&e))?;
-        let others = staging.held(self.session, Some(&file_path));
+        let Some(writing) = staging.write(&file_path) else {
+            return Err(refused(
+                TransferRefusal::Busy,
+                "another stream still writes this upload; resume shortly",
+            ));
+        };
         let quota = sandbox.workspace_quota();
-        if others.saturating_add(self.size) > quota {
+        if !staging.make_room(self.session, self.size, quota, &file_path) {
+            let others = staging.uploading(self.session, Some(&file_path));
             return Err(refused(
                 TransferRefusal::TooLarge,
                 format!(
-                    "{} bytes with the {others} bytes of the session's other transfers is over its workspace cap of {quota} bytes",
+                    "{} bytes with the {others} bytes of the session's other uploads under way is over its workspace cap of {quota} bytes",
                     self.size
                 ),
             ));
@@ -475,7 +498,13 @@ impl Put {
         if held > 0 {
             debug!(%target, held, size = self.size, "resuming an upload");
         }
-        Ok((file, file_path, held, hasher))
+        Ok(Staged {
+            file,
+            path: file_path,
+            held,
+            hasher,
+            _writing: writing,
+        })
     }
 }
 

@@ -9,7 +9,7 @@
 //! whole area when the node starts (transfers do not outlive a crash). What a session
 //! stages counts against its workspace cap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -37,6 +37,21 @@ pub(crate) struct Staging {
     snapshots: Mutex<HashMap<SessionId, Vec<(String, Snapshot)>>>,
     /// Copies taken, to name each apart from the one it replaces.
     copies: AtomicU64,
+    /// Uploads being written now (one writer per staged file).
+    writing: Mutex<HashSet<PathBuf>>,
+}
+
+/// The one writer of a staged upload, until dropped.
+#[derive(Debug)]
+pub(crate) struct Writing<'a> {
+    staging: &'a Staging,
+    file: PathBuf,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.staging.writing().remove(&self.file);
+    }
 }
 
 impl Staging {
@@ -52,6 +67,7 @@ impl Staging {
             root,
             snapshots: Mutex::default(),
             copies: AtomicU64::new(0),
+            writing: Mutex::default(),
         })
     }
 
@@ -88,17 +104,79 @@ impl Staging {
         Ok(dir.join(format!("get-{}-{copy}", hex::encode(&key[..16]))))
     }
 
-    /// Bytes the session holds staged, besides `except`.
+    /// Bytes the session holds staged (uploads and download copies), besides
+    /// `except`.
+    #[cfg(test)]
     pub(crate) fn held(&self, session: SessionId, except: Option<&Path>) -> u64 {
+        self.staged(session, except, |_| true)
+    }
+
+    /// Bytes of the session's uploads in progress, besides `except`: what counts
+    /// against its workspace cap (its download copies are capped on their own, by
+    /// [`keep_snapshot`](Self::keep_snapshot)).
+    pub(crate) fn uploading(&self, session: SessionId, except: Option<&Path>) -> u64 {
+        self.staged(session, except, |name| name.starts_with("put-"))
+    }
+
+    fn staged(
+        &self,
+        session: SessionId,
+        except: Option<&Path>,
+        keep: impl Fn(&str) -> bool,
+    ) -> u64 {
         let Ok(entries) = std::fs::read_dir(self.session_dir(session)) else {
             return 0;
         };
         entries
             .filter_map(Result::ok)
             .filter(|e| Some(e.path().as_path()) != except)
+            .filter(|e| keep(&e.file_name().to_string_lossy()))
             .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// Becomes the one writer of the staged upload `file`; `None` while another stream
+    /// writes it (a resume that arrived before the broken stream let go).
+    pub(crate) fn write(&self, file: &Path) -> Option<Writing<'_>> {
+        self.writing().insert(file.to_owned()).then(|| Writing {
+            staging: self,
+            file: file.to_owned(),
+        })
+    }
+
+    /// Makes room for `need` more bytes of uploads of `session` within `quota`,
+    /// removing the uploads left by cut-off transfers that nobody writes now, oldest
+    /// first; whether it fits.
+    pub(crate) fn make_room(&self, session: SessionId, need: u64, quota: u64, keep: &Path) -> bool {
+        let fits =
+            |staging: &Self| staging.uploading(session, Some(keep)).saturating_add(need) <= quota;
+        if fits(self) {
+            return true;
+        }
+        let Ok(entries) = std::fs::read_dir(self.session_dir(session)) else {
+            return false;
+        };
+        let writing = self.writing().clone();
+        let mut idle: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("put-"))
+            .map(|e| e.path())
+            .filter(|p| p != keep && !writing.contains(p))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        idle.sort();
+        for (_, file) in idle {
+            if fits(self) {
+                break;
+            }
+            let _ = std::fs::remove_file(&file);
+        }
+        fits(self)
+    }
+
+    fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.writing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The copy of `key` the session holds, if its hash is `sha256`.
@@ -206,12 +284,45 @@ mod tests {
         std::fs::write(&file, b"12345").unwrap();
         assert_eq!(staging.held(session, None), 5);
         assert_eq!(staging.held(session, Some(&file)), 0);
+        let copy = staging.snapshot_file(session, "c").unwrap();
+        std::fs::write(&copy, b"123").unwrap();
+        assert_eq!(staging.held(session, None), 8);
+        assert_eq!(
+            staging.uploading(session, None),
+            5,
+            "download copies do not count against uploads"
+        );
         // The same path and size find the same file; another size does not.
         assert_eq!(staging.upload_file(session, path("a/b"), 10).unwrap(), file);
         assert_ne!(staging.upload_file(session, path("a/b"), 11).unwrap(), file);
         staging.forget(session);
         assert!(!file.exists());
         assert_eq!(staging.held(session, None), 0);
+    }
+
+    #[test]
+    fn one_writer_per_upload_and_abandoned_uploads_make_room_for_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(dir.path().join("t")).unwrap();
+        let session = SessionId::random();
+        let old = staging.upload_file(session, "old", 6).unwrap();
+        std::fs::write(&old, b"abcdef").unwrap();
+        let busy = staging.upload_file(session, "busy", 3).unwrap();
+        std::fs::write(&busy, b"xyz").unwrap();
+        let writer = staging.write(&busy).unwrap();
+        assert!(staging.write(&busy).is_none(), "one writer at a time");
+        let new = staging.upload_file(session, "new", 5).unwrap();
+        // 5 new bytes with 9 held do not fit 10: the idle upload goes, the busy one stays.
+        assert!(staging.make_room(session, 5, 10, &new));
+        assert!(!old.exists() && busy.exists());
+        // 8 more cannot fit beside the 3 being written.
+        assert!(!staging.make_room(session, 8, 10, &new));
+        assert!(busy.exists());
+        drop(writer);
+        assert!(
+            staging.write(&busy).is_some(),
+            "free once the writer is gone"
+        );
     }
 
     #[test]
