@@ -406,7 +406,7 @@ export async function render(ctx) {
       try {
         const view = await busy(button, 'Uploading…', () => call('PUT', `${base}/files/${filePath(path)}`, { body: f }));
         if (!ctx.alive()) return;
-        replace(uploadResult, notice('ok', h('p', { 'data-testid': 'upload-result' }, `Uploaded ${view.path} (${bytes(view.size)}), SHA-256 ${view.sha256}.`)));
+        replace(uploadResult, notice('ok', h('p', { 'data-testid': 'upload-result' }, `Uploaded ${view.path} (${bytes(view.size)}), SHA-256 `, h('code', { title: view.sha256 }, shortId(view.sha256 || '', 12, 6)), '.')));
         form.reset();
         refreshFiles();
       } catch (e) {
