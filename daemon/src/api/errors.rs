@@ -63,7 +63,6 @@ impl From<SessionError> for ApiError {
             SessionError::Payment(PaymentError::Ledger(e)) => ledger_error(e),
             SessionError::Payment(e) => ApiError::BadGateway(format!("the chain: {e}")),
             SessionError::Disabled => ApiError::Unavailable(error.to_string()),
-            SessionError::TooLargeInMemory { .. } => ApiError::PayloadTooLarge,
             SessionError::Transfer(e) => transfer_error(e),
         }
     }

@@ -48,9 +48,6 @@ use crate::transfer::serve::{Lease, Leases};
 use crate::transfer::staging::Staging;
 use crate::transfer::{ByteStream, Download, Remote, Stored, TransferError, Transfers};
 
-/// Largest file [`Sessions::get_file`] reads whole into memory.
-pub const MAX_IN_MEMORY: u64 = 64 << 20;
-
 /// Why a session operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -117,18 +114,6 @@ pub enum SessionError {
     /// A file transfer failed.
     #[error(transparent)]
     Transfer(#[from] TransferError),
-    /// A file too large to hold in memory was asked for whole.
-    #[error(
-        "`{path}` is {size} bytes, more than the {max} bytes read whole; download it as a stream (GET /v1/sessions/{{id}}/files/{{path}})"
-    )]
-    TooLargeInMemory {
-        /// The file.
-        path: String,
-        /// Its size.
-        size: u64,
-        /// The most read whole.
-        max: u64,
-    },
     /// The session has as many file transfers queued as it takes; retry shortly.
     #[error("session {0} is moving files already and has {max} more waiting; retry shortly", max = renter_side::FILE_OPS_WAITING)]
     Busy(SessionId),
@@ -676,26 +661,6 @@ impl Sessions {
             SessionResponse::Files(files) => Ok(files),
             other => Err(unexpected(other)),
         }
-    }
-
-    /// Reads a file of at most [`MAX_IN_MEMORY`] bytes from a rented session's
-    /// workspace into memory.
-    pub async fn get_file(&self, session: SessionId, path: &str) -> Result<Vec<u8>, SessionError> {
-        let download = self.download_file(session, path, 0, None).await?;
-        if download.size > MAX_IN_MEMORY {
-            return Err(SessionError::TooLargeInMemory {
-                path: path.to_owned(),
-                size: download.size,
-                max: MAX_IN_MEMORY,
-            });
-        }
-        let mut data = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
-        let mut body = download.body;
-        while let Some(piece) = futures::StreamExt::next(&mut body).await {
-            let piece = piece.map_err(|e| TransferError::Protocol(e.to_string()))?;
-            data.extend_from_slice(&piece);
-        }
-        Ok(data)
     }
 
     /// Closes a rented session: the provider sends its closing receipt, this node
