@@ -145,6 +145,18 @@ async fn open(market: &Market) -> SessionId {
         .session
 }
 
+/// Closes the session and stops both nodes.
+async fn close_and_stop(market: Market, session: SessionId) {
+    market
+        .renter
+        .sessions()
+        .unwrap()
+        .close(session)
+        .await
+        .unwrap();
+    market.shutdown().await;
+}
+
 fn config() -> SessionConfig {
     SessionConfig {
         receipt_interval: Millis(2_000),
@@ -212,14 +224,7 @@ async fn a_gigabyte_goes_up_and_comes_back_over_http_with_matching_hashes() {
         down_growth < 256 << 20,
         "download grew RSS by {down_growth} bytes"
     );
-    market
-        .renter
-        .sessions()
-        .unwrap()
-        .close(session)
-        .await
-        .unwrap();
-    market.shutdown().await;
+    close_and_stop(market, session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,14 +279,7 @@ async fn transfers_cut_off_halfway_resume_and_complete() {
         ContentHash::from_bytes(hasher.finalize().into()),
         stored.sha256
     );
-    market
-        .renter
-        .sessions()
-        .unwrap()
-        .close(session)
-        .await
-        .unwrap();
-    market.shutdown().await;
+    close_and_stop(market, session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,8 +305,7 @@ async fn an_upload_over_the_cap_is_refused_before_a_byte_moves() {
     assert!(!polled.load(Ordering::Relaxed), "not a byte was read");
     let files = sessions.list_files(session).await.unwrap();
     assert!(files.iter().all(|f| f.path != "over.bin"), "{files:?}");
-    sessions.close(session).await.unwrap();
-    market.shutdown().await;
+    close_and_stop(market, session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,14 +425,7 @@ async fn http_ranges_resume_downloads_and_content_ranges_resume_uploads() {
         .await
         .unwrap();
     assert_eq!(past.status(), 416);
-    market
-        .renter
-        .sessions()
-        .unwrap()
-        .close(session)
-        .await
-        .unwrap();
-    market.shutdown().await;
+    close_and_stop(market, session).await;
 }
 
 /// A tar of `entries` written as given (no checks: hostile archives too).
@@ -576,6 +566,5 @@ async fn a_directory_tree_round_trips_as_tar_and_hostile_archives_land_nothing()
     let after = sessions.list_files(session).await.unwrap();
     assert_eq!(after.len(), before, "nothing landed: {after:?}");
     assert!(after.iter().all(|f| f.path != "fine.txt"));
-    sessions.close(session).await.unwrap();
-    market.shutdown().await;
+    close_and_stop(market, session).await;
 }
