@@ -1,6 +1,8 @@
 //! `scripts/bench files`: a large file from a renter's HTTP API into a provider's
 //! workspace and back, between two `orien-node` processes (`--bin`, as users run them)
-//! on loopback, beside, in the same run, a raw libp2p stream over the same TCP + noise +
+//! on loopback, once with the tool's workspace on disk (a filesystem of its own, files
+//! written and read on the provider's side of the mount) and once in memory (a tmpfs,
+//! files through the engine's archive API), beside, in the same run, a raw libp2p stream over the same TCP + noise +
 //! yamux stack (the goal: the transfer at ≥ 0.7× its throughput) and plain loopback TCP
 //! (informational); and the peak RSS growth of each node during each transfer (the
 //! goal: ≤ 64 MiB).
@@ -204,8 +206,9 @@ impl Drop for Peaks {
     }
 }
 
-/// The example provider with the `sha256` tool's workspace and uploads big enough.
-fn provider_config(dir: &std::path::Path, size: u64) -> std::path::PathBuf {
+/// The example provider with the `sha256` tool's workspace and uploads big enough, the
+/// workspace `on` memory or disk.
+fn provider_config(dir: &std::path::Path, size: u64, on: &str) -> std::path::PathBuf {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml");
     let text = std::fs::read_to_string(example).unwrap();
@@ -214,7 +217,7 @@ fn provider_config(dir: &std::path::Path, size: u64) -> std::path::PathBuf {
     let workspace = format!("{}MiB", (size >> 20) + 64);
     let tail = tail.replacen(
         r#"workspace = "64MiB""#,
-        &format!("workspace = \"{workspace}\"\nupload = \"{workspace}\""),
+        &format!("workspace = \"{workspace}\"\nupload = \"{workspace}\"\nworkspace_on = \"{on}\""),
         1,
     );
     let path = dir.join("provider.toml");
@@ -330,17 +333,22 @@ async fn plain_tcp(size: u64) -> f64 {
     mb_per_s(size, started.elapsed())
 }
 
-#[tokio::main]
-async fn main() {
-    let bin: String = flag("--bin", String::new());
-    assert!(!bin.is_empty(), "--bin PATH: the orien-node to measure");
-    let size: u64 = flag::<u64>("--size-mib", 1024) << 20;
-    let out: String = flag("--out", "bench/results/files.json".to_owned());
+/// One file up and back through two nodes, the provider's workspace `on` memory or disk.
+struct Measured {
+    up_took: Duration,
+    down_took: Duration,
+    /// Per node (renter, provider): RSS before, and peak growth.
+    up_growth: Vec<(u64, u64)>,
+    down_growth: Vec<(u64, u64)>,
+    /// The provider's log lines of each transfer's phases.
+    phases: Vec<String>,
+}
 
+async fn transfer(bin: &str, size: u64, on: &str) -> Measured {
     let dir = tempfile::tempdir().unwrap();
-    let config = provider_config(dir.path(), size);
+    let config = provider_config(dir.path(), size, on);
     let provider = NodeProcess::start(
-        &bin,
+        bin,
         "provider",
         &[
             "--provider-config",
@@ -348,7 +356,7 @@ async fn main() {
             "--accept-ledger-payments",
         ],
     );
-    let renter = NodeProcess::start(&bin, "renter", &["--bootstrap", &provider.listen]);
+    let renter = NodeProcess::start(bin, "renter", &["--bootstrap", &provider.listen]);
     let waited = Instant::now();
     loop {
         let offers: serde_json::Value = renter
@@ -428,48 +436,65 @@ async fn main() {
         .collect();
     renter.stop();
     provider.stop();
+    Measured {
+        up_took,
+        down_took,
+        up_growth,
+        down_growth,
+        phases,
+    }
+}
 
+#[tokio::main]
+async fn main() {
+    let bin: String = flag("--bin", String::new());
+    assert!(!bin.is_empty(), "--bin PATH: the orien-node to measure");
+    let size: u64 = flag::<u64>("--size-mib", 1024) << 20;
+    let out: String = flag("--out", "bench/results/files.json".to_owned());
+
+    let mut rows = Vec::new();
+    let mut notes = String::from("The provider's phases of each transfer, from its log:\n");
     let raw = raw_stream(size).await;
     let tcp = plain_tcp(size).await;
-    let (up_rate, down_rate) = (mb_per_s(size, up_took), mb_per_s(size, down_took));
     let mib = size >> 20;
-    println!(
-        "{mib} MiB up {up_rate:.0} MB/s ({up_took:?}), down {down_rate:.0} MB/s ({down_took:?}); raw libp2p stream {raw:.0} MB/s, plain TCP {tcp:.0} MB/s"
-    );
-    let mut rows = vec![
-        serde_json::json!({
-            "name": format!("{mib} MiB renter HTTP → provider workspace (MB/s; baseline: a raw libp2p stream, TCP + noise + yamux)"),
+    for on in ["disk", "memory"] {
+        let m = transfer(&bin, size, on).await;
+        let (up_rate, down_rate) = (mb_per_s(size, m.up_took), mb_per_s(size, m.down_took));
+        println!(
+            "workspace on {on}: {mib} MiB up {up_rate:.0} MB/s ({:?}), down {down_rate:.0} MB/s ({:?}); raw libp2p stream {raw:.0} MB/s, plain TCP {tcp:.0} MB/s",
+            m.up_took, m.down_took
+        );
+        rows.push(serde_json::json!({
+            "name": format!("{mib} MiB renter HTTP → provider workspace on {on} (MB/s; baseline: a raw libp2p stream, TCP + noise + yamux)"),
             "value": up_rate, "unit": "MB/s", "baseline": raw, "ratio": up_rate / raw,
             "goal": "ratio >= 0.7",
-        }),
-        serde_json::json!({
-            "name": format!("{mib} MiB provider workspace → renter HTTP (MB/s; baseline: a raw libp2p stream)"),
+        }));
+        rows.push(serde_json::json!({
+            "name": format!("{mib} MiB provider workspace on {on} → renter HTTP (MB/s; baseline: a raw libp2p stream)"),
             "value": down_rate, "unit": "MB/s", "baseline": raw, "ratio": down_rate / raw,
             "goal": "ratio >= 0.7",
-        }),
-        serde_json::json!({
-            "name": "raw libp2p stream (MB/s; baseline: plain loopback TCP, informational)",
-            "value": raw, "unit": "MB/s", "baseline": tcp, "ratio": raw / tcp, "goal": null,
-        }),
-    ];
-    for (phase, growth) in [("upload", &up_growth), ("download", &down_growth)] {
-        for (node, (before, grew)) in ["renter", "provider"].iter().zip(growth.iter()) {
-            let (grew_mib, before_mib) = (*grew as f64 / 1048576.0, *before as f64 / 1048576.0);
-            rows.push(serde_json::json!({
-                "name": format!("{node} node's peak RSS growth during the {mib} MiB {phase} (MiB; baseline: its RSS before)"),
-                "value": grew_mib, "unit": "MiB", "baseline": before_mib,
-                "ratio": grew_mib / before_mib, "goal": "value <= 64 MiB",
-            }));
+        }));
+        for (phase, growth) in [("upload", &m.up_growth), ("download", &m.down_growth)] {
+            for (node, (before, grew)) in ["renter", "provider"].iter().zip(growth.iter()) {
+                let (grew_mib, before_mib) = (*grew as f64 / 1048576.0, *before as f64 / 1048576.0);
+                rows.push(serde_json::json!({
+                    "name": format!("{node} node's peak RSS growth during the {mib} MiB {phase}, workspace on {on} (MiB; baseline: its RSS before)"),
+                    "value": grew_mib, "unit": "MiB", "baseline": before_mib,
+                    "ratio": grew_mib / before_mib, "goal": "value <= 64 MiB",
+                }));
+            }
         }
+        notes.push_str(&format!(
+            "\nWorkspace on {on}:\n\n```\n{}\n```\n",
+            m.phases.join("\n")
+        ));
     }
+    rows.push(serde_json::json!({
+        "name": "raw libp2p stream (MB/s; baseline: plain loopback TCP, informational)",
+        "value": raw, "unit": "MB/s", "baseline": tcp, "ratio": raw / tcp, "goal": null,
+    }));
     std::fs::write(&out, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
-    let notes = format!(
-        "The provider's phases of each transfer, from its log:\n\n```\n{}\n```\n",
-        phases.join("\n")
-    );
+    println!("{notes}");
     std::fs::write(std::path::Path::new(&out).with_extension("md"), notes).unwrap();
-    for line in &phases {
-        println!("{line}");
-    }
     println!("{}", serde_json::to_string_pretty(&rows).unwrap());
 }

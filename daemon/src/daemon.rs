@@ -185,7 +185,7 @@ impl Daemon {
         })?);
         let (provider, profile) = match &config.provider {
             Some(path) => {
-                let (provider, profile) = start_provider(path, &key).await?;
+                let (provider, profile) = start_provider(path, data_dir, &key).await?;
                 (Some(provider), profile)
             }
             None => (None, ProfileConfig::default()),
@@ -430,17 +430,20 @@ impl DaemonParts {
     }
 }
 
-/// Loads the provider configuration at `path` and starts its sandbox; returns it with
-/// what the provider says of itself in its profile.
+/// Loads the provider configuration at `path` and starts its sandbox (disk-backed
+/// workspaces under `<data_dir>/workspaces` unless the file says where); returns it
+/// with what the provider says of itself in its profile.
 async fn start_provider(
     path: &Path,
+    data_dir: &Path,
     key: &NodeKey,
 ) -> Result<(Provider, ProfileConfig), DaemonError> {
-    let (config, tools) =
+    let (mut config, tools) =
         ProviderConfig::load(path).map_err(|source| DaemonError::ProviderConfig {
             path: path.to_owned(),
             source,
         })?;
+    config.engine.workspaces = Some(config.engine.workspaces_in(data_dir));
     let provider = Provider::start(&config.engine, tools, key.node_id()).await?;
     Ok((provider, config.profile))
 }

@@ -22,14 +22,15 @@ use sha2::{Digest, Sha256};
 
 use loopback::Market;
 
-/// The example provider with the `sha256` tool's workspace and uploads at `workspace`.
+/// The example provider with the `sha256` tool's workspace and uploads at `workspace`,
+/// the workspace on disk (a filesystem of its own per session).
 fn provider_config(dir: &std::path::Path, workspace: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(loopback::example_config()).unwrap();
     let marker = "[tools.sha256.limits]";
     let (head, tail) = text.split_once(marker).unwrap();
     let tail = tail.replacen(
         r#"workspace = "64MiB""#,
-        &format!("workspace = \"{workspace}\"\nupload = \"{workspace}\""),
+        &format!("workspace = \"{workspace}\"\nupload = \"{workspace}\"\nworkspace_on = \"disk\""),
         1,
     );
     let path = dir.join("provider.toml");

@@ -53,6 +53,11 @@ pub mod bounds {
     pub const MAX_PIDS: u32 = 4096;
     /// Largest `/tmp` tmpfs and largest `/workspace`.
     pub const MAX_TMPFS: u64 = 16 << 30;
+    /// Smallest and largest disk-backed `/workspace` (an ext4 filesystem needs a few
+    /// MiB of its own).
+    pub const MIN_DISK_WORKSPACE: u64 = 8 << 20;
+    /// Largest disk-backed `/workspace`.
+    pub const MAX_DISK_WORKSPACE: u64 = 4 << 40;
     /// Largest output cap per stream.
     pub const MAX_OUTPUT: u64 = 1 << 30;
     /// Most concurrent executions per session.
@@ -174,12 +179,25 @@ pub struct EngineConfig {
     /// session and is removed with it; the pool refills behind it.
     #[serde(default = "EngineConfig::default_warm_pool")]
     pub warm_pool: usize,
+    /// Directory of the disk-backed workspaces (tools with `workspace_on = "disk"`):
+    /// one image file and mount point per session. The node's default is
+    /// `<data dir>/workspaces`.
+    #[serde(default)]
+    pub workspaces: Option<PathBuf>,
 }
 
 /// Most warm sandboxes kept per tool.
 pub const MAX_WARM_POOL: usize = 8;
 
 impl EngineConfig {
+    /// The directory of disk-backed workspaces: `workspaces` when set, else
+    /// `<data_dir>/workspaces`.
+    pub fn workspaces_in(&self, data_dir: &Path) -> PathBuf {
+        self.workspaces
+            .clone()
+            .unwrap_or_else(|| data_dir.join("workspaces"))
+    }
+
     fn default_socket() -> PathBuf {
         PathBuf::from("/var/run/docker.sock")
     }
@@ -205,6 +223,7 @@ impl Default for EngineConfig {
             connect_attempts: Self::default_connect_attempts(),
             reap_interval_secs: Self::default_reap_interval_secs(),
             warm_pool: Self::default_warm_pool(),
+            workspaces: None,
         }
     }
 }
@@ -286,6 +305,11 @@ pub struct LimitsConfig {
     pub output: ByteSize,
     /// Size quota of `/workspace`.
     pub workspace: ByteSize,
+    /// Where `/workspace` lives: `"memory"` (a tmpfs, the default) or `"disk"` (a
+    /// filesystem of its own per session on the provider's disk, for workspaces larger
+    /// than RAM should hold; needs root, loop devices and `mkfs.ext4`).
+    #[serde(default)]
+    pub workspace_on: WorkspaceOn,
     /// Largest single file accepted by an upload (defaults to the workspace quota).
     #[serde(default)]
     pub upload: Option<ByteSize>,
@@ -300,6 +324,18 @@ impl LimitsConfig {
     fn default_open_files() -> u32 {
         256
     }
+}
+
+/// Where a tool's `/workspace` lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceOn {
+    /// A tmpfs of the quota's size: in RAM, gone with the container's workspace volume.
+    #[default]
+    Memory,
+    /// An ext4 image of the quota's size on the provider's disk, loop-mounted
+    /// `nosuid,nodev,noexec` for the session (`[engine] workspaces` says where).
+    Disk,
 }
 
 /// Prices of a tool, as written in the file (decimal USDC strings).
@@ -466,7 +502,15 @@ impl LimitsConfig {
         range("pids", self.pids, 2, bounds::MAX_PIDS)?;
         range("tmpfs", self.tmpfs.0, 1 << 20, bounds::MAX_TMPFS)?;
         range("output", self.output.0, 1, bounds::MAX_OUTPUT)?;
-        range("workspace", self.workspace.0, 1 << 20, bounds::MAX_TMPFS)?;
+        let most = match self.workspace_on {
+            WorkspaceOn::Memory => bounds::MAX_TMPFS,
+            WorkspaceOn::Disk => bounds::MAX_DISK_WORKSPACE,
+        };
+        let least = match self.workspace_on {
+            WorkspaceOn::Memory => 1 << 20,
+            WorkspaceOn::Disk => bounds::MIN_DISK_WORKSPACE,
+        };
+        range("workspace", self.workspace.0, least, most)?;
         if let Some(upload) = self.upload {
             range("upload", upload.0, 1, self.workspace.0)?;
         }

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType, MountVolumeOptions, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use orien_protocol::{NodeId, SessionId, ToolName};
 
@@ -35,11 +36,15 @@ impl SessionNames {
     /// The names of a session's first container (of the tool it opened on) and its
     /// workspace.
     pub(crate) fn new(node: &NodeId, session: &SessionId) -> Self {
-        let node = hex_prefix(node.as_bytes());
         Self {
-            container: format!("orien-{node}-{session}"),
-            volume: format!("orien-ws-{node}-{session}"),
+            container: format!("orien-{}-{session}", hex_prefix(node.as_bytes())),
+            volume: format!("{}{session}", Self::workspace_prefix(node)),
         }
+    }
+
+    /// What the workspace names of `node`'s sessions start with (the session id follows).
+    pub(crate) fn workspace_prefix(node: &NodeId) -> String {
+        format!("orien-ws-{}-", hex_prefix(node.as_bytes()))
     }
 
     /// The names of the container running `tool` in a session opened on another tool:
@@ -90,9 +95,54 @@ pub(crate) fn workspace_volume(
     }
 }
 
+/// Where a session's `/workspace` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WorkspaceMount {
+    /// The engine's tmpfs volume of this name ([`workspace_volume`]).
+    Volume(String),
+    /// A disk-backed workspace mounted on the host at this path (`crate::disk`); its
+    /// `nosuid,nodev,noexec` carry over to the bind mount.
+    Disk(std::path::PathBuf),
+}
+
+impl WorkspaceMount {
+    fn mount(&self) -> Mount {
+        let (source, typ, volume_options, bind_options) = match self {
+            WorkspaceMount::Volume(name) => (
+                name.clone(),
+                MountType::VOLUME,
+                Some(MountVolumeOptions {
+                    no_copy: Some(true),
+                    ..Default::default()
+                }),
+                None,
+            ),
+            WorkspaceMount::Disk(path) => (
+                path.to_string_lossy().into_owned(),
+                MountType::BIND,
+                None,
+                Some(MountBindOptions {
+                    propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                    non_recursive: Some(true),
+                    ..Default::default()
+                }),
+            ),
+        };
+        Mount {
+            target: Some(WORKSPACE_MOUNT.to_owned()),
+            source: Some(source),
+            typ: Some(typ),
+            read_only: Some(false),
+            volume_options,
+            bind_options,
+            ..Default::default()
+        }
+    }
+}
+
 /// The session container: idle until calls arrive as execs.
 pub(crate) fn session_container(
-    volume: &str,
+    workspace: &WorkspaceMount,
     tool: &Tool,
     labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
@@ -109,17 +159,7 @@ pub(crate) fn session_container(
                 limits.tmpfs_bytes
             ),
         )])),
-        mounts: Some(vec![Mount {
-            target: Some(WORKSPACE_MOUNT.to_owned()),
-            source: Some(volume.to_owned()),
-            typ: Some(MountType::VOLUME),
-            read_only: Some(false),
-            volume_options: Some(MountVolumeOptions {
-                no_copy: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        mounts: Some(vec![workspace.mount()]),
         memory: Some(memory),
         // Equal to `memory`: no swap.
         memory_swap: Some(memory),

@@ -1,7 +1,9 @@
 //! What a provider host needs, checked: the engine and its confinement, the cgroup
 //! freezer that ends a call, free disk for the ledger and the tools' images, the ports
 //! the node listens on, and whether the clock is kept in time; each problem with the
-//! fix. Nothing here changes the host (a port is bound for an instant and released).
+//! fix, and, when a tool keeps its workspace on disk, a trial workspace made, mounted
+//! and removed again. Nothing else here changes the host (a port is bound for an
+//! instant and released).
 
 use std::path::Path;
 
@@ -94,8 +96,56 @@ pub async fn check_host(engine: &EngineConfig, data_dir: &Path, tools: &[Tool]) 
         Err(e) => findings.push(engine_unreachable(&e, &engine.socket)),
     }
     findings.push(disk(data_dir));
+    if tools
+        .iter()
+        .any(|t| t.workspace_on() == crate::config::WorkspaceOn::Disk)
+    {
+        findings.push(disk_workspaces(&engine.workspaces_in(data_dir)).await);
+    }
     findings.push(clock());
     findings
+}
+
+/// Whether disk-backed workspaces can be made in `dir`: a trial workspace of the
+/// smallest size is made (image, `mkfs.ext4`, loop mount `nosuid,nodev,noexec`) and
+/// removed; a node in a mount namespace other than the host's is a warning (the engine
+/// may not see its mounts; every session checks that it does, and is refused if not).
+pub async fn disk_workspaces(dir: &Path) -> Finding {
+    const CHECK: &str = "disk workspaces";
+    let disks = crate::disk::DiskWorkspaces::new(dir.to_owned());
+    let name = format!("orien-doctor-{}", std::process::id());
+    let made = disks
+        .create(&name, crate::config::bounds::MIN_DISK_WORKSPACE)
+        .await;
+    disks.remove(&name).await;
+    if let Err(e) = made {
+        return Finding::problem(
+            CHECK,
+            Severity::Fail,
+            format!("a trial workspace in {} failed: {e}", dir.display()),
+            "run the node as root with loop devices (`modprobe loop`; in a container: `--device /dev/loop-control` and the loop devices) and e2fsprogs installed, or set `workspace_on = \"memory\"` for those tools",
+        );
+    }
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    match (ns("self"), ns("1")) {
+        (Some(own), Some(host)) if own != host => Finding::problem(
+            CHECK,
+            Severity::Warn,
+            format!(
+                "this process runs in a mount namespace of its own ({}), not the host's ({}): unless its mounts propagate to the host, the engine does not see the workspaces it mounts, and each such session is refused at open",
+                own.display(),
+                host.display()
+            ),
+            "run the node in the host's mount namespace, or with mounts shared to it (systemd: `MountFlags=shared`; see configs/orien-node.service)",
+        ),
+        _ => Finding::ok(
+            CHECK,
+            format!(
+                "a trial workspace was made, loop-mounted nosuid,nodev,noexec and removed in {}",
+                dir.display()
+            ),
+        ),
+    }
 }
 
 fn engine_unreachable(error: &EngineError, socket: &Path) -> Finding {

@@ -82,6 +82,14 @@ pub enum ProviderError {
     /// written or read; a full disk says so.
     #[error("the provider's disk: {0}")]
     HostDisk(std::io::Error),
+    /// A disk-backed workspace could not be made.
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
+    /// A tool keeps its workspace on disk, but no directory for them is configured.
+    #[error(
+        "tool `{0}` keeps its workspace on disk (`workspace_on = \"disk\"`), but no directory for workspaces is set: set `[engine] workspaces` in the provider config"
+    )]
+    NoWorkspacesDir(ToolName),
 }
 
 /// A tool whose image is not present in the engine.

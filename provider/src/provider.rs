@@ -14,8 +14,9 @@ use orien_protocol::{
 };
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::EngineConfig;
-use crate::container::{self, LABEL_NODE, LABEL_SESSION, SessionNames};
+use crate::config::{EngineConfig, WorkspaceOn};
+use crate::container::{self, LABEL_NODE, LABEL_SESSION, SessionNames, WorkspaceMount};
+use crate::disk::DiskWorkspaces;
 use crate::engine::{Engine, EngineError, EngineInfo};
 use crate::error::{MissingImage, ProviderError};
 use crate::pool::WarmPool;
@@ -47,6 +48,8 @@ pub(crate) struct ProviderInner {
     pub(crate) live: Mutex<HashSet<SessionId>>,
     pub(crate) cgroup_root: PathBuf,
     pub(crate) reap_interval: Duration,
+    /// Where disk-backed workspaces are made, when `[engine] workspaces` is set.
+    pub(crate) disks: Option<DiskWorkspaces>,
 }
 
 impl ProviderInner {
@@ -92,6 +95,11 @@ impl Provider {
             if !missing.is_empty() {
                 return Err(ProviderError::MissingImages(missing));
             }
+            if engine_config.workspaces.is_none()
+                && let Some(tool) = tools.iter().find(|t| t.workspace_on() == WorkspaceOn::Disk)
+            {
+                return Err(ProviderError::NoWorkspacesDir(tool.name().clone()));
+            }
             let provider = Provider {
                 inner: Arc::new(ProviderInner {
                     engine,
@@ -104,6 +112,7 @@ impl Provider {
                     live: Mutex::new(HashSet::new()),
                     cgroup_root: PathBuf::from("/sys/fs/cgroup"),
                     reap_interval: Duration::from_secs(engine_config.reap_interval_secs.max(1)),
+                    disks: engine_config.workspaces.clone().map(DiskWorkspaces::new),
                 }),
                 pool: Arc::new(WarmPool::new(engine_config.warm_pool)),
             };
@@ -331,6 +340,20 @@ impl Provider {
                 Err(e) => return Err(inner.engine.error("remove volume", e)),
             }
         }
+        if let Some(disks) = &inner.disks {
+            let prefix = SessionNames::workspace_prefix(&inner.node);
+            for name in disks.names(&prefix).await {
+                let session = name
+                    .strip_prefix(&prefix)
+                    .and_then(|s| s.parse::<SessionId>().ok());
+                if session.is_some_and(|s| inner.live().contains(&s)) {
+                    continue;
+                }
+                disks.remove(&name).await;
+                warn!(workspace = %name, "reaped a disk-backed workspace of no live session");
+                report.disks += 1;
+            }
+        }
         Ok(report)
     }
 
@@ -357,7 +380,7 @@ async fn make_sandbox(
         .instrument(span.clone())
         .await;
     match result {
-        Ok(()) => SessionSandbox::attach(inner.clone(), id, tool, span).await,
+        Ok(workspace) => SessionSandbox::attach(inner.clone(), id, tool, workspace, span).await,
         Err(e) => {
             inner.live().remove(&id);
             remove_session_objects(inner, id).instrument(span).await;
@@ -366,22 +389,40 @@ async fn make_sandbox(
     }
 }
 
+/// Makes the session's workspace (as its tool says: a tmpfs volume, or a filesystem
+/// of its own on disk) and its first container; returns where the workspace is.
 async fn create_sandbox(
     inner: &ProviderInner,
     session: SessionId,
     tool: &Tool,
-) -> Result<(), ProviderError> {
+) -> Result<WorkspaceMount, ProviderError> {
     let engine = &inner.engine;
     let docker = engine.docker();
     let names = SessionNames::new(&inner.node, &session);
-    let labels = container::labels(&inner.node, &session, tool);
-    docker
-        .create_volume(container::workspace_volume(&names.volume, tool, labels))
-        .await
-        .map_err(|e| engine.error("create volume", e))?;
-    create_tool_container(inner, session, tool, &names).await?;
+    let workspace = match tool.workspace_on() {
+        WorkspaceOn::Memory => {
+            let labels = container::labels(&inner.node, &session, tool);
+            docker
+                .create_volume(container::workspace_volume(&names.volume, tool, labels))
+                .await
+                .map_err(|e| engine.error("create volume", e))?;
+            WorkspaceMount::Volume(names.volume.clone())
+        }
+        WorkspaceOn::Disk => {
+            let disks = inner
+                .disks
+                .as_ref()
+                .ok_or_else(|| ProviderError::NoWorkspacesDir(tool.name().clone()))?;
+            let bytes = tool.limits().workspace_bytes;
+            WorkspaceMount::Disk(disks.create(&names.volume, bytes).await?)
+        }
+    };
+    create_tool_container(inner, session, tool, &names, &workspace).await?;
+    if let WorkspaceMount::Disk(mount) = &workspace {
+        crate::workspace::check_disk_mount(inner, &names.container, mount).await?;
+    }
     info!(container = %names.container, "session sandbox started");
-    Ok(())
+    Ok(workspace)
 }
 
 /// Makes and starts the container of `tool` in a session (its first, or another tool's
@@ -392,6 +433,7 @@ pub(crate) async fn create_tool_container(
     session: SessionId,
     tool: &Tool,
     names: &SessionNames,
+    workspace: &WorkspaceMount,
 ) -> Result<(), ProviderError> {
     let engine = &inner.engine;
     let docker = engine.docker();
@@ -402,7 +444,7 @@ pub(crate) async fn create_tool_container(
     docker
         .create_container(
             Some(options),
-            container::session_container(&names.volume, tool, labels),
+            container::session_container(workspace, tool, labels),
         )
         .await
         .map_err(|e| engine.error("create container", e))?;
@@ -468,6 +510,9 @@ pub(crate) async fn remove_session_objects(inner: &ProviderInner, session: Sessi
         Ok(()) => {}
         Err(e) if EngineError::is_not_found(&e) => {}
         Err(e) => warn!(error = %e, "could not remove the session workspace; the reaper will"),
+    }
+    if let Some(disks) = &inner.disks {
+        disks.remove(&names.volume).await;
     }
 }
 

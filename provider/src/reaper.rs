@@ -14,6 +14,8 @@ pub struct ReapReport {
     pub containers: usize,
     /// Workspace volumes removed.
     pub volumes: usize,
+    /// Disk-backed workspaces unmounted and removed.
+    pub disks: usize,
 }
 
 /// A running periodic reaper; dropping it stops it.

@@ -12,10 +12,11 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::{Instrument, Span, debug, info, warn};
 
 use crate::cgroup::Cgroup;
-use crate::container::SessionNames;
+use crate::container::{SessionNames, WorkspaceMount};
 use crate::engine::EngineError;
 use crate::error::ProviderError;
 use crate::exec::{self, ExecStream};
+use crate::host_files;
 use crate::provider::{ProviderInner, create_tool_container, remove_session_objects};
 use crate::tool::Tool;
 use crate::workspace::{self, WorkspaceEntry};
@@ -70,8 +71,17 @@ impl OtherTools {
         let names = SessionNames::for_tool(&first.provider.node, &first.id, tool);
         let span = tracing::info_span!(parent: &first.span, "tool", tool = %tool);
         let made = async {
-            create_tool_container(&first.provider, first.id, &known, &names).await?;
-            Session::attach(first.provider.clone(), first.id, known, names, span.clone()).await
+            create_tool_container(&first.provider, first.id, &known, &names, &first.workspace)
+                .await?;
+            Session::attach(
+                first.provider.clone(),
+                first.id,
+                known,
+                names,
+                first.workspace.clone(),
+                span.clone(),
+            )
+            .await
         }
         .instrument(span.clone())
         .await;
@@ -102,6 +112,8 @@ pub(crate) struct Session {
     pub(crate) id: SessionId,
     pub(crate) tool: Arc<Tool>,
     pub(crate) names: SessionNames,
+    /// Where the session's `/workspace` is (every tool's container mounts it).
+    pub(crate) workspace: WorkspaceMount,
     pub(crate) span: Span,
     /// Calls that may still start (`concurrent_execs`).
     pub(crate) permits: Semaphore,
@@ -315,6 +327,7 @@ impl Session {
         id: SessionId,
         tool: Arc<Tool>,
         names: SessionNames,
+        workspace: WorkspaceMount,
         span: Span,
     ) -> Result<Arc<Self>, ProviderError> {
         let permits = Semaphore::new(tool.limits().concurrent_execs as usize);
@@ -323,6 +336,7 @@ impl Session {
             id,
             tool,
             names,
+            workspace,
             span,
             permits,
             running: AtomicUsize::new(0),
@@ -348,10 +362,11 @@ impl SessionSandbox {
         provider: Arc<ProviderInner>,
         id: SessionId,
         tool: Arc<Tool>,
+        workspace: WorkspaceMount,
         span: Span,
     ) -> Result<Self, ProviderError> {
         let names = SessionNames::new(&provider.node, &id);
-        match Session::attach(provider.clone(), id, tool, names, span.clone()).await {
+        match Session::attach(provider.clone(), id, tool, names, workspace, span.clone()).await {
             Ok(inner) => Ok(Self {
                 inner,
                 others: Arc::default(),
@@ -560,6 +575,24 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         staged: &std::path::Path,
     ) -> Result<(), ProviderError> {
         self.inner.ensure_open()?;
+        if let WorkspaceMount::Disk(root) = &self.inner.workspace {
+            // On the provider's side of the mount: no engine copy in between.
+            let limit = self.inner.tool.upload_bytes();
+            let size = tokio::fs::metadata(staged)
+                .await
+                .map_err(ProviderError::HostDisk)?
+                .len();
+            if size > limit {
+                return Err(ProviderError::TooLarge {
+                    what: "the upload",
+                    size,
+                    limit,
+                });
+            }
+            let quota = self.inner.tool.limits().workspace_bytes;
+            let (root, path, staged) = (root.clone(), path.clone(), staged.to_owned());
+            return blocking(move || host_files::write_file(&root, &path, &staged, quota)).await;
+        }
         workspace::upload_staged(&self.inner, path, staged)
             .instrument(self.inner.span.clone())
             .await
@@ -593,6 +626,11 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         dest: &std::path::Path,
     ) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
         self.inner.ensure_open()?;
+        if let WorkspaceMount::Disk(root) = &self.inner.workspace {
+            let limit = self.inner.tool.limits().workspace_bytes;
+            let (root, path, dest) = (root.clone(), path.clone(), dest.to_owned());
+            return blocking(move || host_files::read_file(&root, &path, &dest, limit)).await;
+        }
         workspace::download_to(&self.inner, path, dest)
             .instrument(self.inner.span.clone())
             .await
@@ -602,6 +640,15 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         self.close_inner().await;
         Ok(())
     }
+}
+
+/// Runs blocking file work off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ProviderError::HostDisk(std::io::Error::other(e.to_string())))?
 }
 
 impl Drop for SessionSandbox {

@@ -15,7 +15,7 @@ use orien_protocol::offer::{MAX_DESCRIPTION_LEN, MAX_SCHEMA_LEN, MAX_VERSION_LEN
 use orien_protocol::{ImageDigest, Pricing, ResourceLimits, ToolName};
 use serde_json::Value;
 
-use crate::config::{ByteSize, ToolConfig};
+use crate::config::{ByteSize, ToolConfig, WorkspaceOn};
 use crate::workspace_path::WorkspacePath;
 
 /// The schema keyword that lets a property's value start with `-`.
@@ -82,6 +82,7 @@ pub struct Tool {
     limits: ResourceLimits,
     open_files: u32,
     upload_bytes: u64,
+    workspace_on: WorkspaceOn,
     pricing: Pricing,
 }
 
@@ -152,6 +153,7 @@ impl Tool {
             limits,
             open_files: config.limits.open_files,
             upload_bytes,
+            workspace_on: config.limits.workspace_on,
             pricing: config.pricing.to_protocol(),
         })
     }
@@ -195,6 +197,10 @@ impl Tool {
     /// Largest single file an upload may carry.
     pub fn upload_bytes(&self) -> u64 {
         self.upload_bytes
+    }
+    /// Where the tool's `/workspace` lives.
+    pub fn workspace_on(&self) -> WorkspaceOn {
+        self.workspace_on
     }
     /// Prices, as advertised.
     pub fn pricing(&self) -> &Pricing {

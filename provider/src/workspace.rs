@@ -198,13 +198,47 @@ async fn engine_tar(
     inside: &str,
     name: &str,
 ) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static, ProviderError> {
-    let engine = &session.provider.engine;
+    engine_tar_of(&session.provider, &session.names.container, inside, name).await
+}
+
+/// Checks that `container` sees the disk-backed workspace mounted on the host at
+/// `mount` (the mark that [`crate::disk`] left in it), then removes the mark. A node in
+/// a mount namespace of its own mounts where the engine cannot see, and the container
+/// would write to the directory beneath, on the host's disk: refused.
+pub(crate) async fn check_disk_mount(
+    inner: &crate::provider::ProviderInner,
+    container: &str,
+    mount: &std::path::Path,
+) -> Result<(), ProviderError> {
+    let mark = format!("{WORKSPACE_MOUNT}/{}", crate::disk::MOUNT_MARK);
+    match engine_tar_of(inner, container, &mark, crate::disk::MOUNT_MARK).await {
+        Ok(_) => {}
+        Err(ProviderError::NotFound(_)) => {
+            return Err(crate::disk::DiskError::NotShared {
+                mount: mount.to_owned(),
+            }
+            .into());
+        }
+        Err(e) => return Err(e),
+    }
+    tokio::fs::remove_file(mount.join(crate::disk::MOUNT_MARK))
+        .await
+        .map_err(ProviderError::HostDisk)
+}
+
+async fn engine_tar_of(
+    inner: &crate::provider::ProviderInner,
+    container: &str,
+    inside: &str,
+    name: &str,
+) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static, ProviderError> {
+    let engine = &inner.engine;
     let options = DownloadFromContainerOptionsBuilder::default()
         .path(inside)
         .build();
     let mut stream = engine
         .docker()
-        .download_from_container(&session.names.container, Some(options))
+        .download_from_container(container, Some(options))
         .peekable();
     // A missing path is the stream's first error; later ones are the engine failing.
     if let Some(Err(e)) = std::pin::Pin::new(&mut stream).peek().await {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use orien_protocol::{
     ExecEvent, ExecId, ExecOutcome, ManualClock, NodeId, NodeKey, SessionId, Timestamp, ToolName,
 };
 use orien_provider::{
-    EngineConfig, EngineError, LABEL_NODE, LABEL_SESSION, Provider, ProviderConfig, ProviderError,
+    EngineConfig, EngineError, LABEL_NODE, LABEL_SESSION, Provider, ProviderError,
 };
 
 const CHILD_ENV: &str = "ORIEN_PROVIDER_TEST_CHILD_NODE";
@@ -169,7 +168,7 @@ async fn reaper_removes_containers_of_dead_sessions_periodically() {
     let node = NodeKey::generate().node_id();
     let mut text = common::config_text();
     text = text.replace("reap_interval_secs = 60", "reap_interval_secs = 1");
-    let (config, tools) = ProviderConfig::parse(&text, Path::new("t.toml")).unwrap();
+    let (config, tools) = common::parse_config(&text);
     let h = Harness::start_as(node).await; // cleans up the node at the end
     let provider = Provider::start(&config.engine, tools, node).await.unwrap();
     let _reaper = provider.spawn_reaper();
@@ -237,8 +236,7 @@ async fn child_process_holding_a_session() {
         return; // Only runs as the child of `provider_killed_mid_call_leaves_nothing_after_restart`.
     };
     let node: NodeId = node.parse().unwrap();
-    let (config, tools) =
-        ProviderConfig::parse(&common::config_text(), Path::new("t.toml")).unwrap();
+    let (config, tools) = common::parse_config(&common::config_text());
     let provider = Provider::start(&config.engine, tools, node).await.unwrap();
     let s = provider
         .open_session(SessionId::random(), &ToolName::new("sh").unwrap())
@@ -294,8 +292,7 @@ async fn provider_killed_mid_call_leaves_nothing_after_restart() {
 
     // Restart: the same node starts again and its start-up reap removes the orphan (and
     // the child's warm sandboxes). No pool of its own: nothing of the node may be left.
-    let (mut config, tools) =
-        ProviderConfig::parse(&common::config_text(), Path::new("t.toml")).unwrap();
+    let (mut config, tools) = common::parse_config(&common::config_text());
     config.engine.warm_pool = 0;
     let restarted = Provider::start(&config.engine, tools, node).await.unwrap();
     assert!(
@@ -364,7 +361,7 @@ async fn missing_image_is_reported_with_the_fix() {
         "image = \"orien/no-such-image:1\"",
         1,
     );
-    let (config, tools) = ProviderConfig::parse(&text, Path::new("t.toml")).unwrap();
+    let (config, tools) = common::parse_config(&text);
     let err = Provider::start(&config.engine, tools, NodeKey::generate().node_id())
         .await
         .unwrap_err();

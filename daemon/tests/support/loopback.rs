@@ -61,7 +61,7 @@ pub struct Market {
     pub renter_store: Arc<Store>,
     pub tool: ToolName,
     pub offer: OfferId,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Market {
@@ -74,8 +74,9 @@ impl Market {
     /// Starts the market for `tool` of the provider configuration at `provider`.
     pub async fn start_with(provider: &Path, tool: &str, config: SessionConfig) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (provider_config, tools) =
+        let (mut provider_config, tools) =
             ProviderConfig::load(provider).expect("the provider config loads");
+        provider_config.engine.workspaces = Some(provider_config.engine.workspaces_in(dir.path()));
         let (provider_key, renter_key) = (NodeKey::generate(), NodeKey::generate());
         let sandbox = Provider::start(&provider_config.engine, tools, provider_key.node_id())
             .await
@@ -129,7 +130,7 @@ impl Market {
             renter_store,
             tool,
             offer,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -144,6 +145,7 @@ impl Market {
         self.sandbox.shutdown().await;
         let engine = orien_provider::EngineConfig {
             warm_pool: 0,
+            workspaces: Some(self.dir.path().join("workspaces")),
             ..orien_provider::EngineConfig::default()
         };
         Provider::start(&engine, Vec::new(), self.sandbox.node())

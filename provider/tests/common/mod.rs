@@ -36,6 +36,27 @@ concurrent_execs = 2
 session_per_minute = "0.000100"
 exec_per_minute = "0.001000"
 
+[tools.disk]
+description = "A shell over a disk-backed workspace: stands for a build tool that writes a lot."
+version = "test"
+image = "orien/busybox:1"
+argv = ["sh", "-c", "{script}"]
+schema = '''{"type": "object", "additionalProperties": false, "required": ["script"],
+             "properties": {"script": {"type": "string", "maxLength": 4096}}}'''
+[tools.disk.limits]
+max_exec_ms = 20_000
+cpus = 0.5
+memory = "32MiB"
+pids = 32
+tmpfs = "1MiB"
+output = "4KiB"
+workspace = "16MiB"
+workspace_on = "disk"
+concurrent_execs = 2
+[tools.disk.pricing]
+session_per_minute = "0.000100"
+exec_per_minute = "0.001000"
+
 [tools.missing]
 description = "A tool whose program is not in its image: a provider's config mistake."
 version = "test"
@@ -82,6 +103,15 @@ pub fn config_text() -> String {
     format!("{example}\n{TEST_TOOLS}")
 }
 
+/// Parses a test config, its disk-backed workspaces (of the `disk` tool) under the
+/// system's temporary directory.
+pub fn parse_config(text: &str) -> (ProviderConfig, Vec<orien_provider::Tool>) {
+    let (mut config, tools) =
+        ProviderConfig::parse(text, Path::new("t.toml")).expect("test config");
+    config.engine.workspaces = Some(std::env::temp_dir().join("orien-test-workspaces"));
+    (config, tools)
+}
+
 /// Path of the example config.
 pub fn example_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml")
@@ -99,6 +129,8 @@ pub fn engine_config() -> EngineConfig {
 pub struct Harness {
     pub provider: Provider,
     pub node: NodeId,
+    /// Where its disk-backed workspaces live (removed after the harness's reap).
+    pub workspaces: Arc<tempfile::TempDir>,
 }
 
 impl Harness {
@@ -108,16 +140,28 @@ impl Harness {
     }
 
     pub async fn start_as(node: NodeId) -> Harness {
-        Self::start_with(node, 0).await
+        Self::start_with(
+            node,
+            0,
+            Arc::new(tempfile::tempdir().expect("a temporary directory")),
+        )
+        .await
+    }
+
+    /// A provider of `node` whose disk-backed workspaces live in `workspaces` (as a
+    /// restart of the node after a crash finds them).
+    pub async fn restart_as(node: NodeId, workspaces: Arc<tempfile::TempDir>) -> Harness {
+        Self::start_with(node, 0, workspaces).await
     }
 
     /// A provider keeping `warm` sandboxes per tool; call `provider.shutdown()` before
     /// the end of the test, so no fill is under way when the harness reaps.
     pub async fn start_warm(warm: usize) -> Harness {
-        Self::start_with(NodeKey::generate().node_id(), warm).await
+        let workspaces = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+        Self::start_with(NodeKey::generate().node_id(), warm, workspaces).await
     }
 
-    async fn start_with(node: NodeId, warm: usize) -> Harness {
+    async fn start_with(node: NodeId, warm: usize, workspaces: Arc<tempfile::TempDir>) -> Harness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -125,6 +169,7 @@ impl Harness {
         let (mut config, tools) =
             ProviderConfig::parse(&config_text(), Path::new("test.toml")).expect("test config");
         config.engine.warm_pool = warm;
+        config.engine.workspaces = Some(workspaces.path().to_owned());
         let provider = match Provider::start(&config.engine, tools, node).await {
             Ok(p) => p,
             Err(e @ ProviderError::Engine(_)) => panic!(
@@ -136,7 +181,11 @@ impl Harness {
             }
             Err(e) => panic!("provider failed to start: {e}"),
         };
-        Harness { provider, node }
+        Harness {
+            provider,
+            node,
+            workspaces,
+        }
     }
 
     pub async fn open(&self, tool: &str) -> SessionSandbox {
@@ -150,6 +199,10 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let node = self.node;
+        let engine = EngineConfig {
+            workspaces: Some(self.workspaces.path().to_owned()),
+            ..engine_config()
+        };
         // Runs on its own runtime: Drop may run inside (or outside) the test's runtime.
         let cleaned = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -158,9 +211,7 @@ impl Drop for Harness {
                 .expect("runtime");
             rt.block_on(async move {
                 // A provider with no sessions: its start-up reap removes all of the node's objects.
-                Provider::start(&engine_config(), Vec::new(), node)
-                    .await
-                    .map(|_| ())
+                Provider::start(&engine, Vec::new(), node).await.map(|_| ())
             })
         })
         .join();

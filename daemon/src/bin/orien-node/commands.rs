@@ -115,7 +115,9 @@ pub(crate) enum ClientCommand {
 /// `tools …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ToolsCommand {
-    /// Check a provider configuration: every tool, its schema, limits and price.
+    /// Check a provider configuration: every tool, its schema, limits and price; when a
+    /// tool keeps its workspace on disk, that this host can make one (a trial workspace
+    /// is made and removed).
     Validate {
         /// The TOML file (see configs/provider.example.toml).
         file: PathBuf,

@@ -254,12 +254,30 @@ async fn main() -> anyhow::Result<()> {
             ));
             for tool in &tools {
                 emit(&format!(
-                    "  {:<10} {} ({}), {} USDC/exec-min",
+                    "  {:<10} {} ({}), {}/exec-min, workspace {} {}",
                     tool.name(),
                     tool.image(),
                     tool.version(),
-                    tool.pricing().exec_per_minute
+                    tool.pricing().exec_per_minute,
+                    orien_provider::ByteSize(tool.limits().workspace_bytes),
+                    match tool.workspace_on() {
+                        orien_provider::WorkspaceOn::Memory => "in memory",
+                        orien_provider::WorkspaceOn::Disk => "on disk",
+                    }
                 ));
+            }
+            if tools
+                .iter()
+                .any(|t| t.workspace_on() == orien_provider::WorkspaceOn::Disk)
+            {
+                // A tool with its workspace on disk needs what the host may lack.
+                let dir = config.engine.workspaces_in(&cli.data_dir);
+                let finding = orien_provider::doctor::disk_workspaces(&dir).await;
+                commands::print_findings(std::slice::from_ref(&finding));
+                anyhow::ensure!(
+                    finding.severity != orien_provider::doctor::Severity::Fail,
+                    "this host cannot keep workspaces on disk; the fix is above"
+                );
             }
         }
         Command::Client(command) => {
