@@ -199,6 +199,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
         exec: ExecId::random(),
         args_json: r#"{"file":"data/in.txt"}"#.into(),
         offer: None,
+        outputs: Vec::new(),
     });
     refused(
         ask(&mut hostile, provider_peer, exec).await,

@@ -268,6 +268,7 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
             exit: exit.clone(),
             stdout: orien_protocol::ContentHash::of(b""),
             stderr: orien_protocol::ContentHash::of(b""),
+            artefacts: Vec::new(),
         })
         .unwrap();
     let _ = hostile
@@ -330,6 +331,7 @@ async fn a_provider_that_lies_about_an_output_hash_is_caught() {
         exit: exit.clone(),
         stdout: ContentHash::of(b"bye\n"),
         stderr: ContentHash::of(b""),
+        artefacts: Vec::new(),
     };
     let signed = hostile.key.sign(&claim).unwrap();
     let output = ExecEvent::Output(OutputChunk {

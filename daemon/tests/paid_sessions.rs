@@ -605,6 +605,31 @@ async fn the_command_line_rents_through_the_local_api() {
         out.starts_with(&digest),
         "the tool's stdout is streamed: {out}"
     );
+    // Outputs: what the call left at each path is kept, named in the signed result and
+    // fetched; one that is not there is said so.
+    let kept = renter.data_dir().join("kept.txt");
+    let output = format!("data/hello.txt={}", kept.display());
+    let (code, out, err) = cli(
+        &renter,
+        &[
+            "session",
+            "exec",
+            &session,
+            "--args",
+            r#"{"file":"data/hello.txt"}"#,
+            "--output",
+            &output,
+            "--output",
+            "data/none.txt",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&kept).unwrap(), b"hello orien\n");
+    assert!(out.contains(&format!("sha256 {digest}")), "{out}");
+    assert!(
+        err.contains("outputs not kept: data/none.txt (missing)"),
+        "{err}"
+    );
     // A refused argument: a non-zero exit and the reason on stderr.
     let (code, _, err) = cli(
         &renter,

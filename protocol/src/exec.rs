@@ -12,6 +12,8 @@ use crate::wire::{Message, check_json_object, check_len};
 pub const MAX_ARGS_LEN: usize = 64 * 1024;
 /// Largest output chunk in one event.
 pub const MAX_CHUNK_LEN: usize = 64 * 1024;
+/// Most output paths one call may name.
+pub const MAX_OUTPUTS: usize = 16;
 
 /// Run the session's tool once with these arguments.
 ///
@@ -28,15 +30,48 @@ pub struct Exec {
     /// Another tool of the provider to run, by its offer (whose execution price and
     /// limits the call takes); `None`: the tool the session opened on.
     pub offer: Option<OfferId>,
+    /// Workspace paths the call's outputs will be at: when it ends, the provider keeps
+    /// a copy of each and names its SHA-256 in the signed result (see
+    /// [`crate::result::Artefact`]), for the renter to fetch by that hash.
+    pub outputs: Vec<String>,
 }
 
 impl Message for Exec {
     const KIND: &'static str = "Exec";
-    const MAX_ENCODED_LEN: usize = MAX_ARGS_LEN + 96;
+    const MAX_ENCODED_LEN: usize = MAX_ARGS_LEN + 96 + MAX_OUTPUTS * (crate::rpc::MAX_PATH_LEN + 4);
 
     fn validate(&self) -> Result<(), InvalidMessage> {
-        check_json_object("args_json", &self.args_json, MAX_ARGS_LEN)
+        check_json_object("args_json", &self.args_json, MAX_ARGS_LEN)?;
+        check_outputs(&self.outputs)
     }
+}
+
+/// Checks a call's output paths: at most [`MAX_OUTPUTS`], each a non-empty path of at
+/// most [`crate::rpc::MAX_PATH_LEN`] bytes, none twice. (The provider checks each as a
+/// workspace path too.)
+pub fn check_outputs(outputs: &[String]) -> Result<(), InvalidMessage> {
+    if outputs.len() > MAX_OUTPUTS {
+        return Err(InvalidMessage::new(
+            "outputs",
+            format!("{} paths, at most {MAX_OUTPUTS}", outputs.len()),
+        ));
+    }
+    for (i, path) in outputs.iter().enumerate() {
+        check_len("outputs", path, crate::rpc::MAX_PATH_LEN)?;
+        if path.is_empty() || path.contains('\0') {
+            return Err(InvalidMessage::new(
+                "outputs",
+                "an empty path or a NUL byte",
+            ));
+        }
+        if outputs[..i].contains(path) {
+            return Err(InvalidMessage::new(
+                "outputs",
+                format!("`{path}` named twice"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Which output stream a chunk belongs to.

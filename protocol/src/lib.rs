@@ -71,7 +71,7 @@ pub use offer::{Offer, ResourceLimits};
 pub use pricing::{Pricing, Usage};
 pub use profile::{ProviderProfile, ToolPrice};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
-pub use result::{ExecResult, ResultsCommitment};
+pub use result::{Artefact, ArtefactKept, ExecResult, ResultsCommitment};
 pub use rpc::{ExecEvents, FileInfo, RpcErrorCode, SessionRequest, SessionResponse};
 pub use session::{
     CloseReason, CloseSession, LaneHead, OpenSession, PaymentLane, RejectReason, SessionAccepted,
@@ -88,8 +88,10 @@ pub use wire::Message;
 /// call's signed [`ExecResult`] with its exit, and receipts commit to the session's
 /// results ([`ResultsCommitment`]); version 4's receipts (`orien/receipt/v3`) carry the
 /// execution amount, each call priced at its own tool's price, and an [`Exec`] may name
-/// another tool of the provider (by its offer).
-pub const SESSION_PROTOCOL: &str = "/orien/session/4";
+/// another tool of the provider (by its offer); version 5's [`Exec`] may name output
+/// paths, and the signed result (`orien/exec-result/v2`) names what the provider kept of
+/// each ([`Artefact`]).
+pub const SESSION_PROTOCOL: &str = "/orien/session/5";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Gossipsub topic on which providers publish their signed [`ProviderProfile`].

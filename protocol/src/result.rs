@@ -4,7 +4,9 @@
 //! At each call's exit the provider signs an [`ExecResult`]: the tool, the SHA-256 of the
 //! arguments it was given, the exit with its measures, and the SHA-256 of each output
 //! stream as sent. The renter checks the bytes it received against those hashes and
-//! refuses a mismatch as a dispute, keeping the signed result as evidence.
+//! refuses a mismatch as a dispute, keeping the signed result as evidence. A call that
+//! named output paths gets, for each, what the provider kept of it when the call ended
+//! ([`Artefact`]): the SHA-256 of its copy, by which the renter fetches it.
 //!
 //! The provider numbers a session's results from 1 in the order it signs them. Every
 //! receipt carries a [`ResultsCommitment`]: the longest run of results, from the first,
@@ -38,22 +40,60 @@ pub struct ExecResult {
     pub stdout: ContentHash,
     /// SHA-256 of the standard error sent.
     pub stderr: ContentHash,
+    /// What became of each output path the call named, in the order named.
+    pub artefacts: Vec<Artefact>,
+}
+
+/// One output of a call: a workspace path the renter named, and what the provider kept
+/// of it when the call ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Artefact {
+    /// The workspace path, as the renter named it.
+    pub path: String,
+    /// What the provider found there.
+    pub kept: ArtefactKept,
+}
+
+/// What the provider kept of an output path at the end of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtefactKept {
+    /// A copy of the regular file there: fetch it by this hash (while the session is
+    /// open, and for as long after its close as the provider keeps artefacts).
+    File {
+        /// Its size in bytes.
+        size: u64,
+        /// Its SHA-256.
+        sha256: ContentHash,
+    },
+    /// Nothing was there.
+    Missing,
+    /// Something other than a regular file was there (a directory, a link, …).
+    NotAFile,
+    /// The provider had no room to keep it (the workspace's cap, or its own disk).
+    NoRoom,
+    /// The provider could not copy it (its engine or disk failed).
+    Failed,
 }
 
 impl Message for ExecResult {
     const KIND: &'static str = "ExecResult";
-    const MAX_ENCODED_LEN: usize = crate::session::MAX_DETAIL_LEN + 512;
+    const MAX_ENCODED_LEN: usize = crate::session::MAX_DETAIL_LEN
+        + 512
+        + crate::exec::MAX_OUTPUTS * (crate::rpc::MAX_PATH_LEN + 48);
 
     fn validate(&self) -> Result<(), InvalidMessage> {
         if self.seq == 0 {
             return Err(InvalidMessage::new("seq", "results are numbered from 1"));
         }
+        let paths: Vec<String> = self.artefacts.iter().map(|a| a.path.clone()).collect();
+        crate::exec::check_outputs(&paths)?;
         self.exit.validate()
     }
 }
 
 impl SignedPayload for ExecResult {
-    const DOMAIN: &'static str = "orien/exec-result/v1";
+    const DOMAIN: &'static str = "orien/exec-result/v2";
 }
 
 impl Signed<ExecResult> {

@@ -1,10 +1,12 @@
 //! Golden vectors: the exact bytes, signatures and splits of the signed payloads
 //! (`orien/offer/v1`, `orien/receipt/v2`, `orien/receipt-ack/v1`,
-//! `orien/exec-result/v1`, `orien/attestation/v1`) and of the session messages of `/orien/session/3` (version 2
+//! `orien/exec-result/v2`, `orien/attestation/v1`) and of the session messages of `/orien/session/5` (version 2
 //! added the lane head to `OpenSession` and `SessionAccepted`; version 3 the signed
-//! result of each call and the results a receipt commits to).
+//! result of each call and the results a receipt commits to; version 4 the execution
+//! amount and calls of other tools; version 5 a call's output paths and the artefacts
+//! its signed result names).
 //!
-//! `tests/vectors/session3.json` is committed. If this test fails, the wire format, a
+//! `tests/vectors/session5.json` is committed. If this test fails, the wire format, a
 //! signature or the money rules changed: that breaks every deployed node and every
 //! stored receipt. Only when such a change is deliberate (and versioned), regenerate with
 //! `ORIEN_BLESS=1 cargo test -p orien-protocol --test golden`.
@@ -17,7 +19,7 @@ use orien_protocol::wire::{self, Message};
 use orien_protocol::*;
 use serde_json::{Value, json};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/session3.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/session5.json");
 
 fn signed_vector<T: SignedPayload + PartialEq + std::fmt::Debug>(
     name: &str,
@@ -126,7 +128,7 @@ fn wire_format_matches_the_committed_vectors() {
     }
     let committed: Value = serde_json::from_str(
         &std::fs::read_to_string(VECTORS)
-            .expect("tests/vectors/session3.json is missing; it must be committed"),
+            .expect("tests/vectors/session5.json is missing; it must be committed"),
     )
     .unwrap();
     for section in [

@@ -89,6 +89,7 @@ pub trait NodeApi: Send + Sync + 'static {
         session: SessionId,
         tool: Option<ToolName>,
         args: serde_json::Value,
+        outputs: Vec<String>,
     ) -> Result<ExecutionView, ApiError>;
     /// An execution and its output so far.
     async fn execution(&self, exec: ExecId) -> Result<ExecutionView, ApiError>;
@@ -125,6 +126,16 @@ pub trait NodeApi: Send + Sync + 'static {
         archive: bool,
         offset: u64,
         expect: Option<ContentHash>,
+    ) -> Result<FileDownload, ApiError>;
+    /// Starts a download, from `offset`, of the artefact that the rented call `exec`
+    /// left at `path`: the copy its provider kept when the call ended and named in the
+    /// signed result (while the session is open, and for as long after as the provider
+    /// keeps artefacts).
+    async fn download_artefact(
+        &self,
+        exec: ExecId,
+        path: String,
+        offset: u64,
     ) -> Result<FileDownload, ApiError>;
     /// Writes a file held in memory into a rented session's workspace.
     async fn put_file(

@@ -99,7 +99,7 @@ pub(crate) struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ORIEN node API", version = "1", description = "The local API of an ORIEN node: offers, sessions, executions, receipts, ledger and settlement."),
-    paths(routes::files::put_file, routes::files::get_file),
+    paths(routes::files::put_file, routes::files::get_file, routes::files::get_artefact),
     components(schemas(
         ProblemBody, FieldError, sessions::LogEvent, sessions::CloseReason,
         sessions::SuspendReason, text::IdText, text::OfferIdText, text::AddressText, text::ToolText,
@@ -167,10 +167,15 @@ fn documented_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::
         .split_for_parts();
     // A workspace path may hold `/`, which needs axum's wildcard segment; the OpenAPI
     // document names it `{path}` (see `ApiDoc`).
-    let protected = protected.route(
-        "/v1/sessions/{id}/files/{*path}",
-        put(routes::files::put_file).get(routes::files::get_file),
-    );
+    let protected = protected
+        .route(
+            "/v1/sessions/{id}/files/{*path}",
+            put(routes::files::put_file).get(routes::files::get_file),
+        )
+        .route(
+            "/v1/executions/{id}/artefacts/{*path}",
+            get(routes::files::get_artefact),
+        );
     doc.merge(public_doc);
     (public, protected, doc)
 }

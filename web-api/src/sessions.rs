@@ -14,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::PricingView;
 use crate::problem::ApiError;
 use crate::text::{
-    IdText, OfferIdText, PeerIdText, PeerRef, PositiveAmountText, ToolText, parse, parse_peer,
+    IdText, OfferIdText, PathText, PeerIdText, PeerRef, PositiveAmountText, ToolText, parse,
+    parse_peer,
 };
 
 /// Longest session a request may ask for: one week.
@@ -384,6 +385,42 @@ pub struct ExecBody {
     /// own offer's execution price (absent: the tool the session opened on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolText>,
+    /// Workspace paths the call will leave its outputs at (at most 16): when it ends,
+    /// the provider keeps a copy of each and its signed result names each copy's
+    /// SHA-256 (`artefacts`), fetched with `GET /v1/executions/{id}/artefacts/{path}`.
+    /// A path named twice counts once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
+    pub outputs: Vec<PathText>,
+}
+
+/// What the provider kept of an output path when the call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtefactState {
+    /// A copy of the regular file there: fetch it by its path.
+    Kept,
+    /// Nothing was there.
+    Missing,
+    /// Something other than a regular file was there.
+    NotAFile,
+    /// The provider had no room to keep it.
+    NoRoom,
+    /// The provider could not copy it.
+    Failed,
+}
+
+/// An output of a call, as its provider's signed result names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArtefactView {
+    /// The workspace path the call named.
+    pub path: String,
+    /// What the provider kept of it.
+    pub state: ArtefactState,
+    /// Size of the kept copy, in bytes (`state: kept`).
+    pub size: Option<u64>,
+    /// SHA-256 of the kept copy (hex; `state: kept`): the `ETag` of its download.
+    pub sha256: Option<String>,
 }
 
 /// Where an execution stands. A failed one says why in `failure`.
@@ -474,6 +511,9 @@ pub struct ExecutionView {
     /// `orien/exec-result/v1`), once it ended: anyone can check what the provider said
     /// it computed with `orien-node result verify`.
     pub signed_result: Option<String>,
+    /// What the provider kept of each output path the call named, from its signed
+    /// result, once it ended.
+    pub artefacts: Vec<ArtefactView>,
 }
 
 impl ExecutionView {
@@ -503,6 +543,7 @@ impl ExecutionView {
             stdout_bytes: None,
             stderr_bytes: None,
             signed_result: None,
+            artefacts: Vec::new(),
         }
     }
 

@@ -124,6 +124,7 @@ impl NodeApi for FakeNode {
         session: SessionId,
         _tool: Option<orien_protocol::ToolName>,
         _args: serde_json::Value,
+        _outputs: Vec<String>,
     ) -> Result<ExecutionView, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))
     }
@@ -164,6 +165,14 @@ impl NodeApi for FakeNode {
         _expect: Option<orien_protocol::ContentHash>,
     ) -> Result<crate::api::FileDownload, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))
+    }
+    async fn download_artefact(
+        &self,
+        exec: ExecId,
+        _path: String,
+        _offset: u64,
+    ) -> Result<crate::api::FileDownload, ApiError> {
+        Err(ApiError::NotFound(format!("execution {exec}")))
     }
     async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError> {
         Err(ApiError::NotFound(format!("session {session}")))

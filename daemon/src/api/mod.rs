@@ -443,8 +443,19 @@ impl NodeApi for NodeService {
         session: SessionId,
         tool: Option<orien_protocol::ToolName>,
         args: serde_json::Value,
+        mut outputs: Vec<String>,
     ) -> Result<ExecutionView, ApiError> {
         let sessions = self.sessions()?;
+        // A path named twice counts once (the provider refuses repeats).
+        let mut seen = std::collections::HashSet::new();
+        outputs.retain(|p| seen.insert(p.clone()));
+        orien_protocol::exec::check_outputs(&outputs)
+            .map_err(|e| ApiError::field("outputs", e.to_string()))?;
+        for path in &outputs {
+            check_path(path).map_err(|_| {
+                ApiError::field("outputs", format!("`{path}` is not a workspace path"))
+            })?;
+        }
         // Refused here, as documented, rather than forwarded for the provider to refuse.
         if !args.is_object() {
             return Err(ApiError::field(
@@ -463,7 +474,9 @@ impl NodeApi for NodeService {
                 ),
             ));
         }
-        let exec = sessions.exec(session, tool, args_json).await?;
+        let exec = sessions
+            .exec_with_outputs(session, tool, args_json, outputs)
+            .await?;
         let snapshot = sessions.execution(exec)?;
         let record = self.record(exec).await?;
         Ok(execution_view(exec, &snapshot, record.as_ref()))
@@ -591,6 +604,54 @@ impl NodeApi for NodeService {
                 .download_file(session, &path, offset, expect)
                 .await?
         };
+        Ok(orien_web_api::FileDownload {
+            size: download.size,
+            offset: download.offset,
+            sha256: download.sha256,
+            body: download.body,
+        })
+    }
+
+    async fn download_artefact(
+        &self,
+        exec: ExecId,
+        path: String,
+        offset: u64,
+    ) -> Result<orien_web_api::FileDownload, ApiError> {
+        let sessions = self.sessions()?;
+        let unknown =
+            || ApiError::NotFound(format!("execution {exec} kept no artefact at `{path}`"));
+        let record = self
+            .record(exec)
+            .await?
+            .ok_or_else(|| ApiError::from(SessionError::UnknownExec(exec)))?;
+        let store = sessions.store().clone();
+        let session = record.session;
+        let terms = run_blocking(move || store.session(&session))
+            .await
+            .map_err(ledger_error)?
+            .ok_or_else(unknown)?;
+        // Only a call this node rented: its provider kept the copy for this node.
+        if terms.renter != sessions.node_id() {
+            return Err(unknown());
+        }
+        let result = record
+            .end
+            .as_ref()
+            .and_then(|end| end.result.as_ref())
+            .and_then(|signed| signed.verify_from(&terms.provider).ok())
+            .ok_or_else(unknown)?;
+        let sha256 = result
+            .artefacts
+            .iter()
+            .find_map(|a| match a.kept {
+                orien_protocol::ArtefactKept::File { sha256, .. } if a.path == path => Some(sha256),
+                _ => None,
+            })
+            .ok_or_else(unknown)?;
+        let download = sessions
+            .download_artefact(session, terms.provider, &path, sha256, offset)
+            .await?;
         Ok(orien_web_api::FileDownload {
             size: download.size,
             offset: download.offset,

@@ -79,8 +79,34 @@ fn with_record(mut view: ExecutionView, record: &ExecRecord) -> ExecutionView {
             .as_ref()
             .and_then(|r| r.to_bytes().ok())
             .map(hex::encode);
+        view.artefacts = end
+            .result
+            .as_ref()
+            .and_then(|r| r.verify().ok())
+            .map(|result| result.artefacts.iter().map(artefact_view).collect())
+            .unwrap_or_default();
     }
     view
+}
+
+fn artefact_view(artefact: &orien_protocol::Artefact) -> orien_web_api::sessions::ArtefactView {
+    use orien_protocol::ArtefactKept;
+    use orien_web_api::sessions::{ArtefactState, ArtefactView};
+    let (state, size, sha256) = match artefact.kept {
+        ArtefactKept::File { size, sha256 } => {
+            (ArtefactState::Kept, Some(size), Some(sha256.to_string()))
+        }
+        ArtefactKept::Missing => (ArtefactState::Missing, None, None),
+        ArtefactKept::NotAFile => (ArtefactState::NotAFile, None, None),
+        ArtefactKept::NoRoom => (ArtefactState::NoRoom, None, None),
+        ArtefactKept::Failed => (ArtefactState::Failed, None, None),
+    };
+    ArtefactView {
+        path: artefact.path.clone(),
+        state,
+        size,
+        sha256,
+    }
 }
 
 /// The view of an execution from its durable record alone: what a node shows of a call

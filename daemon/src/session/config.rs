@@ -76,6 +76,9 @@ pub struct SessionConfig {
     pub disconnect_grace: Millis,
     /// The operator's choice of peers and a renter's rate of opens.
     pub operator: OperatorControls,
+    /// How long a provider keeps a session's artefacts (the copies of its calls'
+    /// output paths) for its renter after the session closed; zero: only while open.
+    pub keep_artefacts: Millis,
 }
 
 impl Default for SessionConfig {
@@ -92,6 +95,7 @@ impl Default for SessionConfig {
             tolerance: Tolerance::default(),
             disconnect_grace: Millis(30_000),
             operator: OperatorControls::default(),
+            keep_artefacts: Millis(10 * 60_000),
         }
     }
 }

@@ -211,6 +211,9 @@ impl std::fmt::Debug for Sessions {
 
 /// The refusal of a request about a session the peer is not part of. The peer guard
 /// counts these (and impersonation) against the peer.
+/// How often a provider removes the artefacts of sessions closed long enough ago.
+const ARTEFACT_SWEEP: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub(crate) const NOT_YOUR_SESSION: &str = "unknown session";
 /// The refusal of an open that names another node as renter.
 pub(crate) const IMPERSONATION: &str =
@@ -295,6 +298,24 @@ impl Sessions {
                 }
             }
         });
+        if let Some(staging) = &staging {
+            // Artefacts of closed sessions go when their time is up, even when nothing
+            // else happens; the sweep ends with the staging area.
+            let staging = Arc::downgrade(staging);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(ARTEFACT_SWEEP);
+                loop {
+                    every.tick().await;
+                    let Some(staging) = staging.upgrade() else {
+                        return;
+                    };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        staging.artefacts.purge(std::time::Instant::now())
+                    })
+                    .await;
+                }
+            });
+        }
         let sessions = Self {
             inner: Arc::new(Inner {
                 key,
@@ -495,6 +516,20 @@ impl Sessions {
         tool: Option<ToolName>,
         args_json: String,
     ) -> Result<ExecId, SessionError> {
+        self.exec_with_outputs(session, tool, args_json, Vec::new())
+            .await
+    }
+
+    /// As [`exec`](Self::exec), naming workspace paths the call leaves its outputs at:
+    /// the provider keeps a copy of each when it ends and names its SHA-256 in the
+    /// signed result; [`download_artefact`](Self::download_artefact) fetches one.
+    pub async fn exec_with_outputs(
+        &self,
+        session: SessionId,
+        tool: Option<ToolName>,
+        args_json: String,
+        outputs: Vec<String>,
+    ) -> Result<ExecId, SessionError> {
         let handle = self.rented(session)?;
         let call = match tool {
             Some(tool) if tool != handle.tool => {
@@ -508,7 +543,31 @@ impl Sessions {
             }
             _ => None,
         };
-        handle.exec(&self.inner.net, call, args_json).await
+        handle.exec(&self.inner.net, call, args_json, outputs).await
+    }
+
+    /// Starts downloading, from `offset`, the artefact with hash `sha256` that a call
+    /// of `session` (rented from `provider`) left at `path`: the copy the provider kept
+    /// when the call ended. The session may have closed since.
+    pub async fn download_artefact(
+        &self,
+        session: SessionId,
+        provider: NodeId,
+        path: &str,
+        sha256: ContentHash,
+        offset: u64,
+    ) -> Result<Download, SessionError> {
+        let remote = Remote {
+            provider,
+            session,
+            path: path.to_owned(),
+            archive: false,
+        };
+        Ok(self
+            .inner
+            .transfers
+            .download(&remote, offset, Some(sha256))
+            .await?)
     }
 
     /// What an execution has produced so far.

@@ -18,9 +18,10 @@ use std::time::Duration;
 use orien_ledger::meter::ExecTimer;
 use orien_ledger::{AckedReceipt, CheckedReceipt, Durable, Issuer, Meter, Reading};
 use orien_protocol::{
-    Clock, CloseReason, ContentHash, Exec, ExecExit, ExecId, ExecOutcome, ExecResult, ResultHash,
-    RpcErrorCode, SessionId, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
+    Artefact, Clock, CloseReason, ContentHash, Exec, ExecExit, ExecId, ExecOutcome, ExecResult,
+    ResultHash, RpcErrorCode, SessionId, SessionResponse, Signed, ToolName, UsageReceipt, Usdc,
 };
+use orien_provider::WorkspacePath;
 use tracing::{debug, info, warn};
 
 mod invariants;
@@ -68,6 +69,8 @@ pub enum ProviderInput<R> {
         exit: ExecExit,
         /// SHA-256 of its standard output and standard error as sent to the renter.
         output: [ContentHash; 2],
+        /// What was kept of each output path the call named, in order.
+        artefacts: Vec<Artefact>,
     },
     /// The renter took the batch carrying a call's signed result.
     ResultDelivered {
@@ -114,6 +117,8 @@ pub enum ProviderAction<R> {
         args: serde_json::Value,
         /// The arguments as the renter sent them.
         args_json: String,
+        /// The output paths the call named: keep a copy of each when it ends.
+        outputs: Vec<WorkspacePath>,
     },
     /// A call reported its exit: record its end (the exit itself came with
     /// [`ProviderInput::Exited`]) and send its signed result with the exit; report the
@@ -344,7 +349,11 @@ impl<R> ProviderMachine<R> {
                 info!("the renter asked to close the lane; ending the session");
                 self.begin_close(CloseReason::LaneClosing, None, &mut out);
             }
-            ProviderInput::Exited { exit, output } => self.on_exit(exit, output, &mut out),
+            ProviderInput::Exited {
+                exit,
+                output,
+                artefacts,
+            } => self.on_exit(exit, output, artefacts, &mut out),
             ProviderInput::ResultDelivered { exec } => self.on_delivered(exec),
             ProviderInput::ResultDisputed { exec, detail } => {
                 self.on_result_disputed(exec, &detail);
@@ -441,6 +450,17 @@ impl<R> ProviderMachine<R> {
         if let Err(refused) = self.meter.call_fits_at(terms.rate) {
             return error(RpcErrorCode::BadRequest, &refused.to_string());
         }
+        let outputs = match exec
+            .outputs
+            .iter()
+            .map(|p| WorkspacePath::new(p))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                return error(RpcErrorCode::BadRequest, &format!("an output path: {e}"));
+            }
+        };
         let args = match serde_json::from_str(&exec.args_json) {
             Ok(args) => args,
             Err(e) => {
@@ -461,6 +481,7 @@ impl<R> ProviderMachine<R> {
             tool: terms.tool,
             args,
             args_json: exec.args_json,
+            outputs,
         });
         SessionResponse::ExecStarted { exec: exec.exec }
     }
@@ -469,6 +490,7 @@ impl<R> ProviderMachine<R> {
         &mut self,
         exit: ExecExit,
         output: [ContentHash; 2],
+        artefacts: Vec<Artefact>,
         out: &mut Vec<ProviderAction<R>>,
     ) {
         debug!(exec = %exit.exec, outcome = ?exit.outcome, wall = %exit.wall, "execution finished");
@@ -485,7 +507,10 @@ impl<R> ProviderMachine<R> {
             Some(charged) if ran => terms.rate.cost(charged),
             _ => Usdc::ZERO,
         };
-        let result = match self.issuer.sign_result(terms.tool, args, exit, output) {
+        let result = match self
+            .issuer
+            .sign_result(terms.tool, args, exit, output, artefacts)
+        {
             Ok(result) => {
                 let (signed, result) = result.into_parts();
                 self.undelivered

@@ -120,6 +120,8 @@ struct Call {
     terms: CallTerms,
     /// SHA-256 of the arguments sent.
     args: ContentHash,
+    /// The output paths named, whose artefacts the signed result must name in order.
+    outputs: Vec<String>,
     /// Its meter timer, until it exits.
     timer: Option<ExecTimer>,
     next_batch: u64,
@@ -228,6 +230,7 @@ impl<R> RenterMachine<R> {
         exec: ExecId,
         terms: CallTerms,
         args_json: &str,
+        outputs: &[String],
     ) -> Result<(), StartRefused> {
         if self.ended || !self.meter.is_running() {
             return Err(StartRefused::NotRunning);
@@ -247,6 +250,7 @@ impl<R> RenterMachine<R> {
             Call {
                 terms,
                 args: ContentHash::of(args_json.as_bytes()),
+                outputs: outputs.to_vec(),
                 timer,
                 next_batch: 0,
                 output_bytes: 0,
@@ -415,6 +419,11 @@ impl<R> RenterMachine<R> {
             || result.exit.exec != batch.exec
             || result.tool != call.terms.tool
             || result.args != call.args
+            || !result
+                .artefacts
+                .iter()
+                .map(|a| &a.path)
+                .eq(call.outputs.iter())
         {
             return Err(ResultFault::WrongCall);
         }

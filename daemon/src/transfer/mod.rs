@@ -8,9 +8,11 @@
 //! | `download` | renter | yields a file's verified chunks as a byte stream, resuming on a new stream when one breaks |
 //! | `serve` | provider | authorises each stream against its open sessions, stages uploads and sends downloads |
 //! | `staging` | provider | uploads in progress and copies of downloads on the provider's disk |
+//! | `artefacts` | provider | copies of the files at a call's output paths, named in its signed result, fetched by hash during the session and for a while after |
 //!
 //! Memory per transfer is a few chunks on each side, whatever the file's size.
 
+pub(crate) mod artefacts;
 mod download;
 pub(crate) mod serve;
 pub(crate) mod staging;

@@ -213,7 +213,7 @@ fn refusal_of(error: &ProviderError) -> Refusal {
     refused(code, error.to_string())
 }
 
-fn is_disk_full(e: &std::io::Error) -> bool {
+pub(super) fn is_disk_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
 }
 
@@ -546,6 +546,23 @@ impl Get {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        // An artefact of one of the session's calls: its renter fetches it by hash,
+        // also once the session has closed.
+        if let Some(sha256) = self.expect
+            && !archive
+            && let Some(artefact) = staging.artefacts.find(self.session, peer, path, sha256)
+        {
+            let what = format!("artefact `{path}`");
+            return self
+                .send(
+                    stream,
+                    &artefact,
+                    &what,
+                    std::time::Instant::now(),
+                    Duration::ZERO,
+                )
+                .await;
+        }
         let (target, lease) = match authorise(path, archive, self.session, peer, leases) {
             Ok(leased) => leased,
             Err(refusal) => return refuse_first(stream, refusal).await,
@@ -570,6 +587,21 @@ impl Get {
             }
         };
         let copied = started.elapsed();
+        self.send(stream, &snapshot, &target, started, copied).await
+    }
+
+    /// Sends `snapshot` (a copy of `what`) from the asked offset.
+    async fn send<S>(
+        &self,
+        stream: &mut S,
+        snapshot: &Snapshot,
+        what: &(dyn std::fmt::Display + Sync),
+        started: std::time::Instant,
+        copied: Duration,
+    ) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let offset = self.offset;
         if offset > snapshot.size {
             let detail = format!(
@@ -609,7 +641,7 @@ impl Get {
         }
         stream.flush().await?;
         info!(
-            %target,
+            target = %what,
             from = offset,
             size = snapshot.size,
             copy_ms = copied.as_millis(),

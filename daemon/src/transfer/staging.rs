@@ -33,6 +33,8 @@ pub(crate) struct Snapshot {
 #[derive(Debug)]
 pub(crate) struct Staging {
     root: PathBuf,
+    /// What calls left at their output paths, kept for their renters.
+    pub(crate) artefacts: super::artefacts::Artefacts,
     /// The copies of each session, oldest first.
     snapshots: Mutex<HashMap<SessionId, Vec<(String, Snapshot)>>>,
     /// Copies taken, to name each apart from the one it replaces.
@@ -64,6 +66,7 @@ impl Staging {
         }
         std::fs::create_dir_all(&root)?;
         Ok(Self {
+            artefacts: super::artefacts::Artefacts::new(root.join("artefacts")),
             root,
             snapshots: Mutex::default(),
             copies: AtomicU64::new(0),

@@ -10,7 +10,7 @@ use orien_protocol::transfer::{
     CHUNK_BYTES, Chunk, DownloadFrame, Refusal, TransferRefusal, TransferReply, TransferRequest,
     UploadFrame, UploadReply,
 };
-use orien_protocol::{ContentHash, NodeId, NodeKey, SessionId, ToolName};
+use orien_protocol::{ArtefactKept, ContentHash, NodeId, NodeKey, SessionId, ToolName};
 use orien_provider::model::{ModelRun, ModelSandbox};
 use orien_provider::{ProviderConfig, Sandbox, SandboxSession, Tool, WorkspacePath};
 use tokio::sync::Semaphore;
@@ -340,6 +340,89 @@ async fn a_download_resumes_from_the_same_copy_and_refuses_a_copy_it_no_longer_h
         panic!("refused");
     };
     assert_eq!(refusal.code, TransferRefusal::Changed);
+}
+
+#[tokio::test]
+async fn an_artefact_goes_to_its_renter_only_and_only_while_it_is_kept() {
+    let provider = provider().await;
+    let session = provider.leases.session;
+    let path = WorkspacePath::new("out/a.bin").unwrap();
+    let file = data(CHUNK_BYTES + 3);
+    provider.leases.sandbox.upload(&path, &file).await.unwrap();
+    // (A directory's `NotAFile` is the Docker sandbox's to say: `tests/artefacts.rs`.)
+    let outputs = [path.clone(), WorkspacePath::new("out/none").unwrap()];
+    let kept = provider
+        .staging
+        .artefacts
+        .keep(
+            session,
+            provider.renter(),
+            provider.leases.sandbox.as_ref(),
+            &outputs,
+        )
+        .await;
+    let sha256 = ContentHash::of(&file);
+    let kinds: Vec<ArtefactKept> = kept.iter().map(|a| a.kept).collect();
+    assert_eq!(
+        kinds,
+        [
+            ArtefactKept::File {
+                size: file.len() as u64,
+                sha256
+            },
+            ArtefactKept::Missing,
+        ]
+    );
+    let get = TransferRequest::Get {
+        session,
+        path: "out/a.bin".into(),
+        offset: 0,
+        expect: Some(sha256),
+        archive: false,
+    };
+    // The tool changes the file; the artefact stays the call's.
+    provider
+        .leases
+        .sandbox
+        .upload(&path, b"later")
+        .await
+        .unwrap();
+    let fetch = |peer: NodeId| {
+        let mut pipe = provider.connect(peer);
+        let get = get.clone();
+        async move {
+            send(&mut pipe, &get).await;
+            read::<TransferReply>(&mut pipe).await
+        }
+    };
+    let ready = TransferReply::Ready {
+        offset: 0,
+        size: file.len() as u64,
+        sha256: Some(sha256),
+    };
+    assert_eq!(fetch(provider.renter()).await, ready);
+    // Nobody else, though they name the session and the hash.
+    let TransferReply::Refused(refusal) = fetch(NodeKey::generate().node_id()).await else {
+        panic!("a stranger is refused");
+    };
+    assert_eq!(refusal.code, TransferRefusal::NotAuthorised);
+    // After the close, while kept; then gone, and its copy with it.
+    provider
+        .staging
+        .artefacts
+        .closed(session, Duration::from_secs(3600));
+    assert_eq!(fetch(provider.renter()).await, ready);
+    provider.staging.artefacts.closed(session, Duration::ZERO);
+    assert!(!matches!(
+        fetch(provider.renter()).await,
+        TransferReply::Ready { .. }
+    ));
+    let left = provider
+        .staging
+        .root()
+        .join("artefacts")
+        .join(session.to_string());
+    assert!(!left.exists(), "{left:?} was removed");
 }
 
 /// A tmpfs of `bytes` mounted at a new directory (root only: `None` elsewhere), removed

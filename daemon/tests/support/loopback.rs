@@ -65,6 +65,37 @@ pub struct Market {
 }
 
 impl Market {
+    /// Serves the renter's HTTP API on a fresh loopback port; its base URL and token.
+    pub async fn serve_api(&self) -> (String, String) {
+        let token = orien_web_api::BearerToken::generate();
+        let app = orien_web_api::router(
+            Arc::new(orien_daemon::api::NodeService::new(self.renter.clone())),
+            orien_web_api::ApiConfig::new(token.clone()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("the API serves") });
+        (base, token.expose().to_owned())
+    }
+
+    /// Opens a ledger-paid session of the market's offer with a budget of 2 USDC for up
+    /// to an hour.
+    pub async fn open(&self) -> orien_protocol::SessionId {
+        self.renter
+            .sessions()
+            .expect("the renter runs sessions")
+            .open(
+                self.offer,
+                orien_protocol::Usdc::from_micros(2_000_000),
+                Millis(3_600_000),
+            )
+            .await
+            .expect("the session opens")
+            .session
+    }
+
     /// Starts the market for `tool` (one of configs/provider.example.toml), both sides
     /// with the session settings `config`.
     pub async fn start(tool: &str, config: SessionConfig) -> Self {

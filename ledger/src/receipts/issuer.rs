@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orien_protocol::{
-    Clock, ContentHash, EncodeError, ExecExit, ExecResult, Millis, NodeId, NodeKey, ReceiptAck,
-    ReceiptHash, ResultHash, SessionId, Signed, ToolName, UsageReceipt, Verified, VerifyError,
+    Artefact, Clock, ContentHash, EncodeError, ExecExit, ExecResult, Millis, NodeId, NodeKey,
+    ReceiptAck, ReceiptHash, ResultHash, SessionId, Signed, ToolName, UsageReceipt, Verified,
+    VerifyError,
 };
 use tracing::{debug, warn};
 
@@ -121,6 +122,7 @@ impl Issuer {
         args: ContentHash,
         exit: ExecExit,
         [stdout, stderr]: [ContentHash; 2],
+        artefacts: Vec<Artefact>,
     ) -> Result<Verified<ExecResult>, EncodeError> {
         let result = ExecResult {
             session: self.session,
@@ -130,6 +132,7 @@ impl Issuer {
             exit,
             stdout,
             stderr,
+            artefacts,
         };
         let signed = self.key.sign_verified(&result)?;
         self.last_result = result.seq;

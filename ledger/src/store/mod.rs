@@ -37,8 +37,9 @@ pub use verify::{VerifyError, VerifyReport};
 
 /// The schema version this build writes and reads. Version 2: receipts commit to the
 /// session's signed results, and execution records keep them. Version 3: receipts carry
-/// the execution amount, each call priced at its own tool's price.
-pub const SCHEMA_VERSION: u32 = 3;
+/// the execution amount, each call priced at its own tool's price. Version 4: execution
+/// records keep `orien/exec-result/v2` results, which name the call's artefacts.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A store operation failed. Every variant says what to do next where there is a choice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,13 +65,14 @@ pub enum StoreError {
         /// Newest version this build reads.
         supported: u32,
     },
-    /// The database was written by an older orien-node whose receipts this build cannot
-    /// read (they are signed in an older format, so they cannot be rewritten).
+    /// The database was written by an older orien-node whose receipts or results this
+    /// build cannot read (they are signed in an older format, so they cannot be
+    /// rewritten).
     #[error(
         "the ledger at {path} has schema version {found}, older than the version {supported} \
-         this orien-node reads; its receipts are signed in an older format that cannot be \
-         converted: settle its lanes with the orien-node that wrote it, then move the \
-         directory aside (the data is untouched)"
+         this orien-node reads; its receipts or results are signed in an older format that \
+         cannot be converted: settle its lanes with the orien-node that wrote it, then move \
+         the directory aside (the data is untouched)"
     )]
     OlderSchema {
         /// The data directory.

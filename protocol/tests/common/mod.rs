@@ -115,6 +115,13 @@ pub fn result_of(session: SessionId, exit: ExecExit) -> ExecResult {
         exit,
         stdout: ContentHash::of(b"stdout"),
         stderr: ContentHash::of(b""),
+        artefacts: vec![Artefact {
+            path: "out/report.txt".into(),
+            kept: ArtefactKept::File {
+                size: 6,
+                sha256: ContentHash::of(b"report"),
+            },
+        }],
     }
 }
 
@@ -209,6 +216,7 @@ pub fn sample_exec() -> Exec {
         exec: ExecId::from_bytes([0xe1; 16]),
         args_json: r#"{"file":"data/input.txt"}"#.into(),
         offer: Some(OfferId::from_bytes([0x0f; 32])),
+        outputs: vec!["out/report.txt".into()],
     }
 }
 
@@ -520,6 +528,7 @@ pub fn exec() -> impl Strategy<Value = Exec> {
             exec: ExecId::from_bytes(exec),
             args_json: serde_json::json!({ key: value }).to_string(),
             offer: None,
+            outputs: Vec::new(),
         })
 }
 

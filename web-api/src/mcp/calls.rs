@@ -311,7 +311,10 @@ impl MarketCall<'_> {
                 .put_file(session, path.clone(), content.clone())
                 .await?;
         }
-        let started = self.node.start_execution(session, Some(tool), args).await?;
+        let started = self
+            .node
+            .start_execution(session, Some(tool), args, Vec::new())
+            .await?;
         let exec: ExecId = parse("exec", &started.id)?;
         let total = self.offers[0].metered;
         let began = Instant::now();

@@ -52,7 +52,12 @@ pub(crate) async fn start_execution(
         .transpose()?;
     let view = state
         .node
-        .start_execution(session, tool, serde_json::Value::Object(body.args))
+        .start_execution(
+            session,
+            tool,
+            serde_json::Value::Object(body.args),
+            body.outputs.into_iter().map(|p| p.0).collect(),
+        )
         .await?;
     let location = HeaderValue::from_str(&format!("/v1/executions/{}", view.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;

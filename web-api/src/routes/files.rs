@@ -29,7 +29,12 @@ pub(crate) async fn list_files(
 ) -> Result<Response, ApiError> {
     let session = parse_session_id(&id)?;
     if wants_tar(&headers) {
-        return download(&state, session, String::new(), true, &headers).await;
+        let source = Source::Workspace {
+            session,
+            path: String::new(),
+            archive: true,
+        };
+        return download(&state, source, &headers).await;
     }
     Ok(Json(state.node.list_files(session).await?).into_response())
 }
@@ -201,14 +206,71 @@ pub(crate) async fn get_file(
 ) -> Result<Response, ApiError> {
     let session = parse_session_id(&id)?;
     let archive = wants_tar(&headers);
-    download(&state, session, path, archive, &headers).await
+    let source = Source::Workspace {
+        session,
+        path,
+        archive,
+    };
+    download(&state, source, &headers).await
+}
+
+/// Streams the artefact a rented call left at `path`: the copy its provider kept when
+/// the call ended, whose SHA-256 the call's signed result names (`artefacts` of the
+/// execution), whatever became of the workspace file since. It can be fetched while
+/// the session is open and, after its close, for as long as the provider keeps
+/// artefacts. `Range` resumes a cut download; a break between the nodes resumes by
+/// itself. The standard headers (`Range`) are not listed as parameters.
+#[utoipa::path(get, path = "/v1/executions/{id}/artefacts/{path}", tag = "files", security(("bearer" = [])),
+    params(
+        ("id" = crate::text::IdText, Path, description = "Execution id (hex)"),
+        ("path" = crate::text::PathText, Path, description = "The output path the call named; may contain `/`"),
+    ),
+    responses(
+        (status = 200, description = "The artefact", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(
+                ("Repr-Digest" = String, description = "Its SHA-256 (RFC 9530): `sha-256=:<base64>:`"),
+                ("ETag" = String, description = "Its SHA-256 (hex), quoted: the one the signed result names"),
+            )),
+        (status = 206, description = "Part of the artefact", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(
+                ("Content-Range" = String, description = "`bytes <first>-<last>/<size>`"),
+                ("Repr-Digest" = String, description = "The whole artefact's SHA-256 (RFC 9530)"),
+                ("ETag" = String, description = "The whole artefact's SHA-256 (hex), quoted"),
+            )),
+        (status = 400, description = "Invalid id or path", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong token", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such execution, or it kept nothing at that path", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The provider no longer keeps it", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 416, description = "The range is outside the artefact", body = crate::ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The provider could not be reached", body = crate::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_artefact(
+    State(state): State<AppState>,
+    ApiPath((id, path)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let exec = crate::sessions::parse_exec_id(&id)?;
+    download(&state, Source::Artefact { exec, path }, &headers).await
+}
+
+/// What a download reads.
+enum Source {
+    /// A file (or, with `archive`, a directory's tar) of a session's workspace now.
+    Workspace {
+        session: orien_protocol::SessionId,
+        path: String,
+        archive: bool,
+    },
+    /// The artefact a call left at `path`.
+    Artefact {
+        exec: orien_protocol::ExecId,
+        path: String,
+    },
 }
 
 async fn download(
     state: &AppState,
-    session: orien_protocol::SessionId,
-    path: String,
-    archive: bool,
+    source: Source,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let range = match headers.get(header::RANGE) {
@@ -220,10 +282,23 @@ async fn download(
         _ => None,
     };
     let (first, last) = range.unwrap_or((0, None));
-    let download = state
-        .node
-        .download_file(session, path, archive, first, expect)
-        .await?;
+    let (download, archive) = match source {
+        Source::Workspace {
+            session,
+            path,
+            archive,
+        } => (
+            state
+                .node
+                .download_file(session, path, archive, first, expect)
+                .await?,
+            archive,
+        ),
+        Source::Artefact { exec, path } => (
+            state.node.download_artefact(exec, path, first).await?,
+            false,
+        ),
+    };
     let size = download.size;
     if range.is_some() && first >= size && size > 0 {
         return Err(ApiError::RangeNotSatisfiable { size: Some(size) });

@@ -426,6 +426,11 @@ pub(crate) struct Timing {
     /// provider; the stream's SHA-256 and length cover all of it), 0 to 1024.
     #[arg(long, env = "ORIEN_KEPT_OUTPUT_KIB", default_value_t = 64)]
     pub(crate) kept_output_kib: usize,
+    /// Provider: seconds a closed session's artefacts (the copies of its calls' output
+    /// paths) are kept for its renter to fetch; 0 keeps them only while it is open.
+    /// At most a week.
+    #[arg(long, env = "ORIEN_KEEP_ARTEFACTS_SECS", default_value_t = 600)]
+    pub(crate) keep_artefacts_secs: u64,
     /// Provider: serve only these renters (peer ids); repeat for several (default:
     /// anyone not denied).
     #[arg(
@@ -465,6 +470,9 @@ pub(crate) struct Timing {
     pub(crate) max_opens_per_minute_per_peer: u32,
 }
 
+/// Longest a provider keeps a closed session's artefacts: a week.
+const MAX_KEEP_ARTEFACTS_SECS: u64 = 7 * 24 * 3600;
+
 /// Peers allowed (all when `allow` is empty) and denied.
 fn access(allow: &[orien_protocol::NodeId], deny: &[orien_protocol::NodeId]) -> PeerAccess {
     PeerAccess {
@@ -496,6 +504,10 @@ impl Timing {
             "--kept-output-kib must be at most {}",
             orien_ledger::executions::MAX_KEPT_OUTPUT >> 10
         );
+        anyhow::ensure!(
+            self.keep_artefacts_secs <= MAX_KEEP_ARTEFACTS_SECS,
+            "--keep-artefacts-secs must be at most {MAX_KEEP_ARTEFACTS_SECS} (a week)"
+        );
         let ledger_payments = if self.accept_ledger_payments {
             LedgerPayments::Anyone
         } else if self.ledger_peers.is_empty() {
@@ -511,6 +523,7 @@ impl Timing {
             ledger_payments,
             max_output_held: self.max_output_mib.saturating_mul(1 << 20),
             kept_output: self.kept_output_kib << 10,
+            keep_artefacts: Millis(self.keep_artefacts_secs * 1000),
             operator: OperatorControls {
                 renters: access(&self.allow_renters, &self.deny_renters),
                 providers: access(&self.allow_providers, &self.deny_providers),

@@ -11,10 +11,10 @@ use orien_daemon::client::{ApiClient, encode_component as encode, encode_path};
 use orien_web_api::chain::{SettlementView, WalletView};
 use orien_web_api::providers::{ProviderPage, ProviderView};
 use orien_web_api::sessions::{
-    ExecBody, ExecState, ExecutionPage, ExecutionView, FileView, LogEvent, OpenSessionBody,
-    PaymentKind, ReceiptView, SessionView,
+    ArtefactState, ExecBody, ExecState, ExecutionPage, ExecutionView, FileView, LogEvent,
+    OpenSessionBody, PaymentKind, ReceiptView, SessionView,
 };
-use orien_web_api::text::{OfferIdText, PeerIdText, PositiveAmountText, ToolText};
+use orien_web_api::text::{OfferIdText, PathText, PeerIdText, PositiveAmountText, ToolText};
 use orien_web_api::{LoginLinkView, NodeInfo, OfferView};
 use serde::Serialize;
 
@@ -171,6 +171,12 @@ pub(crate) enum SessionCommand {
         /// `LOCAL=REMOTE`: upload LOCAL to the workspace path REMOTE first; repeat.
         #[arg(long = "upload", value_parser = parse_upload)]
         uploads: Vec<(PathBuf, String)>,
+        /// `REMOTE[=LOCAL]`: a workspace path the call leaves an output at; the
+        /// provider keeps a copy when it ends (its SHA-256 in the signed result), and it
+        /// is downloaded to LOCAL (default: its file name here) and checked; repeat (at
+        /// most 16).
+        #[arg(long = "output", value_parser = parse_output)]
+        outputs: Vec<(String, Option<PathBuf>)>,
     },
     /// Upload a file, or a directory (as a tar, unpacked in place), into a session's
     /// workspace, streamed with a progress bar; prints the SHA-256 the provider stored.
@@ -216,6 +222,17 @@ fn parse_upload(text: &str) -> Result<(PathBuf, String), String> {
         .split_once('=')
         .ok_or("expected LOCAL=REMOTE, e.g. ./in.txt=data/in.txt")?;
     Ok((PathBuf::from(local), remote.to_owned()))
+}
+
+fn parse_output(text: &str) -> Result<(String, Option<PathBuf>), String> {
+    let (remote, local) = match text.split_once('=') {
+        Some((remote, local)) => (remote, Some(PathBuf::from(local))),
+        None => (text, None),
+    };
+    if remote.is_empty() {
+        return Err("expected REMOTE[=LOCAL], e.g. out/report.pdf=./report.pdf".into());
+    }
+    Ok((remote.to_owned(), local))
 }
 
 /// Runs `work` under a spinner on stderr, when stderr is a terminal and the output is
@@ -740,6 +757,7 @@ async fn session(
             tool,
             args,
             uploads,
+            outputs,
         } => {
             let args: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&args)
                 .context("--args must be a JSON object, e.g. '{\"file\":\"data/in.txt\"}'")?;
@@ -763,12 +781,33 @@ async fn session(
                     &ExecBody {
                         args,
                         tool: tool.map(ToolText),
+                        outputs: outputs
+                            .iter()
+                            .map(|(remote, _)| PathText(remote.clone()))
+                            .collect(),
                     },
                 )
                 .await?;
             let exit = follow_logs(client, &exec.id, json_out).await?;
             if json_out {
                 emit_json(&exit)?;
+            }
+            // The outputs, as the signed result names them.
+            let mut missing = Vec::new();
+            for (remote, local) in outputs {
+                match exit.artefacts.iter().find(|a| a.path == remote) {
+                    Some(a) if a.state == ArtefactState::Kept => {
+                        crate::files::get_artefact(client, &exec.id, &remote, local, json_out)
+                            .await?;
+                    }
+                    found => missing.push(format!(
+                        "{remote} ({})",
+                        found.map_or_else(|| "not named".to_owned(), |a| name_of(&a.state))
+                    )),
+                }
+            }
+            if !missing.is_empty() && !json_out {
+                eprintln_line(&format!("outputs not kept: {}", missing.join(", ")));
             }
             return Ok(match (exit.state, exit.exit_code) {
                 (ExecState::Completed, Some(code)) => code,

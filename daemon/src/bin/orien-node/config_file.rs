@@ -41,6 +41,7 @@ pub(crate) struct FileConfig {
     accept_ledger_payments: Option<bool>,
     max_output_mib: Option<u64>,
     kept_output_kib: Option<usize>,
+    keep_artefacts_secs: Option<u64>,
     chain_rpc: Option<String>,
     chain_id: Option<u64>,
     escrow: Option<EvmAddress>,
@@ -167,6 +168,11 @@ impl FileConfig {
             self.kept_output_kib,
             "kept_output_kib",
             run.timing.kept_output_kib
+        );
+        layer!(
+            self.keep_artefacts_secs,
+            "keep_artefacts_secs",
+            run.timing.keep_artefacts_secs
         );
         let rpc = self
             .chain_rpc

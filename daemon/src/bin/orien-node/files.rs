@@ -177,12 +177,43 @@ pub(crate) async fn get(
             encode_path(remote)
         )
     };
+    fetch(client, &url, remote, local, dir, json_out).await
+}
+
+/// Downloads the artefact the call `exec` left at `remote` (the copy its provider kept
+/// when it ended) into `local` (default: the path's file name), checked against the
+/// SHA-256 the node announces.
+pub(crate) async fn get_artefact(
+    client: &ApiClient,
+    exec: &str,
+    remote: &str,
+    local: Option<PathBuf>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let url = format!(
+        "/v1/executions/{}/artefacts/{}",
+        encode_component(exec),
+        encode_path(remote)
+    );
+    fetch(client, &url, remote, local, false, json_out).await
+}
+
+/// Downloads `url` (the file, or with `dir` the directory's tar, at `remote`) into
+/// `local`, written beside it and renamed once whole and matching its SHA-256.
+async fn fetch(
+    client: &ApiClient,
+    url: &str,
+    remote: &str,
+    local: Option<PathBuf>,
+    dir: bool,
+    json_out: bool,
+) -> anyhow::Result<()> {
     let accept = if dir {
         "application/x-tar"
     } else {
         "application/octet-stream"
     };
-    let response = client.get_accepting(&url, accept).await?;
+    let response = client.get_accepting(url, accept).await?;
     let size = response.content_length().unwrap_or(0);
     let etag = response
         .headers()

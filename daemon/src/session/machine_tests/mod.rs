@@ -187,6 +187,7 @@ fn exec(session: SessionId, args: &str) -> Exec {
         exec: ExecId::random(),
         args_json: args.into(),
         offer: None,
+        outputs: Vec::new(),
     }
 }
 
@@ -234,7 +235,8 @@ fn run_call(
     stdout: &[u8],
 ) -> (ExecEvents, Option<Signed<UsageReceipt>>) {
     let call = exec(rig.session, "{}");
-    r.start_exec(call.exec, terms(), &call.args_json).unwrap();
+    r.start_exec(call.exec, terms(), &call.args_json, &call.outputs)
+        .unwrap();
     let started = p.handle(ProviderInput::Exec {
         exec: call.clone(),
         terms: terms(),
@@ -246,6 +248,7 @@ fn run_call(
     let ended = p.handle(ProviderInput::Exited {
         exit: exit.clone(),
         output,
+        artefacts: Vec::new(),
     });
     let receipt = sent(&ended);
     let result = ended.into_iter().find_map(|a| match a {

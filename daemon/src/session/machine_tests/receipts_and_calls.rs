@@ -167,9 +167,9 @@ fn a_call_whose_worst_case_does_not_fit_the_budget_is_refused() {
         reply: 2,
     });
     assert_eq!(code(&second), Some(RpcErrorCode::BadRequest));
-    r.start_exec(ExecId::random(), terms(), "{}").unwrap();
+    r.start_exec(ExecId::random(), terms(), "{}", &[]).unwrap();
     assert!(matches!(
-        r.start_exec(ExecId::random(), terms(), "{}"),
+        r.start_exec(ExecId::random(), terms(), "{}", &[]),
         Err(StartRefused::Budget(_))
     ));
 }

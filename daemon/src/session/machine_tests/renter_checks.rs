@@ -77,7 +77,7 @@ fn batch(session: SessionId, exec: ExecId, seq: u64, events: Vec<ExecEvent>) -> 
 fn broken_output_streams_are_refused_as_abuse_and_good_ones_kept() {
     let (rig, _p, mut r) = rig(1_000_000);
     let call = ExecId::random();
-    r.start_exec(call, terms(), "{}").unwrap();
+    r.start_exec(call, terms(), "{}", &[]).unwrap();
     let s = rig.session;
     let empty = r.check_events(&batch(s, call, 0, vec![chunk(call, 0, b"")]));
     assert!(matches!(
@@ -325,8 +325,8 @@ fn dear_terms() -> CallTerms {
 fn calls_of_several_tools_are_each_priced_at_their_own_rate_on_both_sides() {
     let (rig, mut p, mut r) = rig(10_000_000);
     let (own, dear) = (exec(rig.session, "{}"), exec(rig.session, "{}"));
-    r.start_exec(own.exec, terms(), "{}").unwrap();
-    r.start_exec(dear.exec, dear_terms(), "{}").unwrap();
+    r.start_exec(own.exec, terms(), "{}", &[]).unwrap();
+    r.start_exec(dear.exec, dear_terms(), "{}", &[]).unwrap();
     for (call, terms) in [(own, terms()), (dear, dear_terms())] {
         let started = p.handle(ProviderInput::Exec {
             exec: call,
@@ -362,7 +362,7 @@ fn a_provider_pricing_a_cheap_call_dear_is_disputed() {
     // The renter asked for its session's own tool; the provider meters the call at
     // another tool's price ten times higher.
     let call = exec(rig.session, "{}");
-    r.start_exec(call.exec, terms(), "{}").unwrap();
+    r.start_exec(call.exec, terms(), "{}", &[]).unwrap();
     p.handle(ProviderInput::Exec {
         exec: call,
         terms: dear_terms(),
@@ -388,4 +388,77 @@ fn a_provider_pricing_a_cheap_call_dear_is_disputed() {
         ),
         other => panic!("expected a dispute with evidence, got {other:?}"),
     }
+}
+
+#[test]
+fn a_call_naming_an_output_outside_the_workspace_is_refused_before_it_starts() {
+    let (rig, mut p, _r) = rig(1_000_000);
+    let mut call = exec(rig.session, "{}");
+    call.outputs = vec!["../etc/passwd".into()];
+    let refused = p.handle(ProviderInput::Exec {
+        exec: call,
+        terms: terms(),
+        reply: 1,
+    });
+    assert_eq!(
+        code(&refused),
+        Some(RpcErrorCode::BadRequest),
+        "{refused:?}"
+    );
+    assert!(
+        !refused
+            .iter()
+            .any(|a| matches!(a, ProviderAction::StartCall { .. })),
+        "nothing starts"
+    );
+}
+
+#[test]
+fn a_result_that_does_not_name_the_outputs_asked_for_is_disputed() {
+    let (rig, mut p, mut r) = rig(1_000_000);
+    let mut call = exec(rig.session, "{}");
+    call.outputs = vec!["out/report.txt".into()];
+    r.start_exec(call.exec, terms(), &call.args_json, &call.outputs)
+        .unwrap();
+    let started = p.handle(ProviderInput::Exec {
+        exec: call.clone(),
+        terms: terms(),
+        reply: 1,
+    });
+    let outputs = started.iter().find_map(|a| match a {
+        ProviderAction::StartCall { outputs, .. } => Some(outputs.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        outputs.map(|o| o.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        Some(vec!["out/report.txt".to_owned()]),
+        "the driver is told which outputs to keep"
+    );
+    // A provider that signs a result naming no artefact for the output asked for.
+    let exit = exit_of(call.exec, Millis(5), b"");
+    let ended = p.handle(ProviderInput::Exited {
+        exit: exit.clone(),
+        output: [ContentHash::of(b""), ContentHash::of(b"")],
+        artefacts: Vec::new(),
+    });
+    let result = ended.into_iter().find_map(|a| match a {
+        ProviderAction::CallEnded { result, .. } => result,
+        _ => None,
+    });
+    let events = ExecEvents {
+        session: rig.session,
+        exec: call.exec,
+        seq: 0,
+        events: vec![ExecEvent::Exit(exit)],
+        result,
+    };
+    r.check_events(&events).unwrap();
+    let actions = r.accept_events(&events, received(&events));
+    assert_eq!(
+        disputed(&actions),
+        Some(DisputeReason::FalseResult {
+            exec: call.exec,
+            fault: ResultFault::WrongCall,
+        })
+    );
 }

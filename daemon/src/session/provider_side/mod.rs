@@ -12,9 +12,9 @@ use std::time::Duration;
 use orien_ledger::{CheckedReceipt, ExecRecord, SessionStatus, StoredOutput};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
-    CloseReason, CloseSession, ContentHash, EvmAddress, Exec, ExecEvent, ExecEvents, ExecExit,
-    ExecId, ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId, SessionRequest,
-    SessionResponse, Signed, ToolName,
+    Artefact, ArtefactKept, CloseReason, CloseSession, ContentHash, EvmAddress, Exec, ExecEvent,
+    ExecEvents, ExecExit, ExecId, ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId,
+    SessionRequest, SessionResponse, Signed, ToolName,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
@@ -51,6 +51,8 @@ pub(super) enum Input {
         exit: ExecExit,
         /// The call's standard output and error, as recorded while they were forwarded.
         output: (StoredOutput, StoredOutput),
+        /// What was kept of each output path the call named.
+        artefacts: Vec<Artefact>,
         /// Where the signed result goes (dropped when there is none to send).
         signed: oneshot::Sender<Signed<ExecResult>>,
     },
@@ -160,12 +162,12 @@ impl Task {
                         Some(input) => input,
                         None => continue,
                     },
-                    Some(Input::ExecDone { exit, output, signed }) => {
+                    Some(Input::ExecDone { exit, output, artefacts, signed }) => {
                         self.inner.metrics.execution(&exit.outcome);
                         self.call_ended(exit.exec);
                         let hashes = [&output.0, &output.1].map(|o| ContentHash::from_bytes(o.sha256));
                         self.finished = Some(Finished { exit: exit.clone(), output, signed });
-                        ProviderInput::Exited { exit, output: hashes }
+                        ProviderInput::Exited { exit, output: hashes, artefacts }
                     }
                     Some(Input::ExecReady { exec, terms, reply }) => {
                         ProviderInput::Exec { exec, terms, reply }
@@ -290,7 +292,8 @@ impl Task {
                     tool,
                     args,
                     args_json,
-                } => self.start_call(exec, tool, args, args_json).await,
+                    outputs,
+                } => self.start_call(exec, tool, args, args_json, outputs).await,
                 ProviderAction::CallEnded { exec, cost, result } => {
                     if let Some(finished) = self.finished.take_if(|f| f.exit.exec == exec) {
                         let now = self.inner.clock.wall();
@@ -349,6 +352,7 @@ impl Task {
         tool: ToolName,
         args: serde_json::Value,
         args_json: String,
+        outputs: Vec<WorkspacePath>,
     ) {
         let now = self.inner.clock.wall();
         let record = ExecRecord::running(exec, self.session, tool.clone(), args_json, now);
@@ -371,6 +375,11 @@ impl Task {
                 exec,
             },
             CallOutput::new(self.inner.config.kept_output),
+            Outputs {
+                paths: outputs,
+                staging: self.inner.staging.clone(),
+                sandbox: self.sandbox.clone(),
+            },
             self.input.clone(),
         );
         tokio::spawn(forward.instrument(info_span!("exec", session = %self.session, exec = %exec)));
@@ -396,7 +405,12 @@ impl Task {
         self.inner.provided().remove(&self.session);
         if let Some(staging) = self.inner.staging.clone() {
             let session = self.session;
-            let _ = tokio::task::spawn_blocking(move || staging.forget(session)).await;
+            let keep_for = self.inner.config.keep_artefacts.to_duration();
+            let _ = tokio::task::spawn_blocking(move || {
+                staging.forget(session);
+                staging.artefacts.closed(session, keep_for);
+            })
+            .await;
         }
         // Calls still running end with the sandbox.
         let running: Vec<ExecId> = self.calls.keys().copied().collect();
@@ -522,13 +536,47 @@ struct Route {
     exec: ExecId,
 }
 
+/// The output paths a call named, and where their copies are kept.
+struct Outputs {
+    paths: Vec<WorkspacePath>,
+    staging: Option<Arc<crate::transfer::staging::Staging>>,
+    sandbox: Arc<dyn SandboxSession>,
+}
+
+impl Outputs {
+    /// Keeps a copy of each path for `renter`, once the call has exited; an output is
+    /// part of its call, so the copy is made before the exit goes out.
+    async fn keep(&self, session: SessionId, renter: NodeId) -> Vec<Artefact> {
+        if self.paths.is_empty() {
+            return Vec::new();
+        }
+        let Some(staging) = &self.staging else {
+            // No staging area (it could not be made at start): nothing can be kept.
+            return self
+                .paths
+                .iter()
+                .map(|p| Artefact {
+                    path: p.to_string(),
+                    kept: ArtefactKept::Failed,
+                })
+                .collect();
+        };
+        staging
+            .artefacts
+            .keep(session, renter, self.sandbox.as_ref(), &self.paths)
+            .await
+    }
+}
+
 /// Reports the exit of an execution to the session's task, with the record of its
-/// output, and streams its events to the renter in ordered, acknowledged batches.
+/// output and what was kept of its output paths, and streams its events to the renter
+/// in ordered, acknowledged batches.
 async fn forward_output(
     mut stream: ExecStream,
     net: Net,
     route: Route,
     mut output: CallOutput,
+    outputs: Outputs,
     input: mpsc::Sender<Input>,
 ) {
     let Route {
@@ -564,9 +612,11 @@ async fn forward_output(
         let mut result = None;
         if let Some(exit) = &exit {
             let (signed, result_rx) = oneshot::channel();
+            let artefacts = outputs.keep(session, renter).await;
             let done = Input::ExecDone {
                 exit: exit.clone(),
                 output: output.clone().finish(),
+                artefacts,
                 signed,
             };
             let _ = input.send(done).await;

@@ -87,6 +87,7 @@ pub(super) enum Input {
         /// Another tool's terms (`None`: the session's own tool).
         terms: Option<CallTerms>,
         args_json: String,
+        outputs: Vec<String>,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     /// The provider confirmed the call started.
@@ -165,14 +166,17 @@ impl Handle {
         net: &Net,
         call: Option<(OfferId, CallTerms)>,
         args_json: String,
+        outputs: Vec<String>,
     ) -> Result<ExecId, SessionError> {
         let exec = ExecId::random();
         let asked = args_json.clone();
         let (offer, terms) = call.unzip();
+        let named = outputs.clone();
         self.ask(|reply| Input::StartExec {
             exec,
             terms,
             args_json: asked,
+            outputs: named,
             reply,
         })
         .await??;
@@ -181,6 +185,7 @@ impl Handle {
             exec,
             args_json,
             offer,
+            outputs,
         });
         match net.request(self.provider, request).await {
             Ok(SessionResponse::ExecStarted { exec: started }) if started == exec => {
@@ -286,23 +291,24 @@ impl Task {
                     exec,
                     terms,
                     args_json,
+                    outputs,
                     reply,
                 } => {
                     let terms = terms.unwrap_or_else(|| self.own.clone());
                     let tool = terms.tool.clone();
-                    let mut result =
-                        self.machine
-                            .start_exec(exec, terms, &args_json)
-                            .map_err(|refused| match refused {
-                                StartRefused::NotRunning => SessionError::NotOpen {
-                                    session: self.session,
-                                    state: "suspended or closed".into(),
-                                },
-                                StartRefused::TooManyCalls { max } => {
-                                    SessionError::TooManyCalls { max }
-                                }
-                                StartRefused::Budget(refused) => SessionError::Budget(refused),
-                            });
+                    let mut result = self
+                        .machine
+                        .start_exec(exec, terms, &args_json, &outputs)
+                        .map_err(|refused| match refused {
+                            StartRefused::NotRunning => SessionError::NotOpen {
+                                session: self.session,
+                                state: "suspended or closed".into(),
+                            },
+                            StartRefused::TooManyCalls { max } => {
+                                SessionError::TooManyCalls { max }
+                            }
+                            StartRefused::Budget(refused) => SessionError::Budget(refused),
+                        });
                     if result.is_ok() {
                         let record = ExecRecord::requested(
                             exec,

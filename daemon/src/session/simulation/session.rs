@@ -300,7 +300,11 @@ impl Sim<'_> {
                     && !self.sandbox_closed
                 {
                     let output = [ContentHash::of(OUTPUT), ContentHash::of(b"")];
-                    self.provider_input(ProviderInput::Exited { exit, output })?;
+                    self.provider_input(ProviderInput::Exited {
+                        exit,
+                        output,
+                        artefacts: Vec::new(),
+                    })?;
                 }
             }
             Event::Agent => self.agent(),
@@ -328,13 +332,14 @@ impl Sim<'_> {
             return;
         }
         let exec = ExecId::from_bytes(rng.id());
-        if renter.start_exec(exec, call_terms(), "{}").is_ok() {
+        if renter.start_exec(exec, call_terms(), "{}", &[]).is_ok() {
             self.calls_started += 1;
             let request = Exec {
                 session: self.session,
                 exec,
                 args_json: "{}".into(),
                 offer: None,
+                outputs: Vec::new(),
             };
             self.send(Side::Renter, Msg::Exec(request), Route::Exec { exec });
         }
