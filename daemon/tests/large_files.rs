@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use orien_daemon::api::NodeService;
 use orien_daemon::{ByteStream, SessionConfig, SessionError, TransferError};
 use orien_protocol::transfer::TransferRefusal;
-use orien_protocol::{ContentHash, Millis, SessionId, Usdc};
-use orien_web_api::{ApiConfig, BearerToken};
+use orien_protocol::{ContentHash, Millis, SessionId};
 use sha2::{Digest, Sha256};
 
 use loopback::Market;
@@ -119,33 +117,6 @@ impl Drop for RssWatch {
 }
 
 /// The renter's HTTP API on a loopback port: its base URL and token.
-async fn serve_api(market: &Market) -> (String, String) {
-    let token = BearerToken::generate();
-    let app = orien_web_api::router(
-        Arc::new(NodeService::new(market.renter.clone())),
-        ApiConfig::new(token.clone()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, token.expose().to_owned())
-}
-
-async fn open(market: &Market) -> SessionId {
-    market
-        .renter
-        .sessions()
-        .unwrap()
-        .open(
-            market.offer,
-            Usdc::from_micros(2_000_000),
-            Millis(3_600_000),
-        )
-        .await
-        .unwrap()
-        .session
-}
-
 /// Closes the session and stops both nodes.
 async fn close_and_stop(market: Market, session: SessionId) {
     market
@@ -171,8 +142,8 @@ async fn a_gigabyte_goes_up_and_comes_back_over_http_with_matching_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let market =
         Market::start_with(&provider_config(dir.path(), "1100MiB"), "sha256", config()).await;
-    let (base, token) = serve_api(&market).await;
-    let session = open(&market).await;
+    let (base, token) = market.serve_api().await;
+    let session = market.open().await;
     let expected = sha256_of(7, SIZE);
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/sessions/{session}/files/big/one.bin");
@@ -232,7 +203,7 @@ async fn a_gigabyte_goes_up_and_comes_back_over_http_with_matching_hashes() {
 async fn transfers_cut_off_halfway_resume_and_complete() {
     const SIZE: u64 = 40 << 20;
     let market = Market::start("sha256", config()).await;
-    let session = open(&market).await;
+    let session = market.open().await;
     let sessions = market.renter.sessions().unwrap().clone();
     let provider = market.provider_key.node_id();
 
@@ -286,7 +257,7 @@ async fn transfers_cut_off_halfway_resume_and_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_cap_is_refused_before_a_byte_moves() {
     let market = Market::start("sha256", config()).await;
-    let session = open(&market).await;
+    let session = market.open().await;
     let sessions = market.renter.sessions().unwrap().clone();
     let polled = Arc::new(AtomicBool::new(false));
     let flag = polled.clone();
@@ -313,8 +284,8 @@ async fn an_upload_over_the_cap_is_refused_before_a_byte_moves() {
 async fn http_ranges_resume_downloads_and_content_ranges_resume_uploads() {
     const SIZE: u64 = 3 << 20;
     let market = Market::start("sha256", config()).await;
-    let (base, token) = serve_api(&market).await;
-    let session = open(&market).await;
+    let (base, token) = market.serve_api().await;
+    let session = market.open().await;
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/sessions/{session}/files/r.bin");
     let whole: Vec<u8> = generated(5, SIZE, 1 << 20)
@@ -463,8 +434,8 @@ fn files_of(tar_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_tree_round_trips_as_tar_and_hostile_archives_land_nothing() {
     let market = Market::start("sha256", config()).await;
-    let (base, token) = serve_api(&market).await;
-    let session = open(&market).await;
+    let (base, token) = market.serve_api().await;
+    let session = market.open().await;
     let http = reqwest::Client::new();
     let big: Vec<u8> = generated(3, 300 << 10, 1 << 20)
         .flat_map(|b| b.to_vec())
