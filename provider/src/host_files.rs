@@ -117,9 +117,7 @@ pub(crate) fn write_file(
                 )
                 .map_err(|e| refused(path, e))?;
             }
-            Err(Errno::ENOSPC) => {
-                return Err(full(quota, Errno::ENOSPC.into()));
-            }
+            Err(e @ (Errno::ENOSPC | Errno::EDQUOT)) => return Err(full(quota, e.into())),
             Err(e) => return Err(refused(path, e)),
         }
     }
@@ -130,7 +128,10 @@ pub(crate) fn write_file(
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
         Mode::from_bits_truncate(0o644),
     )
-    .map_err(|e| refused(path, e))?;
+    .map_err(|e| match e {
+        Errno::ENOSPC | Errno::EDQUOT => full(quota, e.into()),
+        e => refused(path, e),
+    })?;
     let written = (|| {
         let mut file = std::fs::File::from(file);
         std::os::unix::fs::fchown(&file, Some(SANDBOX_ID), Some(SANDBOX_ID))

@@ -452,9 +452,12 @@ impl NodeApi for NodeService {
         orien_protocol::exec::check_outputs(&outputs)
             .map_err(|e| ApiError::field("outputs", e.to_string()))?;
         for path in &outputs {
-            check_path(path).map_err(|_| {
-                ApiError::field("outputs", format!("`{path}` is not a workspace path"))
-            })?;
+            check_path(path)
+                .map_err(|_| ())
+                .and_then(|()| orien_provider::WorkspacePath::new(path).map_err(|_| ()))
+                .map_err(|()| {
+                    ApiError::field("outputs", format!("`{path}` is not a workspace path"))
+                })?;
         }
         // Refused here, as documented, rather than forwarded for the provider to refuse.
         if !args.is_object() {

@@ -450,17 +450,23 @@ impl<R> ProviderMachine<R> {
         if let Err(refused) = self.meter.call_fits_at(terms.rate) {
             return error(RpcErrorCode::BadRequest, &refused.to_string());
         }
-        let outputs = match exec
-            .outputs
-            .iter()
-            .map(|p| WorkspacePath::new(p))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                return error(RpcErrorCode::BadRequest, &format!("an output path: {e}"));
+        // Each output path as a workspace path, named in its normal form (the signed
+        // result names it as the renter did, so there is one way to write it).
+        let mut outputs = Vec::with_capacity(exec.outputs.len());
+        for raw in &exec.outputs {
+            match WorkspacePath::new(raw) {
+                Ok(path) if path.as_str() == raw => outputs.push(path),
+                Ok(path) => {
+                    return error(
+                        RpcErrorCode::BadRequest,
+                        &format!("output path `{raw}`: name it `{path}`"),
+                    );
+                }
+                Err(e) => {
+                    return error(RpcErrorCode::BadRequest, &format!("an output path: {e}"));
+                }
             }
-        };
+        }
         let args = match serde_json::from_str(&exec.args_json) {
             Ok(args) => args,
             Err(e) => {

@@ -391,26 +391,29 @@ fn a_provider_pricing_a_cheap_call_dear_is_disputed() {
 }
 
 #[test]
-fn a_call_naming_an_output_outside_the_workspace_is_refused_before_it_starts() {
+fn a_call_naming_an_output_outside_the_workspace_or_unnormalised_is_refused_before_it_starts() {
     let (rig, mut p, _r) = rig(1_000_000);
-    let mut call = exec(rig.session, "{}");
-    call.outputs = vec!["../etc/passwd".into()];
-    let refused = p.handle(ProviderInput::Exec {
-        exec: call,
-        terms: terms(),
-        reply: 1,
-    });
-    assert_eq!(
-        code(&refused),
-        Some(RpcErrorCode::BadRequest),
-        "{refused:?}"
-    );
-    assert!(
-        !refused
-            .iter()
-            .any(|a| matches!(a, ProviderAction::StartCall { .. })),
-        "nothing starts"
-    );
+    // Outside the workspace, and a path with two spellings.
+    for bad in ["../etc/passwd", "./out//a"] {
+        let mut call = exec(rig.session, "{}");
+        call.outputs = vec![bad.into()];
+        let refused = p.handle(ProviderInput::Exec {
+            exec: call,
+            terms: terms(),
+            reply: 1,
+        });
+        assert_eq!(
+            code(&refused),
+            Some(RpcErrorCode::BadRequest),
+            "{bad}: {refused:?}"
+        );
+        assert!(
+            !refused
+                .iter()
+                .any(|a| matches!(a, ProviderAction::StartCall { .. })),
+            "{bad}: nothing starts"
+        );
+    }
 }
 
 #[test]
