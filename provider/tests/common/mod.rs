@@ -103,12 +103,18 @@ pub fn config_text() -> String {
     format!("{example}\n{TEST_TOOLS}")
 }
 
-/// Parses a test config, its disk-backed workspaces (of the `disk` tool) under the
-/// system's temporary directory.
+/// Where the providers of [`parse_config`] keep disk-backed workspaces (of the `disk`
+/// tool, warmed by their pools): shared, each workspace named by its node, and reaped
+/// with [`engine_config`].
+fn shared_workspaces() -> std::path::PathBuf {
+    std::env::temp_dir().join("orien-test-workspaces")
+}
+
+/// Parses a test config, its disk-backed workspaces in [`shared_workspaces`].
 pub fn parse_config(text: &str) -> (ProviderConfig, Vec<orien_provider::Tool>) {
     let (mut config, tools) =
         ProviderConfig::parse(text, Path::new("t.toml")).expect("test config");
-    config.engine.workspaces = Some(std::env::temp_dir().join("orien-test-workspaces"));
+    config.engine.workspaces = Some(shared_workspaces());
     (config, tools)
 }
 
@@ -117,10 +123,13 @@ pub fn example_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/provider.example.toml")
 }
 
-/// Engine settings for tests: the default socket, a quick failure when it is down.
+/// Engine settings for tests: the default socket, a quick failure when it is down,
+/// and the disk-backed workspaces of [`parse_config`]'s providers (so a reap with it
+/// removes those too).
 pub fn engine_config() -> EngineConfig {
     EngineConfig {
         connect_attempts: 2,
+        workspaces: Some(shared_workspaces()),
         ..EngineConfig::default()
     }
 }
@@ -199,7 +208,8 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let node = self.node;
-        let engine = EngineConfig {
+        // Its own workspaces, then those a provider of `parse_config` made for the node.
+        let own = EngineConfig {
             workspaces: Some(self.workspaces.path().to_owned()),
             ..engine_config()
         };
@@ -211,7 +221,10 @@ impl Drop for Harness {
                 .expect("runtime");
             rt.block_on(async move {
                 // A provider with no sessions: its start-up reap removes all of the node's objects.
-                Provider::start(&engine, Vec::new(), node).await.map(|_| ())
+                for engine in [own, engine_config()] {
+                    Provider::start(&engine, Vec::new(), node).await?;
+                }
+                Ok::<(), ProviderError>(())
             })
         })
         .join();
