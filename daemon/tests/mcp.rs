@@ -163,7 +163,7 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
     let tools = modern.list_all_tools().await.unwrap();
     let wc = tools.iter().find(|t| t.name == "wc").unwrap();
     assert_eq!(wc.input_schema["required"], json!(["file"]));
-    for option in ["provider", "max_price", "session", "files"] {
+    for option in ["provider", "max_price", "session", "files", "outputs"] {
         assert!(
             wc.input_schema["properties"].get(option).is_some(),
             "{option}"
@@ -181,12 +181,29 @@ async fn an_agent_lists_the_market_runs_a_tool_and_is_held_to_its_budget() {
     let result = modern
         .call_tool(call(
             "wc",
-            json!({"file": "in.txt", "mode": "-w", "files": [{"path": "in.txt", "text": "one two three\n"}]}),
+            json!({"file": "in.txt", "mode": "-w", "files": [{"path": "in.txt", "text": "one two three\n"}], "outputs": ["in.txt", "none.txt"]}),
         ))
         .await
         .unwrap();
     assert_eq!(result.is_error, Some(false), "{result:?}");
     let out = result.structured_content.clone().unwrap();
+    // The outputs named: what the provider kept, readable after the call's session closed.
+    let kept = &out["artefacts"][0];
+    assert_eq!(
+        (&kept["path"], &kept["state"], &kept["size"]),
+        (&json!("in.txt"), &json!("kept"), &json!(14)),
+        "{out}"
+    );
+    assert_eq!(out["artefacts"][1]["state"], "missing", "{out}");
+    assert_eq!(out["artefacts"][1]["uri"], Value::Null, "{out}");
+    let artefact = modern
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            kept["uri"].as_str().unwrap(),
+        ))
+        .await
+        .unwrap();
+    let blob = serde_json::to_value(&artefact.contents[0]).unwrap();
+    assert_eq!(blob["blob"], "b25lIHR3byB0aHJlZQo=", "{blob}");
     assert_eq!(out["state"], "completed", "{out}");
     assert_eq!(out["exit_code"], 0, "{out}");
     assert!(out["stdout"].as_str().unwrap().starts_with('3'), "{out}");

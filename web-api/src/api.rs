@@ -157,24 +157,18 @@ pub trait NodeApi: Send + Sync + 'static {
     /// Reads a file of at most [`MAX_FILE_IN_MEMORY`] bytes from a rented session's
     /// workspace into memory.
     async fn get_file(&self, session: SessionId, path: String) -> Result<Vec<u8>, ApiError> {
-        use futures_util::StreamExt as _;
         let download = self
             .download_file(session, path.clone(), false, 0, None)
             .await?;
-        if download.size > MAX_FILE_IN_MEMORY {
-            return Err(ApiError::TooLarge(format!(
-                "`{path}` is {} bytes, more than the {MAX_FILE_IN_MEMORY} read whole here; download it from GET /v1/sessions/{session}/files/{path}",
-                download.size
-            )));
-        }
-        let mut data = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
-        let mut body = download.body;
-        while let Some(piece) = body.next().await {
-            let piece =
-                piece.map_err(|e| ApiError::BadGateway(format!("the download broke off: {e}")))?;
-            data.extend_from_slice(&piece);
-        }
-        Ok(data)
+        let from = format!("GET /v1/sessions/{session}/files/{path}");
+        read_whole(download, &path, &from).await
+    }
+    /// Reads an artefact of at most [`MAX_FILE_IN_MEMORY`] bytes (see
+    /// [`download_artefact`](Self::download_artefact)) into memory.
+    async fn get_artefact(&self, exec: ExecId, path: String) -> Result<Vec<u8>, ApiError> {
+        let download = self.download_artefact(exec, path.clone(), 0).await?;
+        let from = format!("GET /v1/executions/{exec}/artefacts/{path}");
+        read_whole(download, &path, &from).await
     }
     /// Lists a rented session's workspace.
     async fn list_files(&self, session: SessionId) -> Result<Vec<FileView>, ApiError>;
@@ -445,4 +439,24 @@ impl OfferView {
             expires_at: offer.expires_at.unix_millis(),
         }
     }
+}
+
+/// Reads `download` (of `path`) whole, if it is at most [`MAX_FILE_IN_MEMORY`] bytes;
+/// a larger one is refused naming `from`, where it can be streamed.
+async fn read_whole(download: FileDownload, path: &str, from: &str) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt as _;
+    if download.size > MAX_FILE_IN_MEMORY {
+        return Err(ApiError::TooLarge(format!(
+            "`{path}` is {} bytes, more than the {MAX_FILE_IN_MEMORY} read whole here; download it from {from}",
+            download.size
+        )));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(download.size).unwrap_or(0));
+    let mut body = download.body;
+    while let Some(piece) = body.next().await {
+        let piece =
+            piece.map_err(|e| ApiError::BadGateway(format!("the download broke off: {e}")))?;
+        data.extend_from_slice(&piece);
+    }
+    Ok(data)
 }

@@ -85,6 +85,8 @@ struct Options {
     files: Vec<(String, Vec<u8>)>,
     /// Files given by link: their workspace path and the resource's URI.
     links: Vec<(String, String)>,
+    /// Workspace paths whose files the provider keeps when the call ends.
+    outputs: Vec<String>,
 }
 
 /// A call of one market tool.
@@ -116,7 +118,7 @@ impl MarketCall<'_> {
                 .map_err(|e| CallFailure::Invalid(format!("a file of `files` ({path}): {}", e.message)))?
                 .ok_or_else(|| {
                     CallFailure::Invalid(format!(
-                        "a file of `files` ({path}): {uri} is not file content; link orien://sessions/{{id}}/files/{{path}} or orien://executions/{{id}}/stdout"
+                        "a file of `files` ({path}): {uri} is not file content; link orien://sessions/{{id}}/files/{{path}}, orien://executions/{{id}}/stdout or orien://executions/{{id}}/artefacts/{{path}}"
                     ))
                 })?;
             options.files.push((path, content));
@@ -191,6 +193,23 @@ impl MarketCall<'_> {
                 )));
             }
         };
+        let outputs = match take(CONTROL_ARGS[4]) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(paths)) => paths
+                .into_iter()
+                .map(|p| match p {
+                    Value::String(path) => Ok(path),
+                    other => Err(CallFailure::Invalid(format!(
+                        "`outputs` holds workspace paths (strings), not {other}"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => {
+                return Err(CallFailure::Invalid(format!(
+                    "`outputs` must be an array of workspace paths, not {other}"
+                )));
+            }
+        };
         if given.len() > MAX_FILES {
             return Err(CallFailure::Invalid(format!(
                 "{} files given, at most {MAX_FILES} per call; upload more with `orien_upload`",
@@ -210,6 +229,7 @@ impl MarketCall<'_> {
             session,
             files,
             links,
+            outputs,
         })
     }
 
@@ -313,7 +333,7 @@ impl MarketCall<'_> {
         }
         let started = self
             .node
-            .start_execution(session, Some(tool), args, Vec::new())
+            .start_execution(session, Some(tool), args, options.outputs.clone())
             .await?;
         let exec: ExecId = parse("exec", &started.id)?;
         let total = self.offers[0].metered;
@@ -475,6 +495,11 @@ fn structured(session: &SessionView, exec: &ExecutionView) -> Value {
         "wall_ms": exec.wall_ms,
         "signed_result": exec.signed_result,
         "signed_result_sha256": result_sha256,
+        "artefacts": exec.artefacts.iter().map(|a| {
+            let uri = (a.state == crate::sessions::ArtefactState::Kept)
+                .then(|| format!("orien://executions/{}/artefacts/{}", exec.id, a.path));
+            json!({"path": a.path, "state": a.state, "size": a.size, "sha256": a.sha256, "uri": uri})
+        }).collect::<Vec<_>>(),
     })
 }
 

@@ -14,7 +14,7 @@ use crate::mcp::policy::{BudgetPolicy, call_ceiling, metered_at_most};
 /// Argument names the server reads itself on a market tool's call; the rest go to the
 /// tool. A tool whose own schema uses one of these names keeps it (and that option is
 /// not available on it).
-pub(crate) const CONTROL_ARGS: [&str; 4] = ["provider", "max_price", "session", "files"];
+pub(crate) const CONTROL_ARGS: [&str; 5] = ["provider", "max_price", "session", "files", "outputs"];
 
 /// Names of the management tools (a market tool of the same name is not listed).
 pub(crate) mod names {
@@ -187,7 +187,7 @@ fn market_tool(name: &str, offers: &[MarketOffer], policy: &BudgetPolicy) -> Too
 }
 
 /// The options every market tool takes besides its own arguments.
-fn control_properties() -> [(String, Value); 4] {
+fn control_properties() -> [(String, Value); 5] {
     [
         (
             "provider".into(),
@@ -206,7 +206,7 @@ fn control_properties() -> [(String, Value); 4] {
             json!({
                 "type": "array",
                 "maxItems": 16,
-                "description": "Files written into the workspace before the call: inline (at most 512 KiB each) or linked to a resource of this server (a file of another open session, orien://sessions/{id}/files/{path}, or a call's whole output, orien://executions/{id}/stdout).",
+                "description": "Files written into the workspace before the call: inline (at most 512 KiB each) or linked to a resource of this server (a file of another open session, orien://sessions/{id}/files/{path}, a call's whole output, orien://executions/{id}/stdout, or a file a call left, orien://executions/{id}/artefacts/{path}).",
                 "items": {
                     "type": "object",
                     "required": ["path"],
@@ -218,6 +218,15 @@ fn control_properties() -> [(String, Value); 4] {
                     },
                     "additionalProperties": false
                 }
+            }),
+        ),
+        (
+            "outputs".into(),
+            json!({
+                "type": "array",
+                "maxItems": 16,
+                "items": {"type": "string", "description": "Workspace-relative path."},
+                "description": "Workspace paths the call leaves files at: the provider keeps a copy of each when the call ends and its signed result names the copy's SHA-256 (`artefacts`); read one as orien://executions/{id}/artefacts/{path}, also after the call's session closed, for as long as the provider keeps artefacts."
             }),
         ),
     ]
@@ -242,7 +251,22 @@ fn call_output_schema() -> JsonObject {
             "session_cost": {"type": ["string", "null"], "description": "What the session opened for this call cost in all (session time included), USDC."},
             "wall_ms": {"type": ["integer", "null"]},
             "signed_result": {"type": ["string", "null"], "description": "The provider's signed result (hex); check with `orien-node result verify`."},
-            "signed_result_sha256": {"type": ["string", "null"]}
+            "signed_result_sha256": {"type": ["string", "null"]},
+            "artefacts": {
+                "type": "array",
+                "description": "What the provider kept of each path of `outputs`, from its signed result; read a kept one at its `uri`.",
+                "items": {
+                    "type": "object",
+                    "required": ["path", "state"],
+                    "properties": {
+                        "path": {"type": "string"},
+                        "state": {"type": "string", "enum": ["kept", "missing", "not_a_file", "no_room", "failed"]},
+                        "size": {"type": ["integer", "null"]},
+                        "sha256": {"type": ["string", "null"]},
+                        "uri": {"type": ["string", "null"]}
+                    }
+                }
+            }
         }
     });
     match schema {

@@ -57,6 +57,9 @@ pub(crate) fn templates() -> Vec<ResourceTemplate> {
         ResourceTemplate::new("orien://executions/{id}/stderr", "stderr")
             .with_description("All of an execution's standard error, byte for byte.")
             .with_mime_type("application/octet-stream"),
+        ResourceTemplate::new("orien://executions/{id}/artefacts/{path}", "artefact")
+            .with_description("The file a call left at an output path it named: the copy its provider kept and named in the signed result (readable after the call's session closed, for as long as the provider keeps artefacts; a call's `files` may link it as an input).")
+            .with_mime_type("application/octet-stream"),
         ResourceTemplate::new("orien://sessions/{id}/files/{path}", "workspace file")
             .with_description("A file of an open rented session's workspace (a call's `files` may link it as an input, into another session).")
             .with_mime_type("application/octet-stream"),
@@ -86,6 +89,17 @@ pub(crate) async fn bytes(
                 return Err(not_found(uri));
             }
             node.get_file(session(id)?, (*file).to_owned())
+                .await
+                .map(Some)
+                .map_err(|e| refused(uri, e))
+        }
+        ["executions", id, "artefacts", file] if !file.is_empty() => {
+            let exec: ExecId = parse("id", id).map_err(|e| invalid(&e))?;
+            let view = node.execution(exec).await.map_err(|e| refused(uri, e))?;
+            if !mine(&view.session) {
+                return Err(not_found(uri));
+            }
+            node.get_artefact(exec, (*file).to_owned())
                 .await
                 .map(Some)
                 .map_err(|e| refused(uri, e))
