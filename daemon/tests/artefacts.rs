@@ -194,10 +194,11 @@ async fn a_calls_outputs_are_kept_named_in_its_signed_result_and_fetched_after_c
     // Then no more: the provider removed it.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let (status, _, body) = fetch(&http, &api, &exec, "out/report.txt").await;
+    let problem = String::from_utf8_lossy(&body);
+    assert_eq!(status, 409, "{problem}");
     assert!(
-        (400..500).contains(&status),
-        "{status}: {}",
-        String::from_utf8_lossy(&body)
+        problem.contains("no longer keeps `out/report.txt`"),
+        "{problem}"
     );
     market.shutdown().await;
 }

@@ -567,7 +567,21 @@ impl Get {
         }
         let (target, lease) = match authorise(path, archive, self.session, peer, leases) {
             Ok(leased) => leased,
-            Err(refusal) => return refuse_first(stream, refusal).await,
+            Err(refusal) => {
+                let refusal = match self.expect {
+                    // A copy asked for by hash, of a session that is not open: most
+                    // likely an artefact the provider kept for a while and let go.
+                    Some(sha256) if refusal.code == TransferRefusal::NotAuthorised => refused(
+                        TransferRefusal::NotAuthorised,
+                        format!(
+                            "the provider no longer keeps `{path}` with SHA-256 {sha256} for you, and session {} is not open here ({})",
+                            self.session, refusal.detail
+                        ),
+                    ),
+                    _ => refusal,
+                };
+                return refuse_first(stream, refusal).await;
+            }
         };
         let key = target.key();
         let started = std::time::Instant::now();
