@@ -102,7 +102,7 @@ pub(crate) enum WorkspaceMount {
     Volume(String),
     /// A disk-backed workspace mounted on the host at this path (`crate::disk`); its
     /// `nosuid,nodev,noexec` carry over to the bind mount.
-    Disk(std::path::PathBuf),
+    Disk(crate::disk::DiskWorkspace),
 }
 
 impl WorkspaceMount {
@@ -117,8 +117,8 @@ impl WorkspaceMount {
                 }),
                 None,
             ),
-            WorkspaceMount::Disk(path) => (
-                path.to_string_lossy().into_owned(),
+            WorkspaceMount::Disk(disk) => (
+                disk.files.to_string_lossy().into_owned(),
                 MountType::BIND,
                 None,
                 Some(MountBindOptions {

@@ -10,7 +10,11 @@
 //!
 //! Layout under the workspaces directory: `<name>.img` and the mount point `<name>/`,
 //! where `<name>` is the session's workspace name (node and session in it). What a
-//! crash leaves is found by name and removed by [`DiskWorkspaces::reap`].
+//! crash leaves is found by name and removed by [`DiskWorkspaces::reap`]. Inside the
+//! filesystem (root's, mode 0700): `files/`, the tool's workspace (the sandbox user's,
+//! the only part bind-mounted into containers), and `uploads/`, the provider's own,
+//! where uploads in progress are staged so that a finished one goes in by a rename
+//! within the filesystem instead of a copy (and counts against the cap as it lands).
 //!
 //! Making and mounting need root (`CAP_SYS_ADMIN`), `mkfs.ext4` (e2fsprogs), and
 //! `losetup` and `mount` (util-linux) with loop devices; `orien-node doctor` checks
@@ -23,12 +27,29 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use crate::host_files::SANDBOX_ID;
+
 /// Longest one of the host's programs (`mkfs.ext4`, `mount`, `umount`) may take.
 const PROGRAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The file whose presence in the container's `/workspace` shows that the engine sees
 /// the mounted filesystem, not the empty directory beneath it. Removed once seen.
 pub(crate) const MOUNT_MARK: &str = ".orien-mounted";
+
+/// The tool's part of the filesystem: its `/workspace`.
+const FILES: &str = "files";
+/// The provider's part: uploads in progress.
+const UPLOADS: &str = "uploads";
+
+/// A mounted disk-backed workspace, as its session uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DiskWorkspace {
+    /// The tool's files: bind-mounted at `/workspace`, owned by the sandbox user.
+    pub(crate) files: PathBuf,
+    /// On the same filesystem, out of the tool's reach: the provider stages uploads
+    /// here and renames each into `files` whole.
+    pub(crate) uploads: PathBuf,
+}
 
 /// Why a disk-backed workspace could not be made or removed.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +126,10 @@ impl DiskWorkspaces {
         self.root.join(format!("{name}.img"))
     }
 
-    /// Makes workspace `name` of `bytes` and mounts it; returns its mount point, empty
-    /// but for [`MOUNT_MARK`], owned by the sandbox user with mode 0700. What a failed
-    /// step made is removed again.
-    pub(crate) async fn create(&self, name: &str, bytes: u64) -> Result<PathBuf, DiskError> {
+    /// Makes workspace `name` of `bytes` and mounts it; its `files` are empty but for
+    /// [`MOUNT_MARK`], owned by the sandbox user with mode 0700. What a failed step
+    /// made is removed again.
+    pub(crate) async fn create(&self, name: &str, bytes: u64) -> Result<DiskWorkspace, DiskError> {
         let made = self.make(name, bytes).await;
         if made.is_err() {
             self.remove(name).await;
@@ -116,7 +137,7 @@ impl DiskWorkspaces {
         made
     }
 
-    async fn make(&self, name: &str, bytes: u64) -> Result<PathBuf, DiskError> {
+    async fn make(&self, name: &str, bytes: u64) -> Result<DiskWorkspace, DiskError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| DiskError::Io { path, source }
@@ -135,16 +156,19 @@ impl DiskWorkspaces {
         let mut mkfs = tokio::process::Command::new("mkfs.ext4");
         // No reserved blocks (the whole cap is the tool's), no journal (a crash means
         // the workspace is reaped, not repaired), no discard (it would punch the
-        // allocated blocks out again), the root directory the sandbox user's.
+        // allocated blocks out again), the root directory root's.
         mkfs.args(["-q", "-F", "-m", "0", "-O", "^has_journal", "-E"])
-            .arg("root_owner=65534:65534,nodiscard,lazy_itable_init=1")
+            .arg("root_owner=0:0,nodiscard,lazy_itable_init=1")
             .arg(&image);
         run(mkfs).await?;
         let mount = self.mount_point(name);
-        match tokio::fs::create_dir(&mount).await {
+        // `files` beneath the mount too: an engine that does not see the mount binds
+        // this empty directory, and the session's check finds no mark in it
+        // (`DiskError::NotShared`), instead of failing on a missing bind source.
+        let beneath = mount.join(FILES);
+        match tokio::fs::create_dir_all(&beneath).await {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io(&mount)(e)),
+            Err(e) => return Err(io(&beneath)(e)),
         }
         let device = attach(&image).await?;
         let mut command = tokio::process::Command::new("mount");
@@ -167,14 +191,28 @@ impl DiskWorkspaces {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io(&lost)(e)),
         }
-        let mark = mount.join(MOUNT_MARK);
-        tokio::fs::write(&mark, b"").await.map_err(io(&mark))?;
         use std::os::unix::fs::PermissionsExt as _;
-        tokio::fs::set_permissions(&mount, std::fs::Permissions::from_mode(0o700))
+        let private = || std::fs::Permissions::from_mode(0o700);
+        tokio::fs::set_permissions(&mount, private())
             .await
             .map_err(io(&mount))?;
+        let workspace = DiskWorkspace {
+            files: mount.join(FILES),
+            uploads: mount.join(UPLOADS),
+        };
+        for dir in [&workspace.files, &workspace.uploads] {
+            tokio::fs::create_dir(dir).await.map_err(io(dir))?;
+            tokio::fs::set_permissions(dir, private())
+                .await
+                .map_err(io(dir))?;
+        }
+        // One quick system call on a directory just made: not worth a blocking task.
+        std::os::unix::fs::chown(&workspace.files, Some(SANDBOX_ID), Some(SANDBOX_ID))
+            .map_err(io(&workspace.files))?;
+        let mark = workspace.files.join(MOUNT_MARK);
+        tokio::fs::write(&mark, b"").await.map_err(io(&mark))?;
         info!(workspace = %mount.display(), bytes, "disk-backed workspace mounted");
-        Ok(mount)
+        Ok(workspace)
     }
 
     /// Unmounts workspace `name` and removes its image and mount point; what is not
@@ -197,6 +235,7 @@ impl DiskWorkspaces {
             }
         }
         for result in [
+            tokio::fs::remove_dir(mount.join(FILES)).await,
             tokio::fs::remove_dir(&mount).await,
             tokio::fs::remove_file(self.image(name)).await,
         ] {

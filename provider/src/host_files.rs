@@ -24,7 +24,7 @@ use crate::error::ProviderError;
 use crate::workspace_path::WorkspacePath;
 
 /// The sandbox user and group, who own what the provider writes.
-const SANDBOX_ID: u32 = 65534;
+pub(crate) const SANDBOX_ID: u32 = 65534;
 
 fn beneath() -> ResolveFlag {
     ResolveFlag::RESOLVE_BENEATH
@@ -79,16 +79,13 @@ fn full(quota: u64, e: std::io::Error) -> ProviderError {
     }
 }
 
-/// Copies the file at `staged` into the workspace mounted at `root` as `path`: parent
-/// directories made as needed (mode 0755), the file written under a temporary name
-/// beside its place and renamed over it (mode 0644), all owned by the sandbox user. A
-/// full workspace leaves nothing behind and says [`ProviderError::WorkspaceFull`].
-pub(crate) fn write_file(
+/// The directory of `path` in the workspace at `root`, made as needed (mode 0755, owned
+/// by the sandbox user), and the file's name in it.
+fn parent_of<'p>(
     root: &Path,
-    path: &WorkspacePath,
-    staged: &Path,
+    path: &'p WorkspacePath,
     quota: u64,
-) -> Result<(), ProviderError> {
+) -> Result<(OwnedFd, &'p str), ProviderError> {
     let mut dir = open_root(root)?;
     let components: Vec<&str> = path.as_str().split('/').collect();
     let (name, parents) = components
@@ -121,6 +118,59 @@ pub(crate) fn write_file(
             Err(e) => return Err(refused(path, e)),
         }
     }
+    Ok((dir, name))
+}
+
+/// Moves the file at `staged`, on the workspace's own filesystem but out of the tool's
+/// reach (a disk workspace's `uploads`), to `path` in the workspace at `root`: parent
+/// directories made as needed, the file handed to the sandbox user (mode 0644) and
+/// renamed over its place in one step, no byte copied. A directory at `path` is
+/// [`ProviderError::NotAFile`]; a link there is replaced, never followed.
+pub(crate) fn move_into(
+    root: &Path,
+    path: &WorkspacePath,
+    staged: &Path,
+    quota: u64,
+) -> Result<(), ProviderError> {
+    let (dir, name) = parent_of(root, path, quota)?;
+    let (Some(from), Some(file_name)) = (staged.parent(), staged.file_name()) else {
+        return Err(ProviderError::HostDisk(std::io::Error::other(format!(
+            "{} names no file",
+            staged.display()
+        ))));
+    };
+    let from = open_root(from)?;
+    let file = nix::fcntl::openat(
+        &from,
+        file_name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ProviderError::HostDisk(e.into()))?;
+    std::os::unix::fs::fchown(&file, Some(SANDBOX_ID), Some(SANDBOX_ID))
+        .map_err(ProviderError::HostDisk)?;
+    nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(0o644))
+        .map_err(|e| ProviderError::HostDisk(e.into()))?;
+    nix::fcntl::renameat(&from, file_name, &dir, name).map_err(|e| match e {
+        Errno::EXDEV => ProviderError::HostDisk(std::io::Error::other(format!(
+            "{} is not on the workspace's filesystem",
+            staged.display()
+        ))),
+        e => refused(path, e),
+    })
+}
+
+/// Copies the file at `staged` into the workspace mounted at `root` as `path`: parent
+/// directories made as needed (mode 0755), the file written under a temporary name
+/// beside its place and renamed over it (mode 0644), all owned by the sandbox user. A
+/// full workspace leaves nothing behind and says [`ProviderError::WorkspaceFull`].
+pub(crate) fn write_file(
+    root: &Path,
+    path: &WorkspacePath,
+    staged: &Path,
+    quota: u64,
+) -> Result<(), ProviderError> {
+    let (dir, name) = parent_of(root, path, quota)?;
     let temporary = format!(".orien-upload-{}", orien_protocol::ExecId::random());
     let file = open_in(
         &dir,
@@ -139,7 +189,7 @@ pub(crate) fn write_file(
         let mut source = std::fs::File::open(staged).map_err(ProviderError::HostDisk)?;
         std::io::copy(&mut source, &mut file).map_err(|e| full(quota, e))?;
         file.flush().map_err(|e| full(quota, e))?;
-        nix::fcntl::renameat(&dir, temporary.as_str(), &dir, *name).map_err(|e| refused(path, e))
+        nix::fcntl::renameat(&dir, temporary.as_str(), &dir, name).map_err(|e| refused(path, e))
     })();
     if written.is_err() {
         let _ = nix::unistd::unlinkat(

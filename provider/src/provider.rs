@@ -418,8 +418,8 @@ async fn create_sandbox(
         }
     };
     create_tool_container(inner, session, tool, &names, &workspace).await?;
-    if let WorkspaceMount::Disk(mount) = &workspace {
-        crate::workspace::check_disk_mount(inner, &names.container, mount).await?;
+    if let WorkspaceMount::Disk(disk) = &workspace {
+        crate::workspace::check_disk_mount(inner, &names.container, &disk.files).await?;
     }
     info!(container = %names.container, "session sandbox started");
     Ok(workspace)

@@ -107,9 +107,20 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug + 'static {
     /// Size cap of the workspace.
     fn workspace_quota(&self) -> u64;
 
+    /// Where uploads in progress are best staged: a directory on the workspace's own
+    /// filesystem, out of the tool's reach, from which [`upload_staged`] moves a
+    /// finished file in by renaming it (a disk-backed workspace's); `None`: on the
+    /// node's disk, from which it is copied.
+    ///
+    /// [`upload_staged`]: SandboxSession::upload_staged
+    fn upload_staging(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Writes the file at `staged` on the provider's disk into the workspace at `path`,
     /// replacing any file of that name; an implementation streams it (the default,
-    /// for in-memory workspaces, reads it whole).
+    /// for in-memory workspaces, reads it whole), or renames it in when it was staged
+    /// in [`upload_staging`](SandboxSession::upload_staging).
     async fn upload_staged(
         &self,
         path: &WorkspacePath,

@@ -569,13 +569,20 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         self.inner.tool.limits().workspace_bytes
     }
 
+    fn upload_staging(&self) -> Option<std::path::PathBuf> {
+        match &self.inner.workspace {
+            WorkspaceMount::Disk(disk) => Some(disk.uploads.clone()),
+            WorkspaceMount::Volume(_) => None,
+        }
+    }
+
     async fn upload_staged(
         &self,
         path: &WorkspacePath,
         staged: &std::path::Path,
     ) -> Result<(), ProviderError> {
         self.inner.ensure_open()?;
-        if let WorkspaceMount::Disk(root) = &self.inner.workspace {
+        if let WorkspaceMount::Disk(disk) = &self.inner.workspace {
             // On the provider's side of the mount: no engine copy in between.
             let limit = self.inner.tool.upload_bytes();
             let size = tokio::fs::metadata(staged)
@@ -590,7 +597,11 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
                 });
             }
             let quota = self.inner.tool.limits().workspace_bytes;
-            let (root, path, staged) = (root.clone(), path.clone(), staged.to_owned());
+            let (root, path, staged) = (disk.files.clone(), path.clone(), staged.to_owned());
+            if staged.parent() == Some(disk.uploads.as_path()) {
+                // Staged on the workspace's own filesystem: renamed in, no copy.
+                return blocking(move || host_files::move_into(&root, &path, &staged, quota)).await;
+            }
             return blocking(move || host_files::write_file(&root, &path, &staged, quota)).await;
         }
         workspace::upload_staged(&self.inner, path, staged)
@@ -626,9 +637,9 @@ impl crate::sandbox::SandboxSession for SessionSandbox {
         dest: &std::path::Path,
     ) -> Result<(u64, orien_protocol::ContentHash), ProviderError> {
         self.inner.ensure_open()?;
-        if let WorkspaceMount::Disk(root) = &self.inner.workspace {
+        if let WorkspaceMount::Disk(disk) = &self.inner.workspace {
             let limit = self.inner.tool.limits().workspace_bytes;
-            let (root, path, dest) = (root.clone(), path.clone(), dest.to_owned());
+            let (root, path, dest) = (disk.files.clone(), path.clone(), dest.to_owned());
             return blocking(move || host_files::read_file(&root, &path, &dest, limit)).await;
         }
         workspace::download_to(&self.inner, path, dest)

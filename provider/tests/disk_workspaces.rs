@@ -86,7 +86,7 @@ async fn a_tool_writing_past_the_cap_gets_enospc_and_the_host_is_untouched() {
     assert!(stderr(&r).contains("No space left on device"), "{r:?}");
     // What it could write stays under the cap, and the host holds no more than the
     // image, allocated up front, and its mount point.
-    let written = std::fs::metadata(mount.join("big")).unwrap().len();
+    let written = std::fs::metadata(mount.join("files/big")).unwrap().len();
     assert!(written > 0 && written <= cap, "{written} of {cap}");
     let allocated = std::fs::metadata(&image).unwrap().blocks() * 512;
     assert_eq!(allocated, allocated_at_open, "the image did not grow");
@@ -238,6 +238,79 @@ async fn files_move_on_the_providers_side_of_the_mount_and_a_full_workspace_keep
         "{followed:?}"
     );
     s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upload_staged_on_the_workspaces_filesystem_is_renamed_in_out_of_the_tools_sight() {
+    use orien_provider::{ProviderError, SandboxSession as _};
+    if !root() {
+        return;
+    }
+    let h = Harness::start().await;
+    let s = h.open("disk").await;
+    let uploads = s
+        .upload_staging()
+        .expect("a disk workspace stages uploads in itself");
+    let (mount, _) = files_of(&h);
+    assert_eq!(uploads, mount.join("uploads"));
+    // Staged there, the bytes count against the workspace's own filesystem, and the
+    // tool sees nothing of them.
+    let staged = uploads.join("put-test");
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(&staged, &data).unwrap();
+    let r = sh(&s, "ls -A /workspace; echo end; df -k /workspace | tail -1").await;
+    assert!(
+        stdout(&r).starts_with("end\n"),
+        "the tool sees no staged file: {r:?}"
+    );
+    let used_kib: u64 = stdout(&r)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|k| k.parse().ok())
+        .unwrap();
+    assert!(
+        used_kib >= 1900,
+        "the staged bytes are on the workspace's filesystem: {r:?}"
+    );
+    // A link the tool left at the target is replaced, not written through.
+    let r = sh(
+        &s,
+        "mkdir -p /workspace/in && ln -s /etc/passwd /workspace/in/data.bin && echo ok",
+    )
+    .await;
+    assert_eq!(stdout(&r), "ok\n", "{r:?}");
+    let path = WorkspacePath::new("in/data.bin").unwrap();
+    let inode = std::fs::metadata(&staged).unwrap().ino();
+    s.upload_staged(&path, &staged).await.unwrap();
+    assert!(!staged.exists(), "moved, not copied");
+    let moved = mount.join("files/in/data.bin");
+    let meta = std::fs::symlink_metadata(&moved).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.ino(), inode, "the same file, renamed in");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (65534, 65534, 0o644)
+    );
+    let r = sh(&s, "sha256sum /workspace/in/data.bin").await;
+    assert!(
+        stdout(&r).contains(&orien_protocol::ContentHash::of(&data).to_string()),
+        "{r:?}"
+    );
+    // A directory at the target stays, and the staged file with it.
+    std::fs::write(&staged, b"x").unwrap();
+    let r = sh(&s, "mkdir -p /workspace/dir/sub && echo ok").await;
+    assert_eq!(stdout(&r), "ok\n", "{r:?}");
+    let refused = s
+        .upload_staged(&WorkspacePath::new("dir").unwrap(), &staged)
+        .await;
+    assert!(
+        matches!(refused, Err(ProviderError::NotAFile(_))),
+        "{refused:?}"
+    );
+    assert!(staged.exists() && mount.join("files/dir/sub").is_dir());
+    s.close().await.unwrap();
+    assert!(!mount.exists(), "the workspace goes with its staged files");
 }
 
 /// Set in the copy of this test binary that runs in a mount namespace of its own.

@@ -442,6 +442,9 @@ impl Put {
                 ),
             ));
         }
+        let in_workspace = sandbox.upload_staging().map(|dir| {
+            staging.stage_uploads_in(self.session, dir);
+        });
         let file_path = staging
             .upload_file(self.session, &target.key(), self.size)
             .map_err(|e| disk_refusal(&e))?;
@@ -471,16 +474,19 @@ impl Put {
             }
             _ => 0,
         };
-        if let Some(free) = free_bytes(staging.root())
+        if let Some(free) = file_path.parent().and_then(free_bytes)
             && free < self.size - held
         {
-            return Err(refused(
-                TransferRefusal::DiskFull,
-                format!(
-                    "the provider's disk has {free} bytes free, not the {} this upload needs",
-                    self.size - held
+            let needs = self.size - held;
+            let detail = match in_workspace {
+                Some(()) => format!(
+                    "the session's workspace has {free} bytes free, not the {needs} this upload needs; remove files from it first"
                 ),
-            ));
+                None => format!(
+                    "the provider's disk has {free} bytes free, not the {needs} this upload needs"
+                ),
+            };
+            return Err(refused(TransferRefusal::DiskFull, detail));
         }
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)

@@ -8,6 +8,13 @@
 //! being downloaded. A session's directory is removed when the session ends, and the
 //! whole area when the node starts (transfers do not outlive a crash). What a session
 //! stages counts against its workspace cap.
+//!
+//! A session whose sandbox offers a place for uploads on the workspace's own
+//! filesystem (a disk-backed workspace's, [`SandboxSession::upload_staging`]) stages
+//! its uploads there instead, `put-<key>` alike: a finished one goes in by a rename,
+//! not a copy, and the workspace goes with its staged files when the session ends.
+//!
+//! [`SandboxSession::upload_staging`]: orien_provider::SandboxSession::upload_staging
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,6 +48,9 @@ pub(crate) struct Staging {
     copies: AtomicU64,
     /// Uploads being written now (one writer per staged file).
     writing: Mutex<HashSet<PathBuf>>,
+    /// Sessions whose uploads are staged outside the area, in their workspace's own
+    /// filesystem.
+    uploads_in: Mutex<HashMap<SessionId, PathBuf>>,
 }
 
 /// The one writer of a staged upload, until dropped.
@@ -71,16 +81,37 @@ impl Staging {
             snapshots: Mutex::default(),
             copies: AtomicU64::new(0),
             writing: Mutex::default(),
+            uploads_in: Mutex::default(),
         })
     }
 
     /// Where it is.
+    #[cfg(test)]
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     fn session_dir(&self, session: SessionId) -> PathBuf {
         self.root.join(session.to_string())
+    }
+
+    /// Stages the session's uploads in `dir` (on its workspace's filesystem) from now
+    /// on, instead of in the area.
+    pub(crate) fn stage_uploads_in(&self, session: SessionId, dir: PathBuf) {
+        self.uploads_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session, dir);
+    }
+
+    /// Where the session's uploads are staged.
+    fn uploads_dir(&self, session: SessionId) -> PathBuf {
+        self.uploads_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&session)
+            .cloned()
+            .unwrap_or_else(|| self.session_dir(session))
     }
 
     /// The staged file of an upload of `size` bytes to `key` (its directory made).
@@ -90,7 +121,7 @@ impl Staging {
         key: &str,
         size: u64,
     ) -> std::io::Result<PathBuf> {
-        let dir = self.session_dir(session);
+        let dir = self.uploads_dir(session);
         std::fs::create_dir_all(&dir)?;
         let mut hash = Sha256::new();
         hash.update(key.as_bytes());
@@ -111,32 +142,22 @@ impl Staging {
     /// `except`.
     #[cfg(test)]
     pub(crate) fn held(&self, session: SessionId, except: Option<&Path>) -> u64 {
-        self.staged(session, except, |_| true)
+        let (area, uploads) = (self.session_dir(session), self.uploads_dir(session));
+        let elsewhere = if uploads == area {
+            0
+        } else {
+            staged(&uploads, except, |_| true)
+        };
+        staged(&area, except, |_| true) + elsewhere
     }
 
     /// Bytes of the session's uploads in progress, besides `except`: what counts
     /// against its workspace cap (its download copies are capped on their own, by
     /// [`keep_snapshot`](Self::keep_snapshot)).
     pub(crate) fn uploading(&self, session: SessionId, except: Option<&Path>) -> u64 {
-        self.staged(session, except, |name| name.starts_with("put-"))
-    }
-
-    fn staged(
-        &self,
-        session: SessionId,
-        except: Option<&Path>,
-        keep: impl Fn(&str) -> bool,
-    ) -> u64 {
-        let Ok(entries) = std::fs::read_dir(self.session_dir(session)) else {
-            return 0;
-        };
-        entries
-            .filter_map(Result::ok)
-            .filter(|e| Some(e.path().as_path()) != except)
-            .filter(|e| keep(&e.file_name().to_string_lossy()))
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
+        staged(&self.uploads_dir(session), except, |name| {
+            name.starts_with("put-")
+        })
     }
 
     /// Becomes the one writer of the staged upload `file`; `None` while another stream
@@ -157,7 +178,7 @@ impl Staging {
         if fits(self) {
             return true;
         }
-        let Ok(entries) = std::fs::read_dir(self.session_dir(session)) else {
+        let Ok(entries) = std::fs::read_dir(self.uploads_dir(session)) else {
             return false;
         };
         let writing = self.writing().clone();
@@ -230,9 +251,14 @@ impl Staging {
         }
     }
 
-    /// Removes everything the session staged.
+    /// Removes everything the session staged (what it staged in its workspace goes
+    /// with the workspace).
     pub(crate) fn forget(&self, session: SessionId) {
         self.snapshots().remove(&session);
+        self.uploads_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&session);
         let dir = self.session_dir(session);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -248,6 +274,20 @@ impl Staging {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Bytes of the files in `dir` whose names `keep` takes, besides `except`.
+fn staged(dir: &Path, except: Option<&Path>, keep: impl Fn(&str) -> bool) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| Some(e.path().as_path()) != except)
+        .filter(|e| keep(&e.file_name().to_string_lossy()))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The staging area of the node whose ledger is at `ledger`: `transfers` beside it.
@@ -325,6 +365,45 @@ mod tests {
         assert!(
             staging.write(&busy).is_some(),
             "free once the writer is gone"
+        );
+    }
+
+    #[test]
+    fn uploads_staged_in_a_workspace_count_there_and_go_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(dir.path().join("t")).unwrap();
+        let workspace = dir.path().join("workspace-uploads");
+        std::fs::create_dir(&workspace).unwrap();
+        let session = SessionId::random();
+        staging.stage_uploads_in(session, workspace.clone());
+        let file = staging.upload_file(session, "a", 4).unwrap();
+        assert_eq!(file.parent(), Some(workspace.as_path()));
+        std::fs::write(&file, b"abcd").unwrap();
+        let copy = staging.snapshot_file(session, "b").unwrap();
+        assert!(
+            copy.starts_with(staging.root()),
+            "download copies stay in the area"
+        );
+        std::fs::write(&copy, b"xy").unwrap();
+        assert_eq!(staging.uploading(session, None), 4);
+        assert_eq!(staging.held(session, None), 6);
+        let other = staging.upload_file(session, "c", 8).unwrap();
+        assert!(
+            staging.make_room(session, 8, 10, &other),
+            "the idle upload goes"
+        );
+        assert!(!file.exists());
+        std::fs::write(&file, b"abcd").unwrap();
+        staging.forget(session);
+        assert!(!copy.exists());
+        assert!(
+            file.exists(),
+            "left to the workspace, which goes with the session"
+        );
+        assert_eq!(
+            staging.upload_file(session, "a", 4).unwrap().parent(),
+            Some(staging.session_dir(session).as_path()),
+            "forgotten"
         );
     }
 
