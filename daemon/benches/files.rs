@@ -8,7 +8,7 @@
 //! goal: ≤ 64 MiB).
 //!
 //! Usage: `cargo bench -p orien-daemon --bench files -- --bin PATH [--size-mib 1024]
-//! [--out FILE]`
+//! [--out FILE] [--on disk,memory]`
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // A benchmark reports loudly.
 
 use std::io::{BufRead, BufReader};
@@ -166,6 +166,48 @@ fn rss_of(pid: u32) -> u64 {
         * 1024
 }
 
+/// CPU time (user + system) a process has used so far; `None`: this process.
+fn cpu_of(pid: Option<u32>) -> Duration {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux.
+}
+
+/// CPU time the bench, the renter and the provider use from now until `taken`.
+struct Cpu {
+    start: [Duration; 3],
+    pids: [Option<u32>; 3],
+}
+
+impl Cpu {
+    fn watch(renter: u32, provider: u32) -> Self {
+        let pids = [None, Some(renter), Some(provider)];
+        Self {
+            start: pids.map(cpu_of),
+            pids,
+        }
+    }
+
+    /// Seconds of CPU each used since: (bench client, renter, provider).
+    fn taken(&self) -> [f64; 3] {
+        let mut out = [0.0; 3];
+        for (i, pid) in self.pids.iter().enumerate() {
+            out[i] = (cpu_of(*pid) - self.start[i]).as_secs_f64();
+        }
+        out
+    }
+}
+
 /// The peak RSS of processes, sampled every 20 ms until dropped.
 struct Peaks {
     start: Vec<u64>,
@@ -230,8 +272,9 @@ fn mb_per_s(bytes: u64, took: Duration) -> f64 {
 }
 
 /// A raw libp2p stream between two swarms in this process, on the nodes' stack (TCP
-/// with nodelay, noise, yamux with its defaults): `size` bytes in 256 KiB writes.
-async fn raw_stream(size: u64) -> f64 {
+/// with nodelay, noise, yamux with its defaults): `size` bytes in 256 KiB writes; its
+/// throughput (MB/s) and the CPU seconds both ends took.
+async fn raw_stream(size: u64) -> (f64, f64) {
     const PROTOCOL: StreamProtocol = StreamProtocol::new("/orien/bench/1");
     let swarm = || {
         SwarmBuilder::with_new_identity()
@@ -293,6 +336,7 @@ async fn raw_stream(size: u64) -> f64 {
         read
     });
     let mut stream = control.open_stream(receiver_id, PROTOCOL).await.unwrap();
+    let cpu = cpu_of(None);
     let started = Instant::now();
     for piece in pieces(size) {
         for part in piece.chunks(256 * 1024) {
@@ -302,7 +346,8 @@ async fn raw_stream(size: u64) -> f64 {
     stream.close().await.unwrap();
     let read = reader.await.unwrap();
     assert_eq!(read, size);
-    mb_per_s(size, started.elapsed())
+    let took = started.elapsed();
+    (mb_per_s(size, took), (cpu_of(None) - cpu).as_secs_f64())
 }
 
 /// Plain loopback TCP: `size` bytes in 256 KiB writes.
@@ -333,6 +378,32 @@ async fn plain_tcp(size: u64) -> f64 {
     mb_per_s(size, started.elapsed())
 }
 
+/// With `ORIEN_BENCH_PERF=PREFIX`, a `perf record` of both nodes during one transfer,
+/// into `PREFIX.<on>.<phase>` (for looking into where their time goes).
+fn perf_record(
+    renter: &NodeProcess,
+    provider: &NodeProcess,
+    on: &str,
+    phase: &str,
+) -> Option<Child> {
+    let prefix = std::env::var("ORIEN_BENCH_PERF").ok()?;
+    let out = format!("{prefix}.{on}.{phase}");
+    Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-o", &out, "-p"])
+        .arg(format!("{},{}", renter.pid(), provider.pid()))
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+fn perf_stop(perf: Option<Child>) {
+    if let Some(perf) = perf {
+        let pid = perf.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = perf.wait_with_output();
+    }
+}
+
 /// One file up and back through two nodes, the provider's workspace `on` memory or disk.
 struct Measured {
     up_took: Duration,
@@ -340,6 +411,9 @@ struct Measured {
     /// Per node (renter, provider): RSS before, and peak growth.
     up_growth: Vec<(u64, u64)>,
     down_growth: Vec<(u64, u64)>,
+    /// CPU seconds of (bench client, renter, provider) during each transfer.
+    up_cpu: [f64; 3],
+    down_cpu: [f64; 3],
     /// The provider's log lines of each transfer's phases.
     phases: Vec<String>,
 }
@@ -390,6 +464,8 @@ async fn transfer(bin: &str, size: u64, on: &str) -> Measured {
 
     let pids = vec![renter.pid(), provider.pid()];
     let peaks = Peaks::watch(pids.clone());
+    let cpu = Cpu::watch(renter.pid(), provider.pid());
+    let perf = perf_record(&renter, &provider, on, "up");
     let started = Instant::now();
     let body = futures::stream::iter(pieces(size).map(Ok::<_, std::io::Error>));
     let up = renter
@@ -400,11 +476,15 @@ async fn transfer(bin: &str, size: u64, on: &str) -> Measured {
         .await
         .unwrap();
     let up_took = started.elapsed();
+    let up_cpu = cpu.taken();
+    perf_stop(perf);
     assert_eq!(up.status(), 201, "{:?}", up.text().await);
     let up_growth = peaks.growth();
     drop(peaks);
 
     let peaks = Peaks::watch(pids);
+    let cpu = Cpu::watch(renter.pid(), provider.pid());
+    let perf = perf_record(&renter, &provider, on, "down");
     let started = Instant::now();
     let down = renter
         .request(reqwest::Method::GET, &path)
@@ -418,6 +498,8 @@ async fn transfer(bin: &str, size: u64, on: &str) -> Measured {
         read += piece.unwrap().len() as u64;
     }
     let down_took = started.elapsed();
+    let down_cpu = cpu.taken();
+    perf_stop(perf);
     assert_eq!(read, size);
     let down_growth = peaks.growth();
     drop(peaks);
@@ -441,6 +523,8 @@ async fn transfer(bin: &str, size: u64, on: &str) -> Measured {
         down_took,
         up_growth,
         down_growth,
+        up_cpu,
+        down_cpu,
         phases,
     }
 }
@@ -453,11 +537,16 @@ async fn main() {
     let out: String = flag("--out", "bench/results/files.json".to_owned());
 
     let mut rows = Vec::new();
-    let mut notes = String::from("The provider's phases of each transfer, from its log:\n");
-    let raw = raw_stream(size).await;
+    let mut notes = String::new();
+    let (raw, raw_cpu) = raw_stream(size).await;
     let tcp = plain_tcp(size).await;
+    notes.push_str(&format!(
+        "The raw libp2p stream took {raw_cpu:.2} s of CPU (both ends) for {} MiB. The provider's phases of each transfer are from its log.\n",
+        size >> 20
+    ));
     let mib = size >> 20;
-    for on in ["disk", "memory"] {
+    let kinds: String = flag("--on", "disk,memory".to_owned());
+    for on in kinds.split(',') {
         let m = transfer(&bin, size, on).await;
         let (up_rate, down_rate) = (mb_per_s(size, m.up_took), mb_per_s(size, m.down_took));
         println!(
@@ -484,8 +573,13 @@ async fn main() {
                 }));
             }
         }
+        let cpu = |[bench, renter, provider]: [f64; 3]| {
+            format!("bench client {bench:.2} s, renter {renter:.2} s, provider {provider:.2} s")
+        };
         notes.push_str(&format!(
-            "\nWorkspace on {on}:\n\n```\n{}\n```\n",
+            "\nWorkspace on {on}: CPU time during the upload: {}; during the download: {}.\n\n```\n{}\n```\n",
+            cpu(m.up_cpu),
+            cpu(m.down_cpu),
             m.phases.join("\n")
         ));
     }
