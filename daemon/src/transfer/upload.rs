@@ -36,8 +36,9 @@ impl From<std::io::Error> for Attempt {
 /// rest.
 struct Outgoing {
     body: ByteStream,
-    /// Read from the body, not yet cut into a chunk.
-    pending: Vec<u8>,
+    /// Read from the body, not yet cut into a chunk (a body's piece is sliced, not
+    /// copied, until its bytes go into a chunk).
+    pending: bytes::Bytes,
     /// Sent, not yet acknowledged, in order.
     unacked: VecDeque<Chunk>,
     /// Offset of the next chunk to cut.
@@ -51,25 +52,37 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    /// The next chunk of the body, `None` at the end of the file.
+    /// The next chunk of the body, `None` at the end of the file. Each byte is copied
+    /// once, from the body's piece into the chunk.
     async fn next_chunk(&mut self) -> Result<Option<Chunk>, TransferError> {
-        while self.pending.len() < CHUNK_BYTES && !self.body_done {
+        let mut data = Vec::new();
+        loop {
+            if !self.pending.is_empty() {
+                if data.capacity() == 0 {
+                    data.reserve_exact(CHUNK_BYTES);
+                }
+                let take = self.pending.len().min(CHUNK_BYTES - data.len());
+                data.extend_from_slice(&self.pending.split_to(take));
+            }
+            if data.len() == CHUNK_BYTES || self.body_done {
+                break;
+            }
             match self.body.next().await {
                 Some(Ok(bytes)) => {
-                    let read = self.next + (self.pending.len() + bytes.len()) as u64;
+                    let read = self.next + (data.len() + bytes.len()) as u64;
                     if read > self.size {
                         return Err(TransferError::Source(format!(
                             "it sent more than the {} bytes announced",
                             self.size
                         )));
                     }
-                    self.pending.extend_from_slice(&bytes);
+                    self.pending = bytes;
                 }
                 Some(Err(e)) => return Err(TransferError::Source(e.to_string())),
                 None => self.body_done = true,
             }
         }
-        if self.pending.is_empty() {
+        if data.is_empty() {
             if self.next == self.size {
                 return Ok(None);
             }
@@ -78,9 +91,6 @@ impl Outgoing {
                 self.next, self.size
             )));
         }
-        let take = self.pending.len().min(CHUNK_BYTES);
-        let rest = self.pending.split_off(take);
-        let data = std::mem::replace(&mut self.pending, rest);
         if let Some(hasher) = &mut self.hasher {
             hasher.update(&data);
         }
@@ -118,7 +128,7 @@ impl Transfers {
         let (session, path) = (remote.session, remote.path.as_str());
         let mut out = Outgoing {
             body,
-            pending: Vec::new(),
+            pending: bytes::Bytes::new(),
             unacked: VecDeque::new(),
             next: offset,
             size,
@@ -323,5 +333,67 @@ async fn put_ready(
             Err(Attempt::Retry(refusal.to_string()))
         }
         TransferReply::Refused(refusal) => Err(Attempt::Fatal(TransferError::Refused(refusal))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(pieces: Vec<Vec<u8>>, size: u64) -> Outgoing {
+        let body = futures::stream::iter(
+            pieces
+                .into_iter()
+                .map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from(p))),
+        );
+        Outgoing {
+            body: Box::pin(body),
+            pending: bytes::Bytes::new(),
+            unacked: VecDeque::new(),
+            next: 0,
+            size,
+            hasher: Some(Sha256::new()),
+            body_done: false,
+        }
+    }
+
+    fn file(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn pieces_of_any_size_are_cut_into_whole_chunks_in_order() {
+        let data = file(3 * CHUNK_BYTES + 1000);
+        // Empty pieces, pieces smaller and larger than a chunk, one across a boundary.
+        let cuts = [0, 0, 10, CHUNK_BYTES + 5, 2 * CHUNK_BYTES + 7, data.len()];
+        let pieces: Vec<Vec<u8>> = cuts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect();
+        let mut out = outgoing(pieces, data.len() as u64);
+        let mut got = Vec::new();
+        while let Some(chunk) = out.next_chunk().await.unwrap() {
+            assert_eq!(chunk.offset, got.len() as u64);
+            assert!(chunk.is_intact());
+            let whole = got.len() + chunk.data.len() < data.len();
+            assert!(
+                !whole || chunk.data.len() == CHUNK_BYTES,
+                "only the last is short"
+            );
+            got.extend_from_slice(&chunk.data);
+        }
+        assert_eq!(got, data);
+        let sent = out.hasher.take().unwrap().finalize();
+        assert_eq!(sent.as_slice(), Sha256::digest(&data).as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_source_longer_or_shorter_than_announced_is_refused() {
+        let data = file(CHUNK_BYTES + 10);
+        let mut out = outgoing(vec![data.clone()], data.len() as u64 - 1);
+        let err = out.next_chunk().await.unwrap_err();
+        assert!(err.to_string().contains("more than the"), "{err}");
+        let mut out = outgoing(vec![data.clone()], data.len() as u64 + 1);
+        assert!(out.next_chunk().await.unwrap().is_some());
+        assert!(out.next_chunk().await.unwrap().is_some());
+        let err = out.next_chunk().await.unwrap_err();
+        assert!(err.to_string().contains("ended after"), "{err}");
     }
 }
