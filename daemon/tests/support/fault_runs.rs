@@ -14,8 +14,15 @@
 //!   the tool's limit plus the kill slack).
 //!
 //! Timings are real (loopback, milliseconds), so a seed replays the same schedule of
-//! faults, not the same interleaving.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+//! faults, not the same interleaving. `ORIEN_FAULT_DEBUG=1` prints each run's schedule
+//! and the work its provider's sandbox did, for looking into a failing seed.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::time::Duration;
 
@@ -133,6 +140,11 @@ pub async fn run(seed: u64) -> Outcome {
         })
         .collect();
 
+    if std::env::var_os("ORIEN_FAULT_DEBUG").is_some() {
+        eprintln!(
+            "seed {seed}: loss {loss} % delay {delay:?} hostile {hostile_renter} stop {stop_acking:?} budget {budget} lifetime {lifetime:?} calls {calls:?}"
+        );
+    }
     let started = tokio::time::Instant::now();
     let Ok(session) = pair.open(budget).await else {
         // A budget below the interval's worst case is refused: nothing ran, nothing lost.
@@ -181,6 +193,12 @@ pub async fn run(seed: u64) -> Outcome {
     let now = pair.provider.clock.monotonic();
     let call_cap = Duration::from_millis(2_000) + Duration::from_millis(1_000);
     let truth = worth(&work, pricing, now, call_cap);
+    if std::env::var_os("ORIEN_FAULT_DEBUG").is_some() {
+        eprintln!(
+            "seed {seed}: work {work:?} truth {truth} paid {} now {now:?}",
+            head.amount
+        );
+    }
     let provider_paid = head.amount;
     let renter_paid = pair.renter.head(&session).amount;
 
