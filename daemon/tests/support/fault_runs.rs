@@ -141,6 +141,10 @@ pub async fn run(seed: u64) -> Outcome {
         .collect();
 
     if std::env::var_os("ORIEN_FAULT_DEBUG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("orien_daemon=debug")
+            .with_test_writer()
+            .try_init();
         eprintln!(
             "seed {seed}: loss {loss} % delay {delay:?} hostile {hostile_renter} stop {stop_acking:?} budget {budget} lifetime {lifetime:?} calls {calls:?}"
         );
@@ -195,8 +199,8 @@ pub async fn run(seed: u64) -> Outcome {
     let truth = worth(&work, pricing, now, call_cap);
     if std::env::var_os("ORIEN_FAULT_DEBUG").is_some() {
         eprintln!(
-            "seed {seed}: work {work:?} truth {truth} paid {} now {now:?}",
-            head.amount
+            "seed {seed}: work {work:?} truth {truth} now {now:?} head seq {} session {} exec {} amount {}",
+            head.seq, head.session_time, head.exec_time, head.amount
         );
     }
     let provider_paid = head.amount;
