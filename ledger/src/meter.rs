@@ -416,6 +416,13 @@ impl Meter {
         Some(self.take(Trigger::Interval))
     }
 
+    /// Takes a reading now, due or not (the interval starts again): for a provider
+    /// whose due reading waited on the ack of the receipt before it, so the next receipt
+    /// is as fresh as the results it commits to. `None` once closed.
+    pub fn read_now(&mut self) -> Option<Reading> {
+        (!self.is_closed()).then(|| self.take(Trigger::Interval))
+    }
+
     /// When (on the meter's monotonic clock) the next interval reading is due.
     pub const fn next_due(&self) -> Duration {
         self.next_due

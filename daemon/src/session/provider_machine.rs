@@ -207,6 +207,12 @@ pub struct ProviderMachine<R> {
     undelivered: HashMap<ExecId, (u64, ResultHash)>,
     /// Receipts issued and not yet committed, oldest first, with their contents.
     unsent: VecDeque<(UsageReceipt, Signed<UsageReceipt>)>,
+    /// A reading fell due while a receipt was outstanding: a fresh one is signed once
+    /// that receipt is committed (not one receipt per interval queued behind it). So
+    /// receipts never queue up behind a link slower than the interval, and what is
+    /// acknowledged trails the meter by one round trip, not by a queue that grows
+    /// while acks keep coming.
+    waiting: bool,
     /// The front receipt's acknowledgement, while it is being committed.
     committing: Option<CheckedReceipt>,
     sending: Sending,
@@ -257,6 +263,7 @@ impl<R> ProviderMachine<R> {
             calls: HashMap::new(),
             undelivered: HashMap::new(),
             unsent: VecDeque::new(),
+            waiting: false,
             committing: None,
             sending: Sending::Idle,
             retry_at: None,
@@ -550,13 +557,25 @@ impl<R> ProviderMachine<R> {
     }
 
     fn issue(&mut self, reading: &Reading, out: &mut Vec<ProviderAction<R>>) {
-        match self.issuer.issue(reading) {
-            Ok(receipt) => self.queue(receipt, out),
-            Err(e) => warn!(error = %e, "cannot sign a receipt"),
+        if self.unsent.is_empty() {
+            self.sign(reading, out);
+        } else {
+            self.waiting = true;
+            // A receipt the renter did not take goes again at the next interval at the
+            // latest, as when every reading was queued behind it.
+            self.send_next(out);
         }
         if reading.budget_reached && self.closing.is_none() {
             info!("budget reached; closing the session");
             self.begin_close(CloseReason::BudgetExhausted, None, out);
+        }
+    }
+
+    /// Signs a receipt of `reading` and sends it when nothing else is on its way.
+    fn sign(&mut self, reading: &Reading, out: &mut Vec<ProviderAction<R>>) {
+        match self.issuer.issue(reading) {
+            Ok(receipt) => self.queue(receipt, out),
+            Err(e) => warn!(error = %e, "cannot sign a receipt"),
         }
     }
 
@@ -641,6 +660,12 @@ impl<R> ProviderMachine<R> {
                 debug!(seq = durable.seq(), "receipt acknowledged and committed");
                 self.committed = front;
                 self.issuer.committed(acked.into(), &durable);
+                if self.unsent.is_empty()
+                    && std::mem::take(&mut self.waiting)
+                    && let Some(reading) = self.meter.read_now()
+                {
+                    self.issue(&reading, out);
+                }
                 self.send_next(out);
             }
             Err(e) => {
@@ -656,6 +681,7 @@ impl<R> ProviderMachine<R> {
     fn on_result_disputed(&mut self, exec: ExecId, detail: &str) {
         warn!(%exec, %detail, "the renter disputes a call's result; closing the session");
         self.undelivered.remove(&exec);
+        self.waiting = false;
         if self.sending == Sending::Committing {
             self.unsent.truncate(1);
         } else {
@@ -673,6 +699,7 @@ impl<R> ProviderMachine<R> {
     /// The renter refused a receipt, or its ack does not pay: nothing more is sent.
     fn dispute(&mut self) {
         self.unsent.clear();
+        self.waiting = false;
         let replies = self.closing.take().map(|c| c.replies).unwrap_or_default();
         self.closing = Some(Closing {
             reason: CloseReason::Dispute,
@@ -693,6 +720,7 @@ impl<R> ProviderMachine<R> {
         out: &mut Vec<ProviderAction<R>>,
     ) {
         let _ = self.meter.close();
+        self.waiting = false;
         if self.sending != Sending::Committing {
             self.unsent.clear();
             self.sending = Sending::Idle;
@@ -728,6 +756,8 @@ impl<R> ProviderMachine<R> {
             reason,
             replies: reply.into_iter().collect(),
         });
+        // The closing reading covers any reading still waiting.
+        self.waiting = false;
         match self.issuer.issue(&reading) {
             Ok(receipt) => self.queue(receipt, out),
             Err(e) => warn!(error = %e, "cannot sign the closing receipt"),

@@ -65,5 +65,9 @@ impl<R> ProviderMachine<R> {
         if self.ended {
             assert!(self.meter.is_closed(), "an ended session still meters");
         }
+        assert!(
+            !self.waiting || (!self.unsent.is_empty() && self.closing.is_none()),
+            "a reading waits with nothing ahead of it, or past the closing receipt"
+        );
     }
 }
