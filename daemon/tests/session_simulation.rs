@@ -40,12 +40,13 @@ fn simulate(test: &str, seed: u64, sessions: u64, seconds: u64, faults: FaultRat
     match simulation::run(&config) {
         Ok(report) => {
             eprintln!(
-                "seed {seed}: {} sessions ({} receipts, {} messages, {} lost, {} crashes) in {:.1} s real, {:.0} s simulated: {:.0} sessions/s; worst provider loss (unpaid, bound) {:?} µUSDC, worst renter overpayment (over its meter, tolerance) {:?} µUSDC",
+                "seed {seed}: {} sessions ({} receipts, {} messages, {} lost, {} crashes, {} on slow links) in {:.1} s real, {:.0} s simulated: {:.0} sessions/s; worst provider loss (unpaid, bound) {:?} µUSDC, worst renter overpayment (over its meter, tolerance) {:?} µUSDC",
                 report.sessions,
                 report.receipts,
                 report.messages,
                 report.dropped,
                 report.crashes,
+                report.slow,
                 report.elapsed.as_secs_f64(),
                 report.simulated.as_secs_f64(),
                 report.sessions as f64 / report.elapsed.as_secs_f64(),
@@ -76,7 +77,7 @@ fn sessions_under_loss_duplication_reordering_and_crashes_keep_every_promise() {
     );
     assert!(report.receipts > report.sessions, "hardly any receipts");
     assert!(
-        report.dropped > 0 && report.crashes > 0,
+        report.dropped > 0 && report.crashes > 0 && report.slow > 0,
         "no faults: {report:?}"
     );
     assert!(

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use orien_ledger::{Durability, Store, StoreOptions};
 use orien_protocol::{Clock, ManualClock, NodeKey, Timestamp};
 
-pub use network::{FaultRates, Rng, Schedule};
+pub use network::{FaultRates, Rng, SLOW_DELAY, Schedule};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -69,6 +69,8 @@ pub struct SimReport {
     pub dropped: u64,
     /// Crashes (each followed by a restart on the same ledger).
     pub crashes: u64,
+    /// Sessions on slow links (round trips beyond the receipt interval).
+    pub slow: u64,
     /// The worst provider loss (unpaid work) beside its bound, µUSDC, by their ratio.
     pub worst_provider: Option<(u64, u64)>,
     /// The worst renter overpayment (paid beyond its own meter; negative: less) beside

@@ -70,7 +70,14 @@ pub struct FaultRates {
     pub max_delay: Duration,
     /// Chance (percent) that a session sees one side crash and restart.
     pub crash: u8,
+    /// Chance (percent) that a session's links are slow: one-way delays up to
+    /// [`SLOW_DELAY`], so a round trip may outlast the receipt interval.
+    pub slow: u8,
 }
+
+/// The longest one-way delay of a slow session's links: a round trip up to 1.8 s,
+/// beyond the simulation's receipt interval (1 s) and within its request timeout (2 s).
+pub const SLOW_DELAY: Duration = Duration::from_millis(900);
 
 impl Default for FaultRates {
     fn default() -> Self {
@@ -79,6 +86,7 @@ impl Default for FaultRates {
             duplicate: 5,
             max_delay: Duration::from_millis(300),
             crash: 15,
+            slow: 10,
         }
     }
 }
@@ -90,6 +98,7 @@ impl FaultRates {
         duplicate: 0,
         max_delay: Duration::from_millis(20),
         crash: 0,
+        slow: 0,
     };
 }
 

@@ -113,9 +113,14 @@ struct Sim<'w> {
     sandbox_closed: bool,
     closing: bool,
     calls_started: u32,
-    /// When the last committed receipt's reading was taken and when its ack came
-    /// (provider; wall time of the shared clock).
+    /// When the last committed receipt was first sent and when its ack came (provider;
+    /// wall time of the shared clock). From its first send, not its reading: a receipt
+    /// that waited behind others would otherwise widen the bound by its wait.
     last_ack: (Timestamp, Timestamp),
+    /// When each receipt (by number) was first sent.
+    first_sent: HashMap<u64, Timestamp>,
+    /// Longest one-way delay of this session's links.
+    max_delay: Duration,
     accounts: HashMap<Side, Account>,
     crashed: bool,
     lossy: bool,
@@ -186,6 +191,7 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
         clock.clone(),
     );
     let now = clock.monotonic();
+    let max_delay = world.faults.max_delay;
     let mut sim = Sim {
         world,
         session,
@@ -200,11 +206,17 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
         closing: false,
         calls_started: 0,
         last_ack: (clock.wall(), clock.wall()),
+        first_sent: HashMap::new(),
+        max_delay,
         accounts: HashMap::new(),
         crashed: false,
         lossy: false,
     };
     sim.queue.at(now, Event::Agent);
+    if sim.world.rng.chance(sim.world.faults.slow) {
+        sim.max_delay = super::network::SLOW_DELAY;
+        sim.world.report.slow += 1;
+    }
     if sim.world.rng.chance(sim.world.faults.crash) {
         let side = if sim.world.rng.chance(50) {
             Side::Provider
@@ -413,7 +425,7 @@ impl Sim<'_> {
 
     /// When something put on the wire now arrives.
     fn arrival(&mut self) -> Duration {
-        self.now() + self.world.rng.upto(self.world.faults.max_delay)
+        self.now() + self.world.rng.upto(self.max_delay)
     }
 
     fn arrive(&mut self, to: Side, msg: Msg, token: Token) -> Result<(), String> {

@@ -77,10 +77,18 @@ impl Sim<'_> {
                 }
                 ProviderAction::CloseSandbox => self.sandbox_closed = true,
                 ProviderAction::Send(receipt) => {
+                    let seq = receipt.claimed().map_err(|e| e.to_string())?.seq;
+                    let now = self.world.clock.wall();
+                    self.first_sent.entry(seq).or_insert(now);
                     self.send(Side::Provider, Msg::Receipt(receipt), Route::Receipt);
                 }
                 ProviderAction::Commit(acked) => {
                     let issued = acked.receipt().issued_at;
+                    let sent = self
+                        .first_sent
+                        .get(&acked.receipt().seq)
+                        .copied()
+                        .unwrap_or(issued);
                     let result = self
                         .world
                         .store(Side::Provider)
@@ -88,7 +96,7 @@ impl Sim<'_> {
                         .map_err(|e| e.to_string());
                     if result.is_ok() {
                         self.world.report.receipts += 1;
-                        self.last_ack = (issued, self.world.clock.wall());
+                        self.last_ack = (sent, self.world.clock.wall());
                     }
                     let machine = self
                         .provider

@@ -66,9 +66,9 @@ impl Sim<'_> {
         };
         // The provider: unpaid work within one ack window of session time and calls.
         let unpaid = provider.worked.saturating_sub(paid(&ours)?).micros();
-        let (issued, acked) = self.last_ack;
+        let (sent, acked) = self.last_ack;
         let window = ACK_TIMEOUT
-            .saturating_add(acked.since(issued))
+            .saturating_add(acked.since(sent))
             .saturating_add(Millis(1));
         let bound = PRICING
             .amount_for(Usage {
