@@ -571,7 +571,8 @@ impl<R> ProviderMachine<R> {
         }
     }
 
-    /// Signs a receipt of `reading` and sends it when nothing else is on its way.
+    /// Signs a receipt of `reading` (an interval's or the closing one) and sends it
+    /// when nothing else is on its way.
     fn sign(&mut self, reading: &Reading, out: &mut Vec<ProviderAction<R>>) {
         match self.issuer.issue(reading) {
             Ok(receipt) => self.queue(receipt, out),
@@ -758,10 +759,7 @@ impl<R> ProviderMachine<R> {
         });
         // The closing reading covers any reading still waiting.
         self.waiting = false;
-        match self.issuer.issue(&reading) {
-            Ok(receipt) => self.queue(receipt, out),
-            Err(e) => warn!(error = %e, "cannot sign the closing receipt"),
-        }
+        self.sign(&reading, out);
     }
 
     fn close_sandbox(&mut self, out: &mut Vec<ProviderAction<R>>) {

@@ -442,9 +442,14 @@ impl Put {
                 ),
             ));
         }
-        let in_workspace = sandbox.upload_staging().map(|dir| {
-            staging.stage_uploads_in(self.session, dir);
-        });
+        // A disk-backed workspace stages its uploads on its own filesystem.
+        let in_workspace = match sandbox.upload_staging() {
+            Some(dir) => {
+                staging.stage_uploads_in(self.session, dir);
+                true
+            }
+            None => false,
+        };
         let file_path = staging
             .upload_file(self.session, &target.key(), self.size)
             .map_err(|e| disk_refusal(&e))?;
@@ -478,13 +483,14 @@ impl Put {
             && free < self.size - held
         {
             let needs = self.size - held;
-            let detail = match in_workspace {
-                Some(()) => format!(
+            let detail = if in_workspace {
+                format!(
                     "the session's workspace has {free} bytes free, not the {needs} this upload needs; remove files from it first"
-                ),
-                None => format!(
+                )
+            } else {
+                format!(
                     "the provider's disk has {free} bytes free, not the {needs} this upload needs"
-                ),
+                )
             };
             return Err(refused(TransferRefusal::DiskFull, detail));
         }
