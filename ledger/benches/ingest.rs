@@ -5,6 +5,13 @@
 //! signatures on all cores — and the latency of a single receipt's ack (which waits for
 //! its own durable commit) beside a raw single synced put.
 //!
+//! A second ingest row measures the path a node's sessions take: each signature was
+//! verified once on its way in (`CheckedReceipt`), and each session's driver commits its
+//! receipts one at a time with `Store::ingest_checked`, concurrently with the others,
+//! so the store's group commit gathers them. Its baseline is raw RocksDB written the same
+//! way: the same threads, each writing its receipts' records as one synced batch per
+//! receipt, gathered by RocksDB's own write group.
+//!
 //! Prints a JSON list of `{name, value, unit, baseline, ratio, goal}` on stdout (the
 //! format `scripts/bench` merges). `ORIEN_BENCH_RECEIPTS` sets the receipt count
 //! (default 100,000).
@@ -22,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chain::{ChainBuilder, escrow, parties, session_record};
 use ed25519_dalek::{Signature, VerifyingKey};
-use orien_ledger::{AckedReceipt, Store, record};
+use orien_ledger::{AckedReceipt, CheckedReceipt, Store, record};
 use orien_protocol::{LaneId, PaymentLane, SessionId, Usdc};
 use serde_json::json;
 
@@ -70,6 +77,10 @@ fn main() {
         .max(1);
     let (mut ingest_rates, mut raw_rates, mut verify_rates) = (vec![], vec![], vec![]);
     let mut merged_rates = vec![];
+    let (mut checked_rates, mut raw_concurrent_rates) = (vec![], vec![]);
+    let (mut checked_cpu, mut raw_concurrent_cpu) = (vec![], vec![]);
+    // Each session's receipts as its driver holds them: signatures verified on the way in.
+    let checked = checked_by_session(&work, &p);
     // CPU time per receipt (all threads) of ingest, of the raw batches, of verification.
     let (mut ingest_cpu, mut raw_cpu, mut merged_cpu) = (vec![], vec![], vec![]);
     let mut store = None;
@@ -94,6 +105,14 @@ fn main() {
         });
         merged_rates.push(rate);
         merged_cpu.push(cpu);
+        let (rate, cpu) = checked_round(&checked, &sessions, &p);
+        checked_rates.push(rate);
+        checked_cpu.push(cpu);
+        let (rate, cpu) = with_cpu(n, || {
+            raw_concurrent_round(&raw_dir.path().join(format!("{round}-each")), n, shape)
+        });
+        raw_concurrent_rates.push(rate);
+        raw_concurrent_cpu.push(cpu);
         eprintln!(
             "round {}: ledger ingest {:.0} receipts/s ({:.1} µs CPU each), raw rocksdb {:.0} receipts/s ({:.1} µs CPU each), batch verification {:.0} signatures/s ({:.0} with one term per signer, {:.1} µs CPU each) on {cores} cores",
             round + 1,
@@ -105,12 +124,24 @@ fn main() {
             merged_rates[round],
             merged_cpu[round],
         );
+        eprintln!(
+            "round {}: checked ingest from {SESSIONS} sessions at once {:.0} receipts/s ({:.1} µs CPU each), raw rocksdb from the same threads {:.0} receipts/s ({:.1} µs CPU each)",
+            round + 1,
+            checked_rates[round],
+            checked_cpu[round],
+            raw_concurrent_rates[round],
+            raw_concurrent_cpu[round],
+        );
     }
     let (store, store_dir) = store.unwrap();
     let ingest_rate = median(&mut ingest_rates);
     let raw_rate = median(&mut raw_rates);
     let verify_rate = median(&mut verify_rates);
     let merged_rate = median(&mut merged_rates);
+    let checked_rate = median(&mut checked_rates);
+    let raw_concurrent_rate = median(&mut raw_concurrent_rates);
+    let (checked_cpu, raw_concurrent_cpu) =
+        (median(&mut checked_cpu), median(&mut raw_concurrent_cpu));
     let (ingest_cpu, raw_cpu, merged_cpu) = (
         median(&mut ingest_cpu),
         median(&mut raw_cpu),
@@ -170,6 +201,9 @@ fn main() {
         {"name": format!("receipts ingested (ack signature verified, durable group commit) vs limit = min(raw RocksDB batches of the same records, the batch verification ingest runs); medians of {rounds} interleaved rounds"),
          "value": round(ingest_rate), "unit": "receipts/s", "baseline": round(limit), "ratio": ratio(ingest_rate, limit),
          "goal": "ratio >= 0.8"},
+        {"name": format!("receipts ingested as a node's sessions commit them (signatures verified once on their way in; {SESSIONS} sessions each committing one receipt at a time with `ingest_checked`, gathered by the store's group commit) vs raw RocksDB written the same way (the same {SESSIONS} threads, one synced batch per receipt of the same records, gathered by RocksDB's write group); medians of {rounds} interleaved rounds"),
+         "value": round(checked_rate), "unit": "receipts/s", "baseline": round(raw_concurrent_rate), "ratio": ratio(checked_rate, raw_concurrent_rate),
+         "goal": "ratio >= 0.8", "cpu_us": round3(checked_cpu), "baseline_cpu_us": round3(raw_concurrent_cpu)},
         {"name": format!("raw RocksDB synced batches of the records ingest writes (per receipt a {}-byte receipt and a {}-byte posting; per batch a head and a balance per session)", shape.as_ref().unwrap().receipt, shape.as_ref().unwrap().posting),
          "value": round(raw_rate), "unit": "receipts/s", "baseline": null, "ratio": null, "goal": null,
          "puts_per_batch": shape.as_ref().unwrap().puts_per_batch(1024)},
@@ -225,6 +259,90 @@ fn ingest_round(
         assert_eq!(report.receipts as usize, work.len());
     }
     ((store, dir), rate, cpu)
+}
+
+/// Each session's receipts in order, their signatures verified as a node verifies them on
+/// their way in (the provider signed the receipt, the renter the ack).
+fn checked_by_session(work: &[AckedReceipt], p: &chain::Parties) -> Vec<Vec<CheckedReceipt>> {
+    let (provider, renter) = (p.provider.node_id(), p.renter.node_id());
+    let mut by_session: Vec<Vec<CheckedReceipt>> = (0..SESSIONS).map(|_| Vec::new()).collect();
+    for (i, acked) in work.iter().enumerate() {
+        let receipt = acked.receipt.clone().into_verified_from(&provider).unwrap();
+        let ack = acked.ack.clone().into_verified_from(&renter).unwrap();
+        by_session[i % SESSIONS].push(CheckedReceipt::new(receipt, ack));
+    }
+    by_session
+}
+
+/// The sessions' drivers at once: one thread per session commits its checked receipts
+/// one at a time, each waiting for its durable commit as a driver waits before it
+/// releases the ack. Returns receipts/s and the CPU time per receipt in µs.
+fn checked_round(
+    checked: &[Vec<CheckedReceipt>],
+    sessions: &[(SessionId, Option<LaneId>)],
+    p: &chain::Parties,
+) -> (f64, f64) {
+    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    let store = Store::open(dir.path().join("ledger")).unwrap();
+    for (s, lane) in sessions {
+        let payment = lane.map_or(PaymentLane::Ledger, escrow);
+        store
+            .open_session(session_record(
+                *s,
+                p,
+                payment,
+                Usdc::from_micros(u64::MAX / 2),
+            ))
+            .unwrap();
+    }
+    let n: usize = checked.iter().map(Vec::len).sum();
+    let input: Vec<Vec<CheckedReceipt>> = checked.to_vec();
+    let started = Instant::now();
+    let ((), cpu) = with_cpu(n, || {
+        std::thread::scope(|scope| {
+            for receipts in input {
+                let store = &store;
+                scope.spawn(move || {
+                    for receipt in receipts {
+                        assert!(store.ingest_checked(receipt).unwrap().newly_applied());
+                    }
+                });
+            }
+        });
+    });
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(store.verify().unwrap().receipts as usize, n);
+    (rate, cpu)
+}
+
+/// Raw RocksDB written as [`checked_round`] writes: one thread per session, each writing
+/// one synced batch per receipt (its stored receipt, its posting, the session's head and
+/// a balance), so RocksDB's write group gathers the threads' batches. Returns receipts/s.
+fn raw_concurrent_round(path: &std::path::Path, n: usize, shape: &RecordShape) -> f64 {
+    let db = raw_db(path);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for session in 0..SESSIONS {
+            let db = &db;
+            scope.spawn(move || {
+                let mut sync = rocksdb::WriteOptions::default();
+                sync.set_sync(true);
+                for i in (session..n).step_by(SESSIONS) {
+                    let mut batch = rocksdb::WriteBatch::default();
+                    let key = raw_receipt_key(i);
+                    batch.put(key, raw_record(shape.receipt, i as u64));
+                    batch.put(
+                        [&[0u8][..], &key].concat(),
+                        raw_record(shape.posting, i as u64),
+                    );
+                    batch.put([session as u8; 17], raw_record(shape.head, i as u64));
+                    batch.put([1, session as u8], raw_record(shape.balance, i as u64));
+                    db.write_opt(batch, &sync).unwrap();
+                }
+            });
+        }
+    });
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Reads every key and value of every column family of the database at `path` (opened
@@ -283,26 +401,16 @@ impl RecordShape {
 /// Raw RocksDB: synced batches of the same records ingest writes (see [`RecordShape`]),
 /// keyed as the ledger keys them, 1,024 receipts' worth per batch. Returns receipts/s.
 fn raw_round(path: &std::path::Path, n: usize, shape: &RecordShape) -> f64 {
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(true);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts.set_write_buffer_size(8 << 20);
-    let db = rocksdb::DB::open(&opts, path).unwrap();
+    let db = raw_db(path);
     let mut sync = rocksdb::WriteOptions::default();
     sync.set_sync(true);
-    let record = |len: usize, tag: u64| {
-        let mut v = vec![0x5au8; len.max(8)];
-        v[..8].copy_from_slice(&tag.to_le_bytes());
-        v
-    };
+    let record = raw_record;
     let started = Instant::now();
     for chunk in 0..n.div_ceil(1024) {
         let mut batch = rocksdb::WriteBatch::default();
         let receipts = chunk * 1024..((chunk + 1) * 1024).min(n);
         for i in receipts.clone() {
-            let (session, seq) = ((i % SESSIONS) as u8, (i / SESSIONS) as u64);
-            let mut key = [session; 24];
-            key[16..].copy_from_slice(&seq.to_be_bytes());
+            let key = raw_receipt_key(i);
             batch.put(key, record(shape.receipt, i as u64));
             batch.put([&[0u8][..], &key].concat(), record(shape.posting, i as u64));
         }
@@ -313,6 +421,30 @@ fn raw_round(path: &std::path::Path, n: usize, shape: &RecordShape) -> f64 {
         db.write_opt(batch, &sync).unwrap();
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A database opened with the options the ledger's column families use.
+fn raw_db(path: &std::path::Path) -> rocksdb::DB {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_write_buffer_size(8 << 20);
+    rocksdb::DB::open(&opts, path).unwrap()
+}
+
+/// Receipt `i`'s key as the ledger keys it: its session, then its sequence number.
+fn raw_receipt_key(i: usize) -> [u8; 24] {
+    let (session, seq) = ((i % SESSIONS) as u8, (i / SESSIONS) as u64);
+    let mut key = [session; 24];
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// A record of `len` bytes tagged with `tag`.
+fn raw_record(len: usize, tag: u64) -> Vec<u8> {
+    let mut v = vec![0x5au8; len.max(8)];
+    v[..8].copy_from_slice(&tag.to_le_bytes());
+    v
 }
 
 /// CPU time this process has used so far (user + system, all threads).
