@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use orien_ledger::dispute::DisputeReason;
 use orien_ledger::store::SCHEMA_VERSION;
-use orien_ledger::{Account, Store, StoreError};
+use orien_ledger::{Account, CheckedReceipt, Store, StoreError};
 use orien_protocol::{PaymentLane, SessionId, Split, Usdc};
 use support::chain::{ChainBuilder, Rng, parties, session_record};
 use support::{open, temp_store};
@@ -374,6 +374,89 @@ fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
         assert_eq!(store.session_totals(s).unwrap().receipts, 50);
     }
     assert_eq!(store.verify().unwrap().receipts, 400);
+}
+
+/// Sessions committing their checked receipts one at a time (as a node's session drivers
+/// do) and a batch ingest share the group commit: whoever leads commits the others'
+/// receipts, hands the lead on when its own are decided, and every caller gets exactly
+/// its own outcomes.
+#[test]
+fn single_commits_and_a_batch_at_once_each_get_their_own_outcomes() {
+    let t = temp_store();
+    let store = Arc::new(t.store);
+    let p = Arc::new(parties());
+    let sessions: Vec<SessionId> = (0..24).map(|_| SessionId::random()).collect();
+    for s in &sessions {
+        store
+            .open_session(session_record(
+                *s,
+                &p,
+                PaymentLane::Ledger,
+                usdc(u64::MAX / 2),
+            ))
+            .unwrap();
+    }
+    let (singles, batched) = sessions.split_at(16);
+    let mut batch = Vec::new();
+    let mut builders: Vec<ChainBuilder> = batched
+        .iter()
+        .map(|s| ChainBuilder::new(*s, None))
+        .collect();
+    for i in 0..2_400 {
+        let builder = &mut builders[i % batched.len()];
+        batch.push(builder.next(&p, 7));
+    }
+    let mut threads: Vec<std::thread::JoinHandle<()>> = singles
+        .iter()
+        .map(|s| {
+            let (store, p, s) = (Arc::clone(&store), Arc::clone(&p), *s);
+            std::thread::spawn(move || {
+                let mut chain = ChainBuilder::new(s, None);
+                for seq in 1..=40 {
+                    let acked = chain.next(&p, 10);
+                    let checked = CheckedReceipt::new(
+                        acked
+                            .receipt
+                            .into_verified_from(&p.provider.node_id())
+                            .unwrap(),
+                        acked.ack.into_verified_from(&p.renter.node_id()).unwrap(),
+                    );
+                    let durable = store.ingest_checked(checked).unwrap();
+                    assert_eq!((durable.session(), durable.seq()), (s, seq));
+                    assert!(durable.newly_applied());
+                }
+            })
+        })
+        .collect();
+    let batch_store = Arc::clone(&store);
+    threads.push(std::thread::spawn(move || {
+        let expected: Vec<(SessionId, u64)> = batch
+            .iter()
+            .map(|a| {
+                let r = a.receipt.claimed().unwrap();
+                (r.session, r.seq)
+            })
+            .collect();
+        let results = batch_store.ingest_many(batch, None);
+        let got: Vec<(SessionId, u64)> = results
+            .into_iter()
+            .map(|r| {
+                let d = r.unwrap();
+                (d.session(), d.seq())
+            })
+            .collect();
+        assert_eq!(got, expected);
+    }));
+    for t in threads {
+        t.join().unwrap();
+    }
+    for s in singles {
+        assert_eq!(store.session_totals(s).unwrap().receipts, 40);
+    }
+    for s in batched {
+        assert_eq!(store.session_totals(s).unwrap().receipts, 300);
+    }
+    assert_eq!(store.verify().unwrap().receipts, 16 * 40 + 2_400);
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub(crate) struct Prepared {
     rule: VoucherRule,
 }
 
-type Slot = Arc<Mutex<Option<Ingested>>>;
+pub(crate) type Slot = Arc<Mutex<Option<Ingested>>>;
 
 pub(crate) struct Pending {
     item: Result<Prepared, StoreError>,
@@ -160,7 +160,7 @@ impl Store {
             item,
             slot: Arc::clone(&slot),
         }]);
-        self.commit_queued();
+        self.commit_queued(&slot);
         take(&slot)
     }
 
@@ -219,7 +219,10 @@ impl Store {
                 };
                 let slots: Vec<Slot> = pending.iter().map(|p| Arc::clone(&p.slot)).collect();
                 self.enqueue(pending);
-                self.commit_queued();
+                // The queue is taken in order: once its last item is decided, all are.
+                if let Some(last) = slots.last() {
+                    self.commit_queued(last);
+                }
                 results.extend(slots.iter().map(take));
                 feed.committed();
             }
@@ -309,27 +312,26 @@ impl Store {
         })
     }
 
-    fn enqueue(&self, mut pending: Vec<Pending>) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .append(&mut pending);
+    fn enqueue(&self, pending: Vec<Pending>) {
+        self.queue.push(pending);
     }
 
-    /// Group commit: whoever holds the writer lock commits everything queued so far.
-    /// A caller whose item was committed by an earlier holder finds its slot filled.
-    fn commit_queued(&self) {
-        let mut writer = self.lock_writer();
-        loop {
-            let group: Vec<Pending> = {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                let n = queue.len().min(MAX_GROUP);
-                queue.drain(..n).collect()
-            };
+    /// Group commit (see [`CommitQueue`](super::group::CommitQueue)): returns once
+    /// `mine`, the caller's last queued item, is decided, having led the commits itself
+    /// if no one else did. Every queued item's caller comes here after queueing it, so
+    /// nothing queued waits without a caller to lead its commit.
+    fn commit_queued(&self, mine: &Slot) {
+        let Some(leader) = self.queue.wait_or_lead(mine) else {
+            return;
+        };
+        while !decided(mine) {
+            let (group, waiters) = leader.take_group();
             if group.is_empty() {
+                // Taken by a leader that panicked before deciding it: `take` says so.
                 return;
             }
-            self.commit_group(&mut writer, group);
+            self.commit_group(&mut self.lock_writer(), group);
+            leader.decided(waiters);
         }
     }
 
@@ -737,6 +739,12 @@ fn bad_signature(what: &str) -> DisputeReason {
 
 fn fill(slot: &Slot, outcome: Ingested) {
     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+}
+
+pub(crate) fn decided(slot: &Slot) -> bool {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
 }
 
 fn take(slot: &Slot) -> Ingested {

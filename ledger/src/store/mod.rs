@@ -265,7 +265,7 @@ pub struct Store {
     read_only: bool,
     durability: Durability,
     sessions: RwLock<HashMap<SessionId, Arc<SessionRecord>>>,
-    queue: Mutex<Vec<ingest::Pending>>,
+    queue: group::CommitQueue,
     writer: Mutex<Writer>,
 }
 
@@ -330,7 +330,7 @@ impl Store {
             read_only: options.read_only,
             durability: options.durability,
             sessions: RwLock::default(),
-            queue: Mutex::default(),
+            queue: group::CommitQueue::default(),
             writer: Mutex::default(),
         };
         store.check_schema()?;
