@@ -75,6 +75,11 @@ fn seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
+/// Receipts in one synced ledger write, 1 to 1,024 (the largest group), doubling.
+fn group_sizes() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+}
+
 /// Seconds from 10 ms to about three hours, doubling (calls run for minutes).
 fn long_seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
@@ -141,6 +146,9 @@ pub struct Metrics {
     pub receipt_durable: Histogram,
     /// `orien_ledger_commit_seconds{role}`: one receipt's verified, synced commit.
     pub ledger_commit: Timings,
+    /// `orien_ledger_commit_group_receipts{role}`: per committed receipt, how many
+    /// receipts the synced write that committed it held (group commit at work).
+    pub ledger_commit_group: Timings,
 }
 
 impl Metrics {
@@ -264,6 +272,13 @@ impl Metrics {
             Unit::Seconds,
             ledger_commit.clone(),
         );
+        let ledger_commit_group = Timings::new_with_constructor(group_sizes);
+        orien.register_with_unit(
+            "ledger_commit_group",
+            "Per committed receipt, the receipts its synced ledger write held, by role",
+            Unit::Other("receipts".into()),
+            ledger_commit_group.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             libp2p: Arc::new(libp2p),
@@ -285,6 +300,7 @@ impl Metrics {
             receipt_ack,
             receipt_durable,
             ledger_commit,
+            ledger_commit_group,
         }
     }
 
@@ -348,13 +364,19 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a receipt committed on `side`, whose commit took `took`.
-    pub(crate) fn receipt_committed(&self, side: Side, took: Duration) {
+    /// Counts a receipt committed on `side`, whose commit took `took` and went out in a
+    /// synced write of `group` receipts (0: a retry already committed).
+    pub(crate) fn receipt_committed(&self, side: Side, took: Duration, group: u32) {
         let role = Role::from(side);
         self.receipts_committed.get_or_create(&role).inc();
         self.ledger_commit
             .get_or_create(&role)
             .observe(took.as_secs_f64());
+        if group > 0 {
+            self.ledger_commit_group
+                .get_or_create(&role)
+                .observe(f64::from(group));
+        }
     }
 
     /// Counts one abuse the peer guard saw.
@@ -417,7 +439,7 @@ mod tests {
         metrics.session_opened(Side::Renter, Duration::from_millis(40));
         metrics.execution_started(Side::Provider);
         metrics.execution_ended(Side::Provider, Duration::from_secs(3));
-        metrics.receipt_committed(Side::Provider, Duration::from_micros(300));
+        metrics.receipt_committed(Side::Provider, Duration::from_micros(300), 5);
         metrics.abuse(crate::peer_guard::Abuse::BrokenOutput);
         let text = metrics.render();
         for line in [
@@ -427,6 +449,9 @@ mod tests {
             "orien_executions_running{role=\"provider\"} 0",
             "orien_executions_duration_seconds_sum{role=\"provider\"} 3.0",
             "orien_ledger_commit_seconds_count{role=\"provider\"} 1",
+            "orien_ledger_commit_group_receipts_sum{role=\"provider\"} 5.0",
+            "orien_ledger_commit_group_receipts_bucket{le=\"4.0\",role=\"provider\"} 0",
+            "orien_ledger_commit_group_receipts_bucket{le=\"8.0\",role=\"provider\"} 1",
             "orien_receipts_committed_total{role=\"provider\"} 1",
             "orien_peers_abuse_total{kind=\"broken_output\"} 1",
             "# TYPE orien_receipts_durable_seconds histogram",

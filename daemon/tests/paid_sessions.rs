@@ -404,6 +404,16 @@ async fn a_session_through_the_api_leaves_identical_receipts_on_both_sides() {
             "orien_ledger_commit_seconds_count{role=\"provider\"}",
             chain_len,
         ),
+        (
+            &renter_metrics,
+            "orien_ledger_commit_group_receipts_count{role=\"renter\"}",
+            chain_len,
+        ),
+        (
+            &provider_metrics,
+            "orien_ledger_commit_group_receipts_count{role=\"provider\"}",
+            chain_len,
+        ),
     ] {
         let value = sample(text, name).unwrap_or_else(|| panic!("{name} in {text}"));
         assert!(

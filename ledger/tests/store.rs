@@ -376,6 +376,37 @@ fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
     assert_eq!(store.verify().unwrap().receipts, 400);
 }
 
+/// A `Durable` names how many receipts went out in the synced write that committed it.
+#[test]
+fn a_durable_proof_names_the_size_of_its_write() {
+    let t = temp_store();
+    let p = parties();
+    let s = SessionId::random();
+    t.store
+        .open_session(session_record(
+            s,
+            &p,
+            PaymentLane::Ledger,
+            usdc(u64::MAX / 2),
+        ))
+        .unwrap();
+    let mut chain = ChainBuilder::new(s, None);
+    let first = chain.next(&p, 10);
+    assert_eq!(t.store.ingest(first.clone()).unwrap().group(), 1);
+    let again = t.store.ingest(first).unwrap();
+    assert!(!again.newly_applied());
+    assert_eq!(again.group(), 0, "a retry needs no write");
+    let batch: Vec<_> = (0..2_500).map(|_| chain.next(&p, 10)).collect();
+    let groups: Vec<u32> = t
+        .store
+        .ingest_many(batch, None)
+        .into_iter()
+        .map(|r| r.unwrap().group())
+        .collect();
+    let expected: Vec<u32> = [1024u32; 2048].into_iter().chain([452; 452]).collect();
+    assert_eq!(groups, expected);
+}
+
 /// Sessions committing their checked receipts one at a time (as a node's session drivers
 /// do) and a batch ingest share the group commit: whoever leads commits the others'
 /// receipts, hands the lead on when its own are decided, and every caller gets exactly
@@ -424,6 +455,7 @@ fn single_commits_and_a_batch_at_once_each_get_their_own_outcomes() {
                     let durable = store.ingest_checked(checked).unwrap();
                     assert_eq!((durable.session(), durable.seq()), (s, seq));
                     assert!(durable.newly_applied());
+                    assert!((1..=1024).contains(&durable.group()));
                 }
             })
         })
@@ -552,7 +584,12 @@ fn ingest_many_across_groups_and_sessions_matches_ingesting_one_by_one() {
     assert_eq!(many.len(), one.len());
     for (i, (a, b)) in many.iter().zip(&one).enumerate() {
         match (a, b) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "receipt {i}"),
+            // The same proof; only the size of the write it went out in differs.
+            (Ok(a), Ok(b)) => assert_eq!(
+                (a.session(), a.seq(), a.receipt(), a.newly_applied()),
+                (b.session(), b.seq(), b.receipt(), b.newly_applied()),
+                "receipt {i}"
+            ),
             (Err(a), Err(b)) => assert_eq!(
                 std::mem::discriminant(a),
                 std::mem::discriminant(b),

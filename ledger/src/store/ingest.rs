@@ -31,6 +31,7 @@ pub struct Durable {
     seq: u64,
     receipt: ReceiptHash,
     newly_applied: bool,
+    group: u32,
 }
 
 impl Durable {
@@ -52,6 +53,12 @@ impl Durable {
     /// `false` when the same receipt had been applied before (an idempotent retry).
     pub const fn newly_applied(&self) -> bool {
         self.newly_applied
+    }
+
+    /// How many receipts the synced write that committed this one held (group commit),
+    /// this one included; 0 for an idempotent retry, which needed no write.
+    pub const fn group(&self) -> u32 {
+        self.group
     }
 }
 
@@ -346,7 +353,10 @@ impl Store {
                 .and_then(|v| self.apply(writer, &mut overlay, &mut batch, v, now));
             outcomes.push((pending.slot, outcome));
         }
-        let applied = outcomes.iter().filter(|(_, o)| o.is_ok()).count();
+        let applied = outcomes
+            .iter()
+            .filter(|(_, o)| o.as_ref().is_ok_and(|d| d.newly_applied))
+            .count();
         let write = if batch.is_empty() {
             Ok(())
         } else {
@@ -360,7 +370,13 @@ impl Store {
                 writer.balances.extend(overlay.balances);
                 writer.lanes.extend(overlay.lanes);
                 writer.aheads.extend(overlay.aheads);
-                for (slot, outcome) in outcomes {
+                let group = u32::try_from(applied).unwrap_or(u32::MAX);
+                for (slot, mut outcome) in outcomes {
+                    if let Ok(durable) = &mut outcome
+                        && durable.newly_applied
+                    {
+                        durable.group = group;
+                    }
                     fill(&slot, outcome);
                 }
             }
@@ -439,6 +455,7 @@ impl Store {
                     seq: r.seq,
                     receipt: v.hash,
                     newly_applied: false,
+                    group: 0,
                 });
             }
             let reason = DisputeReason::Conflicting {
@@ -678,6 +695,8 @@ impl Store {
             seq: r.seq,
             receipt: v.hash,
             newly_applied: true,
+            // Set once the group's write has returned.
+            group: 0,
         })
     }
 

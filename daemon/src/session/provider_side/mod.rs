@@ -327,10 +327,11 @@ impl Task {
                     let result = blocking(move || store.ingest_checked(*acked))
                         .await
                         .map_err(|e| e.to_string());
-                    if result.is_ok() {
+                    if let Ok(durable) = &result {
                         let now = self.inner.clock.monotonic();
                         let metrics = &self.inner.metrics;
-                        metrics.receipt_committed(Side::Provider, now.saturating_sub(committing));
+                        let took = now.saturating_sub(committing);
+                        metrics.receipt_committed(Side::Provider, took, durable.group());
                         if let Some(sent) = self.receipt_sent.take() {
                             metrics
                                 .receipt_durable

@@ -451,9 +451,12 @@ impl Task {
                     let result = blocking(move || store.ingest_checked(*acked))
                         .await
                         .map_err(|e| e.to_string());
-                    if result.is_ok() {
+                    if let Ok(durable) = &result {
                         let took = self.inner.clock.monotonic().saturating_sub(committing);
-                        self.inner.metrics.receipt_committed(Side::Renter, took);
+                        let group = durable.group();
+                        self.inner
+                            .metrics
+                            .receipt_committed(Side::Renter, took, group);
                     }
                     actions.extend(self.machine.handle(RenterInput::Committed(result)));
                 }
