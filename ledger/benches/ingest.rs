@@ -232,19 +232,7 @@ fn ingest_round(
     p: &chain::Parties,
     check: bool,
 ) -> ((Store, tempfile::TempDir), f64, f64) {
-    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
-    let store = Store::open(dir.path().join("ledger")).unwrap();
-    for (s, lane) in sessions {
-        let payment = lane.map_or(PaymentLane::Ledger, escrow);
-        store
-            .open_session(session_record(
-                *s,
-                p,
-                payment,
-                Usdc::from_micros(u64::MAX / 2),
-            ))
-            .unwrap();
-    }
+    let (store, dir) = fresh_store(sessions, p);
     let input = work.to_vec();
     let provider = p.provider.node_id();
     let started = Instant::now();
@@ -259,6 +247,27 @@ fn ingest_round(
         assert_eq!(report.receipts as usize, work.len());
     }
     ((store, dir), rate, cpu)
+}
+
+/// A new ledger in the bench directory with the workload's sessions open.
+fn fresh_store(
+    sessions: &[(SessionId, Option<LaneId>)],
+    p: &chain::Parties,
+) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+    let store = Store::open(dir.path().join("ledger")).unwrap();
+    for (s, lane) in sessions {
+        let payment = lane.map_or(PaymentLane::Ledger, escrow);
+        store
+            .open_session(session_record(
+                *s,
+                p,
+                payment,
+                Usdc::from_micros(u64::MAX / 2),
+            ))
+            .unwrap();
+    }
+    (store, dir)
 }
 
 /// Each session's receipts in order, their signatures verified as a node verifies them on
@@ -282,19 +291,7 @@ fn checked_round(
     sessions: &[(SessionId, Option<LaneId>)],
     p: &chain::Parties,
 ) -> (f64, f64) {
-    let dir = tempfile::tempdir_in(bench_dir()).unwrap();
-    let store = Store::open(dir.path().join("ledger")).unwrap();
-    for (s, lane) in sessions {
-        let payment = lane.map_or(PaymentLane::Ledger, escrow);
-        store
-            .open_session(session_record(
-                *s,
-                p,
-                payment,
-                Usdc::from_micros(u64::MAX / 2),
-            ))
-            .unwrap();
-    }
+    let (store, _dir) = fresh_store(sessions, p);
     let n: usize = checked.iter().map(Vec::len).sum();
     let input: Vec<Vec<CheckedReceipt>> = checked.to_vec();
     let started = Instant::now();

@@ -10,7 +10,7 @@ use orien_ledger::dispute::DisputeReason;
 use orien_ledger::store::SCHEMA_VERSION;
 use orien_ledger::{Account, CheckedReceipt, Store, StoreError};
 use orien_protocol::{PaymentLane, SessionId, Split, Usdc};
-use support::chain::{ChainBuilder, Rng, parties, session_record};
+use support::chain::{ChainBuilder, Parties, Rng, parties, session_record};
 use support::{open, temp_store};
 
 fn usdc(m: u64) -> Usdc {
@@ -339,14 +339,14 @@ fn a_database_of_an_older_schema_is_refused_and_left_untouched() {
     ));
 }
 
-#[test]
-fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
+/// A store shared by threads, with `n` ledger-paid sessions open (its directory first:
+/// keep it for as long as the store).
+fn shared_store(n: usize) -> (tempfile::TempDir, Arc<Store>, Arc<Parties>, Vec<SessionId>) {
     let t = temp_store();
-    let store = Arc::new(t.store);
     let p = Arc::new(parties());
-    let sessions: Vec<SessionId> = (0..8).map(|_| SessionId::random()).collect();
+    let sessions: Vec<SessionId> = (0..n).map(|_| SessionId::random()).collect();
     for s in &sessions {
-        store
+        t.store
             .open_session(session_record(
                 *s,
                 &p,
@@ -355,6 +355,12 @@ fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
             ))
             .unwrap();
     }
+    (t.dir, Arc::new(t.store), p, sessions)
+}
+
+#[test]
+fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
+    let (_dir, store, p, sessions) = shared_store(8);
     let threads: Vec<_> = sessions
         .iter()
         .map(|s| {
@@ -379,26 +385,15 @@ fn concurrent_ingests_share_synced_writes_and_all_become_durable() {
 /// A `Durable` names how many receipts went out in the synced write that committed it.
 #[test]
 fn a_durable_proof_names_the_size_of_its_write() {
-    let t = temp_store();
-    let p = parties();
-    let s = SessionId::random();
-    t.store
-        .open_session(session_record(
-            s,
-            &p,
-            PaymentLane::Ledger,
-            usdc(u64::MAX / 2),
-        ))
-        .unwrap();
-    let mut chain = ChainBuilder::new(s, None);
+    let (_dir, store, p, sessions) = shared_store(1);
+    let mut chain = ChainBuilder::new(sessions[0], None);
     let first = chain.next(&p, 10);
-    assert_eq!(t.store.ingest(first.clone()).unwrap().group(), 1);
-    let again = t.store.ingest(first).unwrap();
+    assert_eq!(store.ingest(first.clone()).unwrap().group(), 1);
+    let again = store.ingest(first).unwrap();
     assert!(!again.newly_applied());
     assert_eq!(again.group(), 0, "a retry needs no write");
     let batch: Vec<_> = (0..2_500).map(|_| chain.next(&p, 10)).collect();
-    let groups: Vec<u32> = t
-        .store
+    let groups: Vec<u32> = store
         .ingest_many(batch, None)
         .into_iter()
         .map(|r| r.unwrap().group())
@@ -413,20 +408,7 @@ fn a_durable_proof_names_the_size_of_its_write() {
 /// its own outcomes.
 #[test]
 fn single_commits_and_a_batch_at_once_each_get_their_own_outcomes() {
-    let t = temp_store();
-    let store = Arc::new(t.store);
-    let p = Arc::new(parties());
-    let sessions: Vec<SessionId> = (0..24).map(|_| SessionId::random()).collect();
-    for s in &sessions {
-        store
-            .open_session(session_record(
-                *s,
-                &p,
-                PaymentLane::Ledger,
-                usdc(u64::MAX / 2),
-            ))
-            .unwrap();
-    }
+    let (_dir, store, p, sessions) = shared_store(24);
     let (singles, batched) = sessions.split_at(16);
     let mut batch = Vec::new();
     let mut builders: Vec<ChainBuilder> = batched
