@@ -4,8 +4,10 @@
 //! runs) or `unsynced` ([`Durability::ProcessCrash`], what the session simulator runs).
 //!
 //! It ingests deterministic dual-signed receipts into the ledger at `DATA_DIR` —
-//! singly, in concurrent pairs and in large groups — and prints `acked SESSION SEQ` for
-//! each one **only after** its durable commit returned. The harness kills it with SIGKILL
+//! singly, in concurrent pairs, in large groups, and from many sessions at once each on
+//! its own thread (as a node's session drivers commit, signatures checked on the way in,
+//! so the group commit's leader writes the others' receipts and wakes them) — and prints
+//! `acked SESSION SEQ` for each one **only after** its durable commit returned. The harness kills it with SIGKILL
 //! at random points and checks that every printed receipt survived. It resumes each
 //! session from its stored head, so it can be restarted on the same directory.
 
@@ -18,19 +20,25 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use chain::{ChainBuilder, Parties, Rng, escrow, parties, session_record};
-use orien_ledger::{AckedReceipt, Durability, Ingested, Store, StoreOptions};
+use orien_ledger::{AckedReceipt, CheckedReceipt, Durability, Ingested, Store, StoreOptions};
 use orien_protocol::{LaneId, PaymentLane, SessionId, Usdc};
 
-/// The sessions every run writes to: two ledger-paid, one on an escrow lane.
-fn sessions() -> [(SessionId, Option<LaneId>); 3] {
-    [
+/// Sessions committing at once in the many-sessions step, after the first three.
+const AT_ONCE: usize = 8;
+
+/// The sessions every run writes to: two ledger-paid, one on an escrow lane, then
+/// [`AT_ONCE`] ledger-paid ones for the many-sessions step.
+fn sessions() -> Vec<(SessionId, Option<LaneId>)> {
+    let mut sessions = vec![
         (SessionId::from_bytes([1; 16]), None),
         (SessionId::from_bytes([2; 16]), None),
         (
             SessionId::from_bytes([3; 16]),
             Some(LaneId::from_bytes([3; 32])),
         ),
-    ]
+    ];
+    sessions.extend((0..AT_ONCE).map(|i| (SessionId::from_bytes([10 + i as u8; 16]), None)));
+    sessions
 }
 
 fn main() -> ExitCode {
@@ -89,7 +97,7 @@ fn run(
     let mut rng = Rng(seed | 1);
     let mut written = 0u64;
     while written < max {
-        match rng.below(3) {
+        match rng.below(4) {
             // One receipt.
             0 => {
                 let i = rng.below(3) as usize;
@@ -113,6 +121,37 @@ fn run(
                 report(&out, &[a, b], &[ra, rb])?;
                 written += 2;
             }
+            // Many sessions at once, each on its own thread committing receipts whose
+            // signatures were checked on their way in, one at a time; each ack is printed
+            // as soon as that thread's own commit returned.
+            2 => {
+                let per_session: Vec<Vec<AckedReceipt>> = chains[3..]
+                    .iter_mut()
+                    .map(|chain| {
+                        let n = 1 + rng.below(8);
+                        (0..n).map(|_| next(chain, &p, &mut rng)).collect()
+                    })
+                    .collect();
+                written += per_session.iter().map(|r| r.len() as u64).sum::<u64>();
+                let (store, out, p) = (&store, &out, &p);
+                std::thread::scope(|s| {
+                    let threads: Vec<_> = per_session
+                        .into_iter()
+                        .map(|receipts| {
+                            s.spawn(move || -> Result<(), String> {
+                                for acked in receipts {
+                                    let result = store.ingest_checked(checked(&acked, p)?);
+                                    report(out, &[acked], &[result]).map_err(|e| e.to_string())?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .collect();
+                    threads.into_iter().try_for_each(|t| {
+                        t.join().map_err(|_| "ingest thread panicked".to_string())?
+                    })
+                })?;
+            }
             // A large group through batch verification and group commit.
             _ => {
                 let i = rng.below(3) as usize;
@@ -126,6 +165,19 @@ fn run(
         }
     }
     Ok(())
+}
+
+/// The receipt with both signatures checked, as a node checks them on their way in.
+fn checked(acked: &AckedReceipt, p: &Parties) -> Result<CheckedReceipt, String> {
+    let receipt = acked
+        .receipt
+        .clone()
+        .into_verified_from(&p.provider.node_id());
+    let ack = acked.ack.clone().into_verified_from(&p.renter.node_id());
+    match (receipt, ack) {
+        (Ok(receipt), Ok(ack)) => Ok(CheckedReceipt::new(receipt, ack)),
+        _ => Err("a generated receipt does not verify".into()),
+    }
 }
 
 fn next(chain: &mut ChainBuilder, p: &Parties, rng: &mut Rng) -> AckedReceipt {
