@@ -7,7 +7,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{Thread, ThreadId};
 
 use super::Store;
-use super::ingest::{MAX_GROUP, Pending, Slot, decided};
+use super::ingest::{MAX_GROUP, Pending, Slot, decided, fail_undecided};
 use crate::receipts::AckedReceipt;
 
 /// Receipts waiting for a group commit. One caller at a time leads: it takes what is
@@ -82,29 +82,43 @@ pub(super) struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    /// The next group, up to [`MAX_GROUP`] of the oldest queued items, and the other
-    /// threads waiting for them.
-    pub(super) fn take_group(&self) -> (Vec<Pending>, Vec<Thread>) {
+    /// The next group, up to [`MAX_GROUP`] of the oldest queued items, and its callers
+    /// to wake once it is decided (drop the [`Deciding`] after the commit).
+    pub(super) fn take_group(&self) -> (Vec<Pending>, Deciding) {
         let mut state = self.queue.lock();
         let n = state.pending.len().min(MAX_GROUP);
         let me = std::thread::current().id();
-        let mut waiters: Vec<Thread> = Vec::new();
+        let mut deciding = Deciding::default();
         let items = state
             .pending
             .drain(..n)
             .map(|(item, waiter)| {
-                if waiter.id() != me && !waiters.iter().any(|w| w.id() == waiter.id()) {
-                    waiters.push(waiter);
+                deciding.slots.push(Slot::clone(item.slot()));
+                if waiter.id() != me && !deciding.waiters.iter().any(|w| w.id() == waiter.id()) {
+                    deciding.waiters.push(waiter);
                 }
                 item
             })
             .collect();
-        (items, waiters)
+        (items, deciding)
     }
+}
 
-    /// The group's slots are filled: wakes the callers waiting for them.
-    pub(super) fn decided(&self, waiters: Vec<Thread>) {
-        for waiter in waiters {
+/// The callers of one group taken from the queue. Dropped once the group is committed,
+/// it wakes them; dropped while unwinding from a commit that panicked, it first fails
+/// every slot still undecided, so no caller sleeps for ever on a receipt no one holds.
+#[derive(Default)]
+pub(super) struct Deciding {
+    slots: Vec<Slot>,
+    waiters: Vec<Thread>,
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            fail_undecided(slot);
+        }
+        for waiter in self.waiters.drain(..) {
             waiter.unpark();
         }
     }
@@ -233,5 +247,38 @@ impl GroupWrites {
             batch.delete_cf(store.cf(cf), key);
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit that panics after taking a group still wakes the group's callers, each
+    /// with an error: before, they slept for ever (found reading the change; the old
+    /// writer-lock queue had them find an empty queue instead).
+    #[test]
+    fn a_group_whose_commit_panicked_fails_its_callers_and_wakes_them() {
+        let slot = Slot::default();
+        let waiting = Slot::clone(&slot);
+        let waiter = std::thread::spawn(move || {
+            while !decided(&waiting) {
+                std::thread::park();
+            }
+            waiting.lock().unwrap().take()
+        });
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _deciding = Deciding {
+                slots: vec![Slot::clone(&slot)],
+                waiters: vec![waiter.thread().clone()],
+            };
+            panic!("a commit fails an invariant");
+        }));
+        assert!(unwound.is_err());
+        let outcome = waiter.join().unwrap();
+        assert!(
+            matches!(outcome, Some(Err(crate::StoreError::Io { .. }))),
+            "{outcome:?}"
+        );
     }
 }

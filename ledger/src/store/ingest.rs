@@ -83,6 +83,13 @@ pub(crate) struct Pending {
     slot: Slot,
 }
 
+impl Pending {
+    /// Where its outcome goes.
+    pub(crate) const fn slot(&self) -> &Slot {
+        &self.slot
+    }
+}
+
 /// Uncommitted changes of one group, applied to the caches only after the write.
 #[derive(Default)]
 struct Overlay {
@@ -332,13 +339,13 @@ impl Store {
             return;
         };
         while !decided(mine) {
-            let (group, waiters) = leader.take_group();
+            let (group, deciding) = leader.take_group();
             if group.is_empty() {
-                // Taken by a leader that panicked before deciding it: `take` says so.
+                // Taken by a leader that panicked: its `Deciding` failed it.
                 return;
             }
             self.commit_group(&mut self.lock_writer(), group);
-            leader.decided(waiters);
+            drop(deciding);
         }
     }
 
@@ -766,14 +773,26 @@ pub(crate) fn decided(slot: &Slot) -> bool {
         .is_some()
 }
 
+/// Fails `slot` if no commit decided it: the committing thread panicked. (A receipt in
+/// a write that did return is then reported failed: its ack is not released, which is
+/// safe; the receipt stays in the ledger and a retry finds it applied.)
+pub(crate) fn fail_undecided(slot: &Slot) {
+    let mut outcome = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if outcome.is_none() {
+        *outcome = Some(Err(panicked()));
+    }
+}
+
+fn panicked() -> StoreError {
+    StoreError::Io {
+        op: "group commit",
+        detail: "the committing thread panicked".into(),
+    }
+}
+
 fn take(slot: &Slot) -> Ingested {
     slot.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take()
-        .unwrap_or_else(|| {
-            Err(StoreError::Io {
-                op: "group commit",
-                detail: "the committing thread panicked".into(),
-            })
-        })
+        .unwrap_or_else(|| Err(panicked()))
 }
