@@ -401,19 +401,21 @@ fn raw_round(path: &std::path::Path, n: usize, shape: &RecordShape) -> f64 {
     let db = raw_db(path);
     let mut sync = rocksdb::WriteOptions::default();
     sync.set_sync(true);
-    let record = raw_record;
     let started = Instant::now();
     for chunk in 0..n.div_ceil(1024) {
         let mut batch = rocksdb::WriteBatch::default();
         let receipts = chunk * 1024..((chunk + 1) * 1024).min(n);
         for i in receipts.clone() {
             let key = raw_receipt_key(i);
-            batch.put(key, record(shape.receipt, i as u64));
-            batch.put([&[0u8][..], &key].concat(), record(shape.posting, i as u64));
+            batch.put(key, raw_record(shape.receipt, i as u64));
+            batch.put(
+                [&[0u8][..], &key].concat(),
+                raw_record(shape.posting, i as u64),
+            );
         }
         for session in 0..SESSIONS.min(receipts.len()) {
-            batch.put([session as u8; 17], record(shape.head, chunk as u64));
-            batch.put([1, session as u8], record(shape.balance, chunk as u64));
+            batch.put([session as u8; 17], raw_record(shape.head, chunk as u64));
+            batch.put([1, session as u8], raw_record(shape.balance, chunk as u64));
         }
         db.write_opt(batch, &sync).unwrap();
     }

@@ -170,7 +170,7 @@ impl Store {
     /// waits for the group commit that decides it.
     fn commit_one(&self, item: Result<Prepared, StoreError>) -> Ingested {
         let slot = Slot::default();
-        self.enqueue(vec![Pending {
+        self.queue.push(vec![Pending {
             item,
             slot: Arc::clone(&slot),
         }]);
@@ -232,7 +232,7 @@ impl Store {
                     },
                 };
                 let slots: Vec<Slot> = pending.iter().map(|p| Arc::clone(&p.slot)).collect();
-                self.enqueue(pending);
+                self.queue.push(pending);
                 // The queue is taken in order: once its last item is decided, all are.
                 if let Some(last) = slots.last() {
                     self.commit_queued(last);
@@ -324,10 +324,6 @@ impl Store {
             session,
             rule: VoucherRule::Covering,
         })
-    }
-
-    fn enqueue(&self, pending: Vec<Pending>) {
-        self.queue.push(pending);
     }
 
     /// Group commit (see [`CommitQueue`](super::group::CommitQueue)): returns once
