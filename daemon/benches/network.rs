@@ -258,6 +258,7 @@ async fn main() {
             payout: s.payout,
             issued_at: now,
             expires_at: now.saturating_add(Millis(3_600_000)),
+            keep_artefacts: Millis::ZERO,
         };
         key.sign(&offer).unwrap().to_bytes().unwrap().len()
     };

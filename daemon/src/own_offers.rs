@@ -53,8 +53,16 @@ impl From<Offer> for OfferSpec {
 }
 
 impl OfferSpec {
-    /// The offer `key` makes of this spec at `now`, valid for `lifetime` (at least 1 ms).
-    pub(crate) fn offer(&self, key: &NodeKey, now: Timestamp, lifetime: Duration) -> Offer {
+    /// The offer `key` makes of this spec at `now`, valid for `lifetime` (at least 1 ms),
+    /// its sessions' artefacts kept for `keep_artefacts` after their close (the node's
+    /// setting, the same for all its tools).
+    pub(crate) fn offer(
+        &self,
+        key: &NodeKey,
+        now: Timestamp,
+        lifetime: Duration,
+        keep_artefacts: Millis,
+    ) -> Offer {
         Offer {
             provider: key.node_id(),
             tool: self.tool.clone(),
@@ -67,6 +75,7 @@ impl OfferSpec {
             payout: self.payout,
             issued_at: now,
             expires_at: now.saturating_add(Millis::from_duration(lifetime).max(Millis(1))),
+            keep_artefacts,
         }
     }
 
@@ -76,8 +85,9 @@ impl OfferSpec {
         key: &NodeKey,
         now: Timestamp,
         lifetime: Duration,
+        keep_artefacts: Millis,
     ) -> Result<Signed<Offer>, EncodeError> {
-        key.sign(&self.offer(key, now, lifetime))
+        key.sign(&self.offer(key, now, lifetime, keep_artefacts))
     }
 }
 
@@ -211,7 +221,9 @@ mod tests {
     }
 
     fn announce(own: &OwnOffers, key: &NodeKey, spec: &OfferSpec, now: Timestamp) -> OfferId {
-        let signed = spec.sign(key, now, Duration::from_secs(60)).unwrap();
+        let signed = spec
+            .sign(key, now, Duration::from_secs(60), Millis::ZERO)
+            .unwrap();
         let offer = signed.verify().unwrap();
         let id = signed.offer_id();
         own.announce(spec.clone(), signed, offer, now);

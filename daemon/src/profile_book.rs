@@ -327,6 +327,7 @@ mod tests {
                 pricing: Pricing {
                     session_per_minute: Usdc::from_micros(price / 10),
                     exec_per_minute: Usdc::from_micros(price),
+                    artefact_per_gib: Usdc::ZERO,
                 },
             })
             .collect();

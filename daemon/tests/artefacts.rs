@@ -2,7 +2,8 @@
 //! over loopback TCP, through the renter's HTTP API: a call names output paths, its
 //! signed result names the SHA-256 of the copy the provider kept of each, and the
 //! renter fetches those bytes by path — after the tool changed the file, and after the
-//! session closed — until the provider's keeping time is up.
+//! session closed — until the provider's keeping time is up; the offer states that time
+//! and a price per GiB kept, and the receipts charge it for what the results kept.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 #[path = "support/loopback.rs"]
@@ -40,6 +41,7 @@ concurrent_execs = 2
 [tools.build.pricing]
 session_per_minute = "0.000100"
 exec_per_minute = "0.001000"
+artefact_per_gib = "1.000000"
 "#;
     let path = dir.join("provider.toml");
     std::fs::write(&path, format!("{example}\n{build}")).unwrap();
@@ -117,8 +119,24 @@ async fn a_calls_outputs_are_kept_named_in_its_signed_result_and_fetched_after_c
     };
     let market = Market::start_with(&provider_config(dir.path()), "build", config).await;
     let api = market.serve_api().await;
-    let session = market.open().await.to_string();
     let http = reqwest::Client::new();
+    // The offer says how long artefacts are kept after a session, and at what price.
+    let offers: Vec<Value> = http
+        .get(format!("{}/v1/offers?tool=build", api.0))
+        .bearer_auth(&api.1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offer = offers
+        .iter()
+        .find(|o| o["id"] == market.offer.to_string())
+        .unwrap_or_else(|| panic!("{offers:?}"));
+    assert_eq!(offer["keep_artefacts_ms"], 3_000, "{offer}");
+    assert_eq!(offer["pricing"]["artefact_per_gib"], "1.000000", "{offer}");
+    let session = market.open().await.to_string();
 
     let view = build(
         &http,
@@ -178,6 +196,18 @@ async fn a_calls_outputs_are_kept_named_in_its_signed_result_and_fetched_after_c
     let (_, _, body) = fetch(&http, &api, &exec, "out/report.txt").await;
     assert_eq!(body, b"built\n");
 
+    // Keeping 1 MiB costs 1/1024 USDC, charged by the receipts that commit to the
+    // result; the 6 bytes above cost less than a micro-USDC.
+    let blob = build(
+        &http,
+        &api,
+        &session,
+        "dd if=/dev/zero of=out/blob bs=1024 count=1024 2>/dev/null",
+        &["out/blob"],
+    )
+    .await;
+    assert_eq!(blob["artefacts"][0]["size"], 1 << 20, "{blob}");
+
     // After the close, for as long as the provider keeps artefacts.
     let closed = http
         .post(format!("{}/v1/sessions/{session}/close", api.0))
@@ -191,6 +221,43 @@ async fn a_calls_outputs_are_kept_named_in_its_signed_result_and_fetched_after_c
         (status, etag.as_deref(), body.as_slice()),
         (200, Some(built.as_str()), &b"built\n"[..])
     );
+    let receipts: Vec<Value> = http
+        .get(format!("{}/v1/receipts?session={session}", api.0))
+        .bearer_auth(&api.1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = receipts.last().unwrap();
+    assert_eq!(last["artefact_amount"], "0.000976", "{receipts:?}");
+    let usdc = |k: &str| {
+        last[k]
+            .as_str()
+            .unwrap()
+            .parse::<orien_protocol::Usdc>()
+            .unwrap()
+    };
+    // 0.0001 USDC a minute open, the calls at their price, and the artefacts.
+    let session_amount = orien_protocol::Pricing {
+        session_per_minute: orien_protocol::Usdc::from_micros(100),
+        ..orien_protocol::Pricing::default()
+    }
+    .session_amount(Millis(last["session_ms"].as_u64().unwrap()));
+    assert_eq!(
+        Some(usdc("amount")),
+        session_amount
+            .checked_add(usdc("exec_amount"))
+            .and_then(|a| a.checked_add(usdc("artefact_amount"))),
+        "{last}"
+    );
+    // The provider's ledger holds the same receipts.
+    let held = market
+        .provider_store
+        .receipts(&session.parse().unwrap())
+        .unwrap();
+    assert_eq!(held.len(), receipts.len());
     // Then no more: the provider removed it.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let (status, _, body) = fetch(&http, &api, &exec, "out/report.txt").await;

@@ -279,6 +279,7 @@ async fn a_hostile_peer_cannot_hijack_forge_or_crash_a_session() {
             prev: ReceiptHash::GENESIS,
             issued_at: SystemClock::new().wall(),
             results: orien_protocol::ResultsCommitment::NONE,
+            artefact_amount: Usdc::ZERO,
         })
         .unwrap();
     refused(

@@ -229,6 +229,7 @@ async fn a_provider_that_delays_an_exit_cannot_charge_past_the_calls_limit() {
                 prev,
                 issued_at: SystemClock::new().wall(),
                 results: orien_protocol::ResultsCommitment::NONE,
+                artefact_amount: Usdc::ZERO,
             })
             .unwrap();
         prev = signed.receipt_hash();
@@ -402,6 +403,7 @@ async fn a_provider_that_lies_about_an_output_hash_is_caught() {
             prev: ReceiptHash::GENESIS,
             issued_at: SystemClock::new().wall(),
             results: ResultsCommitment::NONE,
+            artefact_amount: Usdc::ZERO,
         })
         .unwrap();
     let answer = hostile

@@ -53,6 +53,7 @@ fn spec(tool: &str, exec_price: u64) -> OfferSpec {
         pricing: Pricing {
             session_per_minute: Usdc::from_micros(100),
             exec_per_minute: Usdc::from_micros(exec_price),
+            artefact_per_gib: Usdc::ZERO,
         },
         limits: ResourceLimits {
             max_exec: Millis(10_000),
@@ -352,6 +353,7 @@ async fn a_hostile_peer_is_penalised_and_honest_offers_still_flow() {
         payout: EvmAddress::from_bytes([1; 20]),
         issued_at: now,
         expires_at: now.saturating_add(Millis(60_000)),
+        keep_artefacts: Millis::ZERO,
     };
     let forged = hostile_key.sign(&forged_offer).unwrap().to_bytes().unwrap(); // signer ≠ provider
     forged_offer.provider = hostile_key.node_id();

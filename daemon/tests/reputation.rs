@@ -249,6 +249,7 @@ fn self_dealt(provider: &NodeKey, renter: &NodeKey, micros: u64) -> PaymentProof
             prev: ReceiptHash::GENESIS,
             issued_at: SystemClock::new().wall(),
             results: ResultsCommitment::NONE,
+            artefact_amount: Usdc::ZERO,
         })
         .unwrap();
     let ack = renter

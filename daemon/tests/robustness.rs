@@ -339,6 +339,7 @@ async fn a_sybil_flood_of_offers_through_one_connection_leaves_honest_offers_in_
                 payout: EvmAddress::from_bytes([0x66; 20]),
                 issued_at: now,
                 expires_at: now.saturating_add(Millis(24 * 3_600_000 - 1)),
+                keep_artefacts: Millis::ZERO,
             })
             .unwrap();
         hostile.provide(offer).await;

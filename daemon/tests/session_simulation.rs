@@ -40,13 +40,14 @@ fn simulate(test: &str, seed: u64, sessions: u64, seconds: u64, faults: FaultRat
     match simulation::run(&config) {
         Ok(report) => {
             eprintln!(
-                "seed {seed}: {} sessions ({} receipts, {} messages, {} lost, {} crashes, {} on slow links) in {:.1} s real, {:.0} s simulated: {:.0} sessions/s; worst provider loss (unpaid, bound) {:?} µUSDC, worst renter overpayment (over its meter, tolerance) {:?} µUSDC",
+                "seed {seed}: {} sessions ({} receipts, {} messages, {} lost, {} crashes, {} on slow links, {} charging artefacts) in {:.1} s real, {:.0} s simulated: {:.0} sessions/s; worst provider loss (unpaid, bound) {:?} µUSDC, worst renter overpayment (over its meter, tolerance) {:?} µUSDC",
                 report.sessions,
                 report.receipts,
                 report.messages,
                 report.dropped,
                 report.crashes,
                 report.slow,
+                report.charged_artefacts,
                 report.elapsed.as_secs_f64(),
                 report.simulated.as_secs_f64(),
                 report.sessions as f64 / report.elapsed.as_secs_f64(),
@@ -83,6 +84,10 @@ fn sessions_under_loss_duplication_reordering_and_crashes_keep_every_promise() {
     assert!(
         report.worst_provider.is_some_and(|(unpaid, _)| unpaid > 0),
         "no provider ever lost anything: the bound is untested"
+    );
+    assert!(
+        report.charged_artefacts > report.sessions / 10,
+        "hardly any session charged for artefacts: {report:?}"
     );
 }
 

@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pricing = Pricing {
         session_per_minute: Usdc::from_micros(10_000),
         exec_per_minute: Usdc::from_micros(50_000),
+        artefact_per_gib: Usdc::ZERO,
     };
     let budget: Usdc = "1.5".parse()?;
     let session = SessionId::random();

@@ -22,6 +22,8 @@ pub enum Quantity {
     Results,
     /// The price of the execution time.
     ExecAmount,
+    /// The price of the artefacts kept.
+    ArtefactAmount,
 }
 
 /// Why a receipt was refused.
@@ -145,6 +147,15 @@ pub enum DisputeReason {
         /// The count committed.
         count: u64,
     },
+    /// The receipt charges for artefacts other than what the results it commits to
+    /// kept, at the session's price.
+    #[error("artefacts charged at {claimed}; the results committed to kept {expected} of them")]
+    WrongArtefactAmount {
+        /// The provider's artefact amount.
+        claimed: Usdc,
+        /// The price of the artefacts the committed results name.
+        expected: Usdc,
+    },
 }
 
 /// What is wrong with a call's signed result.
@@ -187,6 +198,7 @@ pub struct Evidence {
 
 impl Record for Evidence {
     const KIND: &'static str = "evidence";
-    const VERSION: u8 = 3;
+    // 4: the receipt is an `orien/receipt/v4`, and the artefact amount may be disputed.
+    const VERSION: u8 = 4;
     const MAX_LEN: usize = 1024;
 }

@@ -16,8 +16,14 @@
 //! Each call is priced at its own [`CallRate`] (its tool's execution price and call
 //! cap; [`Meter::start_exec`] takes the session's own tool's). The amount is the session
 //! time at the session's price plus the execution amount, `floor(Σ ms × price / 60 000)`
-//! over the calls' prices, capped at the budget; when the budget is reached the meter
-//! suspends itself and the reading says so, and the provider ends the session.
+//! over the calls' prices, plus the price of the artefacts kept by the results the next
+//! receipt commits to ([`Meter::charge_artefacts`]), capped at the budget; when the
+//! budget is reached the meter suspends itself and the reading says so, and the provider
+//! ends the session.
+//!
+//! A call is admitted only if the budget covers the worst case of every running call
+//! and of the session's artefacts: a session's artefacts together hold at most its
+//! workspace, so they cost at most [`MeterConfig::artefact_cap`].
 //!
 //! Readings never decrease: a running call's contribution only grows, a finished call
 //! keeps at least what a reading already reported, and a call that never ran
@@ -28,7 +34,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use orien_protocol::{Clock, Millis, Pricing, Usage, Usdc};
+use orien_protocol::{Clock, Millis, Offer, Pricing, Usage, Usdc};
 
 /// Receipt interval when none is configured.
 pub const DEFAULT_RECEIPT_INTERVAL: Millis = Millis(5_000);
@@ -48,6 +54,9 @@ pub struct MeterConfig {
     pub receipt_interval: Millis,
     /// The most one call is metered: its tool's `max_exec` plus [`CALL_SLACK`].
     pub call_cap: Millis,
+    /// The most the session's artefacts may cost together: its workspace's size at the
+    /// session's artefact price ([`Pricing::artefact_amount`]).
+    pub artefact_cap: Usdc,
 }
 
 impl MeterConfig {
@@ -58,6 +67,20 @@ impl MeterConfig {
             budget,
             receipt_interval: DEFAULT_RECEIPT_INTERVAL,
             call_cap: Millis(u64::MAX),
+            artefact_cap: Usdc::ZERO,
+        }
+    }
+
+    /// The meter of a session opened on `offer` with `budget`, a reading due every
+    /// `receipt_interval`: its prices, its tool's call cap, and the most its workspace's
+    /// artefacts may cost.
+    pub fn of_offer(offer: &Offer, budget: Usdc, receipt_interval: Millis) -> Self {
+        Self {
+            pricing: offer.pricing,
+            budget,
+            receipt_interval,
+            call_cap: Self::call_cap_for(offer.limits.max_exec),
+            artefact_cap: offer.pricing.artefact_amount(offer.limits.workspace_bytes),
         }
     }
 
@@ -122,11 +145,14 @@ fn exec_amount_of(by_price: impl IntoIterator<Item = (Usdc, Duration)>) -> Usdc 
 /// A call refused because its worst case does not fit the budget left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the call's worst case ({worst} for {cap} of execution) does not fit the budget left ({left}); open a session with a larger budget"
+    "the call's worst case ({worst} for {cap} of execution, {artefacts} of it for the session's artefacts) does not fit the budget left ({left}); open a session with a larger budget"
 )]
 pub struct CallDoesNotFit {
-    /// What the session would cost if this call and every running one ran to the cap.
+    /// What the session would cost if this call and every running one ran to the cap
+    /// and its artefacts filled the workspace.
     pub worst: Usdc,
+    /// The part of `worst` that is the session's artefacts at most.
+    pub artefacts: Usdc,
     /// The call cap.
     pub cap: Millis,
     /// Budget minus what is metered now.
@@ -155,8 +181,10 @@ pub struct Reading {
     pub cpu_time: Millis,
     /// Price of the execution time, each call at its own rate.
     pub exec_amount: Usdc,
-    /// Price of the usage (session time at the session's price plus `exec_amount`),
-    /// capped at the budget.
+    /// Price of the artefacts kept by the results the next receipt commits to.
+    pub artefact_amount: Usdc,
+    /// Price of the usage (session time at the session's price plus `exec_amount` plus
+    /// `artefact_amount`), capped at the budget.
     pub amount: Usdc,
     /// Whether the amount has reached the budget (the meter is then suspended).
     pub budget_reached: bool,
@@ -201,6 +229,8 @@ pub struct Meter {
     running: std::collections::BTreeMap<u64, Running>,
     next_timer: u64,
     cpu_time: Millis,
+    /// The price of the artefacts the next receipt commits to.
+    artefacts: Usdc,
     next_due: Duration,
     budget_reached: bool,
 }
@@ -234,8 +264,25 @@ impl Meter {
             running: std::collections::BTreeMap::new(),
             next_timer: 0,
             cpu_time: Millis::ZERO,
+            artefacts: Usdc::ZERO,
             budget_reached: false,
         }
+    }
+
+    /// The results the next receipt commits to kept artefacts costing `total`
+    /// (cumulative, never less than before): readings charge for them from now on.
+    /// Charging past the budget reaches it, as usage does.
+    ///
+    /// # Panics
+    ///
+    /// If `total` is less than an earlier total: results, once committed to, stay.
+    pub fn charge_artefacts(&mut self, total: Usdc) {
+        assert!(
+            total >= self.artefacts,
+            "the artefacts charged went down from {} to {total}",
+            self.artefacts
+        );
+        self.artefacts = total;
     }
 
     /// The configuration.
@@ -352,6 +399,8 @@ impl Meter {
             .chain([rate.cap.to_duration()])
             .max()
             .unwrap_or_default();
+        // Whatever artefacts were charged so far are part of the workspace's worth.
+        let artefacts = self.config.artefact_cap.max(self.artefacts);
         let worst = self
             .config
             .pricing
@@ -360,12 +409,14 @@ impl Meter {
                     .session_time
                     .saturating_add(Millis::from_duration(longest)),
             )
-            .saturating_add(exec_amount_of(worst_exec));
+            .saturating_add(exec_amount_of(worst_exec))
+            .saturating_add(artefacts);
         if worst <= self.config.budget {
             return Ok(());
         }
         Err(CallDoesNotFit {
             worst,
+            artefacts,
             cap: rate.cap,
             left: self.config.budget.saturating_sub(current.amount),
         })
@@ -492,12 +543,14 @@ impl Meter {
             .config
             .pricing
             .session_amount(session_time)
-            .saturating_add(exec_amount);
+            .saturating_add(exec_amount)
+            .saturating_add(self.artefacts);
         Reading {
             session_time,
             exec_time,
             cpu_time: self.cpu_time,
             exec_amount,
+            artefact_amount: self.artefacts,
             amount: price.min(self.config.budget),
             budget_reached: price >= self.config.budget,
             trigger,
@@ -516,6 +569,7 @@ mod tests {
             Pricing {
                 session_per_minute: Usdc::from_micros(session_per_minute),
                 exec_per_minute: Usdc::from_micros(exec_per_minute),
+                artefact_per_gib: Usdc::ZERO,
             },
             Usdc::from_micros(budget),
         )
@@ -756,6 +810,66 @@ mod tests {
         assert_eq!(refused.left, Usdc::from_micros(25_000));
         clock.advance(Duration::from_millis(100));
         assert!(meter.call_fits().is_err(), "time only makes it worse");
+    }
+
+    #[test]
+    fn a_call_fits_only_if_the_budget_also_covers_the_session_artefacts_at_most() {
+        // Calls as above; the workspace's artefacts may cost 5,000 together.
+        let mut c = config(60_000, 600_000, 16_000);
+        c.call_cap = Millis(1_000);
+        c.artefact_cap = Usdc::from_micros(5_000);
+        let (clock, mut meter) = setup(c);
+        // 1,000 session + 10,000 call + 5,000 artefacts = 16,000: fits exactly.
+        assert!(meter.call_fits().is_ok());
+        clock.advance(Duration::from_millis(1));
+        let refused = meter.call_fits().unwrap_err();
+        assert_eq!(refused.artefacts, Usdc::from_micros(5_000));
+        assert_eq!(refused.worst, Usdc::from_micros(16_001));
+        assert!(
+            refused
+                .to_string()
+                .contains("0.005000 USDC of it for the session's artefacts")
+        );
+
+        // Charged artefacts count in the amount and in `left`, not twice in the worst case.
+        meter.charge_artefacts(Usdc::from_micros(4_000));
+        let reading = meter.current();
+        assert_eq!(reading.artefact_amount, Usdc::from_micros(4_000));
+        assert_eq!(
+            reading.amount,
+            Usdc::from_micros(4_001),
+            "1 ms of session + artefacts"
+        );
+        let refused = meter.call_fits().unwrap_err();
+        assert_eq!(
+            refused.worst,
+            Usdc::from_micros(16_001),
+            "the cap covers them"
+        );
+        assert_eq!(refused.left, Usdc::from_micros(11_999));
+    }
+
+    #[test]
+    fn artefacts_charged_up_to_the_budget_reach_it() {
+        let (_clock, mut meter) = setup(config(60_000, 600_000, 10_000));
+        meter.charge_artefacts(Usdc::from_micros(12_000));
+        let reading = meter.read_now().unwrap();
+        assert!(reading.budget_reached);
+        assert_eq!(
+            reading.amount,
+            Usdc::from_micros(10_000),
+            "capped at the budget"
+        );
+        assert!(!meter.is_running(), "suspended at the budget");
+        assert!(!meter.resume());
+    }
+
+    #[test]
+    #[should_panic(expected = "the artefacts charged went down")]
+    fn charged_artefacts_never_go_down() {
+        let (_clock, mut meter) = setup(config(0, 0, 10_000));
+        meter.charge_artefacts(Usdc::from_micros(2));
+        meter.charge_artefacts(Usdc::from_micros(1));
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl SessionRecord {
 
 impl Record for SessionRecord {
     const KIND: &'static str = "session";
-    const VERSION: u8 = 1;
+    // 2: prices carry the artefact price.
+    const VERSION: u8 = 2;
     const MAX_LEN: usize = 512;
 }
 

@@ -20,6 +20,7 @@ use orien_protocol::{
 const PRICING: Pricing = Pricing {
     session_per_minute: Usdc::from_micros(60_000),
     exec_per_minute: Usdc::from_micros(0),
+    artefact_per_gib: Usdc::ZERO,
 };
 
 /// One session on the escrow lane renter → provider, receipts acknowledged with vouchers
@@ -91,6 +92,7 @@ impl Session {
             prev: self.prev,
             issued_at: Timestamp(1_763_856_000_000 + self.amount),
             results: orien_protocol::ResultsCommitment::NONE,
+            artefact_amount: Usdc::ZERO,
         };
         let receipt = self.provider_key.sign(&receipt).unwrap();
         self.prev = receipt.receipt_hash();

@@ -42,7 +42,7 @@ proptest! {
         exec_price in 0u64..2_000_000,
         budget in 1u64..3_000_000,
     ) {
-        let pricing = Pricing { session_per_minute: Usdc::from_micros(session_price), exec_per_minute: Usdc::from_micros(exec_price) };
+        let pricing = Pricing { session_per_minute: Usdc::from_micros(session_price), exec_per_minute: Usdc::from_micros(exec_price), artefact_per_gib: Usdc::ZERO };
         let mut sim = Sim::new(pricing, Usdc::from_micros(budget), Tolerance::default());
         for e in events {
             match e {

@@ -14,6 +14,7 @@ fn pricing() -> Pricing {
     Pricing {
         session_per_minute: Usdc::from_micros(6_000),
         exec_per_minute: Usdc::from_micros(60_000),
+        artefact_per_gib: Usdc::ZERO,
     }
 }
 
@@ -354,4 +355,116 @@ fn a_checked_receipt_is_refused_by_a_session_whose_parties_did_not_sign_it() {
         "{refused:?}"
     );
     assert!(other.store.receipts(&sim.session).unwrap().is_empty());
+}
+
+fn with_artefacts(per_gib: u64) -> Pricing {
+    Pricing {
+        artefact_per_gib: Usdc::from_micros(per_gib),
+        ..pricing()
+    }
+}
+
+#[test]
+fn a_results_artefacts_are_charged_once_by_the_receipts_that_commit_to_it() {
+    // 0.4 USDC per GiB kept; a result that kept 1.5 GiB costs 0.6 USDC.
+    let mut sim = Sim::new(
+        with_artefacts(400_000),
+        Usdc::from_micros(5_000_000),
+        Tolerance::default(),
+    );
+    sim.advance(5_000);
+    assert!(sim.poll());
+    let before = sim.countersigner.last().unwrap().clone();
+    assert_eq!(before.artefact_amount, Usdc::ZERO);
+
+    sim.deliver_result(3 << 29, Usdc::from_micros(400_000));
+    sim.advance(5_000);
+    assert!(sim.poll(), "{:?}", sim.refusals);
+    let charged = sim.countersigner.last().unwrap().clone();
+    assert_eq!(charged.results.count, 1);
+    assert_eq!(charged.artefact_amount, Usdc::from_micros(600_000));
+    let session = with_artefacts(0).session_amount(charged.session_time);
+    assert_eq!(
+        charged.amount,
+        session.checked_add(Usdc::from_micros(600_000)).unwrap(),
+        "the session time plus the artefacts"
+    );
+
+    // Cumulative: later receipts carry the same artefact amount, not a second charge.
+    sim.advance(5_000);
+    assert!(sim.poll());
+    assert!(sim.close());
+    let last = sim.countersigner.last().unwrap();
+    assert_eq!(last.artefact_amount, Usdc::from_micros(600_000));
+    assert_eq!(
+        last.amount,
+        with_artefacts(0)
+            .session_amount(last.session_time)
+            .checked_add(Usdc::from_micros(600_000))
+            .unwrap()
+    );
+    let totals = sim.provider.store.session_totals(&sim.session).unwrap();
+    assert_eq!(totals.amount, last.amount);
+    assert_eq!(
+        sim.provider.store.balances().unwrap(),
+        sim.renter.store.balances().unwrap()
+    );
+    sim.provider.store.verify().unwrap();
+    sim.renter.store.verify().unwrap();
+}
+
+#[test]
+fn a_receipt_charging_other_artefacts_than_its_results_kept_is_refused() {
+    // The provider prices the artefacts at double the offer's price.
+    let mut sim = Sim::new(
+        with_artefacts(400_000),
+        Usdc::from_micros(5_000_000),
+        Tolerance::default(),
+    );
+    sim.deliver_result(1 << 30, Usdc::from_micros(800_000));
+    sim.advance(5_000);
+    assert!(!sim.poll(), "an overcharge for artefacts must be refused");
+    assert_eq!(
+        sim.refusals[0].reason,
+        DisputeReason::WrongArtefactAmount {
+            claimed: Usdc::from_micros(800_000),
+            expected: Usdc::from_micros(400_000),
+        }
+    );
+    assert!(matches!(
+        sim.countersigner.suspension(),
+        Some(SuspendReason::Dispute { .. })
+    ));
+}
+
+#[test]
+fn artefacts_that_reach_the_budget_cap_the_amount_and_end_the_session() {
+    let budget = Usdc::from_micros(300_000);
+    let mut sim = Sim::new(with_artefacts(400_000), budget, Tolerance::default());
+    sim.deliver_result(1 << 30, Usdc::from_micros(400_000));
+    sim.advance(1_000);
+    let reading = sim.provider_meter.read_now().unwrap();
+    assert!(reading.budget_reached);
+    assert_eq!(reading.amount, budget);
+    assert!(sim.exchange(reading, false), "{:?}", sim.refusals);
+    assert!(sim.countersigner.budget_spent());
+    assert!(
+        !sim.provider_meter.is_running(),
+        "the meter stops at the budget"
+    );
+}
+
+#[test]
+#[should_panic(expected = "a reading charges for other artefacts than its receipt's results kept")]
+fn the_issuer_refuses_to_sign_a_reading_that_missed_the_artefacts_its_receipt_commits_to() {
+    let mut sim = Sim::new(
+        with_artefacts(400_000),
+        Usdc::from_micros(5_000_000),
+        Tolerance::default(),
+    );
+    sim.deliver_result(1 << 30, Usdc::from_micros(400_000));
+    sim.advance(1_000);
+    let mut reading = sim.provider_meter.read_now().unwrap();
+    reading.artefact_amount = Usdc::ZERO;
+    let _ = sim.issuer.issue(&reading);
 }

@@ -209,6 +209,7 @@ mod tests {
                 exec_time: Millis(0),
                 cpu_time: Millis(0),
                 exec_amount: Usdc::ZERO,
+                artefact_amount: Usdc::ZERO,
                 amount: Usdc::from_micros(amount),
                 prev: ReceiptHash::GENESIS,
                 issued_at: Timestamp(1_000),

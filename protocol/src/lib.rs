@@ -22,6 +22,7 @@
 //!     prev: ReceiptHash::GENESIS,
 //!     issued_at: Timestamp(1_700_000_000_000),
 //!     results: ResultsCommitment::NONE,
+//!     artefact_amount: Usdc::ZERO,
 //! };
 //! let signed = provider.sign(&receipt)?;
 //! let bytes = signed.to_bytes()?;                       // onto the wire
@@ -67,7 +68,7 @@ pub use ids::{
     ReceiptHash, ResultHash, SessionId, ToolName,
 };
 pub use money::{ParseUsdcError, Usdc};
-pub use offer::{Offer, ResourceLimits};
+pub use offer::{MAX_KEEP_ARTEFACTS, Offer, ResourceLimits};
 pub use pricing::{Pricing, Usage};
 pub use profile::{ProviderProfile, ToolPrice};
 pub use receipt::{EvmSignature, ReceiptAck, UsageReceipt, Voucher};
@@ -90,8 +91,10 @@ pub use wire::Message;
 /// execution amount, each call priced at its own tool's price, and an [`Exec`] may name
 /// another tool of the provider (by its offer); version 5's [`Exec`] may name output
 /// paths, and the signed result (`orien/exec-result/v2`) names what the provider kept of
-/// each ([`Artefact`]).
-pub const SESSION_PROTOCOL: &str = "/orien/session/5";
+/// each ([`Artefact`]); version 6's offers (`orien/offer/v2`) price the artefacts kept
+/// and say how long after close they are kept, and its receipts (`orien/receipt/v4`)
+/// carry the artefact amount.
+pub const SESSION_PROTOCOL: &str = "/orien/session/6";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Gossipsub topic on which providers publish their signed [`ProviderProfile`].

@@ -17,6 +17,8 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub const MAX_SCHEMA_LEN: usize = 16 * 1024;
 /// Longest lifetime of one offer; providers re-announce well before it ends.
 pub const MAX_OFFER_LIFETIME: Millis = Millis(24 * 60 * 60 * 1000);
+/// Longest a provider may promise to keep a session's artefacts after its close.
+pub const MAX_KEEP_ARTEFACTS: Millis = Millis(7 * 24 * 60 * 60 * 1000);
 
 /// The resources one execution of a tool may use, as enforced by the provider's sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,7 +76,7 @@ pub struct Offer {
     pub image_digest: ImageDigest,
     /// JSON Schema (as JSON text) that the arguments of an execution must satisfy.
     pub args_schema: String,
-    /// Price per minute of session and of execution.
+    /// Price per minute of session and of execution, and per GiB of artefacts kept.
     pub pricing: Pricing,
     /// Limits applied to every execution.
     pub limits: ResourceLimits,
@@ -84,6 +86,9 @@ pub struct Offer {
     pub issued_at: Timestamp,
     /// After this instant the offer is void.
     pub expires_at: Timestamp,
+    /// How long after a session's close the provider keeps its artefacts for the renter
+    /// to fetch (at most [`MAX_KEEP_ARTEFACTS`]); zero: only while the session is open.
+    pub keep_artefacts: Millis,
 }
 
 impl Offer {
@@ -102,6 +107,12 @@ impl Message for Offer {
         check_len("description", &self.description, MAX_DESCRIPTION_LEN)?;
         check_json_object("args_schema", &self.args_schema, MAX_SCHEMA_LEN)?;
         self.limits.validate()?;
+        if self.keep_artefacts > MAX_KEEP_ARTEFACTS {
+            return Err(InvalidMessage::new(
+                "keep_artefacts",
+                "artefacts are kept at most 7 days after a session",
+            ));
+        }
         if self.payout == EvmAddress::ZERO {
             return Err(InvalidMessage::new(
                 "payout",
@@ -122,7 +133,7 @@ impl Message for Offer {
 }
 
 impl SignedPayload for Offer {
-    const DOMAIN: &'static str = "orien/offer/v1";
+    const DOMAIN: &'static str = "orien/offer/v2";
 
     fn author(&self) -> Option<&NodeId> {
         Some(&self.provider)

@@ -21,6 +21,13 @@ pub struct Pricing {
     pub session_per_minute: Usdc,
     /// Price of one minute of execution (sum of call durations).
     pub exec_per_minute: Usdc,
+    /// Price of keeping one GiB (2³⁰ bytes) of a call's artefacts, the copies of the
+    /// files its output paths named, for the rest of the session and for the offer's
+    /// [`keep_artefacts`](crate::Offer::keep_artefacts) after its close. Charged once
+    /// per result, [`artefact_amount`](Self::artefact_amount) of the bytes it kept.
+    /// Absent (in JSON and TOML) means free.
+    #[serde(default)]
+    pub artefact_per_gib: Usdc,
 }
 
 /// Cumulative metered usage of a session.
@@ -63,6 +70,15 @@ impl Pricing {
         })
     }
 
+    /// What keeping `bytes` of one result's artefacts costs: `floor(bytes ×
+    /// artefact_per_gib / 2³⁰)`. A receipt's `artefact_amount` is the sum of this over
+    /// the results it commits to (each floored on its own, so a result's cost is its
+    /// own). Saturates like [`amount_for`](Self::amount_for).
+    pub fn artefact_amount(&self, bytes: u64) -> Usdc {
+        let micros = (u128::from(bytes) * u128::from(self.artefact_per_gib.micros())) >> 30;
+        Usdc::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
     /// What `exec` of execution time costs alone, `floor(exec_ms × exec_per_minute /
     /// 60 000)`: the cost an execution record gives one call. (A session's amount floors
     /// the sum of all usage, so the calls' costs may add up to a little less.)
@@ -83,7 +99,43 @@ mod tests {
         Pricing {
             session_per_minute: Usdc::from_micros(session),
             exec_per_minute: Usdc::from_micros(exec),
+            artefact_per_gib: Usdc::ZERO,
         }
+    }
+
+    #[test]
+    fn artefacts_cost_their_share_of_a_gib_rounded_down() {
+        let p = Pricing {
+            artefact_per_gib: Usdc::from_micros(50_000),
+            ..Pricing::default()
+        };
+        assert_eq!(p.artefact_amount(1 << 30).micros(), 50_000);
+        assert_eq!(p.artefact_amount(3 << 29).micros(), 75_000, "1.5 GiB");
+        assert_eq!(
+            p.artefact_amount(21_474).micros(),
+            0,
+            "floored: 0.99999 µUSDC"
+        );
+        assert_eq!(p.artefact_amount(21_475).micros(), 1);
+        assert_eq!(
+            Pricing::default().artefact_amount(u64::MAX),
+            Usdc::ZERO,
+            "free by default"
+        );
+        let dear = Pricing {
+            artefact_per_gib: Usdc::MAX,
+            ..Pricing::default()
+        };
+        assert_eq!(dear.artefact_amount(u64::MAX), Usdc::MAX, "saturates");
+    }
+
+    #[test]
+    fn a_price_without_an_artefact_term_reads_as_free() {
+        let p: Pricing =
+            serde_json::from_str(r#"{"session_per_minute":"0.001","exec_per_minute":"0.01"}"#)
+                .unwrap();
+        assert_eq!(p.artefact_per_gib, Usdc::ZERO);
+        assert_eq!(p.exec_per_minute.micros(), 10_000);
     }
 
     fn usage(session: u64, exec: u64) -> Usage {

@@ -73,18 +73,15 @@ impl ProviderProfile {
         self.issued_at.since(self.online_since)
     }
 
-    /// The lowest session-time and execution prices among its tools (`None` without
-    /// tools).
+    /// The lowest session-time, execution and artefact prices among its tools (`None`
+    /// without tools).
     pub fn cheapest(&self) -> Option<Pricing> {
-        let session = self
-            .tools
-            .iter()
-            .map(|t| t.pricing.session_per_minute)
-            .min()?;
-        let exec = self.tools.iter().map(|t| t.pricing.exec_per_minute).min()?;
+        let lowest =
+            |price: fn(&Pricing) -> Usdc| self.tools.iter().map(|t| price(&t.pricing)).min();
         Some(Pricing {
-            session_per_minute: session,
-            exec_per_minute: exec,
+            session_per_minute: lowest(|p| p.session_per_minute)?,
+            exec_per_minute: lowest(|p| p.exec_per_minute)?,
+            artefact_per_gib: lowest(|p| p.artefact_per_gib)?,
         })
     }
 
@@ -165,7 +162,7 @@ impl Message for ProviderProfile {
 }
 
 impl SignedPayload for ProviderProfile {
-    const DOMAIN: &'static str = "orien/profile/v1";
+    const DOMAIN: &'static str = "orien/profile/v2";
 
     fn author(&self) -> Option<&NodeId> {
         Some(&self.provider)
@@ -182,6 +179,7 @@ mod tests {
         let price = |s, e| Pricing {
             session_per_minute: Usdc::from_micros(s),
             exec_per_minute: Usdc::from_micros(e),
+            artefact_per_gib: Usdc::ZERO,
         };
         ProviderProfile {
             provider: key.node_id(),

@@ -36,8 +36,8 @@ pub struct UsageReceipt {
     /// minute of execution (`floor(Σ ms × price / 60 000)` over the session's prices).
     pub exec_amount: Usdc,
     /// Cumulative amount owed: the session time at the session's price
-    /// ([`Pricing::session_amount`](crate::Pricing::session_amount)) plus `exec_amount`,
-    /// capped at the budget.
+    /// ([`Pricing::session_amount`](crate::Pricing::session_amount)) plus `exec_amount`
+    /// plus `artefact_amount`, capped at the budget.
     pub amount: Usdc,
     /// Hash of the previous receipt, or [`ReceiptHash::GENESIS`] for `seq == 1`.
     pub prev: ReceiptHash,
@@ -46,6 +46,10 @@ pub struct UsageReceipt {
     /// The session's results the renter had acknowledged when this was issued (the
     /// longest run from the first).
     pub results: ResultsCommitment,
+    /// Cumulative price of keeping the artefacts of the results this receipt commits to:
+    /// the sum over them of [`Pricing::artefact_amount`](crate::Pricing::artefact_amount)
+    /// of each result's kept bytes, at the session's price.
+    pub artefact_amount: Usdc,
 }
 
 impl Message for UsageReceipt {
@@ -67,7 +71,7 @@ impl Message for UsageReceipt {
 }
 
 impl SignedPayload for UsageReceipt {
-    const DOMAIN: &'static str = "orien/receipt/v3";
+    const DOMAIN: &'static str = "orien/receipt/v4";
 }
 
 impl Signed<UsageReceipt> {

@@ -103,6 +103,20 @@ impl Signed<ExecResult> {
     }
 }
 
+impl ExecResult {
+    /// The bytes of artefacts this result says the provider kept: what keeping them is
+    /// priced on ([`Pricing::artefact_amount`](crate::Pricing::artefact_amount)).
+    pub fn kept_bytes(&self) -> u64 {
+        self.artefacts
+            .iter()
+            .map(|a| match a.kept {
+                ArtefactKept::File { size, .. } => size,
+                _ => 0,
+            })
+            .fold(0, u64::saturating_add)
+    }
+}
+
 /// The results a receipt commits to: the session's first `count` results, in the
 /// provider's numbering, chained into `digest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,12 +1,14 @@
 //! Golden vectors: the exact bytes, signatures and splits of the signed payloads
-//! (`orien/offer/v1`, `orien/receipt/v2`, `orien/receipt-ack/v1`,
-//! `orien/exec-result/v2`, `orien/attestation/v1`) and of the session messages of `/orien/session/5` (version 2
+//! (`orien/offer/v2`, `orien/receipt/v4`, `orien/receipt-ack/v1`,
+//! `orien/exec-result/v2`, `orien/profile/v2`, `orien/attestation/v1`) and of the session
+//! messages of `/orien/session/6` (version 2
 //! added the lane head to `OpenSession` and `SessionAccepted`; version 3 the signed
 //! result of each call and the results a receipt commits to; version 4 the execution
 //! amount and calls of other tools; version 5 a call's output paths and the artefacts
-//! its signed result names).
+//! its signed result names; version 6 the artefact price and retention in offers and the
+//! artefact amount in receipts).
 //!
-//! `tests/vectors/session5.json` is committed. If this test fails, the wire format, a
+//! `tests/vectors/session6.json` is committed. If this test fails, the wire format, a
 //! signature or the money rules changed: that breaks every deployed node and every
 //! stored receipt. Only when such a change is deliberate (and versioned), regenerate with
 //! `ORIEN_BLESS=1 cargo test -p orien-protocol --test golden`.
@@ -19,7 +21,7 @@ use orien_protocol::wire::{self, Message};
 use orien_protocol::*;
 use serde_json::{Value, json};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/session5.json");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/session6.json");
 
 fn signed_vector<T: SignedPayload + PartialEq + std::fmt::Debug>(
     name: &str,
@@ -81,6 +83,10 @@ fn current_vectors() -> Value {
         json!({ "session_ms": s, "exec_ms": e, "amount": amount.micros() })
     })
     .collect();
+    let artefacts: Vec<Value> = [0u64, 1, 21_474, 21_475, 1 << 20, 1 << 30, 5 << 30, u64::MAX]
+        .into_iter()
+        .map(|bytes| json!({ "bytes": bytes, "amount": pricing.artefact_amount(bytes).micros() }))
+        .collect();
     json!({
         "keys": {
             "provider_secret": hex::encode(provider.secret_bytes()),
@@ -114,6 +120,7 @@ fn current_vectors() -> Value {
         ],
         "splits": splits,
         "amounts": { "pricing": { "session_per_minute": pricing.session_per_minute.micros(), "exec_per_minute": pricing.exec_per_minute.micros() }, "cases": amounts },
+        "artefact_amounts": { "artefact_per_gib": pricing.artefact_per_gib.micros(), "cases": artefacts },
         "tool_key": { "tool": "sha256sum", "key": hex::encode(ToolName::new("sha256sum").unwrap().kademlia_key()) },
     })
 }
@@ -128,11 +135,18 @@ fn wire_format_matches_the_committed_vectors() {
     }
     let committed: Value = serde_json::from_str(
         &std::fs::read_to_string(VECTORS)
-            .expect("tests/vectors/session5.json is missing; it must be committed"),
+            .expect("tests/vectors/session6.json is missing; it must be committed"),
     )
     .unwrap();
     for section in [
-        "keys", "signed", "plain", "rpc", "splits", "amounts", "tool_key",
+        "keys",
+        "signed",
+        "plain",
+        "rpc",
+        "splits",
+        "amounts",
+        "artefact_amounts",
+        "tool_key",
     ] {
         assert_eq!(
             current[section], committed[section],

@@ -231,6 +231,15 @@ fn invalid_fields_are_refused_on_both_ends() {
     let mut offer = sample_offer();
     offer.expires_at = Timestamp(offer.issued_at.unix_millis() + 25 * 3_600_000);
     assert!(wire::encode(&offer).is_err(), "offers live at most a day");
+
+    let mut offer = sample_offer();
+    offer.keep_artefacts = MAX_KEEP_ARTEFACTS;
+    assert!(wire::encode(&offer).is_ok(), "a week is allowed");
+    offer.keep_artefacts = Millis(MAX_KEEP_ARTEFACTS.get() + 1);
+    assert!(
+        matches!(wire::encode(&offer), Err(EncodeError::Invalid { .. })),
+        "artefacts are kept at most a week"
+    );
 }
 
 #[test]

@@ -346,6 +346,10 @@ pub struct PricingConfig {
     pub session_per_minute: Usdc,
     /// Price of one minute of execution.
     pub exec_per_minute: Usdc,
+    /// Price of keeping one GiB of a call's artefacts for the session and as long after
+    /// it as the node keeps them (`--keep-artefacts-secs`); free when absent.
+    #[serde(default)]
+    pub artefact_per_gib: Usdc,
 }
 
 /// Why a configuration could not be loaded. Every variant names the file.
@@ -542,6 +546,7 @@ impl PricingConfig {
         Pricing {
             session_per_minute: self.session_per_minute,
             exec_per_minute: self.exec_per_minute,
+            artefact_per_gib: self.artefact_per_gib,
         }
     }
 }

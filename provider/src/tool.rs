@@ -208,7 +208,9 @@ impl Tool {
     }
 
     /// The (unsigned) offer of this tool by `provider`, for its image `image_digest`,
-    /// paid to `payout`, valid for `ttl` from `issued_at`.
+    /// paid to `payout`, valid for `ttl` from `issued_at`. It keeps no artefacts after a
+    /// session: how long they are kept is the node's to say
+    /// ([`Offer::keep_artefacts`](orien_protocol::Offer::keep_artefacts)).
     pub fn offer(
         &self,
         provider: orien_protocol::NodeId,
@@ -229,6 +231,7 @@ impl Tool {
             payout,
             issued_at,
             expires_at: issued_at.saturating_add(ttl),
+            keep_artefacts: orien_protocol::Millis::ZERO,
         }
     }
 

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use orien_protocol::{ContentHash, ExecId, NodeId, Offer, OfferId, SessionId, ToolName, Usdc};
+use orien_protocol::{
+    ContentHash, ExecId, NodeId, Offer, OfferId, Pricing, SessionId, ToolName, Usdc,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -357,6 +359,21 @@ pub struct PricingView {
     pub session_per_minute: String,
     /// Per minute of execution.
     pub exec_per_minute: String,
+    /// Per GiB of a call's artefacts kept (charged once, when the receipts commit to the
+    /// call's result); `0.000000` when keeping them is free.
+    pub artefact_per_gib: String,
+}
+
+impl PricingView {
+    /// The view of `pricing`.
+    pub fn of(pricing: &Pricing) -> Self {
+        let amount = crate::sessions::usdc_string;
+        Self {
+            session_per_minute: amount(pricing.session_per_minute),
+            exec_per_minute: amount(pricing.exec_per_minute),
+            artefact_per_gib: amount(pricing.artefact_per_gib),
+        }
+    }
 }
 
 /// Limits of one execution.
@@ -406,12 +423,14 @@ pub struct OfferView {
     pub issued_at: u64,
     /// Expiry, ms since the Unix epoch.
     pub expires_at: u64,
+    /// How long after a session's close the provider keeps its artefacts, ms (0: only
+    /// while it is open).
+    pub keep_artefacts_ms: u64,
 }
 
 impl OfferView {
     /// The view of a verified offer.
     pub fn new(id: OfferId, offer: &Offer) -> Self {
-        let amount = crate::sessions::usdc_string;
         Self {
             id: id.to_string(),
             provider: offer.provider.to_string(),
@@ -421,10 +440,7 @@ impl OfferView {
             image_digest: offer.image_digest.to_string(),
             args_schema: serde_json::from_str(&offer.args_schema)
                 .unwrap_or(serde_json::Value::Null),
-            pricing: PricingView {
-                session_per_minute: amount(offer.pricing.session_per_minute),
-                exec_per_minute: amount(offer.pricing.exec_per_minute),
-            },
+            pricing: PricingView::of(&offer.pricing),
             limits: LimitsView {
                 max_exec_ms: offer.limits.max_exec.get(),
                 cpu_millis: offer.limits.cpu_millis,
@@ -437,6 +453,7 @@ impl OfferView {
             payout: offer.payout.to_string(),
             issued_at: offer.issued_at.unix_millis(),
             expires_at: offer.expires_at.unix_millis(),
+            keep_artefacts_ms: offer.keep_artefacts.get(),
         }
     }
 }

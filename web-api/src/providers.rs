@@ -6,7 +6,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::ApiError;
 use crate::api::PricingView;
-use crate::sessions::usdc_string;
 use crate::text::{AmountText, PeerIdText, PeerRef, ToolText, parse, parse_peer};
 
 /// Most providers one page holds.
@@ -194,13 +193,6 @@ pub struct ProviderView {
     pub reputation: Option<ReputationView>,
 }
 
-fn pricing_view(pricing: orien_protocol::Pricing) -> PricingView {
-    PricingView {
-        session_per_minute: usdc_string(pricing.session_per_minute),
-        exec_per_minute: usdc_string(pricing.exec_per_minute),
-    }
-}
-
 impl ProviderView {
     /// The view of a verified profile.
     pub fn new(profile: &ProviderProfile) -> Self {
@@ -214,10 +206,10 @@ impl ProviderView {
                 .iter()
                 .map(|t| ProviderToolView {
                     tool: t.tool.to_string(),
-                    pricing: pricing_view(t.pricing),
+                    pricing: PricingView::of(&t.pricing),
                 })
                 .collect(),
-            cheapest: profile.cheapest().map(pricing_view),
+            cheapest: profile.cheapest().as_ref().map(PricingView::of),
             software: profile.software.clone(),
             sessions_completed: profile.sessions_completed,
             online_since: profile.online_since.0,

@@ -756,8 +756,10 @@ pub struct ReceiptView {
     pub cpu_ms: u64,
     /// Cumulative price of the execution time, each call at its own tool's price.
     pub exec_amount: String,
-    /// Cumulative amount: the session time at the session's price plus `exec_amount`,
-    /// capped at the budget.
+    /// Cumulative price of the artefacts kept by the results this receipt commits to.
+    pub artefact_amount: String,
+    /// Cumulative amount: the session time at the session's price plus `exec_amount`
+    /// plus `artefact_amount`, capped at the budget.
     pub amount: String,
     /// Hash of this receipt (hex).
     pub hash: String,

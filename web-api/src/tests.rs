@@ -35,6 +35,7 @@ fn fake_session(id: SessionId) -> SessionView {
         pricing: PricingView {
             session_per_minute: "0.000000".into(),
             exec_per_minute: "0.010000".into(),
+            artefact_per_gib: "0.000000".into(),
         },
         opened_at: 0,
         usage: UsageView {

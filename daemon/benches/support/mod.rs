@@ -44,6 +44,7 @@ pub fn offer_spec(
         pricing: Pricing {
             session_per_minute: Usdc::from_micros(session_per_minute),
             exec_per_minute: Usdc::from_micros(exec_per_minute),
+            artefact_per_gib: Usdc::ZERO,
         },
         limits: ResourceLimits {
             max_exec: Millis(1_000),

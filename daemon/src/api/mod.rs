@@ -162,10 +162,7 @@ impl NodeService {
             suspend_reason,
             state_detail,
             budget: usdc_string(record.budget),
-            pricing: PricingView {
-                session_per_minute: usdc_string(record.pricing.session_per_minute),
-                exec_per_minute: usdc_string(record.pricing.exec_per_minute),
-            },
+            pricing: PricingView::of(&record.pricing),
             opened_at: record.opened_at.unix_millis(),
             usage: UsageView {
                 receipts: head.seq,
@@ -706,6 +703,7 @@ impl NodeApi for NodeService {
                     exec_ms: receipt.exec_time.get(),
                     cpu_ms: receipt.cpu_time.get(),
                     exec_amount: usdc_string(receipt.exec_amount),
+                    artefact_amount: usdc_string(receipt.artefact_amount),
                     amount: usdc_string(receipt.amount),
                     hash: s.acked.receipt.receipt_hash().to_string(),
                     prev: receipt.prev.to_string(),

@@ -16,7 +16,12 @@ use super::config::{NodeError, OfferSpec};
 
 impl EventLoop {
     fn sign_offer(&self, spec: &OfferSpec, lifetime: Duration) -> Result<Signed<Offer>, NodeError> {
-        spec.sign(&self.key, self.clock.wall(), lifetime)
+        // A node that serves sessions keeps their artefacts as its sessions' settings say.
+        let keep_artefacts = self
+            .sessions
+            .as_ref()
+            .map_or(Millis::ZERO, |s| s.config().keep_artefacts);
+        spec.sign(&self.key, self.clock.wall(), lifetime, keep_artefacts)
             .map_err(|e| NodeError::InvalidOffer {
                 tool: spec.tool.clone(),
                 reason: e.to_string(),

@@ -13,6 +13,7 @@ fn offer(key: &NodeKey, tool: &str, issued: u64, life: u64, price: u64) -> Offer
         pricing: Pricing {
             session_per_minute: Usdc::from_micros(10),
             exec_per_minute: Usdc::from_micros(price),
+            artefact_per_gib: Usdc::ZERO,
         },
         limits: ResourceLimits {
             max_exec: Millis(1_000),
@@ -27,6 +28,7 @@ fn offer(key: &NodeKey, tool: &str, issued: u64, life: u64, price: u64) -> Offer
         payout: EvmAddress::from_bytes([9; 20]),
         issued_at: Timestamp(issued),
         expires_at: Timestamp(issued + life),
+        keep_artefacts: Millis::ZERO,
     }
 }
 

@@ -392,6 +392,7 @@ mod tests {
                 prev: ReceiptHash::GENESIS,
                 issued_at: NOW,
                 results: ResultsCommitment::NONE,
+                artefact_amount: Usdc::ZERO,
             })
             .unwrap();
         let ack = renter

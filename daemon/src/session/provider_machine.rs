@@ -204,7 +204,8 @@ pub struct ProviderMachine<R> {
     /// Calls running.
     calls: HashMap<ExecId, RunningCall>,
     /// Results signed and not yet taken by the renter: their numbers and hashes.
-    undelivered: HashMap<ExecId, (u64, ResultHash)>,
+    /// Signed results the renter has not taken yet: number, hash, artefacts' price.
+    undelivered: HashMap<ExecId, (u64, ResultHash, Usdc)>,
     /// Receipts issued and not yet committed, oldest first, with their contents.
     unsent: VecDeque<(UsageReceipt, Signed<UsageReceipt>)>,
     /// A reading fell due while a receipt was outstanding: a fresh one is signed once
@@ -526,8 +527,13 @@ impl<R> ProviderMachine<R> {
         {
             Ok(result) => {
                 let (signed, result) = result.into_parts();
+                let artefacts = self
+                    .meter
+                    .config()
+                    .pricing
+                    .artefact_amount(result.kept_bytes());
                 self.undelivered
-                    .insert(exec, (result.seq, signed.result_hash()));
+                    .insert(exec, (result.seq, signed.result_hash(), artefacts));
                 Some(signed)
             }
             Err(e) => {
@@ -549,10 +555,15 @@ impl<R> ProviderMachine<R> {
     /// The renter took a call's signed result: the next receipts commit to it (once
     /// every earlier result is taken too).
     fn on_delivered(&mut self, exec: ExecId) {
-        if let Some((seq, hash)) = self.undelivered.remove(&exec)
-            && let Err(e) = self.issuer.result_delivered(seq, hash)
-        {
-            warn!(%exec, error = %e, "a result delivered twice");
+        let Some((seq, hash, artefacts)) = self.undelivered.remove(&exec) else {
+            return;
+        };
+        match self.issuer.result_delivered(seq, hash, artefacts) {
+            // The next readings charge for the artefacts the next receipt commits to.
+            Ok(()) => self
+                .meter
+                .charge_artefacts(self.issuer.artefacts_delivered()),
+            Err(e) => warn!(%exec, error = %e, "a result delivered twice"),
         }
     }
 

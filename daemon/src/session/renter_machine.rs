@@ -437,8 +437,12 @@ impl<R> RenterMachine<R> {
             return Err(ResultFault::Stderr);
         }
         self.countersigner
-            .hold_result(result.seq, signed.result_hash())
-            .map_err(|_| ResultFault::RepeatedSeq)
+            .hold_result(result.seq, signed.result_hash(), result.kept_bytes())
+            .map_err(|_| ResultFault::RepeatedSeq)?;
+        // The receipts may charge for these artefacts from now on; so does the budget.
+        self.meter
+            .charge_artefacts(self.countersigner.artefacts_held());
+        Ok(())
     }
 
     /// How a call ended, once it exited.

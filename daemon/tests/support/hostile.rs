@@ -254,6 +254,7 @@ impl ScriptedProvider {
                 payout: EvmAddress::from_bytes([0x66; 20]),
                 issued_at: now,
                 expires_at: now.saturating_add(Millis(3_600_000)),
+                keep_artefacts: Millis::ZERO,
             })
             .unwrap();
         let offer_id = offer.offer_id();

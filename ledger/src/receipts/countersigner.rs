@@ -6,7 +6,7 @@ use orien_protocol::{
 };
 use tracing::{debug, warn};
 
-use super::results::{RepeatedResult, ResultChain};
+use super::results::{RepeatedResult, ResultChain, Run};
 use super::{AckedReceipt, CheckedReceipt};
 use crate::dispute::{DisputeReason, Evidence, Quantity};
 use crate::meter::Reading;
@@ -46,8 +46,8 @@ impl Tolerance {
     /// `rate`, the dearest execution price of the session's calls, or the percentage.
     pub fn allowed_amount(&self, measured: Usdc, rate: Usdc) -> Usdc {
         let slack = orien_protocol::Pricing {
-            session_per_minute: Usdc::ZERO,
             exec_per_minute: rate,
+            ..Pricing::default()
         }
         .exec_amount(self.slack);
         let relative = Usdc::from_micros(measured.micros() / 100 * u64::from(self.percent));
@@ -182,9 +182,23 @@ impl Countersigner {
     }
 
     /// The renter took the provider's signed result `seq` (checked, and its record
-    /// durable): later receipts may commit to it.
-    pub fn hold_result(&mut self, seq: u64, hash: ResultHash) -> Result<(), RepeatedResult> {
-        self.results.hold(seq, hash)
+    /// durable), which says the provider kept `kept_bytes` of artefacts: later receipts
+    /// may commit to it, and charge for those at the session's price.
+    pub fn hold_result(
+        &mut self,
+        seq: u64,
+        hash: ResultHash,
+        kept_bytes: u64,
+    ) -> Result<(), RepeatedResult> {
+        let artefacts = self.pricing.artefact_amount(kept_bytes);
+        self.results.hold(seq, hash, artefacts)
+    }
+
+    /// What the artefacts of the longest run of results held cost: the most a receipt
+    /// may charge for artefacts now (for the renter's meter,
+    /// [`Meter::charge_artefacts`](crate::meter::Meter::charge_artefacts)).
+    pub fn artefacts_held(&self) -> Usdc {
+        self.results.longest().artefacts
     }
 
     /// Attaches a voucher to every ack (escrow lanes): for the lane's whole total once
@@ -340,25 +354,36 @@ impl Countersigner {
                     last.exec_amount.micros(),
                 ),
                 (Quantity::Results, r.results.count, last.results.count),
+                (
+                    Quantity::ArtefactAmount,
+                    r.artefact_amount.micros(),
+                    last.artefact_amount.micros(),
+                ),
             ] {
                 if now < before {
                     return Err(DisputeReason::Decreasing { quantity });
                 }
             }
         }
-        match self.results.at(r.results.count) {
+        let run = match self.results.at(r.results.count) {
             None => {
                 return Err(DisputeReason::ResultsNotHeld {
                     claimed: r.results.count,
-                    held: self.results.longest().count,
+                    held: self.results.longest().commitment.count,
                 });
             }
-            Some(held) if held != r.results => {
+            Some(held) if held.commitment != r.results => {
                 return Err(DisputeReason::ResultsMismatch {
                     count: r.results.count,
                 });
             }
-            Some(_) => {}
+            Some(held) => held,
+        };
+        if r.artefact_amount != run.artefacts {
+            return Err(DisputeReason::WrongArtefactAmount {
+                claimed: r.artefact_amount,
+                expected: run.artefacts,
+            });
         }
         if r.amount > self.budget {
             return Err(DisputeReason::OverBudget {
@@ -370,6 +395,7 @@ impl Countersigner {
             .pricing
             .session_amount(r.session_time)
             .saturating_add(r.exec_amount)
+            .saturating_add(r.artefact_amount)
             .min(self.budget);
         if r.amount != price {
             return Err(DisputeReason::WrongAmount {
@@ -414,7 +440,11 @@ impl Countersigner {
         let (acked, receipt, ..) = pending.checked.into_parts();
         debug!(session = %self.session, seq = receipt.seq, "receipt countersigned");
         self.prev = durable.receipt();
-        self.results.commit(receipt.results);
+        // Checked in judge(): the run is held and the receipt charges its artefacts.
+        self.results.commit(Run {
+            commitment: receipt.results,
+            artefacts: receipt.artefact_amount,
+        });
         self.last = Some(receipt);
         let ack = acked.ack.clone();
         self.chain.push(acked);

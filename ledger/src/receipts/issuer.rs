@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use orien_protocol::{
     Artefact, Clock, ContentHash, EncodeError, ExecExit, ExecResult, Millis, NodeId, NodeKey,
-    ReceiptAck, ReceiptHash, ResultHash, SessionId, Signed, ToolName, UsageReceipt, Verified,
+    ReceiptAck, ReceiptHash, ResultHash, SessionId, Signed, ToolName, UsageReceipt, Usdc, Verified,
     VerifyError,
 };
 use tracing::{debug, warn};
@@ -139,18 +139,41 @@ impl Issuer {
         Ok(signed)
     }
 
-    /// The renter acknowledged result `seq` (the batch carrying it was taken): the next
-    /// receipts commit to it once every earlier result is acknowledged too.
-    pub fn result_delivered(&mut self, seq: u64, hash: ResultHash) -> Result<(), RepeatedResult> {
+    /// The renter acknowledged result `seq` (the batch carrying it was taken), whose
+    /// artefacts cost `artefacts` at the session's price: the next receipts commit to it,
+    /// and charge for its artefacts, once every earlier result is acknowledged too. Then
+    /// give the meter [`artefacts_delivered`](Self::artefacts_delivered).
+    pub fn result_delivered(
+        &mut self,
+        seq: u64,
+        hash: ResultHash,
+        artefacts: Usdc,
+    ) -> Result<(), RepeatedResult> {
         if seq > self.last_result {
             // Not one this issuer signed.
             return Err(RepeatedResult { seq });
         }
-        self.results.hold(seq, hash)
+        self.results.hold(seq, hash, artefacts)
+    }
+
+    /// What the artefacts of the results the next receipt commits to cost: what the
+    /// meter's readings must carry ([`Meter::charge_artefacts`](crate::meter::Meter::charge_artefacts)).
+    pub fn artefacts_delivered(&self) -> Usdc {
+        self.results.longest().artefacts
     }
 
     /// Signs the next receipt for a meter reading and starts waiting for its ack.
+    ///
+    /// # Panics
+    ///
+    /// If the reading charges for other artefacts than those of the results the receipt
+    /// commits to: the meter was not given [`artefacts_delivered`](Self::artefacts_delivered).
     pub fn issue(&mut self, reading: &Reading) -> Result<Signed<UsageReceipt>, EncodeError> {
+        let run = self.results.longest();
+        assert_eq!(
+            reading.artefact_amount, run.artefacts,
+            "a reading charges for other artefacts than its receipt's results kept"
+        );
         let receipt = UsageReceipt {
             session: self.session,
             seq: self.next_seq,
@@ -161,12 +184,13 @@ impl Issuer {
             amount: reading.amount,
             prev: self.prev,
             issued_at: self.clock.wall(),
-            results: self.results.longest(),
+            results: run.commitment,
+            artefact_amount: run.artefacts,
         };
         let verified = self.key.sign_verified(&receipt)?;
         // Receipts commit to ever longer runs: what this one covers is settled for the
         // next ones.
-        self.results.commit(receipt.results);
+        self.results.commit(run);
         let signed = verified.signed().clone();
         let hash = signed.receipt_hash();
         debug!(session = %self.session, seq = receipt.seq, amount = %receipt.amount, "receipt issued");

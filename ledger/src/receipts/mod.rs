@@ -9,7 +9,7 @@ mod results;
 
 pub use countersigner::{Checked, Countersigner, PendingAck, Refusal, Tolerance, VoucherSigner};
 pub use issuer::{AckError, DEFAULT_ACK_TIMEOUT, Issuer};
-pub use results::{RepeatedResult, ResultChain};
+pub use results::{RepeatedResult, ResultChain, Run};
 
 use orien_protocol::{ReceiptAck, Signed, Timestamp, UsageReceipt, Verified};
 use serde::{Deserialize, Serialize};
@@ -128,8 +128,9 @@ pub struct StoredReceipt {
 impl Record for StoredReceipt {
     const KIND: &'static str = "receipt";
     // 2: receipts commit to the session's results (`orien/receipt/v2`); 3: they carry
-    // the execution amount (`orien/receipt/v3`).
-    const VERSION: u8 = 3;
+    // the execution amount (`orien/receipt/v3`); 4: the artefact amount
+    // (`orien/receipt/v4`).
+    const VERSION: u8 = 4;
     // Two envelopes (≤ 192 + 101 and ≤ 192 + 101 bytes) and a timestamp.
     const MAX_LEN: usize = 1 + 293 + 293 + 10;
 }

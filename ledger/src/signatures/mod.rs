@@ -135,6 +135,7 @@ mod tests {
             },
             issued_at: Timestamp(0),
             results: orien_protocol::ResultsCommitment::NONE,
+            artefact_amount: Usdc::ZERO,
         }
     }
 

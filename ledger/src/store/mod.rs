@@ -38,8 +38,10 @@ pub use verify::{VerifyError, VerifyReport};
 /// The schema version this build writes and reads. Version 2: receipts commit to the
 /// session's signed results, and execution records keep them. Version 3: receipts carry
 /// the execution amount, each call priced at its own tool's price. Version 4: execution
-/// records keep `orien/exec-result/v2` results, which name the call's artefacts.
-pub const SCHEMA_VERSION: u32 = 4;
+/// records keep `orien/exec-result/v2` results, which name the call's artefacts. Version
+/// 5: receipts (`orien/receipt/v4`) carry the artefact amount, and sessions' prices the
+/// artefact price.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A store operation failed. Every variant says what to do next where there is a choice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

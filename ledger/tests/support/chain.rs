@@ -25,6 +25,7 @@ pub fn parties() -> Parties {
 pub const PRICING: Pricing = Pricing {
     session_per_minute: Usdc::from_micros(60_000),
     exec_per_minute: Usdc::from_micros(0),
+    artefact_per_gib: Usdc::ZERO,
 };
 
 pub fn escrow(lane: LaneId) -> PaymentLane {
@@ -103,6 +104,7 @@ impl ChainBuilder {
             prev: self.prev,
             issued_at: Timestamp(1_700_000_000_000 + self.amount),
             results: orien_protocol::ResultsCommitment::NONE,
+            artefact_amount: Usdc::ZERO,
         };
         let receipt = parties.provider.sign(&receipt).expect("receipt encodes");
         let hash = receipt.receipt_hash();

@@ -10,7 +10,8 @@ use orien_ledger::meter::{Meter, MeterConfig, Reading};
 use orien_ledger::receipts::{Countersigner, Issuer, Refusal, Tolerance};
 use orien_ledger::{SessionStatus, Store, StoreOptions};
 use orien_protocol::{
-    Clock as _, ManualClock, Millis, NodeKey, PaymentLane, Pricing, SessionId, Timestamp, Usdc,
+    Artefact, ArtefactKept, Clock as _, ContentHash, ExecExit, ExecId, ExecOutcome, ManualClock,
+    Millis, NodeKey, PaymentLane, Pricing, SessionId, Timestamp, ToolName, Usdc,
 };
 
 use super::chain::session_record;
@@ -124,6 +125,59 @@ impl Sim {
             }
             None => true,
         }
+    }
+
+    /// A call that kept `kept` bytes of artefacts: the provider signs its result, the
+    /// renter takes it, and both meters charge for the artefacts from then on. The
+    /// provider prices them at `provider_price` (honestly: the session's price).
+    pub fn deliver_result(&mut self, kept: u64, provider_price: Usdc) {
+        let exit = ExecExit {
+            exec: ExecId::random(),
+            outcome: ExecOutcome::Exited,
+            exit_code: Some(0),
+            wall: Millis(10),
+            cpu: Millis(1),
+            peak_memory_bytes: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        };
+        let artefacts = vec![Artefact {
+            path: "out/render.exr".into(),
+            kept: ArtefactKept::File {
+                size: kept,
+                sha256: ContentHash::of(b"render"),
+            },
+        }];
+        let none = ContentHash::of(b"");
+        let signed = self
+            .issuer
+            .sign_result(
+                ToolName::new("render").unwrap(),
+                ContentHash::of(b"{}"),
+                exit,
+                [none, none],
+                artefacts,
+            )
+            .unwrap();
+        let (signed, result) = signed.into_parts();
+        assert_eq!(result.kept_bytes(), kept);
+        let provider_cost = Pricing {
+            artefact_per_gib: provider_price,
+            ..Pricing::default()
+        }
+        .artefact_amount(kept);
+        self.issuer
+            .result_delivered(result.seq, signed.result_hash(), provider_cost)
+            .unwrap();
+        self.provider_meter
+            .charge_artefacts(self.issuer.artefacts_delivered());
+        self.countersigner
+            .hold_result(result.seq, signed.result_hash(), kept)
+            .unwrap();
+        self.renter_meter
+            .charge_artefacts(self.countersigner.artefacts_held());
     }
 
     pub fn close(&mut self) -> bool {

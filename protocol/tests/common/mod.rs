@@ -40,8 +40,10 @@ pub fn sample_offer() -> Offer {
         pricing: Pricing {
             session_per_minute: Usdc::from_micros(1_000),
             exec_per_minute: Usdc::from_micros(60_000),
+            artefact_per_gib: Usdc::from_micros(50_000),
         },
         limits: sample_limits(),
+        keep_artefacts: Millis(600_000),
         payout: EvmAddress::from_bytes([0x11; 20]),
         issued_at: Timestamp(1_763_900_000_000),
         expires_at: Timestamp(1_763_903_600_000),
@@ -60,6 +62,7 @@ pub fn sample_profile() -> ProviderProfile {
                 pricing: Pricing {
                     session_per_minute: Usdc::from_micros(500),
                     exec_per_minute: Usdc::from_micros(30_000),
+                    artefact_per_gib: Usdc::ZERO,
                 },
             },
             ToolPrice {
@@ -87,7 +90,8 @@ pub fn sample_receipt() -> UsageReceipt {
         exec_time: Millis(4_250),
         cpu_time: Millis(3_900),
         exec_amount: Usdc::from_micros(4_250),
-        amount: Usdc::from_micros(5_333),
+        artefact_amount: Usdc::from_micros(50),
+        amount: Usdc::from_micros(5_383),
         prev: ReceiptHash::from_bytes([0x77; 32]),
         issued_at: Timestamp(1_763_900_065_000),
         results: ResultsCommitment {
@@ -328,8 +332,8 @@ pub fn offer() -> impl Strategy<Value = Offer> {
             Just("{}".to_string()),
             Just(r#"{"type":"object"}"#.to_string())
         ],
-        (usdc(), usdc()),
-        limits(),
+        (usdc(), usdc(), usdc()),
+        (limits(), 0..=MAX_KEEP_ARTEFACTS.get()),
         evm_address(),
         0u64..u64::MAX / 2,
         1u64..=24 * 3_600_000,
@@ -342,8 +346,8 @@ pub fn offer() -> impl Strategy<Value = Offer> {
                 description,
                 digest,
                 args_schema,
-                (s, e),
-                limits,
+                (s, e, a),
+                (limits, keep),
                 payout,
                 issued,
                 life,
@@ -357,8 +361,10 @@ pub fn offer() -> impl Strategy<Value = Offer> {
                 pricing: Pricing {
                     session_per_minute: s,
                     exec_per_minute: e,
+                    artefact_per_gib: a,
                 },
                 limits,
+                keep_artefacts: Millis(keep),
                 payout,
                 issued_at: Timestamp(issued),
                 expires_at: Timestamp(issued + life),
@@ -387,6 +393,7 @@ pub fn receipt() -> impl Strategy<Value = UsageReceipt> {
                     exec_time,
                     cpu_time,
                     exec_amount: amount,
+                    artefact_amount: amount,
                     amount,
                     prev: if seq == 1 {
                         ReceiptHash::GENESIS

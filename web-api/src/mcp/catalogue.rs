@@ -59,6 +59,7 @@ impl MarketOffer {
         let pricing = Pricing {
             session_per_minute: view.pricing.session_per_minute.parse().ok()?,
             exec_per_minute: view.pricing.exec_per_minute.parse().ok()?,
+            artefact_per_gib: view.pricing.artefact_per_gib.parse().ok()?,
         };
         let metered = metered_at_most(Millis(view.limits.max_exec_ms));
         Some(Self {
@@ -68,9 +69,11 @@ impl MarketOffer {
         })
     }
 
-    /// The most one call costs, in a session of its own or in one already open.
+    /// The most one call costs, in a session of its own (whose budget must also cover
+    /// the artefacts its workspace can hold) or in one already open.
     pub(crate) fn ceiling(&self, own_session: bool) -> Usdc {
-        call_ceiling(&self.pricing, self.metered, own_session)
+        let workspace = own_session.then_some(self.view.limits.workspace_bytes);
+        call_ceiling(&self.pricing, self.metered, workspace)
     }
 }
 
@@ -292,6 +295,7 @@ mod tests {
             pricing: PricingView {
                 session_per_minute: "0.01".into(),
                 exec_per_minute: exec.into(),
+                artefact_per_gib: "0.000000".into(),
             },
             limits: LimitsView {
                 max_exec_ms: 29_000,
@@ -305,6 +309,7 @@ mod tests {
             payout: "0x00".into(),
             issued_at: 0,
             expires_at: 1,
+            keep_artefacts_ms: 0,
         }
     }
 

@@ -329,6 +329,8 @@ async fn providers(server: &OrienMcp, args: &JsonObject) -> Result<Value, String
                 "tool": offer.view.tool,
                 "exec_per_minute": offer.view.pricing.exec_per_minute,
                 "session_per_minute": offer.view.pricing.session_per_minute,
+                "artefact_per_gib": offer.view.pricing.artefact_per_gib,
+                "keep_artefacts_ms": offer.view.keep_artefacts_ms,
                 "max_exec_ms": offer.view.limits.max_exec_ms,
             }));
             let price = cheapest.entry(provider).or_insert(Usdc::MAX);

@@ -166,13 +166,21 @@ pub fn metered_at_most(max_exec: Millis) -> Millis {
     Millis(max_exec.get().saturating_add(CALL_SLACK.get()))
 }
 
-/// The most a call metered at most `metered` costs at `pricing`: its execution, and as
-/// much session time when it opens its own session.
-pub fn call_ceiling(pricing: &Pricing, metered: Millis, own_session: bool) -> Usdc {
-    pricing.amount_for(Usage {
-        session: if own_session { metered } else { Millis::ZERO },
+/// The most a call metered at most `metered` costs at `pricing`: its execution, and
+/// when it opens its own session on a workspace of `own_workspace` bytes, as much
+/// session time and the artefacts that workspace can hold (the node's meter admits a
+/// call only if the session's budget covers them).
+pub fn call_ceiling(pricing: &Pricing, metered: Millis, own_workspace: Option<u64>) -> Usdc {
+    let usage = pricing.amount_for(Usage {
+        session: if own_workspace.is_some() {
+            metered
+        } else {
+            Millis::ZERO
+        },
         exec: metered,
-    })
+    });
+    let artefacts = own_workspace.map_or(Usdc::ZERO, |bytes| pricing.artefact_amount(bytes));
+    usage.saturating_add(artefacts)
 }
 
 /// What this node's rented sessions opened since `day_start_ms` cost or may cost: an
@@ -217,11 +225,22 @@ mod tests {
         let pricing = Pricing {
             session_per_minute: usdc(60_000),
             exec_per_minute: usdc(120_000),
+            artefact_per_gib: Usdc::ZERO,
         };
         let metered = metered_at_most(Millis(29_000));
         assert_eq!(metered, Millis(30_000));
-        assert_eq!(call_ceiling(&pricing, metered, false), usdc(60_000));
-        assert_eq!(call_ceiling(&pricing, metered, true), usdc(90_000));
+        assert_eq!(call_ceiling(&pricing, metered, None), usdc(60_000));
+        assert_eq!(call_ceiling(&pricing, metered, Some(1 << 30)), usdc(90_000));
+        let keeping = Pricing {
+            artefact_per_gib: usdc(40_000),
+            ..pricing
+        };
+        assert_eq!(
+            call_ceiling(&keeping, metered, Some(1 << 29)),
+            usdc(110_000),
+            "its own session's budget covers half a GiB of artefacts"
+        );
+        assert_eq!(call_ceiling(&keeping, metered, None), usdc(60_000));
     }
 
     #[test]
@@ -276,7 +295,7 @@ mod tests {
             "id": "00".repeat(16), "role": role, "provider": "p", "renter": "r",
             "offer": null, "tool": null, "state": state, "close_reason": null,
             "suspend_reason": null, "state_detail": null, "budget": "0.2",
-            "pricing": {"session_per_minute": "0", "exec_per_minute": "0"},
+            "pricing": {"session_per_minute": "0", "exec_per_minute": "0", "artefact_per_gib": "0"},
             "opened_at": opened_at,
             "usage": {"session_ms": 0, "exec_ms": 0, "cpu_ms": 0, "receipts": 0},
             "amount": "0.03",

@@ -428,7 +428,8 @@ pub(crate) struct Timing {
     pub(crate) kept_output_kib: usize,
     /// Provider: seconds a closed session's artefacts (the copies of its calls' output
     /// paths) are kept for its renter to fetch; 0 keeps them only while it is open.
-    /// At most a week.
+    /// At most a week. Every offer states it; a tool's price for keeping them is its
+    /// `artefact_per_gib` in the provider config.
     #[arg(long, env = "ORIEN_KEEP_ARTEFACTS_SECS", default_value_t = 600)]
     pub(crate) keep_artefacts_secs: u64,
     /// Provider: serve only these renters (peer ids); repeat for several (default:

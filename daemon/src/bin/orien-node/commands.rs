@@ -361,6 +361,15 @@ fn duration_text(secs: u64) -> String {
     }
 }
 
+/// How long artefacts are kept after a session, for a table column.
+fn keep_text(keep_ms: u64) -> String {
+    if keep_ms == 0 {
+        "(while open)".to_owned()
+    } else {
+        format!("(for {} after)", duration_text(keep_ms / 1_000))
+    }
+}
+
 fn query(pairs: &[(&str, &Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
@@ -512,10 +521,12 @@ pub(crate) async fn run(
             } else {
                 for t in &tools {
                     emit(&format!(
-                        "{:<10} {:>10} USDC/exec-min {:>10} USDC/session-min  {}",
+                        "{:<10} {:>10} USDC/exec-min {:>10} USDC/session-min {:>10} USDC/GiB kept {}  {}",
                         t.tool,
                         t.pricing.exec_per_minute,
                         t.pricing.session_per_minute,
+                        t.pricing.artefact_per_gib,
+                        keep_text(t.keep_artefacts_ms),
                         t.description
                     ));
                 }
@@ -568,8 +579,11 @@ pub(crate) async fn run(
                 ));
                 for t in &p.tools {
                     emit(&format!(
-                        "  {:<12} {:>10} USDC/exec-min {:>10} USDC/session-min",
-                        t.tool, t.pricing.exec_per_minute, t.pricing.session_per_minute
+                        "  {:<12} {:>10} USDC/exec-min {:>10} USDC/session-min {:>10} USDC/GiB kept",
+                        t.tool,
+                        t.pricing.exec_per_minute,
+                        t.pricing.session_per_minute,
+                        t.pricing.artefact_per_gib
                     ));
                 }
             }

@@ -254,11 +254,12 @@ async fn main() -> anyhow::Result<()> {
             ));
             for tool in &tools {
                 emit(&format!(
-                    "  {:<10} {} ({}), {}/exec-min, workspace {} {}",
+                    "  {:<10} {} ({}), {}/exec-min, {}/GiB of artefacts kept, workspace {} {}",
                     tool.name(),
                     tool.image(),
                     tool.version(),
                     tool.pricing().exec_per_minute,
+                    tool.pricing().artefact_per_gib,
                     orien_provider::ByteSize(tool.limits().workspace_bytes),
                     match tool.workspace_on() {
                         orien_provider::WorkspaceOn::Memory => "in memory",

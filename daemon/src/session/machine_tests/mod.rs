@@ -10,9 +10,9 @@ use orien_ledger::{
     Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus, Store, StoreOptions,
 };
 use orien_protocol::{
-    Clock, CloseReason, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, ExecOutcome,
-    ManualClock, Millis, NodeKey, OutputChunk, OutputStream, PaymentLane, Pricing, RpcErrorCode,
-    SessionId, SessionResponse, Signed, Timestamp, ToolName, UsageReceipt, Usdc,
+    Artefact, Clock, CloseReason, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId,
+    ExecOutcome, ManualClock, Millis, NodeKey, OutputChunk, OutputStream, PaymentLane, Pricing,
+    RpcErrorCode, SessionId, SessionResponse, Signed, Timestamp, ToolName, UsageReceipt, Usdc,
 };
 
 use super::call_terms::CallTerms;
@@ -31,6 +31,7 @@ const MAX_EXEC: Millis = Millis(2_000);
 const PRICING: Pricing = Pricing {
     session_per_minute: Usdc::from_micros(60_000),
     exec_per_minute: Usdc::from_micros(600_000),
+    artefact_per_gib: Usdc::ZERO,
 };
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -46,6 +47,11 @@ struct Rig {
 }
 
 fn rig(budget: u64) -> (Rig, P, R) {
+    rig_priced(budget, PRICING, 0)
+}
+
+/// A rig whose session runs at `pricing` on a workspace of `workspace_bytes`.
+fn rig_priced(budget: u64, pricing: Pricing, workspace_bytes: u64) -> (Rig, P, R) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
     let store = |name: &str| {
@@ -64,17 +70,18 @@ fn rig(budget: u64) -> (Rig, P, R) {
         provider: provider.node_id(),
         renter: renter.node_id(),
         payment: PaymentLane::Ledger,
-        pricing: PRICING,
+        pricing,
         budget,
         opened_at: clock.wall(),
     };
     provider_store.open_session(record.clone()).unwrap();
     renter_store.open_session(record).unwrap();
     let config = MeterConfig {
-        pricing: PRICING,
+        pricing,
         budget,
         receipt_interval: INTERVAL,
         call_cap: MeterConfig::call_cap_for(MAX_EXEC),
+        artefact_cap: pricing.artefact_amount(workspace_bytes),
     };
     let c: Arc<dyn Clock> = clock.clone();
     let p = ProviderMachine::new(
@@ -108,7 +115,7 @@ fn rig(budget: u64) -> (Rig, P, R) {
             renter,
             session,
             provider.node_id(),
-            PRICING,
+            pricing,
             budget,
             Tolerance::default(),
         ),
@@ -234,7 +241,23 @@ fn run_call(
     exit: impl FnOnce(ExecId) -> ExecExit,
     stdout: &[u8],
 ) -> (ExecEvents, Option<Signed<UsageReceipt>>) {
-    let call = exec(rig.session, "{}");
+    run_call_keeping(rig, p, r, exit, stdout, Vec::new())
+}
+
+/// [`run_call`] of a call that named the paths of `artefacts` as its outputs, of which
+/// the provider kept `artefacts`.
+fn run_call_keeping(
+    rig: &Rig,
+    p: &mut P,
+    r: &mut R,
+    exit: impl FnOnce(ExecId) -> ExecExit,
+    stdout: &[u8],
+    artefacts: Vec<Artefact>,
+) -> (ExecEvents, Option<Signed<UsageReceipt>>) {
+    let call = Exec {
+        outputs: artefacts.iter().map(|a| a.path.clone()).collect(),
+        ..exec(rig.session, "{}")
+    };
     r.start_exec(call.exec, terms(), &call.args_json, &call.outputs)
         .unwrap();
     let started = p.handle(ProviderInput::Exec {
@@ -248,7 +271,7 @@ fn run_call(
     let ended = p.handle(ProviderInput::Exited {
         exit: exit.clone(),
         output,
-        artefacts: Vec::new(),
+        artefacts,
     });
     let receipt = sent(&ended);
     let result = ended.into_iter().find_map(|a| match a {

@@ -1,7 +1,7 @@
 //! What the renter checks: receipts against its meter, silence, output streams, exits.
 
 use orien_ledger::{DisputeReason, ResultFault, SuspendReason};
-use orien_protocol::ResultsCommitment;
+use orien_protocol::{ArtefactKept, ResultsCommitment};
 
 use super::*;
 use crate::session::simulation::session::received;
@@ -464,4 +464,82 @@ fn a_result_that_does_not_name_the_outputs_asked_for_is_disputed() {
             fault: ResultFault::WrongCall,
         })
     );
+}
+
+/// A call that kept one file of `size` bytes at `path`.
+fn kept(path: &str, size: u64) -> Vec<Artefact> {
+    vec![Artefact {
+        path: path.into(),
+        kept: ArtefactKept::File {
+            size,
+            sha256: ContentHash::of(path.as_bytes()),
+        },
+    }]
+}
+
+#[test]
+fn the_artefacts_a_taken_result_kept_are_charged_at_the_offers_price_and_fill_the_budget() {
+    // 0.4 USDC per GiB on a 1 GiB workspace: the session's artefacts cost 0.4 at most.
+    let pricing = Pricing {
+        artefact_per_gib: Usdc::from_micros(400_000),
+        ..super::PRICING
+    };
+    let (rig, mut p, mut r) = super::rig_priced(1_000_000, pricing, 1 << 30);
+    let claimed = |receipt: &Signed<UsageReceipt>| receipt.claimed().unwrap();
+    let (batch, at_exit) = super::run_call_keeping(
+        &rig,
+        &mut p,
+        &mut r,
+        prints(b"done"),
+        b"done",
+        kept("out/frame.exr", 512 << 20),
+    );
+    let at_exit = at_exit.unwrap();
+    assert_eq!(
+        claimed(&at_exit).artefact_amount,
+        Usdc::ZERO,
+        "not taken yet"
+    );
+    rig.deliver(&mut p, &mut r, at_exit);
+    r.check_events(&batch).unwrap();
+    assert!(disputed(&r.accept_events(&batch, received(&batch))).is_none());
+    p.handle(ProviderInput::ResultDelivered { exec: batch.exec });
+
+    rig.advance(Duration::from_millis(1_000));
+    let receipt = sent(&p.handle(ProviderInput::Tick)).unwrap();
+    let charged = claimed(&receipt);
+    assert_eq!(charged.results.count, 1);
+    assert_eq!(
+        charged.artefact_amount,
+        Usdc::from_micros(200_000),
+        "half a GiB"
+    );
+    assert_eq!(
+        charged.amount,
+        pricing
+            .session_amount(charged.session_time)
+            .checked_add(charged.exec_amount)
+            .and_then(|a| a.checked_add(Usdc::from_micros(200_000)))
+            .unwrap()
+    );
+    rig.deliver(&mut p, &mut r, receipt);
+    assert_eq!(r.chain().len(), 2, "the renter acknowledged the charge");
+
+    // The budget left must cover the workspace's artefacts at most beside a call's worst
+    // case: with 0.2 charged and 0.4 at most, 0.2 more may come.
+    rig.advance(Duration::from_millis(1_000));
+    let call = super::exec(rig.session, "{}");
+    let left = r.start_exec(call.exec, super::terms(), &call.args_json, &call.outputs);
+    assert!(left.is_ok(), "{left:?}");
+
+    // A call's worst case is 3 s of session and of execution, 33,000; with the
+    // artefacts' 400,000 it passes a budget of 420,000.
+    let (rig, _p, mut r) = super::rig_priced(420_000, pricing, 1 << 30);
+    let call = super::exec(rig.session, "{}");
+    match r.start_exec(call.exec, super::terms(), &call.args_json, &call.outputs) {
+        Err(StartRefused::Budget(refused)) => {
+            assert_eq!(refused.artefacts, Usdc::from_micros(400_000));
+        }
+        other => panic!("a call whose worst case with the artefacts passes the budget: {other:?}"),
+    }
 }

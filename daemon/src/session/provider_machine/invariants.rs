@@ -53,9 +53,14 @@ impl<R> ProviderMachine<R> {
                 "committing without an ack"
             ),
         }
-        for (seq, _) in self.undelivered.values() {
+        for (seq, ..) in self.undelivered.values() {
             assert!(*seq >= 1, "results are numbered from 1");
         }
+        assert_eq!(
+            self.meter.current().artefact_amount,
+            self.issuer.artefacts_delivered(),
+            "the meter charges for other artefacts than the results the next receipt commits to keep"
+        );
         if let Some(last) = self.unsent.back().map(|(r, _)| r).or(committed) {
             assert!(
                 last.results.count <= self.issuer.results_signed(),

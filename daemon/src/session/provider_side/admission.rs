@@ -122,12 +122,7 @@ pub(in crate::session) async fn open(
             max: inner.config.max_duration,
         });
     }
-    let meter_config = MeterConfig {
-        pricing: offer.pricing,
-        budget: open.budget,
-        receipt_interval: inner.config.receipt_interval,
-        call_cap: MeterConfig::call_cap_for(offer.limits.max_exec),
-    };
+    let meter_config = MeterConfig::of_offer(&offer, open.budget, inner.config.receipt_interval);
     // A budget that one interval of work can exhaust leaves no room for a receipt.
     let minimum = meter_config.interval_worst_case(offer.limits.concurrent_execs);
     if open.budget < minimum {
@@ -262,6 +257,7 @@ pub(in crate::session) async fn open(
         lane,
         calls: std::collections::HashMap::new(),
         own: CallTerms::of_offer(&offer),
+        keep_artefacts: offer.keep_artefacts,
         records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
         finished: None,
         receipt_sent: None,

@@ -13,8 +13,8 @@ use orien_ledger::{CheckedReceipt, ExecRecord, SessionStatus, StoredOutput};
 use orien_protocol::rpc::MAX_EVENTS_PER_BATCH;
 use orien_protocol::{
     Artefact, ArtefactKept, CloseReason, CloseSession, ContentHash, EvmAddress, Exec, ExecEvent,
-    ExecEvents, ExecExit, ExecId, ExecResult, FileInfo, LaneId, NodeId, RpcErrorCode, SessionId,
-    SessionRequest, SessionResponse, Signed, ToolName,
+    ExecEvents, ExecExit, ExecId, ExecResult, FileInfo, LaneId, Millis, NodeId, RpcErrorCode,
+    SessionId, SessionRequest, SessionResponse, Signed, ToolName,
 };
 use orien_provider::{EntryKind, ExecStream, SandboxSession, WorkspacePath};
 use tokio::sync::{mpsc, oneshot};
@@ -134,6 +134,8 @@ struct Task {
     /// The terms of a call of the tool the session opened on (a call naming no other
     /// offer).
     own: CallTerms,
+    /// How long after the close its artefacts are kept, as its offer promised.
+    keep_artefacts: Millis,
     /// The audit records of its calls.
     records: ExecRecords,
     /// The exit reported by the sandbox in the current step, waiting for the machine's
@@ -406,7 +408,7 @@ impl Task {
         self.inner.provided().remove(&self.session);
         if let Some(staging) = self.inner.staging.clone() {
             let session = self.session;
-            let keep_for = self.inner.config.keep_artefacts.to_duration();
+            let keep_for = self.keep_artefacts.to_duration();
             let _ = tokio::task::spawn_blocking(move || {
                 staging.forget(session);
                 staging.artefacts.closed(session, keep_for);

@@ -119,14 +119,8 @@ pub(in crate::session) async fn open(
         max_duration: accepted.max_duration,
         receipt_interval: accepted.receipt_interval,
     };
-    let call_cap = MeterConfig::call_cap_for(offer.limits.max_exec);
     let meter = Meter::start(
-        MeterConfig {
-            pricing: offer.pricing,
-            budget,
-            receipt_interval: accepted.receipt_interval,
-            call_cap,
-        },
+        MeterConfig::of_offer(&offer, budget, accepted.receipt_interval),
         inner.clock.clone(),
     );
     let mut countersigner = Countersigner::new(

@@ -71,6 +71,8 @@ pub struct SimReport {
     pub crashes: u64,
     /// Sessions on slow links (round trips beyond the receipt interval).
     pub slow: u64,
+    /// Sessions whose acknowledged receipts charged for artefacts.
+    pub charged_artefacts: u64,
     /// The worst provider loss (unpaid work) beside its bound, µUSDC, by their ratio.
     pub worst_provider: Option<(u64, u64)>,
     /// The worst renter overpayment (paid beyond its own meter; negative: less) beside

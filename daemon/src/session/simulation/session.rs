@@ -7,9 +7,9 @@ use std::time::Duration;
 use orien_ledger::receipts::Tolerance;
 use orien_ledger::{Countersigner, Issuer, Meter, MeterConfig, SessionRecord, SessionStatus};
 use orien_protocol::{
-    Clock, CloseReason, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit, ExecId, Millis,
-    PaymentLane, Pricing, RpcErrorCode, SessionId, SessionResponse, Signed, Timestamp, ToolName,
-    Usage, UsageReceipt, Usdc,
+    Artefact, ArtefactKept, Clock, CloseReason, ContentHash, Exec, ExecEvent, ExecEvents, ExecExit,
+    ExecId, Millis, PaymentLane, Pricing, RpcErrorCode, SessionId, SessionResponse, Signed,
+    Timestamp, ToolName, Usage, UsageReceipt, Usdc,
 };
 
 mod nodes;
@@ -31,7 +31,12 @@ const MAX_DURATION: Duration = Duration::from_secs(30);
 const PRICING: Pricing = Pricing {
     session_per_minute: Usdc::from_micros(60_000),
     exec_per_minute: Usdc::from_micros(600_000),
+    artefact_per_gib: Usdc::from_micros(400_000),
 };
+/// The session's workspace, which its artefacts share: they cost at most 25,000 µUSDC.
+const WORKSPACE: u64 = 64 << 20;
+/// The output path of the calls that name one.
+const OUTPUT_PATH: &str = "out/result";
 /// How long a request waits for its answer before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The renter's node: at least two receipt intervals of silence before giving up.
@@ -94,6 +99,8 @@ enum Event {
 struct Account {
     /// The side's own meter at its end (or crash).
     usage: Option<Usage>,
+    /// The artefacts its meter charged for then.
+    artefacts: Usdc,
     worked: Usdc,
     ended: Option<CloseReason>,
 }
@@ -110,6 +117,10 @@ struct Sim<'w> {
     ticks: HashMap<Side, Duration>,
     /// Calls in the provider's sandbox and how each ends.
     sandbox: HashMap<ExecId, ExecExit>,
+    /// The output paths each call in the sandbox named.
+    outputs: HashMap<ExecId, Vec<String>>,
+    /// Bytes of artefacts the provider keeps for the session (within [`WORKSPACE`]).
+    kept: u64,
     sandbox_closed: bool,
     closing: bool,
     calls_started: u32,
@@ -137,6 +148,7 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
         budget,
         receipt_interval: RECEIPT_INTERVAL,
         call_cap: MeterConfig::call_cap_for(MAX_EXEC),
+        artefact_cap: PRICING.artefact_amount(WORKSPACE),
     };
     let record = SessionRecord {
         session,
@@ -202,6 +214,8 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
         next_token: 0,
         ticks: HashMap::new(),
         sandbox: HashMap::new(),
+        outputs: HashMap::new(),
+        kept: 0,
         sandbox_closed: false,
         closing: false,
         calls_started: 0,
@@ -266,6 +280,29 @@ pub(in crate::session) fn received(batch: &ExecEvents) -> [ContentHash; 2] {
 }
 
 impl Sim<'_> {
+    /// What the sandbox keeps of a call's outputs: a file of up to 24 MiB each, while
+    /// the session's artefacts fit its workspace.
+    fn keep_artefacts(&mut self, exec: ExecId) -> Vec<Artefact> {
+        let paths = self.outputs.remove(&exec).unwrap_or_default();
+        // One draw per call, outputs or not, so a run's other draws do not depend on them.
+        let size = self.world.rng.below(24 << 20);
+        paths
+            .into_iter()
+            .map(|path| {
+                let kept = if self.kept + size <= WORKSPACE {
+                    self.kept += size;
+                    ArtefactKept::File {
+                        size,
+                        sha256: ContentHash::of(&size.to_be_bytes()),
+                    }
+                } else {
+                    ArtefactKept::NoRoom
+                };
+                Artefact { path, kept }
+            })
+            .collect()
+    }
+
     fn now(&self) -> Duration {
         self.world.clock.monotonic()
     }
@@ -312,10 +349,11 @@ impl Sim<'_> {
                     && !self.sandbox_closed
                 {
                     let output = [ContentHash::of(OUTPUT), ContentHash::of(b"")];
+                    let artefacts = self.keep_artefacts(exec);
                     self.provider_input(ProviderInput::Exited {
                         exit,
                         output,
-                        artefacts: Vec::new(),
+                        artefacts,
                     })?;
                 }
             }
@@ -344,14 +382,23 @@ impl Sim<'_> {
             return;
         }
         let exec = ExecId::from_bytes(rng.id());
-        if renter.start_exec(exec, call_terms(), "{}", &[]).is_ok() {
+        // Half the calls name an output, whose copy the provider keeps and charges for.
+        let outputs = if rng.chance(50) {
+            vec![OUTPUT_PATH.to_owned()]
+        } else {
+            Vec::new()
+        };
+        if renter
+            .start_exec(exec, call_terms(), "{}", &outputs)
+            .is_ok()
+        {
             self.calls_started += 1;
             let request = Exec {
                 session: self.session,
                 exec,
                 args_json: "{}".into(),
                 offer: None,
-                outputs: Vec::new(),
+                outputs,
             };
             self.send(Side::Renter, Msg::Exec(request), Route::Exec { exec });
         }

@@ -241,7 +241,10 @@ export async function render(ctx) {
     const form = h('form', { novalidate: true, 'data-testid': 'tool-form', 'data-tool': offer.tool, 'aria-labelledby': `${prefix}-h` },
       h('h3', { id: `${prefix}-h` }, offer.tool, ' ', h('span', { class: 'muted small' }, offer.version)),
       offer.description ? h('p', { class: 'muted' }, offer.description) : null,
-      h('p', { class: 'small muted' }, `${usdc(offer.pricing.exec_per_minute)} USDC per minute of execution; at most ${duration(offer.limits.max_exec_ms)} a call (so at most ${fromMicros(worstCall(offer))} USDC), ${bytes(offer.limits.output_bytes)} of output. A call whose most does not fit what is left of the budget is refused.`),
+      h('p', { class: 'small muted' }, `${usdc(offer.pricing.exec_per_minute)} USDC per minute of execution; at most ${duration(offer.limits.max_exec_ms)} a call (so at most ${fromMicros(worstCall(offer))} USDC), ${bytes(offer.limits.output_bytes)} of output. A call whose most does not fit what is left of the budget is refused.`
+        + ((toMicros(offer.pricing.artefact_per_gib) ?? 0n) > 0n
+          ? ` Output files it keeps cost ${usdc(offer.pricing.artefact_per_gib)} USDC per GiB, kept ${offer.keep_artefacts_ms > 0 ? `${duration(offer.keep_artefacts_ms)} after the session` : 'while the session is open'}.`
+          : '')),
       generated.fields,
       runButton,
       result);

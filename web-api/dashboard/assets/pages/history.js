@@ -82,11 +82,12 @@ export async function render(ctx) {
             label: `Receipts of session ${s.id}`,
             testid: 'receipts',
             columns: [{ label: '#', num: true }, { label: 'Issued' }, { label: 'Session time', num: true }, { label: 'Execution time', num: true },
-              { label: 'CPU', num: true }, { label: 'Execution, USDC', num: true }, { label: 'Amount, USDC', num: true }, { label: 'Hash' }],
+              { label: 'CPU', num: true }, { label: 'Execution, USDC', num: true }, { label: 'Artefacts, USDC', num: true },
+              { label: 'Amount, USDC', num: true }, { label: 'Hash' }],
             rows: receipts.map((r) => ({
               props: { 'data-testid': 'receipt' },
               cells: [String(r.seq), time(r.issued_at), duration(r.session_ms), duration(r.exec_ms), duration(r.cpu_ms),
-                usdc(r.exec_amount), usdc(r.amount), idCode(r.hash)],
+                usdc(r.exec_amount), usdc(r.artefact_amount), usdc(r.amount), idCode(r.hash)],
             })),
             empty: 'No receipt was acknowledged in this session.',
           }));

@@ -124,7 +124,8 @@ export async function render(ctx) {
     const summary = facts([
       ['Provider', [choice.provider.display_name, ' ', idCode(choice.provider.id)]],
       ['Tool', h('code', {}, choice.tool.tool)],
-      ['Prices', `${usdc(p.session_per_minute)} USDC per minute open, ${usdc(p.exec_per_minute)} per minute of execution`],
+      ['Prices', `${usdc(p.session_per_minute)} USDC per minute open, ${usdc(p.exec_per_minute)} per minute of execution`
+        + ((toMicros(p.artefact_per_gib) ?? 0n) > 0n ? `, ${usdc(p.artefact_per_gib)} per GiB of output files kept` : '')],
       ['Budget', `${fromMicros(choice.budget)} USDC`, 'confirm-budget'],
       ['Longest duration', duration(choice.minutes * 60000)],
       lasts !== null ? ['Budget lasts', `${duration(Number(lasts))} of open session at most (less while tools run)`] : null,

@@ -23,7 +23,9 @@ impl Sim<'_> {
         while let Some(action) = actions.pop_front() {
             match action {
                 ProviderAction::Reply(token, response) => self.reply(token, response),
-                ProviderAction::StartCall { exec, .. } => {
+                ProviderAction::StartCall { exec, outputs, .. } => {
+                    let outputs = outputs.iter().map(ToString::to_string).collect();
+                    self.outputs.insert(exec, outputs);
                     let rng = &mut self.world.rng;
                     // Most calls end in time; some run into the tool's limit.
                     let runs = Duration::from_millis(20) + rng.upto(Duration::from_millis(2_600));
@@ -203,6 +205,7 @@ impl Sim<'_> {
                     session: reading.session_time,
                     exec: reading.exec_time,
                 }),
+                artefacts: reading.artefact_amount,
                 worked: reading.amount,
                 ended,
             },

@@ -4,7 +4,7 @@ use orien_ledger::receipts::Tolerance;
 use orien_ledger::{AckedReceipt, SessionStatus};
 use orien_protocol::{Millis, Usage, UsageReceipt, Usdc};
 
-use super::{ACK_TIMEOUT, MAX_CALLS, PRICING, Side, Sim};
+use super::{ACK_TIMEOUT, MAX_CALLS, PRICING, Side, Sim, WORKSPACE};
 
 impl Sim<'_> {
     /// The promises, checked on both ledgers once the session is over.
@@ -57,14 +57,23 @@ impl Sim<'_> {
                 ));
             }
         }
-        let paid = |chain: &[AckedReceipt]| -> Result<Usdc, String> {
-            chain.last().map_or(Ok(Usdc::ZERO), |a| {
-                orien_protocol::wire::decode::<UsageReceipt>(a.receipt.payload_bytes())
-                    .map(|r| r.amount)
-                    .map_err(|e| e.to_string())
-            })
+        let last = |chain: &[AckedReceipt]| -> Result<Option<UsageReceipt>, String> {
+            chain
+                .last()
+                .map(|a| {
+                    orien_protocol::wire::decode::<UsageReceipt>(a.receipt.payload_bytes())
+                        .map_err(|e| e.to_string())
+                })
+                .transpose()
         };
-        // The provider: unpaid work within one ack window of session time and calls.
+        let paid = |chain: &[AckedReceipt]| -> Result<Usdc, String> {
+            Ok(last(chain)?.map_or(Usdc::ZERO, |r| r.amount))
+        };
+        if last(&ours)?.is_some_and(|r| r.artefact_amount > Usdc::ZERO) {
+            self.world.report.charged_artefacts += 1;
+        }
+        // The provider: unpaid work within one ack window of session time and calls, and
+        // the artefacts of results the renter took in it (the workspace's worth at most).
         let unpaid = provider.worked.saturating_sub(paid(&ours)?).micros();
         let (sent, acked) = self.last_ack;
         let window = ACK_TIMEOUT
@@ -76,8 +85,10 @@ impl Sim<'_> {
                 exec: Millis(window.get() * u64::from(MAX_CALLS)),
             })
             .micros()
+            + PRICING.artefact_amount(WORKSPACE).micros()
             + 2;
-        // The renter: paid within its tolerance of its own meter.
+        // The renter: paid within its tolerance of its own meter, and exactly for the
+        // artefacts of the results it took.
         let own = renter.usage.unwrap_or(Usage {
             session: Millis::ZERO,
             exec: Millis::ZERO,
@@ -89,6 +100,7 @@ impl Sim<'_> {
                 exec: own.exec.saturating_add(tolerance.allowed(own.exec)),
             })
             .micros()
+            + renter.artefacts.micros()
             + 2;
         let renter_paid = paid(&theirs)?.micros();
         let report = &mut self.world.report;
