@@ -203,7 +203,9 @@ pub struct ProviderMachine<R> {
     check: Option<Box<dyn AckCheck>>,
     /// Calls running.
     calls: HashMap<ExecId, RunningCall>,
-    /// Results signed and not yet taken by the renter: their numbers and hashes.
+    /// Every call started in the session, with the digest of its request: an id runs
+    /// once.
+    started: HashMap<ExecId, ContentHash>,
     /// Signed results the renter has not taken yet: number, hash, artefacts' price.
     undelivered: HashMap<ExecId, (u64, ResultHash, Usdc)>,
     /// Receipts issued and not yet committed, oldest first, with their contents.
@@ -262,6 +264,7 @@ impl<R> ProviderMachine<R> {
             issuer,
             check,
             calls: HashMap::new(),
+            started: HashMap::new(),
             undelivered: HashMap::new(),
             unsent: VecDeque::new(),
             waiting: false,
@@ -437,14 +440,25 @@ impl<R> ProviderMachine<R> {
         terms: CallTerms,
         out: &mut Vec<ProviderAction<R>>,
     ) -> SessionResponse {
+        // A request for a call already started (sent twice, retried after a lost answer,
+        // or replayed) does not run it again: the renter meters each call once and would
+        // dispute a second run. The same request gets the same answer, whichever copy
+        // arrives first; another request under a used id is refused.
+        let digest = request_digest(&exec);
+        if let Some(first) = self.started.get(&exec.exec) {
+            if *first == digest {
+                return SessionResponse::ExecStarted { exec: exec.exec };
+            }
+            return error(
+                RpcErrorCode::BadRequest,
+                "this execution id was used in this session for another call; each call needs a new id",
+            );
+        }
         if self.closing.is_some() || !self.meter.is_running() {
             return error(
                 RpcErrorCode::BadRequest,
                 "the session is suspended or closing",
             );
-        }
-        if self.calls.contains_key(&exec.exec) {
-            return error(RpcErrorCode::BadRequest, "this execution id is running");
         }
         if self.calls.len() >= self.terms.max_calls as usize {
             return error(
@@ -490,6 +504,7 @@ impl<R> ProviderMachine<R> {
             terms: terms.clone(),
         };
         self.calls.insert(exec.exec, call);
+        self.started.insert(exec.exec, digest);
         out.push(ProviderAction::StartCall {
             exec: exec.exec,
             tool: terms.tool,
@@ -779,6 +794,22 @@ impl<R> ProviderMachine<R> {
             out.push(ProviderAction::CloseSandbox);
         }
     }
+}
+
+/// What identifies a call's request: its arguments, the offer it names and its output
+/// paths (each length-prefixed, so no two requests share one).
+fn request_digest(exec: &Exec) -> ContentHash {
+    let mut bytes = Vec::with_capacity(exec.args_json.len() + 64);
+    let mut part = |b: &[u8]| {
+        bytes.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(b);
+    };
+    part(exec.args_json.as_bytes());
+    part(exec.offer.as_ref().map_or(&[][..], |o| o.as_bytes()));
+    for output in &exec.outputs {
+        part(output.as_bytes());
+    }
+    ContentHash::of(&bytes)
 }
 
 /// Whether a call ran (and is paid), as opposed to refused before it started.

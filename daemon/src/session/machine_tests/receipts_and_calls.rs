@@ -155,12 +155,29 @@ fn calls_are_refused_past_the_limit_with_bad_arguments_or_a_repeated_id() {
             .iter()
             .any(|a| matches!(a, ProviderAction::StartCall { .. }))
     );
+    // The same request again (a retry): the same answer, and it does not run twice.
     let repeated = p.handle(ProviderInput::Exec {
-        exec: one,
+        exec: one.clone(),
         terms: terms(),
         reply: 2,
     });
-    assert_eq!(code(&repeated), Some(RpcErrorCode::BadRequest));
+    assert!(
+        matches!(
+            repeated.as_slice(),
+            [ProviderAction::Reply(2, SessionResponse::ExecStarted { exec })] if *exec == one.exec
+        ),
+        "{repeated:?}"
+    );
+    // Another request under the same id is refused.
+    let reused = p.handle(ProviderInput::Exec {
+        exec: Exec {
+            args_json: r#"{"other": 1}"#.into(),
+            ..one
+        },
+        terms: terms(),
+        reply: 2,
+    });
+    assert_eq!(code(&reused), Some(RpcErrorCode::BadRequest));
     let not_json = p.handle(ProviderInput::Exec {
         exec: exec(rig.session, "{"),
         terms: terms(),
@@ -180,6 +197,52 @@ fn calls_are_refused_past_the_limit_with_bad_arguments_or_a_repeated_id() {
     });
     assert_eq!(code(&three), Some(RpcErrorCode::RateLimited));
     assert_eq!(p.running_calls(), 2);
+}
+
+#[test]
+fn an_exec_repeated_after_its_call_ended_is_answered_again_not_run_again() {
+    // The renter meters a call once; a second run of the same id (a duplicated, retried
+    // or replayed request) would be metered by the provider alone, and an honest renter
+    // would dispute the session over it.
+    let (rig, mut p, mut r) = rig(1_000_000);
+    let ended = |exec| exit_of(exec, Millis(100), b"ok");
+    let (batch, receipt) = run_call(&rig, &mut p, &mut r, ended, b"ok");
+    rig.deliver(&mut p, &mut r, receipt.unwrap());
+    let again = Exec {
+        exec: batch.exec,
+        ..exec(rig.session, "{}")
+    };
+    let actions = p.handle(ProviderInput::Exec {
+        exec: again.clone(),
+        terms: terms(),
+        reply: 9,
+    });
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, ProviderAction::StartCall { .. })),
+        "the call ran again: {actions:?}"
+    );
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [ProviderAction::Reply(
+                9,
+                SessionResponse::ExecStarted { .. }
+            )]
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(p.running_calls(), 0);
+    let other = p.handle(ProviderInput::Exec {
+        exec: Exec {
+            outputs: vec!["out/x".into()],
+            ..again
+        },
+        terms: terms(),
+        reply: 10,
+    });
+    assert_eq!(code(&other), Some(RpcErrorCode::BadRequest), "{other:?}");
 }
 
 #[test]

@@ -53,6 +53,12 @@ impl<R> ProviderMachine<R> {
                 "committing without an ack"
             ),
         }
+        assert!(
+            self.calls
+                .keys()
+                .all(|exec| self.started.contains_key(exec)),
+            "a call runs that was never started"
+        );
         for (seq, ..) in self.undelivered.values() {
             assert!(*seq >= 1, "results are numbered from 1");
         }
