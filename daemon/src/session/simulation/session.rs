@@ -123,6 +123,10 @@ struct Sim<'w> {
     kept: u64,
     sandbox_closed: bool,
     closing: bool,
+    /// How long after the session's start the renter asked to close it.
+    close_asked: Option<Duration>,
+    /// When the session started (monotonic).
+    started: Duration,
     calls_started: u32,
     /// When the last committed receipt was first sent and when its ack came (provider;
     /// wall time of the shared clock). From its first send, not its reading: a receipt
@@ -218,6 +222,8 @@ pub(super) fn run(world: &mut World) -> Result<(), String> {
         kept: 0,
         sandbox_closed: false,
         closing: false,
+        close_asked: None,
+        started: now,
         calls_started: 0,
         last_ack: (clock.wall(), clock.wall()),
         first_sent: HashMap::new(),
@@ -374,6 +380,7 @@ impl Sim<'_> {
         let rng = &mut self.world.rng;
         if self.calls_started >= 2 && rng.chance(20) {
             self.closing = true;
+            self.close_asked = Some(self.now().saturating_sub(self.started));
             self.send(
                 Side::Renter,
                 Msg::Close(CloseReason::RenterRequested),

@@ -2,9 +2,9 @@
 
 use orien_ledger::receipts::Tolerance;
 use orien_ledger::{AckedReceipt, SessionStatus};
-use orien_protocol::{Millis, Usage, UsageReceipt, Usdc};
+use orien_protocol::{CloseReason, Millis, Usage, UsageReceipt, Usdc};
 
-use super::{ACK_TIMEOUT, MAX_CALLS, PRICING, Side, Sim, WORKSPACE};
+use super::{ACK_TIMEOUT, MAX_CALLS, MAX_DURATION, PRICING, Side, Sim, WORKSPACE};
 
 impl Sim<'_> {
     /// The promises, checked on both ledgers once the session is over.
@@ -36,7 +36,14 @@ impl Sim<'_> {
             ));
         }
         let (provider, renter) = (self.accounts[&Side::Provider], self.accounts[&Side::Renter]);
-        if calm && provider.ended != renter.ended {
+        // A close the renter asked for within one delay of the session's longest duration
+        // races the provider's deadline: either reason is right, each side keeps its own.
+        let raced = self.close_asked.is_some_and(|asked| {
+            asked.saturating_add(self.max_delay) >= MAX_DURATION
+                && provider.ended == Some(CloseReason::MaxDuration)
+                && renter.ended == Some(CloseReason::RenterRequested)
+        });
+        if calm && !raced && provider.ended != renter.ended {
             return Err(format!(
                 "with nothing lost the close reasons differ: {:?} vs {:?}",
                 provider.ended, renter.ended
