@@ -1,0 +1,236 @@
+//! `orien-sim`: run, list and report on ORIEN market simulations.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use orien_sim::scenario::KEYS;
+use orien_sim::{Scenario, model};
+
+/// Simulate whole ORIEN markets before running them.
+///
+/// A scenario file (TOML) describes the market; `orien-sim run` simulates it in
+/// virtual time and writes `report.json` and `report.md` to the output directory.
+/// The same scenario and seed always give the same `report.json`, byte for byte.
+#[derive(Debug, Parser)]
+#[command(name = "orien-sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a scenario and write its report.
+    Run {
+        /// The scenario file (see `orien-sim list`).
+        scenario: PathBuf,
+        /// Seed for every draw (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write report.json and report.md (default: sim-out/<name>-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Draw a report's plots again (PNG and SVG) from its report.json.
+    Plot {
+        /// A directory `orien-sim run` wrote.
+        dir: PathBuf,
+    },
+    /// List the scenarios in a directory, with what each shows.
+    List {
+        /// The directory (default: simulations/scenarios, found from here or beside the
+        /// source).
+        dir: Option<PathBuf>,
+    },
+}
+
+fn keys_help() -> String {
+    let width = KEYS.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut text =
+        String::from("Scenario keys (TOML; [[tools]] and [[network.partitions]] repeat):\n");
+    for (key, meaning) in KEYS {
+        text.push_str(&format!("  {key:width$}  {meaning}\n"));
+    }
+    text
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command()
+        .after_long_help(keys_help())
+        .mut_subcommand("run", |run| run.after_long_help(keys_help()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("orien-sim: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            quiet,
+        } => run(&scenario, seed, out, quiet),
+        Command::Plot { dir } => plot(&dir),
+        Command::List { dir } => list(dir),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(path)?;
+    let seed = seed.unwrap_or(scenario.seed);
+    let out =
+        out.unwrap_or_else(|| PathBuf::from("sim-out").join(format!("{}-{seed}", scenario.name)));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(u64::from(scenario.duration_minutes))
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:40}] {pos}/{len} simulated minutes, {elapsed}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!(
+        "{} ({} nodes, seed {seed})",
+        scenario.name,
+        scenario.node_count()
+    ));
+    let started = Instant::now();
+    let report = model::run(&scenario, seed, &mut |p| {
+        bar.set_position(u64::from(p.minute))
+    });
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    for (name, text) in [
+        ("report.json", report.to_json()),
+        ("report.md", report.to_markdown()),
+    ] {
+        let file = out.join(name);
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    let plots = orien_sim::plot::draw_all(&report, &out);
+    let s = &report.sessions;
+    let p = &report.propagation;
+    println!(
+        "{} — {} nodes, {} simulated minutes in {:.1} s ({:.0}× real time)",
+        report.scenario,
+        scenario.node_count(),
+        report.simulated_minutes,
+        wall.as_secs_f64(),
+        f64::from(report.simulated_minutes) * 60.0 / wall.as_secs_f64().max(1e-6)
+    );
+    println!(
+        "  offers reach nodes in   p50 {:.0} ms, p99 {:.0} ms, {} hops at most",
+        p.p50_ms, p.p99_ms, p.hops_max
+    );
+    println!(
+        "  sessions                {} requested, {} opened, {} succeeded",
+        s.requested, s.opened, s.succeeded
+    );
+    println!(
+        "  renters paid            {} USDC: providers {}, fee {}, reserve {}",
+        report.money.renters_paid,
+        report.money.providers_earned,
+        report.money.fee,
+        report.money.reserve
+    );
+    println!("  earnings Gini           {:.3}", report.earnings.gini);
+    for check in &report.checks {
+        println!(
+            "  {} {} ({})",
+            if check.held { "ok  " } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+    }
+    println!(
+        "  report                  {}",
+        out.join("report.md").display()
+    );
+    match plots {
+        Ok(files) => println!(
+            "  plots                   {} files in {}",
+            files.len(),
+            out.display()
+        ),
+        Err(e) => println!("  plots                   not drawn: {e}"),
+    }
+    Ok(if report.all_held() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[allow(clippy::print_stdout)]
+fn plot(dir: &Path) -> anyhow::Result<ExitCode> {
+    let file = dir.join("report.json");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let report: orien_sim::Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an orien-sim report", file.display()))?;
+    for written in orien_sim::plot::draw_all(&report, dir)? {
+        println!("{}", written.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+fn list(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| {
+        let here = PathBuf::from("simulations/scenarios");
+        if here.is_dir() {
+            here
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+        }
+    });
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        match Scenario::load(&file) {
+            Ok(s) => println!(
+                "{:<40} {} nodes, {} min: {}",
+                file.display(),
+                s.node_count(),
+                s.duration_minutes,
+                s.description.lines().next().unwrap_or("")
+            ),
+            Err(e) => println!("{:<40} unusable: {e}", file.display()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
