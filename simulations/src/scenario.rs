@@ -49,7 +49,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "network.mesh_degree",
-        "gossipsub mesh peers per node, D (default 6)",
+        "gossipsub mesh peers a node grafts, D; each keeps D to 12 (default 6)",
     ),
     (
         "network.heartbeat_ms",

@@ -1,7 +1,7 @@
 //! Offer propagation over a gossipsub mesh.
 //!
-//! Every node keeps `mesh_degree` mesh links it chose at random (and those others chose
-//! to it). A published offer is forwarded on every mesh link at once; a hop costs the
+//! Every node keeps between `mesh_degree` (D) and 12 (D_high) mesh links to random
+//! peers, as gossipsub's heartbeats leave the mesh. A published offer is forwarded on every mesh link at once; a hop costs the
 //! link's one-way latency (mean ± uniform jitter, drawn per hop), the offer's
 //! transmission at the sender's uplink and a signature check. A lost message is
 //! recovered by gossip: at the sender's next heartbeat it advertises the offer (IHAVE)
@@ -21,6 +21,8 @@ use crate::scenario::Network;
 pub const OFFER_BYTES: f64 = 1_200.0;
 /// A signature check and offer-book insert, µs.
 pub const VALIDATE_US: u64 = 60;
+/// The most mesh peers a node keeps (gossipsub's `mesh_n_high`).
+pub const MESH_HIGH: usize = 12;
 /// Heartbeats a lost message can still be recovered in (gossipsub's `history_gossip`).
 pub const GOSSIP_HEARTBEATS: u32 = 3;
 
@@ -30,22 +32,24 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// A random mesh of `nodes` where each node picks `degree` distinct peers.
+    /// A random mesh of `nodes` as gossipsub's heartbeats leave it: every node grafts
+    /// random peers until it has `degree` (D), and a peer that already has
+    /// [`MESH_HIGH`] (D_high) refuses, so each node ends with D to D_high peers.
     pub fn random(nodes: usize, degree: u32, rng: &mut Rng) -> Self {
-        let mut links = vec![Vec::new(); nodes];
+        let mut links: Vec<Vec<u32>> = vec![Vec::new(); nodes];
         let degree = (degree as usize).min(nodes.saturating_sub(1));
+        let high = MESH_HIGH.max(degree);
         for node in 0..nodes {
-            let mut chosen = 0;
             let mut tries = 0;
-            while chosen < degree && tries < degree * 8 {
+            while links[node].len() < degree && tries < degree * 16 {
                 tries += 1;
                 let peer = rng.below(nodes);
-                if peer == node || links[node].contains(&(peer as u32)) {
+                if peer == node || links[peer].len() >= high || links[node].contains(&(peer as u32))
+                {
                     continue;
                 }
                 links[node].push(peer as u32);
                 links[peer].push(node as u32);
-                chosen += 1;
             }
         }
         Self { links }
@@ -174,7 +178,7 @@ mod tests {
         let most = *trace.hops.iter().max().expect("reached some");
         assert!(
             (3..=8).contains(&most),
-            "{most} hops across 2,000 nodes of degree 12"
+            "{most} hops across 2,000 nodes of degree 6 to 12"
         );
         // Each hop costs at least latency − jitter (20 ms).
         let slowest = *trace.arrivals_us.iter().max().expect("reached some");

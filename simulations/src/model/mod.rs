@@ -23,7 +23,7 @@ use crate::report::{
     self, Bucket, Check, Earnings, Hostile, Loss, Money, Nodes, Propagation, Report, Sessions,
 };
 use crate::rng::{Rng, mix};
-use crate::scenario::Scenario;
+use crate::scenario::{PriceRange, Scenario};
 use churn::Rhythm;
 use gossip::{Conditions, Mesh, Trace};
 use market::LossTally;
@@ -166,31 +166,16 @@ impl<'a> World<'a> {
         let hostile = &scenario.hostile;
         let providers = (0..providers_n)
             .map(|p| {
-                let mut own: Vec<(u16, Usdc)> = Vec::new();
-                for (t, tool) in tools.iter().enumerate() {
-                    if rng.chance(tool.providers.0) {
-                        own.push((
-                            t as u16,
-                            draw_price(
-                                &mut rng,
-                                tool.price_per_minute.min.0,
-                                tool.price_per_minute.max.0,
-                            ),
-                        ));
-                    }
+                let mut sells: Vec<usize> = (0..tools.len())
+                    .filter(|&t| rng.chance(tools[t].providers.0))
+                    .collect();
+                if sells.is_empty() {
+                    sells.push(rng.below(tools.len()));
                 }
-                if own.is_empty() {
-                    let t = rng.below(tools.len());
-                    let tool = &tools[t];
-                    own.push((
-                        t as u16,
-                        draw_price(
-                            &mut rng,
-                            tool.price_per_minute.min.0,
-                            tool.price_per_minute.max.0,
-                        ),
-                    ));
-                }
+                let own: Vec<(u16, Usdc)> = sells
+                    .into_iter()
+                    .map(|t| (t as u16, draw_price(&mut rng, &tools[t].price_per_minute)))
+                    .collect();
                 for &(t, price) in &own {
                     offers[t as usize].push(OfferRef {
                         node: p as u32,
@@ -394,9 +379,10 @@ impl<'a> World<'a> {
     }
 }
 
-fn draw_price(rng: &mut Rng, min: Usdc, max: Usdc) -> Usdc {
-    let span = max.micros() - min.micros();
-    Usdc::from_micros(min.micros() + (rng.unit() * (span + 1) as f64) as u64 % (span + 1))
+fn draw_price(rng: &mut Rng, range: &PriceRange) -> Usdc {
+    let (min, max) = (range.min.0.micros(), range.max.0.micros());
+    let span = max - min + 1;
+    Usdc::from_micros(min + (rng.unit() * span as f64) as u64 % span)
 }
 
 fn secs_us(secs: f64) -> u64 {
