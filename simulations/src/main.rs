@@ -220,17 +220,29 @@ fn list(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    for file in files {
-        match Scenario::load(&file) {
-            Ok(s) => println!(
-                "{:<40} {} nodes, {} min: {}",
-                file.display(),
-                s.node_count(),
-                s.duration_minutes,
-                s.description.lines().next().unwrap_or("")
-            ),
-            Err(e) => println!("{:<40} unusable: {e}", file.display()),
+    println!(
+        "{:<18} {:>7} {:>7}  what it shows",
+        "scenario", "nodes", "minutes"
+    );
+    for file in &files {
+        match Scenario::load(file) {
+            Ok(s) => {
+                let first = s
+                    .description
+                    .split(". ")
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('.');
+                println!(
+                    "{:<18} {:>7} {:>7}  {first}.",
+                    s.name,
+                    s.node_count(),
+                    s.duration_minutes
+                );
+            }
+            Err(e) => println!("{:<18} unusable: {e}", file.display()),
         }
     }
+    println!("\nrun one: orien-sim run {}/<scenario>.toml", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -332,6 +332,25 @@ fn the_binary_writes_its_reports_and_refuses_a_bad_file_with_exit_code_2() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("bad.toml:7: nodes.renters"), "{stderr}");
 
+    let list = Command::new(bin)
+        .arg("list")
+        .arg(scenarios())
+        .output()
+        .expect("orien-sim runs");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for name in [
+        "churn",
+        "home-providers",
+        "hostile",
+        "price-competition",
+        "ten-thousand",
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(name)),
+            "{name} not listed:\n{list}"
+        );
+    }
+
     let help = Command::new(bin)
         .args(["help", "run"])
         .output()
