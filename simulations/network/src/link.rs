@@ -1,0 +1,159 @@
+//! A link with latency: bytes written at one end are readable at the other one
+//! `latency` later, on tokio's clock.
+//!
+//! Wraps each in-process connection (libp2p's `MemoryTransport`) before its upgrades,
+//! so the security and multiplexing layers and every protocol above run over it
+//! unchanged. The delay is applied where bytes are read: each chunk the inner
+//! connection yields is held until `latency` after it arrived. The inner connection
+//! is reliable and ordered, like TCP; a lost segment would cost TCP a retransmission,
+//! which the scenario's loss adds as an extra delay on that chunk.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite};
+use orien_sim::rng::Rng;
+use tokio::time::{Instant, Sleep};
+
+/// Reads from the inner connection are held back by the link's latency.
+pub struct Delayed<C> {
+    inner: C,
+    latency: Duration,
+    /// Extra delay of a chunk whose segment was lost, and the chance of that.
+    retransmit: (Duration, f64),
+    draws: Rng,
+    /// Chunks read from the inner connection, with when they may be delivered.
+    queue: VecDeque<(Instant, Vec<u8>, usize)>,
+    eof: bool,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<C> Delayed<C> {
+    /// `inner` with one-way `latency`; a chunk is delayed by a further `retransmit.0`
+    /// with probability `retransmit.1` (drawn from `seed`).
+    pub fn new(inner: C, latency: Duration, retransmit: (Duration, f64), seed: u64) -> Self {
+        Self {
+            inner,
+            latency,
+            retransmit,
+            draws: Rng::new(seed),
+            queue: VecDeque::new(),
+            eof: false,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
+    fn lost(&mut self) -> bool {
+        self.draws.chance(self.retransmit.1)
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Delayed<C> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        // Take in everything the inner connection has now, stamped with its due time.
+        while !this.eof && this.queue.len() < 64 {
+            let mut chunk = vec![0u8; 16 * 1024];
+            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(0)) => this.eof = true,
+                Poll::Ready(Ok(n)) => {
+                    chunk.truncate(n);
+                    let mut due = Instant::now() + this.latency;
+                    if this.lost() {
+                        due += this.retransmit.0;
+                    }
+                    // Ordered: never before the chunk ahead of it.
+                    if let Some((last, _, _)) = this.queue.back() {
+                        due = due.max(*last);
+                    }
+                    this.queue.push_back((due, chunk, 0));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            let Some((due, chunk, offset)) = this.queue.front_mut() else {
+                return if this.eof {
+                    Poll::Ready(Ok(0))
+                } else {
+                    Poll::Pending
+                };
+            };
+            if *due > Instant::now() {
+                this.timer.as_mut().reset(*due);
+                if this.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            let n = (chunk.len() - *offset).min(buf.len());
+            buf[..n].copy_from_slice(&chunk[*offset..*offset + n]);
+            *offset += n;
+            if *offset == chunk.len() {
+                this.queue.pop_front();
+            }
+            return Poll::Ready(Ok(n));
+        }
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Delayed<C> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::AsyncReadExt;
+
+    use super::*;
+
+    fn read_all(latency: Duration, retransmit: (Duration, f64)) -> (Vec<u8>, Duration) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let inner = futures::io::Cursor::new(b"offer bytes".to_vec());
+            let mut link = Delayed::new(inner, latency, retransmit, 1);
+            let start = Instant::now();
+            let mut bytes = Vec::new();
+            link.read_to_end(&mut bytes).await.expect("reads");
+            (bytes, start.elapsed())
+        })
+    }
+
+    #[test]
+    fn bytes_arrive_one_latency_later_and_a_lost_segment_adds_its_retransmission() {
+        let latency = Duration::from_millis(40);
+        let (bytes, took) = read_all(latency, (Duration::from_millis(200), 0.0));
+        assert_eq!(bytes, b"offer bytes");
+        assert_eq!(took, latency);
+        let (bytes, took) = read_all(latency, (Duration::from_millis(200), 1.0));
+        assert_eq!(bytes, b"offer bytes");
+        assert_eq!(took, Duration::from_millis(240));
+    }
+}

@@ -1,0 +1,106 @@
+//! Real gossipsub swarms on the in-process network, in simulated time.
+
+use std::time::{Duration, Instant};
+
+use orien_sim::model::gossip::{self, Conditions, Mesh};
+use orien_sim::rng::Rng;
+use orien_sim::scenario::{Loss, Network, NonNegative};
+use orien_sim_network::{PropagationConfig, propagation};
+
+fn config(nodes: usize) -> PropagationConfig {
+    PropagationConfig {
+        nodes,
+        dials: 4,
+        latency: Duration::from_millis(40),
+        jitter: Duration::ZERO,
+        loss: 0.0,
+        retransmit: Duration::from_millis(200),
+        heartbeat: Duration::from_millis(700),
+        warmup: Duration::from_secs(10),
+        samples: 3,
+        seed: 7,
+    }
+}
+
+#[test]
+fn offers_reach_every_swarm_in_whole_link_latencies_of_simulated_time() {
+    let wall = Instant::now();
+    let run = propagation(&config(40)).expect("the swarms run");
+    let wall = wall.elapsed();
+    assert_eq!(
+        run.reached,
+        vec![39, 39, 39],
+        "every offer reaches every other swarm"
+    );
+    let ms: Vec<f64> = run
+        .arrivals
+        .iter()
+        .map(|a| a.as_secs_f64() * 1_000.0)
+        .collect();
+    eprintln!(
+        "arrivals (ms): {ms:?}; simulated {:?} in {wall:?}",
+        run.simulated
+    );
+    // In simulated time work costs nothing: an offer arrives after a whole number of
+    // 40 ms hops (a hop may wait for a heartbeat's gossip, also on the clock).
+    for a in &run.arrivals {
+        let hops = a.as_millis() as f64 / 40.0;
+        assert!(*a >= Duration::from_millis(40), "{a:?}");
+        assert!(
+            (hops - hops.round()).abs() < 0.05 || a.as_millis() % 700 < 5,
+            "{a:?} is not whole hops"
+        );
+    }
+    assert!(
+        run.simulated >= Duration::from_secs(16),
+        "warm-up and samples: {:?}",
+        run.simulated
+    );
+}
+
+fn percentile(mut ms: Vec<f64>, q: f64) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    orien_sim::report::quantile(&ms, q)
+}
+
+#[test]
+fn model_mode_predicts_real_gossipsub_propagation_within_a_quarter() {
+    let config = PropagationConfig {
+        jitter: Duration::from_millis(20),
+        samples: 4,
+        ..config(200)
+    };
+    let run = propagation(&config).expect("the swarms run");
+    assert_eq!(run.reached, vec![199; 4]);
+    let network: Vec<f64> = run.arrivals.iter().map(|a| a.as_secs_f64() * 1e3).collect();
+
+    let model_network = Network {
+        latency_ms: NonNegative(40.0),
+        jitter_ms: NonNegative(20.0),
+        loss: Loss(0.0),
+        ..Network::default()
+    };
+    let mut rng = Rng::stream(7, 2);
+    let mesh = Mesh::random(200, 6, &mut rng);
+    let all = |_: usize| true;
+    let none = |_: usize, _: usize| false;
+    let when = Conditions {
+        online: &all,
+        cut: &none,
+    };
+    let mut model = Vec::new();
+    for _ in 0..4 {
+        let from = rng.below(200);
+        let trace = gossip::trace(&mesh, from, &model_network, &when, &mut rng);
+        model.extend(trace.arrivals_us.iter().map(|&us| us as f64 / 1e3));
+    }
+    for q in [0.5, 0.99] {
+        let (n, m) = (percentile(network.clone(), q), percentile(model.clone(), q));
+        eprintln!("p{}: network {n:.0} ms, model {m:.0} ms", q * 100.0);
+        assert!(
+            (m - n).abs() <= n / 4.0,
+            "p{}: model {m:.0} ms against network {n:.0} ms",
+            q * 100.0
+        );
+    }
+}
