@@ -2,8 +2,8 @@
 //!
 //! A plain event queue (a binary heap of `(time, sequence)`), not a simulation
 //! framework: the model has one kind of actor and no ports, a heap is all the ordering
-//! it needs, and with a sequence number as tie-breaker the run is byte-identical for a
-//! seed on every platform. What each part models, and what it leaves out, is said in
+//! it needs, and with a sequence number as tie-breaker a build replays a seed byte for
+//! byte (across platforms, `ln` and `acos` may round differently in the last bit). What each part models, and what it leaves out, is said in
 //! [`gossip`] (offer spread), [`churn`] (home providers), [`session`] (money) and in
 //! `simulations/README.md`.
 

@@ -1,11 +1,11 @@
 //! One session's money: what it costs, how it ends, what each side records.
 //!
 //! The model bills session time at the offer's price with the node's own money rules
-//! ([`Pricing::session_amount`], the 90 / 7 / 3 [`Split`]) and settles at the receipt
-//! boundaries the protocol would: a graceful end pays all served time, a crash or a
-//! cut pays up to the last acknowledged receipt, and a dispute up to the last honest
-//! one. Execution time and artefacts are not billed separately here (a call's cost is
-//! in the session price).
+//! ([`Pricing::session_amount`], the 90 / 7 / 3 [`Split`](orien_protocol::Split)) and
+//! settles at the receipt boundaries the protocol would: a graceful end pays all served
+//! time, a crash or a cut pays up to the last acknowledged receipt, and a dispute up to
+//! the last honest one. Execution time and artefacts are not billed separately here (a
+//! call's cost is in the session price).
 
 use orien_protocol::{Millis, Pricing, Usdc};
 use serde::Serialize;
