@@ -48,15 +48,28 @@ artefact_per_gib = "1.000000"
     path
 }
 
+/// An authenticated `GET` of a JSON answer.
+async fn get_json(http: &reqwest::Client, (base, token): &(String, String), path: &str) -> Value {
+    http.get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Runs `script` in the session naming `outputs`, and waits for its end; the ended
 /// execution's view.
 async fn build(
     http: &reqwest::Client,
-    (base, token): &(String, String),
+    api: &(String, String),
     session: &str,
     script: &str,
     outputs: &[&str],
 ) -> Value {
+    let (base, token) = api;
     let started: Value = http
         .post(format!("{base}/v1/sessions/{session}/executions"))
         .bearer_auth(token)
@@ -71,15 +84,7 @@ async fn build(
         .as_str()
         .unwrap_or_else(|| panic!("{started}"));
     for _ in 0..300 {
-        let view: Value = http
-            .get(format!("{base}/v1/executions/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = get_json(http, api, &format!("/v1/executions/{id}")).await;
         if view["state"] != "pending" && view["state"] != "running" && view["ended_at"].is_u64() {
             return view;
         }
@@ -121,15 +126,8 @@ async fn a_calls_outputs_are_kept_named_in_its_signed_result_and_fetched_after_c
     let api = market.serve_api().await;
     let http = reqwest::Client::new();
     // The offer says how long artefacts are kept after a session, and at what price.
-    let offers: Vec<Value> = http
-        .get(format!("{}/v1/offers?tool=build", api.0))
-        .bearer_auth(&api.1)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let offers = get_json(&http, &api, "/v1/offers?tool=build").await;
+    let offers = offers.as_array().unwrap();
     let offer = offers
         .iter()
         .find(|o| o["id"] == market.offer.to_string())
@@ -221,15 +219,8 @@ async fn a_calls_outputs_are_kept_named_in_its_signed_result_and_fetched_after_c
         (status, etag.as_deref(), body.as_slice()),
         (200, Some(built.as_str()), &b"built\n"[..])
     );
-    let receipts: Vec<Value> = http
-        .get(format!("{}/v1/receipts?session={session}", api.0))
-        .bearer_auth(&api.1)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let receipts = get_json(&http, &api, &format!("/v1/receipts?session={session}")).await;
+    let receipts = receipts.as_array().unwrap();
     let last = receipts.last().unwrap();
     assert_eq!(last["artefact_amount"], "0.000976", "{receipts:?}");
     let usdc = |k: &str| {
