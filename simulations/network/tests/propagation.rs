@@ -41,16 +41,24 @@ fn offers_reach_every_swarm_in_whole_link_latencies_of_simulated_time() {
         "arrivals (ms): {ms:?}; simulated {:?} in {wall:?}",
         run.simulated
     );
-    // In simulated time work costs nothing: an offer arrives after a whole number of
-    // 40 ms hops (a hop may wait for a heartbeat's gossip, also on the clock).
-    for a in &run.arrivals {
-        let hops = a.as_millis() as f64 / 40.0;
-        assert!(*a >= Duration::from_millis(40), "{a:?}");
-        assert!(
-            (hops - hops.round()).abs() < 0.05 || a.as_millis() % 700 < 5,
-            "{a:?} is not whole hops"
-        );
-    }
+    // In simulated time work costs nothing: an offer pushed along the mesh arrives after
+    // a whole number of 40 ms hops. (One recovered by gossip waits for a heartbeat, which
+    // need not fall on that grid; with no loss that is rare.) In real time on a loaded
+    // machine almost none would.
+    assert!(
+        run.arrivals.iter().all(|a| *a >= Duration::from_millis(40)),
+        "{ms:?}"
+    );
+    let whole = run
+        .arrivals
+        .iter()
+        .filter(|a| a.as_millis().is_multiple_of(40))
+        .count();
+    assert!(
+        whole * 100 >= run.arrivals.len() * 95,
+        "{whole} of {} arrivals in whole hops: {ms:?}",
+        run.arrivals.len()
+    );
     assert!(
         run.simulated >= Duration::from_secs(16),
         "warm-up and samples: {:?}",
