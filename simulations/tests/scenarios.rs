@@ -8,6 +8,15 @@ use std::process::Command;
 use orien_sim::scenario::{KEYS, ScenarioError};
 use orien_sim::{Scenario, model};
 
+/// The scenarios the issue asks for, each shipped as `scenarios/<name>.toml`.
+const SHIPPED: [&str; 5] = [
+    "churn",
+    "home-providers",
+    "hostile",
+    "price-competition",
+    "ten-thousand",
+];
+
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }
@@ -80,13 +89,7 @@ fn every_shipped_scenario_parses_and_runs() {
         names.push(scenario.name);
     }
     names.sort();
-    for required in [
-        "churn",
-        "home-providers",
-        "hostile",
-        "price-competition",
-        "ten-thousand",
-    ] {
+    for required in SHIPPED {
         assert!(
             names.iter().any(|n| n == required),
             "{required} missing from {names:?}"
@@ -338,13 +341,7 @@ fn the_binary_writes_its_reports_and_refuses_a_bad_file_with_exit_code_2() {
         .output()
         .expect("orien-sim runs");
     let list = String::from_utf8_lossy(&list.stdout);
-    for name in [
-        "churn",
-        "home-providers",
-        "hostile",
-        "price-competition",
-        "ten-thousand",
-    ] {
+    for name in SHIPPED {
         assert!(
             list.lines().any(|l| l.starts_with(name)),
             "{name} not listed:\n{list}"

@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use orien_sim::model::gossip::{self, Conditions, Mesh};
+use orien_sim::model::gossip;
 use orien_sim::report::quantile;
-use orien_sim::rng::Rng;
 use orien_sim::scenario::{Loss, Network, NonNegative};
 use orien_sim_network::{PropagationConfig, propagation};
 
@@ -91,20 +90,11 @@ fn main() -> anyhow::Result<()> {
         loss: Loss(0.0),
         ..Network::default()
     };
-    let mut rng = Rng::stream(args.seed, 2);
-    let mesh = Mesh::random(args.nodes, 6, &mut rng);
-    let all = |_: usize| true;
-    let none = |_: usize, _: usize| false;
-    let when = Conditions {
-        online: &all,
-        cut: &none,
-    };
-    let mut arrivals = Vec::new();
-    for _ in 0..args.samples {
-        let from = rng.below(args.nodes);
-        let trace = gossip::trace(&mesh, from, &model_network, &when, &mut rng);
-        arrivals.extend(trace.arrivals_us.iter().map(|&us| us as f64 / 1_000.0));
-    }
+    let arrivals: Vec<f64> =
+        gossip::calm_arrivals(args.nodes, 6, &model_network, args.samples, args.seed)
+            .into_iter()
+            .map(|us| us as f64 / 1_000.0)
+            .collect();
     let reached = arrivals.len() as f64 / expected as f64;
     let model = summary(arrivals, reached, wall.elapsed(), Duration::ZERO);
     let out = serde_json::json!({

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use orien_sim::model::gossip::{self, Conditions, Mesh};
-use orien_sim::rng::Rng;
+use orien_sim::model::gossip;
 use orien_sim::scenario::{Loss, Network, NonNegative};
 use orien_sim_network::{PropagationConfig, propagation};
 
@@ -88,20 +87,10 @@ fn model_mode_predicts_real_gossipsub_propagation_within_a_quarter() {
         loss: Loss(0.0),
         ..Network::default()
     };
-    let mut rng = Rng::stream(7, 2);
-    let mesh = Mesh::random(200, 6, &mut rng);
-    let all = |_: usize| true;
-    let none = |_: usize, _: usize| false;
-    let when = Conditions {
-        online: &all,
-        cut: &none,
-    };
-    let mut model = Vec::new();
-    for _ in 0..4 {
-        let from = rng.below(200);
-        let trace = gossip::trace(&mesh, from, &model_network, &when, &mut rng);
-        model.extend(trace.arrivals_us.iter().map(|&us| us as f64 / 1e3));
-    }
+    let model: Vec<f64> = gossip::calm_arrivals(200, 6, &model_network, 4, 7)
+        .into_iter()
+        .map(|us| us as f64 / 1e3)
+        .collect();
     for q in [0.5, 0.99] {
         let (n, m) = (percentile(network.clone(), q), percentile(model.clone(), q));
         eprintln!("p{}: network {n:.0} ms, model {m:.0} ms", q * 100.0);

@@ -151,6 +151,32 @@ pub fn trace(
     }
 }
 
+/// Arrival times (µs) at every node of `samples` offers, each published by a random
+/// node of a fresh random mesh of `nodes` with every node online and no partition:
+/// the model's side of a calibration against network mode.
+pub fn calm_arrivals(
+    nodes: usize,
+    degree: u32,
+    network: &Network,
+    samples: usize,
+    seed: u64,
+) -> Vec<u64> {
+    let mut rng = Rng::stream(seed, 2);
+    let mesh = Mesh::random(nodes, degree, &mut rng);
+    let all = |_: usize| true;
+    let none = |_: usize, _: usize| false;
+    let when = Conditions {
+        online: &all,
+        cut: &none,
+    };
+    let mut arrivals = Vec::new();
+    for _ in 0..samples {
+        let from = rng.below(nodes);
+        arrivals.extend(trace(&mesh, from, network, &when, &mut rng).arrivals_us);
+    }
+    arrivals
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
