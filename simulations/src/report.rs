@@ -169,18 +169,15 @@ pub struct Loss {
 /// What hostile nodes tried and got.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Hostile {
-    /// Offers with bad signatures sent.
+    /// Offers with bad signatures sent. The model does not route them: the first node
+    /// that checks a signature drops them.
     pub forged_offers: u64,
-    /// Of which any node kept or forwarded (dropped at the first check).
-    pub forged_offers_spread: u64,
     /// Sybil offers published.
     pub sybil_offers_sent: u64,
     /// Of which offer books kept (64 per provider).
     pub sybil_offers_kept: u64,
     /// Opens renters wasted on Sybil offers.
     pub opens_wasted_on_sybils: u64,
-    /// Paid to Sybil nodes, USDC (they never serve, so never hold a receipt).
-    pub paid_to_sybils: String,
 }
 
 /// One invariant and whether it held.
@@ -315,13 +312,8 @@ impl Report {
         let h = &self.hostile;
         let _ = writeln!(
             w,
-            "\n## Hostile nodes\n\n{} forged offers sent, {} spread. {} Sybil offers sent, {} kept in offer books; {} opens wasted on them; {} USDC paid to them.",
-            h.forged_offers,
-            h.forged_offers_spread,
-            h.sybil_offers_sent,
-            h.sybil_offers_kept,
-            h.opens_wasted_on_sybils,
-            h.paid_to_sybils
+            "\n## Hostile nodes\n\n{} forged offers sent (the model drops each at the first signature check). {} Sybil offers sent, {} kept in offer books; {} opens wasted on them (a Sybil never serves, so it holds no receipt to be paid for).",
+            h.forged_offers, h.sybil_offers_sent, h.sybil_offers_kept, h.opens_wasted_on_sybils,
         );
         md
     }

@@ -123,13 +123,11 @@ impl World<'_> {
                 forged_offers: (hostile.forged_offers_per_minute.0
                     * f64::from(self.scenario.duration_minutes))
                     as u64,
-                forged_offers_spread: 0,
                 sybil_offers_sent: u64::from(hostile.sybil_nodes)
                     * u64::from(hostile.sybil_offers_each),
                 sybil_offers_kept: u64::from(hostile.sybil_nodes)
                     * u64::from(hostile.sybil_offers_each.min(OFFERS_PER_PROVIDER)),
                 opens_wasted_on_sybils: self.sybil_opens,
-                paid_to_sybils: Usdc::ZERO.decimal().to_string(),
             },
             checks,
         }
