@@ -8,6 +8,7 @@
 //! `report.json`.
 
 pub mod model;
+pub mod output;
 pub mod plot;
 pub mod report;
 pub mod rng;

@@ -106,7 +106,6 @@ fn run(
     let seed = seed.unwrap_or(scenario.seed);
     let out =
         out.unwrap_or_else(|| PathBuf::from("sim-out").join(format!("{}-{seed}", scenario.name)));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -130,60 +129,11 @@ fn run(
     });
     bar.finish_and_clear();
     let wall = started.elapsed();
-    for (name, text) in [
-        ("report.json", report.to_json()),
-        ("report.md", report.to_markdown()),
-    ] {
-        let file = out.join(name);
-        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-    }
-    let plots = orien_sim::plot::draw_all(&report, &out);
-    let s = &report.sessions;
-    let p = &report.propagation;
+    let plots = orien_sim::output::write(&report, &out)?;
     println!(
-        "{} — {} nodes, {} simulated minutes in {:.1} s ({:.0}× real time)",
-        report.scenario,
-        scenario.node_count(),
-        report.simulated_minutes,
-        wall.as_secs_f64(),
-        f64::from(report.simulated_minutes) * 60.0 / wall.as_secs_f64().max(1e-6)
+        "{}",
+        orien_sim::output::summary(&report, wall, &out, &plots)
     );
-    println!(
-        "  offers reach nodes in   p50 {:.0} ms, p99 {:.0} ms, {} hops at most",
-        p.p50_ms, p.p99_ms, p.hops_max
-    );
-    println!(
-        "  sessions                {} requested, {} opened, {} succeeded",
-        s.requested, s.opened, s.succeeded
-    );
-    println!(
-        "  renters paid            {} USDC: providers {}, fee {}, reserve {}",
-        report.money.renters_paid,
-        report.money.providers_earned,
-        report.money.fee,
-        report.money.reserve
-    );
-    println!("  earnings Gini           {:.3}", report.earnings.gini);
-    for check in &report.checks {
-        println!(
-            "  {} {} ({})",
-            if check.held { "ok  " } else { "FAIL" },
-            check.name,
-            check.detail
-        );
-    }
-    println!(
-        "  report                  {}",
-        out.join("report.md").display()
-    );
-    match plots {
-        Ok(files) => println!(
-            "  plots                   {} files in {}",
-            files.len(),
-            out.display()
-        ),
-        Err(e) => println!("  plots                   not drawn: {e}"),
-    }
     Ok(if report.all_held() {
         ExitCode::SUCCESS
     } else {

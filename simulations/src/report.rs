@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use orien_protocol::Usdc;
 use serde::{Deserialize, Serialize};
 
 /// The whole report.
@@ -98,6 +99,33 @@ pub struct Sessions {
     pub over_time: Vec<Bucket>,
 }
 
+impl Propagation {
+    /// The figures of traced offers: every arrival delay (µs, sorted), every arrival's
+    /// hop count (sorted), and each offer's share of the nodes it could reach.
+    pub fn of(delays_us: &[u64], hops: &[u32], coverage: &[f64]) -> Self {
+        let ms = |q: f64| quantile(delays_us, q) as f64 / 1_000.0;
+        Self {
+            traced: coverage.len() as u32,
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            max_ms: ms(1.0),
+            hops_p50: quantile(hops, 0.5),
+            hops_p99: quantile(hops, 0.99),
+            hops_max: quantile(hops, 1.0),
+            worst_coverage: round6(coverage.iter().copied().fold(1.0, f64::min)),
+            mean_coverage: if coverage.is_empty() {
+                0.0
+            } else {
+                round6(coverage.iter().sum::<f64>() / coverage.len() as f64)
+            },
+            cdf: (1..=100)
+                .map(|i| (ms(f64::from(i) / 100.0), f64::from(i) / 100.0))
+                .collect(),
+        }
+    }
+}
+
 /// Sessions requested in one span of time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Bucket {
@@ -128,6 +156,47 @@ pub struct Earnings {
     /// The Lorenz curve: `(share of providers, poorest first; share of all earnings
     /// they hold)`, 101 points.
     pub lorenz: Vec<(f64, f64)>,
+}
+
+impl Earnings {
+    /// The figures of honest providers' earnings, from each provider's cheapest price
+    /// and what it earned (µUSDC).
+    pub fn of(providers: &[(Usdc, u64)]) -> Self {
+        let mut per_provider: Vec<u64> = providers.iter().map(|p| p.1).collect();
+        let total = per_provider.iter().sum::<u64>();
+        // Mean earnings by the quintile of each provider's cheapest price.
+        let mut by_price = providers.to_vec();
+        by_price.sort_unstable();
+        let quintile = by_price.len().div_ceil(5).max(1);
+        let by_price_quintile = by_price
+            .chunks(quintile)
+            .map(|chunk| usdc_string(chunk.iter().map(|c| c.1).sum::<u64>() / chunk.len() as u64))
+            .collect();
+        per_provider.sort_unstable();
+        let percentiles = [
+            ("p10", 0.1),
+            ("p50", 0.5),
+            ("p90", 0.9),
+            ("p99", 0.99),
+            ("max", 1.0),
+        ]
+        .into_iter()
+        .map(|(name, q)| (name.to_owned(), usdc_string(quantile(&per_provider, q))))
+        .collect();
+        Self {
+            total: usdc_string(total),
+            gini: round6(gini(&per_provider)),
+            earned_nothing: per_provider.iter().filter(|&&e| e == 0).count() as u32,
+            percentiles,
+            by_price_quintile,
+            lorenz: lorenz(&per_provider),
+        }
+    }
+}
+
+/// An amount of µUSDC as a decimal string (`"1.250000"`).
+pub fn usdc_string(micros: u64) -> String {
+    Usdc::from_micros(micros).decimal().to_string()
 }
 
 /// Money across every ledger.

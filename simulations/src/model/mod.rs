@@ -379,7 +379,8 @@ impl<'a> World<'a> {
     }
 }
 
-fn draw_price(rng: &mut Rng, range: &PriceRange) -> Usdc {
+/// A price drawn uniformly from `range` (whole µUSDC).
+pub fn draw_price(rng: &mut Rng, range: &PriceRange) -> Usdc {
     let (min, max) = (range.min.0.micros(), range.max.0.micros());
     let span = max - min + 1;
     Usdc::from_micros(min + (rng.unit() * span as f64) as u64 % span)

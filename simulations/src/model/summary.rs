@@ -134,7 +134,6 @@ impl World<'_> {
     }
 
     pub(super) fn propagation(&self) -> Propagation {
-        let delays = &self.heard_delays;
         let mut hops: Vec<u32> = self
             .traces
             .iter()
@@ -152,33 +151,11 @@ impl World<'_> {
                 }
             })
             .collect();
-        let ms = |q: f64| report::quantile(delays, q) as f64 / 1_000.0;
-        Propagation {
-            traced: self.traces.len() as u32,
-            p50_ms: ms(0.5),
-            p90_ms: ms(0.9),
-            p99_ms: ms(0.99),
-            max_ms: ms(1.0),
-            hops_p50: report::quantile(&hops, 0.5),
-            hops_p99: report::quantile(&hops, 0.99),
-            hops_max: report::quantile(&hops, 1.0),
-            worst_coverage: report::round6(coverage.iter().copied().fold(1.0, f64::min)),
-            mean_coverage: if coverage.is_empty() {
-                0.0
-            } else {
-                report::round6(coverage.iter().sum::<f64>() / coverage.len() as f64)
-            },
-            cdf: (1..=100)
-                .map(|i| (ms(f64::from(i) / 100.0), f64::from(i) / 100.0))
-                .collect(),
-        }
+        Propagation::of(&self.heard_delays, &hops, &coverage)
     }
 
     pub(super) fn earnings(&self) -> Earnings {
-        let mut per_provider: Vec<u64> = self.providers.iter().map(|p| p.earned.micros()).collect();
-        let total = per_provider.iter().sum::<u64>();
-        // Mean earnings by the quintile of each provider's cheapest price.
-        let mut by_price: Vec<(Usdc, u64)> = self
+        let providers: Vec<(Usdc, u64)> = self
             .providers
             .iter()
             .map(|p| {
@@ -188,36 +165,7 @@ impl World<'_> {
                 )
             })
             .collect();
-        by_price.sort_unstable();
-        let quintile = by_price.len().div_ceil(5).max(1);
-        let by_price_quintile = by_price
-            .chunks(quintile)
-            .map(|chunk| usdc_string(chunk.iter().map(|c| c.1).sum::<u64>() / chunk.len() as u64))
-            .collect();
-        per_provider.sort_unstable();
-        let percentiles = [
-            ("p10", 0.1),
-            ("p50", 0.5),
-            ("p90", 0.9),
-            ("p99", 0.99),
-            ("max", 1.0),
-        ]
-        .into_iter()
-        .map(|(name, q)| {
-            (
-                name.to_owned(),
-                usdc_string(report::quantile(&per_provider, q)),
-            )
-        })
-        .collect();
-        Earnings {
-            total: usdc_string(total),
-            gini: report::round6(report::gini(&per_provider)),
-            earned_nothing: per_provider.iter().filter(|&&e| e == 0).count() as u32,
-            percentiles,
-            by_price_quintile,
-            lorenz: report::lorenz(&per_provider),
-        }
+        Earnings::of(&providers)
     }
 
     pub(super) fn losses(&self) -> Vec<Loss> {
@@ -233,8 +181,8 @@ impl World<'_> {
                 .to_owned(),
                 bound: cause.bound().to_owned(),
                 sessions: t.sessions,
-                total: usdc_string(t.total),
-                worst: usdc_string(t.worst),
+                total: report::usdc_string(t.total),
+                worst: report::usdc_string(t.worst),
                 worst_share_of_bound: report::round6(t.worst_share),
             })
             .collect()
@@ -243,8 +191,4 @@ impl World<'_> {
 
 pub(super) fn sum(values: impl Iterator<Item = Usdc>) -> Usdc {
     values.fold(Usdc::ZERO, Usdc::saturating_add)
-}
-
-pub(super) fn usdc_string(micros: u64) -> String {
-    Usdc::from_micros(micros).decimal().to_string()
 }
