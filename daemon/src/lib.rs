@@ -45,7 +45,7 @@ pub use daemon::{Assembled, Daemon, DaemonConfig, DaemonError, DaemonParts};
 pub use faults::{Fault, LinkFaults, Point};
 pub use metrics::Metrics;
 pub use net::{Answer, Inbound, Net, NetError};
-pub use network::TransportKind;
+pub use network::{BoxedTransport, CustomTransport, TransportKind};
 pub use node::{
     Faults, Node, NodeConfig, NodeError, NodeStats, OfferEvent, OfferSpec, ProfileText,
 };

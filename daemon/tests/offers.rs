@@ -422,3 +422,86 @@ async fn a_hostile_peer_is_penalised_and_honest_offers_still_flow() {
         node.shutdown().await;
     }
 }
+
+/// A node built on a transport of the caller's (here libp2p's memory transport with
+/// noise and yamux, as orien-sim's network mode builds its links) gossips like one on
+/// TCP, and its book's events name the peer each offer came through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_callers_transport_hears_offers_and_names_their_source() {
+    use libp2p::core::muxing::StreamMuxerBox;
+    use libp2p::core::transport::MemoryTransport;
+    use libp2p::core::upgrade::Version;
+    use libp2p::{Transport as _, noise, yamux};
+    use orien_daemon::network::BuildError;
+    use orien_daemon::{CustomTransport, OfferEvent};
+
+    let custom = CustomTransport::new(|key| {
+        let noise = noise::Config::new(key).map_err(|e| BuildError::Transport(e.to_string()))?;
+        Ok(MemoryTransport::default()
+            .upgrade(Version::V1)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed())
+    });
+    let port = 40_000 + u64::from(std::process::id() % 10_000);
+    let on_memory = |bootstrap: Vec<libp2p::Multiaddr>, n: u64| NodeConfig {
+        listen: vec![format!("/memory/{}", port + n).parse().unwrap()],
+        bootstrap,
+        transport: TransportKind::Custom(custom.clone()),
+        ..config(&[], Duration::from_secs(3))
+    };
+    let provider = Node::start(
+        NodeKey::generate(),
+        on_memory(Vec::new(), 0),
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .unwrap();
+    let renter_key = NodeKey::generate();
+    let renter = Node::start(
+        renter_key,
+        on_memory(provider.listen_addrs().to_vec(), 1),
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .unwrap();
+    let mut events = renter.offer_events();
+    let id = provider
+        .publish_offer(spec("sha256sum", 60_000))
+        .await
+        .unwrap();
+    let provider_peer = provider.id().to_libp2p_public_key().to_peer_id();
+    let heard = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.recv().await {
+                Ok(OfferEvent::Added {
+                    provider: from,
+                    source,
+                    ..
+                }) if from == provider.id() => return source,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("the renter's events stopped: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the offer reaches the renter over the memory transport");
+    assert_eq!(
+        heard,
+        Some(provider_peer),
+        "it came straight from the provider"
+    );
+    assert!(
+        renter
+            .offers(tool_query("sha256sum"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.offer.provider == provider.id()),
+        "offer {id} is in the renter's book"
+    );
+    for node in [renter, provider] {
+        node.shutdown().await;
+    }
+}

@@ -14,13 +14,15 @@ pub(crate) mod frame;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::core::transport::MemoryTransport;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::upgrade::Version;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, Transport, autonat, dcutr, gossipsub, identify, kad,
-    noise, ping, relay, request_response, tcp, yamux,
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, autonat, dcutr, gossipsub, identify,
+    kad, noise, ping, relay, request_response, tcp, yamux,
 };
 use orien_protocol::{
     ATTESTATIONS_TOPIC, KAD_PROTOCOL, NodeKey, OFFERS_TOPIC, PROFILES_TOPIC, SESSION_PROTOCOL,
@@ -33,7 +35,7 @@ use self::codec::SessionCodec;
 pub const IDENTIFY_PROTOCOL: &str = "/orien/id/1";
 
 /// Which transports the swarm uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum TransportKind {
     /// TCP and QUIC (and DNS for bootstrap names), with noise and yamux: what users run.
     #[default]
@@ -41,6 +43,38 @@ pub enum TransportKind {
     /// libp2p's in-process memory transport (`/memory/<n>` addresses), for tests and
     /// simulations that run many nodes in one process without sockets.
     Memory,
+    /// A transport the caller builds from the node's identity: the simulator's
+    /// in-process links with latency and loss, say. The relay client is added beside it
+    /// as for the others.
+    Custom(CustomTransport),
+}
+
+/// An authenticated, multiplexed transport, as [`CustomTransport`] builds it.
+pub type BoxedTransport = Boxed<(PeerId, StreamMuxerBox)>;
+
+type MakeTransport =
+    dyn Fn(&libp2p::identity::Keypair) -> Result<BoxedTransport, BuildError> + Send + Sync;
+
+/// How a node with [`TransportKind::Custom`] builds its transport from its key.
+#[derive(Clone)]
+pub struct CustomTransport(Arc<MakeTransport>);
+
+impl CustomTransport {
+    /// A transport built by `make` from the node's keypair (for the security upgrade).
+    pub fn new(
+        make: impl Fn(&libp2p::identity::Keypair) -> Result<BoxedTransport, BuildError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Arc::new(make))
+    }
+}
+
+impl std::fmt::Debug for CustomTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomTransport(..)")
+    }
 }
 
 /// Errors building the swarm.
@@ -291,6 +325,20 @@ pub fn build_swarm(
             .map_err(|e| BuildError::Behaviour(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
+        TransportKind::Custom(CustomTransport(make)) => {
+            SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_other_transport(
+                    |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> { Ok(make(key)?) },
+                )
+                .map_err(|e| BuildError::Transport(e.to_string()))?
+                .with_relay_client(noise::Config::new, yamux::Config::default)
+                .map_err(|e| BuildError::Transport(e.to_string()))?
+                .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
+                .map_err(|e| BuildError::Behaviour(e.to_string()))?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+                .build()
+        }
     };
     Ok(swarm)
 }

@@ -77,6 +77,7 @@ impl EventLoop {
                 id: entry.id,
                 tool: entry.offer.tool.clone(),
                 provider: entry.offer.provider,
+                source: entry.source,
             });
         }
     }

@@ -56,6 +56,8 @@ pub enum OfferEvent {
         tool: ToolName,
         /// Its provider.
         provider: NodeId,
+        /// The peer it came through first (`None`: this node's own offer).
+        source: Option<PeerId>,
     },
     /// An offer left the book: expired, withdrawn or replaced.
     Removed {
@@ -137,7 +139,7 @@ impl Node {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, NodeError> {
         let id = key.node_id();
-        let mut swarm = network::build_swarm(&key, config.transport, &config.tuning)?;
+        let mut swarm = network::build_swarm(&key, config.transport.clone(), &config.tuning)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
