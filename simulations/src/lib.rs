@@ -7,6 +7,7 @@
 //! bounds, and the invariants checked. The same scenario and seed give a byte-identical
 //! `report.json`.
 
+pub mod compare;
 pub mod model;
 pub mod output;
 pub mod plot;

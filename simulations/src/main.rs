@@ -37,6 +37,25 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// `model`: this discrete-event model (any size). `network`: real ORIEN nodes on
+        /// an in-process network in simulated time, run by `orien-sim-network` (built
+        /// from simulations/network), found beside this binary or on PATH.
+        #[arg(long, value_enum, default_value_t = Mode::Model)]
+        mode: Mode,
+        /// Network mode only: simulated minutes of demand (default: the scenario's
+        /// `duration_minutes`).
+        #[arg(long)]
+        minutes: Option<u32>,
+    },
+    /// Two reports side by side (Markdown): the same scenario in both modes, say.
+    Compare {
+        /// A directory `orien-sim run` wrote.
+        first: PathBuf,
+        /// Another.
+        second: PathBuf,
+        /// Write the table here as well as printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Draw a report's plots again (PNG and SVG) from its report.json.
     Plot {
@@ -49,6 +68,15 @@ enum Command {
         /// source).
         dir: Option<PathBuf>,
     },
+}
+
+/// Which simulator runs a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// The discrete-event model.
+    Model,
+    /// Real nodes in simulated time (orien-sim-network).
+    Network,
 }
 
 fn keys_help() -> String {
@@ -89,7 +117,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             out,
             quiet,
+            mode: Mode::Model,
+            minutes: None,
         } => run(&scenario, seed, out, quiet),
+        Command::Run {
+            mode: Mode::Model,
+            minutes: Some(_),
+            ..
+        } => anyhow::bail!(
+            "--minutes is for network mode; model mode runs the scenario's duration_minutes"
+        ),
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            quiet,
+            mode: Mode::Network,
+            minutes,
+        } => network(&scenario, seed, out, quiet, minutes),
+        Command::Compare { first, second, out } => compare(&first, &second, out),
         Command::Plot { dir } => plot(&dir),
         Command::List { dir } => list(dir),
     }
@@ -141,13 +187,72 @@ fn run(
     })
 }
 
-#[allow(clippy::print_stdout)]
-fn plot(dir: &Path) -> anyhow::Result<ExitCode> {
+/// Network mode is a binary of its own (its workspace patches libp2p's timers): hand
+/// the run over to it.
+fn network(
+    scenario: &Path,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    quiet: bool,
+    minutes: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    const NAME: &str = "orien-sim-network";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)))
+        .filter(|path| path.is_file());
+    let binary = beside.unwrap_or_else(|| PathBuf::from(NAME));
+    let mut command = std::process::Command::new(&binary);
+    command.arg("run").arg(scenario);
+    if let Some(seed) = seed {
+        command.arg("--seed").arg(seed.to_string());
+    }
+    if let Some(out) = out {
+        command.arg("--out").arg(out);
+    }
+    if let Some(minutes) = minutes {
+        command.arg("--minutes").arg(minutes.to_string());
+    }
+    if quiet {
+        command.arg("--quiet");
+    }
+    let status = match command.status() {
+        Ok(status) => status,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "network mode runs in {NAME}, which is not beside this binary nor on PATH; \
+             build it with `cargo build --release --manifest-path simulations/network/Cargo.toml` \
+             (same CARGO_TARGET_DIR as orien-sim)"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot run {}", binary.display())),
+    };
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+        None => ExitCode::from(2),
+    })
+}
+
+fn load_report(dir: &Path) -> anyhow::Result<orien_sim::Report> {
     let file = dir.join("report.json");
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
-    let report: orien_sim::Report = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an orien-sim report", file.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an orien-sim report", file.display()))
+}
+
+#[allow(clippy::print_stdout)]
+fn compare(first: &Path, second: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let table = orien_sim::compare::side_by_side(&load_report(first)?, &load_report(second)?);
+    if let Some(out) = out {
+        std::fs::write(&out, &table).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    print!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+fn plot(dir: &Path) -> anyhow::Result<ExitCode> {
+    let report = load_report(dir)?;
     for written in orien_sim::plot::draw_all(&report, dir)? {
         println!("{}", written.display());
     }

@@ -36,6 +36,24 @@ pub struct Report {
     pub hostile: Hostile,
     /// The invariants checked, each with its verdict.
     pub checks: Vec<Check>,
+    /// What the node stack did (network mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Stack>,
+}
+
+/// What the real node stack did in a network-mode run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stack {
+    /// Peers each node had an open connection to at the end: mean.
+    pub peers_mean: f64,
+    /// The most.
+    pub peers_max: u32,
+    /// The fewest.
+    pub peers_min: u32,
+    /// Receipts acknowledged, over every renter's ledger.
+    pub receipts: u64,
+    /// Sessions whose one modelled call did not run to its exit.
+    pub failed_calls: u64,
 }
 
 /// Nodes by role.
@@ -303,6 +321,17 @@ impl Report {
                 c.name,
                 if c.held { "yes" } else { "**NO**" },
                 c.detail
+            );
+        }
+        if let Some(stack) = &self.stack {
+            let _ = writeln!(
+                w,
+                "\n## The node stack\n\nEvery node ran the whole stack (gossipsub, Kademlia, offer book, session machines, a RocksDB ledger). At the end each had open connections to {:.1} peers on average ({} to {}); {} receipts were acknowledged; {} sessions' modelled call did not reach its exit.",
+                stack.peers_mean,
+                stack.peers_min,
+                stack.peers_max,
+                stack.receipts,
+                stack.failed_calls
             );
         }
         let p = &self.propagation;

@@ -357,3 +357,57 @@ fn the_binary_writes_its_reports_and_refuses_a_bad_file_with_exit_code_2() {
         assert!(help.contains(key), "--help does not explain {key}");
     }
 }
+
+#[test]
+fn compare_sets_two_runs_side_by_side_and_minutes_are_refused_in_model_mode() {
+    let out = tempfile::tempdir().expect("a temp dir");
+    let bin = env!("CARGO_BIN_EXE_orien-sim");
+    let fifty = scenarios().join("fifty.toml");
+    for seed in ["1", "2"] {
+        let ran = Command::new(bin)
+            .args(["run", "--quiet", "--seed", seed, "--out"])
+            .arg(out.path().join(seed))
+            .arg(&fifty)
+            .output()
+            .expect("orien-sim runs");
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+    }
+    let table = out.path().join("side-by-side.md");
+    let compared = Command::new(bin)
+        .arg("compare")
+        .arg(out.path().join("1"))
+        .arg(out.path().join("2"))
+        .arg("--out")
+        .arg(&table)
+        .output()
+        .expect("orien-sim runs");
+    assert!(
+        compared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compared.stderr)
+    );
+    let text = std::fs::read_to_string(&table).expect("the table is written");
+    assert_eq!(text, String::from_utf8_lossy(&compared.stdout));
+    for row in [
+        "| propagation p99, ms |",
+        "| success rate |",
+        "| earnings Gini |",
+        "| fee, USDC |",
+        "| checks held | 5 of 5 | 5 of 5 |",
+    ] {
+        assert!(text.contains(row), "{row} missing from\n{text}");
+    }
+    assert!(text.contains("(model mode, seed 1)") && text.contains("(model mode, seed 2)"));
+
+    let refused = Command::new(bin)
+        .args(["run", "--quiet", "--minutes", "3"])
+        .arg(&fifty)
+        .output()
+        .expect("orien-sim runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--minutes is for network mode"));
+}

@@ -1,14 +1,17 @@
-//! orien-sim's network mode, first part: real libp2p gossipsub swarms on an in-process
-//! network with per-link latency, in simulated time.
+//! orien-sim's network mode: real ORIEN nodes ([`market`]), or bare libp2p gossipsub
+//! swarms ([`propagation`]), on an in-process network with per-link latency and loss
+//! ([`link`]), in simulated time.
 //!
-//! Every swarm runs in one current-thread tokio runtime whose clock is paused: time
+//! Every node or swarm runs in one current-thread tokio runtime whose clock is paused: time
 //! moves only when every task waits, straight to the next timer. libp2p's own timers
 //! and clocks are on that clock too, through the `futures-timer` and `web-time` shims
 //! this workspace patches in (`shims/`). So an offer's spread is measured in simulated
 //! time, set by the links' latency alone: how many swarms share the two cores does not
 //! change it. tokio's timers tick in whole milliseconds, so network-mode times are too.
 
+pub mod clock;
 pub mod link;
+pub mod market;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,7 +27,7 @@ use orien_sim::rng::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use link::Delayed;
+use link::LinkModel;
 
 /// The gossip topic offers travel on (as orien-node's).
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
@@ -81,6 +84,11 @@ pub fn propagation(config: &PropagationConfig) -> anyhow::Result<Propagation> {
 /// Memory-transport ports are process-wide: each run takes a block of its own.
 static NEXT_PORT: AtomicU64 = AtomicU64::new(10_000);
 
+/// The first of `count` memory-transport ports no other run in this process uses.
+pub(crate) fn memory_ports(count: usize) -> u64 {
+    NEXT_PORT.fetch_add(count as u64 + 1, Ordering::Relaxed)
+}
+
 fn draw(seed: u64, stream: u64) -> f64 {
     Rng::stream(seed, stream).unit()
 }
@@ -90,13 +98,13 @@ fn swarm(config: &PropagationConfig, index: usize) -> anyhow::Result<Swarm<gossi
     secret[..8].copy_from_slice(&config.seed.to_le_bytes());
     secret[8..16].copy_from_slice(&(index as u64).to_le_bytes());
     let key = identity::Keypair::ed25519_from_bytes(secret)?;
-    let (latency, jitter, loss, retransmit, seed) = (
-        config.latency,
-        config.jitter,
-        config.loss,
-        config.retransmit,
-        config.seed,
-    );
+    let links = LinkModel {
+        latency: config.latency,
+        jitter: config.jitter,
+        loss: config.loss,
+        retransmit: config.retransmit,
+        seed: config.seed,
+    };
     let connections = std::sync::Arc::new(AtomicU64::new(0));
     let gossip = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Strict)
@@ -110,12 +118,7 @@ fn swarm(config: &PropagationConfig, index: usize) -> anyhow::Result<Swarm<gossi
             MemoryTransport::default()
                 .map(move |conn, _: ConnectedPoint| {
                     // Each end of a connection draws its own read latency.
-                    let n = connections.fetch_add(1, Ordering::Relaxed);
-                    let stream = (index as u64) << 32 | n;
-                    let offset = (draw(seed, stream) * 2.0 - 1.0) * jitter.as_secs_f64();
-                    let one_way =
-                        Duration::from_secs_f64((latency.as_secs_f64() + offset).max(0.0));
-                    Delayed::new(conn, one_way, (retransmit, loss), seed ^ stream)
+                    links.end(conn, index, connections.fetch_add(1, Ordering::Relaxed))
                 })
                 .upgrade(Version::V1)
                 .authenticate(plaintext::Config::new(key))
@@ -132,7 +135,7 @@ fn swarm(config: &PropagationConfig, index: usize) -> anyhow::Result<Swarm<gossi
 
 async fn run(config: &PropagationConfig) -> anyhow::Result<Propagation> {
     let started = Instant::now();
-    let base = NEXT_PORT.fetch_add(config.nodes as u64 + 1, Ordering::Relaxed);
+    let base = memory_ports(config.nodes);
     let address = |i: usize| -> Multiaddr {
         format!("/memory/{}", base + i as u64)
             .parse()

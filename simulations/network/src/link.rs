@@ -19,6 +19,39 @@ use futures::{AsyncRead, AsyncWrite};
 use orien_sim::rng::Rng;
 use tokio::time::{Instant, Sleep};
 
+/// The links of a simulated network: each end of a connection reads with a one-way
+/// latency drawn around `latency` (± `jitter`, uniformly, once per connection end), and
+/// a chunk's segment is lost with chance `loss`, costing a `retransmit` more.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkModel {
+    /// Mean one-way latency.
+    pub latency: Duration,
+    /// Spread of a connection end's latency around the mean.
+    pub jitter: Duration,
+    /// Chance that a chunk's segment is lost and retransmitted.
+    pub loss: f64,
+    /// The retransmission's extra delay.
+    pub retransmit: Duration,
+    /// Decides every draw of the links.
+    pub seed: u64,
+}
+
+impl LinkModel {
+    /// The read side of the `n`-th connection end of node `node` over `conn`.
+    pub fn end<C>(&self, conn: C, node: usize, n: u64) -> Delayed<C> {
+        let stream = (node as u64) << 32 | n;
+        let offset =
+            (Rng::stream(self.seed, stream).unit() * 2.0 - 1.0) * self.jitter.as_secs_f64();
+        let one_way = Duration::from_secs_f64((self.latency.as_secs_f64() + offset).max(0.0));
+        Delayed::new(
+            conn,
+            one_way,
+            (self.retransmit, self.loss),
+            self.seed ^ stream,
+        )
+    }
+}
+
 /// Reads from the inner connection are held back by the link's latency.
 pub struct Delayed<C> {
     inner: C,
@@ -30,6 +63,8 @@ pub struct Delayed<C> {
     queue: VecDeque<(Instant, Vec<u8>, usize)>,
     eof: bool,
     timer: Pin<Box<Sleep>>,
+    /// Where reads from the inner connection land before they are queued.
+    scratch: Box<[u8]>,
 }
 
 impl<C> Delayed<C> {
@@ -44,6 +79,7 @@ impl<C> Delayed<C> {
             queue: VecDeque::new(),
             eof: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
         }
     }
 
@@ -61,11 +97,10 @@ impl<C: AsyncRead + Unpin> AsyncRead for Delayed<C> {
         let this = &mut *self;
         // Take in everything the inner connection has now, stamped with its due time.
         while !this.eof && this.queue.len() < 64 {
-            let mut chunk = vec![0u8; 16 * 1024];
-            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+            match Pin::new(&mut this.inner).poll_read(cx, &mut this.scratch) {
                 Poll::Ready(Ok(0)) => this.eof = true,
                 Poll::Ready(Ok(n)) => {
-                    chunk.truncate(n);
+                    let chunk = this.scratch[..n].to_vec();
                     let mut due = Instant::now() + this.latency;
                     if this.lost() {
                         due += this.retransmit.0;

@@ -1,19 +1,63 @@
-//! `orien-sim-network propagation`: real gossipsub swarms on the in-process network in
-//! simulated time, beside model mode's trace of the same network, as JSON.
+//! `orien-sim-network`: orien-sim's network mode. `run` simulates a scenario with real
+//! ORIEN nodes on the in-process network in simulated time and writes the same report
+//! as model mode; `propagation` traces offers through bare gossipsub swarms beside
+//! model mode's trace of the same network, as JSON.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use orien_sim::Scenario;
 use orien_sim::model::gossip;
 use orien_sim::report::quantile;
 use orien_sim::scenario::{Loss, Network, NonNegative};
+use orien_sim_network::market::{self, Phase};
 use orien_sim_network::{PropagationConfig, propagation};
+
+/// orien-sim's network mode: whole markets of real ORIEN nodes (gossipsub, Kademlia,
+/// offer book, session machines, RocksDB ledgers) on an in-process network with the
+/// scenario's latency and loss, in simulated time.
+#[derive(Debug, Parser)]
+#[command(name = "orien-sim-network", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a scenario with real nodes and write its report (as `orien-sim run`).
+    Run {
+        /// The scenario file (`orien-sim list`; `orien-sim help run` explains every key).
+        scenario: PathBuf,
+        /// Seed for keys, links, prices and demand (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Simulated minutes of demand (default: the scenario's `duration_minutes`).
+        #[arg(long)]
+        minutes: Option<u32>,
+        /// Where to write report.json, report.md and the plots (default:
+        /// sim-out/<name>-<seed>-network).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the nodes' ledgers go while it runs (default: the system's temporary
+        /// directory); removed at the end.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Offer propagation through bare gossipsub swarms beside model mode, as JSON.
+    Propagation(PropagationArgs),
+}
 
 /// Offer propagation: network mode (real libp2p gossipsub, simulated time) beside model
 /// mode, on the same number of nodes and the same link latency.
-#[derive(Debug, Parser)]
-#[command(name = "orien-sim-network", version)]
-struct Args {
+#[derive(Debug, clap::Args)]
+struct PropagationArgs {
     /// Swarms.
     #[arg(long, default_value_t = 1_000)]
     nodes: usize,
@@ -37,6 +81,105 @@ struct Args {
     seed: u64,
 }
 
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Run {
+            scenario,
+            seed,
+            minutes,
+            out,
+            scratch,
+            quiet,
+        } => run(scenario, seed, minutes, out, scratch, quiet),
+        Command::Propagation(args) => propagation_json(&args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("orien-sim-network: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn run(
+    path: PathBuf,
+    seed: Option<u64>,
+    minutes: Option<u32>,
+    out: Option<PathBuf>,
+    scratch: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::load(&path)?;
+    let seed = seed.unwrap_or(scenario.seed);
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("sim-out").join(format!("{}-{seed}-network", scenario.name))
+    });
+    let minutes_total = minutes.unwrap_or(scenario.duration_minutes);
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(scenario.node_count().into())
+    };
+    let style = |unit: &str| {
+        ProgressStyle::with_template(&format!(
+            "{{prefix}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{elapsed}} {{msg}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> ")
+    };
+    bar.set_style(style("nodes started"));
+    bar.set_prefix(format!(
+        "{} ({} nodes, seed {seed}, network mode)",
+        scenario.name,
+        scenario.node_count()
+    ));
+    let options = market::Options {
+        seed,
+        minutes,
+        scratch,
+    };
+    let started = Instant::now();
+    let mut market_started = None;
+    let report = market::run(&scenario, &options, &mut |p| match p.phase {
+        Phase::Starting(up) => bar.set_position(up as u64),
+        Phase::Market | Phase::Draining => {
+            let from = *market_started.get_or_insert_with(|| {
+                bar.set_style(style("simulated minutes"));
+                bar.set_length(minutes_total.into());
+                p.simulated
+            });
+            bar.set_position(p.simulated.saturating_sub(from).as_secs() / 60);
+            bar.set_message(format!(
+                "{} requests{}",
+                p.requested,
+                if p.phase == Phase::Draining {
+                    ", last sessions closing"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Phase::Tallying => bar.set_message("reading the ledgers"),
+    })?;
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    let plots = orien_sim::output::write(&report, &out)?;
+    println!(
+        "{}",
+        orien_sim::output::summary(&report, wall, &out, &plots)
+    );
+    Ok(if report.all_held() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn summary(
     mut ms: Vec<f64>,
     reached: f64,
@@ -55,8 +198,8 @@ fn summary(
     })
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+#[allow(clippy::print_stdout)]
+fn propagation_json(args: &PropagationArgs) -> anyhow::Result<()> {
     let config = PropagationConfig {
         nodes: args.nodes,
         dials: args.dials,

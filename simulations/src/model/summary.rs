@@ -130,6 +130,7 @@ impl World<'_> {
                 opens_wasted_on_sybils: self.sybil_opens,
             },
             checks,
+            stack: None,
         }
     }
 

@@ -1,0 +1,160 @@
+//! Network mode: a whole market of real ORIEN nodes in one process, in simulated time.
+//!
+//! Every node is what `orien-node` runs, put together by the same constructor
+//! ([`orien_daemon::DaemonParts::assemble`]): the libp2p stack (gossipsub, Kademlia,
+//! identify, the session protocol, file streams), the offer book, the session machines
+//! and a RocksDB ledger in a temporary directory. Two things differ, both below the
+//! node: connections are in-process links with the scenario's latency and loss
+//! ([`crate::link`]), and the sandbox is [`orien_provider::model::ModelSandbox`] (tool
+//! calls that take the time they are told). Every node runs in one current-thread
+//! tokio runtime whose clock is paused, and every clock the node reads — its
+//! [`Clock`](orien_protocol::Clock), tokio's timers, libp2p's through the shims — is
+//! that one; so simulated latencies do not depend on how busy the two cores are.
+//!
+//! Renters are driven as agents would drive them through the API: a Poisson stream of
+//! requests picks a renter and a tool, the renter looks at its own offer book, tries the
+//! cheapest of a few offers it knows, makes one call and keeps the session for the time
+//! it wanted (or until its budget is spent), then closes it. Afterwards every ledger is
+//! read back and checked ([`tally`]).
+
+mod nodes;
+mod renters;
+mod tally;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use orien_sim::{Report, Scenario};
+
+/// How to run a scenario in network mode.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Decides keys, links, prices, demand and traced offers.
+    pub seed: u64,
+    /// Simulated minutes of demand (the scenario's `duration_minutes` when `None`).
+    pub minutes: Option<u32>,
+    /// Where the nodes' ledgers live (a temporary directory under it is made and
+    /// removed).
+    pub scratch: Option<std::path::PathBuf>,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// What the run is doing.
+    pub phase: Phase,
+    /// Simulated time since the first node started.
+    pub simulated: Duration,
+    /// Session requests made so far.
+    pub requested: u64,
+}
+
+/// The parts of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Starting nodes: how many are up.
+    Starting(usize),
+    /// Renters at work.
+    Market,
+    /// Waiting for the last sessions to close.
+    Draining,
+    /// Reading every ledger back.
+    Tallying,
+}
+
+/// Scenario keys network mode does not run yet (model mode does). A scenario that sets
+/// one is refused rather than run without it.
+fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let hostile = &scenario.hostile;
+    if hostile.forged_offers_per_minute.0 > 0.0 {
+        keys.push("hostile.forged_offers_per_minute");
+    }
+    if hostile.sybil_nodes > 0 {
+        keys.push("hostile.sybil_nodes");
+    }
+    if hostile.receipt_cheats.0 > 0.0 {
+        keys.push("hostile.receipt_cheats");
+    }
+    if hostile.silent_renters.0 > 0.0 {
+        keys.push("hostile.silent_renters");
+    }
+    if hostile.exit_delayers.0 > 0.0 {
+        keys.push("hostile.exit_delayers");
+    }
+    if scenario.churn.diurnal_amplitude.0 > 0.0 {
+        keys.push("churn.diurnal_amplitude");
+    }
+    if scenario.churn.crashes_per_hour.0 > 0.0 {
+        keys.push("churn.crashes_per_hour");
+    }
+    if !scenario.network.partitions.is_empty() {
+        keys.push("network.partitions");
+    }
+    keys
+}
+
+/// Runs `scenario` in network mode and reads every ledger back into a [`Report`].
+pub fn run(
+    scenario: &Scenario,
+    options: &Options,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Report> {
+    let refused = unsupported(scenario);
+    anyhow::ensure!(
+        refused.is_empty(),
+        "network mode does not run {} yet; run this scenario in model mode, or set {} to 0",
+        refused.join(", "),
+        if refused.len() == 1 { "it" } else { "them" }
+    );
+    let scratch = match &options.scratch {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("orien-sim-")
+            .tempdir_in(dir),
+        None => tempfile::Builder::new().prefix("orien-sim-").tempdir(),
+    }
+    .context("cannot make a directory for the nodes' ledgers")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?;
+    let report = runtime.block_on(market(scenario, options, scratch.path(), progress));
+    // Ledgers close with their nodes; the runtime goes first.
+    drop(runtime);
+    report
+}
+
+async fn market(
+    scenario: &Scenario,
+    options: &Options,
+    scratch: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Report> {
+    let started = tokio::time::Instant::now();
+    let minutes = options.minutes.unwrap_or(scenario.duration_minutes);
+    let nodes = nodes::Nodes::start(scenario, options.seed, scratch, &mut |up| {
+        progress(Progress {
+            phase: Phase::Starting(up),
+            simulated: started.elapsed(),
+            requested: 0,
+        });
+    })
+    .await?;
+    let outcome = renters::Market::new(scenario, options.seed, &nodes)
+        .run(minutes, &mut |phase, requested| {
+            progress(Progress {
+                phase,
+                simulated: started.elapsed(),
+                requested,
+            });
+        })
+        .await;
+    progress(Progress {
+        phase: Phase::Tallying,
+        simulated: started.elapsed(),
+        requested: outcome.requested,
+    });
+    // The nodes stay up while their ledgers are read; they stop with the runtime.
+    tally::report(scenario, options.seed, minutes, &nodes, outcome).await
+}

@@ -1,0 +1,288 @@
+//! Every ledger read back: the report's figures, and the invariants checked across
+//! the ledgers of both sides of every session.
+
+use std::collections::HashMap;
+
+use orien_ledger::accounts::Account;
+use orien_ledger::{SessionHead, SessionStatus};
+use orien_protocol::{NodeId, SessionId, Usdc};
+use orien_sim::Scenario;
+use orien_sim::model::session::Outcome;
+use orien_sim::report::{
+    self, Check, Earnings, Hostile, Money, Nodes as NodeCounts, Propagation, Report, Sessions,
+    Stack,
+};
+
+use super::nodes::Nodes;
+use super::renters::{Outcomes, Trace};
+
+/// One ledger's view of the sessions it took part in, and its accounts.
+#[derive(Default)]
+struct Book {
+    /// Sessions it rented (as renter) or served (as provider), with their heads.
+    heads: HashMap<SessionId, (NodeId, NodeId, Usdc, SessionHead)>,
+    earnings: u64,
+    fee: u64,
+    reserve: u64,
+    spent: u64,
+    verify_error: Option<String>,
+}
+
+fn read(store: &orien_ledger::Store, me: NodeId) -> anyhow::Result<Book> {
+    let mut book = Book::default();
+    for (record, head) in store.sessions()? {
+        book.heads.insert(
+            record.session,
+            (record.renter, record.provider, record.budget, head),
+        );
+    }
+    let positive = |v: i128| u64::try_from(v.max(0)).unwrap_or(u64::MAX);
+    for (account, balance) in store.balances()? {
+        let net = balance.net(&account);
+        match account {
+            Account::Lane(lane) if lane.renter == me => book.spent += positive(net),
+            Account::Earnings(lane) | Account::SettledProvider(lane) if lane.provider == me => {
+                book.earnings += positive(net);
+            }
+            Account::ProtocolFee | Account::SettledFee => book.fee += positive(net),
+            Account::Reserve | Account::SettledReserve => book.reserve += positive(net),
+            _ => {}
+        }
+    }
+    if let Err(e) = store.verify() {
+        book.verify_error = Some(e.to_string());
+    }
+    Ok(book)
+}
+
+/// The report of a network-mode run.
+pub(super) async fn report(
+    scenario: &Scenario,
+    seed: u64,
+    minutes: u32,
+    nodes: &Nodes,
+    out: Outcomes,
+) -> anyhow::Result<Report> {
+    let mut books = Vec::with_capacity(nodes.len());
+    for index in 0..nodes.len() {
+        let node = nodes.node(index);
+        let (store, me) = (std::sync::Arc::clone(&node.store), node.id);
+        books.push(tokio::task::spawn_blocking(move || read(&store, me)).await??);
+    }
+    let mut peers = Vec::with_capacity(nodes.len());
+    for index in 0..nodes.len() {
+        let stats = nodes.node(index).node.stats().await?;
+        peers.push(u32::try_from(stats.peers).unwrap_or(u32::MAX));
+    }
+    let (providers, renters) = books.split_at(nodes.providers);
+    let sum = |books: &[Book], f: fn(&Book) -> u64| books.iter().map(f).sum::<u64>();
+    let renters_paid = sum(renters, |b| b.spent);
+    let providers_earned = sum(providers, |b| b.earnings);
+    // The fee and reserve as the providers' ledgers hold them (each renter's ledger
+    // holds its own copy of the same split).
+    let (fee, reserve) = (sum(providers, |b| b.fee), sum(providers, |b| b.reserve));
+    let deposited: u64 = out.rented.iter().map(|r| r.budget.micros()).sum();
+    let mut checks = Vec::new();
+    checks.push(Check {
+        name: "money is conserved: renters paid = providers + fee + reserve".into(),
+        held: renters_paid == providers_earned + fee + reserve,
+        detail: format!(
+            "{} = {} + {} + {} (renters' ledgers against providers')",
+            report::usdc_string(renters_paid),
+            report::usdc_string(providers_earned),
+            report::usdc_string(fee),
+            report::usdc_string(reserve)
+        ),
+    });
+    // Both sides of every session: same head, closed, within budget.
+    let (mut mismatched, mut open, mut over_budget, mut overdrawn) = (0, 0, 0, 0);
+    let mut paid_by: HashMap<NodeId, (u64, u64)> = HashMap::new();
+    for rented in &out.rented {
+        let renter = &books[rented.renter];
+        let Some((renter_id, provider_id, budget, head)) = renter.heads.get(&rented.session) else {
+            mismatched += 1;
+            continue;
+        };
+        let entry = paid_by.entry(*renter_id).or_default();
+        entry.0 += head.amount.micros();
+        entry.1 += budget.micros();
+        if head.amount > *budget {
+            over_budget += 1;
+        }
+        if !matches!(head.status, SessionStatus::Closed(_)) {
+            open += 1;
+        }
+        let provider_head = nodes
+            .node(rented.provider.min(nodes.len() - 1))
+            .id
+            .eq(provider_id)
+            .then(|| books[rented.provider].heads.get(&rented.session))
+            .flatten();
+        let agrees =
+            provider_head.is_some_and(|(_, _, _, p)| p.seq == head.seq && p.amount == head.amount);
+        if !agrees && rented.outcome.succeeded() {
+            mismatched += 1;
+        }
+    }
+    for (paid, deposit) in paid_by.values() {
+        if paid > deposit {
+            overdrawn += 1;
+        }
+    }
+    checks.push(Check {
+        name: "no renter paid more than it deposited".into(),
+        held: overdrawn == 0,
+        detail: format!(
+            "{overdrawn} overdrawn; {} left in escrow",
+            report::usdc_string(deposited.saturating_sub(renters_paid))
+        ),
+    });
+    checks.push(Check {
+        name: "no session paid beyond its budget".into(),
+        held: over_budget == 0,
+        detail: format!("{over_budget} over"),
+    });
+    checks.push(Check {
+        name: "every honest session that ran its course settled all it used".into(),
+        held: mismatched == 0 && open == 0,
+        detail: format!(
+            "{mismatched} whose renter's and provider's ledgers differ; {open} left open"
+        ),
+    });
+    let unbalanced: Vec<String> = books
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.verify_error.as_ref().map(|e| format!("node {i}: {e}")))
+        .collect();
+    checks.push(Check {
+        name: "every ledger verifies (postings balanced, chains intact)".into(),
+        held: unbalanced.is_empty(),
+        detail: if unbalanced.is_empty() {
+            format!("{} ledgers", books.len())
+        } else {
+            unbalanced.join("; ")
+        },
+    });
+    let earnings = Earnings::of(
+        &providers
+            .iter()
+            .enumerate()
+            .map(|(i, book)| {
+                let cheapest = nodes
+                    .node(i)
+                    .stall
+                    .as_ref()
+                    .and_then(|s| s.prices.iter().map(|p| p.1).min())
+                    .unwrap_or(Usdc::ZERO);
+                (cheapest, book.earnings)
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut open_delays = out.open_delays_us.clone();
+    open_delays.sort_unstable();
+    let receipts: u64 = renters
+        .iter()
+        .flat_map(|b| b.heads.values())
+        .map(|h| h.3.seq)
+        .sum();
+    let succeeded = Outcome::ALL
+        .iter()
+        .filter(|o| o.succeeded())
+        .map(|o| out.outcomes.get(o.as_str()).copied().unwrap_or(0))
+        .sum();
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        mode: "network".into(),
+        seed,
+        nodes: NodeCounts {
+            providers: scenario.nodes.providers,
+            renters: scenario.nodes.renters,
+            sybils: 0,
+        },
+        simulated_minutes: minutes,
+        events: receipts,
+        propagation: propagation(nodes, &out.traces),
+        sessions: Sessions {
+            requested: out.requested,
+            opened: out.rented.len() as u64,
+            succeeded,
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|o| {
+                    let n = out.outcomes.get(o.as_str()).copied().unwrap_or(0);
+                    (o.as_str().to_owned(), n)
+                })
+                .collect(),
+            unanswered_opens: out.unanswered,
+            full_refusals: out.full,
+            open_p50_ms: report::quantile(&open_delays, 0.5) as f64 / 1_000.0,
+            open_p99_ms: report::quantile(&open_delays, 0.99) as f64 / 1_000.0,
+            over_time: out.buckets,
+        },
+        earnings,
+        money: Money {
+            deposited: report::usdc_string(deposited),
+            renters_paid: report::usdc_string(renters_paid),
+            providers_earned: report::usdc_string(providers_earned),
+            fee: report::usdc_string(fee),
+            reserve: report::usdc_string(reserve),
+            escrow_left: report::usdc_string(deposited.saturating_sub(renters_paid)),
+        },
+        losses: Vec::new(),
+        hostile: Hostile::default(),
+        checks,
+        stack: Some(Stack {
+            peers_mean: report::round6(
+                peers.iter().sum::<u32>() as f64 / peers.len().max(1) as f64,
+            ),
+            peers_max: peers.iter().copied().max().unwrap_or(0),
+            peers_min: peers.iter().copied().min().unwrap_or(0),
+            receipts,
+            failed_calls: out.failed_calls,
+        }),
+    })
+}
+
+/// Arrival delays and hop counts of the traced offers, from the books' records.
+fn propagation(nodes: &Nodes, traces: &[Trace]) -> Propagation {
+    let heard = nodes.ears.heard();
+    let mut delays = Vec::new();
+    let mut hops = Vec::new();
+    let mut coverage = Vec::new();
+    for trace in traces {
+        // Each node's first arrival of the offer, and the node it came from.
+        let mut first: HashMap<usize, (u64, Option<usize>)> = HashMap::new();
+        for h in heard.iter().filter(|h| h.offer == trace.offer) {
+            let us = h.at.saturating_duration_since(trace.published).as_micros() as u64;
+            let source = h.source.and_then(|peer| nodes.by_peer.get(&peer).copied());
+            let entry = first.entry(h.node).or_insert((us, source));
+            if us < entry.0 {
+                *entry = (us, source);
+            }
+        }
+        first.remove(&trace.publisher);
+        delays.extend(first.values().map(|f| f.0));
+        coverage.push(report::round6(
+            first.len() as f64 / (nodes.len() - 1).max(1) as f64,
+        ));
+        // Hops: one more than the node each book took the offer from.
+        for &node in first.keys() {
+            let (mut at, mut count) = (node, 0u32);
+            while at != trace.publisher && (count as usize) < nodes.len() {
+                match first.get(&at).and_then(|f| f.1) {
+                    Some(source) => {
+                        at = source;
+                        count += 1;
+                    }
+                    None => break,
+                }
+            }
+            if at == trace.publisher {
+                hops.push(count);
+            }
+        }
+    }
+    delays.sort_unstable();
+    hops.sort_unstable();
+    Propagation::of(&delays, &hops, &coverage)
+}

@@ -1,0 +1,78 @@
+//! Network mode's market: real ORIEN nodes, each with its RocksDB ledger, trading in
+//! simulated time; every ledger read back and checked.
+
+use std::path::{Path, PathBuf};
+
+use orien_sim::Scenario;
+use orien_sim_network::market::{self, Options};
+
+fn scenario(name: &str) -> Scenario {
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{name}.toml"));
+    Scenario::load(&path).expect("a shipped scenario loads")
+}
+
+#[test]
+fn fifty_real_nodes_trade_and_every_ledger_agrees_with_its_peers() {
+    let scenario = scenario("fifty");
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let options = Options {
+        seed: scenario.seed,
+        minutes: None,
+        scratch: Some(scratch.path().to_owned()),
+    };
+    let report = market::run(&scenario, &options, &mut |_| {}).expect("the market runs");
+    assert_eq!(report.mode, "network");
+    for check in &report.checks {
+        assert!(check.held, "{}: {}", check.name, check.detail);
+    }
+    let s = &report.sessions;
+    assert!(s.requested >= 15, "{s:?}");
+    assert!(
+        s.opened * 10 >= s.requested * 8,
+        "most requests open a session: {s:?}"
+    );
+    assert!(
+        s.succeeded * 10 >= s.opened * 9,
+        "nearly every opened session ends as the renter wanted: {s:?}"
+    );
+    assert!(report.events > 0, "receipts were acknowledged");
+    let stack = report
+        .stack
+        .as_ref()
+        .expect("network mode reports its stack");
+    assert_eq!(
+        stack.failed_calls, 0,
+        "every session's call ran to its exit"
+    );
+    assert_eq!(stack.receipts, report.events);
+    assert!(stack.peers_min >= 1, "{stack:?}");
+    let paid: f64 = report.money.renters_paid.parse().expect("a decimal");
+    assert!(paid > 0.0, "{:?}", report.money);
+    let p = &report.propagation;
+    assert_eq!(p.traced, 5);
+    assert!(p.worst_coverage >= 0.99, "{p:?}");
+    assert!(p.p50_ms >= 20.0 && p.p99_ms < 1_000.0, "{p:?}");
+    assert!(p.hops_p50 >= 1, "{p:?}");
+    // The ledgers lived in the scratch directory and went with the run.
+    let left: Vec<_> = std::fs::read_dir(scratch.path())
+        .expect("the scratch directory is there")
+        .collect();
+    assert!(left.is_empty(), "the run left {left:?}");
+}
+
+#[test]
+fn a_scenario_network_mode_cannot_run_whole_is_refused_naming_its_keys() {
+    let scenario = scenario("hostile");
+    let options = Options {
+        seed: 1,
+        minutes: Some(1),
+        scratch: None,
+    };
+    let error = market::run(&scenario, &options, &mut |_| {})
+        .expect_err("network mode does not play hostile nodes yet");
+    let message = format!("{error:#}");
+    assert!(message.contains("hostile.sybil_nodes"), "{message}");
+    assert!(message.contains("model mode"), "{message}");
+}
