@@ -15,7 +15,7 @@
 //! requests picks a renter and a tool, the renter looks at its own offer book, tries the
 //! cheapest of a few offers it knows, makes one call and keeps the session for the time
 //! it wanted (or until its budget is spent), then closes it. Afterwards every ledger is
-//! read back and checked ([`tally`]).
+//! read back and checked (`market/tally.rs`).
 
 mod nodes;
 mod renters;
