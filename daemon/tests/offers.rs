@@ -428,22 +428,10 @@ async fn a_hostile_peer_is_penalised_and_honest_offers_still_flow() {
 /// TCP, and its book's events name the peer each offer came through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_a_callers_transport_hears_offers_and_names_their_source() {
-    use libp2p::core::muxing::StreamMuxerBox;
-    use libp2p::core::transport::MemoryTransport;
-    use libp2p::core::upgrade::Version;
-    use libp2p::{Transport as _, noise, yamux};
-    use orien_daemon::network::BuildError;
     use orien_daemon::{CustomTransport, OfferEvent};
 
-    let custom = CustomTransport::new(|key| {
-        let noise = noise::Config::new(key).map_err(|e| BuildError::Transport(e.to_string()))?;
-        Ok(MemoryTransport::default()
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-            .boxed())
-    });
+    // What TransportKind::Memory builds, handed over as a caller's own.
+    let custom = CustomTransport::memory();
     let port = 40_000 + u64::from(std::process::id() % 10_000);
     let on_memory = |bootstrap: Vec<libp2p::Multiaddr>, n: u64| NodeConfig {
         listen: vec![format!("/memory/{}", port + n).parse().unwrap()],

@@ -71,6 +71,23 @@ impl CustomTransport {
     }
 }
 
+impl CustomTransport {
+    /// libp2p's in-process memory transport with noise and yamux, as
+    /// [`TransportKind::Memory`] uses.
+    pub fn memory() -> Self {
+        Self::new(|key| {
+            let noise =
+                noise::Config::new(key).map_err(|e| BuildError::Transport(e.to_string()))?;
+            Ok(MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+                .boxed())
+        })
+    }
+}
+
 impl std::fmt::Debug for CustomTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CustomTransport(..)")
@@ -290,55 +307,40 @@ pub fn build_swarm(
 ) -> Result<Swarm<Behaviour>, BuildError> {
     let keypair = key.to_libp2p_keypair();
     let idle = tuning.idle_timeout;
-    let swarm = match transport {
-        TransportKind::Network => SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| BuildError::Transport(e.to_string()))?
-            .with_quic()
-            .with_dns()
-            .map_err(|e| BuildError::Transport(e.to_string()))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| BuildError::Transport(e.to_string()))?
-            .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
-            .map_err(|e| BuildError::Behaviour(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build(),
-        TransportKind::Memory => SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_other_transport(
-                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    Ok(MemoryTransport::default()
-                        .upgrade(Version::V1)
-                        .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default()))
-                },
-            )
-            .map_err(|e| BuildError::Transport(e.to_string()))?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| BuildError::Transport(e.to_string()))?
-            .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
-            .map_err(|e| BuildError::Behaviour(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build(),
-        TransportKind::Custom(CustomTransport(make)) => {
-            SwarmBuilder::with_existing_identity(keypair)
+    let CustomTransport(make) = match transport {
+        TransportKind::Network => {
+            return Ok(SwarmBuilder::with_existing_identity(keypair)
                 .with_tokio()
-                .with_other_transport(
-                    |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> { Ok(make(key)?) },
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
                 )
+                .map_err(|e| BuildError::Transport(e.to_string()))?
+                .with_quic()
+                .with_dns()
                 .map_err(|e| BuildError::Transport(e.to_string()))?
                 .with_relay_client(noise::Config::new, yamux::Config::default)
                 .map_err(|e| BuildError::Transport(e.to_string()))?
                 .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
                 .map_err(|e| BuildError::Behaviour(e.to_string()))?
                 .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-                .build()
+                .build());
         }
+        TransportKind::Memory => CustomTransport::memory(),
+        TransportKind::Custom(custom) => custom,
     };
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> { Ok(make(key)?) },
+        )
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| BuildError::Transport(e.to_string()))?
+        .with_behaviour(|key, relay| behaviour(key, relay, tuning).map_err(Box::from))
+        .map_err(|e| BuildError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
     Ok(swarm)
 }
