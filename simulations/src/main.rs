@@ -44,7 +44,7 @@ enum Command {
         mode: Mode,
         /// Network mode only: simulated minutes of demand (default: the scenario's
         /// `duration_minutes`).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         minutes: Option<u32>,
     },
     /// Two reports side by side (Markdown): the same scenario in both modes, say.

@@ -36,7 +36,7 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
         /// Simulated minutes of demand (default: the scenario's `duration_minutes`).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         minutes: Option<u32>,
         /// Where to write report.json, report.md and the plots (default:
         /// sim-out/<name>-<seed>-network).
