@@ -174,17 +174,9 @@ fn run(
         bar.set_position(u64::from(p.minute))
     });
     bar.finish_and_clear();
-    let wall = started.elapsed();
-    let plots = orien_sim::output::write(&report, &out)?;
-    println!(
-        "{}",
-        orien_sim::output::summary(&report, wall, &out, &plots)
-    );
-    Ok(if report.all_held() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let (summary, code) = orien_sim::output::finish(&report, started.elapsed(), &out)?;
+    println!("{summary}");
+    Ok(code)
 }
 
 /// Network mode is a binary of its own (its workspace patches libp2p's timers): hand

@@ -24,6 +24,22 @@ pub fn write(report: &Report, out: &Path) -> anyhow::Result<anyhow::Result<Vec<P
     Ok(crate::plot::draw_all(report, out).map_err(anyhow::Error::from))
 }
 
+/// Writes the run's files ([`write()`]) and returns the summary table to print and the
+/// exit code: success when every invariant held, failure (1) otherwise.
+pub fn finish(
+    report: &Report,
+    wall: Duration,
+    out: &Path,
+) -> anyhow::Result<(String, std::process::ExitCode)> {
+    let plots = write(report, out)?;
+    let code = if report.all_held() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    };
+    Ok((summary(report, wall, out, &plots), code))
+}
+
 /// The summary table: what the run found, its checks, where the files are.
 pub fn summary(
     report: &Report,

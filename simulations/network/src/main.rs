@@ -167,17 +167,9 @@ fn run(
         Phase::Tallying => bar.set_message("reading the ledgers"),
     })?;
     bar.finish_and_clear();
-    let wall = started.elapsed();
-    let plots = orien_sim::output::write(&report, &out)?;
-    println!(
-        "{}",
-        orien_sim::output::summary(&report, wall, &out, &plots)
-    );
-    Ok(if report.all_held() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let (summary, code) = orien_sim::output::finish(&report, started.elapsed(), &out)?;
+    println!("{summary}");
+    Ok(code)
 }
 
 fn summary(
