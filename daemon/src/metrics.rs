@@ -109,6 +109,9 @@ pub struct Metrics {
     pub(crate) libp2p: Arc<libp2p::metrics::Metrics>,
     /// `orien_network_peers`: peers with an open connection.
     pub peers: Gauge,
+    /// `orien_network_peers_trimmed_total`: peers disconnected to keep within the
+    /// connection budget.
+    pub peers_trimmed: Counter,
     /// `orien_offers_book_size`: offers in the book.
     pub offers_in_book: Gauge,
     /// `orien_offers_received_total{outcome}`: offers received over gossip or lookups.
@@ -163,6 +166,12 @@ impl Metrics {
             "network_peers",
             "Peers with an open connection",
             peers.clone(),
+        );
+        let peers_trimmed = Counter::default();
+        orien.register(
+            "network_peers_trimmed",
+            "Peers disconnected to keep within the connection budget",
+            peers_trimmed.clone(),
         );
         let offers_in_book = Gauge::default();
         orien.register(
@@ -287,6 +296,7 @@ impl Metrics {
             offers_received,
             offers_published,
             peers_banned,
+            peers_trimmed,
             sessions_open,
             sessions_opened,
             sessions_closed,

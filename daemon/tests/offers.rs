@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::gossipsub;
-use orien_daemon::network::{NetworkTuning, TransportKind, build_swarm};
+use orien_daemon::network::{ConnectionBudget, NetworkTuning, TransportKind, build_swarm};
 use orien_daemon::profile_book::{ProfileQuery, ProfileSort};
 use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec, ProfileText};
 use orien_protocol::*;
@@ -490,6 +490,85 @@ async fn a_node_on_a_callers_transport_hears_offers_and_names_their_source() {
         "offer {id} is in the renter's book"
     );
     for node in [renter, provider] {
+        node.shutdown().await;
+    }
+}
+
+/// Discovery connects nodes to many others (Kademlia's bootstrap walks, every node
+/// dialling the bootstrap node), and gossipsub's long-lived streams would keep each of
+/// those connections open for good. The node closes the least useful ones above its
+/// connection budget: every node ends within it, and an offer published after still
+/// reaches them all through what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_close_connections_above_their_budget_and_offers_still_flow() {
+    const NODES: usize = 12;
+    const HIGH: usize = 6;
+    let budgeted = |bootstrap: &[&Node]| {
+        let mut config = config(bootstrap, Duration::from_secs(3600));
+        config.tuning.connections = ConnectionBudget {
+            low: 4,
+            high: HIGH,
+            grace: Duration::from_secs(2),
+        };
+        config
+    };
+    let first = Node::start(
+        NodeKey::generate(),
+        budgeted(&[]),
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .unwrap();
+    let mut nodes = vec![first];
+    for _ in 1..NODES {
+        let node = Node::start(
+            NodeKey::generate(),
+            budgeted(&[&nodes[0]]),
+            Arc::new(SystemClock::new()),
+        )
+        .await
+        .unwrap();
+        nodes.push(node);
+    }
+    eventually("every node has reached the bootstrap node", || async {
+        let mut reached = true;
+        for node in &nodes[1..] {
+            reached &= node
+                .connected_peers()
+                .await
+                .unwrap()
+                .contains(&nodes[0].id().to_peer_id());
+        }
+        reached
+    })
+    .await;
+    eventually("every node is within its connection budget", || async {
+        let mut within = true;
+        for node in &nodes {
+            within &= node.stats().await.unwrap().peers <= HIGH;
+        }
+        within
+    })
+    .await;
+    assert!(
+        nodes[0].metrics().peers_trimmed.get() >= (NODES - 1 - HIGH) as u64,
+        "the bootstrap node, which every node dialled, closed some of them"
+    );
+
+    let provider = &nodes[NODES - 1];
+    provider
+        .publish_offer(spec("sha256sum", 1_000))
+        .await
+        .unwrap();
+    eventually("every node holds the offer", || async {
+        let mut all = true;
+        for node in &nodes {
+            all &= node.offers(tool_query("sha256sum")).await.unwrap().len() == 1;
+        }
+        all
+    })
+    .await;
+    for node in nodes {
         node.shutdown().await;
     }
 }

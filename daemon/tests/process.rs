@@ -267,6 +267,23 @@ async fn the_config_file_is_layered_under_flags_and_typos_are_named() {
         err.contains("bootstrapp") && err.contains("broken.toml"),
         "{err}"
     );
+
+    // A connection budget too small for gossip is refused, with the key and the fix.
+    std::fs::write(typo.path().join("few.toml"), "max_peers = 6\n").unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(typo.path())
+        .arg("--config")
+        .arg(typo.path().join("few.toml"))
+        .args(["run", "--api", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_peers") && err.contains("12 or more"),
+        "{err}"
+    );
 }
 
 /// `tools prepare` builds a missing `orien/<name>` image with the recipe beside the

@@ -160,6 +160,52 @@ pub struct NetworkTuning {
     /// Serve as a relay (circuit relay v2) for nodes that cannot be reached directly,
     /// e.g. providers behind home NAT. Bootstrap nodes with a public address do.
     pub relay_server: bool,
+    /// How many peers the node stays connected to.
+    pub connections: ConnectionBudget,
+}
+
+/// How many peers a node stays connected to. Discovery opens connections to many
+/// peers (Kademlia walks, everyone dialling a bootstrap node), and gossipsub keeps a
+/// stream open on every connection to a subscriber, so without a budget none of them
+/// would ever close: in a market of thousands a home node would hold hundreds.
+///
+/// Above `high` connected peers, the node closes connections down to `low`, the least
+/// useful first (in fewer of its gossip meshes, lower gossip score, newer). It never
+/// closes one to a peer it shares a live session with or exchanged session messages
+/// with in the last `grace`, a relay it knows, or a connection younger than `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionBudget {
+    /// Peers kept after a trim.
+    pub low: usize,
+    /// Peers above which the node trims.
+    pub high: usize,
+    /// How long a new connection, or a peer's last session message, protects it.
+    pub grace: Duration,
+}
+
+impl ConnectionBudget {
+    /// The fewest peers a budget may keep: a trim must leave each of gossipsub's
+    /// meshes (six peers each) room to form.
+    pub const MIN_LOW: usize = 8;
+
+    /// A budget of at most `high` peers, trimmed to two thirds of it.
+    pub fn up_to(high: usize) -> Self {
+        Self {
+            low: (high * 2 / 3).max(1),
+            high,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ConnectionBudget {
+    fn default() -> Self {
+        Self {
+            low: 32,
+            high: 48,
+            grace: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for NetworkTuning {
@@ -170,6 +216,7 @@ impl Default for NetworkTuning {
             idle_timeout: Duration::from_secs(120),
             announce_debounce: Duration::from_secs(5),
             relay_server: false,
+            connections: ConnectionBudget::default(),
         }
     }
 }

@@ -124,6 +124,10 @@ pub enum NodeError {
         /// Why.
         reason: String,
     },
+    /// The connection budget keeps more peers after a trim than it allows before one,
+    /// or none at all.
+    #[error("connection budget {0:?} is invalid: it needs 0 < low <= high")]
+    ConnectionBudget(network::ConnectionBudget),
     /// The node's task has stopped.
     #[error("the node has stopped")]
     Stopped,

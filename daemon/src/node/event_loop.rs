@@ -68,6 +68,7 @@ impl EventLoop {
                 }
                 _ = sweep.tick() => {
                     self.expire_bans();
+                    self.trim_connections();
                     let expired = self.book.expire(self.clock.wall());
                     if !expired.is_empty() {
                         debug!(count = expired.len(), "expired offers dropped");
@@ -225,8 +226,12 @@ impl EventLoop {
             })) => self.on_providers(id, result, step.last),
             SwarmEvent::Behaviour(BehaviourEvent::Session(event)) => self.on_session(event),
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                num_established,
+                ..
             } => {
+                self.on_connected(peer_id, num_established.get() == 1);
                 if self.guard.is_banned(&peer_id, self.clock.monotonic()) {
                     debug!(peer = %peer_id, "banned peer connected; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -234,7 +239,13 @@ impl EventLoop {
                 }
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
             }
-            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                cause,
+                num_established,
+                ..
+            } => {
+                self.on_disconnected(&peer_id, num_established == 0);
                 debug!(peer = %peer_id, cause = ?cause, "disconnected");
             }
             _ => {}

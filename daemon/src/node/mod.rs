@@ -5,6 +5,7 @@
 
 mod attestations;
 mod config;
+mod connections;
 mod discovery;
 mod event_loop;
 mod gossip;
@@ -139,6 +140,10 @@ impl Node {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, NodeError> {
         let id = key.node_id();
+        let budget = config.tuning.connections;
+        if budget.high == 0 || budget.low > budget.high {
+            return Err(NodeError::ConnectionBudget(budget));
+        }
         let mut swarm = network::build_swarm(&key, config.transport.clone(), &config.tuning)?;
         for addr in &config.listen {
             swarm
@@ -214,6 +219,9 @@ impl Node {
             faults: config.faults,
             attestation_interval: config.attestation_interval,
             attestation_budget: attestations::VerifyBudget::default(),
+            connections: config.tuning.connections,
+            connected_since: HashMap::new(),
+            session_messages: HashMap::new(),
         };
         let mut event_loop = event_loop;
         let sessions = match config.sessions {
@@ -449,4 +457,11 @@ struct EventLoop {
     attestation_interval: Duration,
     /// Attestation verifications left this second.
     attestation_budget: attestations::VerifyBudget,
+    /// How many peers to stay connected to.
+    connections: crate::network::ConnectionBudget,
+    /// When each connected peer's first open connection was established.
+    connected_since: HashMap<PeerId, Duration>,
+    /// When each peer last exchanged a session message with this node (within the
+    /// budget's grace; older entries are dropped).
+    session_messages: HashMap<PeerId, Duration>,
 }

@@ -67,6 +67,7 @@ impl EventLoop {
             }));
             return;
         }
+        self.session_message(peer);
         Self::route_via_relays(&mut self.swarm, &self.relays, peer);
         let id = self
             .swarm
@@ -139,32 +140,35 @@ impl EventLoop {
         event: request_response::Event<SessionRequest, SessionResponse>,
     ) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(peer, request, channel),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(waiter) = self.outbound.remove(&request_id) {
-                        self.deliver_response(peer, response, waiter);
-                        return;
-                    }
-                    if let SessionResponse::Offers(offers) = response {
-                        let now = self.clock.wall();
-                        for signed in offers {
-                            match self.book.admit_from(signed, now, Some(peer)) {
-                                Ok(admission) => self.announce(admission),
-                                Err(rejection) => {
-                                    debug!(%peer, %rejection, "listed offer not admitted")
+            request_response::Event::Message { peer, message, .. } => {
+                self.session_message(peer);
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(waiter) = self.outbound.remove(&request_id) {
+                            self.deliver_response(peer, response, waiter);
+                            return;
+                        }
+                        if let SessionResponse::Offers(offers) = response {
+                            let now = self.clock.wall();
+                            for signed in offers {
+                                match self.book.admit_from(signed, now, Some(peer)) {
+                                    Ok(admission) => self.announce(admission),
+                                    Err(rejection) => {
+                                        debug!(%peer, %rejection, "listed offer not admitted")
+                                    }
                                 }
                             }
                         }
+                        self.request_done(request_id);
                     }
-                    self.request_done(request_id);
                 }
-            },
+            }
             request_response::Event::OutboundFailure {
                 peer,
                 request_id,

@@ -22,7 +22,7 @@ pub mod renter_machine;
 mod renter_side;
 pub mod simulation;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -810,6 +810,13 @@ impl Sessions {
     /// Sessions this node rents right now.
     pub fn rented_sessions(&self) -> Vec<SessionId> {
         self.inner.rented().keys().copied().collect()
+    }
+
+    /// The peers this node has a live session with, as provider or renter.
+    pub fn counterparts(&self) -> HashSet<NodeId> {
+        let mut peers: HashSet<NodeId> = self.inner.provided().values().map(|h| h.renter).collect();
+        peers.extend(self.inner.rented().values().map(|h| h.provider));
+        peers
     }
 
     /// The node's ledger.

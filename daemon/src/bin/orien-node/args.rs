@@ -174,6 +174,11 @@ pub(crate) struct RunArgs {
     /// NAT listen through it with `--listen <relay addr>/p2p-circuit`).
     #[arg(long, env = "ORIEN_RELAY_SERVER")]
     pub(crate) relay_server: bool,
+    /// Peers to stay connected to at most: above it the node closes the least useful
+    /// connections (never a live session's or a relay's) down to two thirds of it.
+    /// At least 12.
+    #[arg(long, env = "ORIEN_MAX_PEERS", default_value_t = 48)]
+    pub(crate) max_peers: usize,
     /// Allow the API to listen on a non-loopback address (anyone who can reach it
     /// and holds the token can spend this node's money).
     #[arg(long, env = "ORIEN_API_ALLOW_REMOTE")]

@@ -24,6 +24,7 @@ pub(crate) struct FileConfig {
     bootstrap: Option<Vec<Multiaddr>>,
     external_addresses: Option<Vec<Multiaddr>>,
     relay_server: Option<bool>,
+    max_peers: Option<usize>,
     api: Option<std::net::SocketAddr>,
     api_hosts: Option<Vec<String>>,
     provider_config: Option<PathBuf>,
@@ -104,6 +105,7 @@ impl FileConfig {
             run.external_addresses
         );
         layer!(self.relay_server, "relay_server", run.relay_server);
+        layer!(self.max_peers, "max_peers", run.max_peers);
         layer!(self.api, "api", run.api);
         layer!(self.api_hosts, "api_hosts", run.api_hosts);
         layer!(
@@ -238,6 +240,8 @@ pub(crate) fn template(role: &str) -> String {
 # bootstrap = ["/dns4/bootstrap.example/tcp/4001/p2p/12D3KooW..."]
 # external_addresses = ["/ip4/203.0.113.7/tcp/4001"]
 # relay_server = false
+# Peers to stay connected to at most (the least useful connections above it close).
+# max_peers = 48
 # api = "127.0.0.1:7400"
 # Host names the API and the dashboard answer to besides IP addresses and localhost
 # (a request naming another host is refused, against DNS rebinding).

@@ -17,6 +17,7 @@ use anyhow::Context;
 use args::{Cli, Command, ConfigCommand, LedgerCommand, McpCommand, RunArgs, WalletCommand};
 use libp2p::Multiaddr;
 use orien_daemon::daemon::{LEDGER_DIR, WALLET_FILE};
+use orien_daemon::network::ConnectionBudget;
 use orien_daemon::{Daemon, DaemonConfig, NodeConfig, identity};
 use orien_ledger::chain::Wallet;
 use orien_ledger::{Store, StoreOptions};
@@ -434,12 +435,25 @@ fn open_ledger_read_only(data_dir: &std::path::Path) -> anyhow::Result<Store> {
     })
 }
 
+/// The connection budget of `--max-peers`.
+fn connection_budget(max_peers: usize) -> anyhow::Result<ConnectionBudget> {
+    let budget = ConnectionBudget::up_to(max_peers);
+    anyhow::ensure!(
+        budget.low >= ConnectionBudget::MIN_LOW,
+        "--max-peers {max_peers} (max_peers in config.toml) is too few: the node keeps two \
+         thirds of it after closing connections, and its gossip needs {} peers; use 12 or more",
+        ConnectionBudget::MIN_LOW
+    );
+    Ok(budget)
+}
+
 /// `orien-node run`: starts the node of `data_dir` and serves until interrupted.
 async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
     let RunArgs {
         listen,
         bootstrap,
         relay_server,
+        max_peers,
         external_addresses,
         offer_ttl_secs,
         api,
@@ -462,6 +476,7 @@ async fn run(data_dir: &std::path::Path, args: RunArgs) -> anyhow::Result<()> {
             bootstrap,
             tuning: orien_daemon::network::NetworkTuning {
                 relay_server,
+                connections: connection_budget(max_peers)?,
                 ..Default::default()
             },
             external_addresses,
