@@ -497,16 +497,18 @@ async fn a_node_on_a_callers_transport_hears_offers_and_names_their_source() {
 /// Discovery connects nodes to many others (Kademlia's bootstrap walks, every node
 /// dialling the bootstrap node), and gossipsub's long-lived streams would keep each of
 /// those connections open for good. The node closes the least useful ones above its
-/// connection budget: every node ends within it, and an offer published after still
-/// reaches them all through what is left.
+/// connection budget, and dials more when its peers have trimmed it below the budget:
+/// every node ends within it, and an offer published after still reaches them all
+/// through what is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_close_connections_above_their_budget_and_offers_still_flow() {
     const NODES: usize = 12;
+    const LOW: usize = 4;
     const HIGH: usize = 6;
     let budgeted = |bootstrap: &[&Node]| {
         let mut config = config(bootstrap, Duration::from_secs(3600));
         config.tuning.connections = ConnectionBudget {
-            low: 4,
+            low: LOW,
             high: HIGH,
             grace: Duration::from_secs(2),
         };
@@ -542,10 +544,11 @@ async fn nodes_close_connections_above_their_budget_and_offers_still_flow() {
         reached
     })
     .await;
+    // A node that its peers trimmed below LOW dials more from its routing table.
     eventually("every node is within its connection budget", || async {
         let mut within = true;
         for node in &nodes {
-            within &= node.stats().await.unwrap().peers <= HIGH;
+            within &= (LOW..=HIGH).contains(&node.stats().await.unwrap().peers);
         }
         within
     })
@@ -571,4 +574,36 @@ async fn nodes_close_connections_above_their_budget_and_offers_still_flow() {
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+/// A provider re-announces its offers for peers that join the offer topic, but at
+/// most once a minute (`NetworkTuning::join_announce_interval`): joins are frequent
+/// where connections come and go, and every re-announcement is a message each node of
+/// the market verifies. The first joiner hears the offer; the next ones, within the
+/// minute, cost nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_joining_often_get_the_offers_re_announced_at_most_once_a_minute() {
+    let provider = start(&[], Duration::from_secs(3600)).await;
+    provider.publish_offer(spec("wc", 1_000)).await.unwrap();
+    let published = || provider.metrics().offers_published.get();
+    assert_eq!(published(), 1);
+    let first = start(&[&provider], Duration::from_secs(3600)).await;
+    eventually("the first joiner holds the offer", || async {
+        first.offers(tool_query("wc")).await.unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(published(), 2, "re-announced once for the joiner");
+    for _ in 0..3 {
+        let joiner = start(&[&provider], Duration::from_secs(3600)).await;
+        eventually("the joiner is connected", || async {
+            !joiner.connected_peers().await.unwrap().is_empty()
+        })
+        .await;
+        // Longer than the 600 ms debounce after which a join re-announces.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        joiner.shutdown().await;
+    }
+    assert_eq!(published(), 2, "no re-announcement within the minute");
+    first.shutdown().await;
+    provider.shutdown().await;
 }

@@ -157,6 +157,11 @@ pub struct NetworkTuning {
     /// (once per delay however many join), so late joiners hear them without waiting
     /// for the regular re-announcement.
     pub announce_debounce: Duration,
+    /// The shortest time between two such re-announcements for joiners. Joins are
+    /// frequent where connections come and go (every connection is a join), and each
+    /// re-announcement is a message every node of the market verifies; a joiner that
+    /// needs a tool sooner finds it through the DHT.
+    pub join_announce_interval: Duration,
     /// Serve as a relay (circuit relay v2) for nodes that cannot be reached directly,
     /// e.g. providers behind home NAT. Bootstrap nodes with a public address do.
     pub relay_server: bool,
@@ -173,6 +178,7 @@ pub struct NetworkTuning {
 /// useful first (in fewer of its gossip meshes, lower gossip score, newer). It never
 /// closes one to a peer it shares a live session with or exchanged session messages
 /// with in the last `grace`, a relay it knows, or a connection younger than `grace`.
+/// Below `low` (its peers trimmed it away), it dials peers from its routing table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionBudget {
     /// Peers kept after a trim.
@@ -215,6 +221,7 @@ impl Default for NetworkTuning {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             announce_debounce: Duration::from_secs(5),
+            join_announce_interval: Duration::from_secs(60),
             relay_server: false,
             connections: ConnectionBudget::default(),
         }

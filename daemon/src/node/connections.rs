@@ -4,11 +4,17 @@
 //! The choice ([`to_close`]) is a function of what the node knows of each peer, so
 //! tests drive it without a swarm; the event loop gathers that knowledge once a second
 //! and disconnects what it returns.
+//!
+//! Every node trims by its own lights, so a node that none of its peers values (a
+//! renter in nobody's gossip mesh, say) can be trimmed by all of them at once and be
+//! left with a peer or two. Below `low` a node therefore dials peers from its routing
+//! table until it is back at `low`.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{PeerId, gossipsub};
 use orien_protocol::{ATTESTATIONS_TOPIC, OFFERS_TOPIC, PROFILES_TOPIC};
 use tracing::debug;
@@ -16,6 +22,9 @@ use tracing::debug;
 use crate::network::ConnectionBudget;
 
 use super::EventLoop;
+
+/// How often a node below its budget's `low` dials more peers.
+pub(super) const TOP_UP_EVERY: Duration = Duration::from_secs(10);
 
 /// What the trim weighs of one connected peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +95,50 @@ impl EventLoop {
     /// Notes a session-protocol message to or from `peer`.
     pub(super) fn session_message(&mut self, peer: PeerId) {
         self.session_messages.insert(peer, self.clock.monotonic());
+    }
+
+    /// Below `low` peers, dials peers of the routing table it is not connected to (the
+    /// farthest buckets first: they hold most of the network, and differ from node to
+    /// node), at most once per [`TOP_UP_EVERY`].
+    pub(super) fn top_up_connections(&mut self) {
+        let now = self.clock.monotonic();
+        let connected = self.swarm.network_info().num_peers();
+        let due = self
+            .topped_up
+            .is_none_or(|at| now.saturating_sub(at) >= TOP_UP_EVERY);
+        if connected >= self.connections.low || !due {
+            return;
+        }
+        self.topped_up = Some(now);
+        let wanted = self.connections.low - connected;
+        let mut known: Vec<PeerId> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            known.extend(bucket.iter().map(|entry| *entry.node.key.preimage()));
+        }
+        let banned = |peer: &PeerId| self.guard.is_banned(peer, now);
+        let dial: Vec<PeerId> = known
+            .into_iter()
+            .rev()
+            .filter(|peer| !self.swarm.is_connected(peer) && !banned(peer))
+            .take(wanted)
+            .collect();
+        if dial.is_empty() {
+            return;
+        }
+        debug!(
+            peers = connected,
+            dialling = dial.len(),
+            low = self.connections.low,
+            "below the connection budget"
+        );
+        for peer in dial {
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, error = %e, "cannot dial");
+            }
+        }
     }
 
     /// Closes connections above the budget (see [`to_close`]).

@@ -35,8 +35,10 @@ impl EventLoop {
         mut commands: mpsc::Receiver<Command>,
         mut net: mpsc::Receiver<NetCommand>,
     ) {
-        let mut reannounce =
-            tokio::time::interval((self.offer_ttl / 3).max(Duration::from_millis(100)));
+        // Not at once: offers are announced when published, and a tick racing the first
+        // publication would announce it twice.
+        let period = (self.offer_ttl / 3).max(Duration::from_millis(100));
+        let mut reannounce = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         let mut attest =
             tokio::time::interval(self.attestation_interval.max(Duration::from_millis(100)));
@@ -60,7 +62,8 @@ impl EventLoop {
                 _ = attest.tick() => self.attest(),
                 _ = wait_until(self.announce_due) => {
                     self.announce_due = None;
-                    self.reannounce();
+                    self.announced_to_joiners = Some(tokio::time::Instant::now());
+                    self.announce_to_joiners();
                 }
                 _ = wait_until(self.profile_due) => {
                     self.profile_due = None;
@@ -69,6 +72,7 @@ impl EventLoop {
                 _ = sweep.tick() => {
                     self.expire_bans();
                     self.trim_connections();
+                    self.top_up_connections();
                     let expired = self.book.expire(self.clock.wall());
                     if !expired.is_empty() {
                         debug!(count = expired.len(), "expired offers dropped");
@@ -194,9 +198,13 @@ impl EventLoop {
                 || topic == gossipsub::IdentTopic::new(PROFILES_TOPIC).hash())
                 && !self.own_offers.is_empty() =>
             {
-                debug!(peer = %peer_id, "peer joined the offer or profile topic; re-announcing soon");
-                self.announce_due
-                    .get_or_insert(tokio::time::Instant::now() + self.announce_debounce);
+                let soonest = tokio::time::Instant::now() + self.announce_debounce;
+                let due = match self.announced_to_joiners {
+                    Some(last) => soonest.max(last + self.join_announce_interval),
+                    None => soonest,
+                };
+                debug!(peer = %peer_id, "peer joined the offer or profile topic; re-announcing");
+                self.announce_due.get_or_insert(due);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

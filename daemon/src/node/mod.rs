@@ -204,6 +204,8 @@ impl Node {
             offer_ttl: config.offer_ttl,
             announce_debounce: config.tuning.announce_debounce,
             announce_due: None,
+            announced_to_joiners: None,
+            join_announce_interval: config.tuning.join_announce_interval,
             finds: HashMap::new(),
             find_requests: HashMap::new(),
             events: events.clone(),
@@ -222,6 +224,7 @@ impl Node {
             connections: config.tuning.connections,
             connected_since: HashMap::new(),
             session_messages: HashMap::new(),
+            topped_up: None,
         };
         let mut event_loop = event_loop;
         let sessions = match config.sessions {
@@ -431,6 +434,9 @@ struct EventLoop {
     announce_debounce: Duration,
     /// A re-announcement owed to peers that joined the offer topic.
     announce_due: Option<tokio::time::Instant>,
+    /// When own offers were last re-announced for joiners.
+    announced_to_joiners: Option<tokio::time::Instant>,
+    join_announce_interval: Duration,
     finds: HashMap<QueryId, Find>,
     find_requests: HashMap<OutboundRequestId, QueryId>,
     events: broadcast::Sender<OfferEvent>,
@@ -464,4 +470,6 @@ struct EventLoop {
     /// When each peer last exchanged a session message with this node (within the
     /// budget's grace; older entries are dropped).
     session_messages: HashMap<PeerId, Duration>,
+    /// When this node last dialled peers for being below its budget's `low`.
+    topped_up: Option<Duration>,
 }

@@ -28,7 +28,14 @@ impl EventLoop {
             })
     }
 
+    /// Signs, gossips and (re)stores the provider record of an offer.
     pub(super) fn publish(&mut self, spec: OfferSpec) -> Result<OfferId, NodeError> {
+        self.announce_offer(spec, true)
+    }
+
+    /// Signs and gossips an offer; `provide` also (re)stores its provider record in the
+    /// DHT, a query that dials up to twenty peers near the tool's key.
+    fn announce_offer(&mut self, spec: OfferSpec, provide: bool) -> Result<OfferId, NodeError> {
         let signed = self.sign_offer(&spec, self.offer_ttl)?;
         let id = signed.offer_id();
         let tool = spec.tool.clone();
@@ -40,11 +47,12 @@ impl EventLoop {
         // Our own offers are in our book too, so local queries see them.
         let _ = self.book.admit(signed.clone(), self.clock.wall());
         self.gossip(&signed);
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .start_providing(RecordKey::new(&tool.kademlia_key()))
+        if provide
+            && let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(RecordKey::new(&tool.kademlia_key()))
         {
             warn!(%tool, error = %e, "cannot store provider record");
         }
@@ -61,6 +69,16 @@ impl EventLoop {
     pub(super) fn reannounce(&mut self) {
         for spec in self.own_offers.specs() {
             if let Err(e) = self.publish(spec) {
+                warn!(error = %e, "cannot re-announce offer");
+            }
+        }
+    }
+
+    /// Gossips own offers again, freshly signed, for peers that joined the topic; the
+    /// provider records stand until the regular re-announcement.
+    pub(super) fn announce_to_joiners(&mut self) {
+        for spec in self.own_offers.specs() {
+            if let Err(e) = self.announce_offer(spec, false) {
                 warn!(error = %e, "cannot re-announce offer");
             }
         }
