@@ -50,6 +50,13 @@ pub struct Stack {
     pub peers_max: u32,
     /// The fewest.
     pub peers_min: u32,
+    /// Connections the nodes closed to keep within their connection budget, over
+    /// every node.
+    #[serde(default)]
+    pub trimmed: u64,
+    /// Connections established, over every node (each counted at both ends).
+    #[serde(default)]
+    pub connections_opened: u64,
     /// Receipts acknowledged, over every renter's ledger.
     pub receipts: u64,
     /// Sessions whose one modelled call did not run to its exit.
@@ -326,10 +333,12 @@ impl Report {
         if let Some(stack) = &self.stack {
             let _ = writeln!(
                 w,
-                "\n## The node stack\n\nEvery node ran the whole stack (gossipsub, Kademlia, offer book, session machines, a RocksDB ledger). At the end each had open connections to {:.1} peers on average ({} to {}); {} receipts were acknowledged; {} sessions' modelled call did not reach its exit.",
+                "\n## The node stack\n\nEvery node ran the whole stack (gossipsub, Kademlia, offer book, session machines, a RocksDB ledger). At the end each had open connections to {:.1} peers on average ({} to {}), having opened {} connections (counted at both ends) and closed {} over their budgets in all; {} receipts were acknowledged; {} sessions' modelled call did not reach its exit.",
                 stack.peers_mean,
                 stack.peers_min,
                 stack.peers_max,
+                stack.connections_opened,
+                stack.trimmed,
                 stack.receipts,
                 stack.failed_calls
             );

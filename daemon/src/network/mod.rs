@@ -178,7 +178,8 @@ pub struct NetworkTuning {
 /// useful first (in fewer of its gossip meshes, lower gossip score, newer). It never
 /// closes one to a peer it shares a live session with or exchanged session messages
 /// with in the last `grace`, a relay it knows, or a connection younger than `grace`.
-/// Below `low` (its peers trimmed it away), it dials peers from its routing table.
+/// Below half of `low` (its peers trimmed it away), it dials peers from its routing
+/// table back to half of `low`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionBudget {
     /// Peers kept after a trim.

@@ -7,8 +7,10 @@
 //!
 //! Every node trims by its own lights, so a node that none of its peers values (a
 //! renter in nobody's gossip mesh, say) can be trimmed by all of them at once and be
-//! left with a peer or two. Below `low` a node therefore dials peers from its routing
-//! table until it is back at `low`.
+//! left with a peer or two. Below half of `low` a node therefore dials peers from its
+//! routing table until it is back at half of `low`. Not at `low` itself: a trim stops
+//! at `low`, so every peer a trimmed node then lost would make it dial, its dials
+//! would push others over `high`, and their trims would go round again.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -23,7 +25,7 @@ use crate::network::ConnectionBudget;
 
 use super::EventLoop;
 
-/// How often a node below its budget's `low` dials more peers.
+/// How often a node below half its budget's `low` dials more peers.
 pub(super) const TOP_UP_EVERY: Duration = Duration::from_secs(10);
 
 /// What the trim weighs of one connected peer.
@@ -97,7 +99,8 @@ impl EventLoop {
         self.session_messages.insert(peer, self.clock.monotonic());
     }
 
-    /// Below `low` peers, dials peers of the routing table it is not connected to (the
+    /// Below half of `low` peers, dials peers of the routing table it is not connected
+    /// to, back to half of `low` (the
     /// farthest buckets first: they hold most of the network, and differ from node to
     /// node), at most once per [`TOP_UP_EVERY`].
     pub(super) fn top_up_connections(&mut self) {
@@ -106,11 +109,12 @@ impl EventLoop {
         let due = self
             .topped_up
             .is_none_or(|at| now.saturating_sub(at) >= TOP_UP_EVERY);
-        if connected >= self.connections.low || !due {
+        let floor = self.connections.low.div_ceil(2);
+        if connected >= floor || !due {
             return;
         }
         self.topped_up = Some(now);
-        let wanted = self.connections.low - connected;
+        let wanted = floor - connected;
         let mut known: Vec<PeerId> = Vec::new();
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             known.extend(bucket.iter().map(|entry| *entry.node.key.preimage()));
@@ -128,7 +132,7 @@ impl EventLoop {
         debug!(
             peers = connected,
             dialling = dial.len(),
-            low = self.connections.low,
+            floor,
             "below the connection budget"
         );
         for peer in dial {

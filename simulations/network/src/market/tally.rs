@@ -70,9 +70,12 @@ pub(super) async fn report(
         books.push(tokio::task::spawn_blocking(move || read(&store, me)).await??);
     }
     let mut peers = Vec::with_capacity(nodes.len());
+    let (mut trimmed, mut opened) = (0, 0);
     for index in 0..nodes.len() {
-        let stats = nodes.node(index).node.stats().await?;
-        peers.push(u32::try_from(stats.peers).unwrap_or(u32::MAX));
+        let node = &nodes.node(index).node;
+        peers.push(u32::try_from(node.stats().await?.peers).unwrap_or(u32::MAX));
+        trimmed += node.metrics().peers_trimmed.get();
+        opened += connections_opened(&node.metrics().render());
     }
     let (providers, renters) = books.split_at(nodes.providers);
     let sum = |books: &[Book], f: fn(&Book) -> u64| books.iter().map(f).sum::<u64>();
@@ -237,6 +240,8 @@ pub(super) async fn report(
             ),
             peers_max: peers.iter().copied().max().unwrap_or(0),
             peers_min: peers.iter().copied().min().unwrap_or(0),
+            trimmed,
+            connections_opened: opened,
             receipts,
             failed_calls: out.failed_calls,
         }),
@@ -285,4 +290,15 @@ fn propagation(nodes: &Nodes, traces: &[Trace]) -> Propagation {
     delays.sort_unstable();
     hops.sort_unstable();
     Propagation::of(&delays, &hops, &coverage)
+}
+
+/// Connections a node established, from libp2p's counter (one series per protocol
+/// stack and role) in its Prometheus text.
+fn connections_opened(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("libp2p_swarm_connections_established_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
