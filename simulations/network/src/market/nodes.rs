@@ -104,6 +104,10 @@ pub(super) struct Shared {
     pub(super) by_node: Arc<HashMap<NodeId, usize>>,
 }
 
+/// Simulated time between two nodes joining: a thousand join over four minutes
+/// before the market opens.
+pub(super) const JOIN_SPACING: Duration = Duration::from_millis(250);
+
 /// Every node of the market: providers first, then renters.
 pub(super) struct Nodes {
     pub(super) all: Vec<SimNode>,
@@ -236,6 +240,11 @@ impl Nodes {
                 stall,
             });
             progress(index + 1);
+            // Nodes join a few a second, as a market grows, not all in one instant:
+            // every joiner's Kademlia walk opens connections that its peers keep for
+            // their budget's grace (20 s) before trimming, and a thousand joining
+            // at once would have every node hold connections to most of the others.
+            tokio::time::sleep(JOIN_SPACING).await;
         }
         nodes.by_node = Arc::new(
             nodes
