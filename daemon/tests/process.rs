@@ -251,35 +251,29 @@ async fn the_config_file_is_layered_under_flags_and_typos_are_named() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A file the node refuses to run with: what it says on stderr.
     let typo = tempfile::tempdir().unwrap();
-    std::fs::write(typo.path().join("broken.toml"), "bootstrapp = []\n").unwrap();
-    let out = std::process::Command::new(bin)
-        .arg("--data-dir")
-        .arg(typo.path())
-        .arg("--config")
-        .arg(typo.path().join("broken.toml"))
-        .args(["run", "--api", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = |name: &str, text: &str| {
+        let file = typo.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(bin)
+            .arg("--data-dir")
+            .arg(typo.path())
+            .arg("--config")
+            .arg(&file)
+            .args(["run", "--api", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused("broken.toml", "bootstrapp = []\n");
     assert!(
         err.contains("bootstrapp") && err.contains("broken.toml"),
         "{err}"
     );
-
     // A connection budget too small for gossip is refused, with the key and the fix.
-    std::fs::write(typo.path().join("few.toml"), "max_peers = 6\n").unwrap();
-    let out = std::process::Command::new(bin)
-        .arg("--data-dir")
-        .arg(typo.path())
-        .arg("--config")
-        .arg(typo.path().join("few.toml"))
-        .args(["run", "--api", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("few.toml", "max_peers = 6\n");
     assert!(
         err.contains("max_peers") && err.contains("12 or more"),
         "{err}"
