@@ -61,6 +61,17 @@ pub struct Stack {
     pub receipts: u64,
     /// Sessions whose one modelled call did not run to its exit.
     pub failed_calls: u64,
+    /// Connections a partition reset when it began (`network.partitions`), counted at
+    /// the dialling end, which knows whom it dialled.
+    #[serde(default)]
+    pub connections_cut: u64,
+    /// Dials across an active partition, which failed.
+    #[serde(default)]
+    pub dials_cut: u64,
+    /// Share of the other nodes reached by the worst offer traced after a partition
+    /// healed (while none was active); absent when no offer was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage_after_heal: Option<f64>,
 }
 
 /// Nodes by role.
@@ -342,6 +353,21 @@ impl Report {
                 stack.receipts,
                 stack.failed_calls
             );
+            if stack.connections_cut + stack.dials_cut > 0 {
+                let _ = writeln!(
+                    w,
+                    "\nPartitions reset {} connections across them and refused {} dials across them.{}",
+                    stack.connections_cut,
+                    stack.dials_cut,
+                    stack
+                        .coverage_after_heal
+                        .map(|c| format!(
+                            " Offers traced after a partition healed reached {:.1} % of the other nodes or more.",
+                            c * 100.0
+                        ))
+                        .unwrap_or_default()
+                );
+            }
         }
         let p = &self.propagation;
         let _ = writeln!(

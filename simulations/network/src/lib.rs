@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod link;
 pub mod market;
+pub mod partition;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

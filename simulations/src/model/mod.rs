@@ -27,6 +27,7 @@ use crate::scenario::{PriceRange, Scenario};
 use churn::Rhythm;
 use gossip::{Conditions, Mesh, Trace};
 use market::LossTally;
+pub use nodes::side;
 use session::{Conduct, LossCause, Outcome, Settlement, Timing};
 
 /// The offer book keeps this many offers per provider (as orien-node's).

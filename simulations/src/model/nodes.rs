@@ -165,8 +165,10 @@ impl World<'_> {
     }
 }
 
-/// Which side of partition `index` a node is on (`true`: cut off).
-pub(super) fn side(seed: u64, index: usize, node: usize, fraction: f64) -> bool {
+/// Which side of partition `index` a node is on (`true`: cut off), nodes numbered
+/// providers first, then renters. Network mode asks the same function, so both modes
+/// cut off the same nodes for a seed.
+pub fn side(seed: u64, index: usize, node: usize, fraction: f64) -> bool {
     let draw = mix(seed ^ 0x5EED_0000 ^ index as u64, node as u64);
     ((draw >> 11) as f64 / (1u64 << 53) as f64) < fraction
 }

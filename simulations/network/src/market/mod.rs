@@ -14,8 +14,9 @@
 //! Renters are driven as agents would drive them through the API: a Poisson stream of
 //! requests picks a renter and a tool, the renter looks at its own offer book, tries the
 //! cheapest of a few offers it knows, makes one call and keeps the session for the time
-//! it wanted (or until its budget is spent), then closes it. Afterwards every ledger is
-//! read back and checked (`market/tally.rs`).
+//! it wanted (or until its budget is spent), then closes it. The scenario's partitions
+//! cut the links between their sides while they last ([`crate::partition`]).
+//! Afterwards every ledger is read back and checked (`market/tally.rs`).
 
 mod nodes;
 mod renters;
@@ -88,9 +89,6 @@ fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
     }
     if scenario.churn.crashes_per_hour.0 > 0.0 {
         keys.push("churn.crashes_per_hour");
-    }
-    if !scenario.network.partitions.is_empty() {
-        keys.push("network.partitions");
     }
     keys
 }
@@ -169,6 +167,12 @@ async fn market(
         });
     })
     .await?;
+    // The market opens now; partitions count their minutes from here, as model mode
+    // counts from its start.
+    let partitions = tokio::spawn(std::sync::Arc::clone(&nodes.cuts).play(
+        tokio::time::Instant::now(),
+        scenario.network.partitions.clone(),
+    ));
     let outcome = renters::Market::new(scenario, options.seed, &nodes)
         .run(minutes, &mut |phase, requested| {
             progress(Progress {
@@ -178,6 +182,8 @@ async fn market(
             });
         })
         .await;
+    // A partition that outlasts the run is left as it is while the ledgers are read.
+    partitions.abort();
     progress(Progress {
         phase: Phase::Tallying,
         simulated: started.elapsed(),

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::clock::SimClock;
 use crate::link::LinkModel;
+use crate::partition::Cuts;
 
 /// How long the one modelled call of each session runs, ms.
 pub(super) const CALL_MS: u64 = 1_000;
@@ -119,6 +120,8 @@ pub(super) struct Nodes {
     pub(super) by_peer: HashMap<PeerId, usize>,
     pub(super) payout: EvmAddress,
     pub(super) offer_ttl: Millis,
+    /// The scenario's partitions, which every connection end consults.
+    pub(super) cuts: Arc<Cuts>,
 }
 
 impl Nodes {
@@ -160,6 +163,7 @@ impl Nodes {
         let clock = Arc::new(SimClock::new());
         let ears = Arc::new(Ears::default());
         let base = crate::memory_ports(count);
+        let cuts = Arc::new(Cuts::new(seed, &network.partitions, base, count));
         let mut draws = Rng::stream(seed, 11);
         let payout = EvmAddress::from_bytes([0x5e; 20]);
         let mut nodes = Self {
@@ -172,6 +176,7 @@ impl Nodes {
             by_peer: HashMap::with_capacity(count),
             payout,
             offer_ttl: Millis::from_duration(offer_ttl),
+            cuts,
         };
         let mut addresses: Vec<Multiaddr> = Vec::with_capacity(count);
         for index in 0..count {
@@ -215,7 +220,11 @@ impl Nodes {
                 node: NodeConfig {
                     listen: vec![listen.clone()],
                     bootstrap,
-                    transport: TransportKind::Custom(transport(links, index)),
+                    transport: TransportKind::Custom(transport(
+                        links,
+                        index,
+                        Arc::clone(&nodes.cuts),
+                    )),
                     tuning: NetworkTuning {
                         heartbeat: Duration::from_secs_f64(network.heartbeat_ms.0 / 1_000.0),
                         ..NetworkTuning::default()
@@ -318,6 +327,11 @@ impl Nodes {
     pub(super) fn len(&self) -> usize {
         self.all.len()
     }
+
+    /// The index of the node `id`.
+    pub(super) fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.by_node.get(id).copied()
+    }
 }
 
 /// A modelled tool priced by the session minute, as a provider's config file says it.
@@ -361,17 +375,18 @@ fn node_key(seed: u64, index: usize) -> NodeKey {
     NodeKey::from_secret_bytes(secret)
 }
 
-/// In-process connections through links with the scenario's latency and loss, then
-/// noise and yamux as over TCP.
-fn transport(links: LinkModel, index: usize) -> CustomTransport {
+/// In-process connections through links with the scenario's latency and loss, which
+/// its partitions cut (`cuts`), then noise and yamux as over TCP.
+fn transport(links: LinkModel, index: usize, cuts: Arc<Cuts>) -> CustomTransport {
     let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
     CustomTransport::new(move |key| {
         let connections = Arc::clone(&connections);
+        let cuts = Arc::clone(&cuts);
         let noise = noise::Config::new(key).map_err(|e| BuildError::Transport(e.to_string()))?;
         Ok(MemoryTransport::default()
-            .map(move |conn, _: ConnectedPoint| {
+            .map(move |conn, endpoint: ConnectedPoint| {
                 let n = connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                links.end(conn, index, n)
+                cuts.end(links.end(conn, index, n), index, &endpoint)
             })
             .upgrade(Version::V1)
             .authenticate(noise)

@@ -31,6 +31,9 @@ pub(super) struct Rented {
     pub(super) session: SessionId,
     pub(super) budget: Usdc,
     pub(super) outcome: Outcome,
+    /// When the renter had it open, and when it saw it end (or gave up waiting).
+    pub(super) opened: Instant,
+    pub(super) ended: Instant,
 }
 
 /// One offer traced from its publication.
@@ -371,6 +374,8 @@ impl RequestContext {
             session: id,
             budget: self.budget,
             outcome: request.outcome,
+            opened: held_from,
+            ended: Instant::now(),
         });
         request
     }
