@@ -34,6 +34,7 @@ pub mod network;
 pub mod node;
 pub mod offer_book;
 mod own_offers;
+mod paging;
 pub mod payments;
 pub mod peer_guard;
 pub mod profile_book;

@@ -294,6 +294,26 @@ impl ProfileBook {
         ProfilePage { profiles, total }
     }
 
+    /// The live profiles of providers whose id is above `after`, at most `limit`, in
+    /// ascending provider order: one page of the book for a peer that syncs it
+    /// (`ListProfiles`).
+    pub fn page(
+        &self,
+        after: Option<NodeId>,
+        now: Timestamp,
+        limit: usize,
+    ) -> Vec<Signed<ProviderProfile>> {
+        let live = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.profile.is_expired(now))
+            .map(|(id, e)| (*id, e));
+        crate::paging::page_after(live, after, limit)
+            .into_iter()
+            .map(|(_, e)| e.signed.clone())
+            .collect()
+    }
+
     /// How many profiles the book holds.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -345,6 +365,31 @@ mod tests {
             expires_at: NOW.saturating_add(Millis(3_600_000)),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_book_pages_its_live_profiles_in_provider_order() {
+        let mut book = ProfileBook::default();
+        let keys: Vec<NodeKey> = (0..5).map(|_| NodeKey::generate()).collect();
+        for key in &keys {
+            book.admit(profile(key, "p", 1_000, 10, &["wc"]), NOW, None)
+                .unwrap();
+        }
+        let mut ids: Vec<NodeId> = keys.iter().map(NodeKey::node_id).collect();
+        ids.sort_unstable();
+        let first = book.page(None, NOW, 3);
+        let rest = book.page(Some(first[2].verify().unwrap().provider), NOW, 3);
+        let paged: Vec<NodeId> = first
+            .iter()
+            .chain(&rest)
+            .map(|s| s.verify().unwrap().provider)
+            .collect();
+        assert_eq!(paged, ids);
+        let expired = NOW.saturating_add(Millis(3_600_001));
+        assert!(
+            book.page(None, expired, 3).is_empty(),
+            "expired profiles stay out"
+        );
     }
 
     fn all() -> ProfileQuery {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::gossipsub;
+use libp2p::{PeerId, gossipsub};
 use orien_daemon::network::{ConnectionBudget, NetworkTuning, TransportKind, build_swarm};
 use orien_daemon::profile_book::{ProfileQuery, ProfileSort};
 use orien_daemon::{Node, NodeConfig, OfferQuery, OfferSpec, ProfileText};
@@ -25,7 +25,6 @@ fn config(bootstrap: &[&Node], offer_ttl: Duration) -> NodeConfig {
         transport: TransportKind::Network,
         tuning: NetworkTuning {
             heartbeat: Duration::from_millis(200),
-            announce_debounce: Duration::from_millis(600),
             ..NetworkTuning::default()
         },
         offer_ttl,
@@ -34,13 +33,21 @@ fn config(bootstrap: &[&Node], offer_ttl: Duration) -> NodeConfig {
 }
 
 async fn start(bootstrap: &[&Node], offer_ttl: Duration) -> Node {
-    Node::start(
-        NodeKey::generate(),
-        config(bootstrap, offer_ttl),
-        Arc::new(SystemClock::new()),
-    )
-    .await
-    .unwrap()
+    start_with(config(bootstrap, offer_ttl)).await
+}
+
+async fn start_with(config: NodeConfig) -> Node {
+    Node::start(NodeKey::generate(), config, Arc::new(SystemClock::new()))
+        .await
+        .unwrap()
+}
+
+/// A node that does not sync the books from its peers when it joins: it learns offers
+/// from gossip and the DHT alone.
+async fn start_unsynced(bootstrap: &[&Node], offer_ttl: Duration) -> Node {
+    let mut config = config(bootstrap, offer_ttl);
+    config.tuning.book_sync_peers = 0;
+    start_with(config).await
 }
 
 fn spec(tool: &str, exec_price: u64) -> OfferSpec {
@@ -135,8 +142,9 @@ async fn a_late_joiner_finds_a_tool_through_the_dht() {
     .await;
     let offer_id = provider.publish_offer(spec("wc", 1_000)).await.unwrap();
 
-    // Joins after the only gossip round: its book is empty, the DHT knows the provider.
-    let late = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    // Joins after the only gossip round and syncs no book: its book is empty, the DHT
+    // knows the provider.
+    let late = start_unsynced(&[&bootstrap], Duration::from_secs(3600)).await;
     assert!(late.offers(tool_query("wc")).await.unwrap().is_empty());
     eventually("the late node finds the provider's offer", || async {
         !late
@@ -147,11 +155,7 @@ async fn a_late_joiner_finds_a_tool_through_the_dht() {
     })
     .await;
     let found = late.offers(tool_query("wc")).await.unwrap();
-    // The one found, or a newer one the provider re-announced on the late node joining.
-    assert!(
-        found[0].id == offer_id || found[0].offer.tool.as_str() == "wc",
-        "{found:?}"
-    );
+    assert_eq!(found[0].id, offer_id, "{found:?}");
     assert_eq!(found[0].offer.provider, provider.id());
 
     for node in [late, provider, bootstrap] {
@@ -182,8 +186,8 @@ async fn a_providers_profile_reaches_a_late_joiner_and_goes_when_it_withdraws() 
     provider.publish_offer(spec("wc", 2_000)).await.unwrap();
     provider.publish_offer(spec("grep", 1_000)).await.unwrap();
 
-    // Joins after the profile was gossiped: it hears it when the provider re-announces
-    // on its joining the topic.
+    // Joins after the profile was gossiped: it gets it when it syncs the books from its
+    // peers on joining the offer topic.
     let late = start(&[&bootstrap], Duration::from_secs(3600)).await;
     let everyone = ProfileQuery {
         limit: 10,
@@ -246,21 +250,18 @@ async fn a_providers_profile_reaches_a_late_joiner_and_goes_when_it_withdraws() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_providers_gossiped_offer_does_not_hide_the_one_asked_for() {
     let bootstrap = start(&[], Duration::from_secs(3600)).await;
-    // It never re-announces within the test, not even to peers joining the topic.
-    let mut quiet = config(&[&bootstrap], Duration::from_secs(3600));
-    quiet.tuning.announce_debounce = Duration::from_secs(3600);
-    let listed = Node::start(NodeKey::generate(), quiet, Arc::new(SystemClock::new()))
-        .await
-        .unwrap();
+    // It never re-announces within the test (its offers live an hour).
+    let listed = start(&[&bootstrap], Duration::from_secs(3600)).await;
     eventually("the listed provider is connected", || async {
         !listed.connected_peers().await.unwrap().is_empty()
     })
     .await;
     let listed_offer = listed.publish_offer(spec("wc", 1_000)).await.unwrap();
 
-    // The renter joins after the listed provider's only gossip round; a second
-    // provider re-announces every second, so its offer reaches the renter's book.
-    let renter = start(&[&bootstrap], Duration::from_secs(3600)).await;
+    // The renter joins after the listed provider's only gossip round and syncs no book;
+    // a second provider re-announces every second, so its offer reaches the renter's
+    // book.
+    let renter = start_unsynced(&[&bootstrap], Duration::from_secs(3600)).await;
     let gossiping = start(&[&bootstrap], Duration::from_secs(3)).await;
     gossiping.publish_offer(spec("wc", 500)).await.unwrap();
     eventually("the gossiped offer is in the renter's book", || async {
@@ -576,34 +577,76 @@ async fn nodes_close_connections_above_their_budget_and_offers_still_flow() {
     }
 }
 
-/// A provider re-announces its offers for peers that join the offer topic, but at
-/// most once a minute (`NetworkTuning::join_announce_interval`): joins are frequent
-/// where connections come and go, and every re-announcement is a message each node of
-/// the market verifies. The first joiner hears the offer; the next ones, within the
-/// minute, cost nothing.
+/// A node joining the offer topic pages through its first peers' books: it holds every
+/// live offer and profile at once, each from the peer it synced from, and no provider
+/// re-announces anything for it (they used to, to the whole network, for every join).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peers_joining_often_get_the_offers_re_announced_at_most_once_a_minute() {
-    let provider = start(&[], Duration::from_secs(3600)).await;
-    provider.publish_offer(spec("wc", 1_000)).await.unwrap();
-    let published = || provider.metrics().offers_published.get();
-    assert_eq!(published(), 1);
-    let first = start(&[&provider], Duration::from_secs(3600)).await;
-    eventually("the first joiner holds the offer", || async {
-        first.offers(tool_query("wc")).await.unwrap().len() == 1
-    })
-    .await;
-    assert_eq!(published(), 2, "re-announced once for the joiner");
-    for _ in 0..3 {
-        let joiner = start(&[&provider], Duration::from_secs(3600)).await;
-        eventually("the joiner is connected", || async {
-            !joiner.connected_peers().await.unwrap().is_empty()
+async fn a_joiner_syncs_the_books_from_its_peers_and_no_provider_re_announces_for_it() {
+    let hub = start(&[], Duration::from_secs(3600)).await;
+    // More offers than one page of a book (64) holds, from a few providers.
+    let providers = [
+        start(&[&hub], Duration::from_secs(3600)).await,
+        start(&[&hub], Duration::from_secs(3600)).await,
+    ];
+    const TOOLS: usize = 40;
+    for provider in &providers {
+        eventually("the provider is connected", || async {
+            !provider.connected_peers().await.unwrap().is_empty()
         })
         .await;
-        // Longer than the 600 ms debounce after which a join re-announces.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        for t in 0..TOOLS {
+            provider
+                .publish_offer(spec(&format!("tool{t}"), 1_000 + t as u64))
+                .await
+                .unwrap();
+        }
+    }
+    eventually("the hub holds every offer", || async {
+        hub.offers(OfferQuery::default()).await.unwrap().len() == 2 * TOOLS
+    })
+    .await;
+    let published = || {
+        providers
+            .iter()
+            .map(|p| p.metrics().offers_published.get())
+            .sum::<u64>()
+    };
+    assert_eq!(published(), 2 * TOOLS as u64);
+
+    for _ in 0..3 {
+        // Joins through the hub alone, after every gossip round.
+        let joiner = start(&[&hub], Duration::from_secs(3600)).await;
+        eventually("the joiner holds every offer and both profiles", || async {
+            joiner.offers(OfferQuery::default()).await.unwrap().len() == 2 * TOOLS
+                && joiner
+                    .providers(ProfileQuery {
+                        limit: 10,
+                        ..ProfileQuery::default()
+                    })
+                    .await
+                    .unwrap()
+                    .total
+                    == 2
+        })
+        .await;
+        let book = joiner.offers(OfferQuery::default()).await.unwrap();
+        let hub_peer = hub.id().to_peer_id();
+        let from_providers: Vec<PeerId> = providers.iter().map(|p| p.id().to_peer_id()).collect();
+        assert!(
+            book.iter().all(|e| e
+                .source
+                .is_some_and(|s| s == hub_peer || from_providers.contains(&s))),
+            "every offer came from a peer: {:?}",
+            book.iter().map(|e| e.source).collect::<Vec<_>>()
+        );
         joiner.shutdown().await;
     }
-    assert_eq!(published(), 2, "no re-announcement within the minute");
-    first.shutdown().await;
-    provider.shutdown().await;
+    assert_eq!(
+        published(),
+        2 * TOOLS as u64,
+        "nothing re-announced for the joiners"
+    );
+    for node in providers.into_iter().chain([hub]) {
+        node.shutdown().await;
+    }
 }

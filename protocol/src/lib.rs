@@ -93,8 +93,10 @@ pub use wire::Message;
 /// paths, and the signed result (`orien/exec-result/v2`) names what the provider kept of
 /// each ([`Artefact`]); version 6's offers (`orien/offer/v2`) price the artefacts kept
 /// and say how long after close they are kept, and its receipts (`orien/receipt/v4`)
-/// carry the artefact amount.
-pub const SESSION_PROTOCOL: &str = "/orien/session/6";
+/// carry the artefact amount; version 7 adds `ListBook` and `ListProfiles` (a node
+/// joining the offer topic pages through its peers' books) and their `Profiles` answer,
+/// appended, so every earlier message keeps its bytes.
+pub const SESSION_PROTOCOL: &str = "/orien/session/7";
 /// Gossipsub topic on which providers publish signed [`Offer`]s.
 pub const OFFERS_TOPIC: &str = "orien/offers/1";
 /// Gossipsub topic on which providers publish their signed [`ProviderProfile`].

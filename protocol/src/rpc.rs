@@ -13,6 +13,8 @@
 //! | `Receipt` | provider → renter | `Ack` (countersigned, durably stored first) or `Disputed` |
 //! | `Close` | either → the other | `Done`, once the closing receipt is acknowledged |
 //! | `PutFile`, `ListFiles`, `GetFile` | renter → provider | `Done`, `Files`, `File` |
+//! | `ListBook` | anyone → anyone | `Offers` (a page of the answerer's offer book) |
+//! | `ListProfiles` | anyone → anyone | `Profiles` (a page of its profile book) |
 //!
 //! Any request may instead be answered with `Error`.
 
@@ -20,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidMessage;
 use crate::exec::{Exec, ExecEvent};
-use crate::ids::{ExecId, SessionId, ToolName};
+use crate::ids::{ExecId, NodeId, OfferId, SessionId, ToolName};
 use crate::offer::Offer;
+use crate::profile::ProviderProfile;
 use crate::receipt::{ReceiptAck, UsageReceipt};
 use crate::result::ExecResult;
 use crate::session::{CloseSession, OpenSession, SessionAccepted, SessionRejected};
@@ -43,6 +46,8 @@ pub const MAX_FILES_LISTED: usize = 4096;
 
 /// Most offers in one [`SessionResponse::Offers`].
 pub const MAX_OFFERS_PER_RESPONSE: usize = 64;
+/// Most profiles in one [`SessionResponse::Profiles`].
+pub const MAX_PROFILES_PER_RESPONSE: usize = 64;
 
 /// A request on the session protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +92,21 @@ pub enum SessionRequest {
         /// Workspace-relative path.
         path: String,
     },
+    /// A page of the live offers in the answerer's book, any provider's, each signed by
+    /// its provider: those whose id is above `after`, in ascending id order, at most
+    /// [`MAX_OFFERS_PER_RESPONSE`]. A node that joins the offer topic pages through a
+    /// peer's book this way, instead of every provider re-announcing to the whole network
+    /// for it.
+    ListBook {
+        /// Offers above this id (`None`: from the first).
+        after: Option<OfferId>,
+    },
+    /// A page of the live profiles in the answerer's book: those whose provider id is
+    /// above `after`, in ascending order, at most [`MAX_PROFILES_PER_RESPONSE`].
+    ListProfiles {
+        /// Profiles of providers above this id (`None`: from the first).
+        after: Option<NodeId>,
+    },
 }
 
 /// A batch of an execution's events; `seq` counts batches from 0 so the renter detects
@@ -123,7 +143,10 @@ impl Message for SessionRequest {
 
     fn validate(&self) -> Result<(), InvalidMessage> {
         match self {
-            SessionRequest::ListOffers { .. } | SessionRequest::ListFiles { .. } => Ok(()),
+            SessionRequest::ListOffers { .. }
+            | SessionRequest::ListFiles { .. }
+            | SessionRequest::ListBook { .. }
+            | SessionRequest::ListProfiles { .. } => Ok(()),
             SessionRequest::Open(open) => open.validate(),
             SessionRequest::Exec(exec) => exec.validate(),
             SessionRequest::Events(batch) => {
@@ -230,6 +253,8 @@ pub enum SessionResponse {
         /// The bytes.
         data: Vec<u8>,
     },
+    /// Signed provider profiles (the answer to [`SessionRequest::ListProfiles`]).
+    Profiles(Vec<Signed<ProviderProfile>>),
 }
 
 impl Message for SessionResponse {
@@ -267,6 +292,16 @@ impl Message for SessionResponse {
                 InvalidMessage::new("data", format!("at most {MAX_FILE_CHUNK} bytes per file")),
             ),
             SessionResponse::File { .. } => Ok(()),
+            SessionResponse::Profiles(profiles) if profiles.len() > MAX_PROFILES_PER_RESPONSE => {
+                Err(InvalidMessage::new(
+                    "profiles",
+                    format!(
+                        "{} profiles, at most {MAX_PROFILES_PER_RESPONSE}",
+                        profiles.len()
+                    ),
+                ))
+            }
+            SessionResponse::Profiles(_) => Ok(()),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Golden vectors: the exact bytes, signatures and splits of the signed payloads
 //! (`orien/offer/v2`, `orien/receipt/v4`, `orien/receipt-ack/v1`,
 //! `orien/exec-result/v2`, `orien/profile/v2`, `orien/attestation/v1`) and of the session
-//! messages of `/orien/session/6` (version 2
+//! messages of `/orien/session/7` (version 2
 //! added the lane head to `OpenSession` and `SessionAccepted`; version 3 the signed
 //! result of each call and the results a receipt commits to; version 4 the execution
 //! amount and calls of other tools; version 5 a call's output paths and the artefacts
 //! its signed result names; version 6 the artefact price and retention in offers and the
-//! artefact amount in receipts).
+//! artefact amount in receipts; version 7 appended the book listings, which left every
+//! pinned message as it was).
 //!
 //! `tests/vectors/session6.json` is committed. If this test fails, the wire format, a
 //! signature or the money rules changed: that breaks every deployed node and every

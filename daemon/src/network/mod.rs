@@ -153,15 +153,10 @@ pub struct NetworkTuning {
     pub request_timeout: Duration,
     /// How long an idle connection is kept.
     pub idle_timeout: Duration,
-    /// When a peer joins the offer topic, own offers are re-announced after this delay
-    /// (once per delay however many join), so late joiners hear them without waiting
-    /// for the regular re-announcement.
-    pub announce_debounce: Duration,
-    /// The shortest time between two such re-announcements for joiners. Joins are
-    /// frequent where connections come and go (every connection is a join), and each
-    /// re-announcement is a message every node of the market verifies; a joiner that
-    /// needs a tool sooner finds it through the DHT.
-    pub join_announce_interval: Duration,
+    /// Peers a node pages through the offer and profile books of when it joins the offer
+    /// topic (at start, and after it lost every peer on it), so it knows the market at
+    /// once; 0: none, it learns offers from gossip and the DHT alone.
+    pub book_sync_peers: usize,
     /// Serve as a relay (circuit relay v2) for nodes that cannot be reached directly,
     /// e.g. providers behind home NAT. Bootstrap nodes with a public address do.
     pub relay_server: bool,
@@ -224,8 +219,7 @@ impl Default for NetworkTuning {
             heartbeat: Duration::from_millis(700),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
-            announce_debounce: Duration::from_secs(5),
-            join_announce_interval: Duration::from_secs(60),
+            book_sync_peers: 2,
             relay_server: false,
             connections: ConnectionBudget::default(),
         }

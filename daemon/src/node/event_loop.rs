@@ -60,11 +60,6 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = reannounce.tick() => self.reannounce(),
                 _ = attest.tick() => self.attest(),
-                _ = wait_until(self.announce_due) => {
-                    self.announce_due = None;
-                    self.announced_to_joiners = Some(tokio::time::Instant::now());
-                    self.announce_to_joiners();
-                }
                 _ = wait_until(self.profile_due) => {
                     self.profile_due = None;
                     self.publish_profile();
@@ -194,17 +189,14 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
                 peer_id,
                 topic,
-            })) if (topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash()
-                || topic == gossipsub::IdentTopic::new(PROFILES_TOPIC).hash())
-                && !self.own_offers.is_empty() =>
-            {
-                let soonest = tokio::time::Instant::now() + self.announce_debounce;
-                let due = match self.announced_to_joiners {
-                    Some(last) => soonest.max(last + self.join_announce_interval),
-                    None => soonest,
-                };
-                debug!(peer = %peer_id, "peer joined the offer or profile topic; re-announcing");
-                self.announce_due.get_or_insert(due);
+            })) if topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash() => {
+                self.on_offer_topic_joined(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed {
+                topic,
+                ..
+            })) if topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash() => {
+                self.on_offer_topic_left();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -254,6 +246,9 @@ impl EventLoop {
                 ..
             } => {
                 self.on_disconnected(&peer_id, num_established == 0);
+                if num_established == 0 {
+                    self.on_offer_topic_left();
+                }
                 debug!(peer = %peer_id, cause = ?cause, "disconnected");
             }
             _ => {}

@@ -4,6 +4,7 @@
 //! session.
 
 mod attestations;
+mod book_sync;
 mod config;
 mod connections;
 mod discovery;
@@ -202,10 +203,7 @@ impl Node {
             profile_completed: 0,
             own_offers: own_offers.clone(),
             offer_ttl: config.offer_ttl,
-            announce_debounce: config.tuning.announce_debounce,
-            announce_due: None,
-            announced_to_joiners: None,
-            join_announce_interval: config.tuning.join_announce_interval,
+            book_sync: book_sync::BookSync::new(config.tuning.book_sync_peers),
             finds: HashMap::new(),
             find_requests: HashMap::new(),
             events: events.clone(),
@@ -431,12 +429,8 @@ struct EventLoop {
     /// The offers this node publishes (shared with the sessions, which open them).
     own_offers: OwnOffers,
     offer_ttl: Duration,
-    announce_debounce: Duration,
-    /// A re-announcement owed to peers that joined the offer topic.
-    announce_due: Option<tokio::time::Instant>,
-    /// When own offers were last re-announced for joiners.
-    announced_to_joiners: Option<tokio::time::Instant>,
-    join_announce_interval: Duration,
+    /// Whom the books were synced from since the node joined the offer topic.
+    book_sync: book_sync::BookSync,
     finds: HashMap<QueryId, Find>,
     find_requests: HashMap<OutboundRequestId, QueryId>,
     events: broadcast::Sender<OfferEvent>,

@@ -116,7 +116,7 @@ impl EventLoop {
         }
     }
 
-    fn gossip_profile(&mut self, signed: &Signed<ProviderProfile>) {
+    pub(super) fn gossip_profile(&mut self, signed: &Signed<ProviderProfile>) {
         let bytes = match signed.to_bytes() {
             Ok(bytes) => bytes,
             Err(e) => return warn!(error = %e, "cannot encode the profile"),

@@ -74,16 +74,6 @@ impl EventLoop {
         }
     }
 
-    /// Gossips own offers again, freshly signed, for peers that joined the topic; the
-    /// provider records stand until the regular re-announcement.
-    pub(super) fn announce_to_joiners(&mut self) {
-        for spec in self.own_offers.specs() {
-            if let Err(e) = self.announce_offer(spec, false) {
-                warn!(error = %e, "cannot re-announce offer");
-            }
-        }
-    }
-
     pub(super) fn withdraw_all(&mut self) {
         self.withdraw_profile();
         self.profile_due = None;
@@ -116,8 +106,10 @@ impl EventLoop {
         let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
         match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
             Ok(_) => {}
-            // Nobody to tell yet: peers that join later find us through the DHT.
+            // Nobody to tell yet: gossiped again when the first peer joins the topic.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => debug!("no gossip peers yet"),
+            // Gossiped again as it was: the network has it.
+            Err(gossipsub::PublishError::Duplicate) => debug!("offer gossiped already"),
             Err(e) => warn!(error = %e, "offer gossip failed"),
         }
     }

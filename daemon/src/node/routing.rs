@@ -3,6 +3,7 @@
 
 use libp2p::PeerId;
 use libp2p::request_response::{self};
+use orien_protocol::rpc::{MAX_OFFERS_PER_RESPONSE, MAX_PROFILES_PER_RESPONSE};
 use orien_protocol::{NodeId, RpcErrorCode, SessionRequest, SessionResponse};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
@@ -154,16 +155,12 @@ impl EventLoop {
                             self.deliver_response(peer, response, waiter);
                             return;
                         }
+                        if self.book_sync.awaits(&request_id) {
+                            self.on_book_page(peer, &request_id, response);
+                            return;
+                        }
                         if let SessionResponse::Offers(offers) = response {
-                            let now = self.clock.wall();
-                            for signed in offers {
-                                match self.book.admit_from(signed, now, Some(peer)) {
-                                    Ok(admission) => self.announce(admission),
-                                    Err(rejection) => {
-                                        debug!(%peer, %rejection, "listed offer not admitted")
-                                    }
-                                }
-                            }
+                            self.admit_listed_offers(peer, offers);
                         }
                         self.request_done(request_id);
                     }
@@ -183,6 +180,7 @@ impl EventLoop {
                     }));
                     return;
                 }
+                self.book_sync.answered(&request_id);
                 self.request_done(request_id);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -286,6 +284,15 @@ impl EventLoop {
         }
         let response = match (request, &self.sessions) {
             (SessionRequest::ListOffers { tool }, _) => self.list_offers(tool),
+            (SessionRequest::ListBook { after }, _) => SessionResponse::Offers(self.book.page(
+                after,
+                self.clock.wall(),
+                MAX_OFFERS_PER_RESPONSE,
+            )),
+            (SessionRequest::ListProfiles { after }, _) => SessionResponse::Profiles(
+                self.profiles
+                    .page(after, self.clock.wall(), MAX_PROFILES_PER_RESPONSE),
+            ),
             (request, Some(sessions)) => match NodeId::from_peer_id(&peer) {
                 Ok(node) => {
                     // Straight to the session it concerns (a full session inbox answers

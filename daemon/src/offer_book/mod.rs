@@ -383,6 +383,20 @@ impl OfferBook {
         found
     }
 
+    /// The live offers whose id is above `after`, at most `limit`, in ascending id
+    /// order: one page of the book for a peer that syncs it (`ListBook`).
+    pub fn page(&self, after: Option<OfferId>, now: Timestamp, limit: usize) -> Vec<Signed<Offer>> {
+        let live = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.offer.is_expired(now))
+            .map(|(id, e)| (*id, e));
+        crate::paging::page_after(live, after, limit)
+            .into_iter()
+            .map(|(_, e)| e.signed.clone())
+            .collect()
+    }
+
     /// The offer with this id, if held.
     pub fn get(&self, id: &OfferId) -> Option<&BookEntry> {
         self.entries.get(id)

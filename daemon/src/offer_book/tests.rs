@@ -315,3 +315,34 @@ fn new_terms_or_a_withdrawal_forget_the_replaced_ids() {
     assert!(book.resolve(&dearer_id).is_none());
     assert!(book.is_empty());
 }
+
+#[test]
+fn a_book_pages_its_live_offers_in_id_order_for_a_peer_that_syncs() {
+    let mut book = OfferBook::new(OfferBookLimits::default());
+    let keys: Vec<NodeKey> = (0..3).map(|_| NodeKey::generate()).collect();
+    let mut live = Vec::new();
+    for key in &keys {
+        for tool in ["wc", "grep"] {
+            let s = signed(key, &offer(key, tool, 999_000, 60_000, 5));
+            live.push(s.offer_id());
+            book.admit(s, NOW).unwrap();
+        }
+    }
+    // Held, but expired by the time a peer asks.
+    let brief = signed(&keys[0], &offer(&keys[0], "sed", 999_000, 1_500, 5));
+    book.admit(brief, NOW).unwrap();
+    live.sort_unstable();
+    let later = Timestamp(NOW.0 + 1_000);
+    let (mut paged, mut after) = (Vec::new(), None);
+    loop {
+        let page = book.page(after, later, 4);
+        assert!(page.len() <= 4);
+        let Some(last) = page.last() else { break };
+        after = Some(last.offer_id());
+        paged.extend(page.iter().map(Signed::offer_id));
+    }
+    assert_eq!(
+        paged, live,
+        "every live offer once, in id order, no expired one"
+    );
+}

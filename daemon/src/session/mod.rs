@@ -400,10 +400,12 @@ impl Sessions {
                 });
                 return;
             }
-            SessionRequest::ListOffers { .. } => {
+            SessionRequest::ListOffers { .. }
+            | SessionRequest::ListBook { .. }
+            | SessionRequest::ListProfiles { .. } => {
                 let _ = reply.send(error(
                     RpcErrorCode::BadRequest,
-                    "offers are listed by the node",
+                    "offers and profiles are listed by the node",
                 ));
                 return;
             }

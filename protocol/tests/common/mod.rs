@@ -698,6 +698,12 @@ pub fn session_request() -> impl Strategy<Value = SessionRequest> {
             session: SessionId::from_bytes(s),
             path
         }),
+        proptest::option::of(any::<[u8; 32]>()).prop_map(|after| SessionRequest::ListBook {
+            after: after.map(OfferId::from_bytes)
+        }),
+        proptest::option::of(node_key()).prop_map(|after| SessionRequest::ListProfiles {
+            after: after.map(|key| key.node_id())
+        }),
     ]
 }
 
@@ -742,5 +748,14 @@ pub fn session_response() -> impl Strategy<Value = SessionResponse> {
             )),
         proptest::collection::vec(any::<u8>(), 0..256)
             .prop_map(|data| SessionResponse::File { data }),
+        proptest::collection::vec(node_key(), 0..3).prop_map(|keys| SessionResponse::Profiles(
+            keys.into_iter()
+                .map(|key| {
+                    let mut profile = sample_profile();
+                    profile.provider = key.node_id();
+                    key.sign(&profile).unwrap()
+                })
+                .collect()
+        )),
     ]
 }
