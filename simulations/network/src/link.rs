@@ -63,8 +63,14 @@ pub struct Delayed<C> {
     queue: VecDeque<(Instant, Vec<u8>, usize)>,
     eof: bool,
     timer: Pin<Box<Sleep>>,
-    /// Where reads from the inner connection land before they are queued.
-    scratch: Box<[u8]>,
+}
+
+thread_local! {
+    /// Where reads from an inner connection land before they are copied into its queue:
+    /// one buffer for every link of the thread, not 16 KiB held by each connection end
+    /// (a thousand nodes keep tens of thousands of ends open).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; 16 * 1024].into_boxed_slice());
 }
 
 impl<C> Delayed<C> {
@@ -79,7 +85,6 @@ impl<C> Delayed<C> {
             queue: VecDeque::new(),
             eof: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            scratch: vec![0; 16 * 1024].into_boxed_slice(),
         }
     }
 
@@ -97,10 +102,14 @@ impl<C: AsyncRead + Unpin> AsyncRead for Delayed<C> {
         let this = &mut *self;
         // Take in everything the inner connection has now, stamped with its due time.
         while !this.eof && this.queue.len() < 64 {
-            match Pin::new(&mut this.inner).poll_read(cx, &mut this.scratch) {
-                Poll::Ready(Ok(0)) => this.eof = true,
-                Poll::Ready(Ok(n)) => {
-                    let chunk = this.scratch[..n].to_vec();
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                Pin::new(&mut this.inner)
+                    .poll_read(cx, scratch)
+                    .map_ok(|n| scratch[..n].to_vec())
+            });
+            match read {
+                Poll::Ready(Ok(chunk)) if chunk.is_empty() => this.eof = true,
+                Poll::Ready(Ok(chunk)) => {
                     let mut due = Instant::now() + this.latency;
                     if this.lost() {
                         due += this.retransmit.0;
