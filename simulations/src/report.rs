@@ -72,6 +72,29 @@ pub struct Stack {
     /// healed (while none was active); absent when no offer was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage_after_heal: Option<f64>,
+    /// Providers' stops and starts (`churn.*`); absent when the scenario has no churn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<Churned>,
+}
+
+/// Providers stopped and started again by churn, on real nodes (network mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Churned {
+    /// Providers crashed (each stopped with no goodbye).
+    pub crashes: u64,
+    /// Of those, started again on the ledger the crash left.
+    pub restarts: u64,
+    /// Providers gone offline for their day (shut down as `orien-node` does).
+    pub offline: u64,
+    /// Of those, back.
+    pub back: u64,
+    /// Sessions a stop left open in a provider's ledger that its next start closed out
+    /// (`restarted`).
+    pub closed_out: u64,
+    /// Sessions that succeeded on a provider opened after it restarted from a crash.
+    pub served_after_restart: u64,
+    /// Sessions that succeeded on a provider opened after it came back online.
+    pub served_after_return: u64,
 }
 
 /// Nodes by role.
@@ -366,6 +389,19 @@ impl Report {
                             c * 100.0
                         ))
                         .unwrap_or_default()
+                );
+            }
+            if let Some(churn) = &stack.churn {
+                let _ = writeln!(
+                    w,
+                    "\nChurn crashed providers {} times ({} restarted on the ledger the crash left) and took them offline {} times ({} back); their starts closed out {} sessions the stops had left open. After coming back they served {} sessions that succeeded after a crash, {} after going offline.",
+                    churn.crashes,
+                    churn.restarts,
+                    churn.offline,
+                    churn.back,
+                    churn.closed_out,
+                    churn.served_after_restart,
+                    churn.served_after_return
                 );
             }
         }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod link;
 pub mod market;
 pub mod partition;
+pub mod ports;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

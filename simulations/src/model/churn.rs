@@ -6,8 +6,61 @@
 //! one's own day; each is away in one contiguous window per day, centred where its
 //! cosine peaks, whose length follows from `u`. Crashes are a Poisson process per
 //! provider, each followed by an exponential downtime.
+//!
+//! [`Schedule`] is what a run made of both: each provider's turns offline and back, in
+//! time order. Network mode plays model mode's schedule on real nodes
+//! ([`super::churn_schedule`]), so both modes churn the same providers at the same
+//! times for a seed.
 
 use std::f64::consts::TAU;
+
+/// How a provider's presence changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Its day turns: it goes offline gracefully (its offers withdrawn).
+    Leaves,
+    /// It crashes: it stops at once, its offers left to expire.
+    Crashes,
+    /// It comes online (again): its day turned back, or it restarted after a crash,
+    /// whichever of the two came last.
+    Returns,
+}
+
+/// One provider's presence changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn {
+    /// When, µs from the start.
+    pub at_us: u64,
+    /// Which provider (by index).
+    pub provider: u32,
+    /// How.
+    pub change: Change,
+}
+
+/// The providers' turns of a run. A provider is online at the start unless
+/// `away_at_start` says otherwise; after that, `Leaves` and `Crashes` each take an
+/// online provider offline and `Returns` brings an offline one back, so one provider's
+/// turns alternate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Per provider: offline (its day away) from the start.
+    pub away_at_start: Vec<bool>,
+    /// Every turn, in time order.
+    pub turns: Vec<Turn>,
+}
+
+impl Schedule {
+    /// How many providers are online at `at_us` (turns at `at_us` included).
+    pub fn online_at(&self, at_us: u64) -> u32 {
+        let mut online: Vec<bool> = self.away_at_start.iter().map(|away| !away).collect();
+        for turn in self.turns.iter().take_while(|t| t.at_us <= at_us) {
+            if let Some(state) = online.get_mut(turn.provider as usize) {
+                *state = turn.change == Change::Returns;
+            }
+        }
+        online.iter().filter(|&&on| on).count() as u32
+    }
+}
 
 /// A provider's daily rhythm.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +118,30 @@ impl Rhythm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn providers_online_count_each_turn_from_its_instant() {
+        let turn = |at_us, provider, change| Turn {
+            at_us,
+            provider,
+            change,
+        };
+        let schedule = Schedule {
+            away_at_start: vec![false, true, false],
+            turns: vec![
+                turn(10, 0, Change::Crashes),
+                turn(20, 1, Change::Returns),
+                turn(30, 0, Change::Returns),
+                turn(30, 2, Change::Leaves),
+            ],
+        };
+        let online: Vec<u32> = [0, 9, 10, 20, 29, 30]
+            .iter()
+            .map(|&at| schedule.online_at(at))
+            .collect();
+        assert_eq!(online, [2, 2, 1, 2, 2, 2]);
+        assert_eq!(schedule.online_at(u64::MAX), 2);
+    }
 
     #[test]
     fn the_share_away_is_half_the_amplitude_on_average() {

@@ -51,6 +51,21 @@ pub fn run(scenario: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -
     world.report()
 }
 
+/// The providers' churn (`churn.*`) that [`run`] plays for `scenario` and `seed`: who
+/// is away at the start, and every turn offline and back over `duration_minutes`.
+/// It runs the whole market to find out, since crash times are drawn from the stream
+/// the market draws from; network mode plays the result on real nodes.
+pub fn churn_schedule(scenario: &Scenario, seed: u64) -> churn::Schedule {
+    let mut world = World::new(scenario, seed);
+    let away_at_start = world.providers.iter().map(|p| p.away).collect();
+    world.turns = Some(Vec::new());
+    world.run(&mut |_| {});
+    churn::Schedule {
+        away_at_start,
+        turns: world.turns.unwrap_or_default(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     Arrival,
@@ -148,6 +163,8 @@ struct World<'a> {
     sybil_opens: u64,
     honest_mismatches: u64,
     over_budget: u64,
+    /// Providers' turns offline and back, when asked for ([`churn_schedule`]).
+    turns: Option<Vec<churn::Turn>>,
 }
 
 impl<'a> World<'a> {
@@ -273,6 +290,7 @@ impl<'a> World<'a> {
             sybil_opens: 0,
             honest_mismatches: 0,
             over_budget: 0,
+            turns: None,
         };
         world.schedule_start();
         world

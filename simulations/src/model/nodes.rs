@@ -1,6 +1,7 @@
 //! Providers coming and going, partitions, and how offers reach renters.
 
 use super::*;
+use churn::Change;
 
 impl World<'_> {
     pub(super) fn day_change(&mut self, p: usize) {
@@ -15,6 +16,7 @@ impl World<'_> {
                 self.providers[p].away = true;
                 if !crashed {
                     self.providers[p].withdrawn_us = Some(self.now);
+                    self.turn(p, Change::Leaves);
                 }
             } else {
                 self.providers[p].away = false;
@@ -24,8 +26,11 @@ impl World<'_> {
             }
         }
         if let Some(change) = self.providers[p].rhythm.next_change(day + 1e-9) {
+            // Truncated to the µs, a change of a short day can fall at or before now,
+            // where the day has not turned yet by `day + 1e-9` (0.12 µs of a two-minute
+            // day): it is looked at again a µs later, not in the same instant for ever.
             self.schedule(
-                (change * day_us) as u64,
+                ((change * day_us) as u64).max(self.now + 1),
                 Event::DayChange { provider: p as u32 },
             );
         }
@@ -35,6 +40,7 @@ impl World<'_> {
         if self.providers[p].online() {
             self.go_offline(p, Outcome::ProviderCrashed);
             self.providers[p].crashed = true;
+            self.turn(p, Change::Crashes);
             let down = self
                 .rng
                 .exponential(self.scenario.churn.mean_downtime_minutes.0 * US_PER_MINUTE as f64);
@@ -56,10 +62,22 @@ impl World<'_> {
     }
 
     pub(super) fn come_online(&mut self, p: usize) {
+        self.turn(p, Change::Returns);
         let provider = &mut self.providers[p];
         provider.announced_us = self.now;
         provider.withdrawn_us = None;
         provider.epoch += 1;
+    }
+
+    /// Logs a provider's turn when the run's schedule is asked for.
+    fn turn(&mut self, p: usize, change: Change) {
+        if let Some(turns) = &mut self.turns {
+            turns.push(churn::Turn {
+                at_us: self.now,
+                provider: p as u32,
+                change,
+            });
+        }
     }
 
     pub(super) fn go_offline(&mut self, p: usize, outcome: Outcome) {
@@ -233,5 +251,58 @@ diurnal_amplitude = 0.9
         world.restart(p);
         assert_eq!(world.providers[p].epoch, epoch + 1, "the restart announces");
         assert!(world.providers[p].online());
+    }
+
+    #[test]
+    fn the_churn_schedule_alternates_each_providers_turns_in_time_order() {
+        let text = SCENARIO.replace(
+            "diurnal_amplitude = 0.9",
+            "diurnal_amplitude = 0.9\ncrashes_per_hour = 0.5\nmean_downtime_minutes = 30",
+        );
+        let scenario = Scenario::parse(&text, Path::new("t.toml")).expect("parses");
+        let schedule = super::super::churn_schedule(&scenario, 3);
+        assert_eq!(
+            schedule,
+            super::super::churn_schedule(&scenario, 3),
+            "replays"
+        );
+        let mut online: Vec<bool> = schedule.away_at_start.iter().map(|a| !a).collect();
+        let mut counts = [0u32; 3];
+        let mut last = 0;
+        for turn in &schedule.turns {
+            assert!(turn.at_us >= last, "in time order");
+            last = turn.at_us;
+            let was = std::mem::replace(
+                &mut online[turn.provider as usize],
+                turn.change == Change::Returns,
+            );
+            assert_eq!(was, turn.change != Change::Returns, "{turn:?}");
+            counts[turn.change as usize] += 1;
+        }
+        let [leaves, crashes, returns] = counts;
+        // 50 providers over a day: each away once, about 0.5 × 24 × (1 - 0.45) crashes.
+        assert!((30..=50).contains(&leaves), "{counts:?}");
+        assert!((200..=460).contains(&crashes), "{counts:?}");
+        assert!(returns + 50 >= leaves + crashes, "{counts:?}");
+    }
+
+    #[test]
+    fn a_two_minute_day_turns_each_provider_away_and_back_once_a_day() {
+        let text = SCENARIO
+            .replace("duration_minutes = 1440", "duration_minutes = 4")
+            .replace(
+                "diurnal_amplitude = 0.9",
+                "diurnal_amplitude = 0.9\nday_minutes = 2",
+            );
+        let scenario = Scenario::parse(&text, Path::new("t.toml")).expect("parses");
+        let schedule = super::super::churn_schedule(&scenario, 3);
+        for p in 0..50u32 {
+            let turns = schedule.turns.iter().filter(|t| t.provider == p).count();
+            // Two days: each of its windows begins and ends (or one was under way at
+            // the start), at most four turns.
+            assert!(turns <= 4, "provider {p}: {turns} turns");
+        }
+        let turns = schedule.turns.len();
+        assert!((60..=200).contains(&turns), "{turns} turns");
     }
 }

@@ -15,9 +15,12 @@
 //! requests picks a renter and a tool, the renter looks at its own offer book, tries the
 //! cheapest of a few offers it knows, makes one call and keeps the session for the time
 //! it wanted (or until its budget is spent), then closes it. The scenario's partitions
-//! cut the links between their sides while they last ([`crate::partition`]).
-//! Afterwards every ledger is read back and checked (`market/tally.rs`).
+//! cut the links between their sides while they last ([`crate::partition`]), and its
+//! churn takes providers offline and back, and crashes and restarts them, as model mode
+//! does (`market/churn.rs`). Afterwards every ledger is read back and checked
+//! (`market/tally.rs`).
 
+mod churn;
 mod nodes;
 mod renters;
 mod tally;
@@ -84,12 +87,6 @@ fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
     if hostile.exit_delayers.0 > 0.0 {
         keys.push("hostile.exit_delayers");
     }
-    if scenario.churn.diurnal_amplitude.0 > 0.0 {
-        keys.push("churn.diurnal_amplitude");
-    }
-    if scenario.churn.crashes_per_hour.0 > 0.0 {
-        keys.push("churn.crashes_per_hour");
-    }
     keys
 }
 
@@ -106,7 +103,14 @@ pub fn run(
         refused.join(", "),
         if refused.len() == 1 { "it" } else { "them" }
     );
-    open_files_for(scenario.nodes.providers + scenario.nodes.renters)?;
+    // A stopped provider's orphaned tasks hold its old ledger open a while beside the
+    // one its next start opens.
+    let churned = if churn::plays(scenario) {
+        scenario.nodes.providers
+    } else {
+        0
+    };
+    open_files_for(scenario.nodes.providers + scenario.nodes.renters + churned)?;
     let scratch = match &options.scratch {
         Some(dir) => tempfile::Builder::new()
             .prefix("orien-sim-")
@@ -159,6 +163,7 @@ async fn market(
 ) -> anyhow::Result<Report> {
     let started = tokio::time::Instant::now();
     let minutes = options.minutes.unwrap_or(scenario.duration_minutes);
+    let schedule = churn::plays(scenario).then(|| churn::schedule(scenario, options.seed, minutes));
     let nodes = nodes::Nodes::start(scenario, options.seed, scratch, &mut |up| {
         progress(Progress {
             phase: Phase::Starting(up),
@@ -167,21 +172,24 @@ async fn market(
         });
     })
     .await?;
-    // The market opens now; partitions count their minutes from here, as model mode
-    // counts from its start.
-    let partitions = tokio::spawn(std::sync::Arc::clone(&nodes.cuts).play(
-        tokio::time::Instant::now(),
-        scenario.network.partitions.clone(),
-    ));
-    let outcome = renters::Market::new(scenario, options.seed, &nodes)
-        .run(minutes, &mut |phase, requested| {
-            progress(Progress {
-                phase,
-                simulated: started.elapsed(),
-                requested,
-            });
-        })
-        .await;
+    // The market opens now; partitions and churn count their minutes from here, as
+    // model mode counts from its start.
+    let opened = tokio::time::Instant::now();
+    let partitions = tokio::spawn(
+        std::sync::Arc::clone(&nodes.cuts).play(opened, scenario.network.partitions.clone()),
+    );
+    let mut market_progress = |phase, requested| {
+        progress(Progress {
+            phase,
+            simulated: started.elapsed(),
+            requested,
+        });
+    };
+    let market =
+        renters::Market::new(scenario, options.seed, &nodes).run(minutes, &mut market_progress);
+    let churn = churn::play(&nodes, opened, schedule.as_ref(), options.seed);
+    let (outcome, churned) = tokio::join!(market, churn);
+    churned.context("churn")?;
     // A partition that outlasts the run is left as it is while the ledgers are read.
     partitions.abort();
     progress(Progress {
@@ -190,5 +198,13 @@ async fn market(
         requested: outcome.requested,
     });
     // The nodes stay up while their ledgers are read; they stop with the runtime.
-    tally::report(scenario, options.seed, minutes, &nodes, outcome).await
+    tally::report(
+        scenario,
+        options.seed,
+        minutes,
+        &nodes,
+        outcome,
+        schedule.as_ref(),
+    )
+    .await
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use libp2p::core::ConnectedPoint;
 use libp2p::core::muxing::StreamMuxerBox;
-use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, Transport, noise, yamux};
@@ -27,6 +26,8 @@ use tokio::time::Instant;
 use crate::clock::SimClock;
 use crate::link::LinkModel;
 use crate::partition::Cuts;
+
+use super::churn::{Boot, ChurnLog};
 
 /// How long the one modelled call of each session runs, ms.
 pub(super) const CALL_MS: u64 = 1_000;
@@ -88,13 +89,51 @@ pub(super) struct Stall {
     pub(super) prices: Vec<(usize, Usdc)>,
 }
 
-/// One running node.
+/// One node of the market: running, or (a provider churned away) down.
 pub(super) struct SimNode {
-    pub(super) node: Arc<Node>,
-    pub(super) store: Arc<Store>,
     pub(super) id: NodeId,
     /// Providers only.
     pub(super) stall: Option<Stall>,
+    /// How to start it again (providers only).
+    pub(super) boot: Option<Boot>,
+    life: Mutex<Life>,
+}
+
+/// A node's present incarnation.
+pub(super) struct Life {
+    /// The node while it runs; `None` while it is down.
+    pub(super) node: Option<Arc<Node>>,
+    /// Its ledger: the running node's, or the one a stopped node left, which its next
+    /// start opens.
+    pub(super) store: Arc<Store>,
+    /// How many times it stopped.
+    pub(super) stops: u32,
+    /// Connections its stopped incarnations had opened and trimmed.
+    pub(super) retired: Retired,
+}
+
+/// Counters of a node's stopped incarnations, kept for the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Retired {
+    pub(super) connections_opened: u64,
+    pub(super) trimmed: u64,
+}
+
+impl SimNode {
+    /// The node, while it runs.
+    pub(super) fn node(&self) -> Option<Arc<Node>> {
+        lock(&self.life).node.clone()
+    }
+
+    /// Its ledger as it is now (the one a stopped node left, while it is down).
+    pub(super) fn store(&self) -> Arc<Store> {
+        Arc::clone(&lock(&self.life).store)
+    }
+
+    /// Its present incarnation, to stop or start it.
+    pub(super) fn life(&self) -> std::sync::MutexGuard<'_, Life> {
+        lock(&self.life)
+    }
 }
 
 /// What a renter's task needs of the market, cheap to clone.
@@ -103,6 +142,8 @@ pub(super) struct Shared {
     pub(super) renter_index: usize,
     pub(super) tools: Arc<[ToolName]>,
     pub(super) by_node: Arc<HashMap<NodeId, usize>>,
+    /// The providers' stops so far, to tell a session's end by churn.
+    pub(super) churn: Arc<ChurnLog>,
 }
 
 /// Simulated time between two nodes joining: a thousand join over four minutes
@@ -122,6 +163,10 @@ pub(super) struct Nodes {
     pub(super) offer_ttl: Millis,
     /// The scenario's partitions, which every connection end consults.
     pub(super) cuts: Arc<Cuts>,
+    /// Each node's address, `/memory/<port>/p2p/<peer>`.
+    pub(super) addresses: Vec<Multiaddr>,
+    /// The providers' stops and starts (`churn.*`), as played.
+    pub(super) churn: Arc<ChurnLog>,
 }
 
 impl Nodes {
@@ -177,6 +222,8 @@ impl Nodes {
             payout,
             offer_ttl: Millis::from_duration(offer_ttl),
             cuts,
+            addresses: Vec::with_capacity(count),
+            churn: Arc::default(),
         };
         let mut addresses: Vec<Multiaddr> = Vec::with_capacity(count);
         for index in 0..count {
@@ -197,15 +244,8 @@ impl Nodes {
             }
             let dir = scratch.join(format!("node-{index}"));
             let store = Arc::new(
-                Store::open_with(
-                    dir.join("ledger"),
-                    StoreOptions {
-                        clock: nodes.clock.clone() as Arc<dyn Clock>,
-                        durability: Durability::ProcessCrash,
-                        ..StoreOptions::default()
-                    },
-                )
-                .with_context(|| format!("node {index}: the ledger does not open"))?,
+                open_ledger(&dir.join("ledger"), &nodes.clock)
+                    .with_context(|| format!("node {index}: the ledger does not open"))?,
             );
             let listen: Multiaddr = format!("/memory/{}", base + index as u64).parse()?;
             let parts = DaemonParts {
@@ -234,6 +274,8 @@ impl Nodes {
                 },
                 sessions: sessions.clone(),
             };
+            // Churn starts a provider again from the same parts.
+            let boot = stall.as_ref().map(|_| Boot::of(&parts));
             let node = parts
                 .assemble(true)
                 .await
@@ -243,10 +285,15 @@ impl Nodes {
             addresses.push(listen.with(Protocol::P2p(peer)));
             nodes.by_peer.insert(peer, index);
             nodes.all.push(SimNode {
-                node: Arc::new(node),
-                store,
                 id,
                 stall,
+                boot,
+                life: Mutex::new(Life {
+                    node: Some(Arc::new(node)),
+                    store,
+                    stops: 0,
+                    retired: Retired::default(),
+                }),
             });
             progress(index + 1);
             // Nodes join a few a second, as a market grows, not all in one instant:
@@ -263,6 +310,7 @@ impl Nodes {
                 .map(|(index, n)| (n.id, index))
                 .collect(),
         );
+        nodes.addresses = addresses;
         Ok(nodes)
     }
 
@@ -316,10 +364,13 @@ impl Nodes {
     /// What renter `index`'s task needs.
     pub(super) fn shared(&self, index: usize) -> Shared {
         Shared {
-            renter: Arc::clone(&self.all[index].node),
+            renter: self.all[index]
+                .node()
+                .expect("renters run throughout: only providers churn"),
             renter_index: index,
             tools: Arc::clone(&self.tools),
             by_node: Arc::clone(&self.by_node),
+            churn: Arc::clone(&self.churn),
         }
     }
 
@@ -332,6 +383,22 @@ impl Nodes {
     pub(super) fn index_of(&self, id: &NodeId) -> Option<usize> {
         self.by_node.get(id).copied()
     }
+}
+
+/// Opens a node's ledger at `dir` as every node of the market does: on the simulated
+/// clock, each commit surviving a process crash (not a power loss).
+pub(super) fn open_ledger(
+    dir: &Path,
+    clock: &Arc<SimClock>,
+) -> Result<Store, orien_ledger::StoreError> {
+    Store::open_with(
+        dir,
+        StoreOptions {
+            clock: clock.clone() as Arc<dyn Clock>,
+            durability: Durability::ProcessCrash,
+            ..StoreOptions::default()
+        },
+    )
 }
 
 /// A modelled tool priced by the session minute, as a provider's config file says it.
@@ -383,7 +450,9 @@ fn transport(links: LinkModel, index: usize, cuts: Arc<Cuts>) -> CustomTransport
         let connections = Arc::clone(&connections);
         let cuts = Arc::clone(&cuts);
         let noise = noise::Config::new(key).map_err(|e| BuildError::Transport(e.to_string()))?;
-        Ok(MemoryTransport::default()
+        // Ports given back when the node stops, so that churn can start it again on its
+        // address.
+        Ok(crate::ports::ReusableMemory::default()
             .map(move |conn, endpoint: ConnectedPoint| {
                 let n = connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 cuts.end(links.end(conn, index, n), index, &endpoint)
@@ -397,7 +466,7 @@ fn transport(links: LinkModel, index: usize, cuts: Arc<Cuts>) -> CustomTransport
 }
 
 /// Records when node `index`'s book takes in each traced offer.
-fn listen_for_offers(node: &Node, index: usize, ears: Arc<Ears>) {
+pub(super) fn listen_for_offers(node: &Node, index: usize, ears: Arc<Ears>) {
     let mut events = node.offer_events();
     tokio::spawn(async move {
         loop {

@@ -10,6 +10,7 @@ use orien_daemon::{OfferQuery, OfferSpec, SessionError};
 use orien_ledger::SessionStatus;
 use orien_protocol::{CloseReason, Millis, RejectReason, SessionId, Usdc};
 use orien_sim::Scenario;
+use orien_sim::model::churn::Change;
 use orien_sim::model::session::Outcome;
 use orien_sim::report::Bucket;
 use orien_sim::rng::Rng;
@@ -201,6 +202,8 @@ impl<'a> Market<'a> {
             let publisher = draws.below(self.nodes.providers);
             let node = self.nodes.node(publisher);
             let Some(stall) = &node.stall else { continue };
+            // A provider churned away publishes nothing.
+            let Some(running) = node.node() else { continue };
             let (tool, _) = stall.prices[draws.below(stall.prices.len())];
             let tool = self.nodes.tools[tool].clone();
             let Some(offer) = stall.sandbox.offer(
@@ -213,7 +216,9 @@ impl<'a> Market<'a> {
             };
             self.nodes.ears.trace(node.id);
             let published = Instant::now();
-            if let Ok(offer) = node.node.publish_offer(OfferSpec::from(offer)).await {
+            let published_by = running.publish_offer(OfferSpec::from(offer)).await;
+            drop(running);
+            if let Ok(offer) = published_by {
                 traces.push(Trace {
                     publisher,
                     offer,
@@ -368,6 +373,17 @@ impl RequestContext {
             Some(CloseReason::Dispute) => Outcome::Dispute,
             Some(CloseReason::Restarted) => Outcome::ProviderCrashed,
         };
+        // The renter cannot tell a provider that went away from a cut link (its
+        // provider falls silent either way), and one whose wanted time ran out first
+        // closes its side as completed; the market knows. As in model mode, a session
+        // whose provider stopped before the renter meant to stop ended with the stop.
+        let meant_until = (held_from + self.wanted).min(Instant::now());
+        if let Some(stop) = self.nodes.churn.during(provider, held_from, meant_until) {
+            request.outcome = match stop.change {
+                Change::Crashes => Outcome::ProviderCrashed,
+                _ => Outcome::ProviderLeft,
+            };
+        }
         request.rented = Some(Rented {
             renter: self.nodes.renter_index,
             provider,

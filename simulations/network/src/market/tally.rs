@@ -1,6 +1,7 @@
 //! Every ledger read back: the report's figures, and the invariants checked across
 //! the ledgers of both sides of every session.
 
+mod churned;
 mod partitioned;
 
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use orien_ledger::accounts::{Account, LaneKey};
 use orien_ledger::{SessionHead, SessionStatus};
 use orien_protocol::{NodeId, Pricing, SessionId, Usdc};
 use orien_sim::Scenario;
+use orien_sim::model::churn::Schedule;
 use orien_sim::model::session::Outcome;
 use orien_sim::report::{
     self, Check, Earnings, Hostile, Money, Nodes as NodeCounts, Propagation, Report, Sessions,
@@ -16,7 +18,7 @@ use orien_sim::report::{
 };
 
 use super::nodes::Nodes;
-use super::renters::{Outcomes, Trace};
+use super::renters::{Outcomes, Rented, Trace};
 
 /// One session as one ledger holds it.
 struct Held {
@@ -85,21 +87,34 @@ pub(super) async fn report(
     seed: u64,
     minutes: u32,
     nodes: &Nodes,
-    out: Outcomes,
+    mut out: Outcomes,
+    schedule: Option<&Schedule>,
 ) -> anyhow::Result<Report> {
     let mut books = Vec::with_capacity(nodes.len());
     for index in 0..nodes.len() {
         let node = nodes.node(index);
-        let (store, me) = (std::sync::Arc::clone(&node.store), node.id);
+        let (store, me) = (node.store(), node.id);
         books.push(tokio::task::spawn_blocking(move || read(&store, me)).await??);
     }
     let mut peers = Vec::with_capacity(nodes.len());
     let (mut trimmed, mut opened) = (0, 0);
     for index in 0..nodes.len() {
-        let node = &nodes.node(index).node;
+        let retired = nodes.node(index).life().retired;
+        trimmed += retired.trimmed;
+        opened += retired.connections_opened;
+        // A provider churned away at the end has no peers to count.
+        let Some(node) = nodes.node(index).node() else {
+            continue;
+        };
         peers.push(u32::try_from(node.stats().await?.peers).unwrap_or(u32::MAX));
         trimmed += node.metrics().peers_trimmed.get();
         opened += connections_opened(&node.metrics().render());
+    }
+    // Providers online at each bucket's start, as churn played them.
+    if let Some(schedule) = schedule {
+        for bucket in &mut out.buckets {
+            bucket.providers_online = schedule.online_at(u64::from(bucket.minute) * 60_000_000);
+        }
     }
     let (providers, renters) = books.split_at(nodes.providers);
     let sum = |books: &[Book], f: fn(&Book) -> u64| books.iter().map(f).sum::<u64>();
@@ -110,8 +125,16 @@ pub(super) async fn report(
     let (fee, reserve) = (sum(providers, |b| b.fee), sum(providers, |b| b.reserve));
     let deposited: u64 = out.rented.iter().map(|r| r.budget.micros()).sum();
     let partitions = partitioned::Partitioned::of(scenario, nodes);
-    let gaps = partitions.lane_gaps(nodes, &books, &out.rented);
-    let unpaid = partitions.unpaid(nodes, &books, &out.rented);
+    let churned = churned::Churned::of(nodes, partitions.interval(), partitions.round_trip());
+    // A session a partition cut, or its provider's stop broke off, may leave its lane
+    // one receipt apart.
+    let broken_off = |r: &Rented| partitions.cut(r) || churned.stopped(r).is_some();
+    let gaps = partitions.lane_gaps(nodes, &books, &out.rented, &broken_off);
+    let unpaid: Vec<_> = partitions
+        .unpaid(nodes, &books, &out.rented)
+        .into_iter()
+        .chain(churned.unpaid(nodes, &books, &out.rented))
+        .collect();
     let mut checks = Vec::new();
     checks.push(Check {
         name: "money is conserved: renters paid = providers + fee + reserve".into(),
@@ -129,9 +152,9 @@ pub(super) async fn report(
         } else {
             format!(
                 "{} = {} + {} + {} + {} acknowledged by renters on {} lanes and not yet on \
-                 their providers' ledgers (acks a partition cut off; a lane resyncs at its \
-                 next open; {} lanes beyond one receipt for each session a partition cut); \
-                 {} on lanes whose provider's ledger is ahead",
+                 their providers' ledgers (acks a partition or a provider's stop cut off; a \
+                 lane resyncs at its next open; {} lanes beyond one receipt for each session \
+                 broken off); {} on lanes whose provider's ledger is ahead",
                 report::usdc_string(renters_paid),
                 report::usdc_string(providers_earned),
                 report::usdc_string(fee),
@@ -170,10 +193,10 @@ pub(super) async fn report(
             .flatten();
         let agrees =
             provider_head.is_some_and(|p| p.head.seq == head.seq && p.head.amount == head.amount);
-        // A session a partition cut did not run its course: an ack the cut swallowed
-        // leaves its provider's ledger behind: a lane gap, bounded in the conservation
-        // check above.
-        if !agrees && rented.outcome.succeeded() && !partitions.cut(rented) {
+        // A session a partition cut or its provider's stop broke off did not run its
+        // course: an ack the break swallowed leaves its provider's ledger behind: a lane
+        // gap, bounded in the conservation check above.
+        if !agrees && rented.outcome.succeeded() && !broken_off(rented) {
             mismatched += 1;
         }
     }
@@ -202,7 +225,21 @@ pub(super) async fn report(
             "{mismatched} whose renter's and provider's ledgers differ; {open} left open"
         ),
     });
-    checks.extend(partitions.checks(nodes, &out.traces, unpaid.as_ref()));
+    if !unpaid.is_empty() {
+        let worst = unpaid.iter().map(|u| u.worst_share).fold(0.0, f64::max);
+        let kinds: Vec<String> = unpaid
+            .iter()
+            .map(|u| format!("{} sessions: {}", u.loss.cause, u.loss.sessions))
+            .collect();
+        checks.push(Check {
+            name: "every loss within its bound".into(),
+            held: worst <= 1.0,
+            detail: format!("worst share of a bound {worst:.3} ({})", kinds.join("; ")),
+        });
+    }
+    checks.extend(partitions.checks(nodes, &out.traces));
+    let churn = churned.counts(nodes, &books, &out.rented);
+    checks.extend(churn.as_ref().map(|(_, check)| check.clone()));
     let unbalanced: Vec<String> = books
         .iter()
         .enumerate()
@@ -282,7 +319,7 @@ pub(super) async fn report(
             reserve: report::usdc_string(reserve),
             escrow_left: report::usdc_string(deposited.saturating_sub(renters_paid)),
         },
-        losses: unpaid.map(|u| u.loss).into_iter().collect(),
+        losses: unpaid.into_iter().map(|u| u.loss).collect(),
         hostile: Hostile::default(),
         checks,
         stack: Some(Stack {
@@ -298,6 +335,7 @@ pub(super) async fn report(
             connections_cut: nodes.cuts.connections_cut(),
             dials_cut: nodes.cuts.dials_cut(),
             coverage_after_heal: partitions.coverage_after_heal(nodes, &out.traces),
+            churn: churn.map(|(counts, _)| counts),
         }),
     })
 }
@@ -308,10 +346,20 @@ fn propagation(nodes: &Nodes, traces: &[Trace]) -> Propagation {
     let mut delays = Vec::new();
     let mut hops = Vec::new();
     let mut coverage = Vec::new();
+    let stops = nodes.churn.stops();
+    // Whether `node` was down (churned away) at `at`: it was not there to hear.
+    let down = |node: usize, at| {
+        stops
+            .iter()
+            .any(|s| s.provider == node && s.at <= at && s.back.is_none_or(|b| b > at))
+    };
     for trace in traces {
-        // Each node's first arrival of the offer, and the node it came from.
+        // Each online node's first arrival of the offer, and the node it came from.
         let mut first: HashMap<usize, (u64, Option<usize>)> = HashMap::new();
-        for h in heard.iter().filter(|h| h.offer == trace.offer) {
+        for h in heard
+            .iter()
+            .filter(|h| h.offer == trace.offer && !down(h.node, trace.published))
+        {
             let us = h.at.saturating_duration_since(trace.published).as_micros() as u64;
             let source = h.source.and_then(|peer| nodes.by_peer.get(&peer).copied());
             let entry = first.entry(h.node).or_insert((us, source));
@@ -321,9 +369,10 @@ fn propagation(nodes: &Nodes, traces: &[Trace]) -> Propagation {
         }
         first.remove(&trace.publisher);
         delays.extend(first.values().map(|f| f.0));
-        coverage.push(report::round6(
-            first.len() as f64 / (nodes.len() - 1).max(1) as f64,
-        ));
+        let online = (0..nodes.len())
+            .filter(|&n| n != trace.publisher && !down(n, trace.published))
+            .count();
+        coverage.push(report::round6(first.len() as f64 / online.max(1) as f64));
         // Hops: one more than the node each book took the offer from.
         for &node in first.keys() {
             let (mut at, mut count) = (node, 0u32);
@@ -348,7 +397,7 @@ fn propagation(nodes: &Nodes, traces: &[Trace]) -> Propagation {
 
 /// Connections a node established, from libp2p's counter (one series per protocol
 /// stack and role) in its Prometheus text.
-fn connections_opened(metrics: &str) -> u64 {
+pub(super) fn connections_opened(metrics: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with("libp2p_swarm_connections_established_total"))
