@@ -97,8 +97,7 @@ impl Churned {
                     // at the stop, and one more for the start, where the sandbox opens
                     // before the session's first metered moment (measured up to 0.97 of
                     // the bound without it).
-                    let bound =
-                        price(per_minute, self.interval + self.round_trip * 2).micros() + 2;
+                    let bound = price(per_minute, self.interval + self.round_trip * 2).micros() + 2;
                     let interval = price(per_minute, self.interval).micros() + 2;
                     sessions += 1;
                     total += lost;
