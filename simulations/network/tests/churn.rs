@@ -2,10 +2,11 @@
 //! crash and restart on the ledger the crash left; money stays conserved, losses within
 //! their bound, and the providers serve again once back.
 
+mod common;
+
 use std::path::Path;
 
 use orien_sim::Scenario;
-use orien_sim_network::market::{self, Options};
 
 /// 24 nodes (8 providers, 16 renters) for four minutes of two-minute days: each
 /// provider with an away window is away once a day, and each crashes about once every
@@ -60,13 +61,7 @@ fn providers_that_crash_or_go_offline_come_back_serve_again_and_every_ledger_bal
     let scenario =
         Scenario::parse(SCENARIO, Path::new("churn-net.toml")).expect("the scenario parses");
     let schedule = orien_sim::model::churn_schedule(&scenario, scenario.seed);
-    let scratch = tempfile::tempdir().expect("a scratch directory");
-    let options = Options {
-        seed: scenario.seed,
-        minutes: None,
-        scratch: Some(scratch.path().to_owned()),
-    };
-    let report = market::run(&scenario, &options, &mut |_| {}).expect("the market runs");
+    let (report, _scratch) = common::run(&scenario);
     eprintln!("{}", report.to_markdown());
 
     // Conservation across every ledger (restarted providers' included, with at most one

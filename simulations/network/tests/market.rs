@@ -1,6 +1,8 @@
 //! Network mode's market: real ORIEN nodes, each with its RocksDB ledger, trading in
 //! simulated time; every ledger read back and checked.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use orien_sim::Scenario;
@@ -16,13 +18,7 @@ fn scenario(name: &str) -> Scenario {
 #[test]
 fn fifty_real_nodes_trade_and_every_ledger_agrees_with_its_peers() {
     let scenario = scenario("fifty");
-    let scratch = tempfile::tempdir().expect("a scratch directory");
-    let options = Options {
-        seed: scenario.seed,
-        minutes: None,
-        scratch: Some(scratch.path().to_owned()),
-    };
-    let report = market::run(&scenario, &options, &mut |_| {}).expect("the market runs");
+    let (report, scratch) = common::run(&scenario);
     assert_eq!(report.mode, "network");
     for check in &report.checks {
         assert!(check.held, "{}: {}", check.name, check.detail);

@@ -1,10 +1,11 @@
 //! A partition in network mode: real nodes lose their links across the cut for its
 //! minute, money stays conserved and within its bounds, and the market recovers.
 
+mod common;
+
 use std::path::Path;
 
 use orien_sim::Scenario;
-use orien_sim_network::market::{self, Options};
 
 /// 24 nodes (8 providers, 16 renters) for three minutes; in the second, a partition
 /// cuts off 30 %. Seed 11 puts 7 of the 24 on the cut-off side (3 providers and 4
@@ -52,13 +53,7 @@ propagation_samples = 6
 #[test]
 fn a_partition_cuts_the_links_across_it_for_its_minute_and_the_market_recovers() {
     let scenario = Scenario::parse(SCENARIO, Path::new("cut.toml")).expect("the scenario parses");
-    let scratch = tempfile::tempdir().expect("a scratch directory");
-    let options = Options {
-        seed: scenario.seed,
-        minutes: None,
-        scratch: Some(scratch.path().to_owned()),
-    };
-    let report = market::run(&scenario, &options, &mut |_| {}).expect("the market runs");
+    let (report, _scratch) = common::run(&scenario);
 
     // Conservation (with the acks the cut swallowed), no overdraft, no session over
     // budget, every session that ran its course settled, the cut sessions' unpaid work

@@ -30,6 +30,34 @@ struct Held {
     head: SessionHead,
 }
 
+/// The work a session's provider did (its modelled sandbox open from its opening to
+/// `end`), priced by the session and capped by its budget, beyond what the provider's
+/// own ledger was paid; with the session as its renter's ledger holds it. `None` when
+/// either is missing.
+fn unpaid_work<'a>(
+    nodes: &Nodes,
+    books: &'a [Book],
+    rented: &Rented,
+    end: impl FnOnce(&orien_provider::model::SessionWork) -> std::time::Duration,
+) -> Option<(&'a Held, u64)> {
+    let held = books[rented.renter].heads.get(&rented.session)?;
+    let work = nodes
+        .all
+        .get(rented.provider)
+        .and_then(|n| n.stall.as_ref())
+        .and_then(|stall| stall.sandbox.work(&rented.session))?;
+    let served = end(&work).saturating_sub(work.opened);
+    let worth = held
+        .pricing
+        .session_amount(orien_protocol::Millis::from_duration(served))
+        .min(held.budget);
+    let paid = books[rented.provider]
+        .heads
+        .get(&rented.session)
+        .map_or(Usdc::ZERO, |p| p.head.amount);
+    Some((held, worth.micros().saturating_sub(paid.micros())))
+}
+
 /// One ledger's view of the sessions it took part in, and its accounts.
 #[derive(Default)]
 struct Book {

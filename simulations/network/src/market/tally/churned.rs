@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use orien_ledger::SessionStatus;
-use orien_protocol::{CloseReason, Millis, Usdc};
+use orien_protocol::CloseReason;
 use orien_sim::model::churn::Change;
 use orien_sim::model::session::LossCause;
 use orien_sim::report::{self, Check, Churned as Counts, Loss};
@@ -67,30 +67,13 @@ impl Churned {
                     let Some(stop) = self.stopped(r).filter(|s| s.change == change) else {
                         continue;
                     };
-                    let Some(held) = books[r.renter].heads.get(&r.session) else {
-                        continue;
-                    };
-                    let Some(work) = nodes
-                        .all
-                        .get(r.provider)
-                        .and_then(|n| n.stall.as_ref())
-                        .and_then(|stall| stall.sandbox.work(&r.session))
-                    else {
-                        continue;
-                    };
                     // The orphaned session's task may close its sandbox later; the
                     // process ended at the stop.
-                    let end = work.closed.map_or(stop.at_clock, |c| c.min(stop.at_clock));
-                    let served = end.saturating_sub(work.opened);
-                    let worth = held
-                        .pricing
-                        .session_amount(Millis::from_duration(served))
-                        .min(held.budget);
-                    let paid = books[r.provider]
-                        .heads
-                        .get(&r.session)
-                        .map_or(Usdc::ZERO, |p| p.head.amount);
-                    let lost = worth.micros().saturating_sub(paid.micros());
+                    let Some((held, lost)) = super::unpaid_work(nodes, books, r, |work| {
+                        work.closed.map_or(stop.at_clock, |c| c.min(stop.at_clock))
+                    }) else {
+                        continue;
+                    };
                     let per_minute = held.pricing.session_per_minute;
                     // A rounding micro-USDC at each end of the priced span, as model mode.
                     // The span: one receipt interval, the round trip of the ack in flight

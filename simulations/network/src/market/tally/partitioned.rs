@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use orien_ledger::accounts::LaneKey;
-use orien_protocol::{Clock, Millis, Usdc};
+use orien_protocol::{Clock, Usdc};
 use orien_sim::Scenario;
 use orien_sim::model::session::LossCause;
 use orien_sim::report::{self, Check, Loss};
@@ -157,27 +157,11 @@ impl<'a> Partitioned<'a> {
         let now = nodes.clock.monotonic();
         let (mut sessions, mut total, mut worst, mut worst_share) = (0u64, 0u64, 0u64, 0f64);
         for r in rented.iter().filter(|r| self.cut(r)) {
-            let Some(held) = books[r.renter].heads.get(&r.session) else {
-                continue;
-            };
-            let Some(work) = nodes
-                .all
-                .get(r.provider)
-                .and_then(|n| n.stall.as_ref())
-                .and_then(|stall| stall.sandbox.work(&r.session))
+            let Some((held, lost)) =
+                super::unpaid_work(nodes, books, r, |work| work.closed.unwrap_or(now))
             else {
                 continue;
             };
-            let served = work.closed.unwrap_or(now).saturating_sub(work.opened);
-            let worth = held
-                .pricing
-                .session_amount(Millis::from_duration(served))
-                .min(held.budget);
-            let paid = books[r.provider]
-                .heads
-                .get(&r.session)
-                .map_or(Usdc::ZERO, |p| p.head.amount);
-            let lost = worth.micros().saturating_sub(paid.micros());
             // A rounding micro-USDC at each end of the priced span, as model mode.
             let bound = price(held.pricing.session_per_minute, window).micros() + 2;
             sessions += 1;
