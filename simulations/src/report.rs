@@ -75,6 +75,29 @@ pub struct Stack {
     /// Providers' stops and starts (`churn.*`); absent when the scenario has no churn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub churn: Option<Churned>,
+    /// What hostile renters and providers did (`hostile.silent_renters`,
+    /// `hostile.exit_delayers`); absent when the scenario has neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<Hostilities>,
+}
+
+/// Silent renters and exit delayers, played on real nodes (network mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hostilities {
+    /// Renters drawn silent.
+    pub silent_renters: u64,
+    /// Sessions in which a silent renter ignored a receipt.
+    pub silenced_sessions: u64,
+    /// Receipts silent renters ignored (resends included).
+    pub receipts_ignored: u64,
+    /// Providers drawn to delay exits.
+    pub exit_delayers: u64,
+    /// Sessions in which an exit delayer held a call's exit back.
+    pub delayed_sessions: u64,
+    /// Exits held back (resends included).
+    pub exits_delayed: u64,
+    /// How long each exit was held back, ms.
+    pub exit_delay_ms: u64,
 }
 
 /// Providers stopped and started again by churn, on real nodes (network mode).
@@ -402,6 +425,19 @@ impl Report {
                     churn.closed_out,
                     churn.served_after_restart,
                     churn.served_after_return
+                );
+            }
+            if let Some(h) = &stack.hostile {
+                let _ = writeln!(
+                    w,
+                    "\nHostile nodes: {} silent renters ignored {} receipts in {} sessions; {} exit delayers held {} exits back {} ms each in {} sessions.",
+                    h.silent_renters,
+                    h.receipts_ignored,
+                    h.silenced_sessions,
+                    h.exit_delayers,
+                    h.exits_delayed,
+                    h.exit_delay_ms,
+                    h.delayed_sessions
                 );
             }
         }

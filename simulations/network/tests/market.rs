@@ -76,4 +76,7 @@ fn a_scenario_network_mode_cannot_run_whole_is_refused_naming_its_keys() {
     let message = format!("{error:#}");
     assert!(message.contains("hostile.sybil_nodes"), "{message}");
     assert!(message.contains("model mode"), "{message}");
+    // Silent renters and exit delayers it plays (`tests/hostile.rs`).
+    assert!(!message.contains("hostile.silent_renters"), "{message}");
+    assert!(!message.contains("hostile.exit_delayers"), "{message}");
 }

@@ -66,6 +66,30 @@ pub fn churn_schedule(scenario: &Scenario, seed: u64) -> churn::Schedule {
     }
 }
 
+/// Which nodes [`run`] makes hostile for `scenario` and `seed`, by index: providers that
+/// hold calls' exits back (`hostile.exit_delayers`) and renters that stop acknowledging
+/// (`hostile.silent_renters`). Network mode plays the same nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostileRoles {
+    /// By provider index: whether it delays exits.
+    pub exit_delayers: Vec<bool>,
+    /// By renter index (from 0, after the providers): whether it falls silent.
+    pub silent_renters: Vec<bool>,
+}
+
+/// The hostile providers and renters [`run`] draws for `scenario` and `seed`.
+pub fn hostile_roles(scenario: &Scenario, seed: u64) -> HostileRoles {
+    let world = World::new(scenario, seed);
+    HostileRoles {
+        exit_delayers: world
+            .providers
+            .iter()
+            .map(|p| p.conduct == Conduct::DelaysExits)
+            .collect(),
+        silent_renters: world.renters.iter().map(|r| r.silent).collect(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     Arrival,

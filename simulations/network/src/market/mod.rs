@@ -17,10 +17,12 @@
 //! it wanted (or until its budget is spent), then closes it. The scenario's partitions
 //! cut the links between their sides while they last ([`crate::partition`]), and its
 //! churn takes providers offline and back, and crashes and restarts them, as model mode
-//! does (`market/churn.rs`). Afterwards every ledger is read back and checked
-//! (`market/tally.rs`).
+//! does (`market/churn.rs`). Its silent renters and exit delayers are model mode's,
+//! made hostile through the node's own fault injection (`market/hostile.rs`).
+//! Afterwards every ledger is read back and checked (`market/tally.rs`).
 
 mod churn;
+mod hostile;
 mod nodes;
 mod renters;
 mod tally;
@@ -80,12 +82,6 @@ fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
     }
     if hostile.receipt_cheats.0 > 0.0 {
         keys.push("hostile.receipt_cheats");
-    }
-    if hostile.silent_renters.0 > 0.0 {
-        keys.push("hostile.silent_renters");
-    }
-    if hostile.exit_delayers.0 > 0.0 {
-        keys.push("hostile.exit_delayers");
     }
     keys
 }

@@ -28,6 +28,7 @@ use crate::link::LinkModel;
 use crate::partition::Cuts;
 
 use super::churn::{Boot, ChurnLog};
+use super::hostile::Hostile;
 
 /// How long the one modelled call of each session runs, ms.
 pub(super) const CALL_MS: u64 = 1_000;
@@ -144,6 +145,8 @@ pub(super) struct Shared {
     pub(super) by_node: Arc<HashMap<NodeId, usize>>,
     /// The providers' stops so far, to tell a session's end by churn.
     pub(super) churn: Arc<ChurnLog>,
+    /// Silent renters and exit delayers, to tell a session's end by them.
+    pub(super) hostile: Arc<Hostile>,
 }
 
 /// Simulated time between two nodes joining: a thousand join over four minutes
@@ -167,6 +170,8 @@ pub(super) struct Nodes {
     pub(super) addresses: Vec<Multiaddr>,
     /// The providers' stops and starts (`churn.*`), as played.
     pub(super) churn: Arc<ChurnLog>,
+    /// Silent renters and exit delayers (`hostile.*`), and what they did.
+    pub(super) hostile: Arc<Hostile>,
 }
 
 impl Nodes {
@@ -224,6 +229,7 @@ impl Nodes {
             cuts,
             addresses: Vec::with_capacity(count),
             churn: Arc::default(),
+            hostile: Arc::new(Hostile::of(scenario, seed)),
         };
         let mut addresses: Vec<Multiaddr> = Vec::with_capacity(count);
         for index in 0..count {
@@ -270,6 +276,7 @@ impl Nodes {
                         ..NetworkTuning::default()
                     },
                     offer_ttl,
+                    faults: nodes.hostile.faults(index),
                     ..NodeConfig::default()
                 },
                 sessions: sessions.clone(),
@@ -371,6 +378,7 @@ impl Nodes {
             tools: Arc::clone(&self.tools),
             by_node: Arc::clone(&self.by_node),
             churn: Arc::clone(&self.churn),
+            hostile: Arc::clone(&self.hostile),
         }
     }
 

@@ -377,6 +377,11 @@ impl RequestContext {
         // provider falls silent either way), and one whose wanted time ran out first
         // closes its side as completed; the market knows. As in model mode, a session
         // whose provider stopped before the renter meant to stop ended with the stop.
+        // Likewise, a session whose renter fell silent ended by its silence (the
+        // renter's node cannot tell its own faults from a provider gone quiet).
+        if self.nodes.hostile.silenced(&id) {
+            request.outcome = Outcome::RenterStoppedAcking;
+        }
         let meant_until = (held_from + self.wanted).min(Instant::now());
         if let Some(stop) = self.nodes.churn.during(provider, held_from, meant_until) {
             request.outcome = match stop.change {

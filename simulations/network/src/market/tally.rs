@@ -2,6 +2,7 @@
 //! the ledgers of both sides of every session.
 
 mod churned;
+mod misbehaved;
 mod partitioned;
 
 use std::collections::HashMap;
@@ -162,6 +163,14 @@ pub(super) async fn report(
         .unpaid(nodes, &books, &out.rented)
         .into_iter()
         .chain(churned.unpaid(nodes, &books, &out.rented))
+        .chain(misbehaved::unpaid(
+            scenario,
+            nodes,
+            &books,
+            &out.rented,
+            partitions.interval(),
+            partitions.round_trip(),
+        ))
         .collect();
     let mut checks = Vec::new();
     checks.push(Check {
@@ -364,6 +373,7 @@ pub(super) async fn report(
             dials_cut: nodes.cuts.dials_cut(),
             coverage_after_heal: partitions.coverage_after_heal(nodes, &out.traces),
             churn: churn.map(|(counts, _)| counts),
+            hostile: super::hostile::Hostile::plays(scenario).then(|| nodes.hostile.counts()),
         }),
     })
 }

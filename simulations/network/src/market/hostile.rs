@@ -1,0 +1,167 @@
+//! `hostile.silent_renters` and `hostile.exit_delayers`, played on real nodes through
+//! the node's own fault injection ([`orien_daemon::faults`]): the session logic of a
+//! hostile node is the honest node's, and what makes it hostile is which of its
+//! session-protocol messages never go, or go late. The same nodes as model mode's
+//! ([`orien_sim::model::hostile_roles`]) for a seed.
+//!
+//! - A *silent renter* ignores the receipts of each session from one on (the `k`-th,
+//!   drawn per session, 1 to [`SILENT_FROM`]): its node never serves them
+//!   ([`Point::InboundRequest`] dropped), so it commits and countersigns nothing more,
+//!   and the provider's request fails, as a renter that stops answering. The provider
+//!   stops one ack timeout after the last ack it had; the work since that ack is its
+//!   loss (model mode's `LossCause::SilentRenters`).
+//! - An *exit delayer* holds every call's exit back [`EXIT_DELAY`]: the batch of events
+//!   that ends in the exit (with the signed result) leaves its node that much later
+//!   ([`Point::OutboundRequest`] delayed). The node's renter meters a call from its
+//!   request to the exit it receives, so an exit held back lengthens the renter's own
+//!   measure, never the provider's claim: the renter pays what it pays an honest
+//!   provider. What it could lose (paid beyond the provider's sandbox time, model
+//!   mode's `LossCause::ExitsHeldBack`) is measured against its bound anyway.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use orien_daemon::{Fault, Faults, Point};
+use orien_protocol::exec::ExecEvent;
+use orien_protocol::{SessionId, SessionRequest};
+use orien_sim::Scenario;
+use orien_sim::report::Hostilities;
+
+/// How long an exit delayer holds each call's exit back: twice the call
+/// ([`super::nodes::CALL_MS`]), and the countersigner's tolerance floor (2 s).
+pub(super) const EXIT_DELAY: Duration = Duration::from_millis(2_000);
+
+/// A silent renter ignores each session's receipts from the `k`-th on, `k` drawn from
+/// 1 to this.
+pub(super) const SILENT_FROM: u64 = 4;
+
+/// Who is hostile, and what they did.
+#[derive(Debug, Default)]
+pub(super) struct Hostile {
+    seed: u64,
+    /// By node index.
+    silent: Vec<bool>,
+    /// By node index.
+    delayers: Vec<bool>,
+    /// Receipts ignored, by session.
+    silenced: Mutex<HashMap<SessionId, u64>>,
+    /// Exits held back, by session.
+    delayed: Mutex<HashMap<SessionId, u64>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hostile {
+    /// Whether the scenario has silent renters or exit delayers.
+    pub(super) fn plays(scenario: &Scenario) -> bool {
+        scenario.hostile.silent_renters.0 > 0.0 || scenario.hostile.exit_delayers.0 > 0.0
+    }
+
+    /// Model mode's hostile nodes for `scenario` and `seed`, by node index (providers
+    /// first, then renters).
+    pub(super) fn of(scenario: &Scenario, seed: u64) -> Self {
+        let providers = scenario.nodes.providers as usize;
+        let count = providers + scenario.nodes.renters as usize;
+        let (mut silent, mut delayers) = (vec![false; count], vec![false; count]);
+        if Self::plays(scenario) {
+            let roles = orien_sim::model::hostile_roles(scenario, seed);
+            for (p, &d) in roles.exit_delayers.iter().enumerate() {
+                delayers[p] = d;
+            }
+            for (r, &s) in roles.silent_renters.iter().enumerate() {
+                silent[providers + r] = s;
+            }
+        }
+        Self {
+            seed,
+            silent,
+            delayers,
+            ..Self::default()
+        }
+    }
+
+    /// Node `index`'s fault policy: `None` for an honest node.
+    pub(super) fn faults(self: &Arc<Self>, index: usize) -> Option<Faults> {
+        if !self.is_silent(index) && !self.is_delayer(index) {
+            return None;
+        }
+        let hostile = Arc::clone(self);
+        Some(Faults::new(move |point: Point<'_>| {
+            hostile.decide(index, point)
+        }))
+    }
+
+    /// Whether node `index` is a silent renter.
+    pub(super) fn is_silent(&self, index: usize) -> bool {
+        self.silent.get(index).copied().unwrap_or(false)
+    }
+
+    /// Whether node `index` is an exit delayer.
+    pub(super) fn is_delayer(&self, index: usize) -> bool {
+        self.delayers.get(index).copied().unwrap_or(false)
+    }
+
+    /// The receipt from which a silent renter ignores `session`'s receipts.
+    fn silent_from(&self, session: &SessionId) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        session.as_bytes().hash(&mut hasher);
+        1 + orien_sim::rng::mix(self.seed ^ 0x5117, hasher.finish()) % SILENT_FROM
+    }
+
+    fn decide(&self, index: usize, point: Point<'_>) -> Fault {
+        match point {
+            Point::InboundRequest {
+                request: SessionRequest::Receipt(signed),
+                ..
+            } if self.is_silent(index) => {
+                let Ok(receipt) = signed.claimed() else {
+                    return Fault::Deliver;
+                };
+                if receipt.seq < self.silent_from(&receipt.session) {
+                    return Fault::Deliver;
+                }
+                *lock(&self.silenced).entry(receipt.session).or_default() += 1;
+                Fault::Drop
+            }
+            Point::OutboundRequest {
+                request: SessionRequest::Events(batch),
+                ..
+            } if self.is_delayer(index)
+                && matches!(batch.events.last(), Some(ExecEvent::Exit(_))) =>
+            {
+                *lock(&self.delayed).entry(batch.session).or_default() += 1;
+                Fault::Delay(EXIT_DELAY)
+            }
+            _ => Fault::Deliver,
+        }
+    }
+
+    /// Whether a silent renter ignored a receipt of `session`.
+    pub(super) fn silenced(&self, session: &SessionId) -> bool {
+        lock(&self.silenced).contains_key(session)
+    }
+
+    /// Whether an exit delayer held an exit of `session` back.
+    pub(super) fn delayed(&self, session: &SessionId) -> bool {
+        lock(&self.delayed).contains_key(session)
+    }
+
+    /// What the hostile nodes did.
+    pub(super) fn counts(&self) -> Hostilities {
+        let silenced = lock(&self.silenced);
+        let delayed = lock(&self.delayed);
+        Hostilities {
+            silent_renters: self.silent.iter().filter(|&&s| s).count() as u64,
+            silenced_sessions: silenced.len() as u64,
+            receipts_ignored: silenced.values().sum(),
+            exit_delayers: self.delayers.iter().filter(|&&d| d).count() as u64,
+            delayed_sessions: delayed.len() as u64,
+            exits_delayed: delayed.values().sum(),
+            exit_delay_ms: EXIT_DELAY.as_millis() as u64,
+        }
+    }
+}

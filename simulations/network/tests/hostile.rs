@@ -1,0 +1,125 @@
+//! Hostile nodes in network mode: renters that stop acknowledging receipts and
+//! providers that hold calls' exits back, played on real nodes through the node's own
+//! fault injection; money stays conserved, every loss within model mode's bound, every
+//! honest session settled.
+
+mod common;
+
+use std::path::Path;
+
+use orien_sim::Scenario;
+
+/// 24 nodes (8 providers, 16 renters) for three minutes; a quarter of the renters fall
+/// silent and two in five providers hold exits back, model mode's draw for seed 7.
+const SCENARIO: &str = r#"
+name = "hostile-net"
+description = "24 real nodes; some renters stop acknowledging, some providers delay exits"
+seed = 7
+duration_minutes = 3
+
+[nodes]
+providers = 8
+renters = 16
+lanes = 3
+
+[network]
+latency_ms = 40
+jitter_ms = 20
+loss = 0.005
+
+[[tools]]
+name = "sha256"
+providers = 1.0
+demand = 1
+price_per_minute = { min = "0.005", max = "0.020" }
+
+[demand]
+sessions_per_minute = 15
+mean_session_minutes = 1
+max_session_minutes = 2
+budget = "0.05"
+candidates = 3
+
+[sessions]
+open_timeout_secs = 3
+offer_ttl_minutes = 2
+
+[hostile]
+silent_renters = 0.25
+exit_delayers = 0.4
+
+[report]
+bucket_minutes = 1
+propagation_samples = 3
+"#;
+
+#[test]
+fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_gain_nothing() {
+    let scenario =
+        Scenario::parse(SCENARIO, Path::new("hostile-net.toml")).expect("the scenario parses");
+    let roles = orien_sim::model::hostile_roles(&scenario, scenario.seed);
+    let (report, _scratch) = common::run(&scenario);
+    eprintln!("{}", report.to_markdown());
+
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    for expected in [
+        "money is conserved: renters paid = providers + fee + reserve",
+        "every honest session that ran its course settled all it used",
+        "every loss within its bound",
+        "every ledger verifies (postings balanced, chains intact)",
+    ] {
+        assert!(names.contains(&expected), "{expected}: {names:?}");
+    }
+    for check in &report.checks {
+        assert!(check.held, "{}: {}", check.name, check.detail);
+    }
+
+    // Model mode's hostile nodes, and they did what they do.
+    let stack = report
+        .stack
+        .as_ref()
+        .expect("network mode reports its stack");
+    let hostile = stack.hostile.as_ref().expect("hostile nodes are reported");
+    let count = |v: &[bool]| v.iter().filter(|&&b| b).count() as u64;
+    assert_eq!(hostile.silent_renters, count(&roles.silent_renters));
+    assert_eq!(hostile.exit_delayers, count(&roles.exit_delayers));
+    assert!(
+        hostile.silent_renters >= 2 && hostile.exit_delayers >= 1,
+        "{hostile:?}"
+    );
+    assert!(hostile.silenced_sessions >= 3, "{hostile:?}");
+    assert!(
+        hostile.receipts_ignored >= hostile.silenced_sessions,
+        "{hostile:?}"
+    );
+    assert!(hostile.delayed_sessions >= 3, "{hostile:?}");
+
+    // Silent renters' sessions ended as model mode's, their providers' loss within the
+    // ack window; exit delayers' renters paid no more than the provider served.
+    let s = &report.sessions;
+    let outcome = |name: &str| s.outcomes.get(name).copied().unwrap_or(0);
+    assert_eq!(
+        outcome("renter_stopped_acking"),
+        hostile.silenced_sessions,
+        "{s:?}"
+    );
+    let loss = |cause: &str| {
+        report
+            .losses
+            .iter()
+            .find(|l| l.cause == cause)
+            .unwrap_or_else(|| panic!("a loss to {cause} is reported: {:?}", report.losses))
+    };
+    let silent = loss("silent renters");
+    assert_eq!(silent.loser, "provider");
+    assert!(silent.sessions >= 3, "{silent:?}");
+    assert!(silent.worst_share_of_bound <= 1.0, "{silent:?}");
+    let held_back = loss("exits held back");
+    assert_eq!(held_back.loser, "renter");
+    assert!(held_back.sessions >= 3, "{held_back:?}");
+    assert!(held_back.worst_share_of_bound <= 1.0, "{held_back:?}");
+    assert!(
+        s.succeeded * 10 >= s.requested * 4,
+        "most requests still succeed: {s:?}"
+    );
+}
