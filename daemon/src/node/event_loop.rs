@@ -224,6 +224,12 @@ impl EventLoop {
                 step,
                 ..
             })) => self.on_providers(id, result, step.last),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::Bootstrap(_),
+                step,
+                ..
+            })) => self.on_walk_step(id, step.last),
             SwarmEvent::Behaviour(BehaviourEvent::Session(event)) => self.on_session(event),
             SwarmEvent::ConnectionEstablished {
                 peer_id,

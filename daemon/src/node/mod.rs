@@ -15,6 +15,7 @@ mod profiles;
 mod publishing;
 mod relay;
 mod routing;
+mod walks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -204,6 +205,7 @@ impl Node {
             own_offers: own_offers.clone(),
             offer_ttl: config.offer_ttl,
             book_sync: book_sync::BookSync::new(config.tuning.book_sync_peers),
+            walks: walks::Walks::default(),
             finds: HashMap::new(),
             find_requests: HashMap::new(),
             events: events.clone(),
@@ -431,6 +433,8 @@ struct EventLoop {
     offer_ttl: Duration,
     /// Whom the books were synced from since the node joined the offer topic.
     book_sync: book_sync::BookSync,
+    /// The DHT walk in progress and when the last one ended.
+    walks: walks::Walks,
     finds: HashMap<QueryId, Find>,
     find_requests: HashMap<OutboundRequestId, QueryId>,
     events: broadcast::Sender<OfferEvent>,
