@@ -124,6 +124,25 @@ impl HostilePeer {
                                     let _ = swarm.behaviour_mut().session.send_response(channel, response);
                                     continue;
                                 }
+                                // A node joining the offer topic syncs the books from its
+                                // first peers on it: this peer's book is its own offers.
+                                if let SessionRequest::ListBook { after } = request {
+                                    let mut page: Vec<_> = offers
+                                        .iter()
+                                        .filter(|o| after.is_none_or(|a| o.offer_id() > a))
+                                        .cloned()
+                                        .collect();
+                                    page.sort_by_key(|o| o.offer_id());
+                                    page.truncate(orien_protocol::rpc::MAX_OFFERS_PER_RESPONSE);
+                                    let response = SessionResponse::Offers(page);
+                                    let _ = swarm.behaviour_mut().session.send_response(channel, response);
+                                    continue;
+                                }
+                                if let SessionRequest::ListProfiles { .. } = request {
+                                    let response = SessionResponse::Profiles(Vec::new());
+                                    let _ = swarm.behaviour_mut().session.send_response(channel, response);
+                                    continue;
+                                }
                                 let (reply, answer) = oneshot::channel();
                                 let incoming = Incoming {
                                     peer: NodeId::from_peer_id(&peer).unwrap(),
