@@ -238,6 +238,15 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        // Answered before the request's body was read: the connection carries its unread
+        // rest, so it closes after this answer, and says so, or a client reusing it for
+        // its next request (the resumed upload) finds it closed mid-request.
+        if matches!(
+            self,
+            Self::UploadOffset { .. } | Self::PayloadTooLarge | Self::TooLarge(_)
+        ) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -268,5 +277,26 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         Self::field("path", rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_sent_before_the_body_was_read_closes_the_connection() {
+        let conflict = ApiError::UploadOffset {
+            held: 262_144,
+            detail: "resend from byte 262144".into(),
+        }
+        .into_response();
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
+        assert_eq!(conflict.headers()[UPLOAD_OFFSET], "262144");
+        assert_eq!(conflict.headers()[header::CONNECTION], "close");
+        let large = ApiError::PayloadTooLarge.into_response();
+        assert_eq!(large.headers()[header::CONNECTION], "close");
+        let missing = ApiError::NotFound("no such file".into()).into_response();
+        assert!(missing.headers().get(header::CONNECTION).is_none());
     }
 }
