@@ -69,19 +69,16 @@ fn providers_that_crash_or_go_offline_come_back_serve_again_and_every_ledger_bal
     // budget, every session that ran its course settled on both sides, every loss
     // within its bound, every provider up again closed out what its stop left open,
     // every ledger verified.
-    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
-    for expected in [
-        "money is conserved: renters paid = providers + fee + reserve",
-        "every honest session that ran its course settled all it used",
-        "every loss within its bound",
-        "every provider up again closed out what its stop left open",
-        "every ledger verifies (postings balanced, chains intact)",
-    ] {
-        assert!(names.contains(&expected), "{expected}: {names:?}");
-    }
-    for check in &report.checks {
-        assert!(check.held, "{}: {}", check.name, check.detail);
-    }
+    common::assert_checks_hold(
+        &report,
+        &[
+            "money is conserved: renters paid = providers + fee + reserve",
+            "every honest session that ran its course settled all it used",
+            "every loss within its bound",
+            "every provider up again closed out what its stop left open",
+            "every ledger verifies (postings balanced, chains intact)",
+        ],
+    );
 
     // Network mode played model mode's schedule: as many crashes and departures.
     let stack = report

@@ -61,18 +61,15 @@ fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_g
     let (report, _scratch) = common::run(&scenario);
     eprintln!("{}", report.to_markdown());
 
-    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
-    for expected in [
-        "money is conserved: renters paid = providers + fee + reserve",
-        "every honest session that ran its course settled all it used",
-        "every loss within its bound",
-        "every ledger verifies (postings balanced, chains intact)",
-    ] {
-        assert!(names.contains(&expected), "{expected}: {names:?}");
-    }
-    for check in &report.checks {
-        assert!(check.held, "{}: {}", check.name, check.detail);
-    }
+    common::assert_checks_hold(
+        &report,
+        &[
+            "money is conserved: renters paid = providers + fee + reserve",
+            "every honest session that ran its course settled all it used",
+            "every loss within its bound",
+            "every ledger verifies (postings balanced, chains intact)",
+        ],
+    );
 
     // Model mode's hostile nodes, and they did what they do.
     let stack = report

@@ -20,9 +20,7 @@ fn fifty_real_nodes_trade_and_every_ledger_agrees_with_its_peers() {
     let scenario = scenario("fifty");
     let (report, scratch) = common::run(&scenario);
     assert_eq!(report.mode, "network");
-    for check in &report.checks {
-        assert!(check.held, "{}: {}", check.name, check.detail);
-    }
+    common::assert_checks_hold(&report, &[]);
     let s = &report.sessions;
     assert!(s.requested >= 15, "{s:?}");
     assert!(

@@ -15,3 +15,14 @@ pub(crate) fn run(scenario: &Scenario) -> (Report, tempfile::TempDir) {
     let report = market::run(scenario, &options, &mut |_| {}).expect("the market runs");
     (report, scratch)
 }
+
+/// Every check named in `expected` is in the report, and every check of the report held.
+pub(crate) fn assert_checks_hold(report: &Report, expected: &[&str]) {
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    for expected in expected {
+        assert!(names.contains(expected), "{expected}: {names:?}");
+    }
+    for check in &report.checks {
+        assert!(check.held, "{}: {}", check.name, check.detail);
+    }
+}
