@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::NodeService;
 use crate::identity::{self, IdentityError};
 use crate::payments::{ChainSettings, PaymentError, Payments, RECONCILE_EVERY};
+use crate::session::Stopped;
 use crate::{Node, NodeConfig, NodeError, OfferSpec, ProfileText, SessionConfig, SessionServices};
 
 /// The payout wallet's key file in the data directory.
@@ -31,6 +32,8 @@ pub const WALLET_FILE: &str = "wallet.key";
 pub const LEDGER_DIR: &str = "ledger";
 /// How long shutdown waits for each rented session to close.
 const CLOSE_ON_SHUTDOWN: Duration = Duration::from_secs(15);
+/// How long shutdown waits for the sessions this node provides to close.
+const STOP_PROVIDING: Duration = Duration::from_secs(15);
 /// How long shutdown waits for a provider's last settlement.
 const SETTLE_ON_SHUTDOWN: Duration = Duration::from_secs(60);
 
@@ -302,9 +305,8 @@ impl Daemon {
     }
 
     /// Serves the API until `shutdown` completes, then stops in order: the API, the
-    /// sessions this node rents (each closed on a countersigned closing receipt), a
-    /// provider's settlement when configured, and the network node (its offers
-    /// withdrawn).
+    /// node's sessions ([`end_sessions`]), a provider's settlement when configured, and
+    /// the network node (its offers withdrawn).
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -327,7 +329,7 @@ impl Daemon {
             })
             .await;
         let _ = std::fs::remove_file(&self.api_addr_file);
-        close_rented_sessions(&self.node).await;
+        end_sessions(&self.node).await;
         if self.settle_on_shutdown
             && let Some(payments) = &self.payments
         {
@@ -459,6 +461,40 @@ async fn settle_at_shutdown(payments: &Payments) {
         Err(_) => {
             tracing::warn!("settling at shutdown timed out; `orien-node settle` after restart")
         }
+    }
+}
+
+/// Ends a stopping node's sessions, both kinds at once: each one it rents is closed on a
+/// countersigned closing receipt rather than left to its provider's ack timeout, and
+/// each one it provides closes on a closing receipt for the time it served, its renter
+/// told why, rather than losing that time with the process. What `orien-node` does at
+/// shutdown before it settles and stops its network.
+pub async fn end_sessions(node: &Node) {
+    tokio::join!(close_rented_sessions(node), stop_providing(node));
+}
+
+/// Closes every session this node provides, and takes no new one.
+async fn stop_providing(node: &Node) {
+    let Some(sessions) = node.sessions() else {
+        return;
+    };
+    let stopped = sessions
+        .stop_providing(tokio::time::Instant::now() + STOP_PROVIDING)
+        .await;
+    if stopped == Stopped::default() {
+        return;
+    }
+    if stopped.unfinished == 0 {
+        tracing::info!(
+            closed = stopped.closed,
+            "provided sessions closed at shutdown"
+        );
+    } else {
+        tracing::warn!(
+            closed = stopped.closed,
+            unfinished = stopped.unfinished,
+            "provided sessions still open at shutdown end with the node; its next start closes them out"
+        );
     }
 }
 

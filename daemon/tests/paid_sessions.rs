@@ -504,6 +504,58 @@ async fn a_killed_provider_leaves_the_renter_owing_only_what_it_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_stops_closes_its_sessions_on_a_receipt_for_the_time_served() {
+    // Before: a provider's shutdown withdrew its offers and stopped, and the sessions it
+    // served ended with the process, unpaid since their last acknowledged receipt (up to
+    // an interval), their renters left to find the provider silent ("disconnected").
+    let bootstrap = NodeProcess::start(&[]);
+    let mut provider = provider(&bootstrap, 10_000);
+    let renter = renter(&bootstrap, 2_000);
+    let offer = offer_of(&renter, &provider, "sha256").await;
+    let session = renter
+        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
+        .await;
+    let opened = std::time::Instant::now();
+    let id = session["id"].as_str().unwrap().to_owned();
+    renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["usage"]["receipts"].as_u64() >= Some(1)
+        })
+        .await;
+    // Off an interval's boundary (500 ms), where the last acknowledged receipt stops.
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    let served = opened.elapsed();
+    assert!(provider.terminate(), "the provider stops cleanly");
+    let after = renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["state"] != "active"
+        })
+        .await;
+    assert_eq!(after["close_reason"], "provider_shutdown", "{after}");
+    let chain = renter.get_json(&format!("/v1/receipts?session={id}")).await;
+    let last = chain.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        after["amount"], last["amount"],
+        "owed = the closing receipt"
+    );
+    let covered = Duration::from_millis(last["session_ms"].as_u64().unwrap());
+    assert!(
+        covered >= served,
+        "the closing receipt covers {covered:?}, the session ran {served:?} before the stop"
+    );
+    assert!(
+        containers_of(&id).is_empty(),
+        "the session's sandbox went with its close"
+    );
+    // The provider's ledger holds the same chain, and its next start finds nothing open.
+    provider.restart(&[&bootstrap], &[]);
+    let provider_chain = provider
+        .get_json(&format!("/v1/receipts?session={id}"))
+        .await;
+    assert_eq!(provider_chain, chain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_renter_makes_the_provider_close_and_remove_the_sandbox() {
     let bootstrap = NodeProcess::start(&[]);
     let provider = provider(&bootstrap, 2_000);

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::{LedgerPayments, PaymentChoice, SessionConfig, SessionServices};
 pub use operator::{OperatorControls, PeerAccess};
+pub use provider_side::Stopped;
 pub use renter_side::{ExecView, RentedSession};
 
 use history::{ExecLog, ExecLogs, History};
@@ -157,6 +158,8 @@ struct Inner {
     history: Mutex<History>,
     /// Provided sessions open or opening: the capacity check reserves a slot first.
     slots: std::sync::atomic::AtomicUsize,
+    /// The node stops: no session opens any more.
+    stopping: std::sync::atomic::AtomicBool,
     /// The same, per renter.
     peer_slots: Mutex<HashMap<NodeId, usize>>,
     /// Each renter's opens in the last minute.
@@ -333,6 +336,7 @@ impl Sessions {
                 rented: Mutex::new(HashMap::new()),
                 history: Mutex::new(History::default()),
                 slots: std::sync::atomic::AtomicUsize::new(0),
+                stopping: std::sync::atomic::AtomicBool::new(false),
                 peer_slots: Mutex::new(HashMap::new()),
                 open_rate: Mutex::default(),
                 held: AtomicU64::new(0),
@@ -807,6 +811,15 @@ impl Sessions {
     /// Sessions this node provides right now.
     pub fn provided_sessions(&self) -> Vec<SessionId> {
         self.inner.provided().keys().copied().collect()
+    }
+
+    /// Stops providing, for the node's shutdown: no session opens any more (a renter
+    /// asking is refused as at capacity), and every provided session closes as if its
+    /// renter had asked, on a closing receipt for the time it served, then tells its
+    /// renter it ended for the shutdown. Waits for them until `deadline`; a session
+    /// still open then ends with the node, on what its renter acknowledged.
+    pub async fn stop_providing(&self, deadline: tokio::time::Instant) -> Stopped {
+        provider_side::stop_all(&self.inner, deadline).await
     }
 
     /// Sessions this node rents right now.

@@ -89,7 +89,12 @@ pub enum ProviderInput<R> {
     Delivered(Delivery),
     /// The outcome of [`ProviderAction::Commit`].
     Committed(Result<Durable, String>),
-    /// The node is stopping.
+    /// The node stops, gracefully: the session closes as if its renter had asked, on
+    /// a closing receipt for the time served, and ends when that is acknowledged (or at
+    /// the ack timeout).
+    Stop,
+    /// The node is gone (the session's inbox closed): the session ends now, on what was
+    /// acknowledged.
     Shutdown,
 }
 
@@ -371,6 +376,10 @@ impl<R> ProviderMachine<R> {
             }
             ProviderInput::Delivered(delivery) => self.on_delivery(delivery, &mut out),
             ProviderInput::Committed(result) => self.on_committed(result, &mut out),
+            ProviderInput::Stop => {
+                info!("the node is stopping; closing the session");
+                self.begin_close(CloseReason::ProviderShutdown, None, &mut out);
+            }
             ProviderInput::Shutdown => self.end(CloseReason::ProviderShutdown, &mut out),
         }
         if let Some(reason) = self.finished() {

@@ -35,6 +35,45 @@ fn a_renter_close_ends_after_the_closing_receipt_is_committed() {
 }
 
 #[test]
+fn a_stopping_node_closes_on_a_receipt_for_the_time_served_and_ends_once_it_is_acknowledged() {
+    // A provider going offline (its owner stops the daemon) is paid for what it served:
+    // the session closes as a renter's close does, not as the node's disappearance.
+    let (rig, mut p, mut r) = rig(1_000_000);
+    rig.advance(Duration::from_millis(700));
+    let actions = p.handle(ProviderInput::Stop);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, ProviderAction::CloseSandbox)),
+        "no work after the closing reading: {actions:?}"
+    );
+    let closing = sent(&actions).expect("the closing receipt");
+    assert_eq!(
+        closing.claimed().unwrap().session_time,
+        Millis::from_duration(Duration::from_millis(700))
+    );
+    assert_eq!(ended(&actions), None, "not before its ack is committed");
+    let again = p.handle(ProviderInput::Stop);
+    assert!(again.is_empty(), "a second stop changes nothing: {again:?}");
+    let after = rig.deliver(&mut p, &mut r, closing);
+    match after.as_slice() {
+        [
+            ProviderAction::Ended {
+                reason: CloseReason::ProviderShutdown,
+                replies,
+            },
+        ] if replies.is_empty() => {}
+        other => panic!("expected the end for the shutdown, got {other:?}"),
+    }
+    assert_eq!(
+        p.chain().len(),
+        1,
+        "the closing receipt is the session's last"
+    );
+    assert_eq!(r.chain().len(), 1, "and its renter holds it acknowledged");
+}
+
+#[test]
 fn a_close_sent_again_is_answered_like_the_first() {
     // The renter resends its close when the answer is slow (a lost or late reply):
     // every copy is answered when the session ends, none is refused, and no notice is

@@ -30,6 +30,10 @@ pub(super) struct Slot {
 
 impl Slot {
     fn reserve(inner: &Arc<Inner>, renter: NodeId) -> Result<Self, RejectReason> {
+        if inner.stopping.load(Ordering::SeqCst) {
+            // A node that stops takes no session it would have to close at once.
+            return Err(RejectReason::AtCapacity);
+        }
         let taken = inner.slots.fetch_add(1, Ordering::SeqCst);
         if taken >= inner.config.max_sessions {
             inner.slots.fetch_sub(1, Ordering::SeqCst);
@@ -261,6 +265,7 @@ pub(in crate::session) async fn open(
         records: ExecRecords::new(inner.store.clone(), inner.config.kept_output),
         finished: None,
         receipt_sent: None,
+        stopping: Vec::new(),
         _slot: slot,
     };
     inner.provided().insert(

@@ -70,6 +70,9 @@ pub(super) enum Input {
         terms: CallTerms,
         reply: Reply,
     },
+    /// The node stops: close on a closing receipt and tell the renter. The sender is
+    /// dropped when the session's task has ended.
+    Stop(oneshot::Sender<()>),
 }
 
 impl super::Inbox for Input {
@@ -99,6 +102,67 @@ pub(super) struct Handle {
 impl Handle {
     pub(super) fn deliver(&self, request: SessionRequest, reply: Reply) {
         super::deliver(&self.input, request, reply);
+    }
+}
+
+/// What a stop did to the sessions the node provided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Sessions that ended before the deadline, closed on a closing receipt (or ended
+    /// otherwise meanwhile: the renter closed, the ack timed out).
+    pub closed: usize,
+    /// Sessions still open or opening at the deadline: they end with the node, on what
+    /// their renters acknowledged, and its next start closes them out.
+    pub unfinished: usize,
+}
+
+/// How often a stop looks again for sessions that were opening when it began.
+const OPENING_POLL: Duration = Duration::from_millis(100);
+
+/// Takes no more sessions and closes every provided one on a closing receipt, its
+/// renter told why; waits for them until `deadline`.
+pub(super) async fn stop_all(inner: &Arc<Inner>, deadline: tokio::time::Instant) -> Stopped {
+    use std::sync::atomic::Ordering;
+    inner.stopping.store(true, Ordering::SeqCst);
+    let mut asked = std::collections::HashSet::new();
+    let mut stopped = Stopped::default();
+    loop {
+        let fresh: Vec<(SessionId, Handle)> = inner
+            .provided()
+            .iter()
+            .filter(|(session, _)| !asked.contains(*session))
+            .map(|(session, handle)| (*session, handle.clone()))
+            .collect();
+        let mut ends = Vec::with_capacity(fresh.len());
+        for (session, handle) in fresh {
+            asked.insert(session);
+            let (waiter, end) = oneshot::channel();
+            // A session whose task has ended already has nothing to close.
+            if handle.input.send(Input::Stop(waiter)).await.is_ok() {
+                ends.push(end);
+            }
+        }
+        for end in ends {
+            // Answered by the task's end (its sender dropped), never by a value.
+            if tokio::time::timeout_at(deadline, end).await.is_err() {
+                break;
+            }
+            stopped.closed += 1;
+        }
+        // Sessions opening when the stop began hold a slot before they are listed.
+        let open = inner.slots.load(Ordering::SeqCst);
+        if open == 0 || tokio::time::Instant::now() >= deadline {
+            stopped.unfinished = open;
+            return stopped;
+        }
+        if inner
+            .provided()
+            .keys()
+            .all(|session| asked.contains(session))
+        {
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + OPENING_POLL))
+                .await;
+        }
     }
 }
 
@@ -143,6 +207,8 @@ struct Task {
     finished: Option<Finished>,
     /// When the receipt in flight was sent, on the session's clock (for the metrics).
     receipt_sent: Option<Duration>,
+    /// Who waits for the session to end because the node stops: told by the drop.
+    stopping: Vec<oneshot::Sender<()>>,
     _slot: Slot,
 }
 
@@ -173,6 +239,10 @@ impl Task {
                     }
                     Some(Input::ExecReady { exec, terms, reply }) => {
                         ProviderInput::Exec { exec, terms, reply }
+                    }
+                    Some(Input::Stop(waiter)) => {
+                        self.stopping.push(waiter);
+                        ProviderInput::Stop
                     }
                     Some(Input::ResultDelivered { exec }) => ProviderInput::ResultDelivered { exec },
                     Some(Input::ResultDisputed { exec, detail }) => {
@@ -456,7 +526,7 @@ impl Task {
             // Tell the renter why, so both ledgers record the same reason; a renter that
             // stopped acknowledging may still be listening.
             let (net, renter) = (self.inner.net.clone(), self.renter);
-            tokio::spawn(async move {
+            let notice = async move {
                 for attempt in 1..=CLOSE_NOTICES {
                     let close = SessionRequest::Close(CloseSession { session, reason });
                     match net.request(renter, close).await {
@@ -466,7 +536,13 @@ impl Task {
                     }
                     tokio::time::sleep(RETRY).await;
                 }
-            });
+            };
+            if self.stopping.is_empty() {
+                tokio::spawn(notice);
+            } else {
+                // The node waits for this session before it stops its network.
+                notice.await;
+            }
         }
         self.inner.metrics.session_closed(Side::Provider, reason);
         if super::recovery::ended_normally(reason) {
