@@ -6,14 +6,16 @@
 //! counted from the market's opening; a provider away at the start goes offline as the
 //! market opens.
 //!
-//! - *Going offline* is what `orien-node` does on shutdown: [`Node::shutdown`] withdraws
-//!   the provider's offers, lets the swarm send the withdrawal for half a second and
-//!   stops it; then the process exits.
+//! - *Going offline* is what `orien-node` does on shutdown:
+//!   [`orien_daemon::daemon::end_sessions`] closes every session the provider serves on
+//!   a closing receipt for the time served and tells its renter, then [`Node::shutdown`]
+//!   withdraws the provider's offers, lets the swarm send the withdrawal for half a
+//!   second and stops it; then the process exits.
 //! - *A crash* stops the node with no goodbye: its task is dropped (no withdrawal, its
 //!   offers left to expire in the books, every connection dropped at once).
 //!
-//! Either way the process ends, and with it every task the node left running: the
-//! sessions it provided close nothing and write nothing more. One runtime runs every
+//! Either way the process ends, and with it every task the node left running: after a
+//! crash, the sessions it provided close nothing and write nothing more. One runtime runs every
 //! node here, and the node's session tasks are detached (`tokio::spawn`), so they
 //! cannot be stopped from outside; they are cut off instead. Their network is gone with
 //! the node's task, and at the instant of the stop (no task runs in between) the ledger
@@ -191,7 +193,10 @@ async fn stop(nodes: &Nodes, index: usize, change: Change) -> anyhow::Result<()>
         trimmed: node.metrics().peers_trimmed.get(),
     };
     match change {
-        Change::Leaves => node.shutdown().await,
+        Change::Leaves => {
+            orien_daemon::daemon::end_sessions(&node).await;
+            node.shutdown().await;
+        }
         // Its task is dropped: no withdrawal, every connection gone at once.
         _ => drop(node),
     }

@@ -6,9 +6,10 @@
 //! A session is *stopped* when its provider stopped (crashed, or went offline) while
 //! it was open. The provider's ledger holds what was acknowledged until then; its
 //! renter's may hold one ack more (committed and sent as the provider stopped): a lane
-//! gap, bounded in money conservation as a cut session's is. The provider worked
+//! gap, bounded in money conservation as a cut session's is. A crashed provider worked
 //! unpaid from its last acknowledged receipt to the stop: at most one receipt interval,
-//! plus the round trip of the receipt whose ack was in flight.
+//! plus the round trip of the receipt whose ack was in flight. One going offline closes
+//! its sessions on a closing receipt first, and is paid up to the stop.
 
 use std::time::Duration;
 
@@ -102,8 +103,9 @@ impl Churned {
                     _ => (
                         "providers going offline".to_owned(),
                         format!(
-                            "as crashes: the node's shutdown leaves the sessions it provides \
-                             to its restart (worst {worst_of_interval:.3} of one receipt \
+                            "as crashes; the node's shutdown closes the sessions it provides \
+                             on a closing receipt, leaving the sandbox's opening before \
+                             metering starts (worst {worst_of_interval:.3} of one receipt \
                              interval)"
                         ),
                     ),
