@@ -112,6 +112,9 @@ pub struct Metrics {
     /// `orien_network_peers_trimmed_total`: peers disconnected to keep within the
     /// connection budget.
     pub peers_trimmed: Counter,
+    /// `orien_network_listings_refused_total`: book and offer listings refused to peers
+    /// that asked for too many pages.
+    pub listings_refused: Counter,
     /// `orien_offers_book_size`: offers in the book.
     pub offers_in_book: Gauge,
     /// `orien_offers_received_total{outcome}`: offers received over gossip or lookups.
@@ -172,6 +175,12 @@ impl Metrics {
             "network_peers_trimmed",
             "Peers disconnected to keep within the connection budget",
             peers_trimmed.clone(),
+        );
+        let listings_refused = Counter::default();
+        orien.register(
+            "network_listings_refused",
+            "Book and offer listings refused to peers that asked for too many pages",
+            listings_refused.clone(),
         );
         let offers_in_book = Gauge::default();
         orien.register(
@@ -297,6 +306,7 @@ impl Metrics {
             offers_published,
             peers_banned,
             peers_trimmed,
+            listings_refused,
             sessions_open,
             sessions_opened,
             sessions_closed,

@@ -402,3 +402,70 @@ async fn a_sybil_flood_of_offers_through_one_connection_leaves_honest_offers_in_
         "and is found"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_asking_for_book_pages_without_end_is_refused_after_a_whole_sync() {
+    // A page of a book (up to 64 signed offers) answers a request of a few bytes, from
+    // the event loop itself: a peer asking without end made the node an amplifier.
+    let dir = tempfile::tempdir().unwrap();
+    let provider = TestNode::provider(dir.path(), fast()).await;
+    provider.publish(&work_tool()).await;
+    let id = provider.key.node_id();
+    let addr = provider.node().listen_addrs()[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(id.to_peer_id()));
+    let (greedy, other) = (
+        HostilePeer::start(NodeKey::generate()).await,
+        HostilePeer::start(NodeKey::generate()).await,
+    );
+    greedy.dial(addr.clone()).await;
+    other.dial(addr).await;
+    let page = || SessionRequest::ListBook { after: None };
+    let is_page = |answer: &Result<SessionResponse, String>| matches!(answer, Ok(SessionResponse::Offers(offers)) if offers.len() == 1);
+    let deadline = Instant::now() + PATIENCE;
+    let first = loop {
+        let answer = greedy.request(id, page()).await;
+        if is_page(&answer) {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider never lists: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Both books full, once: 157 pages of offers and 64 of profiles.
+    const WHOLE_SYNC: u64 = 157 + 64;
+    let mut served = 1u64;
+    let refused = loop {
+        let answer = greedy.request(id, page()).await;
+        if !is_page(&answer) {
+            break answer;
+        }
+        served += 1;
+        assert!(served <= 2 * WHOLE_SYNC + 600, "never refused");
+    };
+    let elapsed = first.elapsed().as_secs();
+    match refused {
+        Ok(SessionResponse::Error {
+            code: RpcErrorCode::RateLimited,
+            ..
+        }) => {}
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // A whole sync and one page a second since, no more.
+    assert!(
+        (WHOLE_SYNC..=WHOLE_SYNC + elapsed + 1).contains(&served),
+        "{served} pages served in {elapsed} s"
+    );
+    assert!(
+        is_page(&other.request(id, page()).await),
+        "another peer is still listed"
+    );
+    assert!(provider.node().metrics().listings_refused.get() >= 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(
+        is_page(&greedy.request(id, page()).await),
+        "a second later, one page more"
+    );
+}

@@ -44,9 +44,9 @@ impl Page {
     /// answers page after page forever is not followed forever.
     fn limit(cursor: Cursor) -> usize {
         match cursor {
-            Cursor::Offers(_) => OfferBookLimits::default()
-                .capacity
-                .div_ceil(MAX_OFFERS_PER_RESPONSE),
+            Cursor::Offers(_) => {
+                OfferBookLimits::DEFAULT_CAPACITY.div_ceil(MAX_OFFERS_PER_RESPONSE)
+            }
             Cursor::Profiles(_) => PROFILE_CAPACITY.div_ceil(MAX_PROFILES_PER_RESPONSE),
         }
     }

@@ -11,6 +11,7 @@ mod discovery;
 mod event_loop;
 mod gossip;
 mod guard;
+mod listings;
 mod profiles;
 mod publishing;
 mod relay;
@@ -214,6 +215,7 @@ impl Node {
             answers: FuturesUnordered::new(),
             responders: HashMap::new(),
             guard: PeerGuard::new(GuardConfig::default()),
+            listings: listings::ListingBudget::new(),
             next_responder: 0,
             outbound: HashMap::new(),
             commands: commands.clone(),
@@ -448,6 +450,9 @@ struct EventLoop {
     /// Session-protocol abuse per peer, decaying, and the bans it earned: a banned peer is
     /// disconnected on sight, blacklisted in gossip and never answered until its ban ends.
     guard: PeerGuard,
+    /// Pages of listings (`ListOffers`, `ListBook`, `ListProfiles`) each peer may still
+    /// ask for.
+    listings: listings::ListingBudget,
     next_responder: u64,
     /// Outbound session requests waiting for an answer.
     outbound: HashMap<OutboundRequestId, oneshot::Sender<Result<SessionResponse, NetError>>>,

@@ -270,7 +270,8 @@ impl EventLoop {
         }
     }
 
-    /// Answers offer listings itself; hands session requests to the session manager,
+    /// Answers offer listings itself (within the peer's listing budget); hands session
+    /// requests to the session manager,
     /// keeping the response channel until its answer comes back as `Command::Respond`.
     pub(super) fn serve(
         &mut self,
@@ -282,7 +283,22 @@ impl EventLoop {
             drop(channel);
             return;
         }
+        let listing = matches!(
+            request,
+            SessionRequest::ListOffers { .. }
+                | SessionRequest::ListBook { .. }
+                | SessionRequest::ListProfiles { .. }
+        );
+        let refused = listing && !self.listings.take(peer, self.clock.monotonic());
         let response = match (request, &self.sessions) {
+            _ if refused => {
+                self.metrics.listings_refused.inc();
+                debug!(%peer, "listing refused: the peer asked for too many pages");
+                SessionResponse::Error {
+                    code: RpcErrorCode::RateLimited,
+                    detail: "too many listings; ask again later".into(),
+                }
+            }
             (SessionRequest::ListOffers { tool }, _) => self.list_offers(tool),
             (SessionRequest::ListBook { after }, _) => SessionResponse::Offers(self.book.page(
                 after,

@@ -43,6 +43,9 @@ pub struct OfferBookLimits {
 }
 
 impl OfferBookLimits {
+    /// Most offers held in all, by default.
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+
     fn default_per_source() -> usize {
         2_500
     }
@@ -51,7 +54,7 @@ impl OfferBookLimits {
 impl Default for OfferBookLimits {
     fn default() -> Self {
         Self {
-            capacity: 10_000,
+            capacity: Self::DEFAULT_CAPACITY,
             per_provider: 64,
             max_clock_skew: Millis(5 * 60 * 1000),
             per_source: Self::default_per_source(),
