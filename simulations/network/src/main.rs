@@ -43,7 +43,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Where the nodes' ledgers go while it runs (default: the system's temporary
-        /// directory); removed at the end.
+        /// directory); removed at the end, and when the run is interrupted (Ctrl-C,
+        /// SIGTERM).
         #[arg(long)]
         scratch: Option<PathBuf>,
         /// No progress bar.
@@ -138,10 +139,11 @@ fn run(
         scenario.name,
         scenario.node_count()
     ));
+    let scratch = interruptible_scratch(scratch)?;
     let options = market::Options {
         seed,
         minutes,
-        scratch,
+        scratch: Some(scratch.path().to_owned()),
     };
     let started = Instant::now();
     let mut market_started = None;
@@ -170,6 +172,60 @@ fn run(
     let (summary, code) = orien_sim::output::finish(&report, started.elapsed(), &out)?;
     println!("{summary}");
     Ok(code)
+}
+
+/// A directory of the run's own for the nodes' ledgers (gigabytes at a thousand nodes),
+/// removed when the run ends however it ends: dropped at the end, and on SIGINT or
+/// SIGTERM by a watching thread that removes it and exits as a shell expects of an
+/// interrupted command (130, 143). The simulation itself runs on one thread in
+/// simulated time, and a signal is not a timer it could wait for.
+fn interruptible_scratch(parent: Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("orien-sim-run-");
+    let dir = match &parent {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .context("cannot make a directory for the nodes' ledgers")?;
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    // Registered before the run starts, so an early Ctrl-C is caught too.
+    let (mut interrupt, mut terminate) = {
+        let _entered = watcher.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    let path = dir.path().to_owned();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let code = watcher.block_on(async {
+                tokio::select! {
+                    _ = interrupt.recv() => 130,
+                    _ = terminate.recv() => 143,
+                }
+            });
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "\norien-sim-network: interrupted; removing the nodes' ledgers in {}",
+                    path.display()
+                );
+            }
+            // The nodes may still be writing: a file made meanwhile fails one pass.
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
+                    break;
+                }
+            }
+            std::process::exit(code);
+        })?;
+    Ok(dir)
 }
 
 fn summary(
