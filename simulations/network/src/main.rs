@@ -139,11 +139,12 @@ fn run(
         scenario.name,
         scenario.node_count()
     ));
-    let scratch = interruptible_scratch(scratch)?;
+    let (interrupt, signalled) = watch_signals()?;
     let options = market::Options {
         seed,
         minutes,
-        scratch: Some(scratch.path().to_owned()),
+        scratch,
+        interrupt: Some(interrupt),
     };
     let started = Instant::now();
     let mut market_started = None;
@@ -167,28 +168,35 @@ fn run(
             ));
         }
         Phase::Tallying => bar.set_message("reading the ledgers"),
-    })?;
+    });
     bar.finish_and_clear();
+    let report = match report {
+        Err(e) if e.is::<market::Interrupted>() => {
+            let code = signalled.load(std::sync::atomic::Ordering::SeqCst);
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("orien-sim-network: interrupted; no report written");
+            }
+            return Ok(ExitCode::from(code));
+        }
+        report => report?,
+    };
     let (summary, code) = orien_sim::output::finish(&report, started.elapsed(), &out)?;
     println!("{summary}");
     Ok(code)
 }
 
-/// A directory of the run's own for the nodes' ledgers (gigabytes at a thousand nodes),
-/// removed when the run ends however it ends: dropped at the end, and on SIGINT or
-/// SIGTERM by a watching thread that removes it and exits as a shell expects of an
-/// interrupted command (130, 143). The simulation itself runs on one thread in
-/// simulated time, and a signal is not a timer it could wait for.
-fn interruptible_scratch(parent: Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
-    use anyhow::Context as _;
+/// Turns the first SIGINT or SIGTERM into the run's interrupt: the run stops, its nodes
+/// stop and their ledgers are removed, and the process exits as a shell expects of an
+/// interrupted command (130, 143: the code is returned). A second signal ends the
+/// process at once. The simulation runs on one thread in simulated time, where a signal
+/// is not a timer it could wait for: a thread of its own waits for them.
+fn watch_signals() -> anyhow::Result<(
+    tokio::sync::watch::Receiver<bool>,
+    std::sync::Arc<std::sync::atomic::AtomicU8>,
+)> {
+    use std::sync::atomic::{AtomicU8, Ordering};
     use tokio::signal::unix::{SignalKind, signal};
-    let mut builder = tempfile::Builder::new();
-    builder.prefix("orien-sim-run-");
-    let dir = match &parent {
-        Some(parent) => builder.tempdir_in(parent),
-        None => builder.tempdir(),
-    }
-    .context("cannot make a directory for the nodes' ledgers")?;
     let watcher = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
@@ -200,32 +208,33 @@ fn interruptible_scratch(parent: Option<PathBuf>) -> anyhow::Result<tempfile::Te
             signal(SignalKind::terminate())?,
         )
     };
-    let path = dir.path().to_owned();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let code = std::sync::Arc::new(AtomicU8::new(0));
+    let signalled = std::sync::Arc::clone(&code);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let code = watcher.block_on(async {
-                tokio::select! {
-                    _ = interrupt.recv() => 130,
-                    _ = terminate.recv() => 143,
+            watcher.block_on(async {
+                for nth in 0.. {
+                    let code = tokio::select! {
+                        _ = interrupt.recv() => 130,
+                        _ = terminate.recv() => 143,
+                    };
+                    #[allow(clippy::print_stderr)]
+                    if nth == 0 {
+                        signalled.store(code, Ordering::SeqCst);
+                        eprintln!(
+                            "\norien-sim-network: interrupted; stopping the nodes and removing \
+                             their ledgers (again to stop at once)"
+                        );
+                        let _ = stop.send(true);
+                    } else {
+                        std::process::exit(code.into());
+                    }
                 }
             });
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!(
-                    "\norien-sim-network: interrupted; removing the nodes' ledgers in {}",
-                    path.display()
-                );
-            }
-            // The nodes may still be writing: a file made meanwhile fails one pass.
-            for _ in 0..5 {
-                if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
-                    break;
-                }
-            }
-            std::process::exit(code);
         })?;
-    Ok(dir)
+    Ok((stopped, code))
 }
 
 fn summary(

@@ -68,6 +68,7 @@ fn a_scenario_network_mode_cannot_run_whole_is_refused_naming_its_keys() {
         seed: 1,
         minutes: Some(1),
         scratch: None,
+        interrupt: None,
     };
     let error = market::run(&scenario, &options, &mut |_| {})
         .expect_err("network mode does not play hostile nodes yet");

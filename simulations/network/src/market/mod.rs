@@ -43,7 +43,22 @@ pub struct Options {
     /// Where the nodes' ledgers live (a temporary directory under it is made and
     /// removed).
     pub scratch: Option<std::path::PathBuf>,
+    /// Set to `true` to stop the run: it ends with [`Interrupted`], its nodes and
+    /// ledgers removed.
+    pub interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
+
+/// The run was stopped through [`Options::interrupt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy)]
@@ -118,10 +133,28 @@ pub fn run(
         .enable_time()
         .start_paused(true)
         .build()?;
-    let report = runtime.block_on(market(scenario, options, scratch.path(), progress));
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = market(scenario, options, scratch.path(), progress) => report,
+            () = interrupted(options.interrupt.clone()) => Err(Interrupted.into()),
+        }
+    });
     // Ledgers close with their nodes; the runtime goes first.
     drop(runtime);
     report
+}
+
+/// Resolves once `interrupt` turns `true`; never without one.
+async fn interrupted(interrupt: Option<tokio::sync::watch::Receiver<bool>>) {
+    match interrupt {
+        Some(mut interrupt) => {
+            if interrupt.wait_for(|stop| *stop).await.is_err() {
+                // Its sender is gone: nobody can interrupt any more.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Open files each node's ledger holds (RocksDB keeps its files open: logs, manifest,

@@ -11,6 +11,7 @@ pub(crate) fn run(scenario: &Scenario) -> (Report, tempfile::TempDir) {
         seed: scenario.seed,
         minutes: None,
         scratch: Some(scratch.path().to_owned()),
+        interrupt: None,
     };
     let report = market::run(scenario, &options, &mut |_| {}).expect("the market runs");
     (report, scratch)
