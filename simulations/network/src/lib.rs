@@ -106,6 +106,8 @@ fn swarm(config: &PropagationConfig, index: usize) -> anyhow::Result<Swarm<gossi
         loss: config.loss,
         retransmit: config.retransmit,
         seed: config.seed,
+        // Bare swarms trace latency and hops alone; a node's uplink is the market's.
+        uplink_mbps: None,
     };
     let connections = std::sync::Arc::new(AtomicU64::new(0));
     let gossip = gossipsub::ConfigBuilder::default()

@@ -7,11 +7,19 @@
 //! connection yields is held until `latency` after it arrived. The inner connection
 //! is reliable and ordered, like TCP; a lost segment would cost TCP a retransmission,
 //! which the scenario's loss adds as an extra delay on that chunk.
+//!
+//! A node's upload bandwidth ([`Uplink`], shared by all its connections) is applied
+//! where bytes are written: a write is taken once its last byte would have left the
+//! uplink, behind every byte the node wrote before, as a full send buffer holds the
+//! writer back. tokio's timers tick in whole milliseconds, so a write waits only when the
+//! uplink is more than a tick behind: a lone small message leaves at once (up to a
+//! millisecond early), a burst is paced.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,9 +42,16 @@ pub struct LinkModel {
     pub retransmit: Duration,
     /// Decides every draw of the links.
     pub seed: u64,
+    /// Each node's upload bandwidth, Mbit/s (`None`: unlimited).
+    pub uplink_mbps: Option<f64>,
 }
 
 impl LinkModel {
+    /// A node's uplink, for all its connection ends ([`Delayed::paced`]).
+    pub fn uplink(&self) -> Option<Uplink> {
+        self.uplink_mbps.map(Uplink::new)
+    }
+
     /// The read side of the `n`-th connection end of node `node` over `conn`.
     pub fn end<C>(&self, conn: C, node: usize, n: u64) -> Delayed<C> {
         let stream = (node as u64) << 32 | n;
@@ -52,7 +67,39 @@ impl LinkModel {
     }
 }
 
-/// Reads from the inner connection are held back by the link's latency.
+/// A node's upload link: the bytes of all its connections leave one after another, at
+/// its bandwidth.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    per_byte: Duration,
+    /// When the last byte written so far has left.
+    free_at: Arc<Mutex<Instant>>,
+}
+
+impl Uplink {
+    /// An uplink of `mbps` megabits a second.
+    pub fn new(mbps: f64) -> Self {
+        assert!(mbps > 0.0, "an uplink moves bytes");
+        Self {
+            per_byte: Duration::from_secs_f64(8.0 / (mbps * 1_000_000.0)),
+            free_at: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+
+    /// Queues `bytes` behind what was written before; when their last byte has left.
+    fn send(&self, bytes: usize) -> Instant {
+        let mut free_at = self.free_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = (*free_at).max(Instant::now());
+        *free_at = start + self.per_byte * u32::try_from(bytes).unwrap_or(u32::MAX);
+        *free_at
+    }
+}
+
+/// How far behind an uplink may be before a write waits for it: a timer's tick.
+const PACING_SLACK: Duration = Duration::from_millis(1);
+
+/// Reads from the inner connection are held back by the link's latency; writes, by
+/// the node's uplink when it has one.
 pub struct Delayed<C> {
     inner: C,
     latency: Duration,
@@ -63,6 +110,11 @@ pub struct Delayed<C> {
     queue: VecDeque<(Instant, Vec<u8>, usize)>,
     eof: bool,
     timer: Pin<Box<Sleep>>,
+    uplink: Option<Uplink>,
+    /// When the write being taken has left the uplink (reserved on its first poll).
+    sent_at: Option<Instant>,
+    /// Made on the first write that waits.
+    write_timer: Option<Pin<Box<Sleep>>>,
 }
 
 thread_local! {
@@ -85,7 +137,17 @@ impl<C> Delayed<C> {
             queue: VecDeque::new(),
             eof: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            uplink: None,
+            sent_at: None,
+            write_timer: None,
         }
+    }
+
+    /// Writes through `uplink`, shared with the node's other connections.
+    #[must_use]
+    pub fn paced(mut self, uplink: Uplink) -> Self {
+        self.uplink = Some(uplink);
+        self
     }
 
     fn lost(&mut self) -> bool {
@@ -156,7 +218,24 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Delayed<C> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if let Some(uplink) = &this.uplink {
+            let sent_at = *this.sent_at.get_or_insert_with(|| uplink.send(buf.len()));
+            if sent_at > Instant::now() + PACING_SLACK {
+                let timer = this
+                    .write_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(sent_at)));
+                timer.as_mut().reset(sent_at);
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if written.is_ready() {
+            this.sent_at = None;
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -188,6 +267,46 @@ mod tests {
             link.read_to_end(&mut bytes).await.expect("reads");
             (bytes, start.elapsed())
         })
+    }
+
+    #[test]
+    fn an_uplink_paces_a_nodes_writes_behind_one_another_and_lets_a_lone_small_one_go() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            use futures::AsyncWriteExt;
+            // 8 Mbit/s: a microsecond a byte.
+            let uplink = Uplink::new(8.0);
+            let end = |uplink: &Uplink| {
+                Delayed::new(
+                    futures::io::Cursor::new(Vec::new()),
+                    Duration::ZERO,
+                    (Duration::ZERO, 0.0),
+                    1,
+                )
+                .paced(uplink.clone())
+            };
+            let (mut a, mut b) = (end(&uplink), end(&uplink));
+            let start = Instant::now();
+            a.write_all(&[0; 500]).await.expect("writes");
+            assert_eq!(
+                start.elapsed(),
+                Duration::ZERO,
+                "half a millisecond: within a tick"
+            );
+            // 20 kB more through the other connection: behind the first 500 bytes.
+            b.write_all(&[0; 20_000]).await.expect("writes");
+            // tokio's timers tick in whole milliseconds.
+            let took = start.elapsed();
+            assert!(
+                (Duration::from_micros(20_500)..=Duration::from_micros(21_500)).contains(&took),
+                "{took:?}"
+            );
+            assert_eq!(b.inner.get_ref().len(), 20_000);
+        });
     }
 
     #[test]

@@ -201,6 +201,7 @@ impl Nodes {
             loss: network.loss.0,
             retransmit: Duration::from_secs_f64(3.0 * network.latency_ms.0 / 1_000.0),
             seed,
+            uplink_mbps: Some(network.uplink_mbps.0),
         };
         let rules = &scenario.sessions;
         let sessions = SessionConfig {
@@ -451,19 +452,27 @@ fn node_key(seed: u64, index: usize) -> NodeKey {
 }
 
 /// In-process connections through links with the scenario's latency and loss, which
-/// its partitions cut (`cuts`), then noise and yamux as over TCP.
+/// its partitions cut (`cuts`), written through the node's uplink, then noise and yamux
+/// as over TCP.
 fn transport(links: LinkModel, index: usize, cuts: Arc<Cuts>) -> CustomTransport {
     let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let uplink = links.uplink();
     CustomTransport::new(move |key| {
         let connections = Arc::clone(&connections);
         let cuts = Arc::clone(&cuts);
+        let uplink = uplink.clone();
         let noise = noise::Config::new(key).map_err(|e| BuildError::Transport(e.to_string()))?;
         // Ports given back when the node stops, so that churn can start it again on its
         // address.
         Ok(crate::ports::ReusableMemory::default()
             .map(move |conn, endpoint: ConnectedPoint| {
                 let n = connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                cuts.end(links.end(conn, index, n), index, &endpoint)
+                let end = links.end(conn, index, n);
+                let end = match &uplink {
+                    Some(uplink) => end.paced(uplink.clone()),
+                    None => end,
+                };
+                cuts.end(end, index, &endpoint)
             })
             .upgrade(Version::V1)
             .authenticate(noise)
