@@ -85,6 +85,26 @@ async fn logs(
     parse_sse(&text)
 }
 
+/// Opens a session of the provider's `sha256` offer (budget 0.5) and waits until its
+/// first receipt is acknowledged; its id, and when the renter had it open.
+async fn a_session_with_a_receipt(
+    renter: &NodeProcess,
+    provider: &NodeProcess,
+) -> (String, std::time::Instant) {
+    let offer = offer_of(renter, provider, "sha256").await;
+    let session = renter
+        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
+        .await;
+    let opened = std::time::Instant::now();
+    let id = session["id"].as_str().unwrap().to_owned();
+    renter
+        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
+            s["usage"]["receipts"].as_u64() >= Some(1)
+        })
+        .await;
+    (id, opened)
+}
+
 /// Closes session `id` through the renter's API and returns the closed session and both
 /// sides' receipt chains, the provider's once it holds as many receipts as the renter's.
 async fn close_and_fetch_chains(
@@ -460,17 +480,8 @@ async fn a_killed_provider_leaves_the_renter_owing_only_what_it_acknowledged() {
     let bootstrap = NodeProcess::start(&[]);
     let mut provider = provider(&bootstrap, 10_000);
     let renter = renter(&bootstrap, 2_000);
-    let offer = offer_of(&renter, &provider, "sha256").await;
-    let session = renter
-        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
-        .await;
-    let id = session["id"].as_str().unwrap().to_owned();
-    // At least one receipt acknowledged, then the provider dies without a word.
-    renter
-        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
-            s["usage"]["receipts"].as_u64() >= Some(1)
-        })
-        .await;
+    let (id, _) = a_session_with_a_receipt(&renter, &provider).await;
+    // Then the provider dies without a word.
     provider.kill();
     let after = renter
         .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
@@ -511,17 +522,7 @@ async fn a_provider_that_stops_closes_its_sessions_on_a_receipt_for_the_time_ser
     let bootstrap = NodeProcess::start(&[]);
     let mut provider = provider(&bootstrap, 10_000);
     let renter = renter(&bootstrap, 2_000);
-    let offer = offer_of(&renter, &provider, "sha256").await;
-    let session = renter
-        .post_json("/v1/sessions", json!({"offer": offer, "budget": "0.5"}))
-        .await;
-    let opened = std::time::Instant::now();
-    let id = session["id"].as_str().unwrap().to_owned();
-    renter
-        .wait_for(&format!("/v1/sessions/{id}"), LONG, |s| {
-            s["usage"]["receipts"].as_u64() >= Some(1)
-        })
-        .await;
+    let (id, opened) = a_session_with_a_receipt(&renter, &provider).await;
     // Off an interval's boundary (500 ms), where the last acknowledged receipt stops.
     tokio::time::sleep(Duration::from_millis(750)).await;
     let served = opened.elapsed();

@@ -253,13 +253,17 @@ mod tests {
 
     use super::*;
 
-    fn read_all(latency: Duration, retransmit: (Duration, f64)) -> (Vec<u8>, Duration) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    /// A runtime on a paused clock, as the market's.
+    fn paused() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
-            .expect("a runtime");
-        runtime.block_on(async {
+            .expect("a runtime")
+    }
+
+    fn read_all(latency: Duration, retransmit: (Duration, f64)) -> (Vec<u8>, Duration) {
+        paused().block_on(async {
             let inner = futures::io::Cursor::new(b"offer bytes".to_vec());
             let mut link = Delayed::new(inner, latency, retransmit, 1);
             let start = Instant::now();
@@ -271,12 +275,7 @@ mod tests {
 
     #[test]
     fn an_uplink_paces_a_nodes_writes_behind_one_another_and_lets_a_lone_small_one_go() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
+        paused().block_on(async {
             use futures::AsyncWriteExt;
             // 8 Mbit/s: a microsecond a byte.
             let uplink = Uplink::new(8.0);

@@ -113,22 +113,14 @@ fn providers_that_crash_or_go_offline_come_back_serve_again_and_every_ledger_bal
     let s = &report.sessions;
     let outcome = |name: &str| s.outcomes.get(name).copied().unwrap_or(0);
     assert!(outcome("provider_crashed") >= 1, "{s:?}");
-    let crashes = report
-        .losses
-        .iter()
-        .find(|l| l.cause == "crashes")
-        .expect("a loss to crashes is reported");
+    let crashes = common::loss(&report, "crashes");
     assert_eq!(crashes.loser, "provider");
     assert!(crashes.sessions >= 1, "{crashes:?}");
     assert!(crashes.worst_share_of_bound <= 1.0, "{crashes:?}");
     // A provider going offline closes what it serves on a closing receipt first (the
     // node's own shutdown): paid for its time, where a crash loses up to an interval.
     // Before the shutdown did so, the worst came to 0.968 of the bound.
-    let offline = report
-        .losses
-        .iter()
-        .find(|l| l.cause == "providers going offline")
-        .expect("the sessions broken off by going offline are reported");
+    let offline = common::loss(&report, "providers going offline");
     assert!(offline.sessions >= 1, "{offline:?}");
     assert!(offline.worst_share_of_bound <= 0.1, "{offline:?}");
 

@@ -100,13 +100,7 @@ fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_g
         hostile.silenced_sessions,
         "{s:?}"
     );
-    let loss = |cause: &str| {
-        report
-            .losses
-            .iter()
-            .find(|l| l.cause == cause)
-            .unwrap_or_else(|| panic!("a loss to {cause} is reported: {:?}", report.losses))
-    };
+    let loss = |cause: &str| common::loss(&report, cause);
     let silent = loss("silent renters");
     assert_eq!(silent.loser, "provider");
     assert!(silent.sessions >= 3, "{silent:?}");

@@ -82,11 +82,7 @@ fn a_partition_cuts_the_links_across_it_for_its_minute_and_the_market_recovers()
 
     // Sessions open across the cut were cut, and their providers' unpaid work stayed
     // within the ack window at the session's price.
-    let loss = report
-        .losses
-        .iter()
-        .find(|l| l.cause == "partitions")
-        .expect("a loss to partitions is reported");
+    let loss = common::loss(&report, "partitions");
     assert!(loss.sessions >= 1, "{loss:?}");
     assert_eq!(loss.loser, "provider");
     assert!(loss.worst_share_of_bound <= 1.0, "{loss:?}");

@@ -1,5 +1,6 @@
 //! What the network-mode market tests share.
 
+use orien_sim::report::Loss;
 use orien_sim::{Report, Scenario};
 use orien_sim_network::market::{self, Options};
 
@@ -26,4 +27,14 @@ pub(crate) fn assert_checks_hold(report: &Report, expected: &[&str]) {
     for check in &report.checks {
         assert!(check.held, "{}: {}", check.name, check.detail);
     }
+}
+
+/// The report's loss to `cause`, which must be there.
+#[allow(dead_code)] // Each test crate compiles this module; the market's reads no loss.
+pub(crate) fn loss<'a>(report: &'a Report, cause: &str) -> &'a Loss {
+    report
+        .losses
+        .iter()
+        .find(|l| l.cause == cause)
+        .unwrap_or_else(|| panic!("a loss to {cause} is reported: {:?}", report.losses))
 }
