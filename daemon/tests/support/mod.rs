@@ -336,7 +336,11 @@ impl Devnet {
             .lines()
             .map_while(Result::ok)
             .any(|line| line.starts_with("devnet ready"));
-        assert!(ready, "orien-devnet did not come up");
+        assert!(
+            ready,
+            "orien-devnet did not come up (it runs $ORIEN_ANVIL, anvil on PATH, or the npm \
+             package that `npm ci` at the repository root installs, as scripts/test does)"
+        );
         let settings = std::fs::read_to_string(&env_file)
             .unwrap()
             .lines()

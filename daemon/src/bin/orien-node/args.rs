@@ -46,6 +46,12 @@ pub(crate) enum Command {
         role: String,
     },
     /// Run the node until interrupted (Ctrl-C or SIGTERM).
+    ///
+    /// Interrupted, it stops in order: its sessions end first (each one it rents and
+    /// each one it provides closes on a closing receipt, so both sides are paid up to
+    /// the stop; up to 15 s, and no session opens meanwhile), then a provider on a
+    /// chain settles what it is owed (up to a minute; --no-settle-on-shutdown skips
+    /// it), then its offers are withdrawn and the network stops.
     Run(Box<RunArgs>),
     /// Print this node's id.
     Id,
