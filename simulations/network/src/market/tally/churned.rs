@@ -17,13 +17,13 @@ use orien_ledger::SessionStatus;
 use orien_protocol::CloseReason;
 use orien_sim::model::churn::Change;
 use orien_sim::model::session::LossCause;
-use orien_sim::report::{self, Check, Churned as Counts, Loss};
+use orien_sim::report::{Check, Churned as Counts};
 
 use super::super::churn::Stop;
 use super::super::nodes::Nodes;
 use super::super::renters::Rented;
 use super::Book;
-use super::partitioned::{Unpaid, price};
+use super::partitioned::{Losses, Unpaid, price};
 
 /// The providers' stops of a run, and the timing rules their bound is made of.
 pub(super) struct Churned {
@@ -62,8 +62,7 @@ impl Churned {
         [Change::Crashes, Change::Leaves]
             .into_iter()
             .map(|change| {
-                let (mut sessions, mut total, mut worst) = (0u64, 0u64, 0u64);
-                let (mut worst_share, mut worst_of_interval) = (0f64, 0f64);
+                let (mut losses, mut worst_of_interval) = (Losses::default(), 0f64);
                 for r in rented {
                     let Some(stop) = self.stopped(r).filter(|s| s.change == change) else {
                         continue;
@@ -83,10 +82,7 @@ impl Churned {
                     // the bound without it).
                     let bound = price(per_minute, self.interval + self.round_trip * 2).micros() + 2;
                     let interval = price(per_minute, self.interval).micros() + 2;
-                    sessions += 1;
-                    total += lost;
-                    worst = worst.max(lost);
-                    worst_share = worst_share.max(lost as f64 / bound as f64);
+                    losses.add(lost, bound);
                     worst_of_interval = worst_of_interval.max(lost as f64 / interval as f64);
                 }
                 let (cause, bound) = match change {
@@ -110,18 +106,7 @@ impl Churned {
                         ),
                     ),
                 };
-                Unpaid {
-                    loss: Loss {
-                        cause,
-                        loser: "provider".into(),
-                        bound,
-                        sessions,
-                        total: report::usdc_string(total),
-                        worst: report::usdc_string(worst),
-                        worst_share_of_bound: report::round6(worst_share),
-                    },
-                    worst_share,
-                }
+                losses.row(cause, "provider", bound)
             })
             .collect()
     }

@@ -14,39 +14,24 @@ use std::time::Duration;
 use orien_protocol::{Clock, Millis};
 use orien_sim::Scenario;
 use orien_sim::model::session::{LossCause, tolerance_ms};
-use orien_sim::report::{self, Loss};
 
 use super::super::nodes::Nodes;
 use super::super::renters::Rented;
 use super::Book;
-use super::partitioned::{Unpaid, price};
+use super::partitioned::{Losses, Unpaid, price};
 
 /// One row of losses, summed session by session: `(lost, bound)` in micro-USDC.
 fn row(cause: LossCause, lost: impl Iterator<Item = (u64, u64)>) -> Unpaid {
-    let (mut sessions, mut total, mut worst, mut worst_share) = (0u64, 0u64, 0u64, 0f64);
+    let mut losses = Losses::default();
     for (lost, bound) in lost {
-        sessions += 1;
-        total += lost;
-        worst = worst.max(lost);
-        worst_share = worst_share.max(lost as f64 / bound.max(1) as f64);
+        losses.add(lost, bound);
     }
-    Unpaid {
-        loss: Loss {
-            cause: cause.as_str().to_owned(),
-            loser: if cause.provider_loses() {
-                "provider"
-            } else {
-                "renter"
-            }
-            .into(),
-            bound: cause.bound().to_owned(),
-            sessions,
-            total: report::usdc_string(total),
-            worst: report::usdc_string(worst),
-            worst_share_of_bound: report::round6(worst_share),
-        },
-        worst_share,
-    }
+    let loser = if cause.provider_loses() {
+        "provider"
+    } else {
+        "renter"
+    };
+    losses.row(cause.as_str().to_owned(), loser, cause.bound().to_owned())
 }
 
 /// The losses of silent renters' and exit delayers' sessions, one row each when the

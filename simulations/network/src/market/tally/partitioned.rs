@@ -73,6 +73,41 @@ pub(super) struct Unpaid {
     pub(super) worst_share: f64,
 }
 
+/// Losses summed session by session, each against its own bound (micro-USDC).
+#[derive(Debug, Default)]
+pub(super) struct Losses {
+    sessions: u64,
+    total: u64,
+    worst: u64,
+    worst_share: f64,
+}
+
+impl Losses {
+    /// One session lost `lost` against `bound`.
+    pub(super) fn add(&mut self, lost: u64, bound: u64) {
+        self.sessions += 1;
+        self.total += lost;
+        self.worst = self.worst.max(lost);
+        self.worst_share = self.worst_share.max(lost as f64 / bound.max(1) as f64);
+    }
+
+    /// The report's row: `cause`, lost by `loser`, against the bound `bound` says.
+    pub(super) fn row(self, cause: String, loser: &str, bound: String) -> Unpaid {
+        Unpaid {
+            loss: Loss {
+                cause,
+                loser: loser.into(),
+                bound,
+                sessions: self.sessions,
+                total: report::usdc_string(self.total),
+                worst: report::usdc_string(self.worst),
+                worst_share_of_bound: report::round6(self.worst_share),
+            },
+            worst_share: self.worst_share,
+        }
+    }
+}
+
 impl<'a> Partitioned<'a> {
     pub(super) fn of(scenario: &Scenario, nodes: &'a Nodes) -> Self {
         let network = &scenario.network;
@@ -155,7 +190,7 @@ impl<'a> Partitioned<'a> {
         }
         let window = self.interval + self.ack_timeout + self.round_trip;
         let now = nodes.clock.monotonic();
-        let (mut sessions, mut total, mut worst, mut worst_share) = (0u64, 0u64, 0u64, 0f64);
+        let mut losses = Losses::default();
         for r in rented.iter().filter(|r| self.cut(r)) {
             let Some((held, lost)) =
                 super::unpaid_work(nodes, books, r, |work| work.closed.unwrap_or(now))
@@ -164,24 +199,14 @@ impl<'a> Partitioned<'a> {
             };
             // A rounding micro-USDC at each end of the priced span, as model mode.
             let bound = price(held.pricing.session_per_minute, window).micros() + 2;
-            sessions += 1;
-            total += lost;
-            worst = worst.max(lost);
-            worst_share = worst_share.max(lost as f64 / bound as f64);
+            losses.add(lost, bound);
         }
         let cause = LossCause::Partitions;
-        Some(Unpaid {
-            loss: Loss {
-                cause: cause.as_str().to_owned(),
-                loser: "provider".into(),
-                bound: cause.bound().to_owned(),
-                sessions,
-                total: report::usdc_string(total),
-                worst: report::usdc_string(worst),
-                worst_share_of_bound: report::round6(worst_share),
-            },
-            worst_share,
-        })
+        Some(losses.row(
+            cause.as_str().to_owned(),
+            "provider",
+            cause.bound().to_owned(),
+        ))
     }
 
     /// The check a run with partitions adds: no traced offer across an active partition.
