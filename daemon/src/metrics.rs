@@ -115,6 +115,9 @@ pub struct Metrics {
     /// `orien_network_listings_refused_total`: book and offer listings refused to peers
     /// that asked for too many pages.
     pub listings_refused: Counter,
+    /// `orien_network_peer_lookups_total`: peers looked up in the DHT because a request
+    /// could not dial them.
+    pub peer_lookups: Counter,
     /// `orien_offers_book_size`: offers in the book.
     pub offers_in_book: Gauge,
     /// `orien_offers_received_total{outcome}`: offers received over gossip or lookups.
@@ -181,6 +184,12 @@ impl Metrics {
             "network_listings_refused",
             "Book and offer listings refused to peers that asked for too many pages",
             listings_refused.clone(),
+        );
+        let peer_lookups = Counter::default();
+        orien.register(
+            "network_peer_lookups",
+            "Peers looked up in the DHT because a request could not dial them",
+            peer_lookups.clone(),
         );
         let offers_in_book = Gauge::default();
         orien.register(
@@ -307,6 +316,7 @@ impl Metrics {
             peers_banned,
             peers_trimmed,
             listings_refused,
+            peer_lookups,
             sessions_open,
             sessions_opened,
             sessions_closed,

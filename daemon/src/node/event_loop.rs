@@ -230,6 +230,17 @@ impl EventLoop {
                 step,
                 ..
             })) => self.on_walk_step(id, step.last),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetClosestPeers(result),
+                ..
+            })) => {
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                self.on_peer_found(id, peers);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Session(event)) => self.on_session(event),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -243,8 +254,14 @@ impl EventLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                self.on_peer_reachable(peer_id);
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
             }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => self.on_dial_error(connection_id, &error.to_string()),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 cause,

@@ -12,6 +12,7 @@ mod event_loop;
 mod gossip;
 mod guard;
 mod listings;
+mod peer_lookup;
 mod profiles;
 mod publishing;
 mod relay;
@@ -207,6 +208,7 @@ impl Node {
             offer_ttl: config.offer_ttl,
             book_sync: book_sync::BookSync::new(config.tuning.book_sync_peers),
             walks: walks::Walks::default(),
+            peer_lookups: peer_lookup::PeerLookups::default(),
             finds: HashMap::new(),
             find_requests: HashMap::new(),
             events: events.clone(),
@@ -437,6 +439,8 @@ struct EventLoop {
     book_sync: book_sync::BookSync,
     /// The DHT walk in progress and when the last one ended.
     walks: walks::Walks,
+    /// Requests kept for a retry after a failed dial, and the peer lookups for them.
+    peer_lookups: peer_lookup::PeerLookups<peer_lookup::Waiter>,
     finds: HashMap<QueryId, Find>,
     find_requests: HashMap<OutboundRequestId, QueryId>,
     events: broadcast::Sender<OfferEvent>,

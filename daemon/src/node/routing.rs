@@ -70,11 +70,16 @@ impl EventLoop {
         }
         self.session_message(peer);
         Self::route_via_relays(&mut self.swarm, &self.relays, peer);
+        // Kept in case the dial fails for want of an address (`peer_lookup`).
+        let retry = (!self.swarm.is_connected(&peer)).then(|| request.clone());
         let id = self
             .swarm
             .behaviour_mut()
             .session
             .send_request(&peer, request);
+        if let Some(request) = retry {
+            self.peer_lookups.sent(id, request);
+        }
         self.outbound.insert(id, reply);
     }
 
@@ -151,6 +156,7 @@ impl EventLoop {
                         request_id,
                         response,
                     } => {
+                        self.peer_lookups.settled(&request_id);
                         if let Some(waiter) = self.outbound.remove(&request_id) {
                             self.deliver_response(peer, response, waiter);
                             return;
@@ -174,10 +180,15 @@ impl EventLoop {
             } => {
                 debug!(%peer, %error, "session request failed");
                 if let Some(waiter) = self.outbound.remove(&request_id) {
-                    let _ = waiter.send(Err(NetError::Failed {
-                        peer: peer.to_string(),
-                        reason: error.to_string(),
-                    }));
+                    if matches!(error, request_response::OutboundFailure::DialFailure) {
+                        self.on_dial_failed(&request_id, peer, waiter, error.to_string());
+                    } else {
+                        self.peer_lookups.settled(&request_id);
+                        let _ = waiter.send(Err(NetError::Failed {
+                            peer: peer.to_string(),
+                            reason: error.to_string(),
+                        }));
+                    }
                     return;
                 }
                 self.book_sync.answered(&request_id);
