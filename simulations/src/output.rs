@@ -50,15 +50,19 @@ pub fn summary(
     let s = &report.sessions;
     let p = &report.propagation;
     let nodes = report.nodes.providers + report.nodes.renters + report.nodes.sybils;
+    let speed = f64::from(report.simulated_minutes) * 60.0 / wall.as_secs_f64().max(1e-6);
+    // Slower than real time reads as a fraction, not as "0×".
+    let digits = if speed < 10.0 { 1 } else { 0 };
     let mut lines = vec![
         format!(
-            "{} ({} mode) — {} nodes, {} simulated minutes in {:.1} s ({:.0}× real time)",
+            "{} ({} mode) — {} nodes, {} simulated minutes in {:.1} s ({:.*}× real time)",
             report.scenario,
             report.mode,
             nodes,
             report.simulated_minutes,
             wall.as_secs_f64(),
-            f64::from(report.simulated_minutes) * 60.0 / wall.as_secs_f64().max(1e-6)
+            digits,
+            speed
         ),
         format!(
             "  offers reach nodes in   p50 {:.0} ms, p99 {:.0} ms, {} hops at most",

@@ -57,6 +57,10 @@ pub struct Stack {
     /// Connections established, over every node (each counted at both ends).
     #[serde(default)]
     pub connections_opened: u64,
+    /// Peers looked up in the DHT because a request could not dial them (a renter
+    /// knowing a provider's offer but no address for it), over every node.
+    #[serde(default)]
+    pub peer_lookups: u64,
     /// Receipts acknowledged, over every renter's ledger.
     pub receipts: u64,
     /// Sessions whose one modelled call did not run to its exit.
@@ -390,12 +394,13 @@ impl Report {
         if let Some(stack) = &self.stack {
             let _ = writeln!(
                 w,
-                "\n## The node stack\n\nEvery node ran the whole stack (gossipsub, Kademlia, offer book, session machines, a RocksDB ledger). At the end each had open connections to {:.1} peers on average ({} to {}), having opened {} connections (counted at both ends) and closed {} over their budgets in all; {} receipts were acknowledged; {} sessions' modelled call did not reach its exit.",
+                "\n## The node stack\n\nEvery node ran the whole stack (gossipsub, Kademlia, offer book, session machines, a RocksDB ledger). At the end each had open connections to {:.1} peers on average ({} to {}), having opened {} connections (counted at both ends) and closed {} over their budgets in all; {} times a node looked a peer up in the DHT for want of its address; {} receipts were acknowledged; {} sessions' modelled call did not reach its exit.",
                 stack.peers_mean,
                 stack.peers_min,
                 stack.peers_max,
                 stack.connections_opened,
                 stack.trimmed,
+                stack.peer_lookups,
                 stack.receipts,
                 stack.failed_calls
             );

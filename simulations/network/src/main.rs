@@ -3,6 +3,7 @@
 //! as model mode; `propagation` traces offers through bare gossipsub swarms beside
 //! model mode's trace of the same network, as JSON.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -148,8 +149,17 @@ fn run(
     };
     let started = Instant::now();
     let mut market_started = None;
+    // Where no bar is drawn (a log, CI), a line at every tenth of the nodes started and
+    // every simulated minute.
+    let mut lines = (!quiet && !std::io::stderr().is_terminal()).then(Milestones::default);
+    let nodes = scenario.node_count();
     let report = market::run(&scenario, &options, &mut |p| match p.phase {
-        Phase::Starting(up) => bar.set_position(up as u64),
+        Phase::Starting(up) => {
+            bar.set_position(up as u64);
+            if let Some(lines) = &mut lines {
+                lines.nodes(up, nodes as usize, started.elapsed());
+            }
+        }
         Phase::Market | Phase::Draining => {
             let from = *market_started.get_or_insert_with(|| {
                 bar.set_style(style("simulated minutes"));
@@ -157,6 +167,10 @@ fn run(
                 p.simulated
             });
             bar.set_position(p.simulated.saturating_sub(from).as_secs() / 60);
+            if let Some(lines) = &mut lines {
+                let minute = p.simulated.saturating_sub(from).as_secs() / 60;
+                lines.minute(minute, minutes_total.into(), p.requested, started.elapsed());
+            }
             bar.set_message(format!(
                 "{} requests{}",
                 p.requested,
@@ -307,4 +321,33 @@ fn propagation_json(args: &PropagationArgs) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Plain progress lines for a stderr that is not a terminal.
+#[derive(Debug, Default)]
+struct Milestones {
+    nodes_told: usize,
+    minute_told: Option<u64>,
+}
+
+// Progress is what this command line writes to stderr.
+#[allow(clippy::print_stderr)]
+impl Milestones {
+    fn nodes(&mut self, up: usize, of: usize, wall: Duration) {
+        let tenth = of.div_ceil(10).max(1);
+        if up >= self.nodes_told + tenth || (up == of && self.nodes_told < of) {
+            self.nodes_told = up;
+            eprintln!("{up} of {of} nodes started, {:.0} s", wall.as_secs_f64());
+        }
+    }
+
+    fn minute(&mut self, minute: u64, of: u64, requested: u64, wall: Duration) {
+        if self.minute_told.is_none_or(|told| minute > told) {
+            self.minute_told = Some(minute);
+            eprintln!(
+                "simulated minute {minute} of {of}, {requested} requests, {:.0} s",
+                wall.as_secs_f64()
+            );
+        }
+    }
 }

@@ -191,6 +191,7 @@ async fn stop(nodes: &Nodes, index: usize, change: Change) -> anyhow::Result<()>
     let retired = Retired {
         connections_opened: super::tally::connections_opened(&node.metrics().render()),
         trimmed: node.metrics().peers_trimmed.get(),
+        peer_lookups: node.metrics().peer_lookups.get(),
     };
     match change {
         Change::Leaves => {
@@ -215,6 +216,7 @@ async fn stop(nodes: &Nodes, index: usize, change: Change) -> anyhow::Result<()>
     life.stops += 1;
     life.retired.connections_opened += retired.connections_opened;
     life.retired.trimmed += retired.trimmed;
+    life.retired.peer_lookups += retired.peer_lookups;
     drop(life);
     nodes.churn.stops_mut().push(Stop {
         provider: index,

@@ -118,6 +118,7 @@ pub(super) struct Life {
 pub(super) struct Retired {
     pub(super) connections_opened: u64,
     pub(super) trimmed: u64,
+    pub(super) peer_lookups: u64,
 }
 
 impl SimNode {

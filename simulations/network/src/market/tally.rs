@@ -126,17 +126,19 @@ pub(super) async fn report(
         books.push(tokio::task::spawn_blocking(move || read(&store, me)).await??);
     }
     let mut peers = Vec::with_capacity(nodes.len());
-    let (mut trimmed, mut opened) = (0, 0);
+    let (mut trimmed, mut opened, mut peer_lookups) = (0, 0, 0);
     for index in 0..nodes.len() {
         let retired = nodes.node(index).life().retired;
         trimmed += retired.trimmed;
         opened += retired.connections_opened;
+        peer_lookups += retired.peer_lookups;
         // A provider churned away at the end has no peers to count.
         let Some(node) = nodes.node(index).node() else {
             continue;
         };
         peers.push(u32::try_from(node.stats().await?.peers).unwrap_or(u32::MAX));
         trimmed += node.metrics().peers_trimmed.get();
+        peer_lookups += node.metrics().peer_lookups.get();
         opened += connections_opened(&node.metrics().render());
     }
     // Providers online at each bucket's start, as churn played them.
@@ -367,6 +369,7 @@ pub(super) async fn report(
             peers_min: peers.iter().copied().min().unwrap_or(0),
             trimmed,
             connections_opened: opened,
+            peer_lookups,
             receipts,
             failed_calls: out.failed_calls,
             connections_cut: nodes.cuts.connections_cut(),
