@@ -8,12 +8,15 @@
 //!
 //! What each fault means where it is applied:
 //!
-//! | point | `Drop` | `Delay(d)` |
-//! |---|---|---|
-//! | [`Point::OutboundRequest`] | never sent; the caller gets a failure | sent `d` later |
-//! | [`Point::InboundRequest`] | never served; the peer's request fails | served `d` later |
-//! | [`Point::OutboundResponse`] | served, but the answer is lost | answered `d` later |
-//! | [`Point::InboundResponse`] | the peer served it, the answer is lost | delivered `d` later |
+//! | point | `Drop` | `Delay(d)` | `Ignore` |
+//! |---|---|---|---|
+//! | [`Point::OutboundRequest`] | never sent; the caller gets a failure | sent `d` later | never sent; the caller hears nothing |
+//! | [`Point::InboundRequest`] | never served; the peer's request fails | served `d` later | never served nor refused; the peer's request times out |
+//! | [`Point::OutboundResponse`] | served, but the answer is lost | answered `d` later | served; no answer goes, the peer's request times out |
+//! | [`Point::InboundResponse`] | the peer served it, the answer is lost | delivered `d` later | the answer is lost; the caller hears nothing |
+//!
+//! "Hears nothing": the caller's own timeout ends its wait. The channel an ignored
+//! message would have been answered on is held for [`IGNORED_FOR`], past any timeout.
 
 use std::time::Duration;
 
@@ -62,6 +65,21 @@ pub enum Fault {
     Drop,
     /// It goes through this much later.
     Delay(Duration),
+    /// It is neither delivered nor refused: whoever waits on it waits until its own
+    /// timeout, as with a peer that holds a request and never answers.
+    Ignore,
+}
+
+/// How long the channel of an ignored message is held unanswered.
+pub const IGNORED_FOR: Duration = Duration::from_secs(600);
+
+/// Holds `channel` (where an ignored message would have been answered) unanswered for
+/// [`IGNORED_FOR`].
+pub(crate) fn hold<T: Send + 'static>(channel: T) {
+    tokio::spawn(async move {
+        tokio::time::sleep(IGNORED_FOR).await;
+        drop(channel);
+    });
 }
 
 /// Decides the fate of each session-protocol message of one node.

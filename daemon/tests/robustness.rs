@@ -469,3 +469,31 @@ async fn a_peer_asking_for_book_pages_without_end_is_refused_after_a_whole_sync(
         "a second later, one page more"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_holds_an_open_unanswered_leaves_the_renter_waiting_not_refused() {
+    // `Fault::Ignore`, as a Sybil that never serves would do (orien-sim plays it).
+    let pair = Pair::start(fast()).await;
+    pair.provider.rules.add(|point| {
+        matches!(
+            point,
+            orien_daemon::Point::InboundRequest {
+                request: SessionRequest::Open(_),
+                ..
+            }
+        )
+        .then_some(orien_daemon::Fault::Ignore)
+    });
+    // A refused or dropped open fails within a round trip; a held one waits for the
+    // renter's own timeout (30 s by default).
+    let waited = tokio::time::timeout(
+        Duration::from_secs(3),
+        pair.open(Usdc::from_micros(1_000_000)),
+    )
+    .await;
+    assert!(waited.is_err(), "the open is still waiting: {waited:?}");
+    assert!(
+        pair.provider.store().sessions().unwrap().is_empty(),
+        "the provider opened nothing"
+    );
+}

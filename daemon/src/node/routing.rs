@@ -43,6 +43,11 @@ impl EventLoop {
                 }));
                 return;
             }
+            Fault::Ignore => {
+                debug!(%peer, "fault injection: request never sent");
+                crate::faults::hold(reply);
+                return;
+            }
             Fault::Delay(by) => {
                 let commands = self.commands.clone();
                 tokio::spawn(async move {
@@ -107,6 +112,13 @@ impl EventLoop {
             Fault::Drop => {
                 debug!("fault injection: response lost");
                 self.responders.remove(&id);
+                return;
+            }
+            Fault::Ignore => {
+                debug!("fault injection: no answer goes");
+                if let Some((_, channel)) = self.responders.remove(&id) {
+                    crate::faults::hold(channel);
+                }
                 return;
             }
             Fault::Delay(by) => {
@@ -234,6 +246,10 @@ impl EventLoop {
                     reason: "the answer was lost (fault injection)".into(),
                 }));
             }
+            Fault::Ignore => {
+                debug!(%peer, "fault injection: answer ignored");
+                crate::faults::hold(waiter);
+            }
             Fault::Delay(by) => {
                 tokio::spawn(async move {
                     tokio::time::sleep(by).await;
@@ -265,6 +281,10 @@ impl EventLoop {
             Fault::Drop => {
                 debug!(%peer, "fault injection: request not served");
                 drop(channel);
+            }
+            Fault::Ignore => {
+                debug!(%peer, "fault injection: request held, never answered");
+                crate::faults::hold(channel);
             }
             Fault::Delay(by) => {
                 let commands = self.commands.clone();
