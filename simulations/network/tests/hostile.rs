@@ -114,3 +114,79 @@ fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_g
         "most requests still succeed: {s:?}"
     );
 }
+
+/// 8 providers, 16 renters and 3 Sybils for two minutes; each Sybil offers the one tool
+/// at half its lowest price and holds every open it is asked for unanswered.
+const SYBILS: &str = r#"
+name = "sybils-net"
+description = "24 real nodes and 3 Sybils that undercut every price and never serve"
+seed = 9
+duration_minutes = 2
+
+[nodes]
+providers = 8
+renters = 16
+lanes = 3
+
+[network]
+latency_ms = 40
+jitter_ms = 20
+loss = 0.005
+
+[[tools]]
+name = "sha256"
+providers = 1.0
+demand = 1
+price_per_minute = { min = "0.005", max = "0.020" }
+
+[demand]
+sessions_per_minute = 15
+mean_session_minutes = 1
+max_session_minutes = 2
+budget = "0.05"
+candidates = 3
+
+[sessions]
+open_timeout_secs = 3
+offer_ttl_minutes = 2
+
+[hostile]
+sybil_nodes = 3
+sybil_offers_each = 1
+
+[report]
+bucket_minutes = 1
+propagation_samples = 3
+"#;
+
+#[test]
+fn sybils_cost_renters_an_open_timeout_and_are_never_paid() {
+    let scenario =
+        Scenario::parse(SYBILS, Path::new("sybils-net.toml")).expect("the scenario parses");
+    let (report, _scratch) = common::run(&scenario);
+    eprintln!("{}", report.to_markdown());
+    common::assert_checks_hold(
+        &report,
+        &[
+            "money is conserved: renters paid = providers + fee + reserve",
+            "no Sybil served a session or was paid",
+            "every ledger verifies (postings balanced, chains intact)",
+        ],
+    );
+    assert_eq!(report.nodes.sybils, 3);
+    let h = &report.hostile;
+    assert_eq!(h.sybil_offers_sent, 3, "{h:?}");
+    // Every renter's book took the Sybils' offers in, like any other.
+    assert_eq!(h.sybil_offers_kept, 3, "{h:?}");
+    // The cheapest candidate is tried first, and a Sybil's is the cheapest there is.
+    assert!(h.opens_wasted_on_sybils >= 3, "{h:?}");
+    let s = &report.sessions;
+    assert!(
+        s.unanswered_opens >= h.opens_wasted_on_sybils,
+        "each open on a Sybil waited out its timeout: {s:?} {h:?}"
+    );
+    assert!(
+        s.succeeded * 10 >= s.requested * 6,
+        "most requests still succeed on an honest provider: {s:?}"
+    );
+}

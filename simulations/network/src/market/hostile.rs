@@ -17,6 +17,10 @@
 //!   measure, never the provider's claim: the renter pays what it pays an honest
 //!   provider. What it could lose (paid beyond the provider's sandbox time, model
 //!   mode's `LossCause::ExitsHeldBack`) is measured against its bound anyway.
+//! - A *Sybil* (`hostile.sybil_nodes`, the nodes after the renters) is a node that
+//!   publishes offers at half each tool's lowest price and never serves: it holds every
+//!   open it is asked for unanswered ([`Fault::Ignore`]), so the renter waits its open
+//!   timeout, as model mode charges.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -45,6 +49,10 @@ pub(super) struct Hostile {
     silent: Vec<bool>,
     /// By node index.
     delayers: Vec<bool>,
+    /// The Sybils' node indices.
+    sybils: std::ops::Range<usize>,
+    /// Opens Sybils held unanswered.
+    opens_held: std::sync::atomic::AtomicU64,
     /// Receipts ignored, by session.
     silenced: Mutex<HashMap<SessionId, u64>>,
     /// Exits held back, by session.
@@ -66,6 +74,7 @@ impl Hostile {
     pub(super) fn of(scenario: &Scenario, seed: u64) -> Self {
         let providers = scenario.nodes.providers as usize;
         let count = providers + scenario.nodes.renters as usize;
+        let sybils = count..count + scenario.hostile.sybil_nodes as usize;
         let (mut silent, mut delayers) = (vec![false; count], vec![false; count]);
         if Self::plays(scenario) {
             let roles = orien_sim::model::hostile_roles(scenario, seed);
@@ -80,13 +89,14 @@ impl Hostile {
             seed,
             silent,
             delayers,
+            sybils,
             ..Self::default()
         }
     }
 
     /// Node `index`'s fault policy: `None` for an honest node.
     pub(super) fn faults(self: &Arc<Self>, index: usize) -> Option<Faults> {
-        if !self.is_silent(index) && !self.is_delayer(index) {
+        if !self.is_silent(index) && !self.is_delayer(index) && !self.is_sybil(index) {
             return None;
         }
         let hostile = Arc::clone(self);
@@ -98,6 +108,16 @@ impl Hostile {
     /// Whether node `index` is a silent renter.
     pub(super) fn is_silent(&self, index: usize) -> bool {
         self.silent.get(index).copied().unwrap_or(false)
+    }
+
+    /// Whether node `index` is a Sybil.
+    pub(super) fn is_sybil(&self, index: usize) -> bool {
+        self.sybils.contains(&index)
+    }
+
+    /// Opens Sybils held unanswered.
+    pub(super) fn opens_held(&self) -> u64 {
+        self.opens_held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether node `index` is an exit delayer.
@@ -114,6 +134,14 @@ impl Hostile {
 
     fn decide(&self, index: usize, point: Point<'_>) -> Fault {
         match point {
+            Point::InboundRequest {
+                request: SessionRequest::Open(_),
+                ..
+            } if self.is_sybil(index) => {
+                self.opens_held
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Fault::Ignore
+            }
             Point::InboundRequest {
                 request: SessionRequest::Receipt(signed),
                 ..

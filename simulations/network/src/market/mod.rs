@@ -92,9 +92,6 @@ fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
     if hostile.forged_offers_per_minute.0 > 0.0 {
         keys.push("hostile.forged_offers_per_minute");
     }
-    if hostile.sybil_nodes > 0 {
-        keys.push("hostile.sybil_nodes");
-    }
     if hostile.receipt_cheats.0 > 0.0 {
         keys.push("hostile.receipt_cheats");
     }
@@ -121,7 +118,7 @@ pub fn run(
     } else {
         0
     };
-    open_files_for(scenario.nodes.providers + scenario.nodes.renters + churned)?;
+    open_files_for(scenario.node_count() + churned)?;
     let scratch = match &options.scratch {
         Some(dir) => tempfile::Builder::new()
             .prefix("orien-sim-")

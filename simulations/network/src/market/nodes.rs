@@ -154,10 +154,13 @@ pub(super) struct Shared {
 /// before the market opens.
 pub(super) const JOIN_SPACING: Duration = Duration::from_millis(250);
 
-/// Every node of the market: providers first, then renters.
+/// Every node of the market: providers first, then renters, then Sybils.
 pub(super) struct Nodes {
     pub(super) all: Vec<SimNode>,
     pub(super) providers: usize,
+    pub(super) renters: usize,
+    /// Nodes that publish cheap offers and never serve (`hostile.sybil_nodes`).
+    pub(super) sybils: usize,
     pub(super) tools: Arc<[ToolName]>,
     by_node: Arc<HashMap<NodeId, usize>>,
     pub(super) clock: Arc<SimClock>,
@@ -185,7 +188,9 @@ impl Nodes {
         progress: &mut dyn FnMut(usize),
     ) -> anyhow::Result<Self> {
         let providers = scenario.nodes.providers as usize;
-        let count = providers + scenario.nodes.renters as usize;
+        let renters = scenario.nodes.renters as usize;
+        let sybils = scenario.hostile.sybil_nodes as usize;
+        let count = providers + renters + sybils;
         anyhow::ensure!(count >= 2, "network mode needs at least two nodes");
         let tools = scenario
             .tools
@@ -221,6 +226,8 @@ impl Nodes {
         let mut nodes = Self {
             all: Vec::with_capacity(count),
             providers,
+            renters,
+            sybils,
             tools,
             by_node: Arc::default(),
             clock,
@@ -240,6 +247,8 @@ impl Nodes {
             let peer = key.to_libp2p_keypair().public().to_peer_id();
             let stall = if index < providers {
                 Some(nodes.stall(scenario, id, &mut draws)?)
+            } else if index >= providers + renters {
+                Some(nodes.sybil_stall(scenario, id, index - providers - renters)?)
             } else {
                 None
             };
@@ -323,6 +332,23 @@ impl Nodes {
         Ok(nodes)
     }
 
+    /// Sybil `s`'s offers, as model mode draws them: its `k`-th of
+    /// `hostile.sybil_offers_each` for tool `(s + k) % tools`, at half the tool's lowest
+    /// price. A node holds one offer per tool (a second replaces the first in every
+    /// book), so a Sybil publishes at most one per tool.
+    fn sybil_stall(&self, scenario: &Scenario, id: NodeId, s: usize) -> anyhow::Result<Stall> {
+        let markets = &scenario.tools;
+        let each = (scenario.hostile.sybil_offers_each as usize).min(markets.len());
+        let prices = (0..each)
+            .map(|k| {
+                let t = (s + k) % markets.len();
+                let half = markets[t].price_per_minute.min.0.micros() / 2;
+                (t, Usdc::from_micros(half.max(1)))
+            })
+            .collect();
+        self.stall_of(id, prices)
+    }
+
     /// A provider's tools at prices drawn from the scenario's ranges; every provider
     /// sells at least one.
     fn stall(&self, scenario: &Scenario, id: NodeId, draws: &mut Rng) -> anyhow::Result<Stall> {
@@ -342,6 +368,11 @@ impl Nodes {
                 )
             })
             .collect();
+        self.stall_of(id, prices)
+    }
+
+    /// A stall selling each of `prices`' tools at its price, on the modelled sandbox.
+    fn stall_of(&self, id: NodeId, prices: Vec<(usize, Usdc)>) -> anyhow::Result<Stall> {
         let config: String = prices
             .iter()
             .map(|&(t, price)| tool_config(&self.tools[t], price))

@@ -52,6 +52,8 @@ pub(super) struct Outcomes {
     pub(super) outcomes: BTreeMap<&'static str, u64>,
     pub(super) unanswered: u64,
     pub(super) full: u64,
+    /// Opens tried on a Sybil's offer.
+    pub(super) sybil_opens: u64,
     pub(super) open_delays_us: Vec<u64>,
     pub(super) buckets: Vec<Bucket>,
     pub(super) rented: Vec<Rented>,
@@ -67,6 +69,7 @@ struct Request {
     open_delay_us: Option<u64>,
     unanswered: u64,
     full: u64,
+    sybil_opens: u64,
     rented: Option<Rented>,
     call_failed: bool,
 }
@@ -118,7 +121,7 @@ impl<'a> Market<'a> {
         let demand = &self.scenario.demand;
         let mut draws = Rng::stream(self.seed, 12);
         let weights: Vec<f64> = self.scenario.tools.iter().map(|t| t.demand.0).collect();
-        let renters = self.nodes.len() - self.nodes.providers;
+        let renters = self.nodes.renters;
         let mut running = JoinSet::new();
         let mut last_report = Instant::now();
         loop {
@@ -175,6 +178,7 @@ impl<'a> Market<'a> {
         *out.outcomes.entry(request.outcome.as_str()).or_default() += 1;
         out.unanswered += request.unanswered;
         out.full += request.full;
+        out.sybil_opens += request.sybil_opens;
         out.failed_calls += u64::from(request.call_failed);
         out.open_delays_us.extend(request.open_delay_us);
         out.rented.extend(request.rented);
@@ -264,6 +268,7 @@ impl RequestContext {
             open_delay_us: None,
             unanswered: 0,
             full: 0,
+            sybil_opens: 0,
             rented: None,
             call_failed: false,
         };
@@ -296,6 +301,10 @@ impl RequestContext {
         request.outcome = Outcome::NoProviderAnswered;
         let mut opened = None;
         for candidate in candidates {
+            let index = self.nodes.by_node.get(&candidate.offer.provider).copied();
+            if index.is_some_and(|i| self.nodes.hostile.is_sybil(i)) {
+                request.sybil_opens += 1;
+            }
             let open = sessions.open(candidate.id, self.budget, self.max_duration);
             match tokio::time::timeout(self.open_timeout, open).await {
                 Ok(Ok(session)) => {

@@ -4,6 +4,7 @@
 mod churned;
 mod misbehaved;
 mod partitioned;
+mod sybils;
 
 use std::collections::HashMap;
 
@@ -14,8 +15,7 @@ use orien_sim::Scenario;
 use orien_sim::model::churn::Schedule;
 use orien_sim::model::session::Outcome;
 use orien_sim::report::{
-    self, Check, Earnings, Hostile, Money, Nodes as NodeCounts, Propagation, Report, Sessions,
-    Stack,
+    self, Check, Earnings, Money, Nodes as NodeCounts, Propagation, Report, Sessions, Stack,
 };
 
 use super::nodes::Nodes;
@@ -147,7 +147,8 @@ pub(super) async fn report(
             bucket.providers_online = schedule.online_at(u64::from(bucket.minute) * 60_000_000);
         }
     }
-    let (providers, renters) = books.split_at(nodes.providers);
+    let (providers, rest) = books.split_at(nodes.providers);
+    let (renters, sybil_books) = rest.split_at(nodes.renters);
     let sum = |books: &[Book], f: fn(&Book) -> u64| books.iter().map(f).sum::<u64>();
     let renters_paid = sum(renters, |b| b.spent);
     let providers_earned = sum(providers, |b| b.earnings);
@@ -284,6 +285,8 @@ pub(super) async fn report(
         .enumerate()
         .filter_map(|(i, b)| b.verify_error.as_ref().map(|e| format!("node {i}: {e}")))
         .collect();
+    let (hostile, sybil_check) = sybils::tally(nodes, sybil_books, &out).await?;
+    checks.extend(sybil_check);
     checks.push(Check {
         name: "every ledger verifies (postings balanced, chains intact)".into(),
         held: unbalanced.is_empty(),
@@ -327,7 +330,7 @@ pub(super) async fn report(
         nodes: NodeCounts {
             providers: scenario.nodes.providers,
             renters: scenario.nodes.renters,
-            sybils: 0,
+            sybils: scenario.hostile.sybil_nodes,
         },
         simulated_minutes: minutes,
         events: receipts,
@@ -359,7 +362,7 @@ pub(super) async fn report(
             escrow_left: report::usdc_string(deposited.saturating_sub(renters_paid)),
         },
         losses: unpaid.into_iter().map(|u| u.loss).collect(),
-        hostile: Hostile::default(),
+        hostile,
         checks,
         stack: Some(Stack {
             peers_mean: report::round6(
