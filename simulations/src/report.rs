@@ -522,7 +522,7 @@ impl Report {
         let h = &self.hostile;
         let _ = writeln!(
             w,
-            "\n## Hostile nodes\n\n{} forged offers sent (the model drops each at the first signature check). {} Sybil offers sent, {} kept in offer books; {} opens wasted on them (a Sybil never serves, so it holds no receipt to be paid for).",
+            "\n## Hostile nodes\n\n{} forged offers sent (the first node that checks one drops it). {} Sybil offers sent, {} kept in offer books; {} opens wasted on them (a Sybil never serves, so it holds no receipt to be paid for).",
             h.forged_offers, h.sybil_offers_sent, h.sybil_offers_kept, h.opens_wasted_on_sybils,
         );
         md

@@ -116,10 +116,11 @@ fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_g
 }
 
 /// 8 providers, 16 renters and 3 Sybils for two minutes; each Sybil offers the one tool
-/// at half its lowest price and holds every open it is asked for unanswered.
+/// at half its lowest price and holds every open it is asked for unanswered. A forger
+/// outside the market publishes 30 forged offers a minute through four nodes.
 const SYBILS: &str = r#"
 name = "sybils-net"
-description = "24 real nodes and 3 Sybils that undercut every price and never serve"
+description = "24 real nodes, 3 Sybils that undercut every price and never serve, a forger"
 seed = 9
 duration_minutes = 2
 
@@ -153,6 +154,7 @@ offer_ttl_minutes = 2
 [hostile]
 sybil_nodes = 3
 sybil_offers_each = 1
+forged_offers_per_minute = 30
 
 [report]
 bucket_minutes = 1
@@ -160,7 +162,7 @@ propagation_samples = 3
 "#;
 
 #[test]
-fn sybils_cost_renters_an_open_timeout_and_are_never_paid() {
+fn sybils_cost_renters_an_open_timeout_and_are_never_paid_and_forged_offers_go_nowhere() {
     let scenario =
         Scenario::parse(SYBILS, Path::new("sybils-net.toml")).expect("the scenario parses");
     let (report, _scratch) = common::run(&scenario);
@@ -170,11 +172,14 @@ fn sybils_cost_renters_an_open_timeout_and_are_never_paid() {
         &[
             "money is conserved: renters paid = providers + fee + reserve",
             "no Sybil served a session or was paid",
+            "no forged offer entered a book or went past the nodes it was sent to",
             "every ledger verifies (postings balanced, chains intact)",
         ],
     );
     assert_eq!(report.nodes.sybils, 3);
     let h = &report.hostile;
+    // One every two seconds for two minutes, from its first connection on.
+    assert!(h.forged_offers >= 50, "{h:?}");
     assert_eq!(h.sybil_offers_sent, 3, "{h:?}");
     // Every renter's book took the Sybils' offers in, like any other.
     assert_eq!(h.sybil_offers_kept, 3, "{h:?}");

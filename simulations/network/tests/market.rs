@@ -74,12 +74,16 @@ fn a_scenario_network_mode_cannot_run_whole_is_refused_naming_its_keys() {
         interrupt: None,
     };
     let error = market::run(&scenario, &options, &mut |_| {})
-        .expect_err("network mode does not play forged offers and receipt cheats yet");
+        .expect_err("network mode does not play receipt cheats yet");
     let message = format!("{error:#}");
     assert!(message.contains("hostile.receipt_cheats"), "{message}");
     assert!(message.contains("model mode"), "{message}");
-    // Silent renters, exit delayers and Sybils it plays (`tests/hostile.rs`).
+    // Silent renters, exit delayers, Sybils and forgers it plays (`tests/hostile.rs`).
     assert!(!message.contains("hostile.silent_renters"), "{message}");
     assert!(!message.contains("hostile.exit_delayers"), "{message}");
     assert!(!message.contains("hostile.sybil_nodes"), "{message}");
+    assert!(
+        !message.contains("hostile.forged_offers_per_minute"),
+        "{message}"
+    );
 }

@@ -22,6 +22,7 @@
 //! Afterwards every ledger is read back and checked (`market/tally.rs`).
 
 mod churn;
+mod forger;
 mod hostile;
 mod nodes;
 mod renters;
@@ -89,9 +90,6 @@ pub enum Phase {
 fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
     let mut keys = Vec::new();
     let hostile = &scenario.hostile;
-    if hostile.forged_offers_per_minute.0 > 0.0 {
-        keys.push("hostile.forged_offers_per_minute");
-    }
     if hostile.receipt_cheats.0 > 0.0 {
         keys.push("hostile.receipt_cheats");
     }
@@ -211,6 +209,8 @@ async fn market(
             requested,
         });
     };
+    let until = opened + std::time::Duration::from_secs(u64::from(minutes) * 60);
+    let forger = forger::start(scenario, options.seed, &nodes, until)?;
     let market =
         renters::Market::new(scenario, options.seed, &nodes).run(minutes, &mut market_progress);
     let churn = churn::play(&nodes, opened, schedule.as_ref(), options.seed);
@@ -218,6 +218,10 @@ async fn market(
     churned.context("churn")?;
     // A partition that outlasts the run is left as it is while the ledgers are read.
     partitions.abort();
+    let forged = forger.map(|(forged, task)| {
+        task.abort();
+        forged
+    });
     progress(Progress {
         phase: Phase::Tallying,
         simulated: started.elapsed(),
@@ -231,6 +235,7 @@ async fn market(
         &nodes,
         outcome,
         schedule.as_ref(),
+        forged.as_deref(),
     )
     .await
 }

@@ -2,6 +2,7 @@
 //! the ledgers of both sides of every session.
 
 mod churned;
+mod forgeries;
 mod misbehaved;
 mod partitioned;
 mod sybils;
@@ -118,6 +119,7 @@ pub(super) async fn report(
     nodes: &Nodes,
     mut out: Outcomes,
     schedule: Option<&Schedule>,
+    forged: Option<&super::forger::Forged>,
 ) -> anyhow::Result<Report> {
     let mut books = Vec::with_capacity(nodes.len());
     for index in 0..nodes.len() {
@@ -285,8 +287,11 @@ pub(super) async fn report(
         .enumerate()
         .filter_map(|(i, b)| b.verify_error.as_ref().map(|e| format!("node {i}: {e}")))
         .collect();
-    let (hostile, sybil_check) = sybils::tally(nodes, sybil_books, &out).await?;
+    let (mut hostile, sybil_check) = sybils::tally(nodes, sybil_books, &out).await?;
     checks.extend(sybil_check);
+    let (forged_offers, forged_check) = forgeries::tally(nodes, forged).await?;
+    hostile.forged_offers = forged_offers;
+    checks.extend(forged_check);
     checks.push(Check {
         name: "every ledger verifies (postings balanced, chains intact)".into(),
         held: unbalanced.is_empty(),
