@@ -50,13 +50,10 @@ pub(super) fn start(
     }
     let key = NodeKey::from_secret_bytes(forger_secret(seed));
     let network = &scenario.network;
+    // An attacker's uplink is not the market's to model.
     let links = LinkModel {
-        latency: Duration::from_secs_f64(network.latency_ms.0 / 1_000.0),
-        jitter: Duration::from_secs_f64(network.jitter_ms.0 / 1_000.0),
-        loss: network.loss.0,
-        retransmit: Duration::from_secs_f64(3.0 * network.latency_ms.0 / 1_000.0),
-        seed,
         uplink_mbps: None,
+        ..super::nodes::links(scenario, seed)
     };
     let index = nodes.len();
     let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -201,14 +201,7 @@ impl Nodes {
             })
             .collect::<anyhow::Result<Arc<[_]>>>()?;
         let network = &scenario.network;
-        let links = LinkModel {
-            latency: Duration::from_secs_f64(network.latency_ms.0 / 1_000.0),
-            jitter: Duration::from_secs_f64(network.jitter_ms.0 / 1_000.0),
-            loss: network.loss.0,
-            retransmit: Duration::from_secs_f64(3.0 * network.latency_ms.0 / 1_000.0),
-            seed,
-            uplink_mbps: Some(network.uplink_mbps.0),
-        };
+        let links = links(scenario, seed);
         let rules = &scenario.sessions;
         let sessions = SessionConfig {
             receipt_interval: Millis((rules.receipt_interval_secs.0 * 1_000.0) as u64),
@@ -423,6 +416,20 @@ impl Nodes {
     /// The index of the node `id`.
     pub(super) fn index_of(&self, id: &NodeId) -> Option<usize> {
         self.by_node.get(id).copied()
+    }
+}
+
+/// The scenario's links: its latency, jitter and loss (a lost segment costs three
+/// latencies), and its nodes' uplink.
+pub(super) fn links(scenario: &Scenario, seed: u64) -> LinkModel {
+    let network = &scenario.network;
+    LinkModel {
+        latency: Duration::from_secs_f64(network.latency_ms.0 / 1_000.0),
+        jitter: Duration::from_secs_f64(network.jitter_ms.0 / 1_000.0),
+        loss: network.loss.0,
+        retransmit: Duration::from_secs_f64(3.0 * network.latency_ms.0 / 1_000.0),
+        seed,
+        uplink_mbps: Some(network.uplink_mbps.0),
     }
 }
 
