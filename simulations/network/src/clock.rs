@@ -43,6 +43,37 @@ impl Clock for SimClock {
     }
 }
 
+/// A provider's meter that runs fast: monotonic time `rate` times tokio's since the
+/// clock was made (wall time stays [`SimClock`]'s). A node on it measures every session
+/// and call longer than it was, and claims accordingly: how network mode plays
+/// `hostile.receipt_cheats`.
+#[derive(Debug, Clone, Copy)]
+pub struct FastClock {
+    honest: SimClock,
+    rate: f64,
+}
+
+impl FastClock {
+    /// A clock at monotonic zero now, running `rate` (> 1) times as fast.
+    pub fn new(rate: f64) -> Self {
+        assert!(rate >= 1.0, "a cheat's clock runs fast, not slow: {rate}");
+        Self {
+            honest: SimClock::new(),
+            rate,
+        }
+    }
+}
+
+impl Clock for FastClock {
+    fn monotonic(&self) -> Duration {
+        self.honest.monotonic().mul_f64(self.rate)
+    }
+
+    fn wall(&self) -> Timestamp {
+        self.honest.wall()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +85,13 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(90)).await;
         assert_eq!(clock.monotonic(), Duration::from_secs(90));
         assert_eq!(clock.wall(), Timestamp(WALL_ORIGIN.0 + 90_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_clock_measures_more_and_keeps_the_honest_date() {
+        let clock = FastClock::new(1.5);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(clock.monotonic(), Duration::from_secs(15));
+        assert_eq!(clock.wall(), Timestamp(WALL_ORIGIN.0 + 10_000));
     }
 }

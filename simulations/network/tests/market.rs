@@ -6,7 +6,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use orien_sim::Scenario;
-use orien_sim_network::market::{self, Options};
 
 fn scenario(name: &str) -> Scenario {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,28 +61,4 @@ fn fifty_real_nodes_trade_and_every_ledger_agrees_with_its_peers() {
         .expect("the scratch directory is there")
         .collect();
     assert!(left.is_empty(), "the run left {left:?}");
-}
-
-#[test]
-fn a_scenario_network_mode_cannot_run_whole_is_refused_naming_its_keys() {
-    let scenario = scenario("hostile");
-    let options = Options {
-        seed: 1,
-        minutes: Some(1),
-        scratch: None,
-        interrupt: None,
-    };
-    let error = market::run(&scenario, &options, &mut |_| {})
-        .expect_err("network mode does not play receipt cheats yet");
-    let message = format!("{error:#}");
-    assert!(message.contains("hostile.receipt_cheats"), "{message}");
-    assert!(message.contains("model mode"), "{message}");
-    // Silent renters, exit delayers, Sybils and forgers it plays (`tests/hostile.rs`).
-    assert!(!message.contains("hostile.silent_renters"), "{message}");
-    assert!(!message.contains("hostile.exit_delayers"), "{message}");
-    assert!(!message.contains("hostile.sybil_nodes"), "{message}");
-    assert!(
-        !message.contains("hostile.forged_offers_per_minute"),
-        "{message}"
-    );
 }

@@ -67,12 +67,18 @@ pub fn churn_schedule(scenario: &Scenario, seed: u64) -> churn::Schedule {
 }
 
 /// Which nodes [`run`] makes hostile for `scenario` and `seed`, by index: providers that
-/// hold calls' exits back (`hostile.exit_delayers`) and renters that stop acknowledging
+/// hold calls' exits back (`hostile.exit_delayers`) or claim more than they metered
+/// (`hostile.receipt_cheats`), and renters that stop acknowledging
 /// (`hostile.silent_renters`). Network mode plays the same nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostileRoles {
     /// By provider index: whether it delays exits.
     pub exit_delayers: Vec<bool>,
+    /// By provider index: whether it claims far more than it metered (refused at once).
+    pub greedy_claimers: Vec<bool>,
+    /// By provider index: whether it claims as much above what it metered as the
+    /// renter's tolerance lets pass.
+    pub tolerance_riders: Vec<bool>,
     /// By renter index (from 0, after the providers): whether it falls silent.
     pub silent_renters: Vec<bool>,
 }
@@ -85,6 +91,16 @@ pub fn hostile_roles(scenario: &Scenario, seed: u64) -> HostileRoles {
             .providers
             .iter()
             .map(|p| p.conduct == Conduct::DelaysExits)
+            .collect(),
+        greedy_claimers: world
+            .providers
+            .iter()
+            .map(|p| p.conduct == Conduct::GreedyClaims)
+            .collect(),
+        tolerance_riders: world
+            .providers
+            .iter()
+            .map(|p| p.conduct == Conduct::RidesTolerance)
             .collect(),
         silent_renters: world.renters.iter().map(|r| r.silent).collect(),
     }

@@ -17,6 +17,12 @@
 //!   measure, never the provider's claim: the renter pays what it pays an honest
 //!   provider. What it could lose (paid beyond the provider's sandbox time, model
 //!   mode's `LossCause::ExitsHeldBack`) is measured against its bound anyway.
+//! - A *receipt cheat* (`hostile.receipt_cheats`, model mode's providers) runs on a fast
+//!   clock ([`crate::clock::FastClock`]): its meter measures every session longer than
+//!   it was and its receipts claim that. A greedy one's clock runs [`GREEDY_RATE`] times
+//!   as fast, and its renter refuses its first receipt (model mode: refused at once); a
+//!   tolerance rider's runs [`RIDER_RATE`] times, within the countersigner's tolerance
+//!   (2 s or 2 %), so nothing is refused and the renter pays the difference.
 //! - A *Sybil* (`hostile.sybil_nodes`, the nodes after the renters) is a node that
 //!   publishes offers at half each tool's lowest price and never serves: it holds every
 //!   open it is asked for unanswered ([`Fault::Ignore`]), so the renter waits its open
@@ -37,6 +43,12 @@ use orien_sim::report::Hostilities;
 /// ([`super::nodes::CALL_MS`]), and the countersigner's tolerance floor (2 s).
 pub(super) const EXIT_DELAY: Duration = Duration::from_millis(2_000);
 
+/// How much faster than time a greedy claimer's meter runs: 5 s served claim 7.5 s.
+pub(super) const GREEDY_RATE: f64 = 1.5;
+
+/// How much faster a tolerance rider's meter runs: below the tolerance's 2 %.
+pub(super) const RIDER_RATE: f64 = 1.015;
+
 /// A silent renter ignores each session's receipts from the `k`-th on, `k` drawn from
 /// 1 to this.
 pub(super) const SILENT_FROM: u64 = 4;
@@ -49,6 +61,8 @@ pub(super) struct Hostile {
     silent: Vec<bool>,
     /// By node index.
     delayers: Vec<bool>,
+    /// By node index: how fast a receipt cheat's meter runs.
+    cheats: Vec<Option<f64>>,
     /// The Sybils' node indices.
     sybils: std::ops::Range<usize>,
     /// Opens Sybils held unanswered.
@@ -76,8 +90,23 @@ impl Hostile {
         let count = providers + scenario.nodes.renters as usize;
         let sybils = count..count + scenario.hostile.sybil_nodes as usize;
         let (mut silent, mut delayers) = (vec![false; count], vec![false; count]);
-        if Self::plays(scenario) {
+        let mut cheats = vec![None; count];
+        if Self::plays(scenario) || scenario.hostile.receipt_cheats.0 > 0.0 {
             let roles = orien_sim::model::hostile_roles(scenario, seed);
+            for (p, (&greedy, &rider)) in roles
+                .greedy_claimers
+                .iter()
+                .zip(&roles.tolerance_riders)
+                .enumerate()
+            {
+                cheats[p] = if greedy {
+                    Some(GREEDY_RATE)
+                } else if rider {
+                    Some(RIDER_RATE)
+                } else {
+                    None
+                };
+            }
             for (p, &d) in roles.exit_delayers.iter().enumerate() {
                 delayers[p] = d;
             }
@@ -89,6 +118,7 @@ impl Hostile {
             seed,
             silent,
             delayers,
+            cheats,
             sybils,
             ..Self::default()
         }
@@ -108,6 +138,11 @@ impl Hostile {
     /// Whether node `index` is a silent renter.
     pub(super) fn is_silent(&self, index: usize) -> bool {
         self.silent.get(index).copied().unwrap_or(false)
+    }
+
+    /// How fast node `index`'s meter runs, if it cheats on its receipts.
+    pub(super) fn cheat_rate(&self, index: usize) -> Option<f64> {
+        self.cheats.get(index).copied().flatten()
     }
 
     /// Whether node `index` is a Sybil.

@@ -85,30 +85,12 @@ pub enum Phase {
     Tallying,
 }
 
-/// Scenario keys network mode does not run yet (model mode does). A scenario that sets
-/// one is refused rather than run without it.
-fn unsupported(scenario: &Scenario) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let hostile = &scenario.hostile;
-    if hostile.receipt_cheats.0 > 0.0 {
-        keys.push("hostile.receipt_cheats");
-    }
-    keys
-}
-
 /// Runs `scenario` in network mode and reads every ledger back into a [`Report`].
 pub fn run(
     scenario: &Scenario,
     options: &Options,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Report> {
-    let refused = unsupported(scenario);
-    anyhow::ensure!(
-        refused.is_empty(),
-        "network mode does not run {} yet; run this scenario in model mode, or set {} to 0",
-        refused.join(", "),
-        if refused.len() == 1 { "it" } else { "them" }
-    );
     // A stopped provider's orphaned tasks hold its old ledger open a while beside the
     // one its next start opens.
     let churned = if churn::plays(scenario) {

@@ -260,7 +260,11 @@ impl Nodes {
             let listen: Multiaddr = format!("/memory/{}", base + index as u64).parse()?;
             let parts = DaemonParts {
                 key,
-                clock: nodes.clock.clone(),
+                // A receipt cheat's meter runs fast; its ledger keeps honest time.
+                clock: match nodes.hostile.cheat_rate(index) {
+                    Some(rate) => Arc::new(crate::clock::FastClock::new(rate)),
+                    None => nodes.clock.clone(),
+                },
                 store: Arc::clone(&store),
                 sandbox: stall
                     .as_ref()

@@ -62,36 +62,52 @@ pub(super) fn unpaid(
             });
         rows.push(row(LossCause::SilentRenters, lost));
     }
+    // What a renter paid beyond its provider's sandbox time at the session's price,
+    // against the countersigner's tolerance.
+    let overpaid = |r: &Rented| {
+        let held = books[r.renter].heads.get(&r.session)?;
+        let work = nodes
+            .all
+            .get(r.provider)?
+            .stall
+            .as_ref()?
+            .sandbox
+            .work(&r.session)?;
+        let served = work.closed.unwrap_or(now).saturating_sub(work.opened);
+        let worth = held
+            .pricing
+            .session_amount(Millis::from_duration(served))
+            .min(held.budget);
+        let overpaid = held.head.amount.micros().saturating_sub(worth.micros());
+        let slack = tolerance_ms(u64::try_from(served.as_millis()).unwrap_or(u64::MAX));
+        let bound = price(
+            held.pricing.session_per_minute,
+            Duration::from_millis(slack),
+        )
+        .min(held.budget)
+        .micros()
+            + 2;
+        Some((overpaid, bound))
+    };
     if scenario.hostile.exit_delayers.0 > 0.0 {
         let lost = rented
             .iter()
             .filter(|r| hostile.delayed(&r.session))
-            .filter_map(|r| {
-                let held = books[r.renter].heads.get(&r.session)?;
-                let work = nodes
-                    .all
-                    .get(r.provider)?
-                    .stall
-                    .as_ref()?
-                    .sandbox
-                    .work(&r.session)?;
-                let served = work.closed.unwrap_or(now).saturating_sub(work.opened);
-                let worth = held
-                    .pricing
-                    .session_amount(Millis::from_duration(served))
-                    .min(held.budget);
-                let overpaid = held.head.amount.micros().saturating_sub(worth.micros());
-                let slack = tolerance_ms(u64::try_from(served.as_millis()).unwrap_or(u64::MAX));
-                let bound = price(
-                    held.pricing.session_per_minute,
-                    Duration::from_millis(slack),
-                )
-                .min(held.budget)
-                .micros()
-                    + 2;
-                Some((overpaid, bound))
-            });
+            .filter_map(overpaid);
         rows.push(row(LossCause::ExitsHeldBack, lost));
+    }
+    if scenario.hostile.receipt_cheats.0 > 0.0 {
+        let cheat = |r: &&Rented, rate: f64| hostile.cheat_rate(r.provider) == Some(rate);
+        let greedy = rented
+            .iter()
+            .filter(|r| cheat(r, super::super::hostile::GREEDY_RATE))
+            .filter_map(overpaid);
+        rows.push(row(LossCause::GreedyClaims, greedy));
+        let riders = rented
+            .iter()
+            .filter(|r| cheat(r, super::super::hostile::RIDER_RATE))
+            .filter_map(overpaid);
+        rows.push(row(LossCause::WithinTolerance, riders));
     }
     rows
 }
