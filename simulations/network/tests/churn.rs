@@ -4,36 +4,18 @@
 
 mod common;
 
-use std::path::Path;
-
-use orien_sim::Scenario;
-
 /// 24 nodes (8 providers, 16 renters) for four minutes of two-minute days: each
 /// provider with an away window is away once a day, and each crashes about once every
 /// three minutes it is online, down for 18 s on average. Model mode's schedule for seed
 /// 5, which network mode plays.
-const SCENARIO: &str = r#"
+const SCENARIO: (&str, &str) = (
+    r#"
 name = "churn-net"
 description = "24 real nodes; providers go away for their day, crash and restart"
 seed = 5
 duration_minutes = 4
-
-[nodes]
-providers = 8
-renters = 16
-lanes = 3
-
-[network]
-latency_ms = 40
-jitter_ms = 20
-loss = 0.005
-
-[[tools]]
-name = "sha256"
-providers = 1.0
-demand = 1
-price_per_minute = { min = "0.005", max = "0.020" }
-
+"#,
+    r#"
 [demand]
 sessions_per_minute = 15
 mean_session_minutes = 1
@@ -54,12 +36,12 @@ mean_downtime_minutes = 0.3
 [report]
 bucket_minutes = 1
 propagation_samples = 4
-"#;
+"#,
+);
 
 #[test]
 fn providers_that_crash_or_go_offline_come_back_serve_again_and_every_ledger_balances() {
-    let scenario =
-        Scenario::parse(SCENARIO, Path::new("churn-net.toml")).expect("the scenario parses");
+    let scenario = common::market_of_24(SCENARIO, "churn-net.toml");
     let schedule = orien_sim::model::churn_schedule(&scenario, scenario.seed);
     let (report, _scratch) = common::run(&scenario);
     eprintln!("{}", report.to_markdown());

@@ -1,38 +1,12 @@
-//! Hostile nodes in network mode: renters that stop acknowledging receipts and
-//! providers that hold calls' exits back, played on real nodes through the node's own
-//! fault injection; money stays conserved, every loss within model mode's bound, every
-//! honest session settled.
+//! Hostile nodes in network mode: renters that stop acknowledging receipts, providers
+//! that hold calls' exits back or claim more than they served, Sybils that never serve
+//! and a forger outside the market, played on real nodes; money stays conserved, every
+//! loss within model mode's bound, every honest session settled.
 
 mod common;
 
-use std::path::Path;
-
-use orien_sim::Scenario;
-
-/// 24 nodes (8 providers, 16 renters) for three minutes; a quarter of the renters fall
-/// silent and two in five providers hold exits back, model mode's draw for seed 7.
-const SCENARIO: &str = r#"
-name = "hostile-net"
-description = "24 real nodes; some renters stop acknowledging, some providers delay exits"
-seed = 7
-duration_minutes = 3
-
-[nodes]
-providers = 8
-renters = 16
-lanes = 3
-
-[network]
-latency_ms = 40
-jitter_ms = 20
-loss = 0.005
-
-[[tools]]
-name = "sha256"
-providers = 1.0
-demand = 1
-price_per_minute = { min = "0.005", max = "0.020" }
-
+/// The demand and session rules both markets here share.
+const DEMAND: &str = r#"
 [demand]
 sessions_per_minute = 15
 mean_session_minutes = 1
@@ -43,7 +17,23 @@ candidates = 3
 [sessions]
 open_timeout_secs = 3
 offer_ttl_minutes = 2
+"#;
 
+/// `scenario` on the shared 24-node market, with [`DEMAND`].
+fn market((head, rest): (&str, &str), file: &str) -> orien_sim::Scenario {
+    common::market_of_24((head, &format!("{DEMAND}{rest}")), file)
+}
+
+/// 24 nodes (8 providers, 16 renters) for three minutes; a quarter of the renters fall
+/// silent and two in five providers hold exits back, model mode's draw for seed 7.
+const SCENARIO: (&str, &str) = (
+    r#"
+name = "hostile-net"
+description = "24 real nodes; some renters stop acknowledging, some providers delay exits"
+seed = 7
+duration_minutes = 3
+"#,
+    r#"
 [hostile]
 silent_renters = 0.25
 exit_delayers = 0.4
@@ -51,12 +41,12 @@ exit_delayers = 0.4
 [report]
 bucket_minutes = 1
 propagation_samples = 3
-"#;
+"#,
+);
 
 #[test]
 fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_gain_nothing() {
-    let scenario =
-        Scenario::parse(SCENARIO, Path::new("hostile-net.toml")).expect("the scenario parses");
+    let scenario = market(SCENARIO, "hostile-net.toml");
     let roles = orien_sim::model::hostile_roles(&scenario, scenario.seed);
     let (report, _scratch) = common::run(&scenario);
     eprintln!("{}", report.to_markdown());
@@ -120,39 +110,14 @@ fn silent_renters_cost_their_providers_at_most_an_ack_window_and_exit_delayers_g
 /// outside the market publishes 30 forged offers a minute through four nodes. Half the
 /// providers cheat on their receipts (model mode's draw for seed 9: greedy ones and
 /// tolerance riders).
-const SYBILS: &str = r#"
+const SYBILS: (&str, &str) = (
+    r#"
 name = "sybils-net"
 description = "24 real nodes, 3 Sybils that undercut every price and never serve, a forger"
 seed = 9
 duration_minutes = 2
-
-[nodes]
-providers = 8
-renters = 16
-lanes = 3
-
-[network]
-latency_ms = 40
-jitter_ms = 20
-loss = 0.005
-
-[[tools]]
-name = "sha256"
-providers = 1.0
-demand = 1
-price_per_minute = { min = "0.005", max = "0.020" }
-
-[demand]
-sessions_per_minute = 15
-mean_session_minutes = 1
-max_session_minutes = 2
-budget = "0.05"
-candidates = 3
-
-[sessions]
-open_timeout_secs = 3
-offer_ttl_minutes = 2
-
+"#,
+    r#"
 [hostile]
 sybil_nodes = 3
 sybil_offers_each = 1
@@ -162,12 +127,12 @@ receipt_cheats = 0.5
 [report]
 bucket_minutes = 1
 propagation_samples = 3
-"#;
+"#,
+);
 
 #[test]
 fn sybils_forgers_and_receipt_cheats_take_nothing_beyond_their_bounds() {
-    let scenario =
-        Scenario::parse(SYBILS, Path::new("sybils-net.toml")).expect("the scenario parses");
+    let scenario = market(SYBILS, "sybils-net.toml");
     let (report, _scratch) = common::run(&scenario);
     eprintln!("{}", report.to_markdown());
     common::assert_checks_hold(

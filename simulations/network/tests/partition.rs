@@ -3,40 +3,22 @@
 
 mod common;
 
-use std::path::Path;
-
-use orien_sim::Scenario;
-
 /// 24 nodes (8 providers, 16 renters) for three minutes; in the second, a partition
 /// cuts off 30 %. Seed 11 puts 7 of the 24 on the cut-off side (3 providers and 4
 /// renters). Six offers are traced, 30 s apart from 5 s: two during the cut (65 s and
 /// 95 s), two after it healed (125 s and 155 s).
-const SCENARIO: &str = r#"
+const SCENARIO: (&str, &str) = (
+    r#"
 name = "cut"
 description = "24 real nodes; a partition cuts 30 % off for the second minute"
 seed = 11
 duration_minutes = 3
-
-[nodes]
-providers = 8
-renters = 16
-lanes = 3
-
-[network]
-latency_ms = 40
-jitter_ms = 20
-loss = 0.005
-
+"#,
+    r#"
 [[network.partitions]]
 start_minute = 1
 end_minute = 2
 fraction = 0.3
-
-[[tools]]
-name = "sha256"
-providers = 1.0
-demand = 1
-price_per_minute = { min = "0.005", max = "0.020" }
 
 [demand]
 sessions_per_minute = 12
@@ -48,11 +30,12 @@ candidates = 3
 [report]
 bucket_minutes = 1
 propagation_samples = 6
-"#;
+"#,
+);
 
 #[test]
 fn a_partition_cuts_the_links_across_it_for_its_minute_and_the_market_recovers() {
-    let scenario = Scenario::parse(SCENARIO, Path::new("cut.toml")).expect("the scenario parses");
+    let scenario = common::market_of_24(SCENARIO, "cut.toml");
     let (report, _scratch) = common::run(&scenario);
 
     // Conservation (with the acks the cut swallowed), no overdraft, no session over

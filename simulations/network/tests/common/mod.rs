@@ -18,6 +18,34 @@ pub(crate) fn run(scenario: &Scenario) -> (Report, tempfile::TempDir) {
     (report, scratch)
 }
 
+/// The 24-node market the network-mode tests share (8 providers, 16 renters with three
+/// lanes each, 40 ± 20 ms links losing 0.5 %, one tool at 0.005 to 0.020 USDC a minute):
+/// `head` (name, description, seed, length) before it, `rest` (demand, sessions, the
+/// test's own keys, report) after; `file` names it in errors.
+#[allow(dead_code)] // Each test crate compiles this module; the market's builds none.
+pub(crate) fn market_of_24((head, rest): (&str, &str), file: &str) -> Scenario {
+    let toml = format!("{head}{MARKET_OF_24}{rest}");
+    Scenario::parse(&toml, std::path::Path::new(file)).expect("the scenario parses")
+}
+
+const MARKET_OF_24: &str = r#"
+[nodes]
+providers = 8
+renters = 16
+lanes = 3
+
+[network]
+latency_ms = 40
+jitter_ms = 20
+loss = 0.005
+
+[[tools]]
+name = "sha256"
+providers = 1.0
+demand = 1
+price_per_minute = { min = "0.005", max = "0.020" }
+"#;
+
 /// Every check named in `expected` is in the report, and every check of the report held.
 pub(crate) fn assert_checks_hold(report: &Report, expected: &[&str]) {
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
